@@ -1,0 +1,58 @@
+# One entry point for newcomers, developers and CI. Every target installs what it needs.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+TOOLS := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+PACKAGES := circus-process circus-watcher circus-sockets circus-ctl circus-arbiter
+CONFIG ?= examples/circus.ini
+
+.PHONY: help install test test-layers lint format run bench bench-small soak build clean
+
+help:
+	@echo "make run          start circusd on $(CONFIG) (installs first)"
+	@echo "make test         every test of every package, in one pytest -n auto run"
+	@echo "make test-layers  each package's tests in an env holding only what it declares"
+	@echo "make lint         ruff check + format check"
+	@echo "make bench        the benchmark table (bench/README.md)"
+
+$(TOOLS)/bin/uv:
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q 'uv==0.13.*'
+
+install: $(if $(shell command -v uv 2>/dev/null),,$(TOOLS)/bin/uv)
+	$(UV) sync --locked
+
+test: install
+	$(UV) run --locked pytest -n auto
+
+test-layers: install
+	@set -e; for p in $(PACKAGES); do \
+	  echo "== $$p alone"; \
+	  $(UV) run --locked --isolated --package $$p --group dev pytest -p no:cacheprovider -n 2 packages/$$p; \
+	done
+
+lint: install
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+
+format: install
+	$(UV) run --locked ruff format .
+	$(UV) run --locked ruff check --fix .
+
+run: install
+	$(UV) run --locked circusd $(CONFIG)
+
+bench: install
+	$(UV) run --locked python bench/run.py
+
+bench-small: install
+	$(UV) run --locked python bench/run.py --small
+
+soak: install
+	$(UV) run --locked python tests/chaos/soak.py $(if $(SECONDS_),--seconds $(SECONDS_),)
+
+build: install
+	$(UV) build --all-packages
+
+clean:
+	rm -rf .venv $(TOOLS) dist .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""circus.arbiter: see the package README."""
+
+__all__: list[str] = []

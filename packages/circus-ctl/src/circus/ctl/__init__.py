@@ -1,0 +1,3 @@
+"""circus.ctl: see the package README."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""circus.process: see the package README."""
+
+__all__: list[str] = []

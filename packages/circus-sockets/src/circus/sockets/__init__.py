@@ -1,0 +1,3 @@
+"""circus.sockets: see the package README."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""circus.watcher: see the package README."""
+
+__all__: list[str] = []
