@@ -1,0 +1,168 @@
+"""AsyncCircusClient: the asyncio twin of CircusClient (same methods, awaited)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from . import _core, protocol
+
+__all__ = ["AsyncCircusClient"]
+
+
+class AsyncCircusClient:
+    """Send commands to a circusd from asyncio code (``zmq.asyncio``).
+
+    Same arguments, errors and behaviour as :class:`~circus.ctl.CircusClient`; ``call``,
+    ``send_message`` and ``cast`` are coroutines, ``close`` is synchronous, and the client is
+    an async context manager. Several calls may be in flight at once: each answer is routed
+    to its caller by ``id``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = protocol.DEFAULT_ENDPOINT,
+        timeout: float = protocol.DEFAULT_TIMEOUT,
+        context: zmq.asyncio.Context | None = None,
+        ssh_server: str | None = None,
+        ssh_keyfile: str | None = None,
+        *,
+        check: bool = True,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = float(timeout)
+        self.check = check
+        self._own_context = context is None
+        self._context = zmq.asyncio.Context() if context is None else context
+        self._connected = False
+        self._waiters: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._socket: zmq.asyncio.Socket | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
+        try:
+            socket = self._context.socket(zmq.DEALER)
+            self._socket = socket
+            _core.configure_dealer(socket)
+            self._monitor = socket.get_monitor_socket(_core.MONITOR_EVENTS)
+            _core.connect(socket, endpoint, ssh_server, ssh_keyfile)
+        except BaseException:
+            self.close()
+            raise
+
+    async def call(
+        self,
+        command: str | Mapping[str, Any],
+        properties: Mapping[str, Any] | None = None,
+        /,
+        **props: Any,
+    ) -> dict[str, Any]:
+        """Send one command and return its answer (see :meth:`CircusClient.call`)."""
+        message = _core.build_message(command, properties, props)
+        request_id = message["id"]
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = future
+        try:
+            self._ensure_reader()
+            await self._send(message)
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            except TimeoutError:
+                raise _core.no_answer_error(
+                    self.endpoint, self.timeout, str(message.get("command", "")), self._connected
+                ) from None
+        finally:
+            self._waiters.pop(request_id, None)
+            if not future.done():
+                future.cancel()
+        return _core.check_answer(answer, self.check)
+
+    async def send_message(self, command: str, **props: Any) -> dict[str, Any]:
+        """Send ``command`` with keyword properties and return the answer."""
+        return await self.call(command, props)
+
+    async def cast(
+        self, command: str, properties: Mapping[str, Any] | None = None, /, **props: Any
+    ) -> None:
+        """Send a command the daemon executes without answering (``msg_type: cast``)."""
+        merged = dict(properties or {})
+        merged.update(props)
+        await self._send(protocol.cast_request(command, merged))
+
+    def close(self) -> None:
+        """Stop the reader task, close the sockets (and the private context)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        for future in self._waiters.values():
+            if not future.done():
+                future.cancel()
+        self._waiters.clear()
+        if self._socket is not None:
+            if self._monitor is not None:
+                try:
+                    self._socket.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                self._monitor.close(linger=0)
+                self._monitor = None
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._own_context and not self._context.closed:
+            self._context.term()
+
+    async def __aenter__(self) -> AsyncCircusClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        reader = self._reader
+        self.close()
+        if reader is not None:
+            try:
+                await reader
+            except asyncio.CancelledError:
+                pass
+
+    # ----------------------------------------------------------------- internals
+
+    async def _send(self, message: Mapping[str, Any]) -> None:
+        if self._socket is None:
+            raise RuntimeError("client is closed")
+        await self._socket.send(protocol.encode(message))
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        """Route every incoming answer to the waiting call, and follow connection state."""
+        assert self._socket is not None and self._monitor is not None
+        socket, monitor = self._socket, self._monitor
+        poller = zmq.asyncio.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        while True:
+            ready = dict(await poller.poll())
+            if monitor in ready:
+                event = parse_monitor_message(await monitor.recv_multipart())
+                self._connected = _core.monitor_connected(event, self._connected)
+            if socket in ready:
+                answer = _core.decode_any_answer(await socket.recv())
+                if answer is None:
+                    continue
+                try:
+                    future = self._waiters.get(answer.get("id"))
+                except TypeError:  # an unhashable id cannot be one of ours
+                    future = None
+                if future is not None and not future.done():
+                    future.set_result(answer)

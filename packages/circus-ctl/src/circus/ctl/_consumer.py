@@ -1,0 +1,191 @@
+"""Subscribers for the pub/sub channels: events, our output topic, and stats."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from . import protocol
+from .errors import ProtocolError
+
+__all__ = ["AsyncCircusConsumer", "CircusConsumer"]
+
+Message = tuple[str, dict[str, Any]]
+
+
+def _topics(topics: Iterable[str | bytes] | str | bytes | None) -> list[bytes]:
+    if topics is None:
+        return [b""]
+    if isinstance(topics, str | bytes):
+        topics = [topics]
+    result = [t.encode() if isinstance(t, str) else t for t in topics]
+    return result or [b""]
+
+
+def _decode(frames: list[bytes]) -> Message | None:
+    try:
+        return protocol.decode_pubsub(frames)
+    except ProtocolError:
+        return None  # a malformed message is dropped, not fatal to the subscriber
+
+
+class _Base:
+    def __init__(self, endpoint: str, topics: list[bytes]) -> None:
+        self.endpoint = endpoint
+        self.topics = topics
+
+    def _setup(self, socket: zmq.Socket[Any]) -> None:
+        socket.setsockopt(zmq.LINGER, 0)
+        for topic in self.topics:
+            socket.setsockopt(zmq.SUBSCRIBE, topic)
+        socket.connect(self.endpoint)
+
+
+class CircusConsumer(_Base):
+    """Subscribe to a daemon's pub/sub channel and iterate over its messages (blocking).
+
+    Iteration yields ``(topic, payload)`` pairs: the topic as text (e.g.
+    ``watcher.web.spawn``, ``output.web.stdout``, ``stat.web.123``) and the decoded JSON
+    payload; malformed messages are skipped. ``topics`` are prefixes (default: everything).
+    Iteration ends after ``timeout`` seconds without a message (never, by default).
+
+    ZeroMQ subscriptions take a moment to reach the publisher, so messages published right
+    after construction may be missed (the usual slow-joiner rule).
+    """
+
+    def __init__(
+        self,
+        topics: Iterable[str | bytes] | str | bytes | None = None,
+        endpoint: str = protocol.DEFAULT_PUBSUB_ENDPOINT,
+        context: zmq.Context[Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(endpoint, _topics(topics))
+        self.timeout = timeout
+        self._own_context = context is None
+        self._context: zmq.Context[Any] = zmq.Context() if context is None else context
+        self._socket: zmq.Socket[Any] | None = self._context.socket(zmq.SUB)
+        try:
+            self._setup(self._socket)
+        except BaseException:
+            self.close()
+            raise
+
+    def recv_frames(self, timeout: float | None = None) -> list[bytes] | None:
+        """Return the next message's raw frames, or None after ``timeout`` seconds."""
+        if self._socket is None:
+            raise RuntimeError("consumer is closed")
+        if timeout is not None and not self._socket.poll(max(0.0, timeout) * 1000):
+            return None
+        return self._socket.recv_multipart()
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """Return the next well-formed ``(topic, payload)``, or None after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            frames = self.recv_frames(remaining)
+            if frames is None:
+                return None
+            message = _decode(frames)
+            if message is not None:
+                return message
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            message = self.recv(self.timeout)
+            if message is None:
+                return
+            yield message
+
+    def close(self) -> None:
+        """Close the socket (and the private context). Safe to call twice."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._own_context and not self._context.closed:
+            self._context.term()
+
+    def __enter__(self) -> CircusConsumer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncCircusConsumer(_Base):
+    """The asyncio twin of :class:`CircusConsumer`: ``async for topic, payload in consumer``."""
+
+    def __init__(
+        self,
+        topics: Iterable[str | bytes] | str | bytes | None = None,
+        endpoint: str = protocol.DEFAULT_PUBSUB_ENDPOINT,
+        context: zmq.asyncio.Context | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(endpoint, _topics(topics))
+        self.timeout = timeout
+        self._own_context = context is None
+        self._context = zmq.asyncio.Context() if context is None else context
+        self._socket: zmq.asyncio.Socket | None = self._context.socket(zmq.SUB)
+        try:
+            self._setup(self._socket)
+        except BaseException:
+            self.close()
+            raise
+
+    async def recv_frames(self, timeout: float | None = None) -> list[bytes] | None:
+        """Return the next message's raw frames, or None after ``timeout`` seconds."""
+        if self._socket is None:
+            raise RuntimeError("consumer is closed")
+        if timeout is not None and not await self._socket.poll(max(0.0, timeout) * 1000):
+            return None
+        return await self._socket.recv_multipart()
+
+    async def recv(self, timeout: float | None = None) -> Message | None:
+        """Return the next well-formed ``(topic, payload)``, or None after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            frames = await self.recv_frames(remaining)
+            if frames is None:
+                return None
+            message = _decode(frames)
+            if message is not None:
+                return message
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        while True:
+            message = await self.recv(self.timeout)
+            if message is None:
+                return
+            yield message
+
+    def close(self) -> None:
+        """Close the socket (and the private context). Safe to call twice."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._own_context and not self._context.closed:
+            self._context.term()
+
+    async def __aenter__(self) -> AsyncCircusConsumer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

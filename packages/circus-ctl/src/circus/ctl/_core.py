@@ -1,0 +1,142 @@
+"""Transport-independent logic shared by the sync and async clients.
+
+Both clients do the same things around a DEALER socket: build a request, wait for the frame
+whose ``id`` matches (skipping stale answers to earlier, timed-out requests), turn an error
+answer into :class:`~circus.ctl.errors.CallError`, and tell "nobody is listening" apart from
+"connected but no answer". Keeping that here means the two clients cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import zmq
+
+from . import protocol
+from .errors import CallError, CallTimeout, DaemonUnreachable, ProtocolError
+
+# Connection-state events we follow on the socket monitor; HANDSHAKE_SUCCEEDED is what
+# proves a ZMTP peer (a real daemon) answered, not just a TCP accept.
+MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+
+
+def build_message(
+    command: str | Mapping[str, Any], properties: Mapping[str, Any] | None, props: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Turn the arguments of ``call()`` into a request object with an id.
+
+    ``command`` is a command name, or (as with 0.19's ``CircusClient.call``) a whole message
+    object or its JSON text.
+    """
+    if isinstance(command, str) and command.lstrip().startswith("{"):
+        command = json.loads(command)
+    if isinstance(command, Mapping):
+        message = dict(command)
+        if properties or props:
+            merged = dict(message.get("properties") or {})
+            merged.update(properties or {})
+            merged.update(props)
+            message["properties"] = merged
+        message.setdefault("properties", {})
+        if message.get("id") is None:
+            message["id"] = protocol.new_id()
+        return message
+    merged = dict(properties or {})
+    merged.update(props)
+    return protocol.make_request(command, merged)
+
+
+def match_answer(frame: bytes, request_id: Any) -> dict[str, Any] | None:
+    """Return the decoded answer if ``frame`` answers ``request_id``, else None.
+
+    Frames that are not JSON, or answer another id, are stale answers to earlier requests
+    and are skipped rather than failing the call.
+    """
+    try:
+        answer = protocol.decode_answer(frame)
+    except ProtocolError:
+        return None
+    if answer.get("id") != request_id:
+        return None
+    return answer
+
+
+def decode_any_answer(frame: bytes) -> dict[str, Any] | None:
+    """Decode an answer frame, or return None for a frame that is not an answer."""
+    try:
+        return protocol.decode_answer(frame)
+    except ProtocolError:
+        return None
+
+
+def check_answer(answer: dict[str, Any], check: bool) -> dict[str, Any]:
+    """Raise CallError for an error answer when ``check`` is set; return the answer."""
+    if check and answer.get("status") == "error":
+        raise CallError(answer)
+    return answer
+
+
+def ipc_problem(endpoint: str) -> str:
+    """Explain why an ``ipc://`` endpoint cannot work, or return '' if it might."""
+    if not endpoint.startswith("ipc://"):
+        return ""
+    path = endpoint[len("ipc://") :]
+    if path.startswith("@"):  # abstract namespace: nothing on disk to check
+        return ""
+    if not os.path.exists(path):
+        return f"{path} does not exist (is circusd running with this endpoint?)"
+    return ""
+
+
+def no_answer_error(
+    endpoint: str, timeout: float, command: str, connected: bool
+) -> DaemonUnreachable | CallTimeout:
+    """Pick the error for a call that got no answer in time."""
+    if connected:
+        return CallTimeout(endpoint, timeout, command)
+    return DaemonUnreachable(endpoint, timeout, ipc_problem(endpoint))
+
+
+def configure_dealer(socket: zmq.Socket[Any]) -> None:
+    """Apply the options 0.19's circusctl uses: a uuid4-hex identity and LINGER=0."""
+    socket.setsockopt(zmq.IDENTITY, protocol.new_id().encode("ascii"))
+    socket.setsockopt(zmq.LINGER, 0)
+
+
+def connect(
+    socket: zmq.Socket[Any], endpoint: str, ssh_server: str | None, ssh_keyfile: str | None
+) -> None:
+    """Connect ``socket`` to ``endpoint``, through an SSH tunnel when ``ssh_server`` is set.
+
+    Raises:
+        CtlError: if an SSH tunnel is asked for but neither paramiko nor pexpect is installed.
+    """
+    if not ssh_server:
+        socket.connect(endpoint)
+        return
+    from .errors import CtlError
+
+    try:
+        from zmq import ssh
+    except ImportError as exc:  # pragma: no cover - zmq.ssh ships with pyzmq
+        raise CtlError(f"SSH tunnels unavailable: {exc}") from None
+    try:
+        ssh.tunnel_connection(socket, endpoint, ssh_server, keyfile=ssh_keyfile)
+    except ImportError as exc:
+        raise CtlError(
+            "--ssh needs paramiko or pexpect, and neither is installed "
+            f"(pip install paramiko): {exc}"
+        ) from None
+
+
+def monitor_connected(event: dict[str, Any], connected: bool) -> bool:
+    """Fold one monitor event into the 'a daemon is connected' flag."""
+    kind = event.get("event")
+    if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+        return True
+    if kind == zmq.EVENT_DISCONNECTED:
+        return False
+    return connected
