@@ -144,7 +144,7 @@ class AsyncCircusConsumer(_Base):
             self.close()
             raise
 
-    async def recv_frames(self, timeout: float | None = None) -> list[bytes] | None:
+    async def recv_frames(self, timeout: float | None = None) -> list[bytes] | None:  # noqa: ASYNC109
         """Return the next message's raw frames, or None after ``timeout`` seconds."""
         if self._socket is None:
             raise RuntimeError("consumer is closed")
@@ -152,7 +152,7 @@ class AsyncCircusConsumer(_Base):
             return None
         return await self._socket.recv_multipart()
 
-    async def recv(self, timeout: float | None = None) -> Message | None:
+    async def recv(self, timeout: float | None = None) -> Message | None:  # noqa: ASYNC109
         """Return the next well-formed ``(topic, payload)``, or None after ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
