@@ -1,0 +1,115 @@
+"""``[circus]`` → :class:`DaemonConfig` (spec/config.md §3)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ._convert import EXPECTED_BOOL, EXPECTED_OCTAL, to_bool, to_float, to_int, to_octal
+from ._model import DaemonConfig
+from ._section import SectionView
+
+__all__ = ["parse_daemon", "DAEMON_OPTIONS"]
+
+_ZMQ = re.compile(r"(tcp|ipc|inproc|pgm|epgm|ws|wss|vmci|udp)://\S+")
+_UDP = re.compile(r"udp://(?P<host>[^\s:/]+):(?P<port>\d+)")
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+_ENDPOINT = "expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or ipc:///path/to/sock"
+
+
+def _endpoint(text: str) -> str:
+    value = text.strip()
+    if _ZMQ.fullmatch(value) is None:
+        raise ValueError(text)
+    return value
+
+
+def _multicast(text: str) -> str | None:
+    value = text.strip()
+    if not value:
+        return None  # an empty value disables discovery, as upstream
+    match = _UDP.fullmatch(value)
+    if match is None or not 0 < int(match.group("port")) <= 65535:
+        raise ValueError(text)
+    return value
+
+
+def _level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in _LEVELS:
+        raise ValueError(text)
+    return value
+
+
+def _port(text: str) -> int:
+    value = to_int(text, 0)
+    if value > 65535:
+        raise ValueError(text)
+    return value
+
+
+def _optional(text: str) -> str | None:
+    return text.strip() or None
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+DAEMON_OPTIONS: dict[str, tuple[Any, str]] = {
+    "endpoint": (_endpoint, _ENDPOINT),
+    "pubsub_endpoint": (_endpoint, _ENDPOINT),
+    "stats_endpoint": (_endpoint, _ENDPOINT),
+    "multicast_endpoint": (_multicast, "expected udp://GROUP:PORT, or empty to disable"),
+    "endpoint_owner": (_optional, ""),
+    "statsd": (to_bool, EXPECTED_BOOL),
+    "statsd_close_outputs": (to_bool, EXPECTED_BOOL),
+    "check_delay": (lambda t: to_float(t), "expected a number of seconds (e.g. 5 or 0.5)"),
+    "warmup_delay": (lambda t: to_float(t, 0.0), "expected a number of seconds >= 0 (e.g. 0.5)"),
+    "umask": (to_octal, EXPECTED_OCTAL),
+    "pidfile": (_optional, ""),
+    "loglevel": (_level, "expected one of " + ", ".join(_LEVELS)),
+    "logoutput": (str.strip, ""),
+    "loggerconfig": (_optional, ""),
+    "debug": (to_bool, EXPECTED_BOOL),
+    "debug_gc": (to_bool, EXPECTED_BOOL),
+    "httpd": (to_bool, EXPECTED_BOOL),
+    "httpd_host": (str.strip, ""),
+    "httpd_port": (_port, "expected a port number between 0 and 65535"),
+    "httpd_close_outputs": (to_bool, EXPECTED_BOOL),
+    "fqdn_prefix": (_optional, ""),
+    "stream_backend": (_optional, ""),
+    "include": (_words, ""),
+    "include_dir": (_words, ""),
+}
+
+
+def parse_daemon(view: SectionView | None) -> DaemonConfig:
+    """Validate ``[circus]`` (``None``: no such section) into a :class:`DaemonConfig`.
+
+    ``stats_endpoint`` set while ``statsd`` is not set implies ``statsd = true`` (upstream
+    does the same even against an explicit ``statsd = false``; we obey the explicit value).
+
+    Raises:
+        ConfigError: a badly typed value.
+    """
+    if view is None:
+        return DaemonConfig()
+    values: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    defaults = DaemonConfig()
+    for key in view.names():
+        if key in DAEMON_OPTIONS:
+            convert, expected = DAEMON_OPTIONS[key]
+            values[key] = view.get(key, convert, getattr(defaults, key), expected)
+        else:
+            view.check_unknown(key, DAEMON_OPTIONS, "daemon option")
+            extra[key] = view.options[key].value
+    if "stats_endpoint" in values and "statsd" not in values:
+        view.warn(
+            "stats_endpoint",
+            "setting stats_endpoint turns statsd on (as Circus 0.19 does); "
+            "add 'statsd = true' to say so",
+        )
+        values["statsd"] = True
+    return DaemonConfig(**values, extra=extra)

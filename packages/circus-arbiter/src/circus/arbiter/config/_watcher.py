@@ -1,0 +1,235 @@
+"""``[watcher:NAME]`` → :class:`WatcherConfig` (spec/config.md §4).
+
+The kwargs follow the ``circus.watcher.Watcher`` contract: every constructor option is present
+with its type and default, then free-form keys (unknown options, ``flapping.*``,
+``check_flapping``) as written. ``env`` is the ``[env]``/``[env:…]`` variables with ``$NAME``
+already expanded from circusd's environment.
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+import re
+import resource
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._convert import (
+    EXPECTED_BOOL,
+    EXPECTED_DOTTED,
+    EXPECTED_OCTAL,
+    EXPECTED_SIGNAL,
+    check_dotted,
+    to_bool,
+    to_float,
+    to_int,
+    to_octal,
+    to_signum,
+)
+from ._model import WatcherConfig
+from ._section import SectionView
+from ._streams import parse_stream
+
+__all__ = ["parse_watcher", "WATCHER_OPTIONS", "HOOK_NAMES", "socket_references"]
+
+HOOK_NAMES = (
+    "before_start",
+    "after_start",
+    "before_spawn",
+    "after_spawn",
+    "before_stop",
+    "after_stop",
+    "before_signal",
+    "after_signal",
+    "before_reap",
+    "after_reap",
+    "extended_stats",
+)
+FLAPPING_OPTIONS = ("attempts", "window", "retry_in", "max_retry", "active")
+_PREFIXES = ("stdout_stream", "stderr_stream", "hooks", "flapping")
+
+_SOCKET_REF = re.compile(r"(?:\$\(|\(\()circus\.sockets\.([\w-]+)\)\)?", re.IGNORECASE)
+
+
+def _str(text: str) -> str:
+    return text.strip()
+
+
+def _user(text: str) -> int | str:
+    value = text.strip()
+    if value.isdigit():
+        return int(value)
+    pwd.getpwnam(value)  # KeyError → reported by _checked below
+    return value
+
+
+def _group(text: str) -> int | str:
+    value = text.strip()
+    if value.isdigit():
+        return int(value)
+    grp.getgrnam(value)
+    return value
+
+
+def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    def wrapper(text: str) -> Any:
+        try:
+            return convert(text)
+        except KeyError:
+            raise ValueError(text) from None
+
+    return wrapper
+
+
+_INT0 = "expected an integer >= 0"
+_SECONDS = "expected a number of seconds >= 0 (e.g. 0.5)"
+
+# option → (converter, default, expected); order is the Watcher constructor's.
+WATCHER_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
+    "cmd": (_str, None, "expected a command"),
+    "args": (str, None, ""),
+    "numprocesses": (lambda t: to_int(t, 0), 1, _INT0),
+    "warmup_delay": (lambda t: to_float(t, 0.0), 0.0, _SECONDS),
+    "working_dir": (_str, None, ""),
+    "shell": (to_bool, False, EXPECTED_BOOL),
+    "shell_args": (_str, None, ""),
+    "uid": (_checked(_user), None, "expected an existing user name or a numeric uid"),
+    "gid": (_checked(_group), None, "expected an existing group name or a numeric gid"),
+    "send_hup": (to_bool, False, EXPECTED_BOOL),
+    "stop_signal": (to_signum, 15, EXPECTED_SIGNAL),
+    "stop_children": (to_bool, False, EXPECTED_BOOL),
+    "graceful_timeout": (lambda t: to_float(t, 0.0), 30.0, _SECONDS),
+    "executable": (_str, None, ""),
+    "priority": (to_int, 0, "expected an integer"),
+    "singleton": (to_bool, False, EXPECTED_BOOL),
+    "use_sockets": (to_bool, False, EXPECTED_BOOL),
+    "copy_env": (to_bool, False, EXPECTED_BOOL),
+    "copy_path": (to_bool, False, EXPECTED_BOOL),
+    "max_age": (lambda t: to_int(t, 0), 0, _INT0),
+    "max_age_variance": (lambda t: to_int(t, 0), 30, _INT0),
+    "respawn": (to_bool, True, EXPECTED_BOOL),
+    "autostart": (to_bool, True, EXPECTED_BOOL),
+    "on_demand": (to_bool, False, EXPECTED_BOOL),
+    "virtualenv": (_str, None, ""),
+    "stdin_socket": (lambda t: t.strip().lower(), None, ""),
+    "close_child_stdin": (to_bool, True, EXPECTED_BOOL),
+    "close_child_stdout": (to_bool, False, EXPECTED_BOOL),
+    "close_child_stderr": (to_bool, False, EXPECTED_BOOL),
+    "virtualenv_py_ver": (_str, None, ""),
+    "umask": (to_octal, None, EXPECTED_OCTAL),
+    "max_retry": (lambda t: to_int(t, -1), 5, "expected an integer >= -1 (-1: retry forever)"),
+}
+# Parsed and typed, then passed to the Watcher as free-form options (upstream keeps them).
+_EXTRA_TYPED: dict[str, tuple[Callable[[str], Any], str]] = {
+    "check_flapping": (to_bool, EXPECTED_BOOL),
+}
+_KNOWN = (*WATCHER_OPTIONS, *_EXTRA_TYPED, *(f"{p}.x" for p in _PREFIXES))
+
+
+def socket_references(text: str | None) -> set[str]:
+    """Lowercase names of the sockets ``$(circus.sockets.NAME)`` tokens in ``text`` refer to."""
+    if not text:
+        return set()
+    return {match.group(1).lower() for match in _SOCKET_REF.finditer(text)}
+
+
+def _parse_hook(view: SectionView, key: str) -> tuple[str, bool]:
+    text = view.text(key) or ""
+    target, sep, flag = text.partition(",")
+    try:
+        dotted = check_dotted(target)
+    except ValueError:
+        raise view.error(key, EXPECTED_DOTTED + ", optionally followed by ', true|false'") from None
+    ignore = False
+    if sep:
+        try:
+            ignore = to_bool(flag)
+        except ValueError:
+            raise view.error(key, "expected 'dotted.path' or 'dotted.path, true|false'") from None
+    return dotted, ignore
+
+
+def _parse_rlimit(view: SectionView, key: str) -> tuple[str, int]:
+    name = key[len("rlimit_") :].lower()
+    if not name or not hasattr(resource, "RLIMIT_" + name.upper()):
+        known = sorted(n[7:].lower() for n in dir(resource) if n.startswith("RLIMIT_"))
+        raise view.error(key, "expected rlimit_<name> with a name among " + ", ".join(known))
+    text = view.text(key) or ""
+    if not text:
+        return name, -1  # empty means unlimited (RLIM_INFINITY)
+    return name, view.get(key, lambda t: to_int(t, -1), -1, "expected an integer >= 0, or empty")
+
+
+def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> WatcherConfig:
+    """Validate one watcher section and build its :class:`WatcherConfig`.
+
+    Raises:
+        ConfigError: a missing/empty ``cmd``, a badly typed value, an unknown hook or rlimit,
+            ``singleton`` with ``numprocesses`` > 1, ``copy_path`` or ``virtualenv`` without
+            ``copy_env``.
+    """
+    if not name:
+        raise view.error(None, "expected a watcher name after 'watcher:'")
+    kwargs: dict[str, Any] = {"name": name}
+    for option, (convert, default, expected) in WATCHER_OPTIONS.items():
+        kwargs[option] = view.get(option, convert, default, expected)
+    if not kwargs["cmd"]:
+        raise view.error("cmd", "expected a command (cmd is required)")
+
+    hooks: dict[str, tuple[str, bool]] = {}
+    rlimits: dict[str, int] = {}
+    free: dict[str, Any] = {}
+    for key in view.names():
+        if key in WATCHER_OPTIONS:
+            continue
+        prefix, dot, rest = key.partition(".")
+        if key in _EXTRA_TYPED:
+            convert, expected = _EXTRA_TYPED[key]
+            free[key] = view.get(key, convert, None, expected)
+        elif dot and prefix == "hooks":
+            if rest not in HOOK_NAMES:
+                raise view.error(key, "expected a hook among " + ", ".join(HOOK_NAMES))
+            hooks[rest] = _parse_hook(view, key)
+        elif dot and prefix in ("stdout_stream", "stderr_stream"):
+            continue  # parse_stream below
+        elif key.lower().startswith("rlimit_"):
+            limit, value = _parse_rlimit(view, key)
+            rlimits[limit] = value
+        else:
+            if dot and prefix == "flapping":
+                view.check_unknown(key, FLAPPING_OPTIONS, "watcher option", name=rest)
+            elif dot and prefix not in _PREFIXES:
+                view.check_unknown(key, _PREFIXES, "watcher option", name=prefix)
+            elif not dot:
+                view.check_unknown(key, _KNOWN, "watcher option")
+            free[key] = view.options[key].value
+
+    kwargs["env"] = dict(env)
+    kwargs["rlimits"] = rlimits
+    kwargs["hooks"] = hooks
+    kwargs["stdout_stream"] = parse_stream(view, "stdout_stream")
+    kwargs["stderr_stream"] = parse_stream(view, "stderr_stream")
+    _check_consistency(view, kwargs)
+    kwargs.update(free)
+
+    sockets = socket_references(kwargs["cmd"]) | socket_references(kwargs["args"])
+    if kwargs["stdin_socket"]:
+        sockets.add(kwargs["stdin_socket"])
+    return WatcherConfig(
+        name=name,
+        options=kwargs,
+        sockets=frozenset(sockets),
+        filename=view.filename,
+        lineno=view.lineno,
+    )
+
+
+def _check_consistency(view: SectionView, kwargs: dict[str, Any]) -> None:
+    if kwargs["singleton"] and kwargs["numprocesses"] > 1:
+        raise view.error("numprocesses", "expected 0 or 1 for a singleton watcher")
+    for option in ("copy_path", "virtualenv"):
+        if kwargs[option] and not kwargs["copy_env"]:
+            raise view.error(option, "requires copy_env = true")
+    if kwargs["shell_args"] is not None and not kwargs["shell"]:
+        view.warn("shell_args", "ignored because shell is false")
