@@ -1,0 +1,514 @@
+"""The Arbiter: many watchers and sockets behind one control channel and one pub/sub channel.
+
+Everything runs on one asyncio loop (tornado's ``IOLoop.current()`` wraps the same loop, so
+tornado-style code keeps working). Nothing polls: dead processes are noticed by the watcher
+layer's events, requests by the ROUTER socket, and the only timer is the stats publisher, which
+exists only while a ``stats_endpoint`` is configured. ``check_delay`` is accepted for
+compatibility and reported by ``globaloptions``; nothing wakes up on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from circus.ctl.protocol import event_topic
+
+from ._controller import Controller
+from ._errors import ArbiterError, ConflictError, MessageError
+from ._output import OutputHub
+from ._publisher import Publisher
+from ._registry import WatcherTable
+from ._sockets import SocketSet
+from ._watchers import make_watcher
+
+__all__ = ["Arbiter", "ThreadedArbiter"]
+
+log = logging.getLogger("circus.arbiter")
+
+
+class Arbiter:
+    """Runs watchers, sockets, the control and pub/sub channels, stats and plugins.
+
+    Args:
+        watchers: ``circus.watcher.Watcher`` objects (or dicts of Watcher keyword arguments
+            with at least ``name`` and ``cmd``).
+        endpoint: the control ROUTER endpoint.
+        pubsub_endpoint: the events PUB endpoint.
+        check_delay: accepted for compatibility; supervision is event-driven.
+        stats_endpoint: if set, ``stat.*`` topics are published there every
+            ``stats_interval`` seconds (1.0, as circusd-stats).
+        multicast_endpoint: UDP discovery; off unless given.
+        plugins: ``[{"name": ..., "use": "dotted.Class", **options}]``.
+        sockets: ``circus.sockets.CircusSocket`` objects or dicts of their keyword arguments.
+        warmup_delay: seconds between starting two watchers.
+        endpoint_owner: user owning the ipc control/pubsub socket files.
+        config_file: the INI file ``reloadconfig`` re-reads.
+        output_lines: lines of output kept per watcher for the ``logs`` command.
+    """
+
+    def __init__(
+        self,
+        watchers: Iterable[Any] = (),
+        endpoint: str = "tcp://127.0.0.1:5555",
+        pubsub_endpoint: str = "tcp://127.0.0.1:5556",
+        check_delay: float = 1.0,
+        prereload_fn: Any = None,
+        context: zmq.asyncio.Context | None = None,
+        loop: Any = None,
+        statsd: bool = False,
+        stats_endpoint: str | None = None,
+        statsd_close_outputs: bool = False,
+        multicast_endpoint: str | None = None,
+        plugins: Iterable[Mapping[str, Any]] | None = None,
+        sockets: Iterable[Any] | None = None,
+        warmup_delay: float = 0,
+        httpd: bool = False,
+        httpd_host: str = "localhost",
+        httpd_port: int = 8080,
+        httpd_close_outputs: bool = False,
+        debug: bool = False,
+        debug_gc: bool = False,
+        ssh_server: str | None = None,
+        proc_name: str = "circusd",
+        pidfile: str | None = None,
+        loglevel: str | None = None,
+        logoutput: str | None = None,
+        loggerconfig: str | None = None,
+        fqdn_prefix: str | None = None,
+        umask: int | None = None,
+        endpoint_owner: str | None = None,
+        config_file: str | None = None,
+        stats_interval: float = 1.0,
+        output_lines: int = 1000,
+    ) -> None:
+        self.endpoint = endpoint
+        self.pubsub_endpoint = pubsub_endpoint
+        self.check_delay = check_delay
+        self.prereload_fn = prereload_fn
+        self.statsd = statsd
+        self.stats_endpoint = stats_endpoint
+        self.stats_interval = stats_interval
+        self.multicast_endpoint = multicast_endpoint or ""
+        self.warmup_delay = warmup_delay
+        self.httpd = httpd
+        self.debug = debug
+        self.ssh_server = ssh_server
+        self.proc_name = proc_name
+        self.pidfile = pidfile
+        self.loglevel = loglevel
+        self.logoutput = logoutput
+        self.loggerconfig = loggerconfig
+        self.fqdn_prefix = fqdn_prefix
+        self.umask = umask
+        self.endpoint_owner = endpoint_owner
+        self.config_file = config_file
+        self.pid = os.getpid()
+        self.started_at: float | None = None
+        self.plugin_specs: list[dict[str, Any]] = [dict(p) for p in plugins or ()]
+        self.table = WatcherTable()
+        self.socket_set = SocketSet(sockets or ())
+        self._initial_watchers = list(watchers)
+        self._own_context = context is None
+        self.context = context if context is not None else zmq.asyncio.Context()
+        self.controller: Controller | None = None
+        self.publisher: Publisher | None = None
+        self.output = OutputHub(self._publish, keep=output_lines)
+        self._stats: Any = None
+        self._discovery: Any = None
+        self._plugins: Any = None
+        self._loaded_config: Any = None
+        self._exit: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._stopping = False
+        self._closed = False
+        self.loop: Any = None
+
+    # ------------------------------------------------------------------ public views
+
+    @property
+    def watchers(self) -> list[Any]:
+        """The watchers in start order (priority descending, then name)."""
+        return self.table.ordered()
+
+    @property
+    def sockets(self) -> SocketSet:
+        """The bound sockets shared with the watchers."""
+        return self.socket_set
+
+    @property
+    def stopping(self) -> bool:
+        """True once the arbiter is shutting down."""
+        return self._stopping
+
+    def get_watcher(self, name: str) -> Any:
+        """The watcher called ``name`` (any case); ``NotFoundError`` otherwise."""
+        return self.table.get(name)
+
+    def iter_watchers(self, reverse: bool = False) -> list[Any]:
+        """Watchers in start order, or stop order with ``reverse``."""
+        return self.table.ordered(reverse=reverse)
+
+    def statuses(self) -> dict[str, str]:
+        """``{watcher name: status}`` for every watcher."""
+        return {w.name: w.status() for w in self.table.ordered()}
+
+    def numprocesses(self) -> int:
+        """Total number of running processes."""
+        return sum(len(w.pids) for w in self.table.ordered())
+
+    def globaloptions(self) -> dict[str, Any]:
+        """What ``globaloptions`` answers."""
+        return {
+            "endpoint": self.endpoint,
+            "stats_endpoint": self.stats_endpoint,
+            "pubsub_endpoint": self.pubsub_endpoint,
+            "check_delay": self.check_delay,
+            "multicast_endpoint": self.multicast_endpoint,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Run the arbiter on a new asyncio loop until it is stopped (blocking)."""
+        asyncio.run(self.run())
+
+    async def run(self) -> None:
+        """Start, serve until ``quit``/:meth:`stop`, then release everything."""
+        await self.start_async()
+        try:
+            assert self._exit is not None
+            await self._exit.wait()
+        finally:
+            await self._shutdown()
+
+    async def start_async(self) -> None:
+        """Bind every endpoint and socket, start plugins and the autostart watchers.
+
+        Returns once the watchers have been started; the control channel already answers
+        while they start.
+        """
+        from tornado.ioloop import IOLoop
+
+        self.loop = IOLoop.current()
+        self._exit = asyncio.Event()
+        self.started_at = time.time()
+        try:
+            self.publisher = Publisher(
+                zmq.Context.shadow(self.context.underlying),
+                self.pubsub_endpoint,
+                self.endpoint_owner,
+            )
+            self.controller = Controller(self, self.context, self.endpoint)
+            self.controller.bind(self.endpoint_owner)
+            self.socket_set.bind_all()
+            for spec in self._initial_watchers:
+                self._register(make_watcher(spec) if isinstance(spec, Mapping) else spec)
+            self._initial_watchers = []
+            if self.stats_endpoint:
+                from ._stats import StatsPublisher
+
+                self._stats = StatsPublisher(self, self.stats_endpoint, self.stats_interval)
+                self._stats.start()
+            if self.multicast_endpoint:
+                from ._discovery import Discovery
+
+                self._discovery = await Discovery.create(self.multicast_endpoint, self.endpoint)
+        except Exception:
+            await self._shutdown()
+            raise
+        self.controller.start()
+        log.info("Arbiter now waiting for commands on %s", self.endpoint)
+        if self.plugin_specs:
+            from .plugins._host import PluginHost
+
+            self._plugins = PluginHost(self)
+            self._plugins.start_all(self.plugin_specs)
+        await self.start_watchers()
+        self._started.set()
+
+    async def start_watchers(self, only_autostart: bool = True) -> None:
+        """Start watchers in priority order, ``warmup_delay`` apart."""
+        first = True
+        for watcher in self.table.ordered():
+            if self._stopping:
+                return
+            if only_autostart and not getattr(watcher, "autostart", True):
+                continue
+            if not first and self.warmup_delay:
+                await asyncio.sleep(float(self.warmup_delay))
+            first = False
+            await self.start_watcher(watcher)
+
+    async def stop_watchers(self) -> None:
+        """Stop every watcher concurrently (each under its own lock)."""
+        watchers = self.table.ordered(reverse=True)
+        await asyncio.gather(*(self.stop_watcher(w) for w in watchers), return_exceptions=True)
+
+    async def quit(self) -> None:
+        """Stop every watcher, then let :meth:`run` release everything and return."""
+        self._stopping = True
+        await self.stop_watchers()
+        if self._exit is not None:
+            self._exit.set()
+
+    async def stop(self) -> None:
+        """Stop everything and return once all children are gone and sockets closed."""
+        await self.quit()
+        await self._shutdown()
+
+    def request_quit(self) -> None:
+        """Ask the arbiter to quit from a signal handler or another task (non-blocking)."""
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self.quit())
+        self._keep(task)
+
+    def request_reload(self) -> None:
+        """SIGHUP: ``reloadconfig`` when started from a file, else reload every watcher."""
+        if self._stopping:
+            return
+        if self.config_file:
+            from ._reload import reload_config
+
+            coro = reload_config(self)
+        else:
+            coro = self.reload()
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_log_failure)
+        self._keep(task)
+
+    @classmethod
+    def load_from_config(cls, config_file: str, **overrides: Any) -> Arbiter:
+        """An arbiter for an INI file (loaded with :func:`circus.arbiter.config.load_config`)."""
+        from ._from_config import arbiter_kwargs
+        from .config import load_config
+
+        config = load_config(config_file)
+        kwargs = arbiter_kwargs(config)
+        kwargs.update(overrides)
+        arbiter = cls(**kwargs)
+        arbiter._loaded_config = config
+        return arbiter
+
+    async def apply_plugins(
+        self, specs: Mapping[str, Mapping[str, Any]], removed: Iterable[str] = ()
+    ) -> None:
+        """(Re)start the given plugins and stop the removed ones."""
+        from .plugins._host import PluginHost
+
+        if self._plugins is None:
+            self._plugins = PluginHost(self)
+        for name in removed:
+            await self._plugins.stop(name)
+        for name, spec in specs.items():
+            await self._plugins.stop(name)
+            self._plugins.start(dict(spec))
+
+    async def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        if self._plugins is not None:
+            await self._plugins.stop_all()
+            self._plugins = None
+        await self.stop_watchers()
+        for watcher in self.table.ordered():
+            _close_watcher(watcher)
+        if self.controller is not None:
+            await self.controller.drain()
+            self.controller.close()
+        if self._stats is not None:
+            self._stats.close()
+        if self._discovery is not None:
+            self._discovery.close()
+        if self.publisher is not None:
+            self.publisher.close()
+        self.socket_set.close_all()
+        if self._own_context:
+            self.context.term()
+        log.info("Arbiter exiting")
+
+    _tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def _keep(cls, task: asyncio.Task[Any]) -> None:
+        cls._tasks.add(task)
+        task.add_done_callback(cls._tasks.discard)
+
+    # ------------------------------------------------------------------ events
+
+    def _publish(self, topic: str, payload: Mapping[str, Any]) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(topic, payload)
+
+    def publish_event(self, watcher_name: str, event: str, **payload: Any) -> None:
+        """Publish ``watcher.<name>.<event>`` with ``time`` added."""
+        body = dict(payload)
+        body.setdefault("time", time.time())
+        self._publish(event_topic(watcher_name, event), body)
+
+    def _register(self, watcher: Any) -> None:
+        if watcher.name in self.table:
+            raise ConflictError(f"'{watcher.name}' already exist")
+        name = watcher.name
+
+        def on_event(event: str, payload: Mapping[str, Any]) -> None:
+            self._publish(event_topic(name, event), payload)
+            if event == "reap":
+                pid = payload.get("process_pid")
+                if isinstance(pid, int):
+                    self.output.flush_pid(name, pid)
+
+        watcher.arbiter = self
+        self.socket_set.attach(watcher)
+        watcher.add_listener(on_event)
+        watcher.add_output_observer(self.output.observer(name))
+        self.table.add(watcher)
+
+    # ------------------------------------------------------------------ per-watcher work
+
+    async def start_watcher(self, watcher: Any) -> None:
+        """Start one watcher under its lock."""
+        async with self.table.locked(watcher):
+            if self._stopping or watcher.name not in self.table:
+                return
+            await watcher.start()
+
+    async def stop_watcher(self, watcher: Any) -> None:
+        """Stop one watcher under its lock."""
+        async with self.table.locked(watcher):
+            await watcher.stop()
+
+    async def restart_watcher(self, watcher: Any) -> None:
+        """Restart one watcher under its lock."""
+        async with self.table.locked(watcher):
+            if self._stopping:
+                return
+            await watcher.restart()
+
+    async def reload_watcher(
+        self, watcher: Any, graceful: bool = True, sequential: bool = False
+    ) -> None:
+        """Reload one watcher under its lock (a stopped watcher is started, as upstream)."""
+        async with self.table.locked(watcher):
+            if self._stopping:
+                return
+            await watcher.reload(graceful=graceful, sequential=sequential)
+
+    async def reload(self, graceful: bool = True, sequential: bool = False) -> None:
+        """Reload every watcher in priority order."""
+        if self.prereload_fn is not None:
+            self.prereload_fn(self)
+        for watcher in self.table.ordered():
+            await self.reload_watcher(watcher, graceful=graceful, sequential=sequential)
+
+    async def restart(self) -> None:
+        """Stop every watcher and start them again (config re-read when there is a file)."""
+        await self.stop_watchers()
+        if self.config_file:
+            from ._reload import reload_config
+
+            await reload_config(self, force=True)
+        await self.start_watchers()
+
+    def create_watcher(self, name: str, cmd: str, **options: Any) -> Any:
+        """Create and register a stopped watcher; publishes ``add``.
+
+        Raises:
+            ConflictError: a watcher with that name exists (``'<name>' already exist``).
+            MessageError: an option is invalid (the watcher layer's message).
+        """
+        if name in self.table:
+            raise ConflictError(f"'{name}' already exist")
+        watcher = make_watcher({"name": name, "cmd": cmd, **options})
+        self._register(watcher)
+        self.publish_event(name, "add")
+        return watcher
+
+    async def add_watcher(self, name: str, cmd: str, start: bool = False, **options: Any) -> Any:
+        """:meth:`create_watcher`, then start it when ``start``."""
+        watcher = self.create_watcher(name, cmd, **options)
+        if start:
+            await self.start_watcher(watcher)
+        return watcher
+
+    async def rm_watcher(self, watcher: Any, nostop: bool = False) -> None:
+        """Unregister a watcher (publishes ``remove``) and stop it unless ``nostop``."""
+        self.table.remove(watcher)
+        self.publish_event(watcher.name, "remove")
+        if not nostop:
+            await self.stop_watcher(watcher)
+        _close_watcher(watcher)
+        self.output.forget(watcher.name)
+        self.table.drop_lock(watcher.name)
+
+    def check_owner(self, options: Mapping[str, Any]) -> None:
+        """With ``endpoint_owner`` on an ipc endpoint, ``add`` must run as that user."""
+        if not self.endpoint_owner or not self.endpoint.startswith("ipc://"):
+            return
+        if str(options.get("uid")) != str(self.endpoint_owner):
+            raise MessageError("uid does not match endpoint_owner")
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("reload failed: %s", task.exception())
+
+
+def _close_watcher(watcher: Any) -> None:
+    close = getattr(watcher, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # pragma: no cover - closing is best effort at shutdown
+            log.debug("closing watcher %s failed", watcher.name, exc_info=True)
+
+
+class ThreadedArbiter(Arbiter):
+    """An :class:`Arbiter` running its own loop in a daemon thread (``background=True``).
+
+    :meth:`start` returns once the watchers are started; :meth:`stop` (from any thread) stops
+    everything and joins the thread.
+    """
+
+    _thread: threading.Thread | None = None
+    _thread_loop: asyncio.AbstractEventLoop | None = None
+    _error: BaseException | None = None
+
+    def start(self, timeout: float = 60.0) -> None:  # type: ignore[override]
+        """Start the arbiter thread and wait until it serves (or failed)."""
+        self._thread = threading.Thread(target=self._main, name="circus-arbiter", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout) and self._error is None:
+            raise ArbiterError("the arbiter did not start in time")
+        if self._error is not None:
+            raise ArbiterError(f"the arbiter failed to start: {self._error}") from self._error
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._thread_loop = asyncio.get_running_loop()
+            await self.run()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+
+    def stop(self, timeout: float = 60.0) -> None:  # type: ignore[override]
+        """Stop the arbiter from another thread and wait for its thread to end."""
+        loop, thread = self._thread_loop, self._thread
+        if loop is None or thread is None:
+            return
+        if thread.is_alive():
+            loop.call_soon_threadsafe(self.request_quit)
+        thread.join(timeout)

@@ -1,0 +1,160 @@
+"""Read-only commands: they never take a lock and answer from in-memory state.
+
+``list`` and ``status`` read attributes only (no psutil, no syscalls), so they stay fast with
+thousands of processes; ``stats``/``dstats`` call psutil.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._commands import command
+from ._errors import CommandError, MessageError, NotFoundError
+from ._procinfo import process_info, watcher_pid_infos
+from ._props import opt_bool, opt_int, opt_names, opt_str, req_str
+
+if TYPE_CHECKING:
+    from ._arbiter import Arbiter
+
+Props = Mapping[str, Any]
+
+
+@command("list")
+def cmd_list(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """``watchers`` (sorted lowercase names) or, with ``name``, that watcher's ``pids``."""
+    name = opt_str(props, "name")
+    if name is None:
+        return {"watchers": arbiter.table.names()}
+    return {"pids": sorted(arbiter.get_watcher(name).pids)}
+
+
+@command("status")
+def cmd_status(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """``statuses`` of all watchers, or ``status`` replaced by one watcher's state."""
+    name = opt_str(props, "name")
+    if name is None:
+        return {"statuses": arbiter.statuses()}
+    return {"status": arbiter.get_watcher(name).status()}
+
+
+@command("numwatchers")
+def cmd_numwatchers(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """The number of watchers."""
+    return {"numwatchers": len(arbiter.table)}
+
+
+@command("numprocesses")
+def cmd_numprocesses(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """Running processes in total, or of one watcher (with ``watcher_name``)."""
+    name = opt_str(props, "name")
+    if name is None:
+        return {"numprocesses": arbiter.numprocesses()}
+    watcher = arbiter.get_watcher(name)
+    return {"numprocesses": len(watcher.pids), "watcher_name": name}
+
+
+@command("options")
+def cmd_options(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """Every option of a watcher."""
+    watcher = arbiter.get_watcher(req_str(props, "name"))
+    return {"options": dict(watcher.options())}
+
+
+@command("get")
+def cmd_get(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """Selected options of a watcher; an unknown key is errno 3."""
+    watcher = arbiter.get_watcher(req_str(props, "name"))
+    keys = props.get("keys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise MessageError("'keys' must be a list of option names")
+    options = dict(watcher.options())
+    result = {}
+    for key in keys:
+        if key in options:
+            result[key] = options[key]
+            continue
+        try:
+            result[key] = watcher.get_opt(key)
+        except Exception:
+            raise NotFoundError(f"'{key}' option not found") from None
+    return {"options": result}
+
+
+@command("globaloptions")
+def cmd_globaloptions(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """The arbiter's endpoints and check_delay, or one of them."""
+    options = arbiter.globaloptions()
+    key = opt_str(props, "option")
+    if key is None:
+        return {"options": options}
+    if key not in options:
+        raise MessageError(f"'{key}' not an existing option")
+    return {"options": {key: options[key]}}
+
+
+@command("listsockets")
+def cmd_listsockets(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """The arbiter's sockets sorted by fd."""
+    return {"sockets": arbiter.socket_set.listing()}
+
+
+@command("stats")
+def cmd_stats(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """psutil facts per process: all watchers, one watcher, or one process of it."""
+    name = opt_str(props, "name")
+    extended = opt_bool(props, "extended")
+    if name is None:
+        return {"infos": {w.name: _infos(w, None, extended) for w in arbiter.iter_watchers()}}
+    watcher = arbiter.get_watcher(name)
+    pid = opt_int(props, "process")
+    if pid is None:
+        return {"name": name, "info": _infos(watcher, None, extended)}
+    if pid not in set(watcher.pids):
+        raise NotFoundError(f"process {pid} not found in {name!r}")
+    return {"process": pid, "info": _infos(watcher, [pid], extended).get(str(pid))}
+
+
+def _infos(watcher: Any, pids: list[int] | None, extended: bool) -> dict[str, Any]:
+    infos = watcher_pid_infos(watcher, pids)
+    if extended:
+        hook = (getattr(watcher, "hooks", None) or {}).get("extended_stats")
+        if callable(hook):
+            for info in infos.values():
+                if isinstance(info, dict):
+                    try:
+                        hook(watcher, watcher.arbiter, "extended_stats", stats=info)
+                    except Exception as exc:
+                        raise CommandError(f"extended_stats hook failed: {exc}") from exc
+    return infos
+
+
+@command("dstats")
+def cmd_dstats(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """psutil facts about circusd itself (children: ``[]``, as upstream)."""
+    info = process_info(os.getpid(), started=arbiter.started_at, children=False)
+    if isinstance(info, dict):
+        info["children"] = []
+    return {"info": info}
+
+
+@command("logs")
+def cmd_logs(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """Ours: the last ``lines`` lines of output kept per watcher, oldest first."""
+    names = opt_names(props, "name")
+    count = opt_int(props, "lines", 20)
+    assert count is not None
+    if count < 0:
+        raise MessageError("'lines' must be >= 0")
+    if names is None:
+        watchers = [w.name for w in arbiter.iter_watchers()]
+    else:
+        watchers = [arbiter.get_watcher(n).name for n in names]
+    return {"logs": arbiter.output.lines(watchers, count)}
+
+
+@command("ipython")
+def cmd_ipython(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+    """Not supported: an in-daemon IPython kernel is a remote shell as circusd's user."""
+    raise CommandError("ipython is not supported by this circusd")

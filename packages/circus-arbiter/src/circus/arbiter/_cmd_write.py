@@ -1,0 +1,323 @@
+"""Mutating commands. Each one takes the lock of the watcher(s) it touches, never a global one:
+commands on the same watcher queue up in arrival order, commands on different watchers run
+concurrently. Handlers validate synchronously and return the long part as a coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal as _signal
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._commands import command
+from ._errors import CommandError, MessageError, NotFoundError
+from ._options import validate_set_options
+from ._procinfo import watcher_processes
+from ._props import opt_bool, opt_float, opt_int, opt_str, req_str, to_signum
+from ._watchers import watcher_error
+
+if TYPE_CHECKING:
+    from ._arbiter import Arbiter
+
+Props = Mapping[str, Any]
+
+
+def _targets(arbiter: Arbiter, props: Props) -> list[Any] | None:
+    name = opt_str(props, "name")
+    if name is None:
+        return None
+    return arbiter.table.match(name, opt_str(props, "match", "glob") or "glob")
+
+
+def _pids(watcher: Any) -> set[int]:
+    return set(watcher.pids)
+
+
+@command("start")
+def cmd_start(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Start matching watchers, or every autostart watcher."""
+    targets = _targets(arbiter, props)
+
+    async def run() -> dict[str, Any]:
+        if targets is None:
+            await arbiter.start_watchers()
+            return {}
+        before = [_pids(w) for w in targets]
+        for watcher in targets:
+            await arbiter.start_watcher(watcher)
+        if len(targets) != 1:
+            return {}
+        after = _pids(targets[0])
+        return {"info": {"started": sorted(after - before[0]), "kept": sorted(after & before[0])}}
+
+    return run()
+
+
+@command("stop")
+def cmd_stop(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Stop matching watchers, or all of them (the daemon keeps running)."""
+    targets = _targets(arbiter, props)
+
+    async def run() -> dict[str, Any]:
+        if targets is None:
+            await arbiter.stop_watchers()
+            return {}
+        await asyncio.gather(*(arbiter.stop_watcher(w) for w in targets))
+        return {"info": None} if len(targets) == 1 else {}
+
+    return run()
+
+
+@command("restart")
+def cmd_restart(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Restart matching watchers, or the whole arbiter in-process."""
+    targets = _targets(arbiter, props)
+
+    async def run() -> dict[str, Any]:
+        if targets is None:
+            await arbiter.restart()
+            return {}
+        before = [_pids(w) for w in targets]
+        for watcher in targets:
+            await arbiter.restart_watcher(watcher)
+        if len(targets) != 1:
+            return {}
+        return {"info": _changes(before[0], _pids(targets[0]))}
+
+    return run()
+
+
+def _changes(before: set[int], after: set[int]) -> dict[str, list[int]]:
+    return {
+        "stopped": sorted(before - after),
+        "started": sorted(after - before),
+        "kept": sorted(after & before),
+    }
+
+
+@command("reload")
+def cmd_reload(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Gracefully reload one watcher or all of them."""
+    name = opt_str(props, "name")
+    graceful = opt_bool(props, "graceful", True)
+    sequential = opt_bool(props, "sequential", False)
+    watcher = arbiter.get_watcher(name) if name is not None else None
+
+    async def run() -> dict[str, Any]:
+        if watcher is None:
+            await arbiter.reload(graceful=graceful, sequential=sequential)
+            return {}
+        before = _pids(watcher)
+        await arbiter.reload_watcher(watcher, graceful=graceful, sequential=sequential)
+        return {"info": _changes(before, _pids(watcher))}
+
+    return run()
+
+
+@command("reloadconfig")
+def cmd_reloadconfig(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Re-read the config file and apply the difference."""
+    if not arbiter.config_file:
+        raise CommandError("this arbiter was not started from a config file")
+    from ._reload import reload_config
+
+    async def run() -> dict[str, Any]:
+        await reload_config(arbiter)
+        return {}
+
+    return run()
+
+
+@command("quit")
+def cmd_quit(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Stop everything and exit."""
+
+    async def run() -> dict[str, Any]:
+        await arbiter.quit()
+        return {}
+
+    return run()
+
+
+def _scale(arbiter: Arbiter, props: Props, sign: int) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+    watcher = arbiter.get_watcher(req_str(props, "name"))
+    nb = opt_int(props, "nb", 1)
+    assert nb is not None
+    if nb < 0:
+        raise MessageError("'nb' must be >= 0")
+    if getattr(watcher, "singleton", False):
+        return {"numprocesses": len(watcher.pids), "singleton": True}
+
+    async def run() -> dict[str, Any]:
+        async with arbiter.table.locked(watcher):
+            method = watcher.incr if sign > 0 else watcher.decr
+            try:
+                count = await method(nb)
+            except (ValueError, TypeError) as exc:
+                raise watcher_error(exc) from exc
+        return {"numprocesses": count if isinstance(count, int) else watcher.numprocesses}
+
+    return run()
+
+
+@command("incr")
+def cmd_incr(arbiter: Arbiter, props: Props) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+    """Add ``nb`` processes to a watcher."""
+    return _scale(arbiter, props, +1)
+
+
+@command("decr")
+def cmd_decr(arbiter: Arbiter, props: Props) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+    """Remove ``nb`` processes from a watcher."""
+    return _scale(arbiter, props, -1)
+
+
+@command("set")
+def cmd_set(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Validate then apply watcher options (one ``updated`` event each, from the watcher)."""
+    watcher = arbiter.get_watcher(req_str(props, "name"))
+    options = props.get("options")
+    if not isinstance(options, dict):
+        raise MessageError("message invalid 'options' is missing")
+    validated = validate_set_options(options)
+
+    async def run() -> dict[str, Any]:
+        async with arbiter.table.locked(watcher):
+            for key, value in validated.items():
+                try:
+                    outcome = watcher.set_opt(key, value)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    raise watcher_error(exc) from exc
+                except Exception as exc:
+                    if type(exc).__module__.startswith("circus.watcher"):
+                        raise watcher_error(exc) from exc
+                    raise
+        return {}
+
+    return run()
+
+
+@command("add")
+def cmd_add(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Create a watcher at run time (stopped unless ``start``)."""
+    name = req_str(props, "name")
+    cmd = req_str(props, "cmd")
+    options = props.get("options") or {}
+    if not isinstance(options, dict):
+        raise MessageError("'options' must be an object")
+    arbiter.check_owner(options)
+    if name in arbiter.table:
+        raise CommandError(f"'{name}' already exist")
+    options = dict(validate_set_options(options, fold_rlimits=True))
+    args = props.get("args")
+    if args is not None:
+        if isinstance(args, list):
+            args = " ".join(str(a) for a in args)
+        options["args"] = args
+    start = opt_bool(props, "start", False)
+    # Created now, so the answer reports a bad option and a following `list` shows it.
+    watcher = arbiter.create_watcher(name, cmd, **options)
+
+    async def run() -> dict[str, Any]:
+        if start:
+            await arbiter.start_watcher(watcher)
+        return {}
+
+    return run()
+
+
+@command("rm")
+def cmd_rm(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Remove a watcher, stopping its processes unless ``nostop``."""
+    watcher = arbiter.get_watcher(req_str(props, "name"))
+    nostop = opt_bool(props, "nostop", False)
+
+    async def run() -> dict[str, Any]:
+        await arbiter.rm_watcher(watcher, nostop=nostop)
+        return {}
+
+    return run()
+
+
+@command("signal")
+def cmd_signal(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Send a signal to a watcher's processes, one pid, its children or its whole tree."""
+    watcher = arbiter.get_watcher(req_str(props, "name"))
+    if "signum" not in props:
+        raise MessageError("message invalid 'signum' is missing")
+    signum = to_signum(props["signum"])
+    pid = opt_int(props, "pid")
+    childpid = opt_int(props, "childpid")
+    children = opt_bool(props, "children")
+    recursive = opt_bool(props, "recursive")
+    if childpid is not None and pid is None:
+        raise MessageError("'childpid' needs 'pid'")
+    if pid is not None and pid not in set(watcher.pids):
+        raise NotFoundError(f"process {pid} not found in {watcher.name!r}")
+
+    async def run() -> dict[str, Any]:
+        if childpid is not None:
+            _signal_child(watcher, pid, childpid, signum)
+            return {}
+        outcome = watcher.signal(signum, pid=pid, children=children, recursive=recursive)
+        if inspect.isawaitable(outcome):
+            await outcome
+        return {}
+
+    return run()
+
+
+def _signal_child(watcher: Any, pid: int | None, childpid: int, signum: int) -> None:
+    import psutil
+
+    try:
+        kids = {c.pid for c in psutil.Process(pid).children()}
+    except psutil.Error:
+        kids = set()
+    if childpid not in kids:
+        raise NotFoundError(f"child {childpid} not found for process {pid}")
+    try:
+        import os
+
+        os.kill(childpid, signum)
+    except ProcessLookupError:
+        raise NotFoundError(f"child {childpid} not found for process {pid}") from None
+
+
+@command("kill")
+def cmd_kill(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+    """Stop-signal the selected processes, SIGKILL after ``graceful_timeout``; they respawn."""
+    watcher = arbiter.get_watcher(req_str(props, "name"))
+    pid = opt_int(props, "pid")
+    raw_signum = props.get("signum")
+    signum = (
+        to_signum(raw_signum)
+        if raw_signum is not None
+        else int(getattr(watcher, "stop_signal", _signal.SIGTERM))
+    )
+    timeout = opt_float(props, "graceful_timeout")
+    if timeout is None:
+        timeout = float(getattr(watcher, "graceful_timeout", 30.0))
+    procs = watcher_processes(watcher)
+    if pid is not None:
+        procs = [p for p in procs if p.pid == pid]
+        if not procs:
+            raise NotFoundError(f"process {pid} not found in {watcher.name!r}")
+
+    async def run() -> dict[str, Any]:
+        await asyncio.gather(
+            *(_kill_one(arbiter, watcher, p, signum, grace=timeout) for p in procs),
+            return_exceptions=True,
+        )
+        return {}
+
+    return run()
+
+
+async def _kill_one(arbiter: Arbiter, watcher: Any, proc: Any, signum: int, grace: float) -> None:
+    arbiter.publish_event(watcher.name, "kill", process_pid=proc.pid)
+    await proc.astop(graceful_timeout=grace, stop_signal=signum)

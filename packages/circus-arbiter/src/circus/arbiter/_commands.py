@@ -1,0 +1,82 @@
+"""Command dispatch: name → handler, the ``waiting`` rule, casts (spec/protocol.md §1.4–1.6).
+
+A handler is ``handler(arbiter, props)``; it validates and looks things up synchronously (so
+errors are answered even without ``waiting``) and returns either a result dict or an awaitable
+of one for the long part. Without ``waiting`` the long part runs in the background and the
+answer is a bare ok, exactly as upstream; with ``waiting`` the answer carries its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._errors import UNKNOWN_COMMAND, CommandError
+from ._props import opt_bool
+
+if TYPE_CHECKING:
+    from ._arbiter import Arbiter
+
+__all__ = ["run_command", "command", "COMMANDS"]
+
+log = logging.getLogger("circus.arbiter")
+
+Result = dict[str, Any] | None
+Handler = Callable[["Arbiter", Mapping[str, Any]], "Result | Awaitable[Result]"]
+
+COMMANDS: dict[str, Handler] = {}
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    """Register a handler under a (lowercase) command name."""
+
+    def register(func: Handler) -> Handler:
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+async def run_command(arbiter: Arbiter, name: str, props: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one validated request (see :func:`circus.ctl.protocol.decode_request`).
+
+    Returns the result mapping for the answer (empty for a bare ok).
+
+    Raises:
+        CommandError: with the errno the answer must carry.
+    """
+    _load_handlers()
+    handler = COMMANDS.get(name.lower())
+    if handler is None:
+        raise CommandError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
+    waiting = opt_bool(props, "waiting", False)
+    outcome = handler(arbiter, props)
+    if not inspect.isawaitable(outcome):
+        return dict(outcome or {})
+    if waiting:
+        return dict(await outcome or {})
+    task = asyncio.ensure_future(outcome)
+    _background.add(task)
+    task.add_done_callback(_report_background)
+    return {}
+
+
+def _report_background(task: asyncio.Task[Any]) -> None:
+    _background.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("background command failed: %s", exc, exc_info=exc)
+
+
+def _load_handlers() -> None:
+    # The handler modules register themselves on import; imported lazily to avoid a cycle
+    # with the arbiter module.
+    if not COMMANDS:
+        from . import _cmd_read, _cmd_write  # noqa: F401

@@ -1,0 +1,55 @@
+"""Binding ZeroMQ endpoints safely: ipc sockets owner-only, optional owner change."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import zmq
+
+from ._errors import ArbiterError
+
+__all__ = ["bind_endpoint", "ipc_path"]
+
+
+def ipc_path(endpoint: str) -> str | None:
+    """The filesystem path of an ``ipc://`` endpoint, ``None`` for other transports."""
+    if endpoint.startswith("ipc://"):
+        return endpoint[len("ipc://") :]
+    return None
+
+
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    # The process umask is global, so it is only changed for the duration of the bind call,
+    # which runs on the loop thread with no await in between.
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def bind_endpoint(sock: zmq.Socket, endpoint: str, owner: str | None = None) -> None:
+    """Bind ``sock`` on ``endpoint``; an ipc socket file is created 0600 and chowned to ``owner``.
+
+    Raises:
+        ArbiterError: the endpoint cannot be bound (names the endpoint and the reason).
+    """
+    path = ipc_path(endpoint)
+    try:
+        if path is not None:
+            with _umask(0o177):
+                sock.bind(endpoint)
+            if owner:
+                try:
+                    uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+                except KeyError as exc:
+                    raise ArbiterError(f"endpoint_owner {owner!r}: no such user") from exc
+                os.chown(path, uid, -1)
+        else:
+            sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc

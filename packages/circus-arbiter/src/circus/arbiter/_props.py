@@ -1,0 +1,150 @@
+"""Typed readers of a request's ``properties`` (spec/protocol.md §1.6).
+
+Each reader raises :class:`MessageError` (errno 3) naming the property and what was expected, so
+a wrongly typed request gets an answer instead of an internal exception. The readers accept the
+quirky types the real 0.19 circusctl sends (``kill`` sends ``pid`` and ``graceful_timeout`` as
+strings, ``signal`` sends ``signum`` as a name).
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import MessageError
+
+__all__ = [
+    "req_str",
+    "opt_str",
+    "opt_bool",
+    "opt_int",
+    "opt_float",
+    "opt_names",
+    "to_signum",
+]
+
+_MISSING = object()
+
+
+def _get(props: Mapping[str, Any], key: str, required: bool) -> Any:
+    value = props.get(key, _MISSING)
+    if value is _MISSING or (value is None and required):
+        if required:
+            raise MessageError(f"message invalid '{key}' is missing")
+        return _MISSING
+    return value
+
+
+def req_str(props: Mapping[str, Any], key: str) -> str:
+    """A required non-empty string property."""
+    value = _get(props, key, True)
+    if not isinstance(value, str) or not value:
+        raise MessageError(f"'{key}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def opt_str(props: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
+    """An optional string property (``None`` and absent give ``default``)."""
+    value = _get(props, key, False)
+    if value is _MISSING or value is None:
+        return default
+    if not isinstance(value, str):
+        raise MessageError(f"'{key}' must be a string, got {value!r}")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def opt_bool(props: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    """An optional boolean; JSON booleans, 0/1 and yes/no strings are accepted."""
+    value = _get(props, key, False)
+    if value is _MISSING or value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise MessageError(f"'{key}' must be a boolean, got {value!r}")
+
+
+def opt_int(
+    props: Mapping[str, Any], key: str, default: int | None = None, *, required: bool = False
+) -> int | None:
+    """An integer property; numeric strings are accepted (circusctl sends some as strings)."""
+    value = _get(props, key, required)
+    if value is _MISSING or value is None:
+        return default
+    if isinstance(value, bool):
+        raise MessageError(f"'{key}' isn't an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise MessageError(f"'{key}' isn't an integer")
+
+
+def opt_float(props: Mapping[str, Any], key: str, default: float | None = None) -> float | None:
+    """A number property; numeric strings are accepted."""
+    value = _get(props, key, False)
+    if value is _MISSING or value is None:
+        return default
+    if isinstance(value, bool):
+        raise MessageError(f"'{key}' isn't a number")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise MessageError(f"'{key}' isn't a number")
+
+
+def opt_names(props: Mapping[str, Any], key: str) -> list[str] | None:
+    """A name or a list of names (our ``logs`` command), ``None`` when absent."""
+    value = _get(props, key, False)
+    if value is _MISSING or value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise MessageError(f"'{key}' must be a string or a list of strings, got {value!r}")
+
+
+def to_signum(value: Any, key: str = "signum") -> int:
+    """A signal number from an int, ``"15"``, ``"TERM"``, ``"SIGTERM"`` or ``"SIGRTMIN+2"``."""
+    if isinstance(value, bool):
+        raise MessageError(f"'{key}' is not a signal: {value!r}")
+    if isinstance(value, int):
+        if value in _VALID_SIGNUMS:
+            return value
+        raise MessageError(f"'{key}' is not a signal: {value!r}")
+    if not isinstance(value, str) or not value.strip():
+        raise MessageError(f"'{key}' is not a signal: {value!r}")
+    text = value.strip().upper()
+    if text.lstrip("-").isdigit():
+        return to_signum(int(text), key)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    offset = 0
+    for sep in ("+", "-"):
+        base, found, rest = text.partition(sep)
+        if found and rest.isdigit():
+            text, offset = base, int(rest) if sep == "+" else -int(rest)
+            break
+    member = getattr(_signal.Signals, text, None) if text.isidentifier() else None
+    if member is None:
+        raise MessageError(f"'{key}' is not a signal: {value!r}")
+    return to_signum(int(member) + offset, key)
+
+
+_VALID_SIGNUMS = frozenset(int(s) for s in _signal.valid_signals())

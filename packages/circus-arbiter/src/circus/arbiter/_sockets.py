@@ -1,0 +1,130 @@
+"""The arbiter's sockets: bound before any watcher starts, their fds handed to watchers.
+
+A thin seam over :mod:`circus.sockets` (``SocketManager``/``CircusSocket``): the arbiter only
+needs binding, the ``{name: fd}`` map, the ``listsockets`` listing and closing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._errors import ArbiterError
+
+__all__ = ["SocketSet"]
+
+
+class SocketSet:
+    """Named listening sockets; ``CircusSocket`` objects or dicts of their arguments."""
+
+    def __init__(self, sockets: Iterable[Any] = ()) -> None:
+        self._sockets: dict[str, Any] = {}
+        self._bound = False
+        for sock in sockets:
+            self.add(sock)
+
+    def __len__(self) -> int:
+        return len(self._sockets)
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._sockets
+
+    def add(self, sock: Any) -> Any:
+        """Add one socket (bound immediately if the set is already bound)."""
+        if isinstance(sock, Mapping):
+            from circus.sockets import CircusSocket
+
+            sock = _create(CircusSocket, sock)
+        name = str(getattr(sock, "name", "")).lower()
+        if name in self._sockets:
+            raise ArbiterError(f"socket {name!r} is defined twice")
+        self._sockets[name] = sock
+        if self._bound:
+            _bind(sock)
+        return sock
+
+    def remove(self, name: str) -> None:
+        """Close and forget one socket."""
+        sock = self._sockets.pop(name.lower(), None)
+        if sock is not None:
+            sock.close()
+
+    def get(self, name: str) -> Any:
+        """The socket called ``name``."""
+        return self._sockets[name.lower()]
+
+    def bind_all(self) -> None:
+        """Bind and listen every socket (closing those already bound on failure)."""
+        done = []
+        try:
+            for sock in self._sockets.values():
+                _bind(sock)
+                done.append(sock)
+        except Exception:
+            for sock in done:
+                sock.close()
+            raise
+        self._bound = True
+
+    def fd_map(self) -> dict[str, int]:
+        """``{name: fd}`` of the bound sockets (what ``$(circus.sockets.NAME)`` expands to)."""
+        return {name: sock.fileno() for name, sock in self._sockets.items() if _fileno(sock) >= 0}
+
+    def attach(self, watcher: Any) -> None:
+        """Give a watcher the current fd map."""
+        try:
+            watcher.sockets = self.fd_map()
+        except AttributeError:  # pragma: no cover - a watcher without socket support
+            pass
+
+    def listing(self) -> list[dict[str, Any]]:
+        """What ``listsockets`` answers: sorted by fd, host/port or path."""
+        items = []
+        for name, sock in self._sockets.items():
+            fd = _fileno(sock)
+            entry: dict[str, Any] = {"fd": fd, "name": name, "backlog": getattr(sock, "backlog", 0)}
+            path = getattr(sock, "path", None)
+            if path:
+                entry["path"] = path
+            else:
+                entry["host"] = getattr(sock, "host", None)
+                entry["port"] = getattr(sock, "port", None)
+            items.append(entry)
+        return sorted(items, key=lambda e: e["fd"])
+
+    def close_all(self) -> None:
+        """Close every socket (unix socket files are removed by the socket layer)."""
+        for sock in self._sockets.values():
+            try:
+                sock.close()
+            except OSError:  # pragma: no cover
+                pass
+        self._bound = False
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(name, socket)`` pairs."""
+        return list(self._sockets.items())
+
+
+def _create(cls: Any, options: Mapping[str, Any]) -> Any:
+    loader = getattr(cls, "load_from_config", None)
+    if loader is not None:
+        return loader(dict(options))
+    return cls(**options)
+
+
+def _bind(sock: Any) -> None:
+    if _fileno(sock) >= 0 and getattr(sock, "_circus_bound", False):
+        return
+    sock.bind_and_listen()
+    try:
+        sock._circus_bound = True
+    except AttributeError:  # pragma: no cover - slotted socket classes
+        pass
+
+
+def _fileno(sock: Any) -> int:
+    try:
+        return int(sock.fileno())
+    except (OSError, ValueError):
+        return -1

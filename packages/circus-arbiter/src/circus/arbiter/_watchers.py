@@ -1,0 +1,36 @@
+"""Creating watchers from keyword dicts, translating the watcher layer's errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import MessageError
+
+__all__ = ["make_watcher", "watcher_error"]
+
+
+def make_watcher(spec: Mapping[str, Any]) -> Any:
+    """A ``circus.watcher.Watcher`` from ``{"name", "cmd", **options}``.
+
+    Raises:
+        MessageError: the watcher layer rejected an option (its message is kept).
+    """
+    from circus.watcher import Watcher
+
+    options = dict(spec)
+    name = options.pop("name", None)
+    cmd = options.pop("cmd", None)
+    if not name or not isinstance(name, str):
+        raise MessageError("a watcher needs a name")
+    if not cmd:
+        raise MessageError(f"watcher {name!r}: 'cmd' is missing")
+    try:
+        return Watcher(name, cmd, **options)
+    except Exception as exc:
+        raise watcher_error(exc) from exc
+
+
+def watcher_error(exc: BaseException) -> MessageError:
+    """The errno-3 answer for an exception raised by the watcher layer on bad input."""
+    return MessageError(str(exc) or type(exc).__name__)

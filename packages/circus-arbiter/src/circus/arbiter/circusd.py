@@ -1,0 +1,193 @@
+"""``circusd``: run the watchers of one INI file until told to stop (spec/features.md §2).
+
+Signals: SIGTERM, SIGINT and SIGQUIT stop every watcher gracefully and exit 0 once all
+children are gone; SIGHUP re-reads the config (``reloadconfig``); SIGWINCH is ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import logging
+import os
+import signal
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+__all__ = ["main", "check_no_upstream"]
+
+log = logging.getLogger("circus.arbiter")
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _version() -> str:
+    try:
+        return version("circus-arbiter")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.1.0"
+
+
+def check_no_upstream() -> str | None:
+    """A message when upstream Circus shares the ``circus`` import name here, else ``None``."""
+    try:
+        import circus
+    except ImportError:  # pragma: no cover
+        return None
+    if getattr(circus, "__file__", None) is not None:
+        return (
+            f"upstream Circus is installed in this environment ({circus.__file__}); it owns the "
+            "'circus' package and hides this circusd's layers. Uninstall it (pip uninstall "
+            "circus) or use a separate virtualenv."
+        )
+    spec = importlib.util.find_spec("circus.process")
+    if spec is not None and spec.submodule_search_locations is None:
+        return (
+            f"upstream Circus's circus/process.py is installed ({spec.origin}) and shadows "
+            "circus.process; uninstall upstream Circus or use a separate virtualenv."
+        )
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, as upstream's circusd."""
+    parser = argparse.ArgumentParser(prog="circusd", description="Run a Circus daemon.")
+    parser.add_argument("config", nargs="?", help="configuration file")
+    parser.add_argument(
+        "--log-level",
+        dest="loglevel",
+        type=str.lower,
+        choices=_LEVELS,
+        help="log level (overrides [circus] loglevel)",
+    )
+    parser.add_argument(
+        "--log-output",
+        dest="logoutput",
+        help="log target: '-' (stdout), a file, or syslog://host:port?facility",
+    )
+    parser.add_argument(
+        "--logger-config",
+        dest="loggerconfig",
+        help="a logging config file (.ini, .json, .yaml) or 'default'",
+    )
+    parser.add_argument("--daemon", dest="daemonize", action="store_true", help="run in background")
+    parser.add_argument("--pidfile", dest="pidfile", help="write the pid to this file")
+    parser.add_argument("--version", action="version", version=_version())
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``circusd``; returns the exit status (also passed to ``sys.exit``)."""
+    status = _main(argv)
+    if argv is None:
+        sys.exit(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
+    problem = check_no_upstream()
+    if problem:
+        print(f"circusd: {problem}", file=sys.stderr)
+        return 1
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.config:
+        parser.print_usage()
+        return 0
+    if args.daemonize:
+        from ._daemonize import daemonize
+
+        daemonize()
+
+    from ._from_config import arbiter_kwargs
+    from ._logging import configure_logging
+    from ._pidfile import Pidfile, PidfileError
+    from .config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"circusd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"circusd: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 1
+    daemon = config.circus
+    try:
+        configure_logging(
+            args.loglevel or daemon.loglevel or "info",
+            args.logoutput or daemon.logoutput or "-",
+            args.loggerconfig or daemon.loggerconfig,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"circusd: logging: {exc}", file=sys.stderr)
+        return 1
+    if daemon.umask is not None:
+        os.umask(daemon.umask)
+    if daemon.debug_gc:
+        import gc
+
+        gc.set_debug(gc.DEBUG_LEAK)
+    _enable_subreaper()
+
+    pidfile = None
+    pidfile_path = args.pidfile or daemon.pidfile
+    if pidfile_path:
+        pidfile = Pidfile(pidfile_path)
+        try:
+            pidfile.create()
+        except PidfileError as exc:
+            print(f"circusd: {exc}", file=sys.stderr)
+            return 1
+    try:
+        from ._arbiter import Arbiter
+
+        kwargs = arbiter_kwargs(config)
+        kwargs["pidfile"] = pidfile_path
+        arbiter = Arbiter(**kwargs)
+        arbiter._loaded_config = config
+        log.info("Starting master on pid %d", os.getpid())
+        try:
+            asyncio.run(_serve(arbiter))
+        except Exception as exc:
+            log.error("circusd failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            print(f"circusd: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        if pidfile is not None:
+            pidfile.unlink()
+    return 0
+
+
+async def _serve(arbiter: object) -> None:
+    from ._arbiter import Arbiter
+
+    assert isinstance(arbiter, Arbiter)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        loop.add_signal_handler(signum, arbiter.request_quit)
+    loop.add_signal_handler(signal.SIGHUP, arbiter.request_reload)
+    signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+    try:
+        await arbiter.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+def _enable_subreaper() -> None:
+    # Orphaned grandchildren (double-forked by a worker) are re-parented to circusd instead of
+    # init, so the process layer can find and reap them.
+    try:
+        from circus.process import enable_subreaper
+    except ImportError:  # pragma: no cover - older process layer
+        return
+    try:
+        enable_subreaper()
+    except OSError as exc:  # pragma: no cover - not Linux
+        log.debug("cannot become a child subreaper: %s", exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
