@@ -1,3 +1,23 @@
-"""circus.sockets: see the package README."""
+"""circus.sockets: sockets bound once by the daemon and inherited by its children.
 
-__all__: list[str] = []
+The pre-fork model: :class:`SocketManager` binds each :class:`CircusSocket` before any
+process starts, hands the fds to every child (``$(circus.sockets.NAME)``) and keeps them open
+while children come and go, so restarting workers never refuses a connection. See the
+package README for a runnable example and ``python -m circus.sockets.serve``.
+"""
+
+from __future__ import annotations
+
+from ._errors import SocketError
+from ._manager import ChildSockets, SocketManager
+from ._socket import CircusSocket
+from ._systemd import LISTEN_FDS_START, listen_fds
+
+__all__ = [
+    "LISTEN_FDS_START",
+    "ChildSockets",
+    "CircusSocket",
+    "SocketError",
+    "SocketManager",
+    "listen_fds",
+]
