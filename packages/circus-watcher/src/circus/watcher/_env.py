@@ -1,0 +1,67 @@
+"""The child environment of a watcher: ``env``, ``copy_env``, ``copy_path``, ``virtualenv``.
+
+Built once per start (and after ``set env``), not per spawn. Rules from
+shared/spec/config.md §4.1 and §7.3: without ``copy_env`` the child gets only ``env``; with
+it, circusd's environment overlaid by ``env``. ``$NAME`` in a value is replaced from
+circusd's environment only for names starting with an uppercase letter (unset = empty).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+from collections.abc import Mapping
+
+from ._errors import OptionError
+
+_VAR = re.compile(r"\$([A-Z][A-Z0-9_]*)")
+
+
+def expand(value: str, environ: Mapping[str, str]) -> str:
+    """Replace ``$NAME`` (uppercase-initial names only) from ``environ``."""
+    return _VAR.sub(lambda match: environ.get(match.group(1), ""), value)
+
+
+def build_env(
+    env: Mapping[str, str],
+    *,
+    copy_env: bool,
+    copy_path: bool,
+    virtualenv: str | None,
+    virtualenv_py_ver: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Return the exact environment of the watcher's children."""
+    base = dict(os.environ if environ is None else environ)
+    result = dict(base) if copy_env else {}
+    result.update({key: expand(value, base) for key, value in env.items()})
+    if copy_path:
+        paths = [p for p in sys.path if p]
+        if result.get("PYTHONPATH"):
+            paths.append(result["PYTHONPATH"])
+        result["PYTHONPATH"] = os.pathsep.join(paths)
+    if virtualenv:
+        _apply_virtualenv(result, virtualenv, virtualenv_py_ver)
+    return result
+
+
+def _apply_virtualenv(env: dict[str, str], venv: str, py_ver: str | None) -> None:
+    version = py_ver or f"{sys.version_info.major}.{sys.version_info.minor}"
+    site = os.path.join(venv, "lib", f"python{version}", "site-packages")
+    if not os.path.isdir(site):
+        raise OptionError("virtualenv", venv, f"a virtualenv holding {site}")
+    extra = [site]
+    for pth in sorted(glob.glob(os.path.join(site, "*.pth"))):
+        with open(pth, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                line = line.strip()
+                if line and not line.startswith(("#", "import ")):
+                    extra.append(os.path.normpath(os.path.join(site, line)))
+    if env.get("PYTHONPATH"):
+        extra.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(extra)
+    bin_dir = os.path.join(venv, "bin")
+    env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH", "")) if p)
+    env["VIRTUAL_ENV"] = venv

@@ -1,0 +1,97 @@
+"""The seam between a watcher and ``circus.process``: what a process must offer, and how
+a watcher's options become one ``Process``.
+
+``ProcessLike`` lists exactly what the watcher uses, so the dependency on the lower layer
+is visible in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._errors import WatcherError
+
+if TYPE_CHECKING:
+    from ._watcher import Watcher
+
+
+class ProcessLike(Protocol):
+    """The part of ``circus.process.Process`` a watcher relies on."""
+
+    pid: int
+    wid: int
+    started: float
+    returncode: int | None
+    stdout: int | None
+    stderr: int | None
+
+    def send_signal(self, signum: int, *, children: bool = ..., recursive: bool = ...) -> None: ...
+
+    def add_exit_callback(self, cb: Callable[[Any], None]) -> None: ...
+
+    def children(self) -> list[int]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+#: ``factory(watcher, wid)`` returning a spawned process; the default builds a ``Process``.
+ProcessFactory = Callable[["Watcher", int], ProcessLike]
+
+
+def socket_fd(sock: Any) -> int:
+    """An fd from an int or an object with ``fileno()``."""
+    return sock if isinstance(sock, int) else int(sock.fileno())
+
+
+def make_process(watcher: Watcher, wid: int) -> ProcessLike:
+    """Spawn one ``circus.process.Process`` for ``watcher`` with worker id ``wid``.
+
+    Raises:
+        circus.process.SpawnError: the child could not be started (nothing left behind).
+        WatcherError: ``stdin_socket`` names no socket of the watcher.
+    """
+    if watcher._factory is not None:
+        return watcher._factory(watcher, wid)
+    from circus.process import Process
+
+    o = watcher._opts
+    stdin_fd = None
+    if o["stdin_socket"]:
+        sock = watcher.sockets.get(o["stdin_socket"])
+        if sock is None:
+            raise WatcherError(
+                f"watcher {watcher.name!r}: stdin_socket {o['stdin_socket']!r} is not a socket"
+            )
+        stdin_fd = socket_fd(sock)
+    sockets = {name: socket_fd(sock) for name, sock in watcher.sockets.items()}
+    pipe_stdout, pipe_stderr = watcher._output.pipes()
+    return Process(  # type: ignore[no-any-return]
+        watcher.name,
+        wid,
+        o["cmd"],
+        args=o["args"],
+        working_dir=o["working_dir"],
+        shell=o["shell"],
+        uid=o["uid"],
+        gid=o["gid"],
+        env=watcher._child_env(),
+        rlimits=o["rlimits"] or None,
+        executable=o["executable"],
+        use_fds=o["use_sockets"],
+        watcher=watcher,
+        spawn=True,
+        pipe_stdout=pipe_stdout,
+        pipe_stderr=pipe_stderr,
+        close_child_stdin=o["close_child_stdin"],
+        close_child_stdout=o["close_child_stdout"],
+        close_child_stderr=o["close_child_stderr"],
+        umask=o["umask"],
+        shell_args=o["shell_args"],
+        sockets=sockets,
+        stdin_fd=stdin_fd,
+        template_vars=watcher._template_vars(),
+        copy_env=False,
+    )
