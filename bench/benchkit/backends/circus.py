@@ -1,0 +1,243 @@
+"""circusd, ours or upstream 0.19: a generated INI, driven over raw ZeroMQ on ipc:// paths.
+
+Both daemons read the same INI and speak the same protocol (shared/spec/protocol.md), so one
+session class serves both; they differ only in where ``circusd``/``circusctl`` come from.
+Requests go through a DEALER (one JSON frame, the reply matched by ``id``); respawn is timed
+with the daemon's own ``watcher.<name>.spawn`` event on the pub/sub channel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from .. import venvs
+from ..procs import BenchError, children, identify, kill_identified
+from .base import Backend, ProgramSpec, Session
+
+READY_TIMEOUT = 60.0
+
+
+def render_ini(spec: ProgramSpec, control: str, pubsub: str) -> str:
+    """The circusd INI for ``spec`` (Circus 0.19 syntax: ours and upstream both read it)."""
+    lines = [
+        "[circus]",
+        f"endpoint = {control}",
+        f"pubsub_endpoint = {pubsub}",
+        # empty disables UDP discovery, which would otherwise bind 0.0.0.0
+        "multicast_endpoint =",
+        "statsd = false",
+        "",
+        f"[watcher:{spec.name}]",
+        f"cmd = {shlex.quote(spec.argv[0])}",
+        f"args = {shlex.join(spec.argv[1:])}",
+        f"numprocesses = {spec.numprocesses}",
+        "autostart = false",
+        f"respawn = {str(spec.respawn).lower()}",
+        "graceful_timeout = 10",
+        "copy_env = true",
+    ]
+    if spec.stdout_file is not None:
+        lines += [
+            "stdout_stream.class = FileStream",
+            f"stdout_stream.filename = {spec.stdout_file}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class CircusSession(Session):
+    """One circusd on ipc:// endpoints in ``workdir``, with one DEALER and one SUB socket."""
+
+    def __init__(self, spec: ProgramSpec, workdir: Path, circusd: str, circusctl: str) -> None:
+        super().__init__(spec, workdir)
+        self.control = f"ipc://{workdir}/ctrl.sock"
+        self.pubsub = f"ipc://{workdir}/pub.sock"
+        self.circusctl = circusctl
+        ini = workdir / "circus.ini"
+        ini.write_text(render_ini(spec, self.control, self.pubsub))
+        self.log_path = workdir / "circusd.log"
+        self._seen: dict[int, int] = {}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [circusd, str(ini)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        self.ctx = zmq.Context()
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        self.dealer.linger = 0
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.linger = 0
+        try:
+            self.dealer.connect(self.control)
+            self.sub.connect(self.pubsub)
+            self.sub.subscribe(f"watcher.{spec.name}.".encode())
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-1500:]
+        except OSError:
+            return ""
+
+    def call(self, command: str, timeout: float = 30.0, **props: Any) -> dict[str, Any]:
+        """Send one command, return the reply with the same id; BenchError on error/timeout."""
+        msg_id = uuid.uuid4().hex
+        self.dealer.send(
+            json.dumps({"command": command, "properties": props, "id": msg_id}).encode()
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.dealer.poll(left * 1000):
+                raise BenchError(f"circusd: no answer to {command} within {timeout:g}s")
+            reply = json.loads(self.dealer.recv())
+            if reply.get("id") != msg_id:
+                continue  # a late answer to an earlier, timed-out request
+            if reply.get("status") == "error":
+                raise BenchError(f"circusd: {command} failed: {reply.get('reason')}")
+            return reply
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(f"circusd exited with {self.proc.returncode}: {self._log_tail()}")
+            try:
+                self.call("status", timeout=1.0)
+                return
+            except BenchError:
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"circusd not answering after {READY_TIMEOUT:g}s: {self._log_tail()}"
+                    ) from None
+
+    # -- Session ---------------------------------------------------------------------------
+    @property
+    def parent_pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def daemon_pid(self) -> int | None:
+        return self.proc.pid
+
+    def start(self, wait: bool = True) -> None:
+        self.call("start", timeout=900.0, name=self.spec.name, waiting=wait)
+        self._seen |= identify(children(self.proc.pid))
+
+    def stop(self) -> None:
+        self._seen |= identify(children(self.proc.pid))
+        self.call("stop", timeout=900.0, name=self.spec.name, waiting=True)
+
+    def call_status(self) -> None:
+        self.call("status")
+
+    def call_list(self) -> None:
+        reply = self.call("list", name=self.spec.name)
+        if len(reply.get("pids", ())) != self.spec.numprocesses:
+            raise BenchError(f"list answered {len(reply.get('pids', ()))} pids")
+
+    def cli_status(self) -> None:
+        done = subprocess.run(
+            [self.circusctl, "--endpoint", self.control, "status"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"circusctl status exited {done.returncode}: {done.stderr[-300:]!r}")
+
+    def respawn_once(self, old: int, timeout: float = 60.0) -> tuple[float, int]:
+        """SIGKILL ``old``; time until the daemon publishes ``spawn`` for another pid."""
+        while self.sub.poll(0):  # drop events from before the kill
+            self.sub.recv_multipart()
+        t0 = time.perf_counter()
+        os.kill(old, signal.SIGKILL)
+        deadline = t0 + timeout
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not self.sub.poll(left * 1000):
+                raise BenchError(f"no spawn event within {timeout:g}s of killing pid {old}")
+            topic, payload = self.sub.recv_multipart()
+            if topic.endswith(b".spawn"):
+                pid = json.loads(payload).get("process_pid")
+                if pid != old:
+                    self._seen |= identify([pid])
+                    return time.perf_counter() - t0, pid
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self._seen |= identify(children(self.proc.pid))
+            try:
+                self.call("quit", timeout=5.0)
+            except BenchError:
+                pass
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # Whatever the daemon left behind (it crashed, or quit without stopping) goes now.
+        kill_identified(self._seen)
+        for sock in (self.dealer, self.sub):
+            sock.close()
+        self.ctx.term()
+
+
+class CircusBackend(Backend):
+    """circusd + circusctl from a given bin directory (ours: the project venv)."""
+
+    def __init__(self, name: str, bindir: Path | None, label: str) -> None:
+        self.name = name
+        self.bindir = bindir
+        self.label = label
+
+    def open(self, spec: ProgramSpec, workdir: Path) -> Session:
+        assert self.bindir is not None, "prepare() first"
+        return CircusSession(
+            spec, workdir, str(self.bindir / "circusd"), str(self.bindir / "circusctl")
+        )
+
+    def describe(self) -> str:
+        return f"{self.label} ({self.bindir}/circusd)"
+
+
+class OursBackend(CircusBackend):
+    """Our circusd from the project venv; unavailable until circus.arbiter.circusd lands."""
+
+    def __init__(self) -> None:
+        super().__init__("ours", Path(sys.executable).parent, "our circusd")
+
+    def unavailable(self) -> str | None:
+        try:
+            found = importlib.util.find_spec("circus.arbiter.circusd")
+        except ImportError as exc:
+            return f"circus.arbiter.circusd not importable: {exc}"
+        if found is None:
+            return "circus.arbiter.circusd not importable (not written yet?)"
+        if not (self.bindir / "circusd").exists():  # type: ignore[operator]
+            return f"no circusd script in {self.bindir}"
+        return None
+
+
+class UpstreamBackend(CircusBackend):
+    """Circus 0.19.0 from PyPI, in its own cached venv (.cache/upstream-circus)."""
+
+    def __init__(self) -> None:
+        super().__init__("circus", None, "upstream Circus 0.19.0")
+
+    def prepare(self) -> None:
+        self.bindir = venvs.upstream_circus_venv() / "bin"
