@@ -1,3 +1,43 @@
-"""circus.process: see the package README."""
+"""circus.process: one supervised child process.
 
-__all__: list[str] = []
+Spawn (env, templating, uid/gid, rlimits, umask, cwd, fd hygiene, own session), event-driven
+exit detection, graceful tree stop, psutil info, and fast output streams. See the README.
+"""
+
+from __future__ import annotations
+
+from . import streams
+from ._errors import ProcessError, SpawnError, StreamError
+from ._info import bytes2human, get_info
+from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
+from ._redirector import Observer, OutputRedirector
+from ._tree import (
+    ProcessTree,
+    adopted_orphans,
+    disable_subreaper,
+    enable_subreaper,
+    is_subreaper,
+    reap_orphans,
+)
+
+__all__ = [
+    "DEAD_OR_ZOMBIE",
+    "OTHER",
+    "RUNNING",
+    "UNEXISTING",
+    "Observer",
+    "OutputRedirector",
+    "Process",
+    "ProcessError",
+    "ProcessTree",
+    "SpawnError",
+    "StreamError",
+    "adopted_orphans",
+    "bytes2human",
+    "disable_subreaper",
+    "enable_subreaper",
+    "get_info",
+    "is_subreaper",
+    "reap_orphans",
+    "streams",
+]

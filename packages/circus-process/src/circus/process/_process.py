@@ -1,0 +1,486 @@
+"""The Process class: one supervised child, from spawn to reap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ._errors import ProcessError
+from ._exitwatch import unwatch_exit, watch_exit
+from ._reaping import registry, try_reap
+from ._spawn import launch, plan_spawn
+from ._tree import ProcessTree, is_subreaper
+
+__all__ = ["Process", "RUNNING", "DEAD_OR_ZOMBIE", "UNEXISTING", "OTHER"]
+
+# Upstream's status constants.
+RUNNING = 0
+DEAD_OR_ZOMBIE = 1
+UNEXISTING = 2
+OTHER = 3
+
+ExitCallback = Callable[["Process"], None]
+
+
+class Process:
+    """One child process, spawned in its own session, reaped through its pidfd.
+
+    The constructor keeps upstream Circus's keywords (positional order included), so code
+    written against ``circus.process.Process`` keeps working. With ``spawn=True`` (the default)
+    the child is started at once; :class:`SpawnError` means nothing was left behind.
+
+    Args:
+        name: label (the watcher's name).
+        wid: worker id, available as ``$(circus.wid)``.
+        cmd: the command line (shlex-split) or, with ``shell``, the shell text.
+        args: extra arguments, a string (shlex-split) or a list.
+        working_dir: the child's cwd.
+        shell: run through ``/bin/sh -c``; ``shell_args`` are appended after the text.
+        uid, gid: user/group by name or number (needs root); supplementary groups follow uid.
+        env: the child's environment, exactly (nothing inherited unless ``copy_env``).
+        rlimits: ``{name: value}``; soft = hard = value; empty/-1 = infinity.
+        executable: program to exec instead of argv[0] (argv[0] is kept).
+        use_fds: pass the ``sockets`` fds to the child (nothing else leaks in any case).
+        watcher: the owning watcher, kept for callers.
+        pipe_stdout, pipe_stderr: capture the stream through a pipe (``.stdout``/``.stderr``).
+        close_child_stdin/stdout/stderr: connect that stream to /dev/null.
+        umask: the child's umask (int, or octal string).
+        sockets: ``{name: fd}`` for ``$(circus.sockets.NAME)`` and ``use_fds``.
+        stdin_fd: an fd to become the child's stdin (upstream's ``stdin_socket``).
+        template_vars: extra ``$(circus.KEY)`` values.
+        copy_env: start from this process's environment.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        wid: int,
+        cmd: str,
+        args: str | Sequence[str] | None = None,
+        working_dir: str | os.PathLike[str] | None = None,
+        shell: bool = False,
+        uid: int | str | None = None,
+        gid: int | str | None = None,
+        env: Mapping[str, object] | None = None,
+        rlimits: Mapping[str, object] | None = None,
+        executable: str | None = None,
+        use_fds: bool = False,
+        watcher: Any = None,
+        spawn: bool = True,
+        pipe_stdout: bool = True,
+        pipe_stderr: bool = True,
+        close_child_stdin: bool = True,
+        close_child_stdout: bool = False,
+        close_child_stderr: bool = False,
+        *,
+        umask: int | str | None = None,
+        shell_args: str | Sequence[str] | None = None,
+        sockets: Mapping[str, int] | None = None,
+        stdin_fd: int | None = None,
+        template_vars: Mapping[str, object] | None = None,
+        copy_env: bool = False,
+    ) -> None:
+        self.name = name
+        self.wid = wid
+        self.cmd = cmd
+        self.args = args
+        self.working_dir = working_dir
+        self.shell = shell
+        self.shell_args = shell_args
+        self.uid = uid
+        self.gid = gid
+        self.env = dict(env) if env else {}
+        self.rlimits = dict(rlimits) if rlimits else {}
+        self.executable = executable
+        self.use_fds = use_fds
+        self.watcher = watcher
+        self.pipe_stdout = pipe_stdout
+        self.pipe_stderr = pipe_stderr
+        self.close_child_stdin = close_child_stdin
+        self.close_child_stdout = close_child_stdout
+        self.close_child_stderr = close_child_stderr
+        self.umask = umask
+        self.sockets = dict(sockets) if sockets else {}
+        self.stdin_fd = stdin_fd
+        self.template_vars = dict(template_vars) if template_vars else {}
+        self.copy_env = copy_env
+
+        self.pid: int | None = None
+        self.pidfd: int | None = None
+        self.started: float | None = None
+        self.returncode: int | None = None
+        self.stdout: int | None = None
+        self.stderr: int | None = None
+        self.argv: list[str] = []
+        self.child_env: dict[str, str] = {}
+        self._exit_callbacks: list[tuple[asyncio.AbstractEventLoop, ExitCallback]] = []
+        self._waiters: list[asyncio.Future[int]] = []
+        self._watch_loop: asyncio.AbstractEventLoop | None = None
+        self._watch_undo: Callable[[], None] | None = None
+        self._sigchld_cb: Callable[[], None] | None = None
+        self._close_hooks: list[Callable[[Process], None]] = []
+        self._psutil: Any = None
+        if spawn:
+            self.spawn()
+
+    def __repr__(self) -> str:
+        state = "new" if self.pid is None else f"pid={self.pid} rc={self.returncode}"
+        return f"<Process {self.name}#{self.wid} {state}>"
+
+    # -- spawning -----------------------------------------------------------------------------
+
+    def format_args(self) -> list[str]:
+        """The argv the child gets (or got), after substitution; validates the options."""
+        if self.argv:
+            return list(self.argv)
+        return self._plan().argv
+
+    def _plan(self) -> Any:
+        return plan_spawn(
+            cmd=self.cmd,
+            args=self.args,
+            wid=self.wid,
+            working_dir=self.working_dir,
+            shell=self.shell,
+            shell_args=self.shell_args,
+            uid=self.uid,
+            gid=self.gid,
+            env=self.env,
+            copy_env=self.copy_env,
+            rlimits=self.rlimits,
+            executable=self.executable,
+            use_fds=self.use_fds,
+            sockets=self.sockets,
+            template_vars=self.template_vars,
+            umask=self.umask,
+            stdin_fd=self.stdin_fd,
+            close_child_stdin=self.close_child_stdin,
+            close_child_stdout=self.close_child_stdout,
+            close_child_stderr=self.close_child_stderr,
+            pipe_stdout=self.pipe_stdout,
+            pipe_stderr=self.pipe_stderr,
+        )
+
+    def spawn(self) -> None:
+        """Start the child. Raises SpawnError (nothing left behind) or ProcessError if started."""
+        if self.pid is not None:
+            raise ProcessError(f"{self!r} was already spawned")
+        plan = self._plan()
+        launched = launch(plan)
+        self.started = time.time()
+        self.pid = launched.pid
+        self.stdout = launched.stdout
+        self.stderr = launched.stderr
+        self.argv = plan.argv
+        self.child_env = plan.env
+        try:
+            self.pidfd = os.pidfd_open(launched.pid)
+        except (AttributeError, OSError):
+            self.pidfd = None  # old kernel: waitpid and SIGCHLD fallbacks
+        registry[launched.pid] = self
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _require_pid(self) -> int:
+        if self.pid is None:
+            raise ProcessError(f"{self!r} was not spawned")
+        return self.pid
+
+    def age(self) -> float:
+        """Seconds since the child was spawned (0 before spawn)."""
+        return 0.0 if self.started is None else time.time() - self.started
+
+    def poll(self) -> int | None:
+        """Reap the child if it has exited (never blocks); return its returncode or None."""
+        if self.returncode is not None or self.pid is None:
+            return self.returncode
+        rc = try_reap(self.pid, self.pidfd)
+        if rc is not None:
+            self._reaped(rc)
+        return self.returncode
+
+    def is_alive(self) -> bool:
+        """True while the child has not been reaped and has not exited."""
+        return self.pid is not None and self.poll() is None
+
+    @property
+    def status(self) -> int:
+        """Upstream's status constant: RUNNING, DEAD_OR_ZOMBIE or UNEXISTING."""
+        if self.pid is None:
+            return UNEXISTING
+        return RUNNING if self.is_alive() else DEAD_OR_ZOMBIE
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the child exits and is reaped; return its returncode.
+
+        Raises:
+            TimeoutError: still running after ``timeout`` seconds.
+        """
+        pid = self._require_pid()
+        if self.poll() is not None:
+            return self.returncode  # type: ignore[return-value]
+        if timeout is None:
+            self._reaped(try_reap(pid, self.pidfd, block=True))  # type: ignore[arg-type]
+            return self.returncode  # type: ignore[return-value]
+        deadline = time.monotonic() + timeout
+        if self.pidfd is not None:
+            poller = select.poll()
+            poller.register(self.pidfd, select.POLLIN)
+            while self.poll() is None:
+                remaining = deadline - time.monotonic()
+                expired = remaining <= 0 or not poller.poll(remaining * 1000)
+                if expired and self.poll() is None:
+                    raise TimeoutError(f"{self!r} still running after {timeout}s")
+            return self.returncode  # type: ignore[return-value]
+        delay = 0.0005  # no pidfd: back off like Popen.wait does
+        while self.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self!r} still running after {timeout}s")
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+        return self.returncode  # type: ignore[return-value]
+
+    # -- asyncio ------------------------------------------------------------------------------
+
+    def _ensure_watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watch_undo is not None:
+            if self._watch_loop is loop:
+                return
+            if self._watch_loop is not None and not self._watch_loop.is_closed():
+                raise ProcessError(f"{self!r} is already watched by another event loop")
+            unwatch_exit(self._watch_undo)
+        self._watch_loop = loop
+        self._watch_undo = watch_exit(loop, self, self._on_exit_event)
+
+    def _on_exit_event(self) -> None:
+        self.poll()
+
+    def add_exit_callback(self, cb: ExitCallback) -> None:
+        """Call ``cb(process)`` once, on the running asyncio loop, after the child is reaped.
+
+        Death is noticed by events (pidfd reader, or SIGCHLD), never by polling. A callback
+        added after the exit is scheduled at once.
+        """
+        self._require_pid()
+        loop = asyncio.get_running_loop()
+        if self.returncode is not None:
+            loop.call_soon(cb, self)
+            return
+        self._exit_callbacks.append((loop, cb))
+        self._ensure_watch(loop)
+
+    async def wait_async(self) -> int:
+        """Await the child's exit (event-driven) and return its returncode."""
+        self._require_pid()
+        if self.poll() is not None:
+            return self.returncode  # type: ignore[return-value]
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._waiters.append(fut)
+        self._ensure_watch(loop)
+        try:
+            return await fut
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(fut)
+
+    def _reaped(self, rc: int) -> None:
+        self.returncode = rc
+        if self.pid is not None and registry.get(self.pid) is self:
+            del registry[self.pid]
+        unwatch_exit(self._watch_undo)
+        self._watch_undo = None
+        self._sigchld_cb = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        for fut in self._waiters:
+            if not fut.done():
+                _call_on(fut.get_loop(), _set_result, fut, rc)
+        callbacks, self._exit_callbacks = self._exit_callbacks, []
+        for loop, cb in callbacks:
+            _call_on(loop, cb, self)
+
+    # -- signals and stopping -----------------------------------------------------------------
+
+    def send_signal(self, signum: int, *, children: bool = False, recursive: bool = False) -> None:
+        """Send ``signum`` as upstream's ``signal`` command does.
+
+        Default: the process only. ``children``: its direct children only (all descendants
+        with ``recursive``). ``recursive`` alone: the process and all its descendants.
+        A child that is already reaped is silently skipped.
+        """
+        if self.returncode is not None or self.pid is None:
+            return
+        if children or recursive:
+            tree = ProcessTree.snapshot(self.pid)
+            try:
+                if children and not recursive:
+                    direct = set(self.children())
+                    for pid, fd in tree.members.items():
+                        if pid in direct:
+                            with contextlib.suppress(ProcessLookupError, PermissionError):
+                                signal.pidfd_send_signal(fd, signum)
+                else:
+                    tree.signal(signum, group=False)
+            finally:
+                tree.close()
+            if children:
+                return
+        self._signal_self(signum)
+
+    def _signal_self(self, signum: int) -> None:
+        try:
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signum)
+            elif self.returncode is None and self.pid is not None:
+                os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _stop_begin(self, stop_signal: int, stop_children: bool) -> ProcessTree:
+        pid = self._require_pid()
+        # Pin the tree before any signal: once the parent dies its children are reparented.
+        tree = ProcessTree.snapshot(
+            pid, started=self.started or 0.0, env=self.child_env, with_orphans=is_subreaper()
+        )
+        if self.returncode is None:
+            if stop_children:
+                tree.signal(stop_signal)
+            self._signal_self(stop_signal)
+        elif stop_children:
+            tree.signal(stop_signal)
+        return tree
+
+    def _stop_kill(self, tree: ProcessTree, stop_children: bool) -> None:
+        pid = self._require_pid()
+        if self.returncode is None or stop_children:
+            late = ProcessTree.snapshot(pid) if self.returncode is None else None
+            if late is not None:
+                tree.merge(late)
+                late.close()
+            tree.signal(signal.SIGKILL)
+            self._signal_self(signal.SIGKILL)
+
+    def stop(
+        self,
+        graceful_timeout: float = 30.0,
+        stop_signal: int = signal.SIGTERM,
+        stop_children: bool = False,
+    ) -> int:
+        """Stop the child and return its returncode (blocking).
+
+        Sends ``stop_signal`` (to the whole tree with ``stop_children``), waits up to
+        ``graceful_timeout``, then SIGKILLs the process, its process group and every
+        descendant pinned before signalling, and reaps. Members of the tree that we adopted
+        as subreaper are reaped too, so no zombie is left.
+        """
+        self._require_pid()
+        deadline = time.monotonic() + graceful_timeout
+        tree = self._stop_begin(stop_signal, stop_children)
+        try:
+            if self.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    self.wait(max(deadline - time.monotonic(), 0.0))
+            if stop_children:
+                tree.wait(max(deadline - time.monotonic(), 0.0))
+            if self.returncode is None or (stop_children and tree.alive()):
+                self._stop_kill(tree, stop_children)
+                self.wait()
+                tree.wait(5.0)
+            tree.reap()
+        finally:
+            tree.close()
+        return self.returncode  # type: ignore[return-value]
+
+    async def astop(
+        self,
+        graceful_timeout: float = 30.0,
+        stop_signal: int = signal.SIGTERM,
+        stop_children: bool = False,
+    ) -> int:
+        """:meth:`stop` for asyncio: same sequence, awaiting pidfd events instead of blocking."""
+        self._require_pid()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + graceful_timeout
+        tree = self._stop_begin(stop_signal, stop_children)
+        try:
+            if self.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wait_async(), max(deadline - loop.time(), 0.0))
+            if stop_children:
+                await tree.wait_async(max(deadline - loop.time(), 0.0))
+            if self.returncode is None or (stop_children and tree.alive()):
+                self._stop_kill(tree, stop_children)
+                await self.wait_async()
+                await tree.wait_async(5.0)
+            tree.reap()
+        finally:
+            tree.close()
+        return self.returncode  # type: ignore[return-value]
+
+    # -- introspection ------------------------------------------------------------------------
+
+    def children(self) -> list[int]:
+        """Pids of the direct children of the child (empty once it is gone)."""
+        from ._info import children_pids
+
+        return children_pids(self)
+
+    def info(self) -> dict[str, Any] | str:
+        """Upstream's ``stats``/``info`` dict for this process (via psutil)."""
+        from ._info import process_info
+
+        return process_info(self)
+
+    # -- cleanup ------------------------------------------------------------------------------
+
+    def _add_close_hook(self, hook: Callable[[Process], None]) -> None:
+        """Let an owner of our pipe fds (the redirector) let go of them before we close."""
+        self._close_hooks.append(hook)
+
+    def _remove_close_hook(self, hook: Callable[[Process], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._close_hooks.remove(hook)
+
+    def close(self) -> None:
+        """Release the pipes and the pidfd. Does not stop or reap the child."""
+        hooks, self._close_hooks = self._close_hooks, []
+        for hook in hooks:
+            hook(self)
+        for attr in ("stdout", "stderr"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                setattr(self, attr, None)
+                os.close(fd)
+        unwatch_exit(self._watch_undo)
+        self._watch_undo = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def _set_result(fut: asyncio.Future[int], rc: int) -> None:
+    if not fut.done():
+        fut.set_result(rc)
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """Schedule ``fn(*args)`` on ``loop`` from whatever thread we are in."""
+    if loop.is_closed():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        loop.call_soon(fn, *args)
+    else:
+        loop.call_soon_threadsafe(fn, *args)

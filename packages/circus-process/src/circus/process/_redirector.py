@@ -1,0 +1,202 @@
+"""OutputRedirector: pumps children's stdout/stderr pipes into streams on an asyncio loop.
+
+Fast path: when a stream can take bytes verbatim (``can_splice``) and nobody observes the
+output, bytes go from the pipe to the file with ``os.splice`` and never enter Python. Otherwise
+large non-blocking reads are handed to the stream and to every observer. Nothing blocks the
+loop: pipes are non-blocking and each readiness callback moves a bounded amount.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._process import Process
+
+__all__ = ["OutputRedirector", "Observer"]
+
+log = logging.getLogger("circus.process")
+
+Observer = Callable[[int, str, bytes], None]
+
+PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+@dataclass(eq=False, slots=True)
+class _Pipe:
+    process: Process
+    fd: int
+    name: str
+    stream: Any
+    splice_ok: bool = True
+
+
+class OutputRedirector:
+    """Read the pipes of many processes and feed them to stream objects.
+
+    Args:
+        loop: the event loop (default: the running loop at the first :meth:`add`).
+        read_size: bytes per ``os.read`` on the non-splice path.
+        budget: most bytes moved per pipe per readiness callback (fairness between pipes).
+
+    Each pipe stays registered until EOF; when a process exits its pipes are drained at once,
+    and :meth:`remove` drains before letting go, so output is not lost (upstream issue #557).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        read_size: int = 256 * 1024,
+        budget: int = 8 * 1024 * 1024,
+    ) -> None:
+        self._loop = loop
+        self.read_size = read_size
+        self.budget = budget
+        self._pipes: dict[int, _Pipe] = {}
+        self._by_process: dict[Process, list[_Pipe]] = {}
+        self._observers: list[Observer] = []
+
+    # -- observers ---------------------------------------------------------------------------
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(pid, stream_name, data)`` for every chunk (disables splicing)."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        """Stop calling ``observer``."""
+        with contextlib.suppress(ValueError):
+            self._observers.remove(observer)
+
+    # -- registration ------------------------------------------------------------------------
+
+    @property
+    def processes(self) -> list[Process]:
+        """Processes whose pipes are currently pumped."""
+        return list(self._by_process)
+
+    def add(self, process: Process, stdout_stream: Any = None, stderr_stream: Any = None) -> None:
+        """Pump ``process.stdout`` into ``stdout_stream`` and ``process.stderr`` into
+        ``stderr_stream`` (a pipe without a stream is still drained, for observers)."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        pipes = []
+        for name, fd, stream in (
+            ("stdout", process.stdout, stdout_stream),
+            ("stderr", process.stderr, stderr_stream),
+        ):
+            if fd is None or fd in self._pipes:
+                continue
+            os.set_blocking(fd, False)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+            pipe = _Pipe(process, fd, name, stream)
+            self._pipes[fd] = pipe
+            pipes.append(pipe)
+            loop.add_reader(fd, self._on_readable, pipe)
+        if not pipes:
+            return
+        self._by_process.setdefault(process, []).extend(pipes)
+        process._add_close_hook(self._on_process_close)
+        if process.returncode is None:
+            process.add_exit_callback(self._on_exit)
+
+    def remove(self, process: Process, *, drain: bool = True) -> None:
+        """Stop pumping ``process``'s pipes, first draining what they hold (unless told not)."""
+        pipes = self._by_process.pop(process, [])
+        process._remove_close_hook(self._on_process_close)
+        for pipe in pipes:
+            if drain and pipe.fd in self._pipes:
+                self._pump(pipe, limit=None)
+            self._detach(pipe, eof=False)
+
+    def close(self) -> None:
+        """Drain and remove every process."""
+        for process in list(self._by_process):
+            self.remove(process)
+
+    # -- pumping -----------------------------------------------------------------------------
+
+    def _on_process_close(self, process: Process) -> None:
+        self.remove(process)
+
+    def _on_exit(self, process: Process) -> None:
+        for pipe in list(self._by_process.get(process, ())):
+            if pipe.fd in self._pipes:
+                self._pump(pipe, limit=None)
+
+    def _on_readable(self, pipe: _Pipe) -> None:
+        self._pump(pipe, limit=self.budget)
+
+    def _pump(self, pipe: _Pipe, limit: int | None) -> None:
+        moved = 0
+        stream = pipe.stream
+        try:
+            while limit is None or moved < limit:
+                if pipe.splice_ok and not self._observers and getattr(stream, "can_splice", False):
+                    try:
+                        n = stream.splice_from(pipe.fd)
+                    except BlockingIOError:
+                        return
+                    except OSError as exc:
+                        # EINVAL & co: the target refuses splice; use reads from now on.
+                        log.debug("splice refused for %s: %s", pipe.name, exc)
+                        pipe.splice_ok = False
+                        continue
+                else:
+                    try:
+                        data = os.read(pipe.fd, self.read_size)
+                    except BlockingIOError:
+                        return
+                    n = len(data)
+                    if n:
+                        self._dispatch(pipe, data)
+                if n == 0:
+                    self._end(pipe)
+                    return
+                moved += n
+        except OSError:
+            log.exception("reading %s of pid %s failed", pipe.name, pipe.process.pid)
+            self._end(pipe)
+
+    def _dispatch(self, pipe: _Pipe, data: bytes) -> None:
+        pid = pipe.process.pid or 0
+        if pipe.stream is not None:
+            try:
+                pipe.stream({"data": data, "pid": pid, "name": pipe.name})
+            except Exception:
+                log.exception("stream %r failed on output of pid %s", pipe.stream, pid)
+        for observer in list(self._observers):
+            try:
+                observer(pid, pipe.name, data)
+            except Exception:
+                log.exception("output observer %r failed", observer)
+
+    def _end(self, pipe: _Pipe) -> None:
+        self._detach(pipe, eof=True)
+        pipes = self._by_process.get(pipe.process)
+        if pipes is not None:
+            with contextlib.suppress(ValueError):
+                pipes.remove(pipe)
+            if not pipes:
+                del self._by_process[pipe.process]
+                pipe.process._remove_close_hook(self._on_process_close)
+
+    def _detach(self, pipe: _Pipe, *, eof: bool) -> None:
+        if self._pipes.pop(pipe.fd, None) is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(pipe.fd)
+        end = getattr(pipe.stream, "end", None)
+        if end is not None:
+            try:
+                end(pipe.process.pid or 0, pipe.name)
+            except Exception:
+                log.exception("stream %r failed at end of output", pipe.stream)

@@ -1,0 +1,313 @@
+"""Turning Process options into one ``subprocess.Popen`` call, fast and leak-free.
+
+Everything that can be checked is checked here in the parent, before forking, so a bad
+option raises SpawnError with no child and no fd left behind. The fork itself goes through
+Popen without ``preexec_fn`` unless rlimits are asked: Popen's own ``start_new_session``,
+``user``/``group``/``extra_groups``, ``umask`` and ``pass_fds`` keep CPython on its vfork
+fast path (a Python preexec_fn forbids vfork and runs interpreter code in the child).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import SpawnError
+from ._ids import Identity, RLimit, check_working_dir, parse_rlimits, parse_umask, resolve_identity
+from ._template import substitute
+
+__all__ = ["SpawnPlan", "Launched", "build_env", "build_argv", "plan_spawn", "launch"]
+
+
+def build_env(env: Mapping[str, object] | None, copy_env: bool) -> dict[str, str]:
+    """The child's environment: exactly ``env``, on top of ours only when ``copy_env``."""
+    out: dict[str, str] = dict(os.environ) if copy_env else {}
+    if env:
+        for key, value in env.items():
+            out[str(key)] = str(value)
+    return out
+
+
+def _split(value: str | Sequence[str] | None, subst: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return shlex.split(subst(value))
+    return [subst(str(arg)) for arg in value]
+
+
+def build_argv(
+    cmd: str,
+    args: str | Sequence[str] | None,
+    *,
+    shell: bool,
+    shell_args: str | Sequence[str] | None,
+    executable: str | None,
+    wid: int,
+    env: Mapping[str, str],
+    sockets: Mapping[str, int],
+    template_vars: Mapping[str, object],
+) -> tuple[list[str], str]:
+    """Return ``(argv, program)`` after substitution; ``program`` is what will be exec'd.
+
+    Without shell: ``shlex.split(cmd) + shlex.split(args)``. With shell: ``/bin/sh -c
+    "<cmd> <args>"`` followed by ``shell_args`` (which become ``$0``, ``$1``...); the cmd text is
+    handed to the shell verbatim so pipes, ``&`` and ``;`` work (see README).
+    """
+
+    def subst(text: str) -> str:
+        return substitute(text, wid=wid, env=env, sockets=sockets, template_vars=template_vars)
+
+    if shell:
+        line = subst(cmd)
+        if isinstance(args, str) and args:
+            line = f"{line} {subst(args)}"
+        elif args:
+            line = " ".join([line, *(shlex.quote(subst(str(a))) for a in args)])
+        program = executable or "/bin/sh"
+        return [program, "-c", line, *_split(shell_args, subst)], program
+    try:
+        argv = _split(cmd, subst) + _split(args, subst)
+    except ValueError as exc:  # shlex: unbalanced quotes
+        raise SpawnError("cmd", cmd, str(exc)) from None
+    if not argv:
+        raise SpawnError("cmd", cmd, "empty command")
+    return argv, executable or argv[0]
+
+
+def _resolve_program(program: str, option: str, env: Mapping[str, str], cwd: str | None) -> str:
+    """Find ``program`` as execvpe will (the child's PATH), or raise SpawnError."""
+    if "/" in program:
+        path = program if cwd is None or os.path.isabs(program) else os.path.join(cwd, program)
+        if not os.path.isfile(path):
+            raise SpawnError(option, program, "no such file")
+        if not os.access(path, os.X_OK):
+            raise SpawnError(option, program, "not executable")
+        return program
+    found = shutil.which(program, path=os.pathsep.join(os.get_exec_path(env)))
+    if found is None:
+        raise SpawnError(option, program, "not found on the child's PATH")
+    return found
+
+
+@dataclass(slots=True)
+class SpawnPlan:
+    """Everything needed to start one child, already validated."""
+
+    argv: list[str]
+    program: str
+    env: dict[str, str]
+    cwd: str | None
+    identity: Identity
+    umask: int
+    rlimits: tuple[RLimit, ...]
+    pass_fds: tuple[int, ...]
+    stdin_fd: int | None
+    close_child_stdin: bool
+    close_child_stdout: bool
+    close_child_stderr: bool
+    pipe_stdout: bool
+    pipe_stderr: bool
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_spawn(
+    *,
+    cmd: str,
+    args: str | Sequence[str] | None,
+    wid: int,
+    working_dir: str | os.PathLike[str] | None,
+    shell: bool,
+    shell_args: str | Sequence[str] | None,
+    uid: int | str | None,
+    gid: int | str | None,
+    env: Mapping[str, object] | None,
+    copy_env: bool,
+    rlimits: Mapping[str, object] | None,
+    executable: str | None,
+    use_fds: bool,
+    sockets: Mapping[str, int] | None,
+    template_vars: Mapping[str, object] | None,
+    umask: int | str | None,
+    stdin_fd: int | None,
+    close_child_stdin: bool,
+    close_child_stdout: bool,
+    close_child_stderr: bool,
+    pipe_stdout: bool,
+    pipe_stderr: bool,
+) -> SpawnPlan:
+    """Validate every option and compute the exact argv/env; raises SpawnError."""
+    child_env = build_env(env, copy_env)
+    socks = dict(sockets or {})
+    cwd = check_working_dir(working_dir)
+    argv, program = build_argv(
+        cmd,
+        args,
+        shell=shell,
+        shell_args=shell_args,
+        executable=executable,
+        wid=wid,
+        env=child_env,
+        sockets=socks,
+        template_vars=template_vars or {},
+    )
+    option = "executable" if executable else "cmd"
+    program = _resolve_program(program, option, child_env, cwd)
+    pass_fds: tuple[int, ...] = ()
+    if use_fds and socks:
+        for name, fd in socks.items():
+            try:
+                os.fstat(fd)
+            except (OSError, TypeError):
+                raise SpawnError("sockets", {name: fd}, "not an open file descriptor") from None
+        pass_fds = tuple(sorted(set(socks.values())))
+    if stdin_fd is not None:
+        try:
+            os.fstat(stdin_fd)
+        except (OSError, TypeError):
+            raise SpawnError("stdin_fd", stdin_fd, "not an open file descriptor") from None
+    return SpawnPlan(
+        argv=argv,
+        program=program,
+        env=child_env,
+        cwd=cwd,
+        identity=resolve_identity(uid, gid),
+        umask=parse_umask(umask),
+        rlimits=parse_rlimits(rlimits),
+        pass_fds=pass_fds,
+        stdin_fd=stdin_fd,
+        close_child_stdin=close_child_stdin,
+        close_child_stdout=close_child_stdout,
+        close_child_stderr=close_child_stderr,
+        pipe_stdout=pipe_stdout,
+        pipe_stderr=pipe_stderr,
+    )
+
+
+def _rlimit_preexec(limits: tuple[RLimit, ...], identity: Identity) -> Any:
+    """A preexec_fn setting rlimits, then dropping privileges (upstream's order).
+
+    Popen switches ids *before* running preexec_fn, which would forbid raising a hard limit
+    as a dropped user, so when rlimits are asked the id switch moves in here too.
+    """
+
+    def preexec() -> None:
+        for limit in limits:
+            try:
+                resource.setrlimit(limit.resource, (limit.value, limit.value))
+            except (ValueError, OSError):
+                if limit.resource != resource.RLIMIT_NOFILE:
+                    raise
+                # nofile cannot be infinite: fall back to the current hard limit.
+                hard = resource.getrlimit(limit.resource)[1]
+                resource.setrlimit(limit.resource, (hard, hard))
+        if identity.groups is not None:
+            os.setgroups(list(identity.groups))
+        if identity.gid is not None:
+            os.setregid(identity.gid, identity.gid)
+        if identity.uid is not None:
+            os.setreuid(identity.uid, identity.uid)
+
+    return preexec
+
+
+@dataclass(slots=True)
+class Launched:
+    """The result of a successful launch: the pid and the parent's pipe ends."""
+
+    pid: int
+    stdout: int | None
+    stderr: int | None
+
+
+def _open_pipe() -> tuple[int, int]:
+    return os.pipe2(os.O_CLOEXEC)
+
+
+def launch(plan: SpawnPlan) -> Launched:
+    """Fork and exec the child described by ``plan``; raises SpawnError, leaks nothing."""
+    to_close: list[int] = []
+    out_r = err_r = None
+    try:
+        stdin: int | None
+        if plan.stdin_fd is not None:
+            stdin = plan.stdin_fd
+        elif plan.close_child_stdin:
+            stdin = subprocess.DEVNULL
+        else:
+            stdin = None
+        stdout: int | None = None
+        if plan.close_child_stdout:
+            stdout = subprocess.DEVNULL
+        elif plan.pipe_stdout:
+            out_r, stdout = _open_pipe()
+            to_close.append(stdout)
+        stderr: int | None = None
+        if plan.close_child_stderr:
+            stderr = subprocess.DEVNULL
+        elif plan.pipe_stderr:
+            err_r, stderr = _open_pipe()
+            to_close.append(stderr)
+        ident = plan.identity
+        kwargs: dict[str, Any] = {}
+        if plan.rlimits:
+            kwargs["preexec_fn"] = _rlimit_preexec(plan.rlimits, ident)
+        else:
+            if ident.uid is not None:
+                kwargs["user"] = ident.uid
+            if ident.gid is not None:
+                kwargs["group"] = ident.gid
+            if ident.groups is not None:
+                kwargs["extra_groups"] = list(ident.groups)
+        try:
+            popen = subprocess.Popen(
+                plan.argv,
+                executable=plan.program,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                close_fds=True,
+                pass_fds=plan.pass_fds,
+                cwd=plan.cwd,
+                env=plan.env,
+                start_new_session=True,
+                umask=plan.umask,
+                **kwargs,
+            )
+        except subprocess.SubprocessError as exc:
+            # Only our preexec_fn can fail this way: it sets rlimits and ids.
+            raise SpawnError("rlimits", {r.name: r.value for r in plan.rlimits}, str(exc)) from None
+        except OSError as exc:
+            raise _map_oserror(exc, plan) from None
+        # From here on the pid is ours alone: reaping goes through pidfd/waitid in
+        # _process.py. Mark the Popen finished so its finaliser neither warns nor reaps it.
+        popen.returncode = 0
+        return Launched(popen.pid, out_r, err_r)
+    except BaseException:
+        for fd in (out_r, err_r):
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        for fd in to_close:
+            os.close(fd)
+
+
+def _map_oserror(exc: OSError, plan: SpawnPlan) -> SpawnError:
+    filename = getattr(exc, "filename", None)
+    reason = exc.strerror or str(exc)
+    if plan.cwd is not None and filename == plan.cwd:
+        return SpawnError("working_dir", plan.cwd, reason)
+    if isinstance(exc, PermissionError) and filename is None:
+        ident = plan.identity
+        if ident.uid is not None:
+            return SpawnError("uid", ident.uid, reason)
+        if ident.gid is not None:
+            return SpawnError("gid", ident.gid, reason)
+    return SpawnError("cmd", plan.program, reason)

@@ -1,0 +1,198 @@
+"""FileStream (size rotation) and WatchedFileStream (reopen when the file is moved)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from .._errors import StreamError
+from ._base import Chunk, LineFramer, prefix_line, to_int, to_str_or_none
+
+__all__ = ["FileStream", "WatchedFileStream"]
+
+# One splice call moves at most this much, so one busy pipe cannot hog the loop forever.
+SPLICE_CHUNK = 1 << 20
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+
+class FileStream:
+    """Append a process's output to a file, optionally size-rotated and line-prefixed.
+
+    Args:
+        filename: the file (a fresh temp file when missing, as upstream).
+        max_bytes: rotate when the file would grow past this size (0: never).
+        backup_count: keep ``file.1`` ... ``file.N``; with 0 the file is truncated instead.
+        time_format: strftime format; when set every line becomes ``<time> [<pid>] | line``
+            (lines split across reads are re-assembled first).
+
+    Without ``time_format`` the stream takes bytes straight from a pipe with ``os.splice``.
+    Writes are unbuffered (``os.write`` on the fd), i.e. flushed at once.
+    """
+
+    def __init__(
+        self,
+        filename: str | None = None,
+        max_bytes: int | str = 0,
+        backup_count: int | str = 0,
+        time_format: str | None = None,
+        **options: Any,
+    ) -> None:
+        name = to_str_or_none(filename)
+        if name is None:
+            fd, name = tempfile.mkstemp(prefix="circus-", suffix=".log")
+            os.close(fd)
+        self.filename = name
+        self.max_bytes = to_int("max_bytes", max_bytes)
+        self.backup_count = to_int("backup_count", backup_count)
+        self.time_format = to_str_or_none(time_format)
+        self.options = options
+        self._fd: int | None = None
+        self._size = 0
+        self._framer = LineFramer() if self.time_format else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _open_fd(self) -> None:
+        directory = os.path.dirname(self.filename)
+        if directory and not os.path.isdir(directory):
+            raise StreamError("filename", self.filename, "its directory does not exist")
+        # No O_APPEND: splice() refuses append-mode files. We are the only writer of this fd
+        # and keep its offset at the end ourselves.
+        self._fd = os.open(self.filename, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._size = os.lseek(self._fd, 0, os.SEEK_END)
+
+    def open(self) -> None:
+        """Open the file (idempotent; called lazily on first write too)."""
+        if self._fd is None:
+            self._open_fd()
+
+    def close(self) -> None:
+        """Write pending partial lines and close the file (it can be reopened)."""
+        if self._framer is not None and self._fd is not None and self.time_format:
+            for pid, line in self._framer.flush_all():
+                self._write(prefix_line(self.time_format, pid, line).encode())
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def fileno(self) -> int | None:
+        """The open fd, or None."""
+        return self._fd
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def __call__(self, data: Chunk) -> None:
+        """Write one chunk (prefixed per complete line when ``time_format`` is set)."""
+        if self._fd is None:
+            self.open()
+        payload = data["data"]
+        if self.time_format and self._framer is not None:
+            lines = self._framer.feed(data["pid"], data["name"], payload)
+            if not lines:
+                return
+            payload = "".join(
+                prefix_line(self.time_format, data["pid"], line) for line in lines
+            ).encode()
+        if payload:
+            self._write(payload)
+
+    def end(self, pid: int, name: str) -> None:
+        """The pipe of ``pid`` hit EOF: write its pending partial line."""
+        if self._framer is not None and self.time_format:
+            lines = self._framer.flush(pid, name)
+            if lines:
+                self._write(prefix_line(self.time_format, pid, lines[0]).encode())
+
+    def _before_write(self, nbytes: int) -> None:
+        """Hook run before ``nbytes`` are written (rotation)."""
+        if self.max_bytes and self._size and self._size + nbytes > self.max_bytes:
+            self.rotate()
+
+    def _write(self, payload: bytes) -> None:
+        if self._fd is None:
+            self.open()
+        self._before_write(len(payload))
+        view = memoryview(payload)
+        while view:
+            written = os.write(self._fd, view)  # type: ignore[arg-type]
+            self._size += written
+            view = view[written:]
+
+    @property
+    def can_splice(self) -> bool:
+        """True when bytes can go to the file verbatim (no per-line formatting)."""
+        return not self.time_format
+
+    def splice_from(self, fd: int) -> int:
+        """Move up to 1 MiB from pipe ``fd`` into the file with ``os.splice``.
+
+        Returns the bytes moved (0 at EOF); raises BlockingIOError when the pipe is empty.
+        """
+        if self._fd is None:
+            self.open()
+        count = SPLICE_CHUNK
+        if self.max_bytes:
+            if self._size >= self.max_bytes:
+                self.rotate()
+            count = min(count, self.max_bytes - self._size) or count
+        self._before_splice()
+        moved = os.splice(fd, self._fd, count, flags=_SPLICE_FLAGS)  # type: ignore[arg-type]
+        self._size += moved
+        return moved
+
+    def _before_splice(self) -> None:
+        """Hook run before each splice (reopen checks, time rotation)."""
+
+    # -- rotation ----------------------------------------------------------------------------
+
+    def rotate(self) -> None:
+        """Rotate now: ``file`` -> ``file.1`` -> ... -> ``file.N`` (truncate when N is 0)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.backup_count > 0:
+            for i in range(self.backup_count - 1, 0, -1):
+                src = f"{self.filename}.{i}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.filename}.{i + 1}")
+            if os.path.exists(self.filename):
+                os.replace(self.filename, f"{self.filename}.1")
+        else:
+            with open(self.filename, "wb"):
+                pass
+        self._open_fd()
+
+
+class WatchedFileStream(FileStream):
+    """A FileStream without rotation that reopens its file when it was moved or deleted.
+
+    Meant for external rotation (logrotate): before each write the path's inode is compared
+    with the open file's.
+    """
+
+    def __init__(
+        self, filename: str | None = None, time_format: str | None = None, **options: Any
+    ) -> None:
+        options.pop("max_bytes", None)
+        options.pop("backup_count", None)
+        super().__init__(filename=filename, time_format=time_format, **options)
+
+    def _check_reopen(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            st = os.stat(self.filename)
+        except FileNotFoundError:
+            st = None
+        cur = os.fstat(self._fd)
+        if st is None or (st.st_dev, st.st_ino) != (cur.st_dev, cur.st_ino):
+            os.close(self._fd)
+            self._fd = None
+            self._open_fd()
+
+    def _before_write(self, nbytes: int) -> None:
+        self._check_reopen()
+
+    def _before_splice(self) -> None:
+        self._check_reopen()
