@@ -10,10 +10,9 @@ DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
 
 
 def stats_enabled(daemon: Any) -> bool:
-    """Stats run with ``statsd = true`` or an explicitly set ``stats_endpoint`` (as upstream)."""
-    return bool(daemon.statsd) or (
-        bool(daemon.stats_endpoint) and daemon.stats_endpoint != DEFAULT_STATS_ENDPOINT
-    )
+    """Stats run with ``statsd = true`` (the loader already turns an explicit
+    ``stats_endpoint`` into ``statsd = true``, as upstream)."""
+    return bool(daemon.statsd) and bool(daemon.stats_endpoint)
 
 
 def plugin_spec(plugin: Any) -> dict[str, Any]:

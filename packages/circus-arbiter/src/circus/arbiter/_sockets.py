@@ -81,6 +81,10 @@ class SocketSet:
         """What ``listsockets`` answers: sorted by fd, host/port or path."""
         items = []
         for name, sock in self._sockets.items():
+            info = getattr(sock, "info", None)
+            if callable(info):
+                items.append(info())
+                continue
             fd = _fileno(sock)
             entry: dict[str, Any] = {"fd": fd, "name": name, "backlog": getattr(sock, "backlog", 0)}
             path = getattr(sock, "path", None)
@@ -114,13 +118,8 @@ def _create(cls: Any, options: Mapping[str, Any]) -> Any:
 
 
 def _bind(sock: Any) -> None:
-    if _fileno(sock) >= 0 and getattr(sock, "_circus_bound", False):
-        return
+    # CircusSocket.bind_and_listen is idempotent: a bound or adopted socket is left as is.
     sock.bind_and_listen()
-    try:
-        sock._circus_bound = True
-    except AttributeError:  # pragma: no cover - slotted socket classes
-        pass
 
 
 def _fileno(sock: Any) -> int:

@@ -123,6 +123,7 @@ def _main(argv: list[str] | None) -> int:
     except (ValueError, OSError) as exc:
         print(f"circusd: logging: {exc}", file=sys.stderr)
         return 1
+    logging.captureWarnings(True)
     if daemon.umask is not None:
         os.umask(daemon.umask)
     if daemon.debug_gc:

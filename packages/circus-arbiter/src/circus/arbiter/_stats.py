@@ -1,0 +1,122 @@
+"""The stats channel, produced in-process (spec/protocol.md §3).
+
+Upstream runs a separate ``circusd-stats`` process; we publish the same topics from circusd
+itself, every ``interval`` seconds (1.0 by default, as upstream), and only while a stats
+endpoint is configured — no timer exists otherwise. psutil sampling runs in a worker thread so
+the control channel never waits for it. ``stat.sockets.<fd>`` reports ``reads = 0``: we do not
+poll listening sockets (upstream's 10 ms poller was a known CPU sink, issue #853).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import zmq
+from circus.ctl.protocol import stat_topic
+
+from ._procinfo import process_info, watcher_processes
+from ._publisher import Publisher
+
+if TYPE_CHECKING:
+    from ._arbiter import Arbiter
+
+__all__ = ["StatsPublisher", "collect"]
+
+log = logging.getLogger("circus.arbiter")
+
+
+def _aggregate(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    pids = [i["pid"] for i in infos]
+    cpus = [i.get("cpu") for i in infos]
+    mems = [i.get("mem") for i in infos]
+    ages = [i.get("age") for i in infos]
+
+    def numeric(values: list[Any]) -> list[float] | None:
+        if any(not isinstance(v, int | float) for v in values):
+            return None
+        return [float(v) for v in values]
+
+    cpu = numeric(cpus)
+    mem = numeric(mems)
+    age = numeric(ages)
+    return {
+        "pid": pids,
+        "cpu": (sum(cpu) / len(cpu) if cpu else 0.0) if cpu is not None else "N/A",
+        "mem": (sum(mem) if mem else 0.0) if mem is not None else "N/A",
+        "age": (max(age) if age else 0.0) if age is not None else "N/A",
+    }
+
+
+def collect(arbiter: Arbiter) -> list[tuple[str, dict[str, Any]]]:
+    """Every ``(topic, payload)`` of one stats round (blocking: psutil calls)."""
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for watcher in arbiter.iter_watchers():
+        name = watcher.name.lower()
+        infos = []
+        for proc in watcher_processes(watcher):
+            pid = getattr(proc, "pid", None)
+            if pid is None:
+                continue
+            info = process_info(pid, started=getattr(proc, "started", None))
+            if not isinstance(info, dict):
+                continue
+            info.pop("started", None)
+            info.update(subtopic=pid, name=None)
+            messages.append((stat_topic(name, pid), info))
+            infos.append(info)
+        messages.append((stat_topic(name), _aggregate(infos)))
+    me = process_info(os.getpid(), started=arbiter.started_at)
+    if isinstance(me, dict):
+        me.pop("started", None)
+        me.update(subtopic=me["pid"], name="circusd")
+        messages.append((stat_topic("circus", me["pid"]), me))
+        messages.append((stat_topic("circus"), _aggregate([me])))
+    addresses = []
+    for entry in arbiter.socket_set.listing():
+        address = entry.get("path") or f"{entry.get('host')}:{entry.get('port')}"
+        addresses.append(address)
+        messages.append(
+            (
+                stat_topic("sockets", entry["fd"]),
+                {"fd": entry["fd"], "subtopic": entry["fd"], "reads": 0, "address": address},
+            )
+        )
+    messages.append((stat_topic("sockets"), {"addresses": addresses, "reads": 0}))
+    return messages
+
+
+class StatsPublisher:
+    """Publishes :func:`collect` on its own PUB socket every ``interval`` seconds."""
+
+    def __init__(self, arbiter: Arbiter, endpoint: str, interval: float = 1.0) -> None:
+        self.arbiter = arbiter
+        self.interval = interval
+        self._pub = Publisher(
+            zmq.Context.shadow(arbiter.context.underlying), endpoint, arbiter.endpoint_owner
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the timer on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                messages = await asyncio.to_thread(collect, self.arbiter)
+            except Exception:  # a vanished process must not end the stats stream
+                log.debug("stats round failed", exc_info=True)
+                continue
+            for topic, payload in messages:
+                self._pub.publish(topic, payload)
+
+    def close(self) -> None:
+        """Stop the timer and close the socket."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._pub.close()
