@@ -110,6 +110,12 @@ def read_ini(text: str, filename: str, into: RawConfig) -> None:
                 section = RawSection(name, filename, lineno)
                 into.sections[name] = section
             continue
+        if content.startswith("["):
+            raise ConfigError(
+                f"malformed section header {content!r}: expected [name]",
+                filename=filename,
+                lineno=lineno,
+            )
         if section is None:
             raise ConfigError(
                 "expected a [section] header before the first option",
