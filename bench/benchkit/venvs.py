@@ -68,15 +68,20 @@ def ensure_venv(spec: tuple[str, tuple[str, ...]]) -> Path:
     return path
 
 
+def upstream_circus_ready() -> bool:
+    """True when an upstream Circus venv (ours or engineer C's) is already built."""
+    bindir = venv_dir(UPSTREAM_CIRCUS) / "bin"
+    return (bindir / "circusd").exists() and (bindir / "circusctl").exists()
+
+
 def upstream_circus_venv() -> Path:
     """The venv holding upstream Circus 0.19's ``circusd``/``circusctl``.
 
     Engineer C's ``circus.ctl.testing.upstream`` builds ``.cache/upstream-circus`` for the
     interop tests; when it is installed we let it build the venv so both share one copy.
     """
-    path = venv_dir(UPSTREAM_CIRCUS)
-    if (path / "bin" / "circusd").exists() and (path / "bin" / "circusctl").exists():
-        return path
+    if upstream_circus_ready():
+        return venv_dir(UPSTREAM_CIRCUS)
     try:
         helper = importlib.import_module("circus.ctl.testing.upstream")
     except ImportError:
