@@ -106,6 +106,16 @@ def configure_dealer(socket: zmq.Socket[Any]) -> None:
     socket.setsockopt(zmq.LINGER, 0)
 
 
+def ssh_tunnel_library() -> str | None:
+    """Return the SSH library zmq.ssh would use (paramiko or pexpect), or None if neither."""
+    import importlib.util
+
+    for name in ("paramiko", "pexpect"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
 def connect(
     socket: zmq.Socket[Any], endpoint: str, ssh_server: str | None, ssh_keyfile: str | None
 ) -> None:
@@ -119,17 +129,14 @@ def connect(
         return
     from .errors import CtlError
 
-    try:
-        from zmq import ssh
-    except ImportError as exc:  # pragma: no cover - zmq.ssh ships with pyzmq
-        raise CtlError(f"SSH tunnels unavailable: {exc}") from None
-    try:
-        ssh.tunnel_connection(socket, endpoint, ssh_server, keyfile=ssh_keyfile)
-    except ImportError as exc:
+    if ssh_tunnel_library() is None:
         raise CtlError(
-            "--ssh needs paramiko or pexpect, and neither is installed "
-            f"(pip install paramiko): {exc}"
-        ) from None
+            "--ssh needs paramiko or pexpect (used by zmq.ssh) and neither is installed: "
+            "pip install paramiko"
+        )
+    from zmq import ssh
+
+    ssh.tunnel_connection(socket, endpoint, ssh_server, keyfile=ssh_keyfile)
 
 
 def monitor_connected(event: dict[str, Any], connected: bool) -> bool:

@@ -1,0 +1,187 @@
+"""``circusctl listen`` and ``circusctl logs``: the commands that read the pub/sub channel.
+
+``logs`` prints the last lines the daemon kept (our ``logs`` command), then with ``-f``
+follows ``output.<watcher>.<stream>`` messages live. ``listen`` prints events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .. import protocol
+from .._consumer import CircusConsumer
+from ..errors import CallTimeout, DaemonUnreachable
+from ._commands import CommandParser, UsageError
+
+__all__ = ["format_log_line", "parser", "run"]
+
+
+def parser(name: str) -> CommandParser:
+    """Return the argument parser of ``listen`` or ``logs``."""
+    if name == "listen":
+        p = CommandParser(
+            prog="circusctl listen",
+            usage="circusctl [--endpoint PUBSUB] listen [--pubsub-endpoint E] [-n N] [TOPIC...]",
+            description=(
+                "Print events from the pub/sub channel. TOPICs are prefixes "
+                "(e.g. watcher.web. or output.); default: everything. As with Circus 0.19, "
+                "--endpoint given before the command is the pub/sub endpoint here "
+                f"(default {protocol.DEFAULT_PUBSUB_ENDPOINT})."
+            ),
+        )
+        p.add_argument("topics", nargs="*", metavar="TOPIC")
+    else:
+        p = CommandParser(
+            prog="circusctl logs",
+            usage="circusctl logs [-f] [-n LINES] [--pubsub-endpoint E] [NAME...]",
+            description=(
+                "Show the last lines of output of watchers (all when no NAME), merged and "
+                "prefixed with time and watcher name; with -f keep following them live. "
+                "The pub/sub endpoint is asked from circusd (globaloptions) unless given."
+            ),
+        )
+        p.add_argument("names", nargs="*", metavar="NAME", help="watcher names")
+        p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+        p.add_argument(
+            "-n", "--lines", type=int, default=20, help="lines of history per watcher (20)"
+        )
+    p.add_argument("--pubsub-endpoint", metavar="ENDPOINT", help="the daemon's pub/sub endpoint")
+    p.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        metavar="N",
+        help="exit after N live messages (default: run until interrupted)",
+    )
+    return p
+
+
+def run(ctx: Any, name: str, args: list[str]) -> int:
+    """Run ``listen`` or ``logs`` with its arguments; return the exit code."""
+    from ._app import report_transport_error, report_usage_error
+
+    try:
+        ns = parser(name).parse_args(args)
+    except UsageError as exc:
+        return report_usage_error(ctx, name, exc)
+    try:
+        if name == "listen":
+            return _listen(ctx, ns)
+        return _logs(ctx, ns)
+    except (DaemonUnreachable, CallTimeout) as exc:
+        return report_transport_error(ctx, exc)
+    except KeyboardInterrupt:
+        return 0
+
+
+# --------------------------------------------------------------------------- listen
+
+
+def _listen(ctx: Any, ns: argparse.Namespace) -> int:
+    endpoint = ns.pubsub_endpoint or (
+        ctx.endpoint if ctx.endpoint_given else protocol.DEFAULT_PUBSUB_ENDPOINT
+    )
+    seen = 0
+    with CircusConsumer(ns.topics or None, endpoint) as consumer:
+        while True:
+            message = consumer.recv()
+            if message is None:  # pragma: no cover - recv() without timeout always returns
+                continue
+            topic, payload = message
+            if ctx.json:
+                ctx.dump({"topic": topic, "payload": payload})
+            else:
+                ctx.out(f"{ctx.palette.paint(topic, 'cyan')}: {protocol.encode(payload).decode()}")
+            seen += 1
+            if ns.count and seen >= ns.count:
+                return 0
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def format_log_line(entry: Mapping[str, Any], palette: Any, colors: dict[str, int]) -> list[str]:
+    """Render one output entry as ``HH:MM:SS.mmm watcher[pid] | line`` lines.
+
+    stderr lines use ``!`` instead of ``|``. Each watcher keeps its own colour.
+    """
+    when = float(entry.get("time") or 0.0)
+    stamp = time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d}"
+    watcher = str(entry.get("watcher", "?"))
+    index = colors.setdefault(watcher, len(colors))
+    prefix = f"{palette.paint(stamp, 'dim')} {palette.name(watcher, index)}[{entry.get('pid')}]"
+    mark = palette.error("!") if entry.get("stream") == "stderr" else "|"
+    text = str(entry.get("data", ""))
+    lines = text.splitlines() or [""]
+    return [f"{prefix} {mark} {line}" for line in lines]
+
+
+def _emit(ctx: Any, entry: Mapping[str, Any], colors: dict[str, int]) -> None:
+    if ctx.json:
+        ctx.dump(dict(entry))
+    else:
+        for line in format_log_line(entry, ctx.palette, colors):
+            ctx.out(line)
+
+
+def _discover_pubsub(ctx: Any) -> str:
+    answer = ctx.get_client().call("globaloptions", {})
+    options = answer.get("options") or {}
+    endpoint = options.get("pubsub_endpoint")
+    if not endpoint:
+        raise DaemonUnreachable(ctx.endpoint, ctx.timeout, "circusd reported no pubsub_endpoint")
+    return str(endpoint)
+
+
+def _logs(ctx: Any, ns: argparse.Namespace) -> int:
+    if ns.lines < 0:
+        raise UsageError("--lines must be >= 0", "logs")
+    wanted = {protocol.resource_name(n) for n in ns.names}
+    consumer: CircusConsumer | None = None
+    try:
+        if ns.follow:
+            # Subscribe before asking for the history, so no line falls between the two.
+            endpoint = ns.pubsub_endpoint or _discover_pubsub(ctx)
+            topics = [f"output.{n}." for n in sorted(wanted)] or ["output."]
+            consumer = CircusConsumer(topics, endpoint)
+        props: dict[str, Any] = {"lines": ns.lines}
+        if ns.names:
+            props["name"] = ns.names[0] if len(ns.names) == 1 else list(ns.names)
+        answer = ctx.get_client().call("logs", props)
+        if answer.get("status") == "error":
+            if ctx.json:
+                ctx.dump(answer)
+                return 0
+            reason = answer.get("reason", "")
+            if answer.get("errno") == protocol.Errno.UNKNOWN_COMMAND:
+                reason = "this circusd has no 'logs' command (Circus 0.19 does not keep output)"
+            ctx.err(ctx.palette.error(f"error: {reason}"))
+            return 3
+        colors: dict[str, int] = {}
+        last_time = 0.0
+        for entry in answer.get("logs") or []:
+            _emit(ctx, entry, colors)
+            last_time = max(last_time, float(entry.get("time") or 0.0))
+        if consumer is None:
+            return 0
+        seen = 0
+        while True:
+            message = consumer.recv()
+            if message is None:  # pragma: no cover - recv() without timeout always returns
+                continue
+            _, payload = message
+            name = protocol.resource_name(str(payload.get("watcher", "")))
+            if wanted and name not in wanted:
+                continue  # a prefix match on a longer watcher name (web vs web.v2)
+            if float(payload.get("time") or 0.0) <= last_time:
+                continue  # already printed as history
+            _emit(ctx, payload, colors)
+            seen += 1
+            if ns.count and seen >= ns.count:
+                return 0
+    finally:
+        if consumer is not None:
+            consumer.close()

@@ -1,0 +1,14 @@
+"""Test helpers for code that talks to a Circus daemon.
+
+- :class:`FakeDaemon`: a real ROUTER socket answering canned replies (no daemon needed).
+- :class:`Publisher`: a real PUB socket for events, output and stats messages.
+- :mod:`circus.ctl.testing.upstream`: builds a separate venv holding upstream Circus 0.19
+  and runs its ``circusd`` / ``circusctl`` (for interop tests; never imported here so this
+  module stays cheap).
+"""
+
+from __future__ import annotations
+
+from ._fake import FakeDaemon, Handler, Publisher
+
+__all__ = ["FakeDaemon", "Handler", "Publisher"]
