@@ -445,3 +445,10 @@ def test_kwargs_is_a_fresh_copy(tmp_path: Path) -> None:
     assert watcher.kwargs["numprocesses"] == 1
     with pytest.raises(AttributeError):
         watcher.name = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("key", ["env", "name", "hooks", "rlimits", "stdout_stream", "sockets"])
+def test_reserved_keys_are_ignored_with_a_warning(tmp_path: Path, key: str) -> None:
+    with pytest.warns(ConfigWarning, match=rf"circus.ini:3: \[watcher:w\] {key}: not a watcher"):
+        kwargs = watcher_kwargs(tmp_path, f"cmd = run\n{key} = A=1")
+    assert kwargs == DEFAULTS

@@ -124,6 +124,19 @@ WATCHER_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
 _EXTRA_TYPED: dict[str, tuple[Callable[[str], Any], str]] = {
     "check_flapping": (to_bool, EXPECTED_BOOL),
 }
+# Keyword arguments the loader computes (or the daemon supplies): a section key of that name
+# would clobber them, so it is ignored with a warning.
+_RESERVED = {
+    "name": "the name comes from the [watcher:NAME] header",
+    "env": "use an [env:NAME] section",
+    "rlimits": "use rlimit_<name> options",
+    "hooks": "use hooks.<name> options",
+    "stdout_stream": "use stdout_stream.<option> options",
+    "stderr_stream": "use stderr_stream.<option> options",
+    "prereload_fn": "not settable from a config file",
+    "sockets": "use $(circus.sockets.NAME) and use_sockets",
+    "arbiter": "not settable from a config file",
+}
 _KNOWN = (*WATCHER_OPTIONS, *_EXTRA_TYPED, *(f"{p}.x" for p in _PREFIXES))
 
 
@@ -184,7 +197,9 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
         if key in WATCHER_OPTIONS:
             continue
         prefix, dot, rest = key.partition(".")
-        if key in _EXTRA_TYPED:
+        if key in _RESERVED:
+            view.warn(key, f"not a watcher option in a config file ({_RESERVED[key]}); ignored")
+        elif key in _EXTRA_TYPED:
             convert, expected = _EXTRA_TYPED[key]
             free[key] = view.get(key, convert, None, expected)
         elif dot and prefix == "hooks":
