@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,14 +32,14 @@ class Recorder:
     def of(self, name: str) -> list[dict[str, Any]]:
         return [payload for event, payload in self.events if event == name]
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until ``predicate()`` holds, woken by each event (never a sleep loop)."""
         self._changed = asyncio.Event()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not predicate():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"condition not met in {timeout}s; events: {self.names()}")
+                raise AssertionError(f"condition not met in {within}s; events: {self.names()}")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
@@ -49,3 +50,55 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+@pytest.fixture
+def watchers() -> list[Any]:
+    """Watchers made by ``make``; the async test runner stops them all after the test."""
+    return []
+
+
+@pytest.fixture
+def make(watchers: list[Any], recorder: Recorder) -> Callable[..., Any]:
+    """``make(cmd, **options)``: a Watcher with test-friendly defaults, recorded and cleaned up."""
+    from circus.watcher import Watcher
+
+    def factory(cmd: str, name: str = "w", **options: Any) -> Any:
+        options.setdefault("graceful_timeout", 5.0)
+        watcher = Watcher(name, cmd, **options)
+        watcher.add_listener(recorder)
+        watchers.append(watcher)
+        return watcher
+
+    return factory
+
+
+def _leftover_children() -> list[Any]:
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests on a fresh loop; stop their watchers and check for leaks."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    made: list[Any] = pyfuncitem.funcargs.get("watchers", [])  # type: ignore[assignment]
+
+    async def main() -> None:
+        try:
+            await pyfuncitem.obj(**kwargs)
+        finally:
+            for watcher in made:
+                await asyncio.wait_for(watcher.stop(), 30)
+        # Every process the test started must be gone and reaped (no zombie).
+        deadline = time.monotonic() + 5
+        while _leftover_children() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        left = _leftover_children()
+        assert not left, f"leftover processes: {left}"
+
+    asyncio.run(main())
+    return True

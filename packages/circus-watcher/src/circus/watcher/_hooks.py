@@ -146,18 +146,18 @@ def _run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any]) -> asyncio.
     return future
 
 
-async def call_hook(hook: Hook, kwargs: dict[str, Any], timeout: float, emit: Emit) -> bool:
-    """Call ``hook`` with ``kwargs`` (bounded by ``timeout``); return True when the caller may go on.
+async def call_hook(hook: Hook, kwargs: dict[str, Any], limit: float, emit: Emit) -> bool:
+    """Call ``hook`` with ``kwargs``, bounded by ``limit`` seconds; True = the caller goes on.
 
     Emits ``hook_success`` or ``hook_failure`` through ``emit``.
     """
     try:
         if inspect.iscoroutinefunction(hook.func):
-            result = await asyncio.wait_for(hook.func(**kwargs), timeout)
+            result = await asyncio.wait_for(hook.func(**kwargs), limit)
         else:
-            result = await asyncio.wait_for(_run_in_thread(hook.func, kwargs), timeout)
+            result = await asyncio.wait_for(_run_in_thread(hook.func, kwargs), limit)
             if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, timeout)
+                result = await asyncio.wait_for(result, limit)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -122,7 +122,7 @@ def _rlimit_value(value: Any) -> int | None:
 
 
 def to_stream_conf(value: Any) -> Any:
-    """None, a stream object (a callable), or an upstream-style dict with ``class`` or ``filename``."""
+    """None, a stream object (a callable), or a dict with ``class`` or ``filename``."""
     if value is None:
         return None
     if isinstance(value, Mapping):
@@ -229,7 +229,8 @@ SPECS: dict[str, OptionSpec] = {
     "check_flapping": OptionSpec(True, _b, "a boolean"),
 }
 
-#: Keys accepted with a suffix: folded into ``stdout_stream``/``stderr_stream``/``hooks``/``rlimits``.
+#: Keys accepted with a suffix, folded into the ``stdout_stream``/``stderr_stream``/``hooks``/
+#: ``rlimits`` mappings.
 PREFIXES = ("stdout_stream.", "stderr_stream.", "hooks.", "rlimit_")
 
 
@@ -278,9 +279,8 @@ def fold(options: Mapping[str, Any]) -> dict[str, Any]:
             result[key] = value
     for key, values in extra.items():
         base = result.get(key)
-        if base is not None and not isinstance(base, Mapping):
-            if key.endswith("_stream"):
-                raise OptionError(key, base, "a dict when combined with per-key options")
+        if base is not None and not isinstance(base, Mapping) and key.endswith("_stream"):
+            raise OptionError(key, base, "a dict when combined with per-key options")
         merged = dict(base) if isinstance(base, Mapping) else {}
         merged.update(values)
         result[key] = merged

@@ -32,6 +32,10 @@ class ProcessLike(Protocol):
 
     def children(self) -> list[int]: ...
 
+    async def astop(
+        self, graceful_timeout: float = ..., stop_signal: int = ..., stop_children: bool = ...
+    ) -> int: ...
+
     def info(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
@@ -55,7 +59,10 @@ def make_process(watcher: Watcher, wid: int) -> ProcessLike:
     """
     if watcher._factory is not None:
         return watcher._factory(watcher, wid)
-    from circus.process import Process
+    try:
+        from circus.process import Process
+    except ImportError:  # TEMP until circus.process exports it
+        from circus.process._process import Process
 
     o = watcher._opts
     stdin_fd = None

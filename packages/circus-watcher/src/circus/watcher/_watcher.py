@@ -533,28 +533,46 @@ class Watcher:
                 timer.cancel()
         waits = {proc.pid: self._exits[proc.pid] for proc in procs if proc.pid in self._exits}
         signal_hooks = "before_signal" in self._hooks or "after_signal" in self._hooks
+        loop = asyncio.get_running_loop()
+        tree_stops: list[asyncio.Future[Any]] = []
         for proc in procs:
             if proc.pid not in waits:
                 continue  # already dead
-            if signal_hooks and not await self._hook("before_signal", pid=proc.pid, signum=signum):
-                continue
-            children = proc.children() if stop_children else []
-            if self._send(proc, signum):
-                self._emit("kill", {"process_pid": proc.pid, "time": time.time()})
-            for child in children:
-                self._emit("kill", {"process_pid": child, "time": time.time()})
+            sig = signum
+            if signal_hooks and not await self._hook("before_signal", pid=proc.pid, signum=sig):
+                sig = 0  # refused: no stop signal, but the SIGKILL after the timeout still comes
             if stop_children:
-                self._send(proc, signum, children=True)
+                # Opt-in and slower: the process layer pins the whole tree before signalling.
+                for child in proc.children():
+                    self._emit("kill", {"process_pid": child, "time": time.time()})
+                if sig:
+                    self._emit("kill", {"process_pid": proc.pid, "time": time.time()})
+                tree_stops.append(loop.create_task(proc.astop(timeout, sig, True)))
+            elif sig and self._send(proc, sig):
+                self._emit("kill", {"process_pid": proc.pid, "time": time.time()})
             if signal_hooks:
-                await self._hook("after_signal", pid=proc.pid, signum=signum)
+                await self._hook("after_signal", pid=proc.pid, signum=sig)
         pending = [fut for fut in waits.values() if not fut.done()]
         if pending and timeout > 0:
             await asyncio.wait(pending, timeout=timeout)
         stubborn = [proc for proc in procs if proc.pid in waits and not waits[proc.pid].done()]
         for proc in stubborn:
-            if self._send(proc, _signal.SIGKILL, recursive=True):
-                self._emit("kill", {"process_pid": proc.pid, "time": time.time()})
-        pending = [waits[proc.pid] for proc in stubborn]
+            self._emit("kill", {"process_pid": proc.pid, "time": time.time()})
+            if not stop_children:
+                # Rare: SIGKILL the process, its group and its pinned tree.
+                tree_stops.append(loop.create_task(proc.astop(0, _signal.SIGKILL, True)))
+        if tree_stops:
+            try:
+                results = await asyncio.wait_for(
+                    asyncio.gather(*tree_stops, return_exceptions=True), timeout + _KILL_WAIT
+                )
+            except TimeoutError:
+                results = []
+                logger.error("watcher %s: processes survived SIGKILL", self.name)
+            for result in results:
+                if isinstance(result, BaseException):
+                    logger.warning("watcher %s: stopping a tree: %s", self.name, result)
+        pending = [fut for fut in waits.values() if not fut.done()]
         if pending:
             await asyncio.wait(pending, timeout=_KILL_WAIT)
         reap_hooks = self._hooks.keys() & {"before_reap", "after_reap"}
