@@ -23,6 +23,7 @@ from circus.ctl.protocol import event_topic
 
 from ._controller import Controller
 from ._errors import ArbiterError, ConflictError, MessageError
+from ._orphans import reap_adopted, stop_adopted
 from ._output import OutputHub
 from ._publisher import Publisher
 from ._registry import WatcherTable
@@ -321,6 +322,7 @@ class Arbiter:
             await self._plugins.stop_all()
             self._plugins = None
         await self.stop_watchers()
+        await stop_adopted()
         for watcher in self.table.ordered():
             _close_watcher(watcher)
         if self.controller is not None:
@@ -367,6 +369,8 @@ class Arbiter:
                 pid = payload.get("process_pid")
                 if isinstance(pid, int):
                     self.output.flush_pid(name, pid)
+                # a dead worker's own children may now be orphans we adopted
+                asyncio.get_running_loop().call_soon(reap_adopted)
 
         watcher.arbiter = self
         self.socket_set.attach(watcher)
@@ -376,33 +380,33 @@ class Arbiter:
 
     # ------------------------------------------------------------------ per-watcher work
 
-    async def start_watcher(self, watcher: Any) -> None:
-        """Start one watcher under its lock."""
+    async def start_watcher(self, watcher: Any) -> Any:
+        """Start one watcher under its lock; the watcher's ``{"started", "kept"}``."""
         async with self.table.locked(watcher):
             if self._stopping or watcher.name not in self.table:
-                return
-            await watcher.start()
+                return None
+            return await watcher.start()
 
     async def stop_watcher(self, watcher: Any) -> None:
         """Stop one watcher under its lock."""
         async with self.table.locked(watcher):
             await watcher.stop()
 
-    async def restart_watcher(self, watcher: Any) -> None:
-        """Restart one watcher under its lock."""
+    async def restart_watcher(self, watcher: Any) -> Any:
+        """Restart one watcher under its lock; ``{"stopped", "started", "kept"}``."""
         async with self.table.locked(watcher):
             if self._stopping:
-                return
-            await watcher.restart()
+                return None
+            return await watcher.restart()
 
     async def reload_watcher(
         self, watcher: Any, graceful: bool = True, sequential: bool = False
-    ) -> None:
+    ) -> Any:
         """Reload one watcher under its lock (a stopped watcher is started, as upstream)."""
         async with self.table.locked(watcher):
             if self._stopping:
-                return
-            await watcher.reload(graceful=graceful, sequential=sequential)
+                return None
+            return await watcher.reload(graceful=graceful, sequential=sequential)
 
     async def reload(self, graceful: bool = True, sequential: bool = False) -> None:
         """Reload every watcher in priority order."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._commands import command
 from ._errors import CommandError, MessageError, NotFoundError
-from ._procinfo import process_info, watcher_pid_infos
+from ._procinfo import process_info
 from ._props import opt_bool, opt_int, opt_names, opt_str, req_str
 
 if TYPE_CHECKING:
@@ -101,33 +101,27 @@ def cmd_listsockets(arbiter: Arbiter, props: Props) -> dict[str, Any]:
 
 
 @command("stats")
-def cmd_stats(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+async def cmd_stats(arbiter: Arbiter, props: Props) -> dict[str, Any]:
     """psutil facts per process: all watchers, one watcher, or one process of it."""
     name = opt_str(props, "name")
     extended = opt_bool(props, "extended")
     if name is None:
-        return {"infos": {w.name: _infos(w, None, extended) for w in arbiter.iter_watchers()}}
+        return {"infos": {w.name: await _infos(w, extended) for w in arbiter.iter_watchers()}}
     watcher = arbiter.get_watcher(name)
     pid = opt_int(props, "process")
     if pid is None:
-        return {"name": name, "info": _infos(watcher, None, extended)}
+        return {"name": name, "info": await _infos(watcher, extended)}
     if pid not in set(watcher.pids):
         raise NotFoundError(f"process {pid} not found in {name!r}")
-    return {"process": pid, "info": _infos(watcher, [pid], extended).get(str(pid))}
+    return {"process": pid, "info": (await _infos(watcher, extended)).get(str(pid))}
 
 
-def _infos(watcher: Any, pids: list[int] | None, extended: bool) -> dict[str, Any]:
-    infos = watcher_pid_infos(watcher, pids)
-    if extended:
-        hook = (getattr(watcher, "hooks", None) or {}).get("extended_stats")
-        if callable(hook):
-            for info in infos.values():
-                if isinstance(info, dict):
-                    try:
-                        hook(watcher, watcher.arbiter, "extended_stats", stats=info)
-                    except Exception as exc:
-                        raise CommandError(f"extended_stats hook failed: {exc}") from exc
-    return infos
+async def _infos(watcher: Any, extended: bool) -> dict[str, Any]:
+    try:
+        infos = await watcher.stats(extended=extended)
+    except Exception as exc:
+        raise CommandError(f"stats of {watcher.name!r} failed: {exc}") from exc
+    return {str(pid): info for pid, info in infos.items()}
 
 
 @command("dstats")

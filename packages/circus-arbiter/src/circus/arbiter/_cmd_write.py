@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from ._commands import command
 from ._errors import CommandError, MessageError, NotFoundError
 from ._options import validate_set_options
-from ._procinfo import watcher_processes
 from ._props import opt_bool, opt_float, opt_int, opt_str, req_str, to_signum
 from ._watchers import watcher_error
 
@@ -31,10 +30,6 @@ def _targets(arbiter: Arbiter, props: Props) -> list[Any] | None:
     return arbiter.table.match(name, opt_str(props, "match", "glob") or "glob")
 
 
-def _pids(watcher: Any) -> set[int]:
-    return set(watcher.pids)
-
-
 @command("start")
 def cmd_start(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
     """Start matching watchers, or every autostart watcher."""
@@ -44,13 +39,10 @@ def cmd_start(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
         if targets is None:
             await arbiter.start_watchers()
             return {}
-        before = [_pids(w) for w in targets]
-        for watcher in targets:
-            await arbiter.start_watcher(watcher)
+        infos = [await arbiter.start_watcher(w) for w in targets]
         if len(targets) != 1:
             return {}
-        after = _pids(targets[0])
-        return {"info": {"started": sorted(after - before[0]), "kept": sorted(after & before[0])}}
+        return {"info": _info(infos[0], ("started", "kept"))}
 
     return run()
 
@@ -79,22 +71,17 @@ def cmd_restart(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
         if targets is None:
             await arbiter.restart()
             return {}
-        before = [_pids(w) for w in targets]
-        for watcher in targets:
-            await arbiter.restart_watcher(watcher)
+        infos = [await arbiter.restart_watcher(w) for w in targets]
         if len(targets) != 1:
             return {}
-        return {"info": _changes(before[0], _pids(targets[0]))}
+        return {"info": _info(infos[0], ("stopped", "started", "kept"))}
 
     return run()
 
 
-def _changes(before: set[int], after: set[int]) -> dict[str, list[int]]:
-    return {
-        "stopped": sorted(before - after),
-        "started": sorted(after - before),
-        "kept": sorted(after & before),
-    }
+def _info(info: Any, keys: tuple[str, ...]) -> dict[str, list[int]]:
+    info = info if isinstance(info, Mapping) else {}
+    return {key: sorted(info.get(key) or []) for key in keys}
 
 
 @command("reload")
@@ -109,9 +96,8 @@ def cmd_reload(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
         if watcher is None:
             await arbiter.reload(graceful=graceful, sequential=sequential)
             return {}
-        before = _pids(watcher)
-        await arbiter.reload_watcher(watcher, graceful=graceful, sequential=sequential)
-        return {"info": _changes(before, _pids(watcher))}
+        info = await arbiter.reload_watcher(watcher, graceful=graceful, sequential=sequential)
+        return {"info": _info(info, ("stopped", "started", "kept"))}
 
     return run()
 
@@ -302,22 +288,23 @@ def cmd_kill(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
     timeout = opt_float(props, "graceful_timeout")
     if timeout is None:
         timeout = float(getattr(watcher, "graceful_timeout", 30.0))
-    procs = watcher_processes(watcher)
-    if pid is not None:
-        procs = [p for p in procs if p.pid == pid]
-        if not procs:
-            raise NotFoundError(f"process {pid} not found in {watcher.name!r}")
+    pids = [pid] if pid is not None else list(watcher.pids)
+    if pid is not None and pid not in set(watcher.pids):
+        raise NotFoundError(f"process {pid} not found in {watcher.name!r}")
 
     async def run() -> dict[str, Any]:
-        await asyncio.gather(
-            *(_kill_one(arbiter, watcher, p, signum, grace=timeout) for p in procs),
+        results = await asyncio.gather(
+            *(watcher.kill_process(p, signum=signum, graceful_timeout=timeout) for p in pids),
             return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, Exception) and not _vanished(result):
+                raise watcher_error(result)
         return {}
 
     return run()
 
 
-async def _kill_one(arbiter: Arbiter, watcher: Any, proc: Any, signum: int, grace: float) -> None:
-    arbiter.publish_event(watcher.name, "kill", process_pid=proc.pid)
-    await proc.astop(graceful_timeout=grace, stop_signal=signum)
+def _vanished(exc: Exception) -> bool:
+    # A process that ended on its own between the check and the kill is not an error.
+    return type(exc).__name__ == "ProcessNotFoundError"

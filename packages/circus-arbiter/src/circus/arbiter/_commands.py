@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from circus.ctl.protocol import COMMANDS as COMMANDS_TABLE
+
 from ._errors import UNKNOWN_COMMAND, CommandError
 from ._props import opt_bool
 
@@ -54,7 +56,9 @@ async def run_command(arbiter: Arbiter, name: str, props: Mapping[str, Any]) -> 
     handler = COMMANDS.get(name.lower())
     if handler is None:
         raise CommandError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
-    waiting = opt_bool(props, "waiting", False)
+    # Only the protocol's "waitable" commands may answer before their work is done.
+    spec = COMMANDS_TABLE.get(name.lower())
+    waiting = opt_bool(props, "waiting", False) or spec is None or not spec.waitable
     outcome = handler(arbiter, props)
     if not inspect.isawaitable(outcome):
         return dict(outcome or {})

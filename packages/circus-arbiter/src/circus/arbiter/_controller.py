@@ -20,7 +20,7 @@ from circus.ctl.errors import ProtocolError
 from circus.ctl.protocol import Errno, decode_request, error_answer, ok_answer
 
 from ._commands import run_command
-from ._endpoints import bind_endpoint
+from ._endpoints import bind_endpoint, remove_ipc
 from ._errors import CommandError
 from ._wire import encode
 
@@ -149,3 +149,4 @@ class Controller:
             # a short linger lets the answer to quit leave before the socket goes
             self._socket.close(linger=200)
             self._socket = None
+            remove_ipc(self.endpoint)

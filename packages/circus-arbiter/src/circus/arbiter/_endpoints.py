@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,7 +12,7 @@ import zmq
 
 from ._errors import ArbiterError
 
-__all__ = ["bind_endpoint", "ipc_path"]
+__all__ = ["bind_endpoint", "ipc_path", "remove_ipc"]
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -53,3 +54,15 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str, owner: str | None = None) -> 
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
         raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc
+
+
+def remove_ipc(endpoint: str) -> None:
+    """Remove the socket file of an ``ipc://`` endpoint we bound (ZeroMQ leaves it)."""
+    path = ipc_path(endpoint)
+    if path is None:
+        return
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass

@@ -9,7 +9,7 @@ from typing import Any
 
 import zmq
 
-from ._endpoints import bind_endpoint
+from ._endpoints import bind_endpoint, remove_ipc
 
 __all__ = ["Publisher"]
 
@@ -47,3 +47,4 @@ class Publisher:
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
+            remove_ipc(self.endpoint)

@@ -16,7 +16,7 @@ def make_watcher(spec: Mapping[str, Any]) -> Any:
     Raises:
         MessageError: the watcher layer rejected an option (its message is kept).
     """
-    from circus.watcher import Watcher
+    from circus.watcher import UnknownOptionError, Watcher
 
     options = dict(spec)
     name = options.pop("name", None)
@@ -25,10 +25,19 @@ def make_watcher(spec: Mapping[str, Any]) -> Any:
         raise MessageError("a watcher needs a name")
     if not cmd:
         raise MessageError(f"watcher {name!r}: 'cmd' is missing")
-    try:
-        return Watcher(name, cmd, **options)
-    except Exception as exc:
-        raise watcher_error(exc) from exc
+    custom = dict(options.pop("custom_options", None) or {})
+    # Free-form keys of a config section (upstream keeps them verbatim) become the
+    # watcher's custom options; the watcher names each unknown key in turn.
+    for _ in range(len(options) + 1):
+        try:
+            return Watcher(name, cmd, custom_options=custom, **options)
+        except UnknownOptionError as exc:
+            if exc.option not in options:
+                raise watcher_error(exc) from exc
+            custom[exc.option] = options.pop(exc.option)
+        except Exception as exc:
+            raise watcher_error(exc) from exc
+    raise MessageError(f"watcher {name!r}: cannot be created")  # pragma: no cover
 
 
 def watcher_error(exc: BaseException) -> MessageError:
