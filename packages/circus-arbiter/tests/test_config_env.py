@@ -47,8 +47,8 @@ def test_env_sections_patterns_and_order(tmp_path: Path) -> None:
     base = {
         "myport": "5999",
         "shared": "base",
-        "PATHX": "/bin:/x",
-        "MIXED": "hi /root $lower ",
+        "PATHX": "$PATH:/x",  # $NAME is the watcher's to expand, at start
+        "MIXED": "hi $HOME $lower $UNSET_VAR_XYZ",
         "SPACED": "padded",
     }
     assert beta["env"] == base
@@ -74,7 +74,7 @@ def test_expansion_uses_raw_env_values(tmp_path: Path) -> None:
     path = write(tmp_path, "[watcher:w]\ncmd = echo $(circus.env.where)\n[env]\nwhere = $HOME\n")
     kwargs = load_config(path, environ={"HOME": "/root"}).watchers[0].kwargs
     assert kwargs["cmd"] == "echo $HOME"
-    assert kwargs["env"] == {"where": "/root"}
+    assert kwargs["env"] == {"where": "$HOME"}
 
 
 def test_expansion_everywhere(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def test_upstream_example_loads_unchanged() -> None:
     assert prog["hooks"]["after_reap"] == ("my.hooks:notify", True)
     assert prog["rlimits"] == {"nofile": 4096, "core": -1}
     assert prog["stderr_stream"]["utc"] is False
-    assert prog["env"]["PATHX"] == "/bin:/opt/bin"
+    assert prog["env"]["PATHX"] == "$PATH:/opt/bin"
     worker = config.watcher("worker").kwargs
     assert worker["cmd"] == "/bin/sh -c 'echo hello wid=$(circus.wid) env=hello; sleep 1000'"
     assert worker["stdin_socket"] == "input"

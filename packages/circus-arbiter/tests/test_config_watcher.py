@@ -214,6 +214,7 @@ def test_free_form_options_flapping_and_check_flapping(tmp_path: Path) -> None:
         ("numprocess = 3", "numprocesses"),
         ("NumProcesses = 3", "numprocesses"),
         ("gracefull_timeout = 3", "graceful_timeout"),
+        ("backof_max = 3", "backoff_max"),
         ("stdout_steam.class = FileStream", "stdout_stream"),
         ("flapping.atempts = 3", "attempts"),
         ("hook.before_start = a.b", "hooks"),
@@ -357,6 +358,7 @@ def test_env_and_circus_variables(tmp_path: Path) -> None:
         ("copy_path = true", "requires copy_env = true"),
         ("virtualenv = /v", "requires copy_env = true"),
         ("check_flapping = sometimes", "expected a boolean"),
+        ("respawn = sometimes", "expected a boolean or one of always, on-failure, never"),
     ],
 )
 def test_bad_values(tmp_path: Path, line: str, expected: str) -> None:
@@ -452,3 +454,19 @@ def test_reserved_keys_are_ignored_with_a_warning(tmp_path: Path, key: str) -> N
     with pytest.warns(ConfigWarning, match=rf"circus.ini:3: \[watcher:w\] {key}: not a watcher"):
         kwargs = watcher_kwargs(tmp_path, f"cmd = run\n{key} = A=1")
     assert kwargs == DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("no", False), ("YES", True), ("on-failure", "on-failure"), ("Never", "never")],
+)
+def test_respawn_booleans_and_restart_modes(tmp_path: Path, text: str, value: object) -> None:
+    assert watcher_kwargs(tmp_path, f"cmd = run\nrespawn = {text}")["respawn"] == value
+
+
+def test_watcher_extras_pass_through(tmp_path: Path) -> None:
+    kwargs = watcher_kwargs(
+        tmp_path, "cmd = run\nbackoff_max = 5\nsuccess_exit_codes = 0 3\nhook_timeout = 2"
+    )
+    assert (kwargs["backoff_max"], kwargs["success_exit_codes"]) == ("5", "0 3")
+    assert kwargs["hook_timeout"] == "2"

@@ -34,8 +34,9 @@ duplicate sections merge; ``#``/``;``/``rem`` comment lines, inline ``;`` only a
 whitespace; option names keep their case; continuation lines joined with newlines (a blank
 line ends a value); ``key = ""`` is empty; includes are relative to the main file's directory
 and not recursive; ``include_dir`` reads ``<dir>/*.ini``; ``[env:p1,p2]`` fnmatch patterns
-(case-sensitive), later sections win; ``$NAME`` (uppercase) expanded in env values from
-circusd's environment; ``$(circus.env.NAME)`` / ``((circus.env.NAME))`` expanded at load time
+(case-sensitive), later sections win; env values are kept as written in the ``env`` kwarg
+(``$NAME`` is expanded by the watcher when it builds the child's environment);
+``$(circus.env.NAME)`` / ``((circus.env.NAME))`` expanded at load time
 in every value (matching ``[env:…]`` → ``[env]`` → ``os.environ``, case-insensitive, raw
 section values), other ``$(circus.KEY)`` tokens left for spawn time; socket names lowercased;
 watchers sorted by name.

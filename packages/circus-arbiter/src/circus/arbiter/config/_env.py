@@ -3,7 +3,9 @@
 Rules (spec/config.md §7): ``[env]`` applies to every watcher; ``[env:p1,p2]`` to watchers
 whose name matches any ``fnmatch`` pattern (case-sensitive), later sections overriding earlier
 ones and ``[env]``. A value's ``$NAME`` (uppercase first letter) is replaced from circusd's
-environment when the watcher's env is built. ``$(circus.env.NAME)`` (or ``((circus.env.NAME))``,
+environment by the watcher when it builds its children's environment (``circus.watcher`` does
+it at start), so the ``env`` kwarg keeps the values as written: expanding here too would
+expand twice. ``$(circus.env.NAME)`` (or ``((circus.env.NAME))``,
 case-insensitive) in any value is replaced at load time from the matching env sections, then
 ``[env]``, then circusd's environment, using the *unexpanded* section values as upstream does;
 unknown names stay for spawn time.
@@ -18,12 +20,11 @@ from fnmatch import fnmatchcase
 
 from ._reader import RawSection
 
-__all__ = ["EnvSections", "expand_circus_env", "expand_dollar_vars"]
+__all__ = ["EnvSections", "expand_circus_env"]
 
 _CIRCUS_ENV = re.compile(
     r"\$\(circus\.env\.(?P<a>\w+)\)|\(\(circus\.env\.(?P<b>\w+)\)\)", re.IGNORECASE
 )
-_DOLLAR = re.compile(r"\$([A-Z][A-Z0-9_]*)")
 
 
 def expand_circus_env(value: str, variables: Mapping[str, str]) -> str:
@@ -45,13 +46,6 @@ def expand_circus_env(value: str, variables: Mapping[str, str]) -> str:
         return folded.get(name.lower(), match.group(0))
 
     return _CIRCUS_ENV.sub(replace, value)
-
-
-def expand_dollar_vars(value: str, environ: Mapping[str, str]) -> str:
-    """Replace ``$NAME`` (``[A-Z][A-Z0-9_]*``) from ``environ``; unset names become ``''``."""
-    if "$" not in value:
-        return value
-    return _DOLLAR.sub(lambda m: environ.get(m.group(1), ""), value)
 
 
 @dataclass
@@ -89,8 +83,6 @@ class EnvSections:
         variables.update(self.raw_for(watcher))
         return variables
 
-    def env_for(self, watcher: str, environ: Mapping[str, str]) -> dict[str, str]:
-        """The watcher's ``env`` kwarg: its variables with ``$NAME`` expanded from ``environ``."""
-        return {
-            key: expand_dollar_vars(value, environ) for key, value in self.raw_for(watcher).items()
-        }
+    def env_for(self, watcher: str) -> dict[str, str]:
+        """The watcher's ``env`` kwarg: its variables as written (``$NAME`` not expanded)."""
+        return self.raw_for(watcher)

@@ -155,7 +155,7 @@ def _build(main: str, raw: RawConfig, environ: Mapping[str, str]) -> CircusConfi
         if kind == "watcher":
             view = _view(section, env.lookup_for(rest, environ))
             _unique(watchers, rest.lower(), view, "watcher")
-            watchers[rest.lower()] = parse_watcher(view, rest, env.env_for(rest, environ))
+            watchers[rest.lower()] = parse_watcher(view, rest, env.env_for(rest))
             watcher_views[rest.lower()] = view
         elif kind == "socket":
             view = _view(section, general)

@@ -2,8 +2,8 @@
 
 The kwargs follow the ``circus.watcher.Watcher`` contract: every constructor option is present
 with its type and default, then free-form keys (unknown options, ``flapping.*``,
-``check_flapping``) as written. ``env`` is the ``[env]``/``[env:…]`` variables with ``$NAME``
-already expanded from circusd's environment.
+``check_flapping``, the watcher's own extras such as ``backoff_max``) as written. ``env`` is
+the ``[env]``/``[env:…]`` variables as written (the watcher expands ``$NAME``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,18 @@ HOOK_NAMES = (
 )
 FLAPPING_OPTIONS = ("attempts", "window", "retry_in", "max_retry", "active")
 _PREFIXES = ("stdout_stream", "stderr_stream", "hooks", "flapping")
+RESPAWN_MODES = ("always", "on-failure", "never")
+# Options circus.watcher adds to upstream's (restart policy, backoff, hook timeout): passed as
+# written (the watcher converts them); listed so a typo of one is reported.
+WATCHER_EXTRAS = (
+    "retry_in",
+    "success_exit_codes",
+    "backoff_initial",
+    "backoff_factor",
+    "backoff_max",
+    "backoff_reset",
+    "hook_timeout",
+)
 
 _SOCKET_REF = re.compile(r"(?:\$\(|\(\()circus\.sockets\.([\w-]+)\)\)?", re.IGNORECASE)
 
@@ -70,6 +82,16 @@ def _group(text: str) -> int | str:
         return int(value)
     grp.getgrnam(value)
     return value
+
+
+def _respawn(text: str) -> bool | str:
+    try:
+        return to_bool(text)
+    except ValueError:
+        mode = text.strip().lower().replace("_", "-")
+        if mode not in RESPAWN_MODES:
+            raise
+        return mode
 
 
 def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -108,7 +130,7 @@ WATCHER_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "copy_path": (to_bool, False, EXPECTED_BOOL),
     "max_age": (lambda t: to_int(t, 0), 0, _INT0),
     "max_age_variance": (lambda t: to_int(t, 0), 30, _INT0),
-    "respawn": (to_bool, True, EXPECTED_BOOL),
+    "respawn": (_respawn, True, "expected a boolean or one of always, on-failure, never"),
     "autostart": (to_bool, True, EXPECTED_BOOL),
     "on_demand": (to_bool, False, EXPECTED_BOOL),
     "virtualenv": (_str, None, ""),
@@ -137,7 +159,7 @@ _RESERVED = {
     "sockets": "use $(circus.sockets.NAME) and use_sockets",
     "arbiter": "not settable from a config file",
 }
-_KNOWN = (*WATCHER_OPTIONS, *_EXTRA_TYPED, *(f"{p}.x" for p in _PREFIXES))
+_KNOWN = (*WATCHER_OPTIONS, *_EXTRA_TYPED, *WATCHER_EXTRAS, *(f"{p}.x" for p in _PREFIXES))
 
 
 def socket_references(text: str | None) -> set[str]:
@@ -216,7 +238,7 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
                 view.check_unknown(key, FLAPPING_OPTIONS, "watcher option", name=rest)
             elif dot and prefix not in _PREFIXES:
                 view.check_unknown(key, _PREFIXES, "watcher option", name=prefix)
-            elif not dot:
+            elif not dot and key not in WATCHER_EXTRAS:
                 view.check_unknown(key, _KNOWN, "watcher option")
             free[key] = view.options[key].value
 
