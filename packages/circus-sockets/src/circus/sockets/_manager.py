@@ -189,8 +189,8 @@ class SocketManager:
         A passed socket whose name (``FileDescriptorName=``) matches a socket already added
         replaces it: its fd is used instead of binding, and the configured *backlog* and
         *blocking* are kept for reporting and mode. Unmatched ones are added under their
-        systemd name. Call before :meth:`bind_all`. Does nothing unless ``LISTEN_PID`` is our
-        pid (or *pid*). With *unset* the variables are removed from *environ* (default
+        systemd name, non-blocking like any default socket. Call before :meth:`bind_all`.
+        Does nothing unless ``LISTEN_PID`` is our pid (or *pid*). With *unset* the variables are removed from *environ* (default
         ``os.environ``). A matched socket of another type (stream vs datagram), an fd that is
         not a socket or a name already bound raises SocketError.
         """
@@ -198,7 +198,7 @@ class SocketManager:
         for name, fd in listen_fds(environ, pid=pid, unset=unset):
             configured = self._sockets.get(name)
             if configured is None:
-                self._sockets[name] = CircusSocket.from_fd(fd, name)
+                self._sockets[name] = CircusSocket.from_fd(fd, name, blocking=False)
                 adopted.append(name)
                 continue
             if configured.bound:
