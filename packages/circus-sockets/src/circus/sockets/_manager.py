@@ -190,9 +190,10 @@ class SocketManager:
         replaces it: its fd is used instead of binding, and the configured *backlog* and
         *blocking* are kept for reporting and mode. Unmatched ones are added under their
         systemd name, non-blocking like any default socket. Call before :meth:`bind_all`.
-        Does nothing unless ``LISTEN_PID`` is our pid (or *pid*). With *unset* the variables are removed from *environ* (default
-        ``os.environ``). A matched socket of another type (stream vs datagram), an fd that is
-        not a socket or a name already bound raises SocketError.
+        Does nothing unless ``LISTEN_PID`` is our pid (or *pid*). With *unset* the variables
+        are removed from *environ* (default ``os.environ``). A matched socket of another type
+        (stream vs datagram), an fd that is not a socket or a name already bound raises
+        SocketError.
         """
         adopted: list[str] = []
         for name, fd in listen_fds(environ, pid=pid, unset=unset):
