@@ -21,15 +21,22 @@ def main() -> None:
     with open(sys.argv[1]) as f:
         doc = json.load(f)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, kind, title, unit in (
-        (axes[0], "start", "time to start N processes", "seconds"),
-        (axes[1], "rss", "daemon RSS with N processes", "MiB"),
+    ns = sorted({p[0] for pts in doc["series"]["start"].values() for p in pts})
+    for ax, kind, title, unit, logy in (
+        (axes[0], "start", "time to start N processes", "seconds", True),
+        (axes[1], "rss", "daemon RSS with N processes", "MiB", False),
     ):
         for backend, points in sorted(doc["series"][kind].items()):
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, STYLE.get(backend, "-x"), label=backend)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if ns:
+            ax.set_xticks(ns, [f"{n:,}" for n in ns])
+            ax.minorticks_off()
+        if logy:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_xlabel("N processes")
         ax.set_ylabel(unit)
         ax.set_title(title)
