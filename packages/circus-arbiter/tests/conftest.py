@@ -1,0 +1,79 @@
+"""Fixtures: an in-process Arbiter on ipc endpoints in tmp_path, driven by circus.ctl."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from circus.arbiter import Arbiter
+from circus.ctl import AsyncCircusClient
+
+Body = Callable[[Arbiter, AsyncCircusClient], Awaitable[Any]]
+
+PY = sys.executable
+
+
+@pytest.fixture
+def endpoints(tmp_path: Path) -> dict[str, str]:
+    """Control and pub/sub endpoints as ipc sockets in the test's temp dir."""
+    return {"endpoint": f"ipc://{tmp_path}/ctl", "pubsub_endpoint": f"ipc://{tmp_path}/pub"}
+
+
+@pytest.fixture
+def run_arbiter(endpoints: dict[str, str]) -> Callable[..., Any]:
+    """``run_arbiter(watchers, body, **kwargs)``: start an Arbiter, run ``body(arbiter,
+    client)`` on its loop, always stop it (every child reaped) and return body's result."""
+
+    def run(watchers: list[Any], body: Body, **kwargs: Any) -> Any:
+        async def main() -> Any:
+            arbiter = Arbiter(watchers, **{**endpoints, **kwargs})
+            await arbiter.start_async()
+            try:
+                async with AsyncCircusClient(endpoints["endpoint"], timeout=10, check=False) as c:
+                    return await body(arbiter, c)
+            finally:
+                await arbiter.stop()
+
+        return asyncio.run(main())
+
+    return run
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll ``predicate`` on the loop until truthy or the deadline passes (then fail)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def waiter() -> Callable[..., Awaitable[Any]]:
+    """The :func:`wait_for` helper, for tests (no cross-test imports)."""
+    return wait_for
+
+
+def sleeper(name: str = "sleeper", n: int = 1, **options: Any) -> dict[str, Any]:
+    """A watcher dict running a Python process that sleeps until told to stop."""
+    return {
+        "name": name,
+        "cmd": f"{PY} -c 'import time; time.sleep(300)'",
+        "numprocesses": n,
+        "graceful_timeout": 5,
+        **options,
+    }
+
+
+@pytest.fixture
+def make_sleeper() -> Callable[..., dict[str, Any]]:
+    """The :func:`sleeper` factory."""
+    return sleeper

@@ -1,0 +1,116 @@
+"""Pub/sub: watcher events with upstream's topics and payloads, output lines, ``logs``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from circus.arbiter import Arbiter
+from circus.arbiter._output import OutputHub
+
+
+async def _collect(sub: zmq.asyncio.Socket, until: Any, timeout: float = 10.0) -> list[Any]:
+    seen: list[Any] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not until(seen):
+        left = deadline - loop.time()
+        assert left > 0, f"not seen in time: {seen}"
+        if await sub.poll(int(left * 1000)):
+            topic, payload = await sub.recv_multipart()
+            seen.append((topic.decode(), json.loads(payload)))
+    return seen
+
+
+def test_watcher_events_are_published(run_arbiter, endpoints, make_sleeper) -> None:
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        ctx = zmq.asyncio.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        sub.subscribe(b"watcher.")
+        sub.connect(endpoints["pubsub_endpoint"])
+        try:
+            # slow joiner: wait until our subscription is live
+            await asyncio.sleep(0.2)
+            await c.call("add", name="My Watch", cmd=make_sleeper()["cmd"], start=True,
+                         waiting=True)  # fmt: skip
+            seen = await _collect(sub, lambda s: any(t.endswith(".start") for t, _ in s))
+            topics = [t for t, _ in seen]
+            assert topics[0] == "watcher.my_watch.add"
+            spawn = next(p for t, p in seen if t == "watcher.my_watch.spawn")
+            assert set(spawn) == {"process_pid", "time"}
+            await c.call("stop", name="My Watch", waiting=True)
+            seen = await _collect(sub, lambda s: any(t.endswith(".stop") for t, _ in s))
+            kinds = [t.rsplit(".", 1)[1] for t, _ in seen]
+            assert kinds.index("kill") < kinds.index("stop")
+            reap = next((p for t, p in seen if t.endswith(".reap")), None)
+            if reap is not None:
+                assert set(reap) == {"process_pid", "time", "exit_code"}
+            await c.call("rm", name="My Watch", waiting=True)
+            seen = await _collect(sub, lambda s: any(t.endswith(".remove") for t, _ in s))
+        finally:
+            sub.close()
+            ctx.term()
+
+    run_arbiter([], body)
+
+
+def test_output_lines_published_and_kept(run_arbiter, endpoints) -> None:
+    code = (
+        "import sys, time; sys.stdout.write('one\\ntw'); sys.stdout.flush(); time.sleep(0.2); "
+        "sys.stdout.write('o\\nthree'); sys.stdout.flush(); sys.stderr.write('oops\\n'); "
+        "sys.stderr.flush(); time.sleep(300)"
+    )
+    talker = {
+        "name": "talker",
+        "cmd": f'{sys.executable} -c "{code}"',
+        "graceful_timeout": 5,
+        "autostart": False,
+    }
+
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        ctx = zmq.asyncio.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        sub.subscribe(b"output.")
+        sub.connect(endpoints["pubsub_endpoint"])
+        try:
+            await asyncio.sleep(0.2)
+            await c.call("start", name="talker", waiting=True)
+            seen = await _collect(sub, lambda s: len(s) >= 3)
+        finally:
+            sub.close()
+            ctx.term()
+        stdout = [p["data"] for t, p in seen if t == "output.talker.stdout"]
+        assert stdout[:2] == ["one\n", "two\n"]
+        err = next(p for t, p in seen if t == "output.talker.stderr")
+        assert err["data"] == "oops\n" and err["watcher"] == "talker" and err["stream"] == "stderr"
+        assert set(err) == {"watcher", "pid", "stream", "time", "data"}
+        logs = (await c.call("logs", name="talker", lines=2))["logs"]
+        assert [e["data"] for e in logs][-2:] == ["two\n", "oops\n"] or len(logs) == 2
+        assert (await c.call("logs", name="nosuch"))["errno"] == 3
+        # "three" has no newline yet: it is flushed when the process ends
+        await c.call("stop", name="talker", waiting=True)
+        everything = (await c.call("logs", lines=100))["logs"]
+        assert "three" in [e["data"] for e in everything]
+
+    run_arbiter([talker], body)
+
+
+def test_output_hub_splits_and_buffers_lines() -> None:
+    published: list[tuple[str, dict[str, Any]]] = []
+    hub = OutputHub(lambda topic, payload: published.append((topic, payload)), keep=3)
+    hub.feed("w", 1, "stdout", b"a\nb")
+    hub.feed("w", 1, "stdout", b"c\n\nd\r\n")
+    hub.feed("w", 2, "stderr", b"x")
+    assert [p["data"] for _, p in published] == ["a\n", "bc\n", "\n", "d\r\n"]
+    hub.flush_pid("w", 2)
+    assert published[-1][0] == "output.w.stderr" and published[-1][1]["data"] == "x"
+    assert [e["data"] for e in hub.lines(["w"], 10)] == ["\n", "d\r\n", "x"]
+    assert [e["data"] for e in hub.lines(["w"], 1)] == ["x"]
+    hub.forget("w")
+    assert hub.lines(["w"], 10) == []
