@@ -95,7 +95,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
                 await asyncio.wait_for(watcher.stop(), 30)
         # Every process the test started must be gone and reaped (no zombie).
         deadline = time.monotonic() + 5
-        while _leftover_children() and time.monotonic() < deadline:
+        # A zombie's parent gets no event we could await: poll, with a deadline.
+        while _leftover_children() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         left = _leftover_children()
         assert not left, f"leftover processes: {left}"

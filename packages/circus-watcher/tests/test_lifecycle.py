@@ -108,7 +108,7 @@ async def test_events_async_iterator(make: Any) -> None:
     seen: list[str] = []
 
     async def consume() -> None:
-        async for event, payload in w.events():
+        async for event, _payload in w.events():
             seen.append(event)
             if event == "stop":
                 return

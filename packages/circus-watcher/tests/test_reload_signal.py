@@ -106,7 +106,7 @@ async def test_signal_children_and_recursive(make: Any, recorder: Any, tmp_path:
     await w.start()
     shell = w.pids[0]
     await recorder.until(lambda: bool(list(tmp_path.glob("ready-*"))))
-    child = int(next(tmp_path.glob("ready-*")).name.split("-")[1])
+    child = int(next(tmp_path.glob("ready-*")).name.split("-")[1])  # noqa: ASYNC240
     await w.signal(signal.SIGUSR1, pid=shell, children=True)
     log = tmp_path / str(child)
     await recorder.until(lambda: log.exists() and log.read_text().split() == ["10"])

@@ -11,6 +11,11 @@ import re
 import signal
 from typing import Any
 
+
+class Explained(ValueError):
+    """A rejection whose message is worth showing next to the expected form."""
+
+
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 

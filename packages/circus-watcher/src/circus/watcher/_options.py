@@ -131,6 +131,13 @@ def to_stream_conf(value: Any) -> Any:
             return None
         if "class" not in conf and "filename" not in conf:
             raise ValueError
+        if "class" in conf:
+            from circus.process.streams import resolve_stream_class
+
+            try:
+                resolve_stream_class(conf["class"])
+            except Exception as exc:  # StreamError: unknown class, import failure
+                raise cv.Explained(getattr(exc, "reason", str(exc))) from exc
         return conf
     if callable(value):
         return value
@@ -253,8 +260,10 @@ def convert(name: str, value: Any) -> Any:
         raise unknown(name)
     try:
         return spec.convert(value)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        raise OptionError(name, value, spec.expected) from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        detail = exc.args[0] if isinstance(exc, cv.Explained) and exc.args else None
+        expected = f"{spec.expected} ({detail})" if detail else spec.expected
+        raise OptionError(name, value, expected) from None
 
 
 def fold(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,14 @@
-"""Output of a watcher's processes: stream objects and observers.
+"""Output of a watcher's processes: its stream objects, and observers of every chunk.
 
-Provisional: pumps pipes with loop.add_reader until circus.process.OutputRedirector lands.
+The pumping itself is ``circus.process.OutputRedirector`` (non-blocking reads, or splice
+straight into a file stream, and a drain at exit so nothing is lost). The observer hook is
+attached to the redirector only while someone observes, because any observer turns
+splicing off.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,13 @@ logger = logging.getLogger("circus.watcher")
 
 
 class OutputPump:
-    """Owns the watcher's stream objects and pumps its processes' pipes into them."""
+    """Owns the watcher's stream objects and its redirector."""
 
     def __init__(self, watcher: Watcher) -> None:
         self._watcher = watcher
         self._streams: dict[str, Any] = {}
-        self._fds: dict[int, tuple[int, str]] = {}
+        self._redirector: Any = None
+        self._observing = False
 
     def pipes(self) -> tuple[bool, bool]:
         """Whether new processes need a stdout / stderr pipe."""
@@ -35,7 +37,11 @@ class OutputPump:
         )
 
     def open(self) -> None:
-        """Create and open the configured streams."""
+        """Create and open the configured streams (at watcher start).
+
+        Raises:
+            circus.process.StreamError: a stream class or option is bad.
+        """
         self.close()
         for name in ("stdout", "stderr"):
             conf = self._watcher._opts[f"{name}_stream"]
@@ -47,50 +53,35 @@ class OutputPump:
                 opener()
             self._streams[name] = stream
 
+    def observers_changed(self) -> None:
+        """Attach or detach the observer hook after ``add/remove_output_observer``."""
+        wanted = bool(self._watcher._events.observers)
+        if self._redirector is None or wanted == self._observing:
+            return
+        if wanted:
+            self._redirector.add_observer(self._watcher._events.output)
+        else:
+            self._redirector.remove_observer(self._watcher._events.output)
+        self._observing = wanted
+
     def attach(self, proc: ProcessLike) -> None:
-        """Start pumping ``proc``'s pipes."""
-        loop = asyncio.get_running_loop()
-        for name in ("stdout", "stderr"):
-            fd = getattr(proc, name, None)
-            if fd is None:
-                continue
-            if not isinstance(fd, int):
-                fd = fd.fileno()
-            os.set_blocking(fd, False)
-            self._fds[fd] = (proc.pid, name)
-            loop.add_reader(fd, self._readable, fd)
-
-    def _readable(self, fd: int) -> None:
-        pid, name = self._fds[fd]
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+        """Start pumping ``proc``'s pipes, if it has any."""
+        if proc.stdout is None and proc.stderr is None:
             return
-        except OSError:
-            data = b""
-        if not data:
-            asyncio.get_running_loop().remove_reader(fd)
-            del self._fds[fd]
-            return
-        stream = self._streams.get(name)
-        if stream is not None:
-            try:
-                stream({"data": data, "pid": pid, "name": name})
-            except Exception:
-                logger.exception("stream %r failed", stream)
-        self._watcher._events.output(pid, name, data)
+        if self._redirector is None:
+            from circus.process import OutputRedirector
 
-    def detach(self, fd: int) -> None:
-        if self._fds.pop(fd, None) is not None:
-            asyncio.get_running_loop().remove_reader(fd)
+            self._redirector = OutputRedirector()
+            self._observing = False
+            self.observers_changed()
+        self._redirector.add(proc, self._streams.get("stdout"), self._streams.get("stderr"))
 
     def close(self) -> None:
-        """Stop pumping and close the streams."""
-        if self._fds:
-            loop = asyncio.get_running_loop()
-            for fd in self._fds:
-                loop.remove_reader(fd)
-            self._fds.clear()
+        """Drain and stop pumping, then close the streams (at watcher stop)."""
+        if self._redirector is not None:
+            self._redirector.close()
+            self._redirector = None
+            self._observing = False
         for stream in self._streams.values():
             closer = getattr(stream, "close", None)
             if callable(closer):

@@ -59,10 +59,7 @@ def make_process(watcher: Watcher, wid: int) -> ProcessLike:
     """
     if watcher._factory is not None:
         return watcher._factory(watcher, wid)
-    try:
-        from circus.process import Process
-    except ImportError:  # TEMP until circus.process exports it
-        from circus.process._process import Process
+    from circus.process import Process
 
     o = watcher._opts
     stdin_fd = None

@@ -222,6 +222,7 @@ class Watcher:
         """Call ``observer(pid, stream_name, data)`` for every output chunk of processes
         spawned from now on (their stdout/stderr are piped even without a stream)."""
         self._events.observers.append(observer)
+        self._output.observers_changed()
 
     def remove_output_observer(self, observer: OutputObserver) -> None:
         """Stop sending output chunks to ``observer``."""
@@ -229,6 +230,7 @@ class Watcher:
             self._events.observers.remove(observer)
         except ValueError:
             pass
+        self._output.observers_changed()
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         self._events.emit(event, payload)
@@ -443,7 +445,7 @@ class Watcher:
             return
         if not self._policy.wants_respawn(exit_code):
             if not self._processes and not self._pending and self._status == "active":
-                self._spawn_task(self._stop_from_inside(rearm=True))
+                self._spawn_task(self._stop_from_inside(rearm=True, generation=self._generation))
             return
         delay = self._policy.record_exit(exit_code, lifetime)
         if len(self._processes) + self._pending >= self.numprocesses:
@@ -657,7 +659,11 @@ class Watcher:
             return {"started": [], "kept": []}
         self._env = None
         self._template = None
-        self._output.open()
+        try:
+            self._output.open()
+        except Exception as exc:
+            self._status = "stopped"
+            raise WatcherError(f"watcher {self.name!r}: cannot open its streams: {exc}") from exc
         self._refusal = False
         try:
             started = await self._spawn_up_to_target()
@@ -672,6 +678,9 @@ class Watcher:
         if not await self._hook("after_start"):
             await self._stop()
             return {"started": [], "kept": []}
+        if not self._processes and not self._pending and self.numprocesses > 0:
+            # Every process already exited for good (respawn off): stopped, as upstream.
+            self._spawn_task(self._stop_from_inside(rearm=True, generation=self._generation))
         return {"started": started, "kept": []}
 
     def _arm_on_demand(self) -> None:
