@@ -43,7 +43,7 @@ def run_arbiter(endpoints: dict[str, str]) -> Callable[..., Any]:
     return run
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
     """Poll ``predicate`` on the loop until truthy or the deadline passes (then fail)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

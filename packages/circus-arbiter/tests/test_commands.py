@@ -131,7 +131,7 @@ def test_add_rm_signal_kill(run_arbiter, make_sleeper, waiter, tmp_path) -> None
     run_arbiter([make_sleeper()], body)
 
 
-def test_stopping_one_watcher_never_blocks_another(run_arbiter, make_sleeper) -> None:
+def test_stopping_one_watcher_never_blocks_another(run_arbiter, make_sleeper, waiter) -> None:
     stubborn = {
         "name": "stubborn",
         "cmd": "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -142,10 +142,7 @@ def test_stopping_one_watcher_never_blocks_another(run_arbiter, make_sleeper) ->
 
     async def body(arbiter: Arbiter, c: Any) -> None:
         # let the stubborn child install its SIGTERM handler (it prints when ready)
-        await asyncio.sleep(0)
-        deadline = time.monotonic() + 10
-        while not arbiter.output.lines(["stubborn"], 1) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await waiter(lambda: arbiter.output.lines(["stubborn"], 1))
         stop = asyncio.ensure_future(c.call("stop", name="stubborn", waiting=True))
         await asyncio.sleep(0.2)
         started = time.monotonic()

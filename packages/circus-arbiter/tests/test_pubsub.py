@@ -13,7 +13,7 @@ from circus.arbiter import Arbiter
 from circus.arbiter._output import OutputHub
 
 
-async def _collect(sub: zmq.asyncio.Socket, until: Any, timeout: float = 10.0) -> list[Any]:
+async def _collect(sub: zmq.asyncio.Socket, until: Any, timeout: float = 10.0) -> list[Any]:  # noqa: ASYNC109
     seen: list[Any] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
