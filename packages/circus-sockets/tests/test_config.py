@@ -76,3 +76,18 @@ def test_unknown_keys_ignored_unless_strict() -> None:
 def test_bad_value_in_section_names_the_socket() -> None:
     with pytest.raises(SocketError, match=r"socket 'web' \(localhost:eighty\): port must be"):
         CircusSocket.load_from_config({"name": "web", "port": "eighty"})
+
+
+def test_options_round_trip(tmp_path: Path) -> None:
+    section = {"name": "web", "host": "127.0.0.1", "port": "0", "type": "SOCK_DGRAM"}
+    with CircusSocket.load_from_config(section) as sock:
+        sock.bind_and_listen()
+        options = sock.options()
+        assert options["port"] == 0 and sock.port != 0  # the configured port, not the real one
+        assert options["family"] == "AF_INET" and options["type"] == "SOCK_DGRAM"
+        with CircusSocket.load_from_config(options, strict=True) as twin:
+            assert twin.options() == options
+    with CircusSocket("u", path=str(tmp_path / "u.sock"), umask="027") as unix:
+        assert unix.options()["path"] == str(tmp_path / "u.sock")
+        with CircusSocket.load_from_config(unix.options()) as twin:
+            assert twin.options() == unix.options()

@@ -83,3 +83,9 @@ def test_dup_is_plain_and_closing_it_keeps_the_file(tmp_path: Path) -> None:
         copy.close()
         assert path.exists()
     assert not path.exists()
+
+
+def test_add_with_upstream_positional_arguments(manager: SocketManager) -> None:
+    sock = manager.add("web", "127.0.0.1", 0)
+    manager.bind_and_listen_all()
+    assert sock.host == "127.0.0.1" and sock.bound and sock.port != 0

@@ -60,16 +60,17 @@ class SocketManager:
 
     # -- membership ---------------------------------------------------------------------------
 
-    def add(self, sock: CircusSocket | str, **options: Any) -> CircusSocket:
-        """Add a socket, given as a CircusSocket or as a name plus CircusSocket options.
+    def add(self, sock: CircusSocket | str, *args: Any, **options: Any) -> CircusSocket:
+        """Add a socket, given as a CircusSocket or as a name plus CircusSocket arguments
+        (``add("web", "127.0.0.1", 8000)`` as upstream, or keywords).
 
         Raises SocketError if the name is already taken.
         """
         if isinstance(sock, str):
             if sock in self._sockets:
                 raise SocketError("a socket with this name already exists", name=sock)
-            sock = CircusSocket(name=sock, **options)
-        elif options:
+            sock = CircusSocket(sock, *args, **options)
+        elif args or options:
             raise TypeError("options are only accepted with a socket name")
         if sock.name in self._sockets:
             raise SocketError(
@@ -122,6 +123,10 @@ class SocketManager:
         """
         for sock in self._sockets.values():
             sock.bind_and_listen()
+
+    def bind_and_listen_all(self) -> None:
+        """Same as :meth:`bind_all` (upstream's name)."""
+        self.bind_all()
 
     def close_all(self) -> None:
         """Close every socket and remove the unix socket files we created (idempotent)."""

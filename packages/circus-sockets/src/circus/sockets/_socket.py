@@ -109,6 +109,7 @@ class CircusSocket(socket.socket):
             sock_type = opt.parse_type(type)
             sock_proto = opt.parse_proto(proto)
             self.port = 0 if self.path else opt.parse_port(port)
+            self._configured_port = self.port
             self.backlog = opt.parse_int(backlog, "backlog")
             self.umask = opt.parse_umask(umask)
             self.replace = opt.parse_bool(replace)
@@ -218,6 +219,7 @@ class CircusSocket(socket.socket):
         else:
             self.path = None
             self.host, self.port = address[0], address[1]
+        self._configured_port = self.port
         self.set_inheritable(True)
         if blocking is not None:
             self.setblocking(blocking)
@@ -315,10 +317,15 @@ class CircusSocket(socket.socket):
             ) from exc
         sockaddr = infos[0][4]
         if self.interface:
-            try:
-                self.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode() + b"\0"
+            option = getattr(socket, "SO_BINDTODEVICE", None)
+            if option is None:
+                raise SocketError(
+                    "interface binding (SO_BINDTODEVICE) is not supported on this platform",
+                    name=self.name,
+                    address=self.location,
                 )
+            try:
+                self.setsockopt(socket.SOL_SOCKET, option, self.interface.encode() + b"\0")
             except OSError as exc:
                 raise self._error(f"cannot bind to interface {self.interface!r}", exc) from exc
         try:
@@ -328,6 +335,28 @@ class CircusSocket(socket.socket):
         self.port = self.getsockname()[1]
 
     # -- reporting ------------------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        """The normalised options, as :meth:`load_from_config` accepts them back.
+
+        Two sockets with equal options are interchangeable (what a config reload compares).
+        The port is the configured one (0 stays 0), not the one the kernel picked.
+        """
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self._configured_port,
+            "family": opt_name(opt.FAMILIES, self.family),
+            "type": opt_name(opt.TYPES, self.type),
+            "proto": self.proto,
+            "backlog": self.backlog,
+            "path": self.path,
+            "umask": self.umask,
+            "replace": self.replace,
+            "interface": self.interface,
+            "so_reuseport": self.so_reuseport,
+            "blocking": self.blocking,
+        }
 
     @property
     def location(self) -> str:
