@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import streams
 from ._errors import ProcessError, SpawnError, StreamError
-from ._info import bytes2human, get_info
+from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
 from ._redirector import Observer, OutputRedirector
 from ._tree import (
@@ -22,6 +22,7 @@ from ._tree import (
 
 __all__ = [
     "DEAD_OR_ZOMBIE",
+    "INFO_KEYS",
     "OTHER",
     "RUNNING",
     "UNEXISTING",

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 from ._errors import SpawnError
 
-__all__ = ["Identity", "parse_rlimits", "parse_umask", "resolve_identity", "check_working_dir"]
+__all__ = [
+    "Identity",
+    "can_raise_hard_limits",
+    "parse_rlimits",
+    "parse_umask",
+    "resolve_identity",
+    "check_working_dir",
+]
 
 _INFINITY_WORDS = {"", "-1", "infinity", "unlimited", "inf"}
 
@@ -119,6 +126,18 @@ class RLimit:
     value: int
 
 
+def can_raise_hard_limits() -> bool:
+    """Whether this process holds CAP_SYS_RESOURCE (root in a container may not)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> 24 & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
 def parse_rlimits(rlimits: Mapping[str, object] | None) -> tuple[RLimit, ...]:
     """Validate ``{name: value}`` (names case-insensitive, ``rlimit_`` prefix allowed).
 
@@ -129,7 +148,7 @@ def parse_rlimits(rlimits: Mapping[str, object] | None) -> tuple[RLimit, ...]:
     if not rlimits:
         return ()
     out = []
-    is_root = os.geteuid() == 0
+    privileged = can_raise_hard_limits()
     for raw_name, raw_value in rlimits.items():
         name = str(raw_name).lower().removeprefix("rlimit_")
         option = f"rlimit_{name}"
@@ -145,21 +164,50 @@ def parse_rlimits(rlimits: Mapping[str, object] | None) -> tuple[RLimit, ...]:
             if num is None or num < -1:
                 raise SpawnError(option, raw_value, "expected an integer >= 0, or empty/-1")
             value = resource.RLIM_INFINITY if num == -1 else num
-        if not is_root:
+        if not privileged:
             hard = resource.getrlimit(res)[1]
             above = hard != resource.RLIM_INFINITY and (
                 value == resource.RLIM_INFINITY or value > hard
             )
             if above and res != resource.RLIMIT_NOFILE:
-                raise SpawnError(option, raw_value, f"above the hard limit {hard} (needs root)")
+                raise SpawnError(
+                    option, raw_value, f"above the hard limit {hard} (needs CAP_SYS_RESOURCE)"
+                )
             if above:
                 value = hard
         out.append(RLimit(name, res, value))
     return tuple(out)
 
 
-def check_working_dir(working_dir: str | os.PathLike[str] | None) -> str | None:
-    """Return the working dir as a str after checking it is an enterable directory."""
+def _searchable_by(path: str, uid: int, gids: set[int]) -> bool:
+    """Whether every directory on ``path`` can be entered by ``uid`` with groups ``gids``."""
+    if uid == 0:
+        return True
+    current = os.path.abspath(path)
+    while True:
+        st = os.stat(current)
+        if st.st_uid == uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid in gids:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            return False
+        parent = os.path.dirname(current)
+        if parent == current:
+            return True
+        current = parent
+
+
+def check_working_dir(
+    working_dir: str | os.PathLike[str] | None, identity: Identity | None = None
+) -> str | None:
+    """Return the working dir as a str after checking the child will be able to enter it.
+
+    The child changes directory before dropping privileges, so for a ``uid`` switch the
+    check is made for that user (mode bits of every component), not for us.
+    """
     if working_dir is None:
         return None
     path = os.fspath(working_dir)
@@ -167,4 +215,12 @@ def check_working_dir(working_dir: str | os.PathLike[str] | None) -> str | None:
         raise SpawnError("working_dir", working_dir, "no such directory")
     if not os.access(path, os.X_OK):
         raise SpawnError("working_dir", working_dir, "directory not searchable")
+    if identity is not None and identity.uid is not None:
+        gids = set(identity.groups or ())
+        if identity.gid is not None:
+            gids.add(identity.gid)
+        if not _searchable_by(path, identity.uid, gids):
+            raise SpawnError(
+                "working_dir", working_dir, f"directory not searchable by uid {identity.uid}"
+            )
     return path

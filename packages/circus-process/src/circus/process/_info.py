@@ -138,20 +138,25 @@ def _psutil_of(process: Process) -> Any:
     return process._psutil
 
 
-def process_info(process: Process) -> dict[str, Any] | str:
-    """Upstream's per-process ``stats`` dict, or the string upstream answers for a gone process.
+def process_info(process: Process) -> dict[str, Any]:
+    """Upstream's per-process ``stats`` dict.
 
     Keys: mem_info1, mem_info2, cpu, mem, ctime, pid, username, nice, create_time, age,
     started, cmdline, children, wid.
+
+    Raises:
+        ProcessError: the process is gone; its message is upstream's answer for that case.
     """
     import psutil
 
+    from ._errors import ProcessError
+
     if process.pid is None or process.returncode is not None:
-        return GONE
+        raise ProcessError(GONE)
     try:
         info = get_info(_psutil_of(process))
     except psutil.NoSuchProcess:
-        return GONE
+        raise ProcessError(GONE) from None
     info["age"] = time.time() - (process.started or time.time())
     info["started"] = process.started
     info["wid"] = process.wid

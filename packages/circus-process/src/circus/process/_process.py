@@ -434,8 +434,15 @@ class Process:
 
         return children_pids(self)
 
-    def info(self) -> dict[str, Any] | str:
-        """Upstream's ``stats``/``info`` dict for this process (via psutil)."""
+    def info(self) -> dict[str, Any]:
+        """Upstream's ``stats``/``info`` dict for this process (via psutil).
+
+        Keys: mem_info1, mem_info2, cpu, mem, ctime, pid, username, nice, create_time, age,
+        started, cmdline, children, wid; a field psutil may not read is ``"N/A"``.
+
+        Raises:
+            ProcessError: the process is gone (message: upstream's "No such process (stopped?)").
+        """
         from ._info import process_info
 
         return process_info(self)

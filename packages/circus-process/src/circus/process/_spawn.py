@@ -145,7 +145,8 @@ def plan_spawn(
     """Validate every option and compute the exact argv/env; raises SpawnError."""
     child_env = build_env(env, copy_env)
     socks = dict(sockets or {})
-    cwd = check_working_dir(working_dir)
+    identity = resolve_identity(uid, gid)
+    cwd = check_working_dir(working_dir, identity)
     argv, program = build_argv(
         cmd,
         args,
@@ -177,7 +178,7 @@ def plan_spawn(
         program=program,
         env=child_env,
         cwd=cwd,
-        identity=resolve_identity(uid, gid),
+        identity=identity,
         umask=parse_umask(umask),
         rlimits=parse_rlimits(rlimits),
         pass_fds=pass_fds,
@@ -202,7 +203,10 @@ def _rlimit_preexec(limits: tuple[RLimit, ...], identity: Identity) -> Any:
             try:
                 resource.setrlimit(limit.resource, (limit.value, limit.value))
             except (ValueError, OSError):
-                if limit.resource != resource.RLIMIT_NOFILE:
+                if not (
+                    limit.resource == resource.RLIMIT_NOFILE
+                    and limit.value == resource.RLIM_INFINITY
+                ):
                     raise
                 # nofile cannot be infinite: fall back to the current hard limit.
                 hard = resource.getrlimit(limit.resource)[1]

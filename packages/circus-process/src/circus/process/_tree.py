@@ -140,29 +140,42 @@ def _open_pidfd(proc: psutil.Process) -> int | None:
     return fd
 
 
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
 def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> list[int]:
     """Adopted orphans that can only have come from the process ``root_pid``.
 
     No kernel record links a double-forked daemon to its original ancestor, so this is a
-    heuristic: born after ``root_pid`` started, with exactly its environment, and no other
-    live circus process could claim it.
+    heuristic: born after ``root_pid``, with exactly its environment, and no other live
+    circus process born before it with that same environment could claim it. Birth times
+    all come from psutil, so they share the same (boot-time based) error.
     """
     orphans = adopted_orphans()
     if not orphans:
         return []
+    root_born = _create_time(root_pid) or started
     others = [p for p in registry.values() if p.pid != root_pid and p.returncode is None]
     out = []
     for pid in orphans:
         try:
             ps = psutil.Process(pid)
             born = ps.create_time()
-            if born + 0.05 < started:
+            if born < root_born:
                 continue
-            rivals = [p for p in others if (p.started or 0.0) <= born + 0.05]
+            if ps.environ() != env:
+                continue
+            rivals = [
+                p
+                for p in others
+                if p.child_env == env and (_create_time(p.pid or 0) or float("inf")) <= born
+            ]
             if rivals:
-                orphan_env = ps.environ()
-                if orphan_env != env or any(p.child_env == orphan_env for p in rivals):
-                    continue
+                continue
             out.append(pid)
         except psutil.Error:
             continue
