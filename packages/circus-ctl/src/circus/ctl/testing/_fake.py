@@ -140,6 +140,10 @@ class Publisher:
         """Send ``[topic, json(payload)]``."""
         self._socket.send_multipart([topic.encode(), protocol.encode(payload)])
 
+    def send(self, frames: list[bytes]) -> None:
+        """Send already-built frames (e.g. from :func:`circus.ctl.protocol.output_message`)."""
+        self._socket.send_multipart(frames)
+
     def close(self) -> None:
         """Close the socket and its context."""
         self._socket.close(linger=0)
