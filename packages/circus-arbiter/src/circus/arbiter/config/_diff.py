@@ -57,7 +57,8 @@ def _split(
     forced = set(forced)
     added = [new[k][0] for k in new if k not in old]
     removed = [old[k][0] for k in old if k not in new]
-    changed, unchanged = [], []
+    changed: list[str] = []
+    unchanged: list[str] = []
     for key in new:
         if key in old:
             differs = key in forced or old[key][1] != new[key][1]

@@ -181,10 +181,15 @@ def _build(main: str, raw: RawConfig, environ: Mapping[str, str]) -> CircusConfi
     )
 
 
-def _unique(seen: Mapping[str, object], key: str, view: SectionView, what: str) -> None:
+def _unique(
+    seen: Mapping[str, WatcherConfig | SocketConfig | PluginConfig],
+    key: str,
+    view: SectionView,
+    what: str,
+) -> None:
     first = seen.get(key)
     if first is not None:
-        where = f"{first.filename}:{first.lineno}"  # type: ignore[attr-defined]
+        where = f"{first.filename}:{first.lineno}"
         raise view.error(
             None,
             f"duplicate {what} name (already defined at {where}; names are case-insensitive)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from ._convert import EXPECTED_BOOL, EXPECTED_OCTAL, to_bool, to_int, to_octal
@@ -19,7 +20,7 @@ _TYPES = {
 }
 
 
-def _named(table: dict[str, Any], prefix: str):  # type: ignore[no-untyped-def]
+def _named(table: dict[str, Any], prefix: str) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         name = text.strip().upper()
         if not name.startswith(prefix):
@@ -50,7 +51,7 @@ def _port(text: str) -> int:
     return value
 
 
-SOCKET_OPTIONS = {
+SOCKET_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "host": (str.strip, "localhost", ""),
     "port": (_port, 8080, "expected a port number between 0 and 65535"),
     "family": (_named(_FAMILIES, "AF_"), socket.AF_INET, "expected one of " + ", ".join(_FAMILIES)),
