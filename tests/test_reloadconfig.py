@@ -1,0 +1,69 @@
+"""reloadconfig and SIGHUP: unchanged watchers keep their pids, the rest follows the file."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import pytest
+
+SLEEP = f"{sys.executable} -c 'import time; time.sleep(300)'"
+
+
+def _config(keep_n: int = 2, change_cmd: bool = False, with_old: bool = True,
+            with_new: bool = False, resize: int = 1) -> str:  # fmt: skip
+    body = f"""
+[watcher:keep]
+cmd = {SLEEP}
+numprocesses = {keep_n}
+graceful_timeout = 5
+
+[watcher:change]
+cmd = {SLEEP}{" # changed" if change_cmd else ""}
+graceful_timeout = 5
+
+[watcher:resize]
+cmd = {SLEEP}
+numprocesses = {resize}
+graceful_timeout = 5
+"""
+    if with_old:
+        body += f"\n[watcher:old]\ncmd = {SLEEP}\ngraceful_timeout = 5\n"
+    if with_new:
+        body += f"\n[watcher:new]\ncmd = {SLEEP}\ngraceful_timeout = 5\n"
+    return body
+
+
+@pytest.mark.parametrize("how", ["command", "sighup"])
+def test_reloadconfig_applies_only_the_difference(circusd, e2e, how) -> None:
+    daemon = circusd(_config())
+    e2e.wait(lambda: all(daemon.pids(n) for n in ("keep", "change", "resize", "old")))
+    keep = daemon.pids("keep")
+    change = daemon.pids("change")
+    resize = daemon.pids("resize")
+    old = daemon.pids("old")
+    daemon.write(_config(change_cmd=True, with_old=False, with_new=True, resize=2))
+    if how == "command":
+        assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
+    else:
+        daemon.signal(signal.SIGHUP)
+        e2e.wait(lambda: "new" in daemon.call("list")["watchers"], what="new watcher")
+    e2e.wait(lambda: daemon.pids("new") and len(daemon.pids("resize")) == 2)
+    assert daemon.pids("keep") == keep  # untouched: same processes
+    assert set(resize) <= set(daemon.pids("resize"))  # resized in place
+    e2e.wait(lambda: daemon.pids("change") and not set(daemon.pids("change")) & set(change))
+    assert daemon.call("list")["watchers"] == ["change", "keep", "new", "resize"]
+    e2e.wait(lambda: not any(e2e.alive(p) for p in old + change), what="old processes gone")
+    assert daemon.call("get", name="change", keys=["cmd"])["options"]["cmd"].endswith("changed")
+
+
+def test_reloadconfig_with_a_broken_file_keeps_running(circusd, e2e) -> None:
+    daemon = circusd(_config())
+    e2e.wait(lambda: daemon.pids("keep"))
+    keep = daemon.pids("keep")
+    daemon.config.write_text(daemon.config.read_text() + "\n[watcher:bad]\nnumprocesses = x\n")
+    answer = daemon.call("reloadconfig", waiting=True)
+    assert answer["status"] == "error"
+    assert "circus.ini" in answer["reason"]
+    assert daemon.pids("keep") == keep
+    assert daemon.call("status")["status"] == "ok"
