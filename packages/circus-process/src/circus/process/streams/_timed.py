@@ -84,10 +84,8 @@ class TimedRotatingFileStream(FileStream):
         since_midnight = tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec
         nxt = now - since_midnight + _DAY
         if self._weekday is not None:
-            days = (self._weekday - tm.tm_wday) % 7
-            nxt += days * _DAY if days else 6 * _DAY
-            if days == 0 and since_midnight == 0:
-                nxt = now
+            # As logging's TimedRotatingFileHandler: at the midnight that ends that weekday.
+            nxt += ((self._weekday - tm.tm_wday) % 7) * _DAY
         elif self.rotate_interval > 1:
             nxt += (self.rotate_interval - 1) * _DAY
         return nxt

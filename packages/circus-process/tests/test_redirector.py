@@ -1,0 +1,161 @@
+"""OutputRedirector: splice and read paths, observers, drain at exit and on removal."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from circus.process import OutputRedirector, Process
+from circus.process.streams import FileStream, QueueStream
+
+# Writes N deterministic, non-repeating-ish bytes in odd-sized writes, then exits at once.
+WRITER = (
+    "import hashlib, os, sys\n"
+    "n = int(sys.argv[1]); seed = b'circus'; out = 0; i = 0\n"
+    "while out < n:\n"
+    "    block = hashlib.sha256(seed + str(i).encode()).digest() * 257\n"
+    "    block = block[: min(len(block), n - out)]\n"
+    "    os.write(1, block); out += len(block); i += 1\n"
+)
+
+
+def expected_bytes(n: int) -> bytes:
+    parts, out, i = [], 0, 0
+    while out < n:
+        block = hashlib.sha256(b"circus" + str(i).encode()).digest() * 257
+        block = block[: min(len(block), n - out)]
+        parts.append(block)
+        out += len(block)
+        i += 1
+    return b"".join(parts)
+
+
+def run(coro_fn: Callable[[], object]) -> object:
+    return asyncio.run(coro_fn())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["splice", "read"])
+def test_bytes_land_intact(spawn, py, tmp_path: Path, observed: bool) -> None:
+    size = 3 * 1024 * 1024 + 17
+    target = tmp_path / "out.log"
+    seen: list[int] = []
+
+    async def main() -> None:
+        stream = FileStream(str(target))
+        redirector = OutputRedirector()
+        if observed:
+            redirector.add_observer(lambda pid, name, data: seen.append(len(data)))
+        proc = spawn(py, args=["-c", WRITER, str(size)], pipe_stderr=False)
+        redirector.add(proc, stream)
+        assert await proc.wait_async() == 0
+        redirector.remove(proc)
+        stream.close()
+
+    run(main)
+    assert target.read_bytes() == expected_bytes(size)
+    assert sum(seen) == (size if observed else 0)
+
+
+def test_drain_at_exit_without_remove(spawn, py, tmp_path: Path) -> None:
+    """The child exits right after writing: every byte still reaches the stream."""
+    size = 512 * 1024
+    target = tmp_path / "out.log"
+
+    async def main() -> None:
+        stream = FileStream(str(target))
+        redirector = OutputRedirector()
+        proc = spawn(py, args=["-c", WRITER, str(size)])
+        redirector.add(proc, stream, stream)
+        done = asyncio.Event()
+        # Registered after the redirector's own exit callback: by then the pipe is drained.
+        proc.add_exit_callback(lambda p: done.set())
+        await asyncio.wait_for(done.wait(), 20)
+        assert target.stat().st_size == size
+        assert redirector.processes == []  # EOF reached: pipes let go by themselves
+        stream.close()
+        proc.close()
+
+    run(main)
+
+
+def wait_for_file(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.005)
+
+
+def test_remove_drains_pending_output(spawn, tmp_path: Path) -> None:
+    target = tmp_path / "out.log"
+    marker = tmp_path / "written"
+    # Writes, then keeps its pipes open: no EOF will come before we remove it.
+    proc = spawn(f"sh -c 'echo one; echo two >&2; touch {marker}; exec sleep 60'")
+    wait_for_file(marker)
+
+    async def main() -> None:
+        stream = FileStream(str(target))
+        redirector = OutputRedirector()
+        redirector.add(proc, stream, stream)
+        # No await in between: the loop never pumped, the output is still in the pipes.
+        redirector.remove(proc)
+        stream.close()
+
+    run(main)
+    assert sorted(target.read_bytes().splitlines()) == [b"one", b"two"]
+
+
+def test_observers_get_both_streams_and_time_format_keeps_lines(spawn, tmp_path: Path) -> None:
+    target = tmp_path / "out.log"
+    chunks: list[tuple[int, str, bytes]] = []
+
+    async def main() -> Process:
+        stream = FileStream(str(target), time_format="%H:%M:%S")
+        queue = QueueStream()
+        redirector = OutputRedirector()
+        redirector.add_observer(lambda pid, name, data: chunks.append((pid, name, data)))
+        proc = spawn('sh -c \'printf "par"; sleep 0.05; printf "tial\\nfull\\n"; echo err >&2\'')
+        redirector.add(proc, stream, queue)
+        await proc.wait_async()
+        redirector.remove(proc)
+        stream.close()
+        assert queue.get_nowait()["data"] == b"err\n"
+        return proc
+
+    proc = run(main)
+    assert b"".join(d for _, n, d in chunks if n == "stdout") == b"partial\nfull\n"
+    assert {(pid, name) for pid, name, _ in chunks} == {(proc.pid, "stdout"), (proc.pid, "stderr")}
+    lines = target.read_text().splitlines()
+    assert [line.split(" | ", 1)[1] for line in lines] == ["partial", "full"]
+    assert all(f"[{proc.pid}]" in line for line in lines)
+
+
+def test_closing_the_process_detaches_it(spawn) -> None:
+    async def main() -> None:
+        redirector = OutputRedirector()
+        proc = spawn("sleep 60")
+        redirector.add(proc, QueueStream())
+        assert redirector.processes == [proc]
+        proc.close()
+        assert redirector.processes == []
+        proc.stop(graceful_timeout=5)
+
+    run(main)
+
+
+def test_failing_stream_does_not_break_the_pump(spawn, caplog) -> None:
+    def broken(chunk: dict) -> None:
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        redirector = OutputRedirector()
+        proc = spawn("echo hi")
+        redirector.add(proc, broken)
+        await proc.wait_async()
+        redirector.close()
+
+    run(main)
+    assert "boom" in caplog.text
