@@ -1,0 +1,70 @@
+"""Run-time ``set``: validation, effects, reloads and ``updated`` events."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import pytest
+from circus.watcher import OptionError, UnknownOptionError
+
+
+async def test_set_cmd_reloads_gracefully(make: Any, recorder: Any) -> None:
+    w = make("sleep 300", numprocesses=2)
+    await w.start()
+    old = set(w.pids)
+    await w.set_opt("cmd", "sleep 301")
+    assert recorder.names().count("updated") == 1
+    assert "reload" in recorder.names()
+    assert len(w.pids) == 2 and not old & set(w.pids)
+    assert w.get_opt("cmd") == "sleep 301"
+    assert all(p.argv == ["sleep", "301"] for p in w.processes.values())
+
+
+async def test_set_numprocesses(make: Any, recorder: Any) -> None:
+    w = make("sleep 300")
+    await w.start()
+    await w.set_opt("numprocesses", "3")
+    assert len(w.pids) == 3 and recorder.names()[-1] == "updated"
+
+
+async def test_set_without_reload(make: Any, recorder: Any) -> None:
+    w = make("sleep 300")
+    await w.start()
+    pids = w.pids
+    await w.set_opt("graceful_timeout", 1.5)
+    await w.set_opt("stop_signal", "INT")
+    await w.set_opt("respawn", "on-failure")
+    await w.set_opt("flapping.attempts", 4)
+    await w.set_opt("rlimit_nofile", 200)
+    await w.set_opt("stdout_stream.class", "QueueStream")  # a stream change reloads
+    assert w.get_opt("graceful_timeout") == 1.5
+    assert w.get_opt("stop_signal") == signal.SIGINT
+    assert w.get_opt("respawn") == "on-failure"
+    assert w.get_opt("flapping.attempts") == 4
+    assert w.get_opt("rlimit_nofile") == 200
+    assert recorder.names().count("updated") == 6
+    assert w.pids != pids  # reloaded by the stream change only
+    assert recorder.names().count("reload") == 1
+    await w.stop()
+    assert recorder.of("reap")[-1]["exit_code"] == -signal.SIGINT
+
+
+async def test_set_env_reloads_and_applies(make: Any, recorder: Any) -> None:
+    w = make("sleep 300")
+    await w.start()
+    await w.set_opt("env", {"A": "1"})
+    assert next(iter(w.processes.values())).child_env == {"A": "1"}
+
+
+async def test_set_rejects(make: Any) -> None:
+    w = make("sleep 300")
+    with pytest.raises(UnknownOptionError, match="did you mean 'graceful_timeout'"):
+        await w.set_opt("graceful_timout", 1)
+    with pytest.raises(UnknownOptionError):
+        await w.set_opt("priority", 3)  # not changeable at run time, as upstream
+    with pytest.raises(OptionError, match="'warmup_delay'"):
+        await w.set_opt("warmup_delay", "later")
+    await w.set_opt("numprocesses", 2)
+    with pytest.raises(OptionError, match="singleton"):
+        await w.set_opt("singleton", True)
