@@ -106,3 +106,23 @@ def test_example_ticker_ticks_and_stops_on_sigterm() -> None:
             proc.kill()
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_kwargs_fit_the_watcher_and_socket_constructors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract with the lower layers: Watcher(**kwargs) and CircusSocket(**kwargs)."""
+    from circus.sockets import CircusSocket
+    from circus.watcher import Watcher
+
+    monkeypatch.chdir(ROOT)
+    config = load_config("examples/circus.ini")
+    for watcher_config in config.watchers:
+        watcher = Watcher(**watcher_config.kwargs)
+        assert watcher.name == watcher_config.name
+        assert watcher.get_opt("numprocesses") == watcher_config.kwargs["numprocesses"]
+    upstream_style = load_config(EXAMPLES / "upstream-0.19.ini", environ={})
+    for socket_config in (*config.sockets, *upstream_style.sockets):
+        sock = CircusSocket(**socket_config.kwargs)
+        try:
+            assert sock.name == socket_config.name
+        finally:
+            sock.close()
