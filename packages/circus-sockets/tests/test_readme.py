@@ -31,4 +31,6 @@ def test_readme_example_serves_200_requests_from_several_workers(
     assert pids <= {str(worker.pid) for worker in workers}
     assert len(pids) >= 2, f"only {pids} answered"
     assert all(worker.returncode is not None for worker in workers)
-    assert "200 answers from" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("serving hello:app on fd ") == 4
+    assert "200 answers from" in out

@@ -87,16 +87,24 @@ class InheritedWSGIServer(WSGIServer):
 
 
 def serve_fd(
-    fd: int, app: Callable[..., Any], *, quiet: bool = False, poll_interval: float = 0.2
+    fd: int,
+    app: Callable[..., Any],
+    *,
+    quiet: bool = False,
+    poll_interval: float = 0.2,
+    on_ready: Callable[[InheritedWSGIServer], None] | None = None,
 ) -> None:
     """Serve the WSGI *app* on inherited listening socket *fd* until SIGTERM/SIGINT.
 
-    Takes ownership of *fd* (closed on return).
+    Takes ownership of *fd* (closed on return). *on_ready* is called with the server just
+    before it starts accepting.
     """
     sock = socket.socket(fileno=fd)
     server = InheritedWSGIServer(sock, QuietHandler if quiet else WSGIRequestHandler)
     server.set_app(app)
     try:
+        if on_ready is not None:
+            on_ready(server)
         server.serve_until_stopped(poll_interval)
     finally:
         server.server_close()

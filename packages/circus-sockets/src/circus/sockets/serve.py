@@ -4,13 +4,15 @@ Start N of these (``subprocess.Popen(pass_fds=[fd])``, or a watcher with ``use_s
 and ``--fd $(circus.sockets.web)``): they share the socket's accept queue, so workers can be
 restarted while the daemon keeps the socket open and no connection is refused. The app is
 imported from ``module:attribute`` (the current folder is on ``sys.path``, as with ``-m``).
-SIGTERM or SIGINT stops the worker after the request in progress.
+SIGTERM or SIGINT stops the worker after the request in progress. When ready to accept, the
+worker prints one line on stdout: ``serving MODULE:APP on fd N (HOST:PORT), pid PID``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,8 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = load_app(args.app)
     except (ImportError, AttributeError, ValueError) as exc:
         parser.error(f"cannot load {args.app}: {exc}")
+
+    def announce(server: InheritedWSGIServer) -> None:
+        # One line on stdout when ready, so a supervisor or a test can wait for it.
+        where = f"{server.server_name}:{server.server_port}"
+        print(f"serving {args.app} on fd {args.fd} ({where}), pid {os.getpid()}", flush=True)
+
     try:
-        serve_fd(args.fd, app, quiet=args.quiet)
+        serve_fd(args.fd, app, quiet=args.quiet, on_ready=announce)
     except OSError as exc:
         print(f"circus.sockets.serve: fd {args.fd}: {exc}", file=sys.stderr)
         return 1
