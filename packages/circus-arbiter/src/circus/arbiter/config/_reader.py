@@ -90,7 +90,9 @@ def read_ini(text: str, filename: str, into: RawConfig) -> None:
     current_indent = 0
     seen_here: dict[tuple[str, str], int] = {}
 
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only, as iterating over a text file does (open() already turned "\r\n" and
+    # "\r" into "\n"); str.splitlines would also split on form feeds and U+2028 inside values.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if _is_comment(line):
             if not line.strip():
                 current = None  # a blank line ends a multi-line value
