@@ -19,14 +19,16 @@ a ``stdin_socket`` or ``$(circus.sockets.X)`` naming no ``[socket:X]``, ``single
 ``numprocesses`` > 1, ``copy_path``/``virtualenv`` without ``copy_env``, unknown users/groups.
 
 Warnings: suspicious but loadable input is reported through Python's :mod:`warnings` module
-as :class:`ConfigWarning` (circusd routes warnings to its log with
-``logging.captureWarnings``), each message starting with ``file:line:``: an option name close
-to a known one (difflib) or differing only by case — ``[watcher:x] numprocess: unknown
-watcher option (did you mean 'numprocesses'?)`` — a section type close to a known one
-(``[watchers:x]``, ``[Circus]``), a key repeated in one file, an include glob matching no file,
-an ``include`` inside an included file, an empty watcher/socket/plugin section, ``shell_args``
-without ``shell``, a socket reference without ``use_sockets``, ``stats_endpoint`` implying
-``statsd``. Truly unknown watcher options are kept verbatim as free-form options, as upstream.
+as :class:`ConfigWarning` (shown on stderr by default; a daemon that has configured logging
+routes them to its log with ``logging.captureWarnings(True)``), each message starting with
+``file:line:``. Warned about: an option name close to a known one (difflib) or differing only
+by case — ``[watcher:x] numprocess: unknown watcher option (did you mean 'numprocesses'?)`` —
+a section type close to a known one (``[watchers:x]``, ``[Circus]``), a key repeated in one
+file, an include glob matching no file, an ``include`` inside an included file, an empty
+watcher/socket/plugin section, a reserved key (``env``, ``hooks``...) in a watcher section,
+``shell_args`` without ``shell``, a socket reference without ``use_sockets``,
+``stats_endpoint`` implying ``statsd``. Truly unknown watcher options are kept verbatim as
+free-form options, as upstream.
 
 Compatible behaviour kept from upstream's reader: no interpolation (``%`` is literal); first
 value of a repeated key wins, also across included files (the main file beats its includes);
