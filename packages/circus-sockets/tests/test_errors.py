@@ -124,3 +124,10 @@ def test_bind_after_close() -> None:
     sock.close()
     with pytest.raises(SocketError, match="closed"):
         sock.bind_and_listen()
+
+
+def test_unix_path_too_long(tmp_path: Path) -> None:
+    path = str(tmp_path / ("x" * 200))
+    with CircusSocket("long", path=path) as sock:
+        with pytest.raises(SocketError, match=r"socket 'long' \(.*x\): cannot bind .*too long$"):
+            sock.bind_and_listen()

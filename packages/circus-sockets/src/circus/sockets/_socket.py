@@ -399,8 +399,9 @@ class CircusSocket(socket.socket):
 
     def _error(self, action: str, exc: OSError) -> SocketError:
         reason = _ERRNO_TEXT.get(exc.errno or 0, exc.strerror or str(exc))
+        code = f" [errno {exc.errno}]" if exc.errno else ""
         return SocketError(
-            f"{action}: {reason} [errno {exc.errno}]",
+            f"{action}: {reason}{code}",
             name=self.name,
             address=self.location,
             errno=exc.errno,
