@@ -182,9 +182,14 @@ def main() -> None:
             repeat = 1 if n >= 5000 else (3 if n >= 1000 else args.repeat)
             raw_runs = []
             our_runs = []
-            for _ in range(repeat):
-                raw_runs.append(raw_start_stop(n))
-                started, stopped, _watcher = await watcher_start_stop(n)
+            for index in range(repeat):
+                # Alternate who goes first: the machine's load drifts within a round.
+                if index % 2:
+                    started, stopped, _watcher = await watcher_start_stop(n)
+                    raw_runs.append(raw_start_stop(n))
+                else:
+                    raw_runs.append(raw_start_stop(n))
+                    started, stopped, _watcher = await watcher_start_stop(n)
                 our_runs.append((started, stopped))
             raw_start = statistics.median(r[0] for r in raw_runs)
             raw_stop = statistics.median(r[1] for r in raw_runs)

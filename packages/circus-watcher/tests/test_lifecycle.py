@@ -152,3 +152,28 @@ async def test_stats_and_info(make: Any) -> None:
 def test_no_loop_needed_to_build() -> None:
     w = Watcher("w", SLEEP)
     assert repr(w).startswith("<Watcher 'w' stopped")
+
+
+async def test_stop_interrupts_a_slow_start(make: Any, recorder: Any) -> None:
+    import asyncio
+
+    w = make(SLEEP, numprocesses=50, warmup_delay=0.1)
+    starting = asyncio.ensure_future(w.start())
+    await recorder.until(lambda: recorder.count("spawn") >= 2)
+    await w.stop()
+    await starting
+    assert w.status() == "stopped" and w.pids == []
+    assert recorder.count("spawn") < 10
+    assert recorder.count("reap") == recorder.count("spawn")
+
+
+def test_import_pulls_no_zmq_or_tornado() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, circus.watcher, circus.watcher._watcher; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('zmq', 'tornado')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

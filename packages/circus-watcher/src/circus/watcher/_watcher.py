@@ -665,11 +665,14 @@ class Watcher:
             self._status = "stopped"
             raise WatcherError(f"watcher {self.name!r}: cannot open its streams: {exc}") from exc
         self._refusal = False
+        generation = self._generation
         try:
             started = await self._spawn_up_to_target()
         except SpawnFailedError:
             await self._stop()
             raise
+        if generation != self._generation:
+            return {"started": started, "kept": []}  # a stop is waiting for the lock
         if self._refusal:
             await self._stop()  # a spawn hook refused
             return {"started": [], "kept": []}
@@ -733,6 +736,7 @@ class Watcher:
 
         Cancels pending respawns and flapping retries. Returns the stopped pids.
         """
+        self._generation += 1  # a start in progress stops spawning at its next step
         async with self._get_lock():
             self._flapping.clear()
             self._policy.reset()
