@@ -135,8 +135,8 @@ class PluginHost:
         plugin.name = name
         running = _Running(name, plugin)
         self._running[name] = running
+        # Not waited for: a plugin's initialize() may call the daemon, whose loop is this one.
         running.thread.start()
-        running.ready.wait(10)
         log.info("plugin %s (%s) started", name, use)
         return plugin
 

@@ -1,22 +1,22 @@
 """Flapping: stop a watcher whose processes die too often, retry later, give up at last.
 
 Options (strings, as in the INI file): ``attempts`` (2), ``window`` (1 s), ``retry_in`` (7 s),
-``max_retry`` (5; -1 = forever); per-watcher overrides are read from the watcher's own
-``flapping.<option>`` options. When ``attempts`` unexpected deaths happen within ``window``
-seconds the watcher is stopped, started again ``retry_in`` seconds later, and after
-``max_retry`` such rounds left stopped.
+``max_retry`` (5; -1 = forever), ``active`` (true). A watcher's own ``flapping.<option>``
+values win over the plugin's, as upstream.
 
-The watcher layer has crash-loop protection built in (restart policy and back-off); this plugin
-keeps upstream's stop/retry behaviour for configs that ask for it. Fixed from upstream: deaths
-caused by circus itself (a ``kill`` event precedes them: stop, decr, reload) are not counted,
-so stopping a watcher by hand is never mistaken for flapping (upstream #809, #965); and our
-control channel queues commands per watcher, so the plugin's ``stop`` is never lost.
+The watcher layer has flapping detection built in (same option names, ``flapping.*``), so this
+plugin maps onto it instead of re-implementing it over casts: at start, and for every watcher
+added later, it turns ``flapping.active`` on and fills in the plugin's values for the options
+the watcher left at their defaults (with the ``set`` command). The detection itself then runs
+inside the watcher, on the exit events: nothing can be lost between a ``reap`` and a ``stop``
+(upstream's cast raced the arbiter lock), and exits caused by circus itself (stop, decr,
+reload, kill) are never counted, so stopping a watcher by hand is never mistaken for flapping
+(upstream #809, #965).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from ._base import CircusPlugin
@@ -25,9 +25,12 @@ __all__ = ["Flapping"]
 
 log = logging.getLogger("circus.plugins")
 
+# The watcher layer's defaults for its built-in detection (circus.watcher options).
+_WATCHER_DEFAULTS = {"attempts": 2, "window": 1.0, "retry_in": 7.0, "max_retry": 5}
+
 
 class Flapping(CircusPlugin):
-    """Upstream-compatible flapping detection."""
+    """Upstream-compatible flapping plugin, mapped onto the watchers' built-in detection."""
 
     name = "flapping"
 
@@ -40,94 +43,38 @@ class Flapping(CircusPlugin):
         **config: Any,
     ) -> None:
         super().__init__(endpoint, pubsub_endpoint, check_delay, ssh_server, **config)
-        self.attempts = int(config.get("attempts", 2))
-        self.window = float(config.get("window", 1))
-        self.retry_in = float(config.get("retry_in", 7))
-        self.max_retry = int(config.get("max_retry", 5))
-        self.timelines: dict[str, list[float]] = {}
-        self.tries: dict[str, int] = {}
-        self.killed: set[int] = set()
-        self.configs: dict[str, dict[str, Any]] = {}
-        self.timers: dict[str, Any] = {}
+        self.settings = {
+            "attempts": int(config.get("attempts", 2)),
+            "window": float(config.get("window", 1)),
+            "retry_in": float(config.get("retry_in", 7)),
+            "max_retry": int(config.get("max_retry", 5)),
+        }
+        self.configured: set[str] = set()
 
-    def handle_stop(self) -> None:
-        if self.loop is not None:
-            for handle in self.timers.values():
-                self.loop.remove_timeout(handle)
-        self.timers.clear()
+    def initialize(self) -> None:
+        super().initialize()
+        for watcher in self.call("list").get("watchers", []):
+            self.configure(watcher)
 
     def handle_recv(self, data: list[bytes]) -> None:
-        watcher, event, msg = self.split_data(data)
-        payload = self.load_message(msg)
-        pid = payload.get("process_pid")
-        if event == "kill" and isinstance(pid, int):
-            self.killed.add(pid)
-        elif event == "reap":
-            if pid in self.killed:
-                self.killed.discard(pid)
-                return
-            self.check(watcher, float(payload.get("time") or time.time()))
-        elif event == "updated":
-            self.configs.pop(watcher, None)
+        watcher, event, _ = self.split_data(data)
+        if event == "add":
+            self.configure(watcher)
         elif event == "remove":
-            self.reset(watcher)
+            self.configured.discard(watcher)
 
-    def option(self, watcher: str, key: str) -> Any:
-        """A watcher's ``flapping.<key>`` override, or the plugin's value."""
-        conf = self.configs.get(watcher)
-        if conf is None:
-            conf = {}
-            try:
-                answer = self.call("options", name=watcher)
-                for k, v in (answer.get("options") or {}).items():
-                    if k.startswith("flapping."):
-                        conf[k[len("flapping.") :]] = v
-            except Exception:
-                log.debug("flapping: cannot read options of %s", watcher, exc_info=True)
-            self.configs[watcher] = conf
-        default = getattr(self, key)
-        value = conf.get(key, default)
-        try:
-            return type(default)(value)
-        except (TypeError, ValueError):
-            return default
-
-    def reset(self, watcher: str) -> None:
-        """Forget a watcher's history."""
-        self.timelines.pop(watcher, None)
-        self.tries.pop(watcher, None)
-        handle = self.timers.pop(watcher, None)
-        if handle is not None and self.loop is not None:
-            self.loop.remove_timeout(handle)
-
-    def check(self, watcher: str, when: float) -> None:
-        """Record one unexpected death and act when the watcher flaps."""
-        if watcher in self.timers:
+    def configure(self, watcher: str) -> None:
+        """Turn the watcher's flapping detection on with the plugin's values."""
+        answer = self.call("options", name=watcher)
+        current = answer.get("options") or {}
+        options: dict[str, Any] = {"flapping.active": True}
+        for key, value in self.settings.items():
+            mine = current.get(f"flapping.{key}", _WATCHER_DEFAULTS[key])
+            if mine == _WATCHER_DEFAULTS[key] and value != mine:
+                options[f"flapping.{key}"] = value
+        result = self.call("set", name=watcher, options=options, waiting=True)
+        if result.get("status") != "ok":
+            log.warning("flapping: cannot configure %s: %s", watcher, result.get("reason"))
             return
-        timeline = self.timelines.setdefault(watcher, [])
-        timeline.append(when)
-        attempts = self.option(watcher, "attempts")
-        if len(timeline) < attempts:
-            return
-        timeline[:] = timeline[-attempts:]
-        if timeline[-1] - timeline[0] > self.option(watcher, "window"):
-            return
-        timeline.clear()
-        tries = self.tries.get(watcher, 0)
-        max_retry = self.option(watcher, "max_retry")
-        log.info("%s is flapping (round %d)", watcher, tries + 1)
-        self.call("stop", name=watcher, waiting=True)
-        if max_retry != -1 and tries >= max_retry:
-            log.info("%s: giving up after %d retries", watcher, tries)
-            self.tries.pop(watcher, None)
-            return
-        self.tries[watcher] = tries + 1
-        assert self.loop is not None
-        self.timers[watcher] = self.loop.call_later(
-            self.option(watcher, "retry_in"), self._retry, watcher
-        )
-
-    def _retry(self, watcher: str) -> None:
-        self.timers.pop(watcher, None)
-        log.info("%s: retrying after flapping", watcher)
-        self.cast("start", name=watcher)
+        self.configured.add(watcher)
+        log.info("flapping detection on for %s", watcher)
