@@ -319,22 +319,24 @@ class Process:
         """
         if self.returncode is not None or self.pid is None:
             return
-        if children or recursive:
-            tree = ProcessTree.snapshot(self.pid)
-            try:
-                if children and not recursive:
-                    direct = set(self.children())
-                    for pid, fd in tree.members.items():
-                        if pid in direct:
-                            with contextlib.suppress(ProcessLookupError, PermissionError):
-                                signal.pidfd_send_signal(fd, signum)
-                else:
-                    tree.signal(signum, group=False)
-            finally:
-                tree.close()
-            if children:
-                return
-        self._signal_self(signum)
+        if not (children or recursive):
+            self._signal_self(signum)
+            return
+        tree = ProcessTree.snapshot(self.pid)  # pinned before anything is signalled
+        try:
+            if not children:
+                # The process first: a parent seeing its child die first may exit on its own.
+                self._signal_self(signum)
+            if children and not recursive:
+                direct = set(self.children())
+                for pid, fd in tree.members.items():
+                    if pid in direct:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            signal.pidfd_send_signal(fd, signum)
+            else:
+                tree.signal(signum, group=False)
+        finally:
+            tree.close()
 
     def _signal_self(self, signum: int) -> None:
         try:
