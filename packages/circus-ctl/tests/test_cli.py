@@ -140,8 +140,8 @@ def test_requests(
         (["start"], "ok\n"),
         (
             ["options", "sleeper"],
-            "__name__: watcher:sleeper\ncmd: sleep 1000\nenv: A=1,B=2\nnumprocesses: 2\n"
-            "shell: False\nstdout_stream_conf: {}\nuid: \n",
+            "numprocesses: 2\ncmd: sleep 1000\nenv: A=1,B=2\nuid: \nshell: False\n"
+            "stdout_stream_conf: {}\n__name__: watcher:sleeper\n",
         ),
         (["get", "sleeper", "numprocesses", "cmd"], "numprocesses: 2\ncmd: sleep 1000\n"),
         (

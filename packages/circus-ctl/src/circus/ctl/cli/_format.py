@@ -42,8 +42,12 @@ def format_key_values(options: Mapping[str, Any], *, sort: bool = False) -> str:
 
 
 def format_options(options: Mapping[str, Any]) -> str:
-    """Render the ``options`` command's answer: sorted ``key: value`` lines."""
-    return format_key_values(options, sort=True)
+    """Render the ``options`` command's answer: ``key: value`` lines in the answer's order.
+
+    0.19's circusctl does not sort them; its daemon sends the keys sorted, so a compatible
+    daemon should too.
+    """
+    return format_key_values(options)
 
 
 def format_status(answer: Mapping[str, Any], palette: Palette) -> str:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from ._canned import CANNED_REPLIES
 from ._fake import FakeDaemon, Handler, Publisher
 
-__all__ = ["FakeDaemon", "Handler", "Publisher"]
+__all__ = ["CANNED_REPLIES", "FakeDaemon", "Handler", "Publisher"]

@@ -181,15 +181,16 @@ def write_config(
 ) -> tuple[Path, dict[str, str]]:
     """Write a circus.ini with ipc endpoints inside ``directory``.
 
-    Returns the config path and the endpoints ``{"endpoint", "pubsub_endpoint",
-    "stats_endpoint"}``. Multicast discovery is disabled (it would bind a fixed UDP port).
+    Returns the config path and the endpoints ``{"endpoint", "pubsub_endpoint"}`` (plus
+    ``"stats_endpoint"`` with ``statsd``). Multicast discovery is disabled (it would bind a fixed UDP port).
     """
     directory.mkdir(parents=True, exist_ok=True)
     endpoints = {
         "endpoint": f"ipc://{directory / 'ctrl.sock'}",
         "pubsub_endpoint": f"ipc://{directory / 'pub.sock'}",
-        "stats_endpoint": f"ipc://{directory / 'stats.sock'}",
     }
+    if statsd:  # 0.19 turns statsd on whenever stats_endpoint is set
+        endpoints["stats_endpoint"] = f"ipc://{directory / 'stats.sock'}"
     lines = ["[circus]"]
     lines += [f"{k} = {v}" for k, v in endpoints.items()]
     lines += ["multicast_endpoint = ", "check_delay = 1", f"statsd = {str(statsd).lower()}"]
