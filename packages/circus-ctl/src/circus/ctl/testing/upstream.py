@@ -182,7 +182,8 @@ def write_config(
     """Write a circus.ini with ipc endpoints inside ``directory``.
 
     Returns the config path and the endpoints ``{"endpoint", "pubsub_endpoint"}`` (plus
-    ``"stats_endpoint"`` with ``statsd``). Multicast discovery is disabled (it would bind a fixed UDP port).
+    ``"stats_endpoint"`` with ``statsd``). Multicast discovery is disabled (it would bind a
+    fixed UDP port).
     """
     directory.mkdir(parents=True, exist_ok=True)
     endpoints = {
