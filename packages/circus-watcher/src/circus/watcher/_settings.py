@@ -1,0 +1,138 @@
+"""Options at run time (``options``, ``get_opt``, ``set_opt``) and per-process stats."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._base import WatcherBase
+from ._hooks import resolve_all
+from ._options import SPECS, check_consistency, convert, fold, unknown
+from ._procs import ProcessLike
+
+
+class SettingsMixin(WatcherBase):
+    """Option introspection and changes, stats."""
+
+    def options(self) -> dict[str, Any]:
+        """Every option value, as upstream's ``options`` command answers (+ ours)."""
+        o = self._opts
+        result: dict[str, Any] = {}
+        for name in SPECS:
+            if name in ("hooks", "prereload_fn", "stdout_stream", "stderr_stream", "rlimits"):
+                continue
+            value = o[name]
+            result[name] = sorted(value) if isinstance(value, frozenset) else value
+        result["env"] = dict(o["env"])
+        for stream in ("stdout_stream", "stderr_stream"):
+            conf = o[stream]
+            if isinstance(conf, Mapping):
+                result[f"{stream}_conf"] = {k: v for k, v in conf.items() if k != "class"}
+            else:
+                result[f"{stream}_conf"] = None
+        for name, value in o["rlimits"].items():
+            result[f"rlimit_{name}"] = value
+        result.update(self._custom)
+        return result
+
+    def get_opt(self, key: str) -> Any:
+        """One option's value (``hooks``, ``rlimits``, stream options included).
+
+        Raises:
+            UnknownOptionError: no such option.
+        """
+        if key in ("hooks", "rlimits", "stdout_stream", "stderr_stream", "prereload_fn"):
+            value = self._opts[key]
+            if key == "hooks":
+                return {name: hook.spec for name, hook in self._hooks.items()}
+            return dict(value) if isinstance(value, Mapping) else value
+        if key.startswith("hooks."):
+            hook = self._hooks.get(key[len("hooks.") :])
+            return hook.spec if hook else None
+        if key.startswith(("stdout_stream.", "stderr_stream.")):
+            head, _, tail = key.partition(".")
+            conf = self._opts[head]
+            return conf.get(tail) if isinstance(conf, Mapping) else None
+        options = self.options()
+        if key in options:
+            return options[key]
+        if key.startswith("rlimit_"):
+            return None
+        raise unknown(key)
+
+    async def set_opt(self, key: str, value: Any) -> None:
+        """Change one option at run time (``set``); emits ``updated``.
+
+        ``cmd, args, working_dir, uid, gid, shell, env, max_age, max_age_variance`` (and a
+        stream given for the first time) gracefully reload a running watcher, as upstream;
+        ``numprocesses`` resizes it; the others apply to processes spawned from then on.
+
+        Raises:
+            UnknownOptionError: no such option, or one that cannot change at run time.
+            OptionError: bad value.
+        """
+        folded = fold({key: value})
+        if key in self._custom and key not in SPECS:
+            self._custom[key] = value
+            self._template = None
+            self._emit("updated", {"time": time.time()})
+            return
+        ((name, raw),) = folded.items()
+        spec = SPECS.get(name)
+        if spec is None:
+            raise unknown(key)
+        if not spec.settable and not key.startswith("rlimit_"):
+            raise unknown(key)
+        if isinstance(raw, Mapping) and name in ("hooks", "stdout_stream", "stderr_stream"):
+            if key != name:  # a prefixed key merges into the current mapping
+                current = self._opts[name] if isinstance(self._opts[name], Mapping) else {}
+                raw = {**current, **raw}
+        elif name == "rlimits":
+            raw = {**self._opts["rlimits"], **raw}
+        new_value = convert(name, raw)
+        if name == "numprocesses":
+            await self.set_numprocesses(new_value)
+            self._emit("updated", {"time": time.time()})
+            return
+        candidate = {**self._opts, name: new_value}
+        check_consistency(candidate)
+        hooks = resolve_all(new_value) if name == "hooks" else self._hooks
+        async with self._get_lock():
+            self._opts = candidate
+            self._hooks = hooks
+            self._env = None
+            self._template = None
+            self._apply_policies()
+        self._emit("updated", {"time": time.time()})
+        # Unlike upstream, any stream change reloads: running processes keep their pipes.
+        if (spec.reload or name.endswith("_stream")) and self._status == "active":
+            await self.reload(graceful=True)
+
+    def process_info(self, pid: int) -> dict[str, Any]:
+        """Upstream's per-process info dict (with ``wid``, ``started``, ``age``)."""
+        return _info(self._find(pid))
+
+    def info(self) -> dict[int, Any]:
+        """``{pid: info dict}`` for every process (a vanished one: upstream's string)."""
+        return {pid: _info(proc) for pid, proc in list(self._processes.items())}
+
+    async def stats(self, extended: bool = False) -> dict[int, Any]:
+        """Like :meth:`info`; with ``extended`` each dict also goes through ``extended_stats``."""
+        result = self.info()
+        if extended and "extended_stats" in self._hooks:
+            for pid, stats in result.items():
+                if isinstance(stats, dict):
+                    await self._hook("extended_stats", pid=pid, stats=stats)
+        return result
+
+
+def _info(proc: ProcessLike) -> Any:
+    try:
+        data = dict(proc.info())
+    except Exception:
+        return "No such process (stopped?)"
+    data.setdefault("wid", proc.wid)
+    data.setdefault("started", proc.started)
+    data.setdefault("age", time.time() - proc.started)
+    return data
