@@ -351,3 +351,15 @@ def test_shell_completion(daemon: FakeDaemon) -> None:
         assert shell.complete_help("li", "help li", 5, 7) == ["list", "listen", "listsockets"]
     finally:
         ctx.close()
+
+
+def test_bash_completion_protocol(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AUTO_COMPLETE", "1")
+    monkeypatch.setenv("COMP_WORDS", "circusctl --timeout 3 sta")
+    monkeypatch.setenv("COMP_CWORD", "3")
+    assert main([]) == 0
+    assert capsys.readouterr().out == "start stats status\n"
+    monkeypatch.setenv("COMP_WORDS", "circusctl status w")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    assert main([]) == 0
+    assert capsys.readouterr().out == "\n"

@@ -265,10 +265,32 @@ def _make_context(ns: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> Con
     return ctx
 
 
+def bash_complete(words: Sequence[str], cword: int) -> list[str]:
+    """Candidates for bash completion (0.19's ``AUTO_COMPLETE`` protocol): command names."""
+    current = words[cword] if 0 <= cword < len(words) else ""
+    takes_value = {"--endpoint", "--timeout", "--ssh", "--ssh_keyfile", "--ssh-keyfile"}
+    before = list(words[1:cword])
+    while before:
+        word = before.pop(0)
+        if word in takes_value and before:
+            before.pop(0)
+        elif not word.startswith("-"):
+            return []  # a command is already there: 0.19 completes command names only
+    return sorted(name for name in CLI_COMMANDS if name.startswith(current))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run circusctl with ``argv`` (default: sys.argv[1:]) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
+    if os.environ.get("AUTO_COMPLETE"):
+        words = os.environ.get("COMP_WORDS", "").split()
+        try:
+            cword = int(os.environ.get("COMP_CWORD", "0"))
+        except ValueError:
+            cword = len(words)
+        print(" ".join(bash_complete(words, cword)), file=stdout)
+        return EXIT_OK
     try:
         ns = _global_parser().parse_args(args)
     except UsageError as exc:
