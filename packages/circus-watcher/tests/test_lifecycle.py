@@ -147,6 +147,9 @@ async def test_stats_and_info(make: Any) -> None:
     assert one["pid"] == w.pids[0]
     stats = await w.stats()
     assert set(stats) == set(w.pids)
+    summary = w.summary()
+    assert sorted(summary["pid"]) == sorted(w.pids)
+    assert summary["age"] >= 0 and summary["cpu"] >= 0 and summary["mem"] >= 0
 
 
 def test_no_loop_needed_to_build() -> None:

@@ -223,3 +223,32 @@ async def test_uid_gid(make: Any, recorder: Any) -> None:
 def test_priority_autostart_are_kept_for_the_arbiter(make: Any) -> None:
     w = make("true", priority=5, autostart=False)
     assert w.priority == 5 and w.autostart is False
+
+
+async def test_max_retry_forever_waits_for_the_fix(make: Any, tmp_path: Path) -> None:
+    later = tmp_path / "later"
+    w = make("sleep 300", working_dir=str(later), max_retry=-1, backoff_initial=0.05,
+             backoff_max=0.1)  # fmt: skip
+    starting = asyncio.ensure_future(w.start())
+    await asyncio.sleep(0.4)  # several failed attempts happen meanwhile
+    assert not starting.done() and w.status() == "starting"
+    later.mkdir()
+    info = await asyncio.wait_for(starting, 10)
+    assert w.status() == "active" and len(info["started"]) == 1
+
+
+async def test_prereload_fn_runs_before_reload(make: Any) -> None:
+    seen: list[Any] = []
+    w = make("sleep 300", prereload_fn=seen.append)
+    await w.start()
+    await w.reload()
+    assert seen == [w]
+
+
+async def test_max_age_variance_bounds(make: Any, recorder: Any) -> None:
+    w = make("sleep 300", max_age=0.2, max_age_variance=0.3)
+    await w.start()
+    born = recorder.of("spawn")[0]["time"]
+    await recorder.until(lambda: recorder.count("kill") >= 1)
+    age = recorder.of("kill")[0]["time"] - born
+    assert 0.18 <= age <= 0.5 + 1.0, age

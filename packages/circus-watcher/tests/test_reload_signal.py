@@ -99,9 +99,9 @@ async def test_send_hup_reload_and_signals(make: Any, recorder: Any, tmp_path: P
 
 
 async def test_signal_children_and_recursive(make: Any, recorder: Any, tmp_path: Path) -> None:
-    # The watched process is a shell whose child traps signals; the shell itself ignores USR1.
+    # The watched process is a shell whose child traps signals; the shell ignores them.
     script = tmp_path / "run.sh"
-    script.write_text(f"trap '' USR1\n{TRAP}{tmp_path} &\nwait\n")
+    script.write_text(f"trap '' USR1 USR2 HUP\n{TRAP}{tmp_path} &\nwait\n")
     w = make(f"sh {script}")
     await w.start()
     shell = w.pids[0]
@@ -112,6 +112,10 @@ async def test_signal_children_and_recursive(make: Any, recorder: Any, tmp_path:
     await recorder.until(lambda: log.exists() and log.read_text().split() == ["10"])
     await w.signal(signal.SIGUSR2, recursive=True)
     await recorder.until(lambda: log.read_text().split() == ["10", "12"])
+    await w.signal(signal.SIGHUP, pid=shell, childpid=child)
+    await recorder.until(lambda: log.read_text().split() == ["10", "12", "1"])
+    with pytest.raises(ProcessNotFoundError):
+        await w.signal(signal.SIGHUP, pid=shell, childpid=shell)
 
 
 async def test_kill_process_is_replaced(make: Any, recorder: Any) -> None:

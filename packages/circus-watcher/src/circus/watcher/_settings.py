@@ -126,12 +126,35 @@ class SettingsMixin(WatcherBase):
                     await self._hook("extended_stats", pid=pid, stats=stats)
         return result
 
+    def summary(self) -> dict[str, Any]:
+        """The per-watcher aggregate of upstream's stats channel: ``pid`` (list), ``cpu``
+        (mean %), ``mem`` (sum %), ``age`` (max s); ``"N/A"`` when any value is."""
+        infos = [info for info in self.info().values() if isinstance(info, Mapping)]
+        result: dict[str, Any] = {"pid": [info.get("pid") for info in infos]}
+        for key, combine in (("cpu", _mean), ("mem", sum), ("age", max)):
+            values = [info.get(key) for info in infos]
+            if any(not isinstance(v, int | float) for v in values):
+                result[key] = "N/A"
+            else:
+                result[key] = combine(values) if values else 0
+        return result
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+_GONE = "No such process (stopped?)"  # upstream's answer for a vanished process
+
 
 def _info(proc: ProcessLike) -> Any:
     try:
-        data = dict(proc.info())
-    except Exception:
-        return "No such process (stopped?)"
+        raw = proc.info()
+    except Exception:  # psutil's NoSuchProcess & co, whatever the process layer lets through
+        return _GONE
+    if not isinstance(raw, Mapping):
+        return raw  # the process layer's own "vanished" string
+    data = dict(raw)
     data.setdefault("wid", proc.wid)
     data.setdefault("started", proc.started)
     data.setdefault("age", time.time() - proc.started)

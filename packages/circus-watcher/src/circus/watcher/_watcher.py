@@ -22,6 +22,7 @@ in ``_spawning``, stopping and flapping in ``_stopping``, options and stats in
 from __future__ import annotations
 
 import asyncio
+import os
 import signal as _signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -444,16 +445,29 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
 
     async def signal(
         self, signum: int | str, pid: int | None = None, children: bool = False,
-        recursive: bool = False,
+        recursive: bool = False, childpid: int | None = None,
     ) -> None:  # fmt: skip
         """Send ``signum`` to one process (``pid``) or all; ``children``: to their direct
-        children only; ``recursive``: to the process and its whole subtree.
+        children only; ``recursive``: to the process and its whole subtree; ``childpid``
+        (with ``pid``): to that one child of the process.
 
         Raises:
-            ProcessNotFoundError: ``pid`` is not one of this watcher's processes.
-            OptionError: ``signum`` is not a signal.
+            ProcessNotFoundError: ``pid`` is not one of this watcher's processes, or
+                ``childpid`` is not one of its children.
+            OptionError: ``signum`` is not a signal, or ``childpid`` without ``pid``.
         """
         number = convert("stop_signal", signum)
+        if childpid is not None:
+            if pid is None:
+                raise OptionError("childpid", childpid, "to come with a pid")
+            proc = self._find(pid)
+            if int(childpid) not in proc.children():
+                raise ProcessNotFoundError(self.name, int(childpid))
+            try:
+                os.kill(int(childpid), number)
+            except ProcessLookupError:
+                raise ProcessNotFoundError(self.name, int(childpid)) from None
+            return
         procs = [self._find(pid)] if pid is not None else list(self._processes.values())
         await self._signal_all(number, procs, children=children, recursive=recursive)
 
