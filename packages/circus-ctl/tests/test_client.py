@@ -52,6 +52,30 @@ def test_unreachable_daemon_names_endpoint_within_timeout(tmp_path) -> None:
     assert isinstance(info.value, ConnectionError)
 
 
+def test_stale_ipc_socket_file_is_explained(tmp_path) -> None:
+    import socket
+
+    path = tmp_path / "stale.sock"
+    leftover = socket.socket(socket.AF_UNIX)
+    leftover.bind(str(path))  # bound, never listening: what a killed daemon leaves behind
+    leftover.close()
+    with CircusClient(f"ipc://{path}", timeout=0.3) as client:
+        with pytest.raises(DaemonUnreachable, match="stale socket file"):
+            client.call("list")
+
+
+def test_refused_tcp_connection_is_explained() -> None:
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    with CircusClient(f"tcp://127.0.0.1:{port}", timeout=0.5) as client:
+        with pytest.raises(DaemonUnreachable, match="connection refused"):
+            client.call("list")
+
+
 def test_connected_but_silent_daemon_times_out(fake_daemon: Callable[..., FakeDaemon]) -> None:
     daemon = fake_daemon({"list": lambda request: None})
     with CircusClient(daemon.endpoint, timeout=0.5) as client:

@@ -239,3 +239,14 @@ def test_top_fails_clearly_when_nothing_answers(tmp_path, capsys) -> None:
     assert rc == 1
     err = capsys.readouterr().err
     assert f"ipc://{tmp_path / 'a'}" in err and f"ipc://{tmp_path / 'b'}" in err
+
+
+def test_listen_discovers_pubsub_from_circusctl_endpoint(
+    logs_daemon: FakeDaemon, publisher: Publisher, ctl_process: Callable
+) -> None:
+    proc = ctl_process("listen", "--count", "1", env={"CIRCUSCTL_ENDPOINT": logs_daemon.endpoint})
+    with publishing(publisher, lambda i: protocol.event_message("a", "stop", {"time": 2.0})):
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.startswith("watcher.a.stop: ")
+    assert "globaloptions" in logs_daemon.commands()

@@ -40,7 +40,7 @@ class AsyncCircusClient:
         self.check = check
         self._own_context = context is None
         self._context = zmq.asyncio.Context() if context is None else context
-        self._connected = False
+        self._state = _core.ConnectionState()
         self._waiters: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._socket: zmq.asyncio.Socket | None = None
@@ -73,8 +73,8 @@ class AsyncCircusClient:
             try:
                 answer = await asyncio.wait_for(asyncio.shield(future), self.timeout)
             except TimeoutError:
-                raise _core.no_answer_error(
-                    self.endpoint, self.timeout, str(message.get("command", "")), self._connected
+                raise self._state.error(
+                    self.endpoint, self.timeout, str(message.get("command", ""))
                 ) from None
         finally:
             self._waiters.pop(request_id, None)
@@ -155,7 +155,7 @@ class AsyncCircusClient:
             ready = dict(await poller.poll())
             if monitor in ready:
                 event = parse_monitor_message(await monitor.recv_multipart())
-                self._connected = _core.monitor_connected(event, self._connected)
+                self._state.update(event)
             if socket in ready:
                 answer = _core.decode_any_answer(await socket.recv())
                 if answer is None:

@@ -51,7 +51,7 @@ class CircusClient:
         self.check = check
         self._own_context = context is None
         self._context: zmq.Context[Any] = zmq.Context() if context is None else context
-        self._connected = False
+        self._state = _core.ConnectionState()
         self._socket: zmq.Socket[Any] | None = None
         self._monitor: zmq.Socket[Any] | None = None
         try:
@@ -138,13 +138,13 @@ class CircusClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _core.no_answer_error(
-                    self.endpoint, self.timeout, str(message.get("command", "")), self._connected
+                raise self._state.error(
+                    self.endpoint, self.timeout, str(message.get("command", ""))
                 )
             ready = dict(poller.poll(remaining * 1000))
             if self._monitor in ready:
                 event = recv_monitor_message(self._monitor)
-                self._connected = _core.monitor_connected(event, self._connected)
+                self._state.update(event)
             if self._socket in ready:
                 answer = _core.match_answer(self._socket.recv(), request_id)
                 if answer is not None:

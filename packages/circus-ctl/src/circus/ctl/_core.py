@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,12 @@ from .errors import CallError, CallTimeout, DaemonUnreachable, ProtocolError
 
 # Connection-state events we follow on the socket monitor; HANDSHAKE_SUCCEEDED is what
 # proves a ZMTP peer (a real daemon) answered, not just a TCP accept.
-MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+MONITOR_EVENTS = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+)
 
 
 def build_message(
@@ -88,16 +94,29 @@ def ipc_problem(endpoint: str) -> str:
         return ""
     if not os.path.exists(path):
         return f"{path} does not exist (is circusd running with this endpoint?)"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return f"nothing listens on {path} (a stale socket file left by a dead circusd?)"
+    except OSError as exc:
+        return f"cannot connect to {path}: {exc.strerror or exc}"
+    finally:
+        probe.close()
     return ""
 
 
 def no_answer_error(
-    endpoint: str, timeout: float, command: str, connected: bool
+    endpoint: str, timeout: float, command: str, connected: bool, refused: bool = False
 ) -> DaemonUnreachable | CallTimeout:
     """Pick the error for a call that got no answer in time."""
     if connected:
         return CallTimeout(endpoint, timeout, command)
-    return DaemonUnreachable(endpoint, timeout, ipc_problem(endpoint))
+    detail = ipc_problem(endpoint)
+    if not detail and refused and not endpoint.startswith("ipc://"):
+        detail = "connection refused: nothing listens on that address"
+    return DaemonUnreachable(endpoint, timeout, detail)
 
 
 def configure_dealer(socket: zmq.Socket[Any]) -> None:
@@ -139,11 +158,23 @@ def connect(
     ssh.tunnel_connection(socket, endpoint, ssh_server, keyfile=ssh_keyfile)
 
 
-def monitor_connected(event: dict[str, Any], connected: bool) -> bool:
-    """Fold one monitor event into the 'a daemon is connected' flag."""
-    kind = event.get("event")
-    if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
-        return True
-    if kind == zmq.EVENT_DISCONNECTED:
-        return False
-    return connected
+class ConnectionState:
+    """What the socket monitor has told us about the connection to the daemon."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.refused = False
+
+    def update(self, event: dict[str, Any]) -> None:
+        """Fold one monitor event in."""
+        kind = event.get("event")
+        if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+            self.connected, self.refused = True, False
+        elif kind == zmq.EVENT_DISCONNECTED:
+            self.connected = False
+        elif kind == zmq.EVENT_CONNECT_RETRIED and not self.connected:
+            self.refused = True
+
+    def error(self, endpoint: str, timeout: float, command: str) -> DaemonUnreachable | CallTimeout:
+        """The error for a call that got no answer in time."""
+        return no_answer_error(endpoint, timeout, command, self.connected, self.refused)

@@ -7,13 +7,14 @@ follows ``output.<watcher>.<stream>`` messages live. ``listen`` prints events.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from .. import protocol
 from .._consumer import CircusConsumer
-from ..errors import CallTimeout, DaemonUnreachable
+from ..errors import CallTimeout, CtlError, DaemonUnreachable
 from ._commands import CommandParser, UsageError
 
 __all__ = ["format_log_line", "parser", "run"]
@@ -80,10 +81,27 @@ def run(ctx: Any, name: str, args: list[str]) -> int:
 # --------------------------------------------------------------------------- listen
 
 
+def _listen_endpoint(ctx: Any, ns: argparse.Namespace) -> str:
+    """Where ``listen`` subscribes.
+
+    ``--pubsub-endpoint``; else, as in 0.19, an explicit ``--endpoint`` (which must then be the
+    pub/sub one); else, when ``CIRCUSCTL_ENDPOINT`` names a daemon, its pub/sub endpoint
+    asked with ``globaloptions``; else the default pub/sub endpoint.
+    """
+    if ns.pubsub_endpoint:
+        return str(ns.pubsub_endpoint)
+    if ctx.endpoint_given:
+        return str(ctx.endpoint)
+    if os.environ.get("CIRCUSCTL_ENDPOINT"):
+        try:
+            return _discover_pubsub(ctx)
+        except CtlError:
+            pass
+    return protocol.DEFAULT_PUBSUB_ENDPOINT
+
+
 def _listen(ctx: Any, ns: argparse.Namespace) -> int:
-    endpoint = ns.pubsub_endpoint or (
-        ctx.endpoint if ctx.endpoint_given else protocol.DEFAULT_PUBSUB_ENDPOINT
-    )
+    endpoint = _listen_endpoint(ctx, ns)
     seen = 0
     with CircusConsumer(ns.topics or None, endpoint) as consumer:
         while True:
