@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from circus.watcher import SpawnFailedError, WatcherError
+from circus.watcher import OptionError, SpawnFailedError, WatcherError
 
 PY = sys.executable
 
@@ -70,8 +70,10 @@ async def test_virtualenv(make: Any, recorder: Any, tmp_path: Path) -> None:
     assert pythonpath.split(os.pathsep)[0] == str(site)
     assert str(tmp_path / "venv" / "other") in pythonpath
     assert path.startswith(str(tmp_path / "venv" / "bin"))
-    with pytest.raises(WatcherError, match="virtualenv"):
-        await make("true", copy_env=True, virtualenv=str(tmp_path / "nope")).start()
+    broken = make("true", name="w2", copy_env=True, virtualenv=str(tmp_path / "nope"))
+    with pytest.raises(OptionError, match="virtualenv"):
+        await broken.start()
+    assert broken.status() == "stopped" and recorder.count("spawn") == 1
 
 
 async def test_working_dir_args_shell_wid_and_options(

@@ -77,7 +77,7 @@ class WatcherBase:
     ) -> None:
         raise NotImplementedError
 
-    async def _flap(self, verdict: Verdict) -> None:
+    async def _flap(self, verdict: Verdict, generation: int) -> None:
         raise NotImplementedError
 
     async def _retire(

@@ -161,7 +161,7 @@ class SpawningMixin(WatcherBase):
             return
         verdict = self._flapping.record(time.monotonic())
         if verdict is not Verdict.OK:
-            self._spawn_task(self._flap(verdict))
+            self._spawn_task(self._flap(verdict, self._generation))
             return
         if not self._policy.wants_respawn(exit_code):
             if not self._processes and not self._pending and self._status == "active":

@@ -144,10 +144,10 @@ class StoppingMixin(WatcherBase):
         if rearm and self.on_demand:
             self._arm_on_demand()
 
-    async def _flap(self, verdict: Verdict) -> None:
+    async def _flap(self, verdict: Verdict, generation: int) -> None:
         async with self._get_lock():
-            if self._status not in ("active", "starting"):
-                return
+            if generation != self._generation or self._status not in ("active", "starting"):
+                return  # the user stopped or restarted it meanwhile: that wins
             logger.warning("watcher %s is flapping: %s", self.name, verdict.value)
             await self._stop()
             if verdict is Verdict.RETRY_LATER:

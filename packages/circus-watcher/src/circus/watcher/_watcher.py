@@ -204,7 +204,8 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         self._events.remove_listener(listener)
 
     def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """``async for event, payload in watcher.events()``: events emitted while iterating."""
+        """``async for event, payload in watcher.events()``: every event emitted from the
+        iteration's first step until the loop is left (one unbounded queue per iteration)."""
         return self._events.iterate()
 
     def add_output_observer(self, observer: OutputObserver) -> None:
@@ -233,6 +234,11 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             return {"started": [], "kept": []}
         self._env = None
         self._template = None
+        try:
+            self._child_env()  # a bad virtualenv is a config error, not a spawn to retry
+        except WatcherError:
+            self._status = "stopped"
+            raise
         try:
             self._output.open()
         except Exception as exc:
