@@ -42,10 +42,17 @@ max_retry = 1
     )
     e2e.wait(lambda: daemon.call("get", name="crasher", keys=["flapping.active"])["options"]
              ["flapping.active"], 10, "plugin configured the watcher")  # fmt: skip
-    e2e.wait(lambda: daemon.call("status", name="crasher")["status"] == "stopped", 20)
-    # and it stays stopped after giving up (max_retry reached)
-    time.sleep(0.5)  # noqa: ASYNC251 - observing that nothing happens
-    assert daemon.call("status", name="crasher")["status"] == "stopped"
+    # stopped, retried once after retry_in, then given up: stopped for good
+    since: list[float] = []
+
+    def stopped_for_good() -> bool:
+        if daemon.call("status", name="crasher")["status"] != "stopped":
+            since.clear()
+            return False
+        since.append(time.monotonic())
+        return since[-1] - since[0] > 1.5
+
+    e2e.wait(stopped_for_good, 30, "crasher stopped for good")
     # a healthy watcher stopped by hand is not flapping: it stays stopped, nothing retries it
     assert daemon.call("stop", name="sleeper", waiting=True)["status"] == "ok"
     options = daemon.call("get", name="sleeper", keys=["flapping.active", "flapping.window"])
