@@ -141,7 +141,7 @@ class CircusClient:
                 raise self._state.error(
                     self.endpoint, self.timeout, str(message.get("command", ""))
                 )
-            ready = dict(poller.poll(remaining * 1000))
+            ready = dict(poller.poll(max(1, int(remaining * 1000))))
             if self._monitor in ready:
                 event = recv_monitor_message(self._monitor)
                 self._state.update(event)

@@ -80,7 +80,7 @@ class CircusConsumer(_Base):
         """Return the next message's raw frames, or None after ``timeout`` seconds."""
         if self._socket is None:
             raise RuntimeError("consumer is closed")
-        if timeout is not None and not self._socket.poll(max(0.0, timeout) * 1000):
+        if timeout is not None and not self._socket.poll(int(max(0.0, timeout) * 1000)):
             return None
         return self._socket.recv_multipart()
 
@@ -148,7 +148,7 @@ class AsyncCircusConsumer(_Base):
         """Return the next message's raw frames, or None after ``timeout`` seconds."""
         if self._socket is None:
             raise RuntimeError("consumer is closed")
-        if timeout is not None and not await self._socket.poll(max(0.0, timeout) * 1000):
+        if timeout is not None and not await self._socket.poll(int(max(0.0, timeout) * 1000)):
             return None
         return await self._socket.recv_multipart()
 

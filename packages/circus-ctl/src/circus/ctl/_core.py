@@ -155,7 +155,7 @@ def connect(
         )
     from zmq import ssh
 
-    ssh.tunnel_connection(socket, endpoint, ssh_server, keyfile=ssh_keyfile)
+    ssh.tunnel_connection(socket, endpoint, ssh_server, keyfile=ssh_keyfile)  # type: ignore[call-overload]
 
 
 class ConnectionState:
@@ -165,7 +165,7 @@ class ConnectionState:
         self.connected = False
         self.refused = False
 
-    def update(self, event: dict[str, Any]) -> None:
+    def update(self, event: Mapping[str, Any]) -> None:
         """Fold one monitor event in."""
         kind = event.get("event")
         if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):

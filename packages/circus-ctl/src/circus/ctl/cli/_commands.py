@@ -36,7 +36,7 @@ class UsageError(CtlError):
 class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser that raises UsageError instead of printing and exiting."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         missing = "required" in message
         raise UsageError(message, self.prog.rsplit(" ", 1)[-1], missing)
 
@@ -187,6 +187,10 @@ def _render_field(field: str) -> Render:
 def _conf_get(p: argparse.ArgumentParser) -> None:
     _name_req(p)
     p.add_argument("keys", nargs="+", metavar="KEY", help="option names")
+
+
+def _conf_globaloptions(p: argparse.ArgumentParser) -> None:
+    p.add_argument("option", nargs="?", metavar="KEY")
 
 
 def _conf_set(p: argparse.ArgumentParser) -> None:
@@ -404,7 +408,7 @@ _TABLE: tuple[CliCommand, ...] = (
         "show the daemon's options (endpoints, check_delay)",
         "[KEY]",
         "Print the daemon's global options, or just KEY.",
-        lambda p: p.add_argument("option", nargs="?", metavar="KEY"),
+        _conf_globaloptions,
         lambda ns: ("globaloptions", {"option": ns.option} if ns.option else {}),
         _render_kv,
     ),

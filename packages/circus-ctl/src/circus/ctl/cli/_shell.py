@@ -9,6 +9,7 @@ readline is available. ``exit`` or Ctrl-D leaves the shell (``quit`` stops the d
 from __future__ import annotations
 
 import cmd
+import importlib
 import os
 import shlex
 import sys
@@ -113,7 +114,7 @@ class CircusShell(cmd.Cmd):
         self.ctx.err(f"unknown command '{word}'.{suggest(word)} Type 'help' for the list.")
         self.last_status = 2
 
-    def do_help(self, arg: str) -> None:  # type: ignore[override]
+    def do_help(self, arg: str) -> None:
         """List commands, or show one command's help."""
         from ._app import command_help
 
@@ -170,10 +171,11 @@ def _history_file() -> str:
 def run_shell(ctx: Any) -> int:
     """Run the interactive shell until exit/EOF; return the last command's exit status."""
     interactive = sys.stdin.isatty()
-    readline = None
+    readline: Any = None
     if interactive:
         try:
-            import readline  # noqa: F401 - importing it gives input() line editing
+            # Importing readline is what gives input() line editing and TAB completion.
+            readline = importlib.import_module("readline")
         except ImportError:  # pragma: no cover - some builds lack readline
             readline = None
     history = _history_file()

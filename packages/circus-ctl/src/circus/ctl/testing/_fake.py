@@ -55,7 +55,7 @@ class FakeDaemon:
         """Return the last request received for ``command``."""
         for request in reversed(self.requests):
             if request.get("command") == command:
-                return request
+                return dict(request)
         raise LookupError(f"no {command!r} request received; got {self.commands()}")
 
     def close(self) -> None:
