@@ -1,0 +1,302 @@
+"""The HTTP side: page, login, JSON API, websocket and ``/metrics`` handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import tornado.web
+import tornado.websocket
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import __version__
+from ..errors import CallError
+from ._app import STATIC_DIR
+from ._auth import COOKIE
+from .errors import DaemonDisconnected
+
+if TYPE_CHECKING:
+    from ._app import Dashboard
+
+__all__ = ["routes"]
+
+log = logging.getLogger("circus.ctl.web")
+
+
+class _Base(tornado.web.RequestHandler):
+    """Shared: the dashboard object and who the caller is."""
+
+    @property
+    def dashboard(self) -> Dashboard:
+        return self.settings["dashboard"]
+
+    def get_current_user(self) -> str | None:
+        auth = self.dashboard.auth
+        if not auth.required:
+            return "anonymous"
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() == "bearer" and auth.accepts(credential.strip()):
+            return "token"
+        if self.get_signed_cookie(COOKIE, max_age_days=7) == b"ok":
+            return "cookie"
+        return None
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(value, default=str))
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+
+class _Api(_Base):
+    """JSON handlers: 401 JSON (not a redirect) when the caller has not logged in."""
+
+    def prepare(self) -> None:
+        if self.current_user is None:
+            self.write_json({"ok": False, "error": "login required"}, 401)
+
+
+class IndexHandler(_Base):
+    """``/``: the page (or a redirect to the login form)."""
+
+    def get(self) -> None:
+        if self.current_user is None:
+            self.redirect("/login")
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
+        )
+        self.finish((STATIC_DIR / "index.html").read_bytes())
+
+
+_LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>circushttpd - login</title>
+<link rel="stylesheet" href="/static/app.css"></head>
+<body class="login"><form method="post" action="/login" class="login-box">
+<h1>Circus</h1><p>This dashboard needs its token.</p>
+<input type="password" name="token" placeholder="token" autofocus autocomplete="current-password">
+<button type="submit">Log in</button><p class="error">{error}</p></form></body></html>
+"""
+
+
+class LoginHandler(_Base):
+    """``/login``: a form asking for the token; a right token sets a signed cookie."""
+
+    def get(self) -> None:
+        if self.current_user is not None:
+            self.redirect("/")
+            return
+        self.finish(_LOGIN_PAGE.format(error=""))
+
+    async def post(self) -> None:
+        token = self.get_body_argument("token", default="")
+        if self.dashboard.auth.accepts(token):
+            self.set_signed_cookie(COOKIE, "ok", expires_days=7, httponly=True, samesite="Strict")
+            self.redirect("/")
+            return
+        await asyncio.sleep(0.5)  # slow down guessing
+        self.set_status(403)
+        self.finish(_LOGIN_PAGE.format(error=html.escape("wrong token")))
+
+
+class LogoutHandler(_Base):
+    """``/logout``: forget the cookie."""
+
+    def post(self) -> None:
+        self.clear_cookie(COOKIE)
+        self.redirect("/login")
+
+
+class StateHandler(_Api):
+    """``GET /api/state``: every daemon's latest snapshot."""
+
+    def get(self) -> None:
+        self.write_json(
+            {
+                "version": __version__,
+                "interval": self.dashboard.interval,
+                "daemons": [state.to_json() for state in self.dashboard.states()],
+            }
+        )
+
+
+class LogsHandler(_Api):
+    """``GET /api/daemons/N/logs``: the output lines kept for daemon N (oldest first)."""
+
+    def get(self, index: str) -> None:
+        try:
+            link = self.dashboard.link(int(index))
+        except KeyError as exc:
+            self.write_json({"ok": False, "error": str(exc.args[0])}, 404)
+            return
+        self.write_json({"ok": True, "logs": list(link.logs)})
+
+
+async def relay(dashboard: Dashboard, index: Any, command: Any, properties: Any) -> dict[str, Any]:
+    """Relay one command to daemon ``index``; return ``{"ok": True, "answer"}`` or
+    ``{"ok": False, "error", "errno"?}`` plus an HTTP-like ``status`` code."""
+    if not isinstance(index, int) or isinstance(index, bool):
+        return {"ok": False, "status": 400, "error": "'daemon' must be an integer"}
+    if not isinstance(command, str) or not command:
+        return {"ok": False, "status": 400, "error": "'command' must be a command name"}
+    if properties is None:
+        properties = {}
+    if not isinstance(properties, dict):
+        return {"ok": False, "status": 400, "error": "'properties' must be an object"}
+    try:
+        link = dashboard.link(index)
+        answer = await link.call(command, properties)
+    except KeyError as exc:
+        return {"ok": False, "status": 404, "error": str(exc.args[0])}
+    except ValueError as exc:
+        return {"ok": False, "status": 400, "error": str(exc)}
+    except CallError as exc:
+        return {"ok": False, "status": 409, "error": exc.reason, "errno": exc.errno}
+    except DaemonDisconnected as exc:
+        return {"ok": False, "status": 503, "error": str(exc)}
+    return {"ok": True, "status": 200, "answer": answer}
+
+
+class CallHandler(_Api):
+    """``POST /api/daemons/N/call`` with ``{"command", "properties"}`` (JSON): relay it."""
+
+    async def post(self, index: str) -> None:
+        if not self.request.headers.get("Content-Type", "").startswith("application/json"):
+            # A JSON body cannot be posted cross-site without a CORS preflight we never grant.
+            self.write_json({"ok": False, "error": "send application/json"}, 415)
+            return
+        if not _same_origin(self.request):
+            self.write_json({"ok": False, "error": "cross-origin request refused"}, 403)
+            return
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            self.write_json({"ok": False, "error": "body is not JSON"}, 400)
+            return
+        if not isinstance(body, dict):
+            self.write_json({"ok": False, "error": "body must be a JSON object"}, 400)
+            return
+        result = await relay(
+            self.dashboard, int(index), body.get("command"), body.get("properties")
+        )
+        status = result.pop("status")
+        self.write_json(result, status)
+
+
+def _same_origin(request: tornado.httputil.HTTPServerRequest) -> bool:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+class MetricsHandler(_Base):
+    """``GET /metrics``: Prometheus text format from the cached snapshots."""
+
+    def get(self) -> None:
+        if self.current_user is None:
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Bearer realm="circushttpd"')
+            self.finish("login required: send Authorization: Bearer TOKEN\n")
+            return
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.dashboard.registry))
+
+
+class SocketHandler(tornado.websocket.WebSocketHandler):
+    """``/ws``: pushes snapshots, events and output lines; takes ``call`` messages.
+
+    From the page: ``{"type": "call", "id", "daemon", "command", "properties"}``; answered by
+    ``{"type": "answer", "id", "ok", "answer" | "error"}``. On connect the page gets ``hello``
+    (the daemons), each daemon's snapshot, then ``backlog`` (recent events and output lines).
+    """
+
+    get_current_user = _Base.get_current_user
+
+    @property
+    def dashboard(self) -> Dashboard:
+        return self.settings["dashboard"]
+
+    def prepare(self) -> None:
+        if self.current_user is None:
+            raise tornado.web.HTTPError(401, "login required")
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        dashboard = self.dashboard
+        self._tasks: set[asyncio.Task[None]] = set()
+        hello = {
+            "type": "hello",
+            "version": __version__,
+            "interval": dashboard.interval,
+            "login": dashboard.auth.required,
+            "daemons": [{"index": s.index, "endpoint": s.endpoint} for s in dashboard.states()],
+        }
+        self.write_message(json.dumps(hello))
+        for state in dashboard.states():
+            self.write_message(json.dumps(state.to_json(), default=str))
+        for link in dashboard.links:
+            backlog = {
+                "type": "backlog",
+                "daemon": link.index,
+                "events": list(link.events),
+                "logs": list(link.logs),
+            }
+            self.write_message(json.dumps(backlog, default=str))
+        dashboard.hub.add(self._send)
+
+    def _send(self, text: str) -> None:
+        self.write_message(text)
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+        except ValueError:
+            self._send(json.dumps({"type": "answer", "ok": False, "error": "not JSON"}))
+            return
+        if not isinstance(request, dict) or request.get("type") != "call":
+            self._send(json.dumps({"type": "answer", "ok": False, "error": "unknown message"}))
+            return
+        task = asyncio.get_running_loop().create_task(self._call(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, request: dict[str, Any]) -> None:
+        result = await relay(
+            self.dashboard, request.get("daemon"), request.get("command"), request.get("properties")
+        )
+        result.pop("status")
+        result.update(type="answer", id=request.get("id"), command=request.get("command"))
+        try:
+            self.write_message(json.dumps(result, default=str))
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    def on_close(self) -> None:
+        self.dashboard.hub.discard(self._send)
+
+
+def routes() -> list[tuple[str, type[tornado.web.RequestHandler]]]:
+    """The URL table of the dashboard."""
+    return [
+        (r"/", IndexHandler),
+        (r"/login", LoginHandler),
+        (r"/logout", LogoutHandler),
+        (r"/api/state", StateHandler),
+        (r"/api/daemons/(\d+)/logs", LogsHandler),
+        (r"/api/daemons/(\d+)/call", CallHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/ws", SocketHandler),
+    ]

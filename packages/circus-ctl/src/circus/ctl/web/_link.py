@@ -1,0 +1,274 @@
+"""DaemonLink: the dashboard's connection to one circusd, like any other client.
+
+It polls ``status``, ``stats`` and ``dstats`` over the control channel every ``interval``
+seconds into a :class:`DaemonState`, follows the pub/sub channel (``watcher.*`` events and our
+``output.*`` lines), and hands every resulting message to ``publish``. A daemon that stops
+answering is marked disconnected; polling goes on, so it is picked up again when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import zmq.asyncio
+
+from .. import protocol
+from .._aclient import AsyncCircusClient
+from .._consumer import AsyncCircusConsumer
+from ..errors import CallError, CtlError
+from ._state import DaemonState
+from .errors import DaemonDisconnected
+
+__all__ = ["ACTIONS", "READ_COMMANDS", "DaemonLink"]
+
+log = logging.getLogger("circus.ctl.web")
+
+ACTIONS = frozenset({"start", "stop", "restart", "reload", "incr", "decr", "signal", "kill"})
+"""Commands the dashboard relays that change the daemon."""
+
+READ_COMMANDS = frozenset(
+    {"list", "status", "stats", "dstats", "options", "numprocesses", "numwatchers"}
+    | {"globaloptions", "listsockets", "logs"}
+)
+"""Read-only commands the dashboard relays."""
+
+# Actions that wait for completion when asked with ``waiting``, so the answer confirms them.
+_WAITING = frozenset({"start", "stop", "restart", "reload", "incr", "decr"})
+
+Publish = Callable[[dict[str, Any]], None]
+
+
+class DaemonLink:
+    """Follow one daemon at ``endpoint`` and publish what happens there.
+
+    ``pubsub_endpoint`` defaults to what the daemon's ``globaloptions`` reports.
+    ``publish`` receives plain JSON-able dicts: ``snapshot`` (see
+    :meth:`DaemonState.to_json`), ``event``, ``output`` and ``status`` messages, each with the
+    daemon's ``index``. :meth:`run` polls until :meth:`close`; :meth:`call` relays one command.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        endpoint: str,
+        publish: Publish,
+        *,
+        pubsub_endpoint: str | None = None,
+        interval: float = 1.0,
+        timeout: float = 2.0,
+        action_timeout: float = 60.0,
+        log_lines: int = 500,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.state = DaemonState(index, endpoint)
+        self.index = index
+        self.endpoint = endpoint
+        self.interval = interval
+        self.timeout = timeout
+        self.action_timeout = action_timeout
+        self.logs: deque[dict[str, Any]] = deque(maxlen=log_lines)
+        self.events: deque[dict[str, Any]] = deque(maxlen=100)
+        self._publish = publish
+        self._fixed_pubsub = pubsub_endpoint
+        self._own_context = context is None
+        self._context = zmq.asyncio.Context() if context is None else context
+        self._poller: AsyncCircusClient | None = None
+        self._actor: AsyncCircusClient | None = None
+        self._consumer_task: asyncio.Task[None] | None = None
+        self._consumer: AsyncCircusConsumer | None = None
+        self._consumer_endpoint: str | None = None
+        self._killed: deque[int] = deque(maxlen=1000)
+        self._closed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------- public
+
+    async def run(self) -> None:
+        """Poll every ``interval`` seconds until :meth:`close` is called."""
+        while not self._closed.is_set():
+            await self.poll_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self.interval)
+
+    async def poll_once(self) -> None:
+        """Refresh the snapshot once and publish it (or publish that the daemon is gone)."""
+        was_connected = self.state.connected
+        try:
+            client = self._poll_client()
+            status = await client.call("status")
+            stats = await client.call("stats")
+            try:
+                dstats: Mapping[str, Any] | None = await client.call("dstats")
+            except CallError:
+                dstats = None
+            if not was_connected:
+                await self._on_connect(client)
+        except CallError as exc:
+            self._lost(f"error answer: {exc.reason}")
+            return
+        except CtlError as exc:
+            self._lost(str(exc))
+            return
+        self.state.fold(status, stats, dstats)
+        self._publish(self.state.to_json())
+
+    async def call(self, command: str, properties: Mapping[str, Any] | None = None) -> Any:
+        """Relay one command and return the daemon's whole answer.
+
+        Only :data:`ACTIONS` and :data:`READ_COMMANDS` are relayed; actions that support it
+        are sent with ``waiting: true`` so the answer confirms they are done.
+
+        Raises:
+            CallError: the daemon answered with an error (its reason is kept).
+            DaemonDisconnected: the daemon is not reachable right now.
+            ValueError: the command is not one the dashboard relays.
+        """
+        command = str(command).lower()
+        if command not in ACTIONS and command not in READ_COMMANDS:
+            raise ValueError(f"the dashboard does not relay {command!r}")
+        props = dict(properties or {})
+        if command in _WAITING:
+            props.setdefault("waiting", True)
+        if not self.state.connected:
+            raise DaemonDisconnected(self.endpoint, self.state.error or "")
+        if self._actor is None:
+            self._actor = AsyncCircusClient(
+                self.endpoint, self.action_timeout, context=self._context
+            )
+        try:
+            answer = await self._actor.call(command, props)
+        except CallError:
+            raise
+        except CtlError as exc:
+            self._drop_clients()
+            raise DaemonDisconnected(self.endpoint, str(exc)) from None
+        if command in ACTIONS:
+            # Show the effect at once rather than at the next tick.
+            task = asyncio.get_running_loop().create_task(self.poll_once())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return answer
+
+    def close(self) -> None:
+        """Stop polling and following; close every socket this link opened."""
+        self._closed.set()
+        for task in self._tasks:
+            task.cancel()
+        self._stop_consumer()
+        self._drop_clients()
+        if self._own_context and not self._context.closed:
+            self._context.term()
+
+    # ----------------------------------------------------------------- internals
+
+    def _poll_client(self) -> AsyncCircusClient:
+        if self._poller is None:
+            self._poller = AsyncCircusClient(self.endpoint, self.timeout, context=self._context)
+        return self._poller
+
+    def _drop_clients(self) -> None:
+        # A fresh DEALER after a failure: requests queued for a dead peer must not be
+        # delivered (and executed) when it comes back.
+        for client in (self._poller, self._actor):
+            if client is not None:
+                client.close()
+        self._poller = self._actor = None
+
+    def _lost(self, reason: str) -> None:
+        self._drop_clients()
+        changed = self.state.connected or self.state.error != reason
+        self.state.connected = False
+        self.state.error = reason
+        if changed:
+            self._publish(self.state.to_json())
+
+    async def _on_connect(self, client: AsyncCircusClient) -> None:
+        pubsub = self._fixed_pubsub
+        if pubsub is None:
+            try:
+                answer = await client.call("globaloptions")
+                pubsub = (answer.get("options") or {}).get("pubsub_endpoint")
+            except CallError:
+                pubsub = None
+        self.state.pubsub_endpoint = pubsub
+        if pubsub and pubsub != self._consumer_endpoint:
+            self._stop_consumer()
+            self._start_consumer(pubsub)
+        try:
+            answer = await client.call("logs", lines=100)
+        except CallError:  # upstream daemons have no ``logs`` command
+            return
+        entries = answer.get("logs") or []
+        known = {(e.get("pid"), e.get("time"), e.get("data")) for e in self.logs}
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                message = self._output_message(entry)
+                if (message["pid"], message["time"], message["data"]) not in known:
+                    self.logs.append(message)
+
+    def _start_consumer(self, endpoint: str) -> None:
+        consumer = AsyncCircusConsumer(["watcher.", "output."], endpoint, context=self._context)
+        self._consumer = consumer
+        self._consumer_endpoint = endpoint
+        self._consumer_task = asyncio.get_running_loop().create_task(self._follow(consumer))
+
+    def _stop_consumer(self) -> None:
+        if self._consumer_task is not None:
+            self._consumer_task.cancel()
+            self._consumer_task = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        self._consumer_endpoint = None
+
+    async def _follow(self, consumer: AsyncCircusConsumer) -> None:
+        try:
+            async for topic, payload in consumer:
+                try:
+                    self._dispatch(topic, payload)
+                except Exception:  # one odd message must not end the subscription
+                    log.exception("dropping pub/sub message %r", topic)
+        finally:
+            consumer.close()
+
+    def _dispatch(self, topic: str, payload: Mapping[str, Any]) -> None:
+        if topic.startswith("output."):
+            message = self._output_message(payload)
+            self.logs.append(message)
+            self._publish(message)
+            return
+        watcher, event = protocol.parse_event_topic(topic)
+        pid = payload.get("process_pid")
+        if event == "kill" and isinstance(pid, int):
+            self._killed.append(pid)
+        elif event == "reap" and isinstance(pid, int):
+            if pid in self._killed:
+                self._killed.remove(pid)
+            else:  # it died on its own: circus respawns it
+                self.state.count_restart(watcher)
+        message = {
+            "type": "event",
+            "daemon": self.index,
+            "topic": topic,
+            "watcher": watcher,
+            "event": event,
+            "payload": dict(payload),
+        }
+        self.events.append(message)
+        self._publish(message)
+
+    def _output_message(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "output",
+            "daemon": self.index,
+            "watcher": str(payload.get("watcher", "")),
+            "pid": payload.get("pid"),
+            "stream": str(payload.get("stream", "stdout")),
+            "time": payload.get("time"),
+            "data": str(payload.get("data", "")),
+        }

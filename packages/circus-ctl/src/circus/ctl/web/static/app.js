@@ -1,0 +1,340 @@
+// circushttpd page: one websocket to circushttpd; everything else is drawn from its messages.
+"use strict";
+
+const HISTORY = 90;          // points kept per chart (one per poll)
+const MAX_EVENTS = 300;
+const MAX_LOG_LINES = 1000;
+const SIGNALS = ["HUP", "TERM", "INT", "QUIT", "USR1", "USR2", "KILL"];
+
+const daemons = new Map();   // index -> {el, tbody, watchers: Map(name -> watcher view)}
+const pending = new Map();   // call id -> {resolve}
+let socket = null;
+let nextId = 1;
+let retryDelay = 500;
+
+// ------------------------------------------------------------------ formatting
+
+function fmtPercent(v) { return v == null ? "–" : v.toFixed(1) + " %"; }
+function fmtBytes(v) {
+  if (v == null) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return (i ? v.toFixed(1) : v.toFixed(0)) + " " + units[i];
+}
+function fmtAge(s) {
+  if (s == null) return "–";
+  s = Math.floor(s);
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+  if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+  return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+}
+function fmtTime(t) {
+  const d = t ? new Date(t * 1000) : new Date();
+  return d.toTimeString().slice(0, 8) + "." + String(d.getMilliseconds()).padStart(3, "0");
+}
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// ------------------------------------------------------------------ charts
+
+function push(history, value) {
+  history.push(value == null ? null : value);
+  if (history.length > HISTORY) history.shift();
+}
+
+function drawSpark(canvas, values, color) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 90, h = canvas.clientHeight || 24;
+  if (canvas.width !== w * ratio) { canvas.width = w * ratio; canvas.height = h * ratio; }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const known = values.filter((v) => v != null);
+  if (!known.length) return;
+  const max = Math.max(...known), min = Math.min(...known);
+  const span = max - min || Math.max(max, 1);
+  const base = max === min ? min - span / 2 : min;
+  const step = w / (HISTORY - 1);
+  const x0 = w - (values.length - 1) * step;
+  const y = (v) => h - 2 - ((v - base) / span) * (h - 4);
+  ctx.beginPath();
+  let started = false;
+  values.forEach((v, i) => {
+    if (v == null) { started = false; return; }
+    const px = x0 + i * step;
+    if (started) ctx.lineTo(px, y(v)); else { ctx.moveTo(px, y(v)); started = true; }
+  });
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 1.5;
+  ctx.stroke();
+  ctx.lineTo(w, h); ctx.lineTo(x0, h); ctx.closePath();
+  ctx.globalAlpha = 0.12; ctx.fillStyle = color; ctx.fill(); ctx.globalAlpha = 1;
+}
+
+function metricCell(kind) {
+  const value = el("span", { class: "value " + kind });
+  const canvas = el("canvas", { class: "spark " + kind, width: "90", height: "24" });
+  return { td: el("td", {}, el("div", { class: "metric" }, value, canvas)), value, canvas };
+}
+
+// ------------------------------------------------------------------ actions
+
+function toast(text, kind) {
+  const node = el("div", { class: "toast " + (kind || "") }, text);
+  document.getElementById("toasts").append(node);
+  setTimeout(() => node.remove(), kind === "error" ? 8000 : 3500);
+}
+
+function call(daemon, command, properties) {
+  return new Promise((resolve) => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) {
+      resolve({ ok: false, error: "not connected to circushttpd" });
+      return;
+    }
+    const id = nextId++;
+    pending.set(id, { resolve });
+    socket.send(JSON.stringify({ type: "call", id, daemon, command, properties }));
+  });
+}
+
+function describe(answer) {
+  const a = answer.answer || {};
+  if (a.numprocesses != null) return "numprocesses " + a.numprocesses;
+  if (a.info && typeof a.info === "object") {
+    const parts = [];
+    for (const key of ["started", "stopped", "kept"]) {
+      if (Array.isArray(a.info[key]) && a.info[key].length) parts.push(key + " " + a.info[key].join(","));
+    }
+    if (parts.length) return parts.join("; ");
+  }
+  return "ok";
+}
+
+async function act(button, daemon, command, properties) {
+  button.disabled = true;
+  const label = command + " " + (properties.name || "") + (properties.pid ? "[" + properties.pid + "]" : "");
+  try {
+    const answer = await call(daemon, command, properties);
+    if (answer.ok) toast(label + ": " + describe(answer), "ok");
+    else toast(label + " failed: " + answer.error, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ------------------------------------------------------------------ daemons and watchers
+
+function daemonView(index, endpoint) {
+  let view = daemons.get(index);
+  if (view) return view;
+  const node = document.getElementById("daemon-template").content.firstElementChild.cloneNode(true);
+  node.dataset.daemon = index;
+  node.querySelector(".endpoint").textContent = endpoint;
+  document.getElementById("daemons").append(node);
+  view = { el: node, tbody: node.querySelector("tbody"), watchers: new Map() };
+  daemons.set(index, view);
+  return view;
+}
+
+function actionButton(daemon, name, command, label, title, extra) {
+  const button = el("button", { "data-action": command, title: title || command }, label || command);
+  button.addEventListener("click", () => act(button, daemon, command, Object.assign({ name }, extra || {})));
+  return button;
+}
+
+function watcherView(view, daemon, name) {
+  let w = view.watchers.get(name);
+  if (w) return w;
+  const cpu = metricCell("cpu"), mem = metricCell("mem");
+  const state = el("span", { class: "pill state" });
+  const nprocs = el("td", { class: "num nprocs" });
+  const nameCell = el("td", { class: "name", title: "show processes" }, name);
+  const actions = el("div", { class: "actions" },
+    actionButton(daemon, name, "start"), actionButton(daemon, name, "stop"),
+    actionButton(daemon, name, "restart"), actionButton(daemon, name, "reload"),
+    actionButton(daemon, name, "incr", "+1", "incr: one more process"),
+    actionButton(daemon, name, "decr", "−1", "decr: one process less"));
+  const row = el("tr", { class: "watcher", "data-watcher": name },
+    nameCell, el("td", {}, state), nprocs, cpu.td, mem.td, el("td", {}, actions));
+  w = { row, state, nprocs, cpu, mem, open: false, cpuHistory: [], memHistory: [], procs: new Map() };
+  nameCell.addEventListener("click", () => {
+    w.open = !w.open;
+    row.classList.toggle("open", w.open);
+    for (const p of w.procs.values()) p.row.hidden = !w.open;
+  });
+  view.tbody.append(row);
+  view.watchers.set(name, w);
+  addLogFilter(name);
+  return w;
+}
+
+function processView(w, daemon, name, pid) {
+  let p = w.procs.get(pid);
+  if (p) return p;
+  const cpu = metricCell("cpu"), mem = metricCell("mem");
+  const select = el("select", { title: "signal to send" }, ...SIGNALS.map((s) => el("option", { value: s }, s)));
+  const send = el("button", { "data-action": "signal", title: "send the signal to this process" }, "signal");
+  send.addEventListener("click", () => act(send, daemon, "signal", { name, pid, signum: select.value }));
+  const age = el("span", { class: "muted age" });
+  const row = el("tr", { class: "proc", "data-pid": String(pid) },
+    el("td", { class: "pid" }, String(pid), " ", age), el("td", { class: "muted wid" }),
+    el("td", {}), cpu.td, mem.td, el("td", {}, el("div", { class: "actions" }, select, send)));
+  row.hidden = !w.open;
+  p = { row, age, wid: row.querySelector(".wid"), cpu, mem, cpuHistory: [], memHistory: [] };
+  w.procs.set(pid, p);
+  return p;
+}
+
+function onSnapshot(msg) {
+  const view = daemonView(msg.daemon, msg.endpoint);
+  view.el.classList.toggle("disconnected", !msg.connected);
+  const pill = view.el.querySelector(".daemon-head .state");
+  pill.textContent = msg.connected ? "connected" : "disconnected";
+  pill.className = "pill state " + (msg.connected ? "on" : "off");
+  view.el.querySelector(".daemon-head .error").textContent = msg.connected ? "" : (msg.error || "");
+  if (!msg.connected) return;   // keep the last table, greyed, until it answers again
+  const d = msg.circusd;
+  view.el.querySelector(".circusd").textContent = d
+    ? "circusd pid " + d.pid + " · CPU " + fmtPercent(d.cpu) + " · " + fmtBytes(d.rss) : "";
+  const seen = new Set();
+  for (const watcher of msg.watchers) {
+    seen.add(watcher.name);
+    const w = watcherView(view, msg.daemon, watcher.name);
+    w.state.textContent = watcher.status;
+    w.state.className = "pill state " + watcher.status;
+    w.nprocs.textContent = String(watcher.numprocesses);
+    w.cpu.value.textContent = fmtPercent(watcher.cpu);
+    w.mem.value.textContent = fmtBytes(watcher.rss);
+    push(w.cpuHistory, watcher.cpu); push(w.memHistory, watcher.rss);
+    drawSpark(w.cpu.canvas, w.cpuHistory, "#3b6fd8");
+    drawSpark(w.mem.canvas, w.memHistory, "#8b5cf6");
+    const pids = new Set();
+    let after = w.row;
+    for (const proc of watcher.processes) {
+      pids.add(proc.pid);
+      const p = processView(w, msg.daemon, watcher.name, proc.pid);
+      p.age.textContent = fmtAge(proc.age);
+      p.wid.textContent = proc.wid == null ? "" : "wid " + proc.wid;
+      p.cpu.value.textContent = fmtPercent(proc.cpu);
+      p.mem.value.textContent = fmtBytes(proc.rss);
+      push(p.cpuHistory, proc.cpu); push(p.memHistory, proc.rss);
+      if (w.open) {
+        drawSpark(p.cpu.canvas, p.cpuHistory, "#3b6fd8");
+        drawSpark(p.mem.canvas, p.memHistory, "#8b5cf6");
+      }
+      if (after.nextSibling !== p.row) after.after(p.row);
+      after = p.row;
+    }
+    for (const [pid, p] of w.procs) {
+      if (!pids.has(pid)) { p.row.remove(); w.procs.delete(pid); }
+    }
+  }
+  for (const [name, w] of view.watchers) {
+    if (!seen.has(name)) {
+      w.row.remove();
+      for (const p of w.procs.values()) p.row.remove();
+      view.watchers.delete(name);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ events and output
+
+function addEvent(msg) {
+  const list = document.getElementById("events");
+  const payload = Object.entries(msg.payload || {})
+    .filter(([k]) => k !== "time").map(([k, v]) => k + "=" + v).join(" ");
+  const prefix = daemons.size > 1 ? "#" + msg.daemon + " " : "";
+  list.prepend(el("li", { "data-event": msg.event },
+    el("span", { class: "muted" }, fmtTime(msg.payload && msg.payload.time) + " "),
+    el("span", { class: "topic" }, prefix + msg.topic), " " + payload));
+  while (list.childElementCount > MAX_EVENTS) list.lastElementChild.remove();
+}
+
+function addLogFilter(name) {
+  const select = document.getElementById("log-filter");
+  if ([...select.options].some((o) => o.value === name)) return;
+  select.append(el("option", { value: name }, name));
+}
+
+function addOutput(msg) {
+  const logs = document.getElementById("logs");
+  const filter = document.getElementById("log-filter").value;
+  const lines = String(msg.data || "").replace(/\n$/, "").split("\n");
+  for (const line of lines) {
+    const who = el("span", { class: "who" }, msg.watcher + "[" + msg.pid + "]");
+    const node = el("div", { class: "line " + msg.stream, "data-watcher": msg.watcher },
+      el("span", { class: "ts" }, fmtTime(msg.time) + " "), who,
+      (msg.stream === "stderr" ? " ! " : " | ") + line);
+    node.hidden = Boolean(filter) && filter !== msg.watcher;
+    logs.append(node);
+  }
+  while (logs.childElementCount > MAX_LOG_LINES) logs.firstElementChild.remove();
+  if (document.getElementById("log-follow").checked) logs.scrollTop = logs.scrollHeight;
+}
+
+document.getElementById("log-filter").addEventListener("change", (e) => {
+  for (const node of document.querySelectorAll("#logs .line")) {
+    node.hidden = Boolean(e.target.value) && node.dataset.watcher !== e.target.value;
+  }
+});
+
+// ------------------------------------------------------------------ the websocket
+
+function setLink(on, text) {
+  const pill = document.getElementById("link-status");
+  pill.textContent = text;
+  pill.className = "pill " + (on ? "on" : "off");
+}
+
+function onMessage(event) {
+  const msg = JSON.parse(event.data);
+  switch (msg.type) {
+    case "hello":
+      document.getElementById("version").textContent = "circushttpd " + msg.version;
+      for (const d of msg.daemons) daemonView(d.index, d.endpoint);
+      document.getElementById("events").replaceChildren();
+      document.getElementById("logs").replaceChildren();
+      break;
+    case "snapshot": onSnapshot(msg); break;
+    case "event": addEvent(msg); break;
+    case "output": addOutput(msg); break;
+    case "backlog":
+      for (const e of msg.events) addEvent(e);
+      for (const line of msg.logs) addOutput(line);
+      break;
+    case "answer": {
+      const waiter = pending.get(msg.id);
+      if (waiter) { pending.delete(msg.id); waiter.resolve(msg); }
+      else if (!msg.ok) toast(msg.error, "error");
+      break;
+    }
+  }
+}
+
+function connect() {
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  socket = new WebSocket(url);
+  socket.addEventListener("open", () => { retryDelay = 500; setLink(true, "live"); });
+  socket.addEventListener("message", onMessage);
+  socket.addEventListener("close", (event) => {
+    for (const waiter of pending.values()) waiter.resolve({ ok: false, error: "connection to circushttpd lost" });
+    pending.clear();
+    if (event.code === 1008 || event.code === 4401) { location.href = "/login"; return; }
+    setLink(false, "circushttpd unreachable, retrying…");
+    setTimeout(connect, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 5000);
+  });
+}
+
+connect();
