@@ -363,3 +363,12 @@ def test_bash_completion_protocol(monkeypatch, capsys) -> None:
     monkeypatch.setenv("COMP_CWORD", "2")
     assert main([]) == 0
     assert capsys.readouterr().out == "\n"
+
+
+def test_json_mode_reports_transport_errors_as_json(tmp_path, capsys) -> None:
+    endpoint = f"ipc://{tmp_path / 'nobody.sock'}"
+    assert main(["--endpoint", endpoint, "--timeout", "0.3", "--json", "list"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "error"
+    assert report["endpoint"] == endpoint
+    assert endpoint in report["reason"]

@@ -13,11 +13,14 @@ import importlib
 import os
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import CallTimeout, CtlError, DaemonUnreachable
 from ._commands import CLI_COMMANDS
+
+if TYPE_CHECKING:
+    from ._app import Context
 
 __all__ = ["CircusShell", "run_shell"]
 
@@ -56,7 +59,7 @@ class CircusShell(cmd.Cmd):
 
     prompt = "(circusctl) "
 
-    def __init__(self, ctx: Any, stdin: Any = None, stdout: Any = None) -> None:
+    def __init__(self, ctx: Context, stdin: Any = None, stdout: Any = None) -> None:
         super().__init__(stdin=stdin, stdout=stdout)
         if stdin is not None:
             self.use_rawinput = False
@@ -168,7 +171,7 @@ def _history_file() -> str:
     return os.environ.get("CIRCUSCTL_HISTORY") or os.path.expanduser("~/.circusctl_history")
 
 
-def run_shell(ctx: Any) -> int:
+def run_shell(ctx: Context) -> int:
     """Run the interactive shell until exit/EOF; return the last command's exit status."""
     interactive = sys.stdin.isatty()
     readline: Any = None

@@ -10,12 +10,16 @@ import argparse
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from .._consumer import CircusConsumer
 from ..errors import CallTimeout, CtlError, DaemonUnreachable
 from ._commands import CommandParser, UsageError
+
+if TYPE_CHECKING:
+    from ._app import Context
+    from ._color import Palette
 
 __all__ = ["format_log_line", "parser", "run"]
 
@@ -60,7 +64,7 @@ def parser(name: str) -> CommandParser:
     return p
 
 
-def run(ctx: Any, name: str, args: list[str]) -> int:
+def run(ctx: Context, name: str, args: list[str]) -> int:
     """Run ``listen`` or ``logs`` with its arguments; return the exit code."""
     from ._app import report_transport_error, report_usage_error
 
@@ -81,7 +85,7 @@ def run(ctx: Any, name: str, args: list[str]) -> int:
 # --------------------------------------------------------------------------- listen
 
 
-def _listen_endpoint(ctx: Any, ns: argparse.Namespace) -> str:
+def _listen_endpoint(ctx: Context, ns: argparse.Namespace) -> str:
     """Where ``listen`` subscribes.
 
     ``--pubsub-endpoint``; else, as in 0.19, an explicit ``--endpoint`` (which must then be the
@@ -100,7 +104,7 @@ def _listen_endpoint(ctx: Any, ns: argparse.Namespace) -> str:
     return protocol.DEFAULT_PUBSUB_ENDPOINT
 
 
-def _listen(ctx: Any, ns: argparse.Namespace) -> int:
+def _listen(ctx: Context, ns: argparse.Namespace) -> int:
     endpoint = _listen_endpoint(ctx, ns)
     seen = 0
     with CircusConsumer(ns.topics or None, endpoint) as consumer:
@@ -121,7 +125,9 @@ def _listen(ctx: Any, ns: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- logs
 
 
-def format_log_line(entry: Mapping[str, Any], palette: Any, colors: dict[str, int]) -> list[str]:
+def format_log_line(
+    entry: Mapping[str, Any], palette: Palette, colors: dict[str, int]
+) -> list[str]:
     """Render one output entry as ``HH:MM:SS.mmm watcher[pid] | line`` lines.
 
     stderr lines use ``!`` instead of ``|``. Each watcher keeps its own colour.
@@ -137,7 +143,7 @@ def format_log_line(entry: Mapping[str, Any], palette: Any, colors: dict[str, in
     return [f"{prefix} {mark} {line}" for line in lines]
 
 
-def _emit(ctx: Any, entry: Mapping[str, Any], colors: dict[str, int]) -> None:
+def _emit(ctx: Context, entry: Mapping[str, Any], colors: dict[str, int]) -> None:
     if ctx.json:
         ctx.dump(dict(entry))
     else:
@@ -145,7 +151,7 @@ def _emit(ctx: Any, entry: Mapping[str, Any], colors: dict[str, int]) -> None:
             ctx.out(line)
 
 
-def _discover_pubsub(ctx: Any) -> str:
+def _discover_pubsub(ctx: Context) -> str:
     answer = ctx.get_client().call("globaloptions", {})
     options = answer.get("options") or {}
     endpoint = options.get("pubsub_endpoint")
@@ -154,7 +160,7 @@ def _discover_pubsub(ctx: Any) -> str:
     return str(endpoint)
 
 
-def _logs(ctx: Any, ns: argparse.Namespace) -> int:
+def _logs(ctx: Context, ns: argparse.Namespace) -> int:
     if ns.lines < 0:
         raise UsageError("--lines must be >= 0", "logs")
     wanted = {protocol.resource_name(n) for n in ns.names}
