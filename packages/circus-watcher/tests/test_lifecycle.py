@@ -180,3 +180,26 @@ def test_import_pulls_no_zmq_or_tornado() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_an_idle_watcher_never_wakes_the_loop(make: Any) -> None:
+    import asyncio
+
+    w = make(SLEEP, numprocesses=20)
+    await w.start()
+    loop = asyncio.get_running_loop()
+    selector = loop._selector  # type: ignore[attr-defined]
+    original = selector.select
+    wakeups: list[float | None] = []
+
+    def counting(timeout: float | None = None) -> Any:
+        wakeups.append(timeout)
+        return original(timeout)
+
+    selector.select = counting
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        selector.select = original
+    # The sleep itself needs one or two wake-ups; a tick or a poll loop would need many.
+    assert len(wakeups) <= 3, wakeups

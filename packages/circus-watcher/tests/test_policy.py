@@ -5,6 +5,8 @@ from __future__ import annotations
 from circus.watcher._flapping import FlappingDetector, Verdict
 from circus.watcher._policy import RestartPolicy
 from circus.watcher._wids import WidPool
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_respawn_modes_and_success_codes() -> None:
@@ -82,3 +84,19 @@ def test_wids_smallest_unused_and_reused() -> None:
     pool.release(3)
     pool.release(4)
     assert pool.acquire() == 3
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 50)), max_size=200))
+def test_wids_are_always_the_smallest_unused(steps: list[tuple[bool, int]]) -> None:
+    pool = WidPool()
+    used: set[int] = set()
+    for acquire, pick in steps:
+        if acquire or not used:
+            wid = pool.acquire()
+            expected = min(set(range(1, len(used) + 2)) - used)
+            assert wid == expected
+            used.add(wid)
+        else:
+            victim = sorted(used)[pick % len(used)]
+            used.remove(victim)
+            pool.release(victim)
