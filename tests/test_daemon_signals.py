@@ -109,3 +109,20 @@ def test_daemon_flag_detaches(circusd, tmp_path: Path, e2e) -> None:
         os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not alive(pid), 30, "the daemon to exit")
     assert not pidfile.exists()
+
+
+def test_log_output_file_and_config_warnings(circusd, tmp_path: Path, e2e) -> None:
+    logfile = tmp_path / "circusd-file.log"
+    daemon = circusd(
+        f"[watcher:typo]\ncmd = {SLEEP}\nnumprocess = 2\n",
+        "--log-output",
+        str(logfile),
+        "--log-level",
+        "INFO",
+    )
+    e2e.wait(lambda: daemon.pids("typo"))
+    text = logfile.read_text()
+    assert "Starting master on pid" in text
+    assert "numprocesses" in text  # the loader's "did you mean" warning, logged
+    assert "[DEBUG]" not in text
+    assert daemon.stop() == 0

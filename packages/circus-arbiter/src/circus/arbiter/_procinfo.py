@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import psutil
 
-__all__ = ["process_info", "watcher_processes", "watcher_pid_infos"]
+__all__ = ["process_info", "watcher_processes"]
 
 NA = "N/A"
 
@@ -92,18 +91,3 @@ def watcher_processes(watcher: Any) -> list[Any]:
     if isinstance(procs, dict):
         return list(procs.values())
     return list(procs)
-
-
-def watcher_pid_infos(watcher: Any, pids: Iterable[int] | None = None) -> dict[str, Any]:
-    """``{str(pid): info}`` for a watcher's processes (with ``wid`` and ``started``)."""
-    wanted = set(pids) if pids is not None else None
-    result: dict[str, Any] = {}
-    for proc in watcher_processes(watcher):
-        pid = getattr(proc, "pid", None)
-        if pid is None or (wanted is not None and pid not in wanted):
-            continue
-        info = process_info(pid, started=getattr(proc, "started", None))
-        if isinstance(info, dict):
-            info["wid"] = getattr(proc, "wid", None)
-        result[str(pid)] = info
-    return result

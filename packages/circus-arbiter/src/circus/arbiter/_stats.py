@@ -23,7 +23,7 @@ from ._publisher import Publisher
 if TYPE_CHECKING:
     from ._arbiter import Arbiter
 
-__all__ = ["StatsPublisher", "collect"]
+__all__ = ["StatsPublisher", "collect", "snapshot"]
 
 log = logging.getLogger("circus.arbiter")
 
@@ -50,17 +50,31 @@ def _aggregate(infos: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def collect(arbiter: Arbiter) -> list[tuple[str, dict[str, Any]]]:
+Snapshot = tuple[
+    list[tuple[str, list[tuple[int, float | None]]]], list[dict[str, Any]], float | None
+]
+
+
+def snapshot(arbiter: Arbiter) -> Snapshot:
+    """What to measure, read on the loop thread (the watcher tables are not thread-safe)."""
+    watchers = [
+        (
+            w.name.lower(),
+            [(p.pid, getattr(p, "started", None)) for p in watcher_processes(w) if p.pid],
+        )
+        for w in arbiter.iter_watchers()
+    ]
+    return watchers, arbiter.socket_set.listing(), arbiter.started_at
+
+
+def collect(snap: Snapshot) -> list[tuple[str, dict[str, Any]]]:
     """Every ``(topic, payload)`` of one stats round (blocking: psutil calls)."""
+    watchers, sockets, started_at = snap
     messages: list[tuple[str, dict[str, Any]]] = []
-    for watcher in arbiter.iter_watchers():
-        name = watcher.name.lower()
+    for name, procs in watchers:
         infos = []
-        for proc in watcher_processes(watcher):
-            pid = getattr(proc, "pid", None)
-            if pid is None:
-                continue
-            info = process_info(pid, started=getattr(proc, "started", None))
+        for pid, started in procs:
+            info = process_info(pid, started=started)
             if not isinstance(info, dict):
                 continue
             info.pop("started", None)
@@ -68,14 +82,14 @@ def collect(arbiter: Arbiter) -> list[tuple[str, dict[str, Any]]]:
             messages.append((stat_topic(name, pid), info))
             infos.append(info)
         messages.append((stat_topic(name), _aggregate(infos)))
-    me = process_info(os.getpid(), started=arbiter.started_at)
+    me = process_info(os.getpid(), started=started_at)
     if isinstance(me, dict):
         me.pop("started", None)
         me.update(subtopic=me["pid"], name="circusd")
         messages.append((stat_topic("circus", me["pid"]), me))
         messages.append((stat_topic("circus"), _aggregate([me])))
     addresses = []
-    for entry in arbiter.socket_set.listing():
+    for entry in sockets:
         address = entry.get("path") or f"{entry.get('host')}:{entry.get('port')}"
         addresses.append(address)
         messages.append(
@@ -107,7 +121,7 @@ class StatsPublisher:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                messages = await asyncio.to_thread(collect, self.arbiter)
+                messages = await asyncio.to_thread(collect, snapshot(self.arbiter))
             except Exception:  # a vanished process must not end the stats stream
                 log.debug("stats round failed", exc_info=True)
                 continue

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["main", "check_no_upstream"]
@@ -106,7 +107,10 @@ def _main(argv: list[str] | None) -> int:
     from .config import ConfigError, load_config
 
     try:
-        config = load_config(args.config)
+        # Loader warnings are kept until logging is configured, then logged.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            config = load_config(args.config)
     except ConfigError as exc:
         print(f"circusd: {exc}", file=sys.stderr)
         return 1
@@ -124,6 +128,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"circusd: logging: {exc}", file=sys.stderr)
         return 1
     logging.captureWarnings(True)
+    for warning in caught:
+        log.warning("%s", warning.message)
     if daemon.umask is not None:
         os.umask(daemon.umask)
     if daemon.debug_gc:
