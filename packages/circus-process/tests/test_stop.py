@@ -249,3 +249,31 @@ def test_process_object_keeps_working_after_reap(spawn) -> None:
     assert proc.pidfd is None
     proc.send_signal(signal.SIGTERM)  # already reaped: silently nothing
     assert proc.poll() == 0
+
+
+def test_reap_orphans_reaps_an_adopted_zombie(pysnippet, subreaper) -> None:
+    code = (
+        "import os\n"
+        "kid = os.fork()\n"
+        "if kid == 0:\n"
+        "    os.read(0, 1); os._exit(3)  # outlives its parent, exits when told\n"
+        "print(kid, flush=True)"
+    )
+    r, w = os.pipe()
+    try:
+        proc = pysnippet(code, stdin_fd=r)
+        orphan = int(first_line(proc.stdout))
+        assert proc.wait(10) == 0
+        assert psutil.Process(orphan).ppid() == os.getpid()  # adopted by us
+        os.write(w, b"x")
+        deadline = time.monotonic() + 10
+        reaped: dict[int, int] = {}
+        while orphan not in reaped:
+            assert time.monotonic() < deadline
+            reaped.update(reap_orphans())
+            time.sleep(0.01)
+        assert reaped[orphan] == 3
+        assert gone_or_reaped(orphan)
+    finally:
+        os.close(r)
+        os.close(w)

@@ -475,6 +475,15 @@ class Process:
             os.close(self.pidfd)
             self.pidfd = None
 
+    def __del__(self) -> None:
+        # A forgotten Process must not leak its fds; the child itself stays ours to reap
+        # through reap_orphans() (it is no longer in the registry once we are gone).
+        for attr in ("stdout", "stderr", "pidfd"):
+            fd = getattr(self, attr, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
 
 def _set_result(fut: asyncio.Future[int], rc: int) -> None:
     if not fut.done():

@@ -29,15 +29,21 @@ __all__ = [
     "is_subreaper",
     "reap_orphans",
     "adopted_orphans",
+    "descendants",
 ]
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
 
+_libc: ctypes.CDLL | None = None
+
+
 def _prctl(option: int, arg: int | ctypes.c_int | ctypes._Pointer[ctypes.c_int]) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, arg, 0, 0, 0) != 0:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -64,21 +70,66 @@ def is_subreaper() -> bool:
     return bool(value.value)
 
 
-def _direct_children() -> list[int]:
-    """Pids whose parent is this process (every thread's children)."""
-    me = os.getpid()
-    pids: list[int] = []
+# Linux lists a task's children in /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN).
+_HAS_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+def _children_of(pid: int) -> list[int] | None:
+    """Direct children of ``pid`` (every thread's list); None when /proc cannot tell."""
+    if not _HAS_CHILDREN_FILES:
+        return None
     try:
-        tasks = os.listdir(f"/proc/{me}/task")
-        for tid in tasks:
-            try:
-                with open(f"/proc/{me}/task/{tid}/children", "rb") as fh:
-                    pids.extend(int(p) for p in fh.read().split())
-            except FileNotFoundError:
-                continue
-        return pids
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
     except OSError:
-        return [p.pid for p in psutil.Process(me).children()]
+        return None
+    kids: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                kids.extend(int(p) for p in fh.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that thread or process just exited
+    return kids
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _direct_children() -> list[int]:
+    """Pids whose parent is this process."""
+    kids = _children_of(os.getpid())
+    if kids is None:
+        return [p.pid for p in psutil.Process().children()]
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid``, walking /proc children lists (O(tree), not O(system))."""
+    first = _children_of(pid)
+    if first is None:
+        try:
+            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    out: list[int] = []
+    seen = {pid}
+    stack = list(first)
+    while stack:
+        kid = stack.pop()
+        if kid in seen:
+            continue
+        seen.add(kid)
+        out.append(kid)
+        stack.extend(_children_of(kid) or ())
+    return out
 
 
 def adopted_orphans() -> list[int]:
@@ -113,30 +164,30 @@ def reap_orphans(exclude: Iterable[int] = ()) -> dict[int, int]:
     for pid in adopted_orphans():
         if pid in skip:
             continue
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] != b"Z":
+            continue
         try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                continue
             wpid, status = os.waitpid(pid, os.WNOHANG)
-        except (psutil.Error, ChildProcessError):
+        except ChildProcessError:
             continue
         if wpid:
             reaped[pid] = os.waitstatus_to_exitcode(status)
     return reaped
 
 
-def _open_pidfd(proc: psutil.Process) -> int | None:
+def _open_pidfd(pid: int, parent: int | None = None) -> int | None:
+    """A pidfd for ``pid`` if it is still the process we saw (its parent is ``parent``)."""
     try:
-        fd = os.pidfd_open(proc.pid)
-    except (ProcessLookupError, OSError):
+        fd = os.pidfd_open(pid)
+    except OSError:
         return None
-    # The pid may have been recycled between the snapshot and pidfd_open.
-    try:
-        same = proc.is_running()
-    except psutil.Error:
-        same = False
-    if not same:
-        os.close(fd)
-        return None
+    if parent is not None:
+        # The pid may have been recycled between listing and pidfd_open: check the parent.
+        fields = _stat_fields(pid)
+        if fields is None or int(fields[1]) != parent:
+            os.close(fd)
+            return None
     return fd
 
 
@@ -182,6 +233,13 @@ def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> l
     return out
 
 
+def _psutil_children(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children()]
+    except psutil.Error:
+        return []
+
+
 class ProcessTree:
     """The descendants of one process, each pinned by a pidfd at snapshot time.
 
@@ -204,21 +262,26 @@ class ProcessTree:
     ) -> ProcessTree:
         """Pin every current descendant of ``root_pid`` (and, optionally, its orphans)."""
         members: dict[int, int] = {}
-        try:
-            procs = psutil.Process(root_pid).children(recursive=True)
-        except psutil.Error:
-            procs = []
+        roots = [root_pid]
         if with_orphans and env is not None:
-            for pid in _attributed_orphans(root_pid, started, env):
-                with contextlib.suppress(psutil.Error):
-                    procs.append(psutil.Process(pid))
-                    procs.extend(psutil.Process(pid).children(recursive=True))
-        for proc in procs:
-            if proc.pid in members:
-                continue
-            fd = _open_pidfd(proc)
-            if fd is not None:
-                members[proc.pid] = fd
+            roots.extend(_attributed_orphans(root_pid, started, env))
+        for top in roots:
+            if top != root_pid and top not in members:
+                fd = _open_pidfd(top)
+                if fd is not None:
+                    members[top] = fd
+            # Walk parent by parent so each pidfd is checked against the parent we saw.
+            stack = [top]
+            while stack:
+                parent = stack.pop()
+                kids = _children_of(parent)
+                for kid in _psutil_children(parent) if kids is None else kids:
+                    if kid in members:
+                        continue
+                    fd = _open_pidfd(kid, parent)
+                    if fd is not None:
+                        members[kid] = fd
+                        stack.append(kid)
         return cls(root_pid, members)
 
     def merge(self, other: ProcessTree) -> None:
