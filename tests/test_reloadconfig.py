@@ -67,3 +67,33 @@ def test_reloadconfig_with_a_broken_file_keeps_running(circusd, e2e) -> None:
     assert "circus.ini" in answer["reason"]
     assert daemon.pids("keep") == keep
     assert daemon.call("status")["status"] == "ok"
+
+
+def test_changed_socket_is_rebound_and_its_watchers_recreated(circusd, e2e) -> None:
+    def config(backlog: int) -> str:
+        return f"""
+[socket:web]
+host = 127.0.0.1
+port = 0
+backlog = {backlog}
+
+[watcher:server]
+cmd = {SLEEP} $(circus.sockets.web)
+use_sockets = true
+graceful_timeout = 5
+
+[watcher:bystander]
+cmd = {SLEEP}
+graceful_timeout = 5
+"""
+
+    daemon = circusd(config(16))
+    e2e.wait(lambda: daemon.pids("server") and daemon.pids("bystander"))
+    server, bystander = daemon.pids("server"), daemon.pids("bystander")
+    [before] = daemon.call("listsockets")["sockets"]
+    daemon.write(config(32))
+    assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
+    [after] = daemon.call("listsockets")["sockets"]
+    assert after["backlog"] == 32 and before["backlog"] == 16
+    e2e.wait(lambda: daemon.pids("server") and not set(daemon.pids("server")) & set(server))
+    assert daemon.pids("bystander") == bystander

@@ -38,84 +38,66 @@ def load(path: str) -> Any:
 
 async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
     """Re-read ``arbiter.config_file`` and apply it (everything re-created with ``force``)."""
+    from .config import CircusConfig, DaemonConfig, diff_configs
+
     assert arbiter.config_file is not None
     new = load(arbiter.config_file)
     old = arbiter._loaded_config
-    if old is not None and old.circus != new.circus:
+    if old is None:
+        old = CircusConfig(path=arbiter.config_file, circus=DaemonConfig())
+    diff = diff_configs(old, new)
+    if diff.circus_changed:
         log.warning(
-            "[circus] changed in %s: endpoints are kept until circusd restarts", arbiter.config_file
+            "[circus] changed in %s: endpoints are kept until circusd restarts",
+            arbiter.config_file,
         )
     arbiter.check_delay = new.circus.check_delay
     arbiter.warmup_delay = new.circus.warmup_delay
 
-    old_socks = {s.name: s for s in old.sockets} if old is not None else {}
-    new_socks = {s.name: s for s in new.sockets}
-    changed_socks = {n for n in old_socks.keys() & new_socks.keys() if old_socks[n] != new_socks[n]}
-    if force:
-        changed_socks = set(old_socks.keys() & new_socks.keys())
-
-    old_w = {w.name.lower(): w for w in old.watchers} if old is not None else {}
-    new_w = {w.name.lower(): w for w in new.watchers}
+    w = diff.watchers
+    resized = set() if force else set(diff.resized)
+    recreate = [n for n in (*w.changed, *(w.unchanged if force else ())) if n not in resized]
+    # A watcher of the file that is not running (removed by `rm`) is simply created again.
+    recreate += [n for n in w.unchanged if not force and arbiter.table.find(n) is None]
 
     # Stop what goes away or changes, before touching the sockets it may use.
-    recreate: list[Any] = []
-    resize: list[Any] = []
-    for key, cfg in old_w.items():
-        current = arbiter.table.find(key)
-        target = new_w.get(key)
-        if current is None:
-            if target is not None:
-                recreate.append(target)
-            continue
-        if target is None:
+    for name in (*w.removed, *recreate):
+        current = arbiter.table.find(name)
+        if current is not None:
             await arbiter.rm_watcher(current)
-            continue
-        uses_changed = bool(target.sockets & changed_socks)
-        if not force and not uses_changed and cfg == target:
-            continue
-        if not force and not uses_changed and _only_numprocesses(cfg, target):
-            resize.append((current, int(target.options.get("numprocesses", 1))))
-            continue
-        await arbiter.rm_watcher(current)
-        recreate.append(target)
 
-    for name in old_socks.keys() - new_socks.keys():
+    s = diff.sockets
+    rebind = [*s.changed, *(s.unchanged if force else ())]
+    for name in (*s.removed, *rebind):
         arbiter.socket_set.remove(name)
-    for name in changed_socks:
-        arbiter.socket_set.remove(name)
-        arbiter.socket_set.add(new_socks[name].kwargs)
-    for name in new_socks.keys() - old_socks.keys():
-        if name not in arbiter.socket_set:
-            arbiter.socket_set.add(new_socks[name].kwargs)
+    for name in (*rebind, *s.added):
+        arbiter.socket_set.add(new.socket(name).kwargs)
     for watcher in arbiter.table.ordered():
         arbiter.socket_set.attach(watcher)
 
-    for key, cfg in new_w.items():
-        if key not in old_w and arbiter.table.find(key) is None:
-            recreate.append(cfg)
-    recreate.sort(key=lambda c: (-c.priority, c.name.lower()))
-    for cfg in recreate:
+    configs = [new.watcher(n) for n in (*w.added, *recreate)]
+    configs.sort(key=lambda c: (-c.priority, c.name.lower()))
+    for cfg in configs:
+        current = arbiter.table.find(cfg.name)
+        if current is not None:  # a watcher added at run time under that name
+            await arbiter.rm_watcher(current)
         kwargs = cfg.kwargs
         watcher = arbiter.create_watcher(kwargs.pop("name"), kwargs.pop("cmd"), **kwargs)
         if cfg.autostart:
             await arbiter.start_watcher(watcher)
-    for watcher, count in resize:
-        async with arbiter.table.locked(watcher):
-            await watcher.set_numprocesses(count)
+    for name in resized:
+        current = arbiter.table.find(name)
+        if current is not None:
+            async with arbiter.table.locked(current):
+                await current.set_numprocesses(int(new.watcher(name).options["numprocesses"]))
 
-    if arbiter._plugins is not None or new.plugins:
-        old_p = {p.name: p for p in old.plugins} if old is not None else {}
-        new_p = {p.name: p for p in new.plugins if p.active}
-        await arbiter.apply_plugins(
-            {n: plugin_spec(p) for n, p in new_p.items() if force or old_p.get(n) != p},
-            removed=[n for n in old_p if n not in new_p],
-        )
+    p = diff.plugins
+    restart = [*p.added, *p.changed, *(p.unchanged if force else ())]
+    if restart or p.removed:
+        specs = {}
+        for plugin in new.plugins:
+            if plugin.name in restart and plugin.active:
+                specs[plugin.name] = plugin_spec(plugin)
+        inactive = [pl.name for pl in new.plugins if pl.name in restart and not pl.active]
+        await arbiter.apply_plugins(specs, removed=[*p.removed, *inactive])
     arbiter._loaded_config = new
-
-
-def _only_numprocesses(old: Any, new: Any) -> bool:
-    a = dict(old.options)
-    b = dict(new.options)
-    a.pop("numprocesses", None)
-    b.pop("numprocesses", None)
-    return a == b and old.sockets == new.sockets
