@@ -21,8 +21,8 @@ def nothing_left_behind():
     before_fds = open_fds()
     before_children = {p.pid for p in me.children()}
     yield
-    # listdir itself held one fd during the first snapshot: compare sets loosely on it.
-    assert open_fds() - before_fds <= {max(before_fds | open_fds())} - before_fds
+    # Both listings include listdir's own fd, at the same (lowest free) number.
+    assert open_fds() == before_fds
     assert {p.pid for p in me.children()} == before_children
 
 

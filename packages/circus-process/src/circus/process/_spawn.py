@@ -247,17 +247,20 @@ def launch(plan: SpawnPlan) -> Launched:
         else:
             stdin = None
         stdout: int | None = None
-        if plan.close_child_stdout:
-            stdout = subprocess.DEVNULL
-        elif plan.pipe_stdout:
-            out_r, stdout = _open_pipe()
-            to_close.append(stdout)
         stderr: int | None = None
-        if plan.close_child_stderr:
-            stderr = subprocess.DEVNULL
-        elif plan.pipe_stderr:
-            err_r, stderr = _open_pipe()
-            to_close.append(stderr)
+        try:
+            if plan.close_child_stdout:
+                stdout = subprocess.DEVNULL
+            elif plan.pipe_stdout:
+                out_r, stdout = _open_pipe()
+                to_close.append(stdout)
+            if plan.close_child_stderr:
+                stderr = subprocess.DEVNULL
+            elif plan.pipe_stderr:
+                err_r, stderr = _open_pipe()
+                to_close.append(stderr)
+        except OSError as exc:  # EMFILE/ENFILE: out of descriptors
+            raise SpawnError("pipe_stdout", True, exc.strerror or str(exc)) from None
         ident = plan.identity
         kwargs: dict[str, Any] = {}
         if plan.rlimits:
