@@ -180,3 +180,34 @@ restart_on_error = sleeper
     )
     e2e.wait(lambda: daemon.pids("sleeper"))
     _replaced(daemon, e2e, "sleeper")
+
+
+def test_full_stats_sends_gauges(circusd, e2e) -> None:
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(0.2)
+    try:
+        circusd(
+            f"""
+{_sleeper()}
+[plugin:fullstats]
+use = circus.plugins.statsd.FullStats
+host = 127.0.0.1
+port = {collector.getsockname()[1]}
+loop_rate = 0.2
+"""
+        )
+        received: list[str] = []
+
+        def gauged() -> bool:
+            try:
+                while True:
+                    received.append(collector.recv(512).decode())
+            except TimeoutError:
+                pass
+            return any(m.startswith("circus.app.watcher._stats.sleeper.cpu_sum:") for m in received)
+
+        e2e.wait(gauged, 20, "a statsd gauge")
+        assert any(m.endswith("|g") for m in received)
+    finally:
+        collector.close()

@@ -95,7 +95,8 @@ class Arbiter:
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
         self.statsd = statsd
-        self.stats_endpoint = stats_endpoint
+        # as upstream's get_arbiter: statsd on without an endpoint uses the default one
+        self.stats_endpoint = stats_endpoint or ("tcp://127.0.0.1:5557" if statsd else None)
         self.stats_interval = stats_interval
         self.multicast_endpoint = multicast_endpoint or ""
         self.warmup_delay = warmup_delay
@@ -226,6 +227,8 @@ class Arbiter:
             await self._shutdown()
             raise
         self.controller.start()
+        if self.httpd:
+            log.warning("httpd = true: circushttpd (circus-web) is not supported; ignored")
         log.info("Arbiter now waiting for commands on %s", self.endpoint)
         if self.plugin_specs:
             from .plugins._host import PluginHost
