@@ -1,0 +1,369 @@
+"""circushttpd's HTTP API, websocket and /metrics against a fake daemon (real sockets).
+
+The "daemon" is :class:`circus.ctl.testing.FakeDaemon` (a real ROUTER) plus a real PUB
+socket, so these tests need no circusd; tests/web/ drives a real one from a browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("tornado", reason="the dashboard needs the web extra")
+pytest.importorskip("prometheus_client", reason="the dashboard needs the web extra")
+
+from circus.ctl import protocol  # noqa: E402
+from circus.ctl.testing import FakeDaemon, Publisher  # noqa: E402
+from circus.ctl.web import Dashboard  # noqa: E402
+from circus.ctl.web.testing import serve  # noqa: E402
+from tornado.httpclient import HTTPRequest, HTTPResponse  # noqa: E402
+from tornado.simple_httpclient import SimpleAsyncHTTPClient  # noqa: E402
+from tornado.websocket import WebSocketClientConnection, websocket_connect  # noqa: E402
+
+INFO = {"cpu": 1.5, "mem": 0.1, "mem_info1": "4.00M", "age": 2.0, "cmdline": "python3"}
+
+
+def daemon_replies(pubsub: str) -> dict[str, Any]:
+    """Answers of a daemon running ``web`` with a process count that incr/decr change."""
+    pids = [1001, 1002]
+
+    def stats(request: dict[str, Any]) -> dict[str, Any]:
+        table = {str(pid): {**INFO, "pid": pid, "wid": i + 1} for i, pid in enumerate(pids)}
+        return {"infos": {"web": table}}
+
+    def incr(request: dict[str, Any]) -> dict[str, Any]:
+        pids.append(pids[-1] + 1)
+        return {"numprocesses": len(pids)}
+
+    return {
+        "status": {"statuses": {"web": "active"}},
+        "stats": stats,
+        "dstats": {"info": {**INFO, "pid": 999}},
+        "globaloptions": {"options": {"pubsub_endpoint": pubsub, "endpoint": "x"}},
+        "logs": {"logs": [protocol.logs_answer_entry("web", 1001, "stdout", "booted\n", 1.0)]},
+        "incr": incr,
+        "stop": {"status": "error", "reason": "arbiter is already stopping", "errno": 5},
+    }
+
+
+class Env:
+    """A fake daemon and its publisher, the dashboard served for them, an HTTP client."""
+
+    def __init__(
+        self, tmp_path: Path, token: str | None = None, more: tuple[str, ...] = ()
+    ) -> None:
+        self.endpoint = f"ipc://{tmp_path}/ctrl.sock"
+        self.pubsub = f"ipc://{tmp_path}/pub.sock"
+        self.publisher = Publisher(self.pubsub)
+        self.daemon = FakeDaemon(self.endpoint, daemon_replies(self.pubsub))
+        from circus.ctl.web._auth import AuthPolicy
+
+        self.dashboard = Dashboard(
+            [self.endpoint, *more], interval=0.2, timeout=0.5, auth=AuthPolicy(token)
+        )
+        self.http = SimpleAsyncHTTPClient(force_instance=True)
+        self.url = ""
+
+    def close(self) -> None:
+        self.http.close()
+        self.daemon.close()
+        self.publisher.close()
+
+    async def fetch(self, path: str, **kwargs: Any) -> HTTPResponse:
+        kwargs.setdefault("raise_error", False)
+        kwargs.setdefault("follow_redirects", False)
+        return await self.http.fetch(self.url + path, **kwargs)
+
+    async def state(self) -> dict[str, Any]:
+        response = await self.fetch("/api/state")
+        assert response.code == 200, response.body
+        return json.loads(response.body)["daemons"][0]
+
+    async def ws(self, headers: dict[str, str] | None = None) -> WebSocketClientConnection:
+        url = self.url.replace("http://", "ws://") + "/ws"
+        return await websocket_connect(HTTPRequest(url, headers=headers))
+
+
+def run(
+    tmp_path: Path,
+    scenario: Callable[[Env], Awaitable[None]],
+    token: str | None = None,
+    more: tuple[str, ...] = (),
+) -> None:
+    """Run ``scenario(env)`` on a fresh loop with the dashboard served; clean up after."""
+
+    async def main() -> None:
+        env = Env(tmp_path, token, more)
+        try:
+            async with serve(env.dashboard) as url:
+                env.url = url
+                await asyncio.wait_for(scenario(env), 30)
+        finally:
+            env.close()
+
+    asyncio.run(main())
+
+
+async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10) -> Any:  # noqa: ASYNC109
+    """Await ``check()`` until truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def next_of(ws: WebSocketClientConnection, kind: str, timeout: float = 10) -> dict:  # noqa: ASYNC109
+    """Read websocket messages until one of type ``kind``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = await asyncio.wait_for(ws.read_message(), max(0.1, deadline - time.monotonic()))
+        assert text is not None, "websocket closed"
+        message = json.loads(text)
+        if message["type"] == kind:
+            return message
+
+
+def test_state_api_shows_the_daemons_watchers(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        async def connected() -> Any:
+            state = await env.state()
+            return state if state["connected"] else None
+
+        state = await until(connected, "the dashboard to reach the daemon")
+        (web,) = state["watchers"]
+        assert web["name"] == "web" and web["status"] == "active"
+        assert web["numprocesses"] == 2 and web["cpu"] == 3.0
+        assert [p["pid"] for p in web["processes"]] == [1001, 1002]
+        assert state["circusd"]["pid"] == 999
+        page = await env.fetch("/")
+        assert page.code == 200 and b"<title>Circus dashboard</title>" in page.body
+        script = await env.fetch("/static/app.js")
+        assert script.code == 200 and b"WebSocket" in script.body
+
+    run(tmp_path, scenario)
+
+
+def test_metrics_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        async def scraped() -> str | None:
+            response = await env.fetch("/metrics")
+            assert response.code == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            text = response.body.decode()
+            return text if "circus_process_cpu_percent{" in text else None
+
+        text = await until(scraped, "process metrics")
+        endpoint = env.endpoint
+        assert f'circus_daemon_up{{endpoint="{endpoint}"}} 1.0' in text
+        assert f'circus_watcher_processes{{endpoint="{endpoint}",watcher="web"}} 2.0' in text
+        assert f'circus_watcher_memory_bytes{{endpoint="{endpoint}",watcher="web"}}' in text
+        assert (
+            f'circus_process_memory_bytes{{endpoint="{endpoint}",pid="1001",watcher="web",'
+            f'wid="1"}} 4.194304e+06' in text
+        )
+
+    run(tmp_path, scenario)
+
+
+def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        ws = await env.ws()
+        try:
+            hello = await next_of(ws, "hello")
+            assert hello["daemons"] == [{"index": 0, "endpoint": env.endpoint}]
+            snapshot = await until(
+                lambda: _connected_snapshot(ws), "a connected snapshot on the websocket"
+            )
+            assert snapshot["watchers"][0]["numprocesses"] == 2
+            # Publish until the subscription has reached the PUB socket (slow joiner).
+            event = {"process_pid": 1003, "time": 5.0}
+
+            async def relayed() -> dict | None:
+                env.publisher.publish("watcher.web.spawn", event)
+                try:
+                    return await next_of(ws, "event", timeout=0.3)
+                except TimeoutError:
+                    return None
+
+            message = await until(relayed, "the event on the websocket")
+            assert message["topic"] == "watcher.web.spawn" and message["payload"] == event
+            assert message["watcher"] == "web" and message["event"] == "spawn"
+            env.publisher.send(protocol.output_message("web", 1001, "stderr", "oops\n", 6.0))
+            output = await next_of(ws, "output")
+            assert output["data"] == "oops\n" and output["stream"] == "stderr"
+            assert output["watcher"] == "web" and output["pid"] == 1001
+
+            ws.write_message(
+                json.dumps(
+                    {
+                        "type": "call",
+                        "id": 7,
+                        "daemon": 0,
+                        "command": "incr",
+                        "properties": {"name": "web"},
+                    }
+                )
+            )
+            answer = await next_of(ws, "answer")
+            assert answer["id"] == 7 and answer["ok"] is True
+            assert answer["answer"]["numprocesses"] == 3
+            incr = env.daemon.last("incr")["properties"]
+            assert incr == {"name": "web", "waiting": True}
+            snapshot = await until(
+                lambda: _snapshot_with(ws, 3), "the incremented count on the websocket"
+            )
+            assert snapshot["watchers"][0]["numprocesses"] == 3
+
+            ws.write_message(
+                json.dumps(
+                    {
+                        "type": "call",
+                        "id": 8,
+                        "daemon": 0,
+                        "command": "stop",
+                        "properties": {"name": "web"},
+                    }
+                )
+            )
+            answer = await next_of(ws, "answer")
+            assert answer == {
+                "type": "answer",
+                "id": 8,
+                "command": "stop",
+                "ok": False,
+                "error": "arbiter is already stopping",
+                "errno": 5,
+            }
+            ws.write_message(json.dumps({"type": "call", "id": 9, "daemon": 0, "command": "quit"}))
+            answer = await next_of(ws, "answer")
+            assert answer["id"] == 9 and not answer["ok"] and "does not relay" in answer["error"]
+            ws.write_message("{not json")
+            answer = await next_of(ws, "answer")
+            assert not answer["ok"] and answer["error"] == "not JSON"
+        finally:
+            ws.close()
+
+    run(tmp_path, scenario)
+
+
+async def _connected_snapshot(ws: WebSocketClientConnection) -> dict | None:
+    message = await next_of(ws, "snapshot")
+    return message if message["connected"] and message["watchers"] else None
+
+
+async def _snapshot_with(ws: WebSocketClientConnection, count: int) -> dict | None:
+    message = await next_of(ws, "snapshot")
+    return message if message["watchers"][0]["numprocesses"] == count else None
+
+
+def test_websocket_backlog_carries_recent_output(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        ws = await env.ws()
+        try:
+            backlog = await next_of(ws, "backlog")
+            assert [line["data"] for line in backlog["logs"]] == ["booted\n"]
+        finally:
+            ws.close()
+
+    run(tmp_path, scenario)
+
+
+async def _is_connected(env: Env) -> bool:
+    return bool((await env.state())["connected"])
+
+
+def test_http_call_relays_actions_and_refuses_bad_requests(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        json_headers = {"Content-Type": "application/json"}
+
+        async def post(path: str, body: Any, headers: dict[str, str] = json_headers):
+            response = await env.fetch(path, method="POST", body=json.dumps(body), headers=headers)
+            return response.code, json.loads(response.body)
+
+        code, body = await post(
+            "/api/daemons/0/call", {"command": "incr", "properties": {"name": "web"}}
+        )
+        assert code == 200 and body["ok"] and body["answer"]["numprocesses"] == 3
+        code, body = await post(
+            "/api/daemons/0/call", {"command": "stop", "properties": {"name": "web"}}
+        )
+        assert (code, body["error"], body["errno"]) == (409, "arbiter is already stopping", 5)
+        code, body = await post("/api/daemons/3/call", {"command": "incr"})
+        assert code == 404 and "no daemon number 3" in body["error"]
+        code, body = await post("/api/daemons/0/call", {"command": "quit"})
+        assert code == 400 and "does not relay 'quit'" in body["error"]
+        code, body = await post("/api/daemons/0/call", {"command": "incr", "properties": [1]})
+        assert code == 400
+        code, body = await post(
+            "/api/daemons/0/call", {"command": "incr"}, {"Content-Type": "text/plain"}
+        )
+        assert code == 415
+        code, body = await post(
+            "/api/daemons/0/call",
+            {"command": "incr"},
+            {**json_headers, "Origin": "http://evil.example"},
+        )
+        assert code == 403 and "cross-origin" in body["error"]
+        assert env.daemon.commands().count("incr") == 1
+
+    run(tmp_path, scenario)
+
+
+def test_a_daemon_that_goes_away_shows_disconnected_then_comes_back(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        env.daemon.close()
+
+        async def disconnected() -> Any:
+            state = await env.state()
+            return state if not state["connected"] else None
+
+        state = await until(disconnected, "the daemon to show as disconnected")
+        assert state["error"]
+        response = await env.fetch(
+            "/api/daemons/0/call",
+            method="POST",
+            body=json.dumps({"command": "incr", "properties": {"name": "web"}}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.code == 503 and b"disconnected" in response.body
+        metrics = (await env.fetch("/metrics")).body.decode()
+        assert f'circus_daemon_up{{endpoint="{env.endpoint}"}} 0.0' in metrics
+        # The same endpoint comes back: picked up again without restarting circushttpd.
+        env.daemon = FakeDaemon(env.endpoint, daemon_replies(env.pubsub))
+        await until(lambda: _is_connected(env), "the daemon to be picked up again")
+
+    run(tmp_path, scenario)
+
+
+def test_several_endpoints_show_side_by_side(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        async def both() -> Any:
+            response = await env.fetch("/api/state")
+            daemons = json.loads(response.body)["daemons"]
+            return daemons if len(daemons) == 2 and daemons[0]["connected"] else None
+
+        daemons = await until(both, "two daemons")
+        assert [d["endpoint"] for d in daemons] == [env.endpoint, f"ipc://{tmp_path}/none"]
+        assert daemons[0]["watchers"][0]["name"] == "web"
+        await until(lambda: _second_disconnected(env), "the absent daemon to show an error")
+
+    run(tmp_path, scenario, more=(f"ipc://{tmp_path}/none",))
+
+
+async def _second_disconnected(env: Env) -> bool:
+    response = await env.fetch("/api/state")
+    second = json.loads(response.body)["daemons"][1]
+    return not second["connected"] and bool(second["error"])
