@@ -327,7 +327,10 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
 
     async def restart(self) -> dict[str, list[int]]:
         """Stop then start; returns ``{"stopped", "started", "kept"}``."""
+        self._generation += 1
         async with self._get_lock():
+            self._flapping.clear()
+            self._policy.reset()
             stopped = await self._stop()
             info = await self._start()
         return {"stopped": stopped, **info}
