@@ -114,3 +114,37 @@ def test_output_hub_splits_and_buffers_lines() -> None:
     assert [e["data"] for e in hub.lines(["w"], 1)] == ["x"]
     hub.forget("w")
     assert hub.lines(["w"], 10) == []
+
+
+def test_publisher_sends_only_what_is_subscribed(tmp_path) -> None:
+    import time
+
+    from circus.arbiter._publisher import Publisher
+
+    endpoint = f"ipc://{tmp_path}/xpub"
+    ctx = zmq.Context()
+    pub = Publisher(ctx, endpoint)
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    try:
+        assert not pub.wanted(b"output.w.stdout")
+        sub.subscribe(b"output.w.")
+        sub.connect(endpoint)
+        deadline = time.monotonic() + 5
+        while not pub.wanted(b"output.w.stdout"):
+            assert time.monotonic() < deadline, "subscription never seen"
+            time.sleep(0.01)
+        assert not pub.wanted(b"watcher.w.spawn")
+        assert pub.anyone_under(b"output.") and not pub.anyone_under(b"stat.")
+        pub.publish("output.w.stdout", {"data": "x\n"})
+        assert sub.poll(5000)
+        assert sub.recv_multipart() == [b"output.w.stdout", b'{"data": "x\\n"}']
+        sub.unsubscribe(b"output.w.")
+        deadline = time.monotonic() + 5
+        while pub.wanted(b"output.w.stdout"):
+            assert time.monotonic() < deadline, "unsubscription never seen"
+            time.sleep(0.01)
+    finally:
+        sub.close()
+        pub.close()
+        ctx.term()

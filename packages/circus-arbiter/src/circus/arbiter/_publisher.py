@@ -1,4 +1,10 @@
-"""The pub/sub channel: a PUB socket publishing ``[topic, json]`` frames (spec/protocol.md §2)."""
+"""The pub/sub channel: ``[topic, json]`` frames on an XPUB socket (spec/protocol.md §2).
+
+Subscribers see a plain PUB socket. XPUB lets us know which topic prefixes anybody subscribed
+to, so a message nobody wants (most output lines, usually) is not even serialised. The
+subscription notices are read without any reader task: :meth:`Publisher.publish` drains them
+(non-blocking) before deciding, so nothing runs while nothing is published.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +23,12 @@ log = logging.getLogger("circus.arbiter")
 
 
 class Publisher:
-    """A PUB socket; :meth:`publish` never blocks (ZeroMQ drops for slow subscribers)."""
+    """Publishes events; :meth:`publish` never blocks (ZeroMQ drops for slow subscribers)."""
 
     def __init__(self, context: zmq.Context, endpoint: str, owner: str | None = None) -> None:
         self.endpoint = endpoint
-        self._socket: zmq.Socket | None = context.socket(zmq.PUB)
+        self._prefixes: set[bytes] = set()
+        self._socket: zmq.Socket | None = context.socket(zmq.XPUB)
         self._socket.linger = 0
         try:
             bind_endpoint(self._socket, endpoint, owner)
@@ -30,20 +37,52 @@ class Publisher:
             self._socket = None
             raise
 
-    def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
-        """Send one event; silently nothing once closed."""
+    def _drain_subscriptions(self) -> None:
+        sock = self._socket
+        assert sock is not None
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                notice = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:  # pragma: no cover - EVENTS said otherwise
+                return
+            if not notice:
+                continue
+            # 1 = subscribe, 0 = unsubscribe (the last subscriber of that prefix left)
+            if notice[0] == 1:
+                self._prefixes.add(notice[1:])
+            elif notice[0] == 0:
+                self._prefixes.discard(notice[1:])
+
+    def wanted(self, topic: bytes) -> bool:
+        """Whether any subscriber's prefix matches ``topic``."""
         if self._socket is None:
+            return False
+        self._drain_subscriptions()
+        return any(topic.startswith(prefix) for prefix in self._prefixes)
+
+    def anyone_under(self, prefix: bytes) -> bool:
+        """Whether any subscription could match a topic starting with ``prefix``."""
+        if self._socket is None:
+            return False
+        self._drain_subscriptions()
+        return any(prefix.startswith(p) or p.startswith(prefix) for p in self._prefixes)
+
+    def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
+        """Send one message if anybody subscribed to it; silently nothing once closed."""
+        raw_topic = topic.encode()
+        if not self.wanted(raw_topic):
             return
+        assert self._socket is not None
         data = json.dumps(payload, default=str).encode()
         try:
-            self._socket.send_multipart([topic.encode(), data], flags=zmq.NOBLOCK)
-        except zmq.Again:  # pragma: no cover - PUB drops rather than blocks
+            self._socket.send_multipart([raw_topic, data], flags=zmq.NOBLOCK)
+        except zmq.Again:  # pragma: no cover - PUB-like sockets drop rather than block
             pass
         except zmq.ZMQError as exc:  # pragma: no cover
             log.warning("cannot publish %s: %s", topic, exc)
 
     def close(self) -> None:
-        """Close the socket (idempotent)."""
+        """Close the socket (idempotent) and remove its ipc file."""
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None

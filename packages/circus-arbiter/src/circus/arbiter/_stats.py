@@ -120,6 +120,8 @@ class StatsPublisher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            if not self._pub.anyone_under(b"stat."):
+                continue  # nobody listens: no psutil work
             try:
                 messages = await asyncio.to_thread(collect, snapshot(self.arbiter))
             except Exception:  # a vanished process must not end the stats stream
