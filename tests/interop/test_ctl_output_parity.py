@@ -136,3 +136,35 @@ def test_set_env_crashes_upstream_but_not_ours(
     assert theirs.returncode != 0 and "Traceback" in theirs.stderr and their_request == {}
     assert ours.returncode == 0
     assert our_request["properties"]["options"] == {"env": {"A": "1", "B": "2"}}
+
+
+EMPTY = {
+    "list": {"pids": []},
+    "status": {"statuses": {}},
+    "stats": {"infos": {}},
+    "options": {"options": {}},
+    "listsockets": {"sockets": []},
+    "globaloptions": {"options": {}},
+    "get": {"options": {"env": {}, "args": ["a", "b"], "hooks": {"x": "y"}, "uid": None}},
+}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("list", "x"),
+        ("status",),
+        ("stats",),
+        ("options", "x"),
+        ("listsockets",),
+        ("globaloptions",),
+        ("get", "x", "env", "args", "hooks", "uid"),
+    ],
+)
+def test_empty_and_odd_answers_print_the_same(
+    upstream_circus: UpstreamCircus, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    with FakeDaemon(f"ipc://{tmp_path / 'e.sock'}", EMPTY) as fake:
+        theirs, ours, _, _ = both(upstream_circus, fake, *args)
+    assert (theirs.returncode, ours.returncode) == (0, 0)
+    assert ours.stdout == theirs.stdout

@@ -66,9 +66,8 @@ class Context:
             self.client = None
 
     def out(self, text: str) -> None:
-        """Write a line (or several) to stdout."""
-        if text:
-            print(text, file=self.stdout, flush=True)
+        """Write a line (or several) to stdout; an empty text prints an empty line, as 0.19."""
+        print(text, file=self.stdout, flush=True)
 
     def err(self, text: str) -> None:
         """Write a line (or several) to stderr."""
