@@ -1,0 +1,147 @@
+"""The dashboard in a real headless Chromium, against a real circusd.
+
+Debian's chromium driven by Playwright (``executable_path``; no browser download). .ci/run
+installs chromium when it is missing; these tests skip, saying why, only if it is still absent.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("tornado", reason="the dashboard needs circus-ctl's web extra")
+pytest.importorskip("playwright", reason="the browser tests need playwright (dev group)")
+
+from circus.ctl.web.testing import Circushttpd, chromium_page, chromium_path  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None,
+    reason="chromium is not installed and could not be (.ci/run installs it with apt-get)",
+)
+
+CIRCUSCTL = str(Path(sys.executable).with_name("circusctl"))
+
+CHILD = """\
+import sys, time
+print(f"hello from wid {sys.argv[1]}", flush=True)
+while True:
+    sum(i * i for i in range(20000))  # a little CPU so the charts move
+    time.sleep(0.05)
+"""
+
+
+def config(tmp_path: Path) -> str:
+    (tmp_path / "child.py").write_text(CHILD)
+    return f"""
+[watcher:greeter]
+cmd = {sys.executable} -u child.py $(circus.wid)
+numprocesses = 1
+graceful_timeout = 2
+
+[watcher:idle]
+cmd = {sys.executable} -c "import time; time.sleep(300)"
+autostart = false
+"""
+
+
+@pytest.fixture
+def stack(tmp_path: Path, circusd: Callable[..., Any]) -> Iterator[tuple[Any, Circushttpd]]:
+    """A circusd with two watchers and a circushttpd watching it."""
+    daemon = circusd(config(tmp_path))
+    with Circushttpd("--endpoint", daemon.endpoint, "--interval", "0.5", "--timeout", "1") as httpd:
+        yield daemon, httpd
+
+
+def watcher_row(page: Page, name: str) -> Any:
+    return page.locator(f'.daemon[data-daemon="0"] tr.watcher[data-watcher="{name}"]')
+
+
+def test_page_shows_watchers_follows_incr_and_output(stack: tuple[Any, Circushttpd]) -> None:
+    daemon, httpd = stack
+    with chromium_page(httpd.url) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        greeter = watcher_row(page, "greeter")
+        expect(greeter.locator(".nprocs")).to_have_text("1", timeout=15_000)
+        expect(greeter.locator(".state")).to_have_text("active")
+        expect(watcher_row(page, "idle").locator(".state")).to_have_text("stopped")
+        expect(watcher_row(page, "idle").locator(".nprocs")).to_have_text("0")
+        expect(page.locator("#link-status")).to_have_text("live")
+        expect(page.locator(".daemon-head .state")).to_have_text("connected")
+        expect(page.locator("#logs")).to_contain_text("hello from wid 1", timeout=10_000)
+
+        # Someone else changes the daemon: the page follows live.
+        result = subprocess.run(
+            [CIRCUSCTL, "--endpoint", daemon.endpoint, "incr", "greeter", "--waiting"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        expect(greeter.locator(".nprocs")).to_have_text("2", timeout=10_000)
+        # The new child's first line arrives through the output topic.
+        expect(page.locator("#logs")).to_contain_text("hello from wid 2", timeout=10_000)
+        expect(page.locator("#events")).to_contain_text("watcher.greeter.spawn")
+
+        # The page's own button: confirmed by the daemon's answer.
+        greeter.locator('button[data-action="incr"]').click()
+        expect(page.locator(".toast.ok")).to_contain_text("numprocesses 3", timeout=10_000)
+        expect(greeter.locator(".nprocs")).to_have_text("3", timeout=10_000)
+        assert len(daemon.pids("greeter")) == 3
+
+        # The charts move: the CPU canvas has been drawn on.
+        greeter.locator("td.name").click()
+        expect(page.locator("tr.proc[data-pid]")).to_have_count(3)
+        drawn = page.evaluate(
+            """() => {
+                const c = document.querySelector('tr.watcher[data-watcher="greeter"] canvas.mem');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                return d.some((v, i) => i % 4 === 3 && v > 0);
+            }"""
+        )
+        assert drawn
+        assert not errors
+
+
+def test_errors_are_shown_not_swallowed(stack: tuple[Any, Circushttpd]) -> None:
+    daemon, httpd = stack
+    with chromium_page(httpd.url) as page:
+        idle = watcher_row(page, "idle")
+        expect(idle.locator(".nprocs")).to_have_text("0", timeout=15_000)
+        greeter = watcher_row(page, "greeter")
+        expect(greeter.locator(".nprocs")).to_have_text("1")
+        greeter.locator("td.name").click()
+        row = page.locator("tr.proc").first
+        row.locator("select").select_option("USR1")
+        # Make the signal fail: the process is gone by the time it is sent.
+        pid = int(row.get_attribute("data-pid") or 0)
+        daemon.call("rm", name="greeter", waiting=True)
+        row.locator('button[data-action="signal"]').click()
+        toast = page.locator(".toast.error")
+        expect(toast).to_contain_text(re.compile(r"signal greeter\[\d+\] failed: .+"))
+        assert pid > 0
+
+
+def test_a_daemon_that_goes_away_shows_disconnected_and_comes_back(
+    stack: tuple[Any, Circushttpd],
+) -> None:
+    daemon, httpd = stack
+    with chromium_page(httpd.url) as page:
+        head = page.locator('.daemon[data-daemon="0"] .daemon-head .state')
+        expect(head).to_have_text("connected", timeout=15_000)
+        daemon.stop()
+        expect(head).to_have_text("disconnected", timeout=15_000)
+        expect(page.locator(".daemon.disconnected")).to_have_count(1)
+        # An action on a gone daemon answers an error at once, the page does not hang.
+        watcher_row(page, "greeter").locator('button[data-action="incr"]').click()
+        expect(page.locator(".toast.error")).to_contain_text("disconnected", timeout=10_000)
+        daemon.start()
+        expect(head).to_have_text("connected", timeout=20_000)
+        expect(watcher_row(page, "greeter").locator(".nprocs")).to_have_text("1", timeout=10_000)
