@@ -122,7 +122,7 @@ class Arbiter:
         self.context = context if context is not None else zmq.asyncio.Context()
         self.controller: Controller | None = None
         self.publisher: Publisher | None = None
-        self.output = OutputHub(self._publish, keep=output_lines)
+        self.output = OutputHub(self._publish, keep=output_lines, wanted=self._wanted)
         self._stats: Any = None
         self._discovery: Any = None
         self._plugins: Any = None
@@ -350,6 +350,9 @@ class Arbiter:
         task.add_done_callback(cls._tasks.discard)
 
     # ------------------------------------------------------------------ events
+
+    def _wanted(self, topic: str) -> bool:
+        return self.publisher is not None and self.publisher.wanted(topic.encode())
 
     def _publish(self, topic: str, payload: Mapping[str, Any]) -> None:
         if self.publisher is not None:

@@ -2,11 +2,14 @@
 per-watcher in-memory ring buffer answered by the ``logs`` command (``circusctl logs -f``).
 
 Chunks arrive as the pipes deliver them; a line split across two chunks is buffered per
-(pid, stream) until its newline arrives, or flushed as is when the process is reaped.
+(pid, stream) until its newline arrives, or flushed as is when the process is reaped. Lines
+are kept raw (bytes) and turned into payload dicts only when somebody subscribed to their
+topic or asks ``logs``, so a chatty worker nobody watches costs little more than the split.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,14 +21,28 @@ __all__ = ["OutputHub"]
 # A line longer than this is published in pieces rather than buffered without bound.
 MAX_PARTIAL = 64 * 1024
 
+_Entry = tuple[float, int, str, bytes]  # time, pid, stream, line (newline included)
+
 
 class OutputHub:
-    """Splits output chunks into lines, publishes them and keeps the last ``keep`` per watcher."""
+    """Splits output chunks into lines, publishes them and keeps the last ``keep`` per watcher.
 
-    def __init__(self, publish: Callable[[str, dict[str, Any]], None], keep: int = 1000) -> None:
+    Args:
+        publish: ``publish(topic, payload)``.
+        keep: lines kept per watcher.
+        wanted: ``wanted(topic)``: does anybody subscribe to it (default: always).
+    """
+
+    def __init__(
+        self,
+        publish: Callable[[str, dict[str, Any]], None],
+        keep: int = 1000,
+        wanted: Callable[[str], bool] | None = None,
+    ) -> None:
         self._publish = publish
+        self._wanted = wanted or (lambda topic: True)
         self.keep = keep
-        self._rings: dict[str, deque[dict[str, Any]]] = {}
+        self._rings: dict[str, deque[_Entry]] = {}
         self._partial: dict[tuple[str, int, str], bytes] = {}
 
     def observer(self, watcher: str) -> Callable[[int, str, bytes], None]:
@@ -39,14 +56,14 @@ class OutputHub:
     def feed(self, watcher: str, pid: int, stream: str, data: bytes) -> None:
         """Take one chunk; emit every line it completes."""
         key = (watcher, pid, stream)
-        buf = self._partial.pop(key, b"") + data
+        pending = self._partial.pop(key, None)
+        buf = pending + data if pending else data
         end = buf.rfind(b"\n") + 1
         if end:
-            for line in buf[: end - 1].split(b"\n"):
-                self._emit(watcher, pid, stream, line + b"\n")
+            self._emit(watcher, pid, stream, buf[: end - 1].split(b"\n"), b"\n")
         rest = buf[end:]
         if len(rest) > MAX_PARTIAL:
-            self._emit(watcher, pid, stream, rest)
+            self._emit(watcher, pid, stream, [rest], b"")
         elif rest:
             self._partial[key] = rest
 
@@ -55,7 +72,7 @@ class OutputHub:
         for stream in ("stdout", "stderr"):
             rest = self._partial.pop((watcher, pid, stream), None)
             if rest:
-                self._emit(watcher, pid, stream, rest)
+                self._emit(watcher, pid, stream, [rest], b"")
 
     def forget(self, watcher: str) -> None:
         """Drop a removed watcher's buffer."""
@@ -65,18 +82,26 @@ class OutputHub:
 
     def lines(self, watchers: Iterable[str], count: int) -> list[dict[str, Any]]:
         """The last ``count`` lines of each given watcher, merged oldest first."""
-        merged: list[dict[str, Any]] = []
+        merged: list[tuple[_Entry, str]] = []
         for name in watchers:
             ring = self._rings.get(name)
-            if ring:
-                merged.extend(list(ring)[-count:] if count > 0 else [])
-        merged.sort(key=lambda entry: entry["time"])
-        return merged
+            if ring and count > 0:
+                merged.extend((entry, name) for entry in list(ring)[-count:])
+        merged.sort(key=lambda item: item[0][0])
+        return [
+            output_payload(name, pid, stream, line, when)
+            for (when, pid, stream, line), name in merged
+        ]
 
-    def _emit(self, watcher: str, pid: int, stream: str, line: bytes) -> None:
-        entry = output_payload(watcher, pid, stream, line)
+    def _emit(self, watcher: str, pid: int, stream: str, lines: list[bytes], ending: bytes) -> None:
         ring = self._rings.get(watcher)
         if ring is None:
             ring = self._rings[watcher] = deque(maxlen=self.keep)
-        ring.append(entry)
-        self._publish(output_topic(watcher, stream), entry)
+        now = time.time()
+        topic = output_topic(watcher, stream)
+        if self._wanted(topic):
+            for line in lines:
+                ring.append((now, pid, stream, line + ending))
+                self._publish(topic, output_payload(watcher, pid, stream, line + ending, now))
+        else:
+            ring.extend((now, pid, stream, line + ending) for line in lines[-self.keep :])
