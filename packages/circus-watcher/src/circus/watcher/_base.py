@@ -104,6 +104,26 @@ class WatcherBase:
     def _find(self, pid: int) -> ProcessLike:
         raise NotImplementedError
 
+    async def _start(self) -> dict[str, list[int]]:
+        raise NotImplementedError
+
+    def _emit_reap(self, proc: ProcessLike) -> None:
+        raise NotImplementedError
+
+    async def _reap_with_hooks(self, proc: ProcessLike) -> None:
+        raise NotImplementedError
+
+    def _arm_on_demand(self) -> None:
+        raise NotImplementedError
+
+    def _disarm_on_demand(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def on_demand(self) -> bool:
+        """Start only when one of ``sockets`` becomes readable."""
+        return bool(self._opts["on_demand"])
+
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         self._events.emit(event, payload)
 

@@ -118,7 +118,8 @@ def _rlimit_name(name: Any) -> str:
 def _rlimit_value(value: Any) -> int | None:
     if value is None or value == "" or value == -1:
         return None
-    return _nonneg(cv.to_int)(value)
+    result: int = _nonneg(cv.to_int)(value)
+    return result
 
 
 def to_stream_conf(value: Any) -> Any:

@@ -8,12 +8,12 @@ is visible in one place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._errors import WatcherError
 
 if TYPE_CHECKING:
-    from ._watcher import Watcher
+    from ._base import WatcherBase
 
 
 class ProcessLike(Protocol):
@@ -42,7 +42,7 @@ class ProcessLike(Protocol):
 
 
 #: ``factory(watcher, wid)`` returning a spawned process; the default builds a ``Process``.
-ProcessFactory = Callable[["Watcher", int], ProcessLike]
+ProcessFactory = Callable[["WatcherBase", int], ProcessLike]
 
 
 def socket_fd(sock: Any) -> int:
@@ -50,7 +50,7 @@ def socket_fd(sock: Any) -> int:
     return sock if isinstance(sock, int) else int(sock.fileno())
 
 
-def make_process(watcher: Watcher, wid: int) -> ProcessLike:
+def make_process(watcher: WatcherBase, wid: int) -> ProcessLike:
     """Spawn one ``circus.process.Process`` for ``watcher`` with worker id ``wid``.
 
     Raises:
@@ -72,30 +72,33 @@ def make_process(watcher: Watcher, wid: int) -> ProcessLike:
         stdin_fd = socket_fd(sock)
     sockets = {name: socket_fd(sock) for name, sock in watcher.sockets.items()}
     pipe_stdout, pipe_stderr = watcher._output.pipes()
-    return Process(  # type: ignore[no-any-return]
-        watcher.name,
-        wid,
-        o["cmd"],
-        args=o["args"],
-        working_dir=o["working_dir"],
-        shell=o["shell"],
-        uid=o["uid"],
-        gid=o["gid"],
-        env=watcher._child_env(),
-        rlimits=o["rlimits"] or None,
-        executable=o["executable"],
-        use_fds=o["use_sockets"],
-        watcher=watcher,
-        spawn=True,
-        pipe_stdout=pipe_stdout,
-        pipe_stderr=pipe_stderr,
-        close_child_stdin=o["close_child_stdin"],
-        close_child_stdout=o["close_child_stdout"],
-        close_child_stderr=o["close_child_stderr"],
-        umask=o["umask"],
-        shell_args=o["shell_args"],
-        sockets=sockets,
-        stdin_fd=stdin_fd,
-        template_vars=watcher._template_vars(),
-        copy_env=False,
+    return cast(
+        ProcessLike,
+        Process(
+            watcher.name,
+            wid,
+            o["cmd"],
+            args=o["args"],
+            working_dir=o["working_dir"],
+            shell=o["shell"],
+            uid=o["uid"],
+            gid=o["gid"],
+            env=watcher._child_env(),
+            rlimits=o["rlimits"] or None,
+            executable=o["executable"],
+            use_fds=o["use_sockets"],
+            watcher=watcher,
+            spawn=True,
+            pipe_stdout=pipe_stdout,
+            pipe_stderr=pipe_stderr,
+            close_child_stdin=o["close_child_stdin"],
+            close_child_stdout=o["close_child_stdout"],
+            close_child_stderr=o["close_child_stderr"],
+            umask=o["umask"],
+            shell_args=o["shell_args"],
+            sockets=sockets,
+            stdin_fd=stdin_fd,
+            template_vars=watcher._template_vars(),
+            copy_env=False,
+        ),
     )

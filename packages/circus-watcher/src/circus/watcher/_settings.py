@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._base import WatcherBase
@@ -109,8 +109,9 @@ class SettingsMixin(WatcherBase):
         if (spec.reload or name.endswith("_stream")) and self._status == "active":
             await self.reload(graceful=True)
 
-    def process_info(self, pid: int) -> dict[str, Any]:
-        """Upstream's per-process info dict (with ``wid``, ``started``, ``age``)."""
+    def process_info(self, pid: int) -> Any:
+        """Upstream's per-process info dict (with ``wid``, ``started``, ``age``), or its
+        "No such process (stopped?)" string for a process that vanished meanwhile."""
         return _info(self._find(pid))
 
     def info(self) -> dict[int, Any]:
@@ -131,9 +132,15 @@ class SettingsMixin(WatcherBase):
         (mean %), ``mem`` (sum %), ``age`` (max s); ``"N/A"`` when any value is."""
         infos = [info for info in self.info().values() if isinstance(info, Mapping)]
         result: dict[str, Any] = {"pid": [info.get("pid") for info in infos]}
-        for key, combine in (("cpu", _mean), ("mem", sum), ("age", max)):
-            values = [info.get(key) for info in infos]
-            if any(not isinstance(v, int | float) for v in values):
+        combiners: tuple[tuple[str, Callable[[list[float]], float]], ...] = (
+            ("cpu", _mean),
+            ("mem", sum),
+            ("age", max),
+        )
+        for key, combine in combiners:
+            raw = [info.get(key) for info in infos]
+            values = [float(v) for v in raw if isinstance(v, int | float)]
+            if len(values) != len(raw):
                 result[key] = "N/A"
             else:
                 result[key] = combine(values) if values else 0

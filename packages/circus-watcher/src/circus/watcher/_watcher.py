@@ -180,11 +180,6 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         """At most one process."""
         return bool(self._opts["singleton"])
 
-    @property
-    def on_demand(self) -> bool:
-        """Start only when one of ``sockets`` becomes readable."""
-        return bool(self._opts["on_demand"])
-
     def status(self) -> str:
         """``'active'``, ``'stopped'``, ``'stopping'`` or ``'starting'``."""
         return self._status
