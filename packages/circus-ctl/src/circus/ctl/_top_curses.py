@@ -46,7 +46,7 @@ def run_curses(
                 source = f"polling {client.endpoint}"
             window.erase()
             height, width = window.getmaxyx()
-            lines = [f"circus-top - {source}{status} - q to quit", ""]
+            lines = [f"circus-top (q: quit) - {source}{status}", ""]
             lines += render_table(snapshot).splitlines()
             for y, line in enumerate(lines[: height - 1]):
                 window.addnstr(y, 0, line, width - 1, curses.A_BOLD if y in (0, 2) else 0)
