@@ -126,6 +126,7 @@ class Process:
         self._sigchld_cb: Callable[[], None] | None = None
         self._close_hooks: list[Callable[[Process], None]] = []
         self._psutil: Any = None
+        self._ps_create_time: float | None = None
         if spawn:
             self.spawn()
 
@@ -358,7 +359,7 @@ class Process:
                 tree.signal(stop_signal)
             self._signal_self(stop_signal)
         elif stop_children:
-            tree.signal(stop_signal)
+            tree.signal(stop_signal, leader_reaped=True)
         return tree
 
     def _stop_kill(self, tree: ProcessTree, stop_children: bool) -> None:
@@ -368,7 +369,7 @@ class Process:
             if late is not None:
                 tree.merge(late)
                 late.close()
-            tree.signal(signal.SIGKILL)
+            tree.signal(signal.SIGKILL, leader_reaped=self.returncode is not None)
             self._signal_self(signal.SIGKILL)
 
     def stop(

@@ -17,10 +17,14 @@ import select
 import signal
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import psutil
 
 from ._reaping import registry
+
+if TYPE_CHECKING:
+    from ._process import Process
 
 __all__ = [
     "ProcessTree",
@@ -198,6 +202,15 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
+def _born(proc: Process) -> float:
+    """psutil's create time of a live Process, cached on it (it never changes)."""
+    born = proc._ps_create_time
+    if born is None:
+        born = _create_time(proc.pid or 0) or float("inf")
+        proc._ps_create_time = born
+    return born
+
+
 def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> list[int]:
     """Adopted orphans that can only have come from the process ``root_pid``.
 
@@ -220,11 +233,7 @@ def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> l
                 continue
             if ps.environ() != env:
                 continue
-            rivals = [
-                p
-                for p in others
-                if p.child_env == env and (_create_time(p.pid or 0) or float("inf")) <= born
-            ]
+            rivals = [p for p in others if p.child_env == env and _born(p) <= born]
             if rivals:
                 continue
             out.append(pid)
@@ -293,9 +302,22 @@ class ProcessTree:
                 self.members[pid] = fd
         other.members = {}
 
-    def signal(self, signum: int, *, group: bool = True) -> list[int]:
-        """Send ``signum`` to the process group and to every live member; return pids hit."""
-        if group and self.pgid is not None:
+    def _group_reserved(self) -> bool:
+        # A pgid number cannot be reused while a process still belongs to that group; once
+        # the leader is reaped, only a live pinned member in the group proves it is still ours.
+        for pid in self.alive():
+            fields = _stat_fields(pid)
+            if fields is not None and int(fields[2]) == self.pgid:
+                return True
+        return False
+
+    def signal(self, signum: int, *, group: bool = True, leader_reaped: bool = False) -> list[int]:
+        """Send ``signum`` to the process group and to every live member; return pids hit.
+
+        With ``leader_reaped`` the group is signalled only if a pinned member proves the
+        group still exists (its number could otherwise have been recycled).
+        """
+        if group and self.pgid is not None and (not leader_reaped or self._group_reserved()):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pgid, signum)
         hit = []
