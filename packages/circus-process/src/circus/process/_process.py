@@ -14,7 +14,7 @@ from typing import Any
 from ._errors import ProcessError
 from ._exitwatch import unwatch_exit, watch_exit
 from ._reaping import registry, try_reap
-from ._spawn import launch, plan_spawn
+from ._spawn import SpawnPlan, launch, plan_spawn
 from ._tree import ProcessTree, is_subreaper
 
 __all__ = ["Process", "RUNNING", "DEAD_OR_ZOMBIE", "UNEXISTING", "OTHER"]
@@ -142,7 +142,7 @@ class Process:
             return list(self.argv)
         return self._plan().argv
 
-    def _plan(self) -> Any:
+    def _plan(self) -> SpawnPlan:
         return plan_spawn(
             cmd=self.cmd,
             args=self.args,

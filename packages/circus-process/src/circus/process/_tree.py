@@ -197,7 +197,7 @@ def _open_pidfd(pid: int, parent: int | None = None) -> int | None:
 
 def _create_time(pid: int) -> float | None:
     try:
-        return psutil.Process(pid).create_time()
+        return float(psutil.Process(pid).create_time())
     except psutil.Error:
         return None
 
