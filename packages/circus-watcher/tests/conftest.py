@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,7 +82,7 @@ def _leftover_children() -> list[Any]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests on a fresh loop; stop their watchers and check for leaks."""
+    """Run ``async def`` tests on a fresh loop; stop their watchers; no process or fd may leak."""
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
@@ -101,5 +102,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         left = _leftover_children()
         assert not left, f"leftover processes: {left}"
 
+    fds_before = set(os.listdir("/proc/self/fd"))
     asyncio.run(main())
+    leaked = set(os.listdir("/proc/self/fd")) - fds_before
+    assert not leaked, f"fds left open: {[_describe(fd) for fd in leaked]}"
     return True
+
+
+def _describe(fd: str) -> str:
+    try:
+        return f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}"
+    except OSError:
+        return fd
