@@ -60,6 +60,9 @@ class CircusClient:
             _core.configure_dealer(socket)
             self._monitor = socket.get_monitor_socket(_core.MONITOR_EVENTS)
             _core.connect(socket, endpoint, ssh_server, ssh_keyfile)
+            self._poller = zmq.Poller()
+            self._poller.register(socket, zmq.POLLIN)
+            self._poller.register(self._monitor, zmq.POLLIN)
         except BaseException:
             self.close()
             raise
@@ -131,9 +134,7 @@ class CircusClient:
         assert self._socket is not None and self._monitor is not None
         self._send(message)
         request_id = message["id"]
-        poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
+        poller = self._poller
         deadline = time.monotonic() + self.timeout
         while True:
             remaining = deadline - time.monotonic()

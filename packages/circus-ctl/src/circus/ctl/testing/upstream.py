@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -292,17 +293,75 @@ class UpstreamDaemon:
         if process is None:
             return
         self.process = None
+        family = _descendants(process.pid)
         if process.poll() is None:
-            from circus.ctl import CircusClient
-            from circus.ctl.errors import CtlError
-
-            try:
-                with CircusClient(self.endpoint, timeout=5.0) as client:
-                    client.call("quit", {"waiting": True})
-            except CtlError:
-                pass
+            self._quit()
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+                family |= _descendants(process.pid)
+                process.terminate()  # circusd treats SIGTERM as a graceful quit
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+        # Whatever circusd failed to stop must not outlive the test.
+        for pid, started in family:
+            if _start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def _quit(self) -> None:
+        """Send ``quit``, retrying while 0.19's command lock refuses it (errno 5)."""
+        from circus.ctl import CircusClient
+        from circus.ctl.errors import CallError, CtlError
+
+        deadline = time.monotonic() + 15
+        try:
+            with CircusClient(self.endpoint, timeout=5.0) as client:
+                while True:
+                    try:
+                        client.call("quit", {"waiting": True})
+                        return
+                    except CallError as exc:
+                        if "already running" not in exc.reason or time.monotonic() > deadline:
+                            return
+                    time.sleep(0.1)
+        except CtlError:
+            return
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (guards against pid reuse), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[19]
+
+
+def _descendants(root: int) -> set[tuple[int, str]]:
+    """(pid, start time) of every live descendant of ``root``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[tuple[int, str]] = set()
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        started = _start_time(pid)
+        if started is not None:
+            found.add((pid, started))
+        stack.extend(children.get(pid, []))
+    return found
