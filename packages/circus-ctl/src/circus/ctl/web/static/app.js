@@ -1,7 +1,7 @@
 // circushttpd page: one websocket to circushttpd; everything else is drawn from its messages.
 "use strict";
 
-const HISTORY = 90;          // points kept per chart (one per poll)
+const HISTORY = 60;          // points kept per chart (one per poll)
 const MAX_EVENTS = 300;
 const MAX_LOG_LINES = 1000;
 const SIGNALS = ["HUP", "TERM", "INT", "QUIT", "USR1", "USR2", "KILL"];
@@ -52,18 +52,18 @@ function push(history, value) {
   if (history.length > HISTORY) history.shift();
 }
 
-function drawSpark(canvas, values, color) {
+function drawSpark(canvas, values, color, floor) {
   const ratio = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 90, h = canvas.clientHeight || 24;
+  const w = canvas.clientWidth || 64, h = canvas.clientHeight || 24;
   if (canvas.width !== w * ratio) { canvas.width = w * ratio; canvas.height = h * ratio; }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, w, h);
   const known = values.filter((v) => v != null);
   if (!known.length) return;
-  const max = Math.max(...known), min = Math.min(...known);
-  const span = max - min || Math.max(max, 1);
-  const base = max === min ? min - span / 2 : min;
+  // Zero-based, with headroom: small wobbles stay small, as they are.
+  const span = Math.max(...known, floor) * 1.15;
+  const base = 0;
   const step = w / (HISTORY - 1);
   const x0 = w - (values.length - 1) * step;
   const y = (v) => h - 2 - ((v - base) / span) * (h - 4);
@@ -83,7 +83,7 @@ function drawSpark(canvas, values, color) {
 
 function metricCell(kind) {
   const value = el("span", { class: "value " + kind });
-  const canvas = el("canvas", { class: "spark " + kind, width: "90", height: "24" });
+  const canvas = el("canvas", { class: "spark " + kind, width: "64", height: "22" });
   return { td: el("td", {}, el("div", { class: "metric" }, value, canvas)), value, canvas };
 }
 
@@ -216,8 +216,8 @@ function onSnapshot(msg) {
     w.cpu.value.textContent = fmtPercent(watcher.cpu);
     w.mem.value.textContent = fmtBytes(watcher.rss);
     push(w.cpuHistory, watcher.cpu); push(w.memHistory, watcher.rss);
-    drawSpark(w.cpu.canvas, w.cpuHistory, "#3b6fd8");
-    drawSpark(w.mem.canvas, w.memHistory, "#8b5cf6");
+    drawSpark(w.cpu.canvas, w.cpuHistory, "#3b6fd8", 5);
+    drawSpark(w.mem.canvas, w.memHistory, "#8b5cf6", 1 << 20);
     const pids = new Set();
     let after = w.row;
     for (const proc of watcher.processes) {
@@ -229,8 +229,8 @@ function onSnapshot(msg) {
       p.mem.value.textContent = fmtBytes(proc.rss);
       push(p.cpuHistory, proc.cpu); push(p.memHistory, proc.rss);
       if (w.open) {
-        drawSpark(p.cpu.canvas, p.cpuHistory, "#3b6fd8");
-        drawSpark(p.mem.canvas, p.memHistory, "#8b5cf6");
+        drawSpark(p.cpu.canvas, p.cpuHistory, "#3b6fd8", 5);
+        drawSpark(p.mem.canvas, p.memHistory, "#8b5cf6", 1 << 20);
       }
       if (after.nextSibling !== p.row) after.after(p.row);
       after = p.row;
