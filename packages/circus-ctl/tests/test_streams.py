@@ -250,3 +250,29 @@ def test_listen_discovers_pubsub_from_circusctl_endpoint(
     assert proc.returncode == 0, err
     assert out.startswith("watcher.a.stop: ")
     assert "globaloptions" in logs_daemon.commands()
+
+
+def test_ssh_without_tunnel_library_is_explained(tmp_path, capsys, publisher: Publisher) -> None:
+    from circus.ctl import CircusConsumer
+    from circus.ctl._core import ssh_tunnel_library
+    from circus.ctl.errors import CtlError
+
+    if ssh_tunnel_library() is not None:
+        pytest.skip("paramiko or pexpect is installed")
+    with pytest.raises(CtlError, match="needs paramiko or pexpect"):
+        CircusConsumer("stat.", publisher.endpoint, ssh_server="me@host:22")
+    rc = top.main(
+        [
+            "--endpoint",
+            publisher.endpoint,
+            "--ctl-endpoint",
+            f"ipc://{tmp_path / 'c'}",
+            "--ssh",
+            "me@host:22",
+            "--once",
+            "--timeout",
+            "0.2",
+        ]
+    )
+    assert rc == 1
+    assert "needs paramiko or pexpect" in capsys.readouterr().err

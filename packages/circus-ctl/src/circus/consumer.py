@@ -27,9 +27,7 @@ class CircusConsumer(_CircusConsumer):
         ssh_server: str | None = None,
         timeout: float = 1.0,
     ) -> None:
-        if ssh_server:
-            raise NotImplementedError("ssh tunnels for consumers: use circusctl --ssh")
-        super().__init__(topics, endpoint, context)
+        super().__init__(topics, endpoint, context, ssh_server=ssh_server)
 
     def iter_messages(self) -> Iterator[tuple[bytes, bytes]]:
         """Yield raw ``(topic, message)`` frames until the consumer is closed."""

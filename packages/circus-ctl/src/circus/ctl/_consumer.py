@@ -10,7 +10,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from . import protocol
+from . import _core, protocol
 from .errors import ProtocolError
 
 __all__ = ["AsyncCircusConsumer", "CircusConsumer"]
@@ -35,15 +35,18 @@ def _decode(frames: list[bytes]) -> Message | None:
 
 
 class _Base:
-    def __init__(self, endpoint: str, topics: list[bytes]) -> None:
+    def __init__(
+        self, endpoint: str, topics: list[bytes], ssh_server: str | None, ssh_keyfile: str | None
+    ) -> None:
         self.endpoint = endpoint
         self.topics = topics
+        self._ssh = (ssh_server, ssh_keyfile)
 
     def _setup(self, socket: zmq.Socket[Any]) -> None:
         socket.setsockopt(zmq.LINGER, 0)
         for topic in self.topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic)
-        socket.connect(self.endpoint)
+        _core.connect(socket, self.endpoint, *self._ssh)
 
 
 class CircusConsumer(_Base):
@@ -53,6 +56,7 @@ class CircusConsumer(_Base):
     ``watcher.web.spawn``, ``output.web.stdout``, ``stat.web.123``) and the decoded JSON
     payload; malformed messages are skipped. ``topics`` are prefixes (default: everything).
     Iteration ends after ``timeout`` seconds without a message (never, by default).
+    ``ssh_server``/``ssh_keyfile`` tunnel the connection as for the clients.
 
     ZeroMQ subscriptions take a moment to reach the publisher, so messages published right
     after construction may be missed (the usual slow-joiner rule).
@@ -64,8 +68,11 @@ class CircusConsumer(_Base):
         endpoint: str = protocol.DEFAULT_PUBSUB_ENDPOINT,
         context: zmq.Context[Any] | None = None,
         timeout: float | None = None,
+        *,
+        ssh_server: str | None = None,
+        ssh_keyfile: str | None = None,
     ) -> None:
-        super().__init__(endpoint, _topics(topics))
+        super().__init__(endpoint, _topics(topics), ssh_server, ssh_keyfile)
         self.timeout = timeout
         self._own_context = context is None
         self._context: zmq.Context[Any] = zmq.Context() if context is None else context
@@ -132,8 +139,11 @@ class AsyncCircusConsumer(_Base):
         endpoint: str = protocol.DEFAULT_PUBSUB_ENDPOINT,
         context: zmq.asyncio.Context | None = None,
         timeout: float | None = None,
+        *,
+        ssh_server: str | None = None,
+        ssh_keyfile: str | None = None,
     ) -> None:
-        super().__init__(endpoint, _topics(topics))
+        super().__init__(endpoint, _topics(topics), ssh_server, ssh_keyfile)
         self.timeout = timeout
         self._own_context = context is None
         self._context = zmq.asyncio.Context() if context is None else context

@@ -182,9 +182,9 @@ def _poll_control(client: CircusClient) -> Snapshot:
     return snapshot
 
 
-def _discover_stats_endpoint(ctl_endpoint: str, timeout: float) -> str | None:
+def _discover_stats_endpoint(ctl_endpoint: str, timeout: float, **ssh: Any) -> str | None:
     try:
-        with CircusClient(ctl_endpoint, timeout) as client:
+        with CircusClient(ctl_endpoint, timeout, **ssh) as client:
             options = client.call("globaloptions", {}).get("options") or {}
     except CtlError:
         return None
@@ -226,6 +226,8 @@ def _parser() -> argparse.ArgumentParser:
         default=protocol.DEFAULT_TIMEOUT,
         help="control channel timeout (default 5)",
     )
+    p.add_argument("--ssh", metavar="USER@HOST:PORT", help="tunnel through SSH")
+    p.add_argument("--ssh_keyfile", "--ssh-keyfile", metavar="FILE", help="SSH key")
     p.add_argument("--once", action="store_true", help="print one table and exit")
     p.add_argument("--version", action="version", version=f"circus-top {__version__}")
     return p
@@ -236,14 +238,20 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     ns = _parser().parse_args(argv)
     out = stdout or sys.stdout
     ctl = ns.ctl_endpoint or os.environ.get("CIRCUSCTL_ENDPOINT") or protocol.DEFAULT_ENDPOINT
-    stats_endpoint = ns.endpoint or _discover_stats_endpoint(ctl, min(ns.timeout, 2.0))
+    ssh = {"ssh_server": ns.ssh, "ssh_keyfile": ns.ssh_keyfile}
+    stats_endpoint = ns.endpoint or _discover_stats_endpoint(ctl, min(ns.timeout, 2.0), **ssh)
     stats_endpoint = stats_endpoint or protocol.DEFAULT_STATS_ENDPOINT
-    with CircusConsumer("stat.", stats_endpoint) as consumer:
+    try:
+        consumer = CircusConsumer("stat.", stats_endpoint, **ssh)
+    except CtlError as exc:
+        print(f"circus-top: {exc}", file=sys.stderr)
+        return 1
+    with consumer:
         snapshot = _collect_round(consumer, ns.wait)
         client: CircusClient | None = None
         try:
             if snapshot is None:
-                client = CircusClient(ctl, ns.timeout)
+                client = CircusClient(ctl, ns.timeout, **ssh)
                 try:
                     snapshot = _poll_control(client)
                 except (CtlError, CallError) as exc:

@@ -107,7 +107,10 @@ def _listen_endpoint(ctx: Context, ns: argparse.Namespace) -> str:
 def _listen(ctx: Context, ns: argparse.Namespace) -> int:
     endpoint = _listen_endpoint(ctx, ns)
     seen = 0
-    with CircusConsumer(ns.topics or None, endpoint) as consumer:
+    consumer = CircusConsumer(
+        ns.topics or None, endpoint, ssh_server=ctx.ssh, ssh_keyfile=ctx.ssh_keyfile
+    )
+    with consumer:
         while True:
             message = consumer.recv()
             if message is None:  # pragma: no cover - recv() without timeout always returns
@@ -170,7 +173,9 @@ def _logs(ctx: Context, ns: argparse.Namespace) -> int:
             # Subscribe before asking for the history, so no line falls between the two.
             endpoint = ns.pubsub_endpoint or _discover_pubsub(ctx)
             topics = [f"output.{n}." for n in sorted(wanted)] or ["output."]
-            consumer = CircusConsumer(topics, endpoint)
+            consumer = CircusConsumer(
+                topics, endpoint, ssh_server=ctx.ssh, ssh_keyfile=ctx.ssh_keyfile
+            )
         props: dict[str, Any] = {"lines": ns.lines}
         if ns.names:
             props["name"] = ns.names[0] if len(ns.names) == 1 else list(ns.names)
