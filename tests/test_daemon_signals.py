@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,19 @@ def test_log_output_file_and_config_warnings(circusd, tmp_path: Path, e2e) -> No
     assert "numprocesses" in text  # the loader's "did you mean" warning, logged
     assert "[DEBUG]" not in text
     assert daemon.stop() == 0
+
+
+def test_sigterm_while_watchers_are_starting(circusd, e2e) -> None:
+    # upstream #935: signals were ignored while watchers started; here they stop the start
+    body = "[circus]\nwarmup_delay = 2\n" + "".join(
+        f"\n[watcher:w{i}]\ncmd = {SLEEP}\ngraceful_timeout = 5\n" for i in range(3)
+    )
+    daemon = circusd(body, start=False)
+    daemon.start(wait=False)
+    e2e.wait(lambda: daemon.track(), 20, "the first watcher's process")
+    pids = set(daemon.track())
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.output()
+    assert time.monotonic() - started < 10
+    assert not [p for p in pids | daemon.descendants if e2e.alive(p)]
