@@ -145,3 +145,26 @@ def test_a_daemon_that_goes_away_shows_disconnected_and_comes_back(
         daemon.start()
         expect(head).to_have_text("connected", timeout=20_000)
         expect(watcher_row(page, "greeter").locator(".nprocs")).to_have_text("1", timeout=10_000)
+
+
+def test_login_page_guards_the_dashboard_when_a_token_is_set(
+    tmp_path: Path, circusd: Callable[..., Any]
+) -> None:
+    import os
+
+    daemon = circusd(config(tmp_path))
+    env = {**os.environ, "CIRCUSHTTPD_TOKEN": "open-sesame"}
+    with (
+        Circushttpd("--endpoint", daemon.endpoint, "--interval", "0.5", env=env) as httpd,
+        chromium_page(httpd.url) as page,
+    ):
+        expect(page).to_have_url(re.compile(r"/login$"))
+        page.fill("input[name=token]", "wrong")
+        page.click("button[type=submit]")
+        expect(page.locator(".error")).to_have_text("wrong token")
+        page.fill("input[name=token]", "open-sesame")
+        page.click("button[type=submit]")
+        expect(watcher_row(page, "greeter").locator(".nprocs")).to_have_text("1", timeout=15_000)
+        expect(page.locator("#logout")).to_be_visible()
+        page.click("#logout")
+        expect(page).to_have_url(re.compile(r"/login$"))

@@ -274,9 +274,16 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         task.add_done_callback(self._tasks.discard)
 
     async def _call(self, request: dict[str, Any]) -> None:
-        result = await relay(
-            self.dashboard, request.get("daemon"), request.get("command"), request.get("properties")
-        )
+        try:
+            result = await relay(
+                self.dashboard,
+                request.get("daemon"),
+                request.get("command"),
+                request.get("properties"),
+            )
+        except Exception as exc:  # the page waits for an answer: never leave it hanging
+            log.exception("relaying %r", request.get("command"))
+            result = {"ok": False, "status": 500, "error": f"{type(exc).__name__}: {exc}"}
         result.pop("status")
         result.update(type="answer", id=request.get("id"), command=request.get("command"))
         try:

@@ -145,7 +145,9 @@ class DaemonLink:
         except CallError:
             raise
         except CtlError as exc:
-            self._drop_clients()
+            if self._actor is not None:
+                self._actor.close()
+                self._actor = None
             raise DaemonDisconnected(self.endpoint, str(exc)) from None
         if command in ACTIONS:
             # Show the effect at once rather than at the next tick.
@@ -172,15 +174,22 @@ class DaemonLink:
         return self._poller
 
     def _drop_clients(self) -> None:
-        # A fresh DEALER after a failure: requests queued for a dead peer must not be
-        # delivered (and executed) when it comes back.
-        for client in (self._poller, self._actor):
-            if client is not None:
-                client.close()
-        self._poller = self._actor = None
+        self._drop_poller()
+        if self._actor is not None:
+            self._actor.close()
+            self._actor = None
+
+    def _drop_poller(self) -> None:
+        # A fresh DEALER after a failure: polls queued for a dead peer must not pile up and
+        # be delivered all at once when it comes back.
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
 
     def _lost(self, reason: str) -> None:
-        self._drop_clients()
+        # The action client is left alone: an action in flight gets its own answer or
+        # timeout. New actions are refused while the daemon shows as disconnected.
+        self._drop_poller()
         changed = self.state.connected or self.state.error != reason
         self.state.connected = False
         self.state.error = reason

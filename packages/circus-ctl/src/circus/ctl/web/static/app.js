@@ -4,6 +4,7 @@
 const HISTORY = 60;          // points kept per chart (one per poll)
 const MAX_EVENTS = 300;
 const MAX_LOG_LINES = 1000;
+const CALL_TIMEOUT_MS = 90000;
 const SIGNALS = ["HUP", "TERM", "INT", "QUIT", "USR1", "USR2", "KILL"];
 
 const daemons = new Map();   // index -> {el, tbody, watchers: Map(name -> watcher view)}
@@ -102,7 +103,12 @@ function call(daemon, command, properties) {
       return;
     }
     const id = nextId++;
-    pending.set(id, { resolve });
+    // circushttpd always answers (the daemon's answer, its error or a timeout); this is
+    // only a last resort so a button can never stay disabled.
+    const timer = setTimeout(() => {
+      if (pending.delete(id)) resolve({ ok: false, error: "no answer from circushttpd" });
+    }, CALL_TIMEOUT_MS);
+    pending.set(id, { resolve: (msg) => { clearTimeout(timer); resolve(msg); } });
     socket.send(JSON.stringify({ type: "call", id, daemon, command, properties }));
   });
 }
@@ -283,6 +289,7 @@ function addOutput(msg) {
   if (document.getElementById("log-follow").checked) logs.scrollTop = logs.scrollHeight;
 }
 
+document.getElementById("logout").addEventListener("click", logout);
 document.getElementById("log-filter").addEventListener("change", (e) => {
   for (const node of document.querySelectorAll("#logs .line")) {
     node.hidden = Boolean(e.target.value) && node.dataset.watcher !== e.target.value;
@@ -302,6 +309,7 @@ function onMessage(event) {
   switch (msg.type) {
     case "hello":
       document.getElementById("version").textContent = "circushttpd " + msg.version;
+      document.getElementById("logout").hidden = !msg.login;
       for (const d of msg.daemons) daemonView(d.index, d.endpoint);
       document.getElementById("events").replaceChildren();
       document.getElementById("logs").replaceChildren();
@@ -330,11 +338,23 @@ function connect() {
   socket.addEventListener("close", (event) => {
     for (const waiter of pending.values()) waiter.resolve({ ok: false, error: "connection to circushttpd lost" });
     pending.clear();
-    if (event.code === 1008 || event.code === 4401) { location.href = "/login"; return; }
     setLink(false, "circushttpd unreachable, retrying…");
-    setTimeout(connect, retryDelay);
+    setTimeout(reconnect, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 5000);
   });
+}
+
+async function reconnect() {
+  // A restarted circushttpd forgets sessions: go back to the login form if it asks for one.
+  try {
+    const response = await fetch("/api/state", { cache: "no-store" });
+    if (response.status === 401) { location.href = "/login"; return; }
+  } catch (error) { /* not up yet: the websocket attempt below fails and retries */ }
+  connect();
+}
+
+function logout() {
+  fetch("/logout", { method: "POST" }).finally(() => { location.href = "/login"; });
 }
 
 connect();
