@@ -367,3 +367,40 @@ async def _second_disconnected(env: Env) -> bool:
     response = await env.fetch("/api/state")
     second = json.loads(response.body)["daemons"][1]
     return not second["connected"] and bool(second["error"])
+
+
+def test_restarts_count_processes_that_exit_on_their_own(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        ws = await env.ws()
+        try:
+            # Wait for the subscription: publish a harmless event until it is relayed.
+            async def subscribed() -> bool:
+                env.publisher.publish("watcher.web.start", {"time": 1.0})
+                try:
+                    await next_of(ws, "event", timeout=0.3)
+                    return True
+                except TimeoutError:
+                    return False
+
+            await until(subscribed, "the pub/sub subscription")
+            # Asked to stop (kill then reap): not a restart. Died alone (reap only): one.
+            env.publisher.publish("watcher.web.kill", {"process_pid": 1001, "time": 2.0})
+            env.publisher.publish(
+                "watcher.web.reap", {"process_pid": 1001, "time": 2.1, "exit_code": -15}
+            )
+            env.publisher.publish(
+                "watcher.web.reap", {"process_pid": 1002, "time": 3.0, "exit_code": 1}
+            )
+            for _ in range(3):
+                await next_of(ws, "event")
+        finally:
+            ws.close()
+        assert (await env.state())["watchers"][0]["restarts"] == 1
+        metrics = (await env.fetch("/metrics")).body.decode()
+        assert (
+            f'circus_watcher_restarts_total{{endpoint="{env.endpoint}",watcher="web"}} 1.0'
+            in metrics
+        )
+
+    run(tmp_path, scenario)
