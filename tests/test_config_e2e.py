@@ -97,3 +97,17 @@ def test_stats_endpoint_publishes(circusd, e2e, tmp_path: Path) -> None:
 
 def _decode(frames: list[bytes]) -> tuple[str, dict]:
     return frames[0].decode(), json.loads(frames[1])
+
+
+def test_a_watcher_that_cannot_spawn_does_not_stop_the_daemon(circusd, e2e) -> None:
+    daemon = circusd(
+        f"[watcher:broken]\ncmd = /nonexistent/program\nmax_retry = 1\n\n"
+        f"[watcher:fine]\ncmd = {SLEEP}\ngraceful_timeout = 5\n"
+    )
+    e2e.wait(lambda: daemon.pids("fine"))
+    e2e.wait(lambda: daemon.call("status", name="broken")["status"] == "stopped")
+    answer = daemon.call("start", name="broken", waiting=True)
+    assert answer["status"] == "error" and answer["tb"] is None
+    assert answer["errno"] in (3, 5) and answer["reason"]
+    assert daemon.call("status", name="fine")["status"] == "active"
+    assert daemon.stop() == 0

@@ -249,7 +249,11 @@ class Arbiter:
             if not first and self.warmup_delay:
                 await asyncio.sleep(float(self.warmup_delay))
             first = False
-            await self.start_watcher(watcher)
+            try:
+                await self.start_watcher(watcher)
+            except Exception as exc:
+                # one watcher that cannot spawn must not keep the others (or circusd) down
+                log.error("watcher %s failed to start: %s", watcher.name, exc)
 
     async def stop_watchers(self) -> None:
         """Stop every watcher concurrently (each under its own lock)."""

@@ -107,13 +107,8 @@ class Controller:
             result = await run_command(self.arbiter, request.command, request.properties)
         except CommandError as exc:
             answer = error_answer(msg_id, exc.reason, exc.errno)
-        except OSError as exc:
-            answer = error_answer(msg_id, str(exc), Errno.OS_ERROR)
         except Exception as exc:
-            log.exception("command %r failed", request.command)
-            answer = error_answer(
-                msg_id, f"command {payload!r}: {exc}", Errno.COMMAND_ERROR, traceback.format_exc()
-            )
+            answer = self._translate(msg_id, payload, exc)
         else:
             if not isinstance(result, dict):
                 answer = error_answer(msg_id, "server error", Errno.BAD_MSG_DATA_ERROR)
@@ -124,6 +119,25 @@ class Controller:
                 log.warning("cast %r failed: %s", request.command, answer["reason"])
             return None
         return answer
+
+    @staticmethod
+    def _translate(msg_id: object, payload: bytes, exc: Exception) -> dict[str, Any]:
+        # The one seam where lower layers' exceptions become answers: their messages already
+        # name the option/process/socket, so no traceback is sent for them.
+        module = type(exc).__module__
+        if module.startswith(("circus.watcher", "circus.process", "circus.sockets")):
+            bad_input = isinstance(exc, ValueError | LookupError)
+            errno = Errno.MESSAGE_ERROR if bad_input else Errno.COMMAND_ERROR
+            return error_answer(msg_id, str(exc) or type(exc).__name__, errno)
+        if isinstance(exc, OSError):
+            return error_answer(msg_id, str(exc), Errno.OS_ERROR)
+        log.error("command %r failed", payload[:200], exc_info=exc)
+        return error_answer(
+            msg_id,
+            f"command {payload!r}: {exc}",
+            Errno.COMMAND_ERROR,
+            "".join(traceback.format_exception(exc)),
+        )
 
     def _send(self, identity: bytes, envelope: list[bytes], answer: dict[str, Any]) -> None:
         if self._socket is None:
