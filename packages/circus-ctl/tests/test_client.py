@@ -76,6 +76,31 @@ def test_refused_tcp_connection_is_explained() -> None:
             client.call("list")
 
 
+def test_wrong_kind_of_socket_is_explained(tmp_path) -> None:
+    """A classic mistake: giving the pub/sub endpoint where the control one is expected."""
+    from circus.ctl.testing import Publisher
+
+    with Publisher(f"ipc://{tmp_path / 'pub.sock'}") as publisher:
+        with CircusClient(publisher.endpoint, timeout=0.5) as client:
+            with pytest.raises(DaemonUnreachable, match="not a circusd control socket"):
+                client.call("list")
+
+
+def test_non_zeromq_server_is_explained() -> None:
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    try:
+        endpoint = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        with CircusClient(endpoint, timeout=0.5) as client:
+            with pytest.raises(DaemonUnreachable, match="no ZeroMQ handshake"):
+                client.call("list")
+    finally:
+        server.close()
+
+
 def test_connected_but_silent_daemon_times_out(fake_daemon: Callable[..., FakeDaemon]) -> None:
     daemon = fake_daemon({"list": lambda request: None})
     with CircusClient(daemon.endpoint, timeout=0.5) as client:

@@ -24,6 +24,8 @@ from .errors import CallError, CallTimeout, DaemonUnreachable, ProtocolError
 MONITOR_EVENTS = (
     zmq.EVENT_CONNECTED
     | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CONNECT_RETRIED
 )
@@ -108,14 +110,28 @@ def ipc_problem(endpoint: str) -> str:
 
 
 def no_answer_error(
-    endpoint: str, timeout: float, command: str, connected: bool, refused: bool = False
+    endpoint: str,
+    timeout: float,
+    command: str,
+    connected: bool,
+    refused: bool = False,
+    rejected: bool = False,
+    transport: bool = False,
 ) -> DaemonUnreachable | CallTimeout:
     """Pick the error for a call that got no answer in time."""
     if connected:
         return CallTimeout(endpoint, timeout, command)
-    detail = ipc_problem(endpoint)
-    if not detail and refused and not endpoint.startswith("ipc://"):
-        detail = "connection refused: nothing listens on that address"
+    if rejected:
+        detail = (
+            "something listens there but it is not a circusd control socket "
+            "(is it the pub/sub or stats endpoint?)"
+        )
+    elif transport:
+        detail = "a connection was made but no ZeroMQ handshake came back (not a circusd?)"
+    else:
+        detail = ipc_problem(endpoint)
+        if not detail and refused and not endpoint.startswith("ipc://"):
+            detail = "connection refused: nothing listens on that address"
     return DaemonUnreachable(endpoint, timeout, detail)
 
 
@@ -159,22 +175,44 @@ def connect(
 
 
 class ConnectionState:
-    """What the socket monitor has told us about the connection to the daemon."""
+    """What the socket monitor has told us about the connection to the daemon.
+
+    ``connected``: a ZeroMQ peer of a compatible type completed the handshake. ``rejected``:
+    a transport connection was made but the handshake failed or was dropped (a PUB socket or
+    a non-ZeroMQ server on that address). ``refused``: connection attempts were refused.
+    ``transport``: a transport connection was made at some point.
+    """
 
     def __init__(self) -> None:
         self.connected = False
         self.refused = False
+        self.rejected = False
+        self.transport = False
 
     def update(self, event: Mapping[str, Any]) -> None:
         """Fold one monitor event in."""
         kind = event.get("event")
-        if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
-            self.connected, self.refused = True, False
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.connected, self.refused, self.rejected = True, False, False
+        elif kind == zmq.EVENT_CONNECTED:
+            self.refused, self.transport = False, True
+        elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+            self.rejected = True
         elif kind == zmq.EVENT_DISCONNECTED:
+            if not self.connected:
+                self.rejected = True
             self.connected = False
         elif kind == zmq.EVENT_CONNECT_RETRIED and not self.connected:
             self.refused = True
 
     def error(self, endpoint: str, timeout: float, command: str) -> DaemonUnreachable | CallTimeout:
         """The error for a call that got no answer in time."""
-        return no_answer_error(endpoint, timeout, command, self.connected, self.refused)
+        return no_answer_error(
+            endpoint,
+            timeout,
+            command,
+            self.connected,
+            self.refused,
+            self.rejected,
+            self.transport,
+        )
