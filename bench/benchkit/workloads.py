@@ -162,7 +162,7 @@ class Runner:
         """Median over ``respawns`` kills of the time until a replacement runs (ms)."""
         if not self.s.wants("respawn"):
             return
-        spec = ProgramSpec("respawner", (SLEEP, "3600"), "sleep", 1)
+        spec = ProgramSpec("respawner", (SLEEP, "3600"), "sleep", 1, no_backoff=True)
         _log(f"run {self.run + 1}: {self.b.name} respawn x{self.s.respawns}")
 
         def body(sess: Session) -> None:

@@ -33,6 +33,9 @@ class ProgramSpec:
         numprocesses: how many copies.
         respawn: restart copies that die.
         stdout_file: send the copies' stdout to this file (None: not captured).
+        no_backoff: replace copies at once even when they die in quick succession (turns off
+            a manager's crash-loop backoff where it has one; the respawn workload kills
+            back to back, and wants the respawn itself timed, not the policy's delays).
     """
 
     name: str
@@ -41,6 +44,7 @@ class ProgramSpec:
     numprocesses: int
     respawn: bool = True
     stdout_file: Path | None = None
+    no_backoff: bool = False
 
 
 class Session(ABC):

@@ -29,8 +29,14 @@ from .base import Backend, ProgramSpec, Session
 READY_TIMEOUT = 60.0
 
 
-def render_ini(spec: ProgramSpec, control: str, pubsub: str) -> str:
-    """The circusd INI for ``spec`` (Circus 0.19 syntax: ours and upstream both read it)."""
+def render_ini(
+    spec: ProgramSpec, control: str, pubsub: str, no_backoff: tuple[str, ...] = ()
+) -> str:
+    """The circusd INI for ``spec`` (Circus 0.19 syntax: ours and upstream both read it).
+
+    ``no_backoff`` holds the watcher lines that turn the daemon's crash-loop backoff off,
+    written when ``spec.no_backoff`` asks for it.
+    """
     lines = [
         "[circus]",
         f"endpoint = {control}",
@@ -48,6 +54,8 @@ def render_ini(spec: ProgramSpec, control: str, pubsub: str) -> str:
         "graceful_timeout = 10",
         "copy_env = true",
     ]
+    if spec.no_backoff:
+        lines += no_backoff
     if spec.stdout_file is not None:
         lines += [
             "stdout_stream.class = FileStream",
@@ -59,13 +67,20 @@ def render_ini(spec: ProgramSpec, control: str, pubsub: str) -> str:
 class CircusSession(Session):
     """One circusd on ipc:// endpoints in ``workdir``, with one DEALER and one SUB socket."""
 
-    def __init__(self, spec: ProgramSpec, workdir: Path, circusd: str, circusctl: str) -> None:
+    def __init__(
+        self,
+        spec: ProgramSpec,
+        workdir: Path,
+        circusd: str,
+        circusctl: str,
+        no_backoff: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(spec, workdir)
         self.control = f"ipc://{workdir}/ctrl.sock"
         self.pubsub = f"ipc://{workdir}/pub.sock"
         self.circusctl = circusctl
         ini = workdir / "circus.ini"
-        ini.write_text(render_ini(spec, self.control, self.pubsub))
+        ini.write_text(render_ini(spec, self.control, self.pubsub, no_backoff))
         self.log_path = workdir / "circusd.log"
         self._seen: dict[int, int] = {}
         with open(self.log_path, "wb") as log:
@@ -200,6 +215,9 @@ class CircusSession(Session):
 class CircusBackend(Backend):
     """circusd + circusctl from a given bin directory (ours: the project venv)."""
 
+    #: INI lines turning the daemon's crash-loop backoff off (upstream has none).
+    no_backoff: tuple[str, ...] = ()
+
     def __init__(self, name: str, bindir: Path | None, label: str) -> None:
         self.name = name
         self.bindir = bindir
@@ -207,8 +225,9 @@ class CircusBackend(Backend):
 
     def open(self, spec: ProgramSpec, workdir: Path) -> Session:
         assert self.bindir is not None, "prepare() first"
+        bindir = self.bindir
         return CircusSession(
-            spec, workdir, str(self.bindir / "circusd"), str(self.bindir / "circusctl")
+            spec, workdir, str(bindir / "circusd"), str(bindir / "circusctl"), self.no_backoff
         )
 
     def describe(self) -> str:
@@ -217,6 +236,9 @@ class CircusBackend(Backend):
 
 class OursBackend(CircusBackend):
     """Our circusd from the project venv; unavailable until circus.arbiter.circusd lands."""
+
+    # Ours backs off on a crash loop (circus-watcher README, "Restart policy"); 0 disables it.
+    no_backoff = ("backoff_initial = 0",)
 
     def __init__(self) -> None:
         super().__init__("ours", Path(sys.executable).parent, "our circusd")
