@@ -8,7 +8,6 @@ last records the requirements, so a half-built venv is rebuilt and a built one c
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -78,21 +77,21 @@ def upstream_circus_venv() -> Path:
     """The venv holding upstream Circus 0.19's ``circusd``/``circusctl``.
 
     Engineer C's ``circus.ctl.testing.upstream`` builds ``.cache/upstream-circus`` for the
-    interop tests; when it is installed we let it build the venv so both share one copy.
+    interop tests (under a file lock, with its own ready marker); when it is installed the
+    bench lets it build and share that one copy, and only builds its own otherwise.
+
+    Raises:
+        BenchError: the venv cannot be built (no uv, PyPI unreachable).
     """
+    try:
+        from circus.ctl.testing import upstream
+    except ImportError:
+        upstream = None
+    if upstream is not None:
+        try:
+            return Path(upstream.ensure_upstream().venv)
+        except upstream.UpstreamUnavailable as exc:
+            raise BenchError(str(exc)) from None
     if upstream_circus_ready():
         return venv_dir(UPSTREAM_CIRCUS)
-    try:
-        helper = importlib.import_module("circus.ctl.testing.upstream")
-    except ImportError:
-        helper = None
-    builder = getattr(helper, "ensure_upstream_venv", None) if helper else None
-    if callable(builder):
-        try:
-            built = Path(builder())
-        except Exception as exc:  # theirs failed: fall back to building our own copy
-            print(f"[bench] circus.ctl.testing.upstream failed: {exc}", file=sys.stderr)
-        else:
-            if (built / "bin" / "circusd").exists():
-                return built
     return ensure_venv(UPSTREAM_CIRCUS)
