@@ -81,9 +81,19 @@ def test_wrong_kind_of_socket_is_explained(tmp_path) -> None:
     from circus.ctl.testing import Publisher
 
     with Publisher(f"ipc://{tmp_path / 'pub.sock'}") as publisher:
-        with CircusClient(publisher.endpoint, timeout=0.5) as client:
+        started = time.monotonic()
+        with CircusClient(publisher.endpoint, timeout=20) as client:
             with pytest.raises(DaemonUnreachable, match="not a circusd control socket"):
                 client.call("list")
+        assert time.monotonic() - started < 10  # known at once, not after the timeout
+
+        async def main() -> None:
+            async with AsyncCircusClient(publisher.endpoint, timeout=20) as client:
+                with pytest.raises(DaemonUnreachable, match="not a circusd control socket"):
+                    await client.call("list")
+
+        asyncio.run(main())
+        assert time.monotonic() - started < 20
 
 
 def test_non_zeromq_server_is_explained() -> None:

@@ -276,3 +276,14 @@ def test_ssh_without_tunnel_library_is_explained(tmp_path, capsys, publisher: Pu
     )
     assert rc == 1
     assert "needs paramiko or pexpect" in capsys.readouterr().err
+
+
+def test_listen_given_the_control_endpoint_follows_its_pubsub(
+    logs_daemon: FakeDaemon, publisher: Publisher, ctl_process: Callable
+) -> None:
+    proc = ctl_process("--endpoint", logs_daemon.endpoint, "listen", "--count", "1")
+    with publishing(publisher, lambda i: protocol.event_message("a", "stop", {"time": 2.0})):
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.startswith("watcher.a.stop: ")
+    assert f"{logs_daemon.endpoint} is circusd's control endpoint" in err

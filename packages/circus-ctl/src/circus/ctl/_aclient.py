@@ -154,8 +154,11 @@ class AsyncCircusClient:
         while True:
             ready = dict(await poller.poll())
             if monitor in ready:
-                event = parse_monitor_message(await monitor.recv_multipart())
-                self._state.update(event)
+                self._state.update(parse_monitor_message(await monitor.recv_multipart()))
+                if self._state.wrong_peer:  # waiting longer cannot help: fail every call now
+                    for future in self._waiters.values():
+                        if not future.done():
+                            future.set_exception(self._state.error(self.endpoint, self.timeout, ""))
             if socket in ready:
                 answer = _core.decode_any_answer(await socket.recv())
                 if answer is None:

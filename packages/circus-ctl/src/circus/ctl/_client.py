@@ -144,8 +144,9 @@ class CircusClient:
                 )
             ready = dict(poller.poll(max(1, int(remaining * 1000))))
             if self._monitor in ready:
-                event = recv_monitor_message(self._monitor)
-                self._state.update(event)
+                self._state.update(recv_monitor_message(self._monitor))
+                if self._state.wrong_peer:  # waiting longer cannot help
+                    raise self._state.error(self.endpoint, self.timeout, str(message["command"]))
             if self._socket in ready:
                 answer = _core.match_answer(self._socket.recv(), request_id)
                 if answer is not None:

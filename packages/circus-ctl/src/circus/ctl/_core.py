@@ -205,6 +205,11 @@ class ConnectionState:
         elif kind == zmq.EVENT_CONNECT_RETRIED and not self.connected:
             self.refused = True
 
+    @property
+    def wrong_peer(self) -> bool:
+        """True when what listens on the endpoint refused our handshake (not a circusd)."""
+        return self.rejected and not self.connected
+
     def error(self, endpoint: str, timeout: float, command: str) -> DaemonUnreachable | CallTimeout:
         """The error for a call that got no answer in time."""
         return no_answer_error(

@@ -95,6 +95,13 @@ def _listen_endpoint(ctx: Context, ns: argparse.Namespace) -> str:
     if ns.pubsub_endpoint:
         return str(ns.pubsub_endpoint)
     if ctx.endpoint_given:
+        control_pubsub = _pubsub_if_control(ctx)
+        if control_pubsub is not None:
+            ctx.err(
+                f"note: {ctx.endpoint} is circusd's control endpoint; "
+                f"listening on its pub/sub endpoint {control_pubsub}"
+            )
+            return control_pubsub
         return str(ctx.endpoint)
     if os.environ.get("CIRCUSCTL_ENDPOINT"):
         try:
@@ -102,6 +109,21 @@ def _listen_endpoint(ctx: Context, ns: argparse.Namespace) -> str:
         except CtlError:
             pass
     return protocol.DEFAULT_PUBSUB_ENDPOINT
+
+
+def _pubsub_if_control(ctx: Context) -> str | None:
+    """If ``--endpoint`` is a control endpoint (a common mistake with ``listen``), return the
+    daemon's pub/sub endpoint; None when it is not a control socket (a PUB refuses the probe
+    at once)."""
+    from .._client import CircusClient
+
+    try:
+        with CircusClient(ctx.endpoint, min(ctx.timeout, 1.0)) as probe:
+            options = probe.call("globaloptions", {}).get("options") or {}
+    except CtlError:
+        return None
+    endpoint = options.get("pubsub_endpoint")
+    return str(endpoint) if endpoint else None
 
 
 def _listen(ctx: Context, ns: argparse.Namespace) -> int:
