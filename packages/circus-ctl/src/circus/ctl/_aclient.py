@@ -156,9 +156,9 @@ class AsyncCircusClient:
             if monitor in ready:
                 self._state.update(parse_monitor_message(await monitor.recv_multipart()))
                 if self._state.wrong_peer:  # waiting longer cannot help: fail every call now
-                    for future in self._waiters.values():
-                        if not future.done():
-                            future.set_exception(self._state.error(self.endpoint, self.timeout, ""))
+                    for waiter in self._waiters.values():
+                        if not waiter.done():
+                            waiter.set_exception(self._state.error(self.endpoint, self.timeout, ""))
             if socket in ready:
                 answer = _core.decode_any_answer(await socket.recv())
                 if answer is None:
