@@ -61,10 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from ._cli import main as run
     except ImportError as exc:
-        if (exc.name or "").split(".")[0] not in ("tornado", "prometheus_client"):
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("tornado", "prometheus_client"):
             raise
         print(
-            f"circushttpd needs {exc.name}, part of the web extra: pip install 'circus-ctl[web]'",
+            f"circushttpd needs {missing}, part of the web extra: pip install 'circus-ctl[web]'",
             file=sys.stderr,
         )
         return 1
