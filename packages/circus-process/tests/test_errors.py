@@ -103,3 +103,19 @@ def test_unspawned_process_refuses_waiting() -> None:
     with pytest.raises(ProcessError):
         proc.wait()
     assert proc.poll() is None and not proc.is_alive()
+
+
+def test_out_of_descriptors_is_a_spawn_error(nothing_left_behind) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    # Room for exactly one more fd: a pipe (two fds) cannot be created.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + 1, hard))
+    try:
+        with pytest.raises(SpawnError) as info:
+            Process("bad", 1, "/bin/true")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert info.value.option == "pipe_stdout"
