@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from circus.ctl import protocol
 from circus.ctl.cli import main
 from circus.ctl.testing import FakeDaemon
 
@@ -122,6 +123,8 @@ def test_requests(
     request = daemon.requests[-1]
     assert request["command"] == command
     assert request["properties"] == properties
+    # What the CLI sends is valid by the protocol table the daemon validates with.
+    protocol.validate_properties(command, request["properties"])
 
 
 # Expected plain outputs: the layouts printed by Circus 0.19's circusctl for the same answers
