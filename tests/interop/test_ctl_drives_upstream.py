@@ -130,6 +130,8 @@ def test_stop_start_restart_reload(ctl: Callable[..., Result], poll: Callable[..
     poll(lambda: len(pids(ctl)) == 2 and not set(pids(ctl)) & restarted, what="reloaded pids")
     assert ok(ctl("reload", "sleeper", "--sequential", "--waiting")) == "ok\n"
     assert ok(ctl("status", "sleeper")) == "active\n"
+    assert ok(ctl("reloadconfig", "--waiting")) == "ok\n"  # same file: nothing changes
+    assert ok(ctl("list")) == "sleeper\n"
 
 
 def test_add_set_get_rm(ctl: Callable[..., Result], poll: Callable[..., Any]) -> None:
