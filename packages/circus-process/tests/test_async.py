@@ -98,3 +98,17 @@ def test_callback_needs_a_spawned_process() -> None:
 
     with pytest.raises(Exception, match="not spawned"):
         asyncio.run(main())
+
+
+def test_wait_timeout_status_and_age(spawn) -> None:
+    from circus.process import DEAD_OR_ZOMBIE, RUNNING, UNEXISTING
+
+    assert Process("x", 1, "true", spawn=False).status == UNEXISTING
+    proc = spawn("sleep 60")
+    assert proc.status == RUNNING and proc.age() >= 0
+    with pytest.raises(TimeoutError):
+        proc.wait(0.05)
+    proc.close()  # pidfd and pipes released: signals and waits fall back to the pid
+    assert proc.pidfd is None
+    assert proc.stop(graceful_timeout=5) == -signal.SIGTERM
+    assert proc.status == DEAD_OR_ZOMBIE

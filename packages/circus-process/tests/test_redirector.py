@@ -159,3 +159,42 @@ def test_failing_stream_does_not_break_the_pump(spawn, caplog) -> None:
 
     run(main)
     assert "boom" in caplog.text
+
+
+def test_splice_path_rotates_by_size(spawn, py, tmp_path: Path) -> None:
+    size = 1_000_000
+    target = tmp_path / "out.log"
+
+    async def main() -> None:
+        stream = FileStream(str(target), max_bytes=300_000, backup_count=5)
+        redirector = OutputRedirector()
+        proc = spawn(py, args=["-c", WRITER, str(size)], pipe_stderr=False)
+        redirector.add(proc, stream)
+        await proc.wait_async()
+        redirector.remove(proc)
+        stream.close()
+
+    run(main)
+    files = [target.with_name(f"out.log.{i}") for i in range(4, 0, -1)] + [target]
+    sizes = [p.stat().st_size for p in files if p.exists()]
+    assert all(s <= 300_000 for s in sizes)
+    assert b"".join(p.read_bytes() for p in files if p.exists()) == expected_bytes(size)
+
+
+def test_two_processes_share_one_file(spawn, py, tmp_path: Path) -> None:
+    size = 700_000
+    target = tmp_path / "out.log"
+
+    async def main() -> None:
+        stream = FileStream(str(target))
+        redirector = OutputRedirector()
+        procs = [spawn(py, args=["-c", WRITER, str(size)], pipe_stderr=False) for _ in range(2)]
+        for proc in procs:
+            redirector.add(proc, stream)
+        await asyncio.gather(*(p.wait_async() for p in procs))
+        for proc in procs:
+            redirector.remove(proc)
+        stream.close()
+
+    run(main)
+    assert target.stat().st_size == 2 * size

@@ -254,3 +254,58 @@ def test_line_framer_bounds_its_buffer() -> None:
     assert framer.feed(1, "stdout", b"abc") == []
     assert framer.feed(1, "stdout", b"defghij") == [b"abcdefghij\n"]
     assert framer.flush(1, "stdout") == []
+
+
+def pipe_with(data: bytes) -> tuple[int, int]:
+    r, w = os.pipe()
+    os.write(w, data)
+    os.set_blocking(r, False)
+    return r, w
+
+
+def test_watched_stream_splice_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    stream = WatchedFileStream(str(path))
+    assert stream.can_splice
+    r, w = pipe_with(b"one\n")
+    try:
+        assert stream.splice_from(r) == 4
+        os.rename(path, tmp_path / "old.log")
+        os.write(w, b"two\n")
+        assert stream.splice_from(r) == 4
+        with pytest.raises(BlockingIOError):
+            stream.splice_from(r)
+        os.close(w)
+        w = -1
+        assert stream.splice_from(r) == 0  # EOF
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+        stream.close()
+    assert (tmp_path / "old.log").read_bytes() == b"one\n"
+    assert path.read_bytes() == b"two\n"
+
+
+def test_timed_stream_splice_rotates(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    clock = FakeClock(1_700_000_000.0)
+    stream = TimedRotatingFileStream(str(path), rotate_when="M", clock=clock)
+    r, w = pipe_with(b"first\n")
+    try:
+        stream.splice_from(r)
+        clock.now += 61
+        os.write(w, b"second\n")
+        stream.splice_from(r)
+    finally:
+        os.close(r)
+        os.close(w)
+        stream.close()
+    rotated = [p for p in tmp_path.iterdir() if p.name != "out.log"]
+    assert [p.read_bytes() for p in rotated] == [b"first\n"]
+    assert path.read_bytes() == b"second\n"
+
+
+def test_formatting_streams_do_not_splice(tmp_path: Path) -> None:
+    assert not FileStream(str(tmp_path / "a"), time_format="%H").can_splice
+    assert not hasattr(StdoutStream(), "splice_from")
