@@ -187,3 +187,15 @@ def test_signal_names(run_arbiter) -> None:
     assert to_signum(9) == 9
     assert to_signum("15") == 15
     assert to_signum("SIGRTMIN+2") == signal.SIGRTMIN + 2
+
+
+def test_set_accepts_our_watcher_extras(run_arbiter, make_sleeper) -> None:
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        ok = await c.call("set", name="sleeper", options={"backoff_max": 3.0}, waiting=True)
+        assert ok["status"] == "ok", ok
+        got = await c.call("get", name="sleeper", keys=["backoff_max"])
+        assert got["options"] == {"backoff_max": 3.0}
+        bad = await c.call("set", name="sleeper", options={"backoff_max": "x"}, waiting=True)
+        assert bad["status"] == "error" and bad["errno"] == 3
+
+    run_arbiter([make_sleeper()], body)

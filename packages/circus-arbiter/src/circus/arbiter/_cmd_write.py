@@ -167,7 +167,7 @@ def cmd_set(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
     options = props.get("options")
     if not isinstance(options, dict):
         raise MessageError("message invalid 'options' is missing")
-    validated = validate_set_options(options)
+    validated = validate_set_options(options, also_known=lambda key: _has_option(watcher, key))
 
     async def run() -> dict[str, Any]:
         async with arbiter.table.locked(watcher):
@@ -185,6 +185,14 @@ def cmd_set(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
         return {}
 
     return run()
+
+
+def _has_option(watcher: Any, key: str) -> bool:
+    try:
+        watcher.get_opt(key)
+    except Exception:
+        return False
+    return True
 
 
 @command("add")

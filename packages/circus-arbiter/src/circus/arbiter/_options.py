@@ -7,7 +7,7 @@ clients that parse them keep working.
 from __future__ import annotations
 
 import resource
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import MessageError
@@ -51,10 +51,16 @@ _HOOKS = {
 }
 
 
-def validate_set_options(options: Mapping[str, Any], fold_rlimits: bool = False) -> dict[str, Any]:
+def validate_set_options(
+    options: Mapping[str, Any],
+    fold_rlimits: bool = False,
+    also_known: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
     """Check every key and value; return them (``stop_signal`` as a number).
 
     With ``fold_rlimits`` (``add``), ``rlimit_X`` keys are gathered into ``rlimits``.
+    ``also_known(key)`` accepts keys beyond upstream's list (our watcher's extra options),
+    whose values the watcher itself validates.
 
     Raises:
         MessageError: errno 3 naming the key.
@@ -101,7 +107,7 @@ def validate_set_options(options: Mapping[str, Any], fold_rlimits: bool = False)
             if fold_rlimits:
                 rlimits[key[len("rlimit_") :]] = value
                 continue
-        elif not key.startswith(_PREFIXES):
+        elif not key.startswith(_PREFIXES) and not (also_known and also_known(key)):
             raise MessageError(f"unknown key {key!r}")
         result[key] = value
     if rlimits:
