@@ -118,14 +118,15 @@ def test_rlimit_nofile_infinity_falls_back_to_hard_limit(pysnippet, read_to_eof)
 
 
 def fd_listing_code() -> str:
-    # fstat every low fd: unlike listing /proc/self/fd this opens nothing itself.
+    # The child lists /proc/self/fd; the listing's own directory fd is closed right after,
+    # so only fds still open once listdir returns are reported.
     return (
         "import os\n"
-        "fds = []\n"
-        "for fd in range(256):\n"
+        "def is_open(fd):\n"
         "    try: os.fstat(fd)\n"
-        "    except OSError: continue\n"
-        "    fds.append(fd)\n"
+        "    except OSError: return False\n"
+        "    return True\n"
+        "fds = sorted(int(x) for x in os.listdir('/proc/self/fd') if is_open(int(x)))\n"
         "print(' '.join(map(str, fds)))"
     )
 

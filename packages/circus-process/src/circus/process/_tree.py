@@ -19,8 +19,6 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import psutil
-
 from ._reaping import registry
 
 if TYPE_CHECKING:
@@ -109,6 +107,8 @@ def _stat_fields(pid: int) -> list[bytes] | None:
 
 def _direct_children() -> list[int]:
     """Pids whose parent is this process."""
+    import psutil  # lazily: spawning never pays for it
+
     kids = _children_of(os.getpid())
     if kids is None:
         return [p.pid for p in psutil.Process().children()]
@@ -117,6 +117,8 @@ def _direct_children() -> list[int]:
 
 def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid``, walking /proc children lists (O(tree), not O(system))."""
+    import psutil  # lazily: spawning never pays for it
+
     first = _children_of(pid)
     if first is None:
         try:
@@ -196,6 +198,8 @@ def _open_pidfd(pid: int, parent: int | None = None) -> int | None:
 
 
 def _create_time(pid: int) -> float | None:
+    import psutil  # lazily: spawning never pays for it
+
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
@@ -219,6 +223,8 @@ def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> l
     circus process born before it with that same environment could claim it. Birth times
     all come from psutil, so they share the same (boot-time based) error.
     """
+    import psutil  # lazily: spawning never pays for it
+
     orphans = adopted_orphans()
     if not orphans:
         return []
@@ -243,6 +249,8 @@ def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> l
 
 
 def _psutil_children(pid: int) -> list[int]:
+    import psutil  # lazily: spawning never pays for it
+
     try:
         return [p.pid for p in psutil.Process(pid).children()]
     except psutil.Error:
