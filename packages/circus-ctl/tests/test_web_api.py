@@ -21,7 +21,7 @@ pytest.importorskip("prometheus_client", reason="the dashboard needs the web ext
 from circus.ctl import protocol  # noqa: E402
 from circus.ctl.testing import FakeDaemon, Publisher  # noqa: E402
 from circus.ctl.web import Dashboard  # noqa: E402
-from circus.ctl.web.testing import serve  # noqa: E402
+from circus.ctl.web.testing import close_websocket, serve  # noqa: E402
 from tornado.httpclient import HTTPRequest, HTTPResponse  # noqa: E402
 from tornado.simple_httpclient import SimpleAsyncHTTPClient  # noqa: E402
 from tornado.websocket import WebSocketClientConnection, websocket_connect  # noqa: E402
@@ -251,7 +251,7 @@ def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) ->
             answer = await next_of(ws, "answer")
             assert not answer["ok"] and answer["error"] == "not JSON"
         finally:
-            ws.close()
+            await close_websocket(ws)
 
     run(tmp_path, scenario)
 
@@ -274,7 +274,7 @@ def test_websocket_backlog_carries_recent_output(tmp_path: Path) -> None:
             backlog = await next_of(ws, "backlog")
             assert [line["data"] for line in backlog["logs"]] == ["booted\n"]
         finally:
-            ws.close()
+            await close_websocket(ws)
 
     run(tmp_path, scenario)
 
@@ -395,7 +395,7 @@ def test_restarts_count_processes_that_exit_on_their_own(tmp_path: Path) -> None
             for _ in range(3):
                 await next_of(ws, "event")
         finally:
-            ws.close()
+            await close_websocket(ws)
         assert (await env.state())["watchers"][0]["restarts"] == 1
         metrics = (await env.fetch("/metrics")).body.decode()
         assert (

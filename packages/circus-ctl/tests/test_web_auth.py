@@ -13,8 +13,8 @@ pytest.importorskip("tornado", reason="the dashboard needs the web extra")
 pytest.importorskip("prometheus_client", reason="the dashboard needs the web extra")
 
 from circus.ctl.web import AuthPolicy, Dashboard, InsecureBindError, main  # noqa: E402
-from circus.ctl.web.testing import serve  # noqa: E402
-from tornado.httpclient import HTTPClientError, HTTPRequest  # noqa: E402
+from circus.ctl.web.testing import close_websocket, serve  # noqa: E402
+from tornado.httpclient import HTTPRequest  # noqa: E402
 from tornado.simple_httpclient import SimpleAsyncHTTPClient  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
@@ -83,9 +83,8 @@ def test_with_a_token_every_door_asks_for_it(tmp_path: Path) -> None:
         )
         assert call.code == 401
         ws_url = url.replace("http://", "ws://") + "/ws"
-        with pytest.raises(HTTPClientError) as refused:
-            await websocket_connect(ws_url)
-        assert refused.value.code == 401
+        refused = await fetch("/ws", headers=upgrade_headers())
+        assert refused.code == 401
 
         wrong = await fetch("/login", method="POST", body="token=guess")
         assert wrong.code == 403 and b"wrong token" in wrong.body
@@ -103,7 +102,7 @@ def test_with_a_token_every_door_asks_for_it(tmp_path: Path) -> None:
         try:
             assert json.loads(await ws.read_message())["type"] == "hello"
         finally:
-            ws.close()
+            await close_websocket(ws)
 
     async def run() -> None:
         dashboard = Dashboard(
@@ -127,3 +126,39 @@ def test_token_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     assert read_token(str(token_file), {}) == TOKEN
     assert read_token(None, {"CIRCUSHTTPD_TOKEN": "from-env"}) == "from-env"
     assert read_token(None, {}) is None
+
+
+def upgrade_headers(**more: str) -> dict[str, str]:
+    """Headers of a websocket handshake, sent as a plain request so a refusal can be read
+    (and the connection is closed by our own client)."""
+    return {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        **more,
+    }
+
+
+def test_the_websocket_refuses_other_origins(tmp_path: Path) -> None:
+    async def run() -> None:
+        dashboard = Dashboard([f"ipc://{tmp_path}/absent.sock"], interval=0.2, timeout=0.3)
+        http = SimpleAsyncHTTPClient(force_instance=True)
+        try:
+            async with serve(dashboard) as url:
+                refused = await http.fetch(
+                    url + "/ws",
+                    headers=upgrade_headers(Origin="http://evil.example"),
+                    raise_error=False,
+                )
+                assert refused.code == 403
+                ws_url = url.replace("http://", "ws://") + "/ws"
+                ws = await websocket_connect(HTTPRequest(ws_url, headers={"Origin": url}))
+                try:
+                    assert json.loads(await ws.read_message())["type"] == "hello"
+                finally:
+                    await close_websocket(ws)
+        finally:
+            http.close()
+
+    asyncio.run(run())

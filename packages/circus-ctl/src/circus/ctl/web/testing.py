@@ -27,6 +27,7 @@ __all__ = [
     "Circushttpd",
     "chromium_path",
     "chromium_page",
+    "close_websocket",
     "serve",
 ]
 
@@ -74,6 +75,20 @@ async def serve(dashboard: Dashboard, host: str = "127.0.0.1") -> AsyncIterator[
         await dashboard.close()
         for sock in sockets:
             sock.close()
+
+
+async def close_websocket(ws: Any, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Close a tornado websocket client and wait until its connection is really closed.
+
+    ``ws.close()`` only starts the closing handshake; a test that ends its loop right after
+    would leave the socket open (and a ResourceWarning behind).
+    """
+    import asyncio
+
+    ws.close()
+    async with asyncio.timeout(timeout):
+        while await ws.read_message() is not None:
+            pass
 
 
 _SERVING = re.compile(r"circushttpd: serving (http://\S+/)")
