@@ -309,3 +309,41 @@ def test_timed_stream_splice_rotates(tmp_path: Path) -> None:
 def test_formatting_streams_do_not_splice(tmp_path: Path) -> None:
     assert not FileStream(str(tmp_path / "a"), time_format="%H").can_splice
     assert not hasattr(StdoutStream(), "splice_from")
+
+
+def test_two_streams_on_one_file_append_and_rotate_together(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    out = FileStream(str(path), max_bytes=20, backup_count=3)
+    err = FileStream(str(path), max_bytes=20, backup_count=3)
+    r, w = pipe_with(b"spliced\n")
+    try:
+        out(chunk(b"out-1\n"))
+        err(chunk(b"err-1\n", name="stderr"))
+        out.splice_from(r)  # 6 + 6 + 8 = 20 bytes: still one file
+        err(chunk(b"err-2\n", name="stderr"))  # would pass 20: rotates, for both streams
+        out(chunk(b"out-2\n"))
+    finally:
+        os.close(r)
+        os.close(w)
+        out.close()
+        err.close()
+    assert (tmp_path / "out.log.1").read_bytes() == b"out-1\nerr-1\nspliced\n"
+    assert path.read_bytes() == b"err-2\nout-2\n"
+    assert not (tmp_path / "out.log.2").exists()
+
+
+def test_two_timed_streams_on_one_file_rotate_once(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    clock = FakeClock(1_700_000_000.0)
+    a = TimedRotatingFileStream(str(path), rotate_when="H", clock=clock)
+    b = TimedRotatingFileStream(str(path), rotate_when="H", clock=clock)
+    a(chunk(b"a1\n"))
+    b(chunk(b"b1\n"))
+    clock.now += 3600
+    a(chunk(b"a2\n"))
+    b(chunk(b"b2\n"))
+    a.close()
+    b.close()
+    rotated = [p for p in tmp_path.iterdir() if p.name != "out.log"]
+    assert [p.read_bytes() for p in rotated] == [b"a1\nb1\n"]
+    assert path.read_bytes() == b"a2\nb2\n"

@@ -104,15 +104,44 @@ class FileStream:
             if lines:
                 self._write(prefix_line(self.time_format, pid, lines[0]).encode())
 
-    def _before_write(self, nbytes: int) -> None:
-        """Hook run before ``nbytes`` are written (rotation)."""
-        if self.max_bytes and self._size and self._size + nbytes > self.max_bytes:
-            self.rotate()
+    def _prepare(self) -> None:
+        """Make ``self._fd`` point at the end of the current file before any I/O.
 
-    def _write(self, payload: bytes) -> None:
+        Several streams may write the same file (stdout and stderr configured alike): each
+        has its own fd, and splice() refuses O_APPEND files, so every write starts with a
+        seek to the end (and re-reads the size, others' bytes included).
+        """
         if self._fd is None:
             self.open()
-        self._before_write(len(payload))
+        self._before_io()
+        self._size = os.lseek(self._fd, 0, os.SEEK_END)  # type: ignore[arg-type]
+
+    def _before_io(self) -> None:
+        """Hook run before each write or splice (reopen checks, time rotation).
+
+        With size rotation on, follow the path if another stream rotated the file.
+        """
+        if self.max_bytes:
+            self._follow_path()
+
+    def _follow_path(self) -> None:
+        """Reopen when the path no longer names our open file (moved, deleted, rotated)."""
+        if self._fd is None:
+            return
+        try:
+            st = os.stat(self.filename)
+        except FileNotFoundError:
+            st = None
+        cur = os.fstat(self._fd)
+        if st is None or (st.st_dev, st.st_ino) != (cur.st_dev, cur.st_ino):
+            os.close(self._fd)
+            self._fd = None
+            self._open_fd()
+
+    def _write(self, payload: bytes) -> None:
+        self._prepare()
+        if self.max_bytes and self._size and self._size + len(payload) > self.max_bytes:
+            self.rotate()
         view = memoryview(payload)
         while view:
             written = os.write(self._fd, view)  # type: ignore[arg-type]
@@ -128,21 +157,17 @@ class FileStream:
         """Move up to 1 MiB from pipe ``fd`` into the file with ``os.splice``.
 
         Returns the bytes moved (0 at EOF); raises BlockingIOError when the pipe is empty.
+        Size rotation happens on the 1 MiB boundaries this implies, not on line boundaries.
         """
-        if self._fd is None:
-            self.open()
+        self._prepare()
         count = SPLICE_CHUNK
         if self.max_bytes:
             if self._size >= self.max_bytes:
                 self.rotate()
             count = min(count, self.max_bytes - self._size) or count
-        self._before_splice()
         moved = os.splice(fd, self._fd, count, flags=_SPLICE_FLAGS)  # type: ignore[arg-type]
         self._size += moved
         return moved
-
-    def _before_splice(self) -> None:
-        """Hook run before each splice (reopen checks, time rotation)."""
 
     # -- rotation ----------------------------------------------------------------------------
 
@@ -178,21 +203,5 @@ class WatchedFileStream(FileStream):
         options.pop("backup_count", None)
         super().__init__(filename=filename, time_format=time_format, **options)
 
-    def _check_reopen(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            st = os.stat(self.filename)
-        except FileNotFoundError:
-            st = None
-        cur = os.fstat(self._fd)
-        if st is None or (st.st_dev, st.st_ino) != (cur.st_dev, cur.st_ino):
-            os.close(self._fd)
-            self._fd = None
-            self._open_fd()
-
-    def _before_write(self, nbytes: int) -> None:
-        self._check_reopen()
-
-    def _before_splice(self) -> None:
-        self._check_reopen()
+    def _before_io(self) -> None:
+        self._follow_path()

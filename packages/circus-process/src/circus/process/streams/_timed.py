@@ -93,7 +93,13 @@ class TimedRotatingFileStream(FileStream):
     def _maybe_rotate(self) -> None:
         now = self._clock()
         if now >= self.rollover_at:
-            self.rotate_at(self.rollover_at - self.interval)
+            if self._fd is not None and self._path_moved():
+                # A sibling stream on the same file rotated it already: follow it.
+                os.close(self._fd)
+                self._fd = None
+                self._open_fd()
+            else:
+                self.rotate_at(self.rollover_at - self.interval)
             while self.rollover_at <= now:
                 self.rollover_at = self._next_rollover(now)
 
@@ -118,8 +124,13 @@ class TimedRotatingFileStream(FileStream):
         """Rotate now, naming the old file after the current period."""
         self.rotate_at(self._clock())
 
-    def _before_write(self, nbytes: int) -> None:
-        self._maybe_rotate()
+    def _path_moved(self) -> bool:
+        try:
+            st = os.stat(self.filename)
+        except FileNotFoundError:
+            return True
+        cur = os.fstat(self._fd)  # type: ignore[arg-type]
+        return (st.st_dev, st.st_ino) != (cur.st_dev, cur.st_ino)
 
-    def _before_splice(self) -> None:
+    def _before_io(self) -> None:
         self._maybe_rotate()
