@@ -498,7 +498,7 @@ class ThreadedArbiter(Arbiter):
     _thread_loop: asyncio.AbstractEventLoop | None = None
     _error: BaseException | None = None
 
-    def start(self, timeout: float = 60.0) -> None:  # type: ignore[override]
+    def start(self, timeout: float = 60.0) -> None:
         """Start the arbiter thread and wait until it serves (or failed)."""
         self._thread = threading.Thread(target=self._main, name="circus-arbiter", daemon=True)
         self._thread.start()

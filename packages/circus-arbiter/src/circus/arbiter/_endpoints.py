@@ -7,6 +7,7 @@ import pwd
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import zmq
 
@@ -33,7 +34,7 @@ def _umask(mask: int) -> Iterator[None]:
         os.umask(old)
 
 
-def bind_endpoint(sock: zmq.Socket, endpoint: str, owner: str | None = None) -> None:
+def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None) -> None:
     """Bind ``sock`` on ``endpoint``; an ipc socket file is created 0600 and chowned to ``owner``.
 
     Raises:

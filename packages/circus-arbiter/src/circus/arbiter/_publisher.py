@@ -25,10 +25,10 @@ log = logging.getLogger("circus.arbiter")
 class Publisher:
     """Publishes events; :meth:`publish` never blocks (ZeroMQ drops for slow subscribers)."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, owner: str | None = None) -> None:
+    def __init__(self, context: zmq.Context[Any], endpoint: str, owner: str | None = None) -> None:
         self.endpoint = endpoint
         self._prefixes: set[bytes] = set()
-        self._socket: zmq.Socket | None = context.socket(zmq.XPUB)
+        self._socket: zmq.Socket[Any] | None = context.socket(zmq.XPUB)
         self._socket.linger = 0
         try:
             bind_endpoint(self._socket, endpoint, owner)
@@ -40,7 +40,7 @@ class Publisher:
     def _drain_subscriptions(self) -> None:
         sock = self._socket
         assert sock is not None
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             try:
                 notice = sock.recv(zmq.NOBLOCK)
             except zmq.Again:  # pragma: no cover - EVENTS said otherwise

@@ -72,8 +72,8 @@ class CircusPlugin:
         self._id = uuid.uuid4().hex.encode()
         self.running = False
         self.loop: IOLoop | None = None
-        self.client: zmq.Socket | None = None
-        self.sub_socket: zmq.Socket | None = None
+        self.client: zmq.Socket[Any] | None = None
+        self.sub_socket: zmq.Socket[Any] | None = None
         self.substream: ZMQStream | None = None
         self._periodics: list[PeriodicCallback] = []
         self._lock = threading.Lock()
@@ -149,10 +149,10 @@ class CircusPlugin:
         with self._lock:
             self.client.send(json.dumps(message).encode())
             while True:
-                if not self.client.poll(self.call_timeout * 1000):
+                if not self.client.poll(int(self.call_timeout * 1000)):
                     raise TimeoutError(f"no answer to {command!r} from {self.endpoint}")
                 answer = json.loads(self.client.recv())
-                if answer.get("id") == msg_id:
+                if isinstance(answer, dict) and answer.get("id") == msg_id:
                     return answer
 
     def cast(self, command: str, **props: Any) -> None:

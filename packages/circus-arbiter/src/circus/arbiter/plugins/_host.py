@@ -69,7 +69,7 @@ class _Running:
                 self.plugin.running = True
                 # Upstream plugins end by calling loop.stop(); here the loop is asyncio's,
                 # run by this thread, so stopping means letting main() return.
-                self.loop.stop = stopped.set  # type: ignore[method-assign]
+                self.loop.stop = stopped.set
                 self.ready.set()
                 await stopped.wait()
             finally:
