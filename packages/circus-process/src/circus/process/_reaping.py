@@ -7,7 +7,6 @@ recycled pid); the registry lets :func:`reap_orphans` tell our children from ado
 from __future__ import annotations
 
 import os
-import signal
 import weakref
 from typing import TYPE_CHECKING
 
@@ -52,11 +51,3 @@ def try_reap(pid: int, pidfd: int | None, *, block: bool = False) -> int | None:
     if wpid == 0:
         return None
     return status_to_returncode(status)
-
-
-def signal_name(signum: int) -> str:
-    """Human name of a signal number, for messages."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)
