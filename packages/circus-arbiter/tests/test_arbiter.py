@@ -103,3 +103,21 @@ def test_get_arbiter_threaded(endpoints, make_sleeper) -> None:
     finally:
         arbiter.stop()
     assert arbiter.get_watcher("sleeper").pids == []
+
+
+def test_python_api_for_embedding(run_arbiter, make_sleeper) -> None:
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        spec = make_sleeper("extra")
+        watcher = await arbiter.add_watcher("extra", spec["cmd"], start=True, graceful_timeout=5)
+        assert arbiter.numwatchers() == 2 and len(watcher.pids) == 1
+        assert [w.name for w in arbiter.iter_watchers()] == ["extra", "sleeper"]
+        assert arbiter.statuses() == {"extra": "active", "sleeper": "active"}
+        before = set(watcher.pids)
+        await arbiter.reload()
+        assert not before & set(watcher.pids)
+        await arbiter.rm_watcher("extra")
+        assert arbiter.numwatchers() == 1 and watcher.pids == []
+        with pytest.raises(ArbiterError, match="program extra not found"):
+            arbiter.get_watcher("extra")
+
+    run_arbiter([make_sleeper()], body)

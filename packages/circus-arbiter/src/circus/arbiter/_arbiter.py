@@ -162,6 +162,10 @@ class Arbiter:
         """``{watcher name: status}`` for every watcher."""
         return {w.name: w.status() for w in self.table.ordered()}
 
+    def numwatchers(self) -> int:
+        """Number of watchers."""
+        return len(self.table)
+
     def numprocesses(self) -> int:
         """Total number of running processes."""
         return sum(len(w.pids) for w in self.table.ordered())
@@ -456,7 +460,10 @@ class Arbiter:
         return watcher
 
     async def rm_watcher(self, watcher: Any, nostop: bool = False) -> None:
-        """Unregister a watcher (publishes ``remove``) and stop it unless ``nostop``."""
+        """Unregister a watcher (object or name; publishes ``remove``) and stop it unless
+        ``nostop``."""
+        if isinstance(watcher, str):
+            watcher = self.table.get(watcher)
         self.table.remove(watcher)
         self.publish_event(watcher.name, "remove")
         if not nostop:
