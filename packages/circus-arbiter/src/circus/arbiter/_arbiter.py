@@ -251,13 +251,23 @@ class Arbiter:
             if only_autostart and not getattr(watcher, "autostart", True):
                 continue
             if not first and self.warmup_delay:
-                await asyncio.sleep(float(self.warmup_delay))
+                await self._pause(float(self.warmup_delay))
+                if self._stopping:
+                    return
             first = False
             try:
                 await self.start_watcher(watcher)
             except Exception as exc:
                 # one watcher that cannot spawn must not keep the others (or circusd) down
                 log.error("watcher %s failed to start: %s", watcher.name, exc)
+
+    async def _pause(self, seconds: float) -> None:
+        # A warmup pause that a quit cuts short.
+        assert self._exit is not None
+        try:
+            await asyncio.wait_for(self._exit.wait(), seconds)
+        except TimeoutError:
+            pass
 
     async def stop_watchers(self) -> None:
         """Stop every watcher concurrently (each under its own lock)."""
