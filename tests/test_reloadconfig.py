@@ -97,3 +97,25 @@ graceful_timeout = 5
     assert after["backlog"] == 32 and before["backlog"] == 16
     e2e.wait(lambda: daemon.pids("server") and not set(daemon.pids("server")) & set(server))
     assert daemon.pids("bystander") == bystander
+
+
+def test_changed_endpoints_are_rebound_without_touching_watchers(circusd, e2e, tmp_path) -> None:
+    from circus.ctl import CircusClient
+
+    daemon = circusd(_config())
+    e2e.wait(lambda: daemon.pids("keep"))
+    keep = daemon.pids("keep")
+    new_ctl, new_pub = f"ipc://{tmp_path}/ctl2", f"ipc://{tmp_path}/pub2"
+    text = daemon.config.read_text()
+    text = text.replace(daemon.endpoint, new_ctl).replace(daemon.pubsub, new_pub)
+    daemon.config.write_text(text)
+    # the answer still comes back on the old endpoint...
+    assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
+    daemon.close_client()
+    # ...which then goes away, while the new one serves the same watchers
+    e2e.wait(lambda: not (tmp_path / "ctl").exists(), 20, "old control socket removed")
+    with CircusClient(new_ctl, timeout=10) as client:
+        assert client.call("list", name="keep")["pids"] == keep
+        options = client.call("globaloptions")["options"]
+    assert options["endpoint"] == new_ctl and options["pubsub_endpoint"] == new_pub
+    daemon.endpoint = new_ctl

@@ -121,6 +121,7 @@ class Arbiter:
         self._own_context = context is None
         self.context = context if context is not None else zmq.asyncio.Context()
         self.controller: Controller | None = None
+        self._retiring: set[Controller] = set()
         self.publisher: Publisher | None = None
         self.output = OutputHub(self._publish, keep=output_lines, wanted=self._wanted)
         self._stats: Any = None
@@ -320,6 +321,77 @@ class Arbiter:
         arbiter._loaded_config = config
         return arbiter
 
+    async def apply_daemon_options(self, daemon: Any) -> bool:
+        """Apply a reloaded ``[circus]`` section without restarting the watchers.
+
+        New endpoints are bound before the old ones close (a bind failure leaves everything
+        as it was); the old control socket closes only once its in-flight requests, the
+        ``reloadconfig`` itself included, have been answered. Returns whether the endpoints
+        changed (plugins must then reconnect).
+
+        Raises:
+            ArbiterError: a new endpoint cannot be bound.
+        """
+        from ._from_config import stats_enabled
+
+        self.check_delay = daemon.check_delay
+        self.warmup_delay = daemon.warmup_delay
+        if daemon.loglevel:
+            logging.getLogger().setLevel(daemon.loglevel.upper())
+        owner = daemon.endpoint_owner
+        changed = False
+        if daemon.pubsub_endpoint != self.pubsub_endpoint or owner != self.endpoint_owner:
+            publisher = Publisher(
+                zmq.Context.shadow(self.context.underlying), daemon.pubsub_endpoint, owner
+            )
+            old_pub, self.publisher = self.publisher, publisher
+            self.pubsub_endpoint = daemon.pubsub_endpoint
+            if old_pub is not None:
+                old_pub.close()
+            changed = True
+        if daemon.endpoint != self.endpoint or owner != self.endpoint_owner:
+            controller = Controller(self, self.context, daemon.endpoint)
+            controller.bind(owner)
+            controller.start()
+            old_ctl, self.controller = self.controller, controller
+            self.endpoint = daemon.endpoint
+            if old_ctl is not None:
+                self._retiring.add(old_ctl)
+                self._keep(asyncio.get_running_loop().create_task(self._retire(old_ctl)))
+            changed = True
+        self.endpoint_owner = owner
+        stats = daemon.stats_endpoint if stats_enabled(daemon) else None
+        if stats != self.stats_endpoint or (changed and stats):
+            if self._stats is not None:
+                self._stats.close()
+                self._stats = None
+            self.stats_endpoint = stats
+            self.statsd = bool(stats)
+            if stats:
+                from ._stats import StatsPublisher
+
+                self._stats = StatsPublisher(self, stats, self.stats_interval)
+                self._stats.start()
+        multicast = daemon.multicast_endpoint or ""
+        if multicast != self.multicast_endpoint or (changed and multicast):
+            if self._discovery is not None:
+                self._discovery.close()
+                self._discovery = None
+            self.multicast_endpoint = multicast
+            if multicast:
+                from ._discovery import Discovery
+
+                self._discovery = await Discovery.create(multicast, self.endpoint)
+        return changed
+
+    async def _retire(self, controller: Controller) -> None:
+        # Answers of requests already received still leave through the old socket.
+        try:
+            await controller.drain(timeout=60.0)
+        finally:
+            controller.close()
+            self._retiring.discard(controller)
+
     async def apply_plugins(
         self, specs: Mapping[str, Mapping[str, Any]], removed: Iterable[str] = ()
     ) -> None:
@@ -349,6 +421,8 @@ class Arbiter:
         if self.controller is not None:
             await self.controller.drain()
             self.controller.close()
+        for old in list(self._retiring):
+            old.close()
         if self._stats is not None:
             self._stats.close()
         if self._discovery is not None:

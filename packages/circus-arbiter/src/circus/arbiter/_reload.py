@@ -5,9 +5,10 @@ of ``numprocesses`` alone resizes in place; any other change stops the old watch
 a new one; removed watchers are stopped and dropped; new ones are created (and started when
 ``autostart``). Sockets: removed ones are closed, new ones bound, changed ones re-bound and
 every watcher referring to them re-created. Plugins whose section changed are restarted.
-Watchers added at run time with ``add`` are left alone. A change in ``[circus]`` is logged and
-its endpoints are *not* re-bound (upstream restarts the whole arbiter; we keep the control
-channel that is serving the very request).
+Watchers added at run time with ``add`` are left alone. A change in ``[circus]`` is applied in
+place (:meth:`Arbiter.apply_daemon_options`): new endpoints are bound, the old control socket
+closes once it has answered its pending requests; upstream restarted the whole arbiter (every
+process) for any change there.
 """
 
 from __future__ import annotations
@@ -46,13 +47,12 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
     if old is None:
         old = CircusConfig(path=arbiter.config_file, circus=DaemonConfig())
     diff = diff_configs(old, new)
+    rebound = False
     if diff.circus_changed:
-        log.warning(
-            "[circus] changed in %s: endpoints are kept until circusd restarts",
-            arbiter.config_file,
-        )
-    arbiter.check_delay = new.circus.check_delay
-    arbiter.warmup_delay = new.circus.warmup_delay
+        try:
+            rebound = await arbiter.apply_daemon_options(new.circus)
+        except Exception as exc:
+            raise CommandError(f"cannot apply [circus] of {arbiter.config_file}: {exc}") from exc
 
     w = diff.watchers
     resized = set() if force else set(diff.resized)
@@ -92,7 +92,8 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
                 await current.set_numprocesses(int(new.watcher(name).options["numprocesses"]))
 
     p = diff.plugins
-    restart = [*p.added, *p.changed, *(p.unchanged if force else ())]
+    # plugins talk to the endpoints: all of them reconnect when those moved
+    restart = [*p.added, *p.changed, *(p.unchanged if force or rebound else ())]
     if restart or p.removed:
         specs = {}
         for plugin in new.plugins:
