@@ -68,16 +68,35 @@ def make(watchers: list[Any], recorder: Recorder) -> Callable[..., Any]:
         options.setdefault("graceful_timeout", 5.0)
         watcher = Watcher(name, cmd, **options)
         watcher.add_listener(recorder)
+        watcher.add_listener(_note_sessions)
         watchers.append(watcher)
         return watcher
 
     return factory
 
 
+# Every child is its own session leader, and its descendants stay in that session unless
+# they leave it: a leftover member of one of these sessions is a leaked (maybe orphaned)
+# process, even when it was reparented away from us.
+_SESSIONS: set[int] = set()
+
+
+def _note_sessions(event: str, payload: dict[str, Any]) -> None:
+    if event == "spawn":
+        _SESSIONS.add(payload["process_pid"])
+
+
 def _leftover_children() -> list[Any]:
     import psutil
 
-    return psutil.Process().children(recursive=True)
+    left = psutil.Process().children(recursive=True)
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) in _SESSIONS and proc not in left:
+                left.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return left
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -87,6 +106,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     made: list[Any] = pyfuncitem.funcargs.get("watchers", [])  # type: ignore[assignment]
+
+    _SESSIONS.clear()
 
     async def main() -> None:
         try:

@@ -203,3 +203,12 @@ async def test_an_idle_watcher_never_wakes_the_loop(make: Any) -> None:
         selector.select = original
     # The sleep itself needs one or two wake-ups; a tick or a poll loop would need many.
     assert len(wakeups) <= 3, wakeups
+
+
+async def test_start_spawns_a_fixed_count_even_if_processes_die_at_once(
+    make: Any, recorder: Any
+) -> None:
+    w = make("true", numprocesses=3, warmup_delay=0.1, respawn=False)
+    await w.start()
+    await recorder.until(w.is_stopped)
+    assert recorder.count("spawn") == 3

@@ -102,7 +102,7 @@ async def test_signal_children_and_recursive(make: Any, recorder: Any, tmp_path:
     # The watched process is a shell whose child traps signals; the shell ignores them.
     script = tmp_path / "run.sh"
     script.write_text(f"trap '' USR1 USR2 HUP\n{TRAP}{tmp_path} &\nwait\n")
-    w = make(f"sh {script}")
+    w = make(f"sh {script}", stop_children=True)  # else the child outlives the shell
     await w.start()
     shell = w.pids[0]
     await recorder.until(lambda: bool(list(tmp_path.glob("ready-*"))))

@@ -54,6 +54,7 @@ class WatcherBase:
     _flapping: FlappingDetector
     _flap_timer: asyncio.TimerHandle | None
     _refusal: bool
+    _halted: bool  # a flapping verdict is waiting for its stop: respawn nothing meanwhile
     _demand_fds: list[int]
     _env: dict[str, str] | None
     _template: dict[str, str] | None

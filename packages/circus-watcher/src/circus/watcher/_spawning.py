@@ -92,20 +92,27 @@ class SpawningMixin(WatcherBase):
         self._spawn_task(self._stop_from_inside(generation=self._generation))
 
     async def _spawn_up_to_target(self) -> list[int]:
-        """Spawn until the watcher holds ``numprocesses`` (honouring ``warmup_delay``)."""
+        """Spawn the processes missing from ``numprocesses`` (``warmup_delay`` apart).
+
+        The count is taken once: processes dying meanwhile are the restart policy's business,
+        so a watcher whose processes exit at once cannot keep this loop going forever.
+        """
         started: list[int] = []
         generation = self._generation
         warmup = self._opts["warmup_delay"]
-        while (
-            generation == self._generation
-            and self._status in ("starting", "active")
-            and len(self._processes) + self._pending < self.numprocesses
-        ):
+        missing = self.numprocesses - len(self._processes) - self._pending
+        for index in range(missing):
+            if (
+                generation != self._generation
+                or self._halted
+                or self._status not in ("starting", "active")
+            ):
+                break
             proc = await self._spawn(generation)
             if proc is None:
                 break
             started.append(proc.pid)
-            if warmup > 0 and len(self._processes) + self._pending < self.numprocesses:
+            if warmup > 0 and index + 1 < missing:
                 await asyncio.sleep(warmup)
         return started
 
@@ -157,10 +164,11 @@ class SpawningMixin(WatcherBase):
         exit_code = proc.returncode
         lifetime = time.time() - proc.started
         close_process(proc)
-        if self._status not in ("active", "starting"):
-            return
+        if self._status not in ("active", "starting") or self._halted:
+            return  # stopping, or a flapping stop is already on its way: no respawn
         verdict = self._flapping.record(time.monotonic())
         if verdict is not Verdict.OK:
+            self._halted = True  # until that stop runs (it may wait for the lock)
             self._spawn_task(self._flap(verdict, self._generation))
             return
         if not self._policy.wants_respawn(exit_code):
@@ -184,6 +192,9 @@ class SpawningMixin(WatcherBase):
         self._respawn()
 
     def _respawn(self) -> None:
+        if self._halted:
+            self._pending -= 1
+            return
         if self._hooks.keys() & {"before_spawn", "after_spawn"}:
             self._spawn_task(self._respawn_async(self._generation))
             return

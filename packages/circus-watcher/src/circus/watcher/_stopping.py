@@ -116,6 +116,7 @@ class StoppingMixin(WatcherBase):
             handle.cancel()
         self._respawn_timers.clear()
         self._pending = 0
+        self._halted = False
         if self._flap_timer is not None:
             self._flap_timer.cancel()
             self._flap_timer = None

@@ -150,6 +150,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         self._flapping = FlappingDetector()
         self._flap_timer: asyncio.TimerHandle | None = None
         self._refusal = False
+        self._halted = False
         self._demand_fds: list[int] = []
         self._env: dict[str, str] | None = None
         self._template: dict[str, str] | None = None
