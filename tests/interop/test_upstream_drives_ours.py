@@ -126,7 +126,7 @@ def _drive(ctl: Ctl, listener: Listener, daemon: Any, e2e: Any) -> None:
     assert ctl.ok("status") == "other: active\nsleeper: active"
     assert ctl.ok("status", "sleeper") == "active"
     assert ctl.ok("numwatchers") == "2"
-    assert ctl.ok("numprocesses") == "3"
+    assert ctl.ok("numprocesses") == "3"  # before any scaling below
     assert ctl.ok("numprocesses", "sleeper") == "2"
     pids = [int(p) for p in ctl.ok("list", "sleeper").split(",")]
     assert len(pids) == 2
@@ -145,7 +145,15 @@ def _drive(ctl: Ctl, listener: Listener, daemon: Any, e2e: Any) -> None:
     assert ctl.json("list")["watchers"] == ["other", "sleeper"]
 
     # give the slow-joining subscriber time to be connected before the first event we check
-    e2e.wait(lambda: (ctl.ok("incr", "other"), listener.pump(0.3), listener.events)[2], 20)
+    # (each `set` publishes an `updated` event and starts nothing)
+    e2e.wait(
+        lambda: (
+            ctl.ok("set", "other", "graceful_timeout", "2"),
+            listener.pump(0.3),
+            listener.events,
+        )[2],
+        20,
+    )
 
     # scaling
     assert ctl.ok("incr", "sleeper", "--waiting") == "3"
