@@ -81,3 +81,20 @@ def test_small_settings_and_metrics_n() -> None:
     full = parse_args([])
     assert full.ns == (10, 100, 1000, 5000) and full.metrics_n == 1000 and full.runs == 3
     assert parse_args(["--only", "rtt,cli"]).only == {"rtt", "cli"}
+
+
+def test_plot_series_are_sorted_by_n_and_skip_failed_medians() -> None:
+    from benchkit import plot
+
+    doc = {
+        "metrics": {
+            "start.100": {"values": {"ours": {"median": 0.5}, "raw": {"median": None}}},
+            "start.10": {"values": {"ours": {"median": 0.1}}},
+            "rss.10": {"values": {"circus": {"median": 30.0}}},
+            "stdout": {"values": {"ours": {"median": 900.0}}},
+        }
+    }
+    assert plot.series(doc) == {
+        "start": {"ours": [[10, 0.1], [100, 0.5]]},
+        "rss": {"circus": [[10, 30.0]]},
+    }

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from .. import venvs
 from ..procs import BenchError, children, identify, kill_identified
@@ -94,9 +95,15 @@ class CircusSession(Session):
         self.sub.linger = 0
         try:
             self.dealer.connect(self.control)
-            self.sub.connect(self.pubsub)
             self.sub.subscribe(f"watcher.{spec.name}.".encode())
-            self._wait_ready()
+            monitor = self.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            try:
+                self.sub.connect(self.pubsub)
+                self._wait_ready()
+                self._wait_subscribed(monitor)
+            finally:
+                self.sub.disable_monitor()
+                monitor.close()
         except BaseException:
             self.close()
             raise
@@ -139,6 +146,14 @@ class CircusSession(Session):
                     raise BenchError(
                         f"circusd not answering after {READY_TIMEOUT:g}s: {self._log_tail()}"
                     ) from None
+
+    def _wait_subscribed(self, monitor: zmq.Socket) -> None:
+        # A SUB that connected before the daemon bound its ipc path retries only every 100 ms,
+        # and events published before it is through are lost (the slow joiner): the respawn
+        # workload would then wait for a spawn event that already went by.
+        if not monitor.poll(READY_TIMEOUT * 1000):
+            raise BenchError(f"pub/sub endpoint {self.pubsub} not connected")
+        recv_monitor_message(monitor)
 
     # -- Session ---------------------------------------------------------------------------
     @property
