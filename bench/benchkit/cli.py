@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from . import plot, report
@@ -56,11 +57,13 @@ def measure(settings: Settings, backends: list[Backend]) -> Results:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 once the table and JSON are written)."""
     settings = parse_args(argv)
+    began = time.monotonic()
     soft, _ = raise_nofile()
     print(f"[bench] RLIMIT_NOFILE soft limit {soft}", file=sys.stderr)
     backends, info = _backends(settings)
     results = measure(settings, backends)
     doc = report.build(settings, results, info)
+    doc["duration_s"] = round(time.monotonic() - began, 1)
     text = report.table(doc)
     doc["table"] = text
     settings.json_path.parent.mkdir(parents=True, exist_ok=True)
