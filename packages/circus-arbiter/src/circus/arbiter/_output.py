@@ -20,6 +20,9 @@ __all__ = ["OutputHub"]
 
 # A line longer than this is published in pieces rather than buffered without bound.
 MAX_PARTIAL = 64 * 1024
+# The ring is bounded in bytes as well as in lines: a flood of binary output or of huge lines
+# would otherwise keep ``keep`` chunks of up to a megabyte each (found by tests/reliability).
+MAX_RING_BYTES = 2 * 1024 * 1024
 
 _Entry = tuple[float, int, str, bytes]  # time, pid, stream, line (newline included)
 
@@ -43,6 +46,7 @@ class OutputHub:
         self._wanted = wanted or (lambda topic: True)
         self.keep = keep
         self._rings: dict[str, deque[_Entry]] = {}
+        self._ring_bytes: dict[str, int] = {}
         self._partial: dict[tuple[str, int, str], bytes] = {}
 
     def observer(self, watcher: str) -> Callable[[int, str, bytes], None]:
@@ -63,7 +67,8 @@ class OutputHub:
             self._emit(watcher, pid, stream, buf[: end - 1].split(b"\n"), b"\n")
         rest = buf[end:]
         if len(rest) > MAX_PARTIAL:
-            self._emit(watcher, pid, stream, [rest], b"")
+            pieces = [rest[i : i + MAX_PARTIAL] for i in range(0, len(rest), MAX_PARTIAL)]
+            self._emit(watcher, pid, stream, pieces, b"")
         elif rest:
             self._partial[key] = rest
 
@@ -77,6 +82,7 @@ class OutputHub:
     def forget(self, watcher: str) -> None:
         """Drop a removed watcher's buffer."""
         self._rings.pop(watcher, None)
+        self._ring_bytes.pop(watcher, None)
         for key in [k for k in self._partial if k[0] == watcher]:
             del self._partial[key]
 
@@ -96,12 +102,19 @@ class OutputHub:
     def _emit(self, watcher: str, pid: int, stream: str, lines: list[bytes], ending: bytes) -> None:
         ring = self._rings.get(watcher)
         if ring is None:
-            ring = self._rings[watcher] = deque(maxlen=self.keep)
+            ring = self._rings[watcher] = deque()
+        size = self._ring_bytes.get(watcher, 0)
         now = time.time()
         topic = output_topic(watcher, stream)
         if self._wanted(topic):
             for line in lines:
                 ring.append((now, pid, stream, line + ending))
+                size += len(line) + len(ending)
                 self._publish(topic, output_payload(watcher, pid, stream, line + ending, now))
         else:
-            ring.extend((now, pid, stream, line + ending) for line in lines[-self.keep :])
+            for line in lines[-self.keep :]:
+                ring.append((now, pid, stream, line + ending))
+                size += len(line) + len(ending)
+        while ring and (len(ring) > self.keep or size > MAX_RING_BYTES):
+            size -= len(ring.popleft()[3])
+        self._ring_bytes[watcher] = size
