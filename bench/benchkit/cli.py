@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -57,6 +58,8 @@ def measure(settings: Settings, backends: list[Backend]) -> Results:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 once the table and JSON are written)."""
     settings = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every session's context manager stops its daemon.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     began = time.monotonic()
     soft, _ = raise_nofile()
     print(f"[bench] RLIMIT_NOFILE soft limit {soft}", file=sys.stderr)

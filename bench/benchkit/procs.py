@@ -7,6 +7,7 @@ file per thread of the parent) and each child's ``stat`` line.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import signal
@@ -25,6 +26,19 @@ def raise_nofile() -> tuple[int, int]:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for the daemons we start: SIGTERM them if the bench dies first.
+
+    A bench killed by a timeout would otherwise leave daemons (and their thousands of
+    children) running; SIGTERM makes each daemon quit and stop its children.
+    """
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def children(pid: int) -> set[int]:

@@ -24,7 +24,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from .. import venvs
-from ..procs import BenchError, children, identify, kill_identified
+from ..procs import BenchError, children, die_with_parent, identify, kill_identified
 from .base import Backend, ProgramSpec, Session
 
 READY_TIMEOUT = 60.0
@@ -86,7 +86,11 @@ class CircusSession(Session):
         self._seen: dict[int, int] = {}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [circusd, str(ini)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                [circusd, str(ini)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=die_with_parent,
             )
         self.ctx = zmq.Context()
         self.dealer = self.ctx.socket(zmq.DEALER)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import venvs
-from ..procs import BenchError, children, identify, kill_identified
+from ..procs import BenchError, children, die_with_parent, identify, kill_identified
 from .base import Backend, ProgramSpec, Session
 
 READY_TIMEOUT = 60.0
@@ -106,6 +106,7 @@ class SupervisorSession(Session):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                preexec_fn=die_with_parent,
             )
         self.rpc = xmlrpc.client.ServerProxy(
             "http://localhost", transport=UnixTransport(str(self.sock))
