@@ -176,9 +176,13 @@ async def _serve(arbiter: object) -> None:
         loop.add_signal_handler(signum, arbiter.request_quit)
     loop.add_signal_handler(signal.SIGHUP, arbiter.request_reload)
     signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+    from ._reaper import watch_orphans
+
+    unwatch_orphans = watch_orphans(loop)
     try:
         await arbiter.run()
     finally:
+        unwatch_orphans()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
