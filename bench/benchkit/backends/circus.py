@@ -24,10 +24,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from .. import venvs
-from ..procs import BenchError, children, die_with_parent, identify, kill_identified
+from ..procs import BenchError
 from .base import Backend, ProgramSpec, Session
-
-READY_TIMEOUT = 60.0
+from .daemon import READY_TIMEOUT, DaemonSession
 
 
 def render_ini(
@@ -65,7 +64,7 @@ def render_ini(
     return "\n".join(lines) + "\n"
 
 
-class CircusSession(Session):
+class CircusSession(DaemonSession):
     """One circusd on ipc:// endpoints in ``workdir``, with one DEALER and one SUB socket."""
 
     def __init__(
@@ -76,22 +75,12 @@ class CircusSession(Session):
         circusctl: str,
         no_backoff: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(spec, workdir)
         self.control = f"ipc://{workdir}/ctrl.sock"
         self.pubsub = f"ipc://{workdir}/pub.sock"
         self.circusctl = circusctl
         ini = workdir / "circus.ini"
         ini.write_text(render_ini(spec, self.control, self.pubsub, no_backoff))
-        self.log_path = workdir / "circusd.log"
-        self._seen: dict[int, int] = {}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [circusd, str(ini)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                preexec_fn=die_with_parent,
-            )
+        super().__init__(spec, workdir, [circusd, str(ini)], "circusd.log")
         self.ctx = zmq.Context()
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.linger = 0
@@ -103,7 +92,7 @@ class CircusSession(Session):
             monitor = self.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
             try:
                 self.sub.connect(self.pubsub)
-                self._wait_ready()
+                self.wait_ready(self._answers)
                 self._wait_subscribed(monitor)
             finally:
                 self.sub.disable_monitor()
@@ -113,12 +102,6 @@ class CircusSession(Session):
             raise
 
     # -- plumbing --------------------------------------------------------------------------
-    def _log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-1500:]
-        except OSError:
-            return ""
-
     def call(self, command: str, timeout: float = 30.0, **props: Any) -> dict[str, Any]:
         """Send one command, return the reply with the same id; BenchError on error/timeout."""
         msg_id = uuid.uuid4().hex
@@ -137,19 +120,12 @@ class CircusSession(Session):
                 raise BenchError(f"circusd: {command} failed: {reply.get('reason')}")
             return reply
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"circusd exited with {self.proc.returncode}: {self._log_tail()}")
-            try:
-                self.call("status", timeout=1.0)
-                return
-            except BenchError:
-                if time.monotonic() > deadline:
-                    raise BenchError(
-                        f"circusd not answering after {READY_TIMEOUT:g}s: {self._log_tail()}"
-                    ) from None
+    def _answers(self) -> bool:
+        try:
+            self.call("status", timeout=1.0)
+        except BenchError:
+            return False
+        return True
 
     def _wait_subscribed(self, monitor: zmq.Socket) -> None:
         # A SUB that connected before the daemon bound its ipc path retries only every 100 ms,
@@ -160,20 +136,12 @@ class CircusSession(Session):
         recv_monitor_message(monitor)
 
     # -- Session ---------------------------------------------------------------------------
-    @property
-    def parent_pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def daemon_pid(self) -> int | None:
-        return self.proc.pid
-
     def start(self, wait: bool = True) -> None:
         self.call("start", timeout=900.0, name=self.spec.name, waiting=wait)
-        self._seen |= identify(children(self.proc.pid))
+        self.track()
 
     def stop(self) -> None:
-        self._seen |= identify(children(self.proc.pid))
+        self.track()
         self.call("stop", timeout=900.0, name=self.spec.name, waiting=True)
 
     def call_status(self) -> None:
@@ -209,23 +177,13 @@ class CircusSession(Session):
             if topic.endswith(b".spawn"):
                 pid = json.loads(payload).get("process_pid")
                 if pid != old:
-                    self._seen |= identify([pid])
+                    self.track([pid])
                     return time.perf_counter() - t0, pid
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self._seen |= identify(children(self.proc.pid))
-            try:
-                self.call("quit", timeout=5.0)
-            except BenchError:
-                pass
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        # Whatever the daemon left behind (it crashed, or quit without stopping) goes now.
-        kill_identified(self._seen)
+    def ask_quit(self) -> None:
+        self.call("quit", timeout=5.0)
+
+    def release(self) -> None:
         for sock in (self.dealer, self.sub):
             sock.close()
         self.ctx.term()

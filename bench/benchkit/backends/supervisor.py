@@ -11,16 +11,15 @@ import http.client
 import shlex
 import socket
 import subprocess
-import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
 from .. import venvs
-from ..procs import BenchError, children, die_with_parent, identify, kill_identified
+from ..procs import BenchError
 from .base import Backend, ProgramSpec, Session
+from .daemon import DaemonSession
 
-READY_TIMEOUT = 60.0
 SUCCESS = 80  # supervisor.xmlrpc.Faults.SUCCESS
 
 
@@ -89,78 +88,40 @@ class UnixTransport(xmlrpc.client.Transport):
         return self._connection[1]
 
 
-class SupervisorSession(Session):
+class SupervisorSession(DaemonSession):
     """One supervisord in ``workdir``; commands through one persistent XML-RPC connection."""
 
     def __init__(self, spec: ProgramSpec, workdir: Path, bindir: Path) -> None:
-        super().__init__(spec, workdir)
-        self.sock = workdir / "sup.sock"
+        sock = workdir / "sup.sock"
         self.conf = workdir / "supervisord.conf"
-        self.conf.write_text(render_conf(spec, self.sock, workdir))
+        self.conf.write_text(render_conf(spec, sock, workdir))
         self.supervisorctl = str(bindir / "supervisorctl")
-        self.log_path = workdir / "supervisord.out"
-        self._seen: dict[int, int] = {}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(bindir / "supervisord"), "-n", "-c", str(self.conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                preexec_fn=die_with_parent,
-            )
-        self.rpc = xmlrpc.client.ServerProxy(
-            "http://localhost", transport=UnixTransport(str(self.sock))
-        )
+        argv = [str(bindir / "supervisord"), "-n", "-c", str(self.conf)]
+        super().__init__(spec, workdir, argv, "supervisord.out")
+        self.rpc = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(str(sock)))
         try:
-            self._wait_ready()
+            self.wait_ready(self._answers)
         except BaseException:
             self.close()
             raise
 
-    def _log_tail(self) -> str:
-        text = ""
-        for p in (self.log_path, self.workdir / "supervisord.log"):
-            try:
-                text += p.read_text(errors="replace")[-800:]
-            except OSError:
-                pass
-        return text
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(
-                    f"supervisord exited with {self.proc.returncode}: {self._log_tail()}"
-                )
-            try:
-                if self.rpc.supervisor.getState()["statecode"] == 1:  # RUNNING
-                    return
-            except (OSError, http.client.HTTPException, xmlrpc.client.Error):
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"supervisord not ready after {READY_TIMEOUT:g}s")
-            time.sleep(0.01)
+    def _answers(self) -> bool:
+        try:
+            return self.rpc.supervisor.getState()["statecode"] == 1  # RUNNING
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error):
+            return False
 
     def _check(self, results: list[dict[str, Any]], what: str) -> None:
         bad = [r for r in results if r.get("status") != SUCCESS]
         if bad:
             raise BenchError(f"supervisord {what}: {len(bad)} failed, e.g. {bad[0]}")
 
-    @property
-    def parent_pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def daemon_pid(self) -> int | None:
-        return self.proc.pid
-
     def start(self, wait: bool = True) -> None:
         self._check(self.rpc.supervisor.startProcessGroup(self.spec.name, wait), "start")
-        self._seen |= identify(children(self.proc.pid))
+        self.track()
 
     def stop(self) -> None:
-        self._seen |= identify(children(self.proc.pid))
+        self.track()
         self._check(self.rpc.supervisor.stopProcessGroup(self.spec.name, True), "stop")
 
     def call_status(self) -> None:
@@ -184,25 +145,11 @@ class SupervisorSession(Session):
                 f"supervisorctl status exited {done.returncode}: {done.stderr[-300:]!r}"
             )
 
-    def respawn_once(self, old: int, timeout: float = 60.0) -> tuple[float, int]:
-        took, pid = super().respawn_once(old, timeout)
-        self._seen |= identify([pid])
-        return took, pid
+    def ask_quit(self) -> None:
+        self.rpc.supervisor.shutdown()
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self._seen |= identify(children(self.proc.pid))
-            try:
-                self.rpc.supervisor.shutdown()
-            except (OSError, http.client.HTTPException, xmlrpc.client.Error):
-                pass
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def release(self) -> None:
         self.rpc("close")()
-        kill_identified(self._seen)
 
 
 class SupervisorBackend(Backend):
