@@ -199,7 +199,9 @@ def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) ->
             assert message["topic"] == "watcher.web.spawn" and message["payload"] == event
             assert message["watcher"] == "web" and message["event"] == "spawn"
             env.publisher.send(protocol.output_message("web", 1001, "stderr", "oops\n", 6.0))
-            output = await next_of(ws, "output")
+            batch = await next_of(ws, "outputs")
+            assert batch["dropped"] == 0 and len(batch["lines"]) == 1
+            output = batch["lines"][0]
             assert output["data"] == "oops\n" and output["stream"] == "stderr"
             assert output["watcher"] == "web" and output["pid"] == 1001
 
@@ -402,5 +404,43 @@ def test_restarts_count_processes_that_exit_on_their_own(tmp_path: Path) -> None
             f'circus_watcher_restarts_total{{endpoint="{env.endpoint}",watcher="web"}} 1.0'
             in metrics
         )
+
+    run(tmp_path, scenario)
+
+
+def test_an_output_burst_reaches_the_page_in_a_few_batches(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        ws = await env.ws()
+        try:
+
+            async def subscribed() -> bool:
+                env.publisher.send(protocol.output_message("web", 1, "stdout", "probe\n"))
+                try:
+                    await next_of(ws, "outputs", timeout=0.3)
+                    return True
+                except TimeoutError:
+                    return False
+
+            await until(subscribed, "the pub/sub subscription")
+            total = 3000
+            for n in range(total):
+                env.publisher.send(protocol.output_message("web", 1001, "stdout", f"{n}\n"))
+            sizes: list[int] = []
+            dropped = 0
+            while True:  # until the burst is over: no batch for a second
+                try:
+                    batch = await next_of(ws, "outputs", timeout=1.0)
+                except TimeoutError:
+                    break
+                sizes.append(len(batch["lines"]))
+                dropped += batch["dropped"]
+            # A handful of messages, not one per line; nothing is lost silently (ZeroMQ may
+            # drop some lines at its high-water mark before they reach circushttpd).
+            assert sizes and max(sizes) > 1 and max(sizes) <= 500
+            assert len(sizes) < total / 10
+            assert sum(sizes) + dropped <= total
+        finally:
+            await close_websocket(ws)
 
     run(tmp_path, scenario)

@@ -37,6 +37,12 @@ READ_COMMANDS = frozenset(
 )
 """Read-only commands the dashboard relays."""
 
+OUTPUT_FLUSH_DELAY = 0.1
+"""Seconds output lines are gathered before they are sent to the pages as one message."""
+
+OUTPUT_BATCH_MAX = 500
+"""Most output lines sent per batch; older ones in a burst are counted as ``dropped``."""
+
 # Actions that wait for completion when asked with ``waiting``, so the answer confirms them.
 _WAITING = frozenset({"start", "stop", "restart", "reload", "incr", "decr"})
 
@@ -48,8 +54,9 @@ class DaemonLink:
 
     ``pubsub_endpoint`` defaults to what the daemon's ``globaloptions`` reports.
     ``publish`` receives plain JSON-able dicts: ``snapshot`` (see
-    :meth:`DaemonState.to_json`), ``event``, ``output`` and ``status`` messages, each with the
-    daemon's ``index``. :meth:`run` polls until :meth:`close`; :meth:`call` relays one command.
+    :meth:`DaemonState.to_json`), ``event`` and ``outputs`` (a batch of output lines, with a
+    count of lines ``dropped`` in a burst) messages, each with the daemon's ``index``.
+    :meth:`run` polls until :meth:`close`; :meth:`call` relays one command.
     """
 
     def __init__(
@@ -84,6 +91,8 @@ class DaemonLink:
         self._consumer_endpoint: str | None = None
         self._killed: deque[int] = deque(maxlen=1000)
         self._closed = asyncio.Event()
+        self._pending_output: list[dict[str, Any]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- public
@@ -159,6 +168,9 @@ class DaemonLink:
     def close(self) -> None:
         """Stop polling and following; close every socket this link opened."""
         self._closed.set()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         for task in self._tasks:
             task.cancel()
         self._stop_consumer()
@@ -249,7 +261,7 @@ class DaemonLink:
         if topic.startswith("output."):
             message = self._output_message(payload)
             self.logs.append(message)
-            self._publish(message)
+            self._queue_output(message)
             return
         watcher, event = protocol.parse_event_topic(topic)
         pid = payload.get("process_pid")
@@ -270,6 +282,27 @@ class DaemonLink:
         }
         self.events.append(message)
         self._publish(message)
+
+    def _queue_output(self, message: dict[str, Any]) -> None:
+        # Output is sent in batches, a few per second: a child printing thousands of lines a
+        # second must not flood the pages with one websocket message per line.
+        self._pending_output.append(message)
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(OUTPUT_FLUSH_DELAY, self._flush_output)
+
+    def _flush_output(self) -> None:
+        self._flush_handle = None
+        pending, self._pending_output = self._pending_output, []
+        lines = pending[-OUTPUT_BATCH_MAX:]
+        self._publish(
+            {
+                "type": "outputs",
+                "daemon": self.index,
+                "lines": lines,
+                "dropped": len(pending) - len(lines),
+            }
+        )
 
     def _output_message(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         return {

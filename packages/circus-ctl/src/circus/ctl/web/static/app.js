@@ -289,6 +289,10 @@ function addOutput(msg) {
   if (document.getElementById("log-follow").checked) logs.scrollTop = logs.scrollHeight;
 }
 
+function addNote(text) {
+  document.getElementById("logs").append(el("div", { class: "line note" }, "… " + text));
+}
+
 document.getElementById("logout").addEventListener("click", logout);
 document.getElementById("log-filter").addEventListener("change", (e) => {
   for (const node of document.querySelectorAll("#logs .line")) {
@@ -316,7 +320,10 @@ function onMessage(event) {
       break;
     case "snapshot": onSnapshot(msg); break;
     case "event": addEvent(msg); break;
-    case "output": addOutput(msg); break;
+    case "outputs":
+      for (const line of msg.lines) addOutput(line);
+      if (msg.dropped) addNote(msg.dropped + " lines skipped (too fast to show)");
+      break;
     case "backlog":
       for (const e of msg.events) addEvent(e);
       for (const line of msg.logs) addOutput(line);
