@@ -273,6 +273,18 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({c.name: c for c in _TABL
 """Every command a daemon understands, by lowercase name."""
 
 
+# A reason quotes what the client sent; a 10 MB value must not come back as a 10 MB answer.
+_QUOTE_MAX = 200
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut to a readable length."""
+    text = repr(value)
+    if len(text) > _QUOTE_MAX:
+        text = f"{text[:_QUOTE_MAX]}... ({len(text)} characters)"
+    return text
+
+
 def get_command(name: object) -> CommandSpec:
     """Return the spec of command ``name`` (case-insensitive, as the 0.19 daemon looks it up).
 
@@ -283,7 +295,7 @@ def get_command(name: object) -> CommandSpec:
         raise ProtocolError("message invalid 'command' is not a string", 3)
     spec = COMMANDS.get(name.lower())
     if spec is None:
-        raise ProtocolError(f"unknown command: {name!r}", 2)
+        raise ProtocolError(f"unknown command: {_short(name)}", 2)
     return spec
 
 
@@ -320,6 +332,6 @@ def validate_properties(command: str | CommandSpec, props: object) -> dict[str, 
             if prop.choices:
                 expected = " or ".join(repr(c) for c in prop.choices)
             raise ProtocolError(
-                f"message invalid {prop.name!r}: expected {expected}, got {value!r}", 3
+                f"message invalid {prop.name!r}: expected {expected}, got {_short(value)}", 3
             )
     return result
