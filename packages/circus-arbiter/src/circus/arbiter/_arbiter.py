@@ -75,6 +75,7 @@ class Arbiter:
         httpd_host: str = "localhost",
         httpd_port: int = 8080,
         httpd_close_outputs: bool = False,
+        httpd_token_file: str | None = None,
         debug: bool = False,
         debug_gc: bool = False,
         ssh_server: str | None = None,
@@ -101,6 +102,9 @@ class Arbiter:
         self.multicast_endpoint = multicast_endpoint or ""
         self.warmup_delay = warmup_delay
         self.httpd = httpd
+        self.httpd_host = httpd_host
+        self.httpd_port = httpd_port
+        self.httpd_token_file = httpd_token_file
         self.debug = debug
         self.ssh_server = ssh_server
         self.proc_name = proc_name
@@ -215,6 +219,8 @@ class Arbiter:
             )
             self.controller = Controller(self, self.context, self.endpoint)
             self.controller.bind(self.endpoint_owner)
+            if self.httpd:
+                self._add_httpd()
             self.socket_set.bind_all()
             for spec in self._initial_watchers:
                 self._register(make_watcher(spec) if isinstance(spec, Mapping) else spec)
@@ -232,8 +238,6 @@ class Arbiter:
             await self._shutdown()
             raise
         self.controller.start()
-        if self.httpd:
-            log.warning("httpd = true: circushttpd (circus-web) is not supported; ignored")
         log.info("Arbiter now waiting for commands on %s", self.endpoint)
         if self.plugin_specs:
             from .plugins._host import PluginHost
@@ -242,6 +246,21 @@ class Arbiter:
             self._plugins.start_all(self.plugin_specs)
         await self.start_watchers()
         self._started.set()
+
+    def _add_httpd(self) -> None:
+        """``httpd = true``: bind the dashboard's socket and add its watcher (upstream's way)."""
+        from ._httpd import HTTPD_NAME, httpd_available, httpd_socket, httpd_watcher
+
+        reason = httpd_available()
+        if reason is not None:
+            log.error("httpd = true, but the dashboard cannot run: %s", reason)
+            return
+        if HTTPD_NAME in self.socket_set:
+            return  # already added (a reloadconfig keeps the running dashboard)
+        self.socket_set.add(httpd_socket(self.httpd_host, self.httpd_port))
+        self._initial_watchers.append(
+            httpd_watcher(self.endpoint, self.pubsub_endpoint, self.httpd_token_file)
+        )
 
     async def start_watchers(self, only_autostart: bool = True) -> None:
         """Start watchers in priority order, ``warmup_delay`` apart."""

@@ -45,6 +45,9 @@ def arbiter_kwargs(config: Any) -> dict[str, Any]:
         "debug": daemon.debug,
         "debug_gc": daemon.debug_gc,
         "httpd": daemon.httpd,
+        "httpd_host": daemon.httpd_host,
+        "httpd_port": daemon.httpd_port,
+        "httpd_token_file": daemon.extra.get("httpd_token_file") or None,
         "fqdn_prefix": daemon.fqdn_prefix,
         "config_file": config.path,
     }
