@@ -30,6 +30,8 @@ test-layers: install
 	  echo "== $$p alone"; \
 	  $(UV) run --locked --isolated --package $$p --group dev pytest -p no:cacheprovider -n 2 packages/$$p; \
 	done
+	@echo "== circus-ctl[web] alone (the dashboard extra)"
+	$(UV) run --locked --isolated --package circus-ctl --extra web --group dev pytest -p no:cacheprovider -n 2 packages/circus-ctl
 
 lint: install
 	$(UV) run --locked ruff check .
