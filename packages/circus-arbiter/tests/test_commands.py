@@ -32,6 +32,7 @@ def test_read_only_commands(run_arbiter, make_sleeper) -> None:
         assert answer["numprocesses"] == 2 and answer["watcher_name"] == "sleeper"
         options = (await c.call("options", name="sleeper"))["options"]
         assert options["numprocesses"] == 2 and options["graceful_timeout"] == 5
+        assert list(options) == sorted(options), "upstream answers options with sorted keys"
         got = await c.call("get", name="sleeper", keys=["numprocesses", "cmd"])
         assert got["options"]["numprocesses"] == 2
         bad = await c.call("get", name="sleeper", keys=["bogus"])

@@ -59,7 +59,7 @@ def cmd_numprocesses(arbiter: Arbiter, props: Props) -> dict[str, Any]:
 def cmd_options(arbiter: Arbiter, props: Props) -> dict[str, Any]:
     """Every option of a watcher."""
     watcher = arbiter.get_watcher(req_str(props, "name"))
-    return {"options": dict(watcher.options())}
+    return {"options": dict(sorted(watcher.options().items()))}  # upstream answers sorted keys
 
 
 @command("get")
