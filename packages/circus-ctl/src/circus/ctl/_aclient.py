@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -12,6 +13,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from . import _core, protocol
+from .keys import ClientCurve
 
 __all__ = ["AsyncCircusClient"]
 
@@ -34,7 +36,10 @@ class AsyncCircusClient:
         ssh_keyfile: str | None = None,
         *,
         check: bool = True,
+        curve_key: str | os.PathLike[str] | ClientCurve | None = None,
+        curve_server_key: str | os.PathLike[str] | None = None,
     ) -> None:
+        curve = ClientCurve.from_args(curve_key, curve_server_key)
         self.endpoint = endpoint
         self.timeout = float(timeout)
         self.check = check
@@ -49,6 +54,8 @@ class AsyncCircusClient:
             socket = self._context.socket(zmq.DEALER)
             self._socket = socket
             _core.configure_dealer(socket)
+            if curve is not None:
+                curve.apply(socket)
             self._monitor = socket.get_monitor_socket(_core.MONITOR_EVENTS)
             _core.connect(socket, endpoint, ssh_server, ssh_keyfile)
         except BaseException:
@@ -67,9 +74,14 @@ class AsyncCircusClient:
         request_id = message["id"]
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = future
+        sending: asyncio.Task[None] | None = None
         try:
             self._ensure_reader()
-            await self._send(message)
+            # The send itself waits for a peer (a DEALER with none cannot queue), so it runs
+            # under the same timeout, and a refused handshake (the reader fails the future)
+            # ends it at once.
+            sending = asyncio.get_running_loop().create_task(self._send(message))
+            sending.add_done_callback(lambda task: _fail_with(future, task))
             try:
                 answer = await asyncio.wait_for(asyncio.shield(future), self.timeout)
             except TimeoutError:
@@ -80,6 +92,8 @@ class AsyncCircusClient:
             self._waiters.pop(request_id, None)
             if not future.done():
                 future.cancel()
+            if sending is not None and not sending.done():
+                sending.cancel()
         return _core.check_answer(answer, self.check)
 
     async def send_message(self, command: str, **props: Any) -> dict[str, Any]:
@@ -92,7 +106,10 @@ class AsyncCircusClient:
         """Send a command the daemon executes without answering (``msg_type: cast``)."""
         merged = dict(properties or {})
         merged.update(props)
-        await self._send(protocol.cast_request(command, merged))
+        try:
+            await asyncio.wait_for(self._send(protocol.cast_request(command, merged)), self.timeout)
+        except TimeoutError:
+            raise self._state.error(self.endpoint, self.timeout, command) from None
 
     def close(self) -> None:
         """Stop the reader task, close the sockets (and the private context)."""
@@ -169,3 +186,12 @@ class AsyncCircusClient:
                     future = None
                 if future is not None and not future.done():
                     future.set_result(answer)
+
+
+def _fail_with(future: asyncio.Future[Any], task: asyncio.Task[None]) -> None:
+    """Pass a failed send's exception on to the caller waiting for the answer."""
+    if task.cancelled() or future.done():
+        return
+    exc = task.exception()
+    if exc is not None:
+        future.set_exception(exc)

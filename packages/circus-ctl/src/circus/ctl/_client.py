@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -11,6 +12,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from . import _core, protocol
+from .keys import ClientCurve
 
 __all__ = ["CircusClient"]
 
@@ -29,6 +31,9 @@ class CircusClient:
         ssh_keyfile: private key for the SSH tunnel.
         check: raise :class:`~circus.ctl.errors.CallError` on error answers (default). With
             ``check=False`` error answers are returned like any other, as 0.19's client does.
+        curve_key: this client's ``NAME.key_secret`` file (see :mod:`circus.ctl.keys`), or a
+            :class:`~circus.ctl.keys.ClientCurve`: talk CURVE to a daemon that requires it.
+        curve_server_key: the daemon's public ``.key`` file (with a ``curve_key`` file).
 
     Raises (from every call):
         DaemonUnreachable: nothing accepted a connection on the endpoint within the timeout.
@@ -45,7 +50,10 @@ class CircusClient:
         ssh_keyfile: str | None = None,
         *,
         check: bool = True,
+        curve_key: str | os.PathLike[str] | ClientCurve | None = None,
+        curve_server_key: str | os.PathLike[str] | None = None,
     ) -> None:
+        curve = ClientCurve.from_args(curve_key, curve_server_key)
         self.endpoint = endpoint
         self.timeout = float(timeout)
         self.check = check
@@ -58,6 +66,8 @@ class CircusClient:
             socket = self._context.socket(zmq.DEALER)
             self._socket = socket
             _core.configure_dealer(socket)
+            if curve is not None:
+                curve.apply(socket)
             self._monitor = socket.get_monitor_socket(_core.MONITOR_EVENTS)
             _core.connect(socket, endpoint, ssh_server, ssh_keyfile)
             self._poller = zmq.Poller()
@@ -125,17 +135,41 @@ class CircusClient:
 
     # ----------------------------------------------------------------- internals
 
-    def _send(self, message: Mapping[str, Any]) -> None:
-        if self._socket is None:
+    def _send(self, message: Mapping[str, Any], deadline: float | None = None) -> None:
+        if self._socket is None or self._monitor is None:
             raise RuntimeError("client is closed")
-        self._socket.send(protocol.encode(message))
+        data = protocol.encode(message)
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        command = str(message.get("command", ""))
+        poller: zmq.Poller | None = None
+        while True:
+            try:
+                self._socket.send(data, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+            # No peer to queue the message for (a DEALER's send would block forever): the
+            # connection is still being made, or the peer refused our handshake.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._state.error(self.endpoint, self.timeout, command)
+            if poller is None:
+                poller = zmq.Poller()
+                poller.register(self._socket, zmq.POLLOUT)
+                poller.register(self._monitor, zmq.POLLIN)
+            ready = dict(poller.poll(max(1, int(remaining * 1000))))
+            if self._monitor in ready:
+                self._state.update(recv_monitor_message(self._monitor))
+                if self._state.wrong_peer:
+                    raise self._state.error(self.endpoint, self.timeout, command)
 
     def _round_trip(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self._socket is not None and self._monitor is not None
-        self._send(message)
+        deadline = time.monotonic() + self.timeout
+        self._send(message, deadline)
         request_id = message["id"]
         poller = self._poller
-        deadline = time.monotonic() + self.timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

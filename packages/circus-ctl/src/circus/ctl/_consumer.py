@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
@@ -12,6 +13,7 @@ import zmq.asyncio
 
 from . import _core, protocol
 from .errors import ProtocolError
+from .keys import ClientCurve
 
 __all__ = ["AsyncCircusConsumer", "CircusConsumer"]
 
@@ -42,8 +44,12 @@ class _Base:
         self.topics = topics
         self._ssh = (ssh_server, ssh_keyfile)
 
+    _curve: ClientCurve | None = None
+
     def _setup(self, socket: zmq.Socket[Any]) -> None:
         socket.setsockopt(zmq.LINGER, 0)
+        if self._curve is not None:
+            self._curve.apply(socket)
         for topic in self.topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic)
         _core.connect(socket, self.endpoint, *self._ssh)
@@ -56,7 +62,8 @@ class CircusConsumer(_Base):
     ``watcher.web.spawn``, ``output.web.stdout``, ``stat.web.123``) and the decoded JSON
     payload; malformed messages are skipped. ``topics`` are prefixes (default: everything).
     Iteration ends after ``timeout`` seconds without a message (never, by default).
-    ``ssh_server``/``ssh_keyfile`` tunnel the connection as for the clients.
+    ``ssh_server``/``ssh_keyfile`` tunnel the connection as for the clients;
+    ``curve_key``/``curve_server_key`` speak CURVE, as for the clients.
 
     ZeroMQ subscriptions take a moment to reach the publisher, so messages published right
     after construction may be missed (the usual slow-joiner rule).
@@ -71,8 +78,11 @@ class CircusConsumer(_Base):
         *,
         ssh_server: str | None = None,
         ssh_keyfile: str | None = None,
+        curve_key: str | os.PathLike[str] | ClientCurve | None = None,
+        curve_server_key: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(endpoint, _topics(topics), ssh_server, ssh_keyfile)
+        self._curve = ClientCurve.from_args(curve_key, curve_server_key)
         self.timeout = timeout
         self._own_context = context is None
         self._context: zmq.Context[Any] = zmq.Context() if context is None else context
@@ -142,8 +152,11 @@ class AsyncCircusConsumer(_Base):
         *,
         ssh_server: str | None = None,
         ssh_keyfile: str | None = None,
+        curve_key: str | os.PathLike[str] | ClientCurve | None = None,
+        curve_server_key: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(endpoint, _topics(topics), ssh_server, ssh_keyfile)
+        self._curve = ClientCurve.from_args(curve_key, curve_server_key)
         self.timeout = timeout
         self._own_context = context is None
         self._context = zmq.asyncio.Context() if context is None else context

@@ -28,7 +28,16 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_ERROR_ANSWER = 3
 
-_GLOBAL_FLAGS = ("--json", "--prettify", "--endpoint", "--timeout", "--ssh", "--ssh_keyfile")
+_GLOBAL_FLAGS = (
+    "--json",
+    "--prettify",
+    "--endpoint",
+    "--timeout",
+    "--ssh",
+    "--ssh_keyfile",
+    "--curve-key",
+    "--curve-server-key",
+)
 
 
 @dataclass
@@ -42,6 +51,8 @@ class Context:
     ssh: str | None = None
     ssh_keyfile: str | None = None
     endpoint_given: bool = False
+    curve_key: str | None = None
+    curve_server_key: str | None = None
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     palette: Palette = field(default_factory=lambda: Palette(False))
@@ -56,8 +67,13 @@ class Context:
                 ssh_server=self.ssh,
                 ssh_keyfile=self.ssh_keyfile,
                 check=False,
+                **self.curve(),
             )
         return self.client
+
+    def curve(self) -> dict[str, Any]:
+        """The ``curve_key``/``curve_server_key`` arguments of every client and consumer."""
+        return {"curve_key": self.curve_key, "curve_server_key": self.curve_server_key}
 
     def close(self) -> None:
         """Close the client if one was created."""
@@ -99,6 +115,8 @@ def _global_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prettify", action="store_true", help="indented, sorted JSON")
     parser.add_argument("--ssh", metavar="USER@HOST:PORT", help="tunnel through SSH")
     parser.add_argument("--ssh_keyfile", "--ssh-keyfile", metavar="FILE", help="SSH key")
+    parser.add_argument("--curve-key", metavar="FILE", help="our CURVE NAME.key_secret")
+    parser.add_argument("--curve-server-key", metavar="FILE", help="circusd's public CURVE key")
     parser.add_argument("--help", "-h", action="store_true", help="show help and exit")
     parser.add_argument("--version", action="store_true", help="show the version and exit")
     parser.add_argument("command", nargs="?")
@@ -127,10 +145,15 @@ def general_help() -> str:
         "  --prettify           with --json: indented, key-sorted",
         "  --ssh USER@HOST:PORT tunnel the connection over SSH (needs paramiko or pexpect)",
         "  --ssh_keyfile FILE   key for --ssh",
+        "  --curve-key FILE     this client's CURVE secret key file, NAME.key_secret",
+        "                       (default: $CIRCUSCTL_CURVE_KEY)",
+        "  --curve-server-key FILE  circusd's public CURVE key file (with --curve-key;",
+        "                       default: $CIRCUSCTL_CURVE_SERVER_KEY)",
         "  --help [COMMAND]     this help, or a command's",
         "  --version            print the version",
         "",
         "Run 'circusctl help COMMAND' for a command's arguments.",
+        "'circusctl keygen DIR [NAME]' makes a CURVE key pair (DIR/NAME.key, NAME.key_secret).",
     ]
     return "\n".join(lines)
 
@@ -200,6 +223,10 @@ def report_transport_error(ctx: Context, exc: CtlError) -> int:
 
 def run_command(ctx: Context, name: str, args: list[str]) -> int:
     """Run one circusctl command with its arguments; print its output; return the exit code."""
+    if name == "keygen":  # local: makes files, talks to no daemon
+        from ..keys import main as keygen
+
+        return keygen(args)
     command: CliCommand | None = CLI_COMMANDS.get(name.lower())
     if command is None:
         ctx.err(f"circusctl: unknown command '{name}'.{suggest(name)}")
@@ -257,6 +284,10 @@ def _make_context(ns: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> Con
         ssh=ns.ssh,
         ssh_keyfile=ns.ssh_keyfile,
         endpoint_given=ns.endpoint is not None,
+        curve_key=ns.curve_key or os.environ.get("CIRCUSCTL_CURVE_KEY") or None,
+        curve_server_key=(
+            ns.curve_server_key or os.environ.get("CIRCUSCTL_CURVE_SERVER_KEY") or None
+        ),
         stdout=stdout,
         stderr=stderr,
     )
@@ -267,7 +298,15 @@ def _make_context(ns: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> Con
 def bash_complete(words: Sequence[str], cword: int) -> list[str]:
     """Candidates for bash completion (0.19's ``AUTO_COMPLETE`` protocol): command names."""
     current = words[cword] if 0 <= cword < len(words) else ""
-    takes_value = {"--endpoint", "--timeout", "--ssh", "--ssh_keyfile", "--ssh-keyfile"}
+    takes_value = {
+        "--endpoint",
+        "--timeout",
+        "--ssh",
+        "--ssh_keyfile",
+        "--ssh-keyfile",
+        "--curve-key",
+        "--curve-server-key",
+    }
     before = list(words[1:cword])
     while before:
         word = before.pop(0)

@@ -118,7 +118,7 @@ def _pubsub_if_control(ctx: Context) -> str | None:
     from .._client import CircusClient
 
     try:
-        with CircusClient(ctx.endpoint, min(ctx.timeout, 1.0)) as probe:
+        with CircusClient(ctx.endpoint, min(ctx.timeout, 1.0), **ctx.curve()) as probe:
             options = probe.call("globaloptions", {}).get("options") or {}
     except CtlError:
         return None
@@ -130,7 +130,11 @@ def _listen(ctx: Context, ns: argparse.Namespace) -> int:
     endpoint = _listen_endpoint(ctx, ns)
     seen = 0
     consumer = CircusConsumer(
-        ns.topics or None, endpoint, ssh_server=ctx.ssh, ssh_keyfile=ctx.ssh_keyfile
+        ns.topics or None,
+        endpoint,
+        ssh_server=ctx.ssh,
+        ssh_keyfile=ctx.ssh_keyfile,
+        **ctx.curve(),
     )
     with consumer:
         while True:
@@ -196,7 +200,7 @@ def _logs(ctx: Context, ns: argparse.Namespace) -> int:
             endpoint = ns.pubsub_endpoint or _discover_pubsub(ctx)
             topics = [f"output.{n}." for n in sorted(wanted)] or ["output."]
             consumer = CircusConsumer(
-                topics, endpoint, ssh_server=ctx.ssh, ssh_keyfile=ctx.ssh_keyfile
+                topics, endpoint, ssh_server=ctx.ssh, ssh_keyfile=ctx.ssh_keyfile, **ctx.curve()
             )
         props: dict[str, Any] = {"lines": ns.lines}
         if ns.names:
