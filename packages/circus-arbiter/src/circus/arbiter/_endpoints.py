@@ -40,6 +40,9 @@ def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None
     Raises:
         ArbiterError: the endpoint cannot be bound (names the endpoint and the reason).
     """
+    from ._curve import secure_bind
+
+    secure_bind(sock, endpoint)  # CURVE server options when [circus] asks for them
     path = ipc_path(endpoint)
     try:
         if path is not None:

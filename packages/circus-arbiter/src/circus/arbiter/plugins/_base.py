@@ -82,13 +82,21 @@ class CircusPlugin:
 
     def initialize(self) -> None:
         """Create the DEALER and SUB sockets on the current loop."""
+        from .._curve import client_curve_for
+
         self.client = self.context.socket(zmq.DEALER)
         self.client.setsockopt(zmq.IDENTITY, self._id)
         self.client.linger = 0
+        curve = client_curve_for(self.endpoint)  # circusd's own keys when CURVE is on
+        if curve is not None:
+            curve.apply(self.client)
         self.client.connect(self.endpoint)
         self.sub_socket = self.context.socket(zmq.SUB)
         self.sub_socket.linger = 0
         self.sub_socket.setsockopt(zmq.SUBSCRIBE, b"watcher.")
+        curve = client_curve_for(self.pubsub_endpoint)
+        if curve is not None:
+            curve.apply(self.sub_socket)
         self.sub_socket.connect(self.pubsub_endpoint)
         self.substream = ZMQStream(self.sub_socket, self.loop)
         self.substream.on_recv(self._dispatch)

@@ -1,0 +1,283 @@
+"""CURVE on the control and pub/sub channels, and the refusal to expose them without it.
+
+Upstream's channels have no authentication: anybody who can connect can ``add`` a watcher
+running any command as circusd's user. Here:
+
+* ``[circus] curve_secret_key = FILE`` (a ``NAME.key_secret`` made by ``circusctl keygen`` /
+  ``python -m circus.ctl.keys``) makes every endpoint circusd binds (control, pub/sub,
+  stats) a CURVE server; ``curve_authorized_keys = DIR`` names the directory of the public
+  ``.key`` files of the clients allowed in (re-read when it changes, so a key is revoked by
+  deleting its file). A client without an authorized key pair gets nothing: no answer, no
+  event. ``curve_public_key = FILE`` is optional and checked against the secret file.
+* Without CURVE, circusd refuses to bind a ``tcp://`` endpoint that is not loopback
+  (``tcp://0.0.0.0``, ``tcp://*``, a LAN address, an interface other than ``lo``) unless
+  ``insecure_bind = true`` says it is wanted.
+
+In-process plugins connect with circusd's own key pair, which is always authorized.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+from circus.ctl.keys import ClientCurve, KeyFileError, load_public, load_secret
+
+from ._errors import ArbiterError
+
+__all__ = [
+    "CurveServer",
+    "CurveSettings",
+    "check_exposure",
+    "client_curve_for",
+    "is_loopback",
+    "secure_bind",
+]
+
+log = logging.getLogger("circus.arbiter")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+# endpoint -> the CURVE server that must secure it (sockets are bound in several modules;
+# bind_endpoint asks here). Process-wide, since endpoints are.
+_ACTIVE: dict[str, CurveServer] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CurveSettings:
+    """The ``[circus]`` CURVE options (paths already resolved against the config's folder)."""
+
+    secret_key: str | None = None
+    public_key: str | None = None
+    authorized_keys: str | None = None
+    insecure_bind: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """CURVE is on (a secret key file is named)."""
+        return self.secret_key is not None
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, str], base_dir: str | None = None) -> CurveSettings:
+        """Read the options from ``DaemonConfig.extra`` (the loader keeps unknown keys there).
+
+        Raises:
+            ArbiterError: a bad ``insecure_bind`` value, or CURVE half configured.
+        """
+        options = {k.lower(): v for k, v in extra.items()}
+
+        def path(key: str) -> str | None:
+            value = (options.get(key) or "").strip()
+            if not value:
+                return None
+            resolved = Path(os.path.expanduser(value))
+            if base_dir and not resolved.is_absolute():
+                resolved = Path(base_dir) / resolved
+            return str(resolved)
+
+        raw = str(options.get("insecure_bind", "false")).strip().lower()
+        if raw not in _TRUE | _FALSE:
+            raise ArbiterError(f"[circus] insecure_bind = {raw!r}: expected true or false")
+        return cls.make(
+            path("curve_secret_key"),
+            path("curve_public_key"),
+            path("curve_authorized_keys"),
+            raw in _TRUE,
+        )
+
+    @classmethod
+    def make(
+        cls,
+        secret_key: str | None = None,
+        public_key: str | None = None,
+        authorized_keys: str | None = None,
+        insecure_bind: bool = False,
+    ) -> CurveSettings:
+        """Validated settings (the Python API's spelling of the options).
+
+        Raises:
+            ArbiterError: a public key or an authorized-keys directory without a secret key,
+                or a secret key without an authorized-keys directory.
+        """
+        if secret_key is None and (public_key or authorized_keys):
+            raise ArbiterError(
+                "[circus] curve_public_key/curve_authorized_keys need curve_secret_key"
+            )
+        if secret_key is not None and not authorized_keys:
+            raise ArbiterError(
+                "[circus] curve_secret_key needs curve_authorized_keys: the directory of the "
+                "public keys of the clients allowed in"
+            )
+        return cls(secret_key, public_key, authorized_keys, insecure_bind)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether ``endpoint`` can only be reached from this machine (ipc, inproc, loopback tcp)."""
+    transport, _, address = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    if transport != "tcp":
+        return False
+    # tcp://[interface;]host:port — the bind address is after a ';' source/interface part
+    host = address.rsplit(":", 1)[0].split(";")[-1].strip("[]")
+    if host in ("localhost", "lo", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(endpoints: Iterable[str | None], settings: CurveSettings | None) -> None:
+    """Refuse non-loopback endpoints without CURVE unless ``insecure_bind`` is set.
+
+    Raises:
+        ArbiterError: names the endpoint and the two ways out.
+    """
+    if settings is not None and (settings.enabled or settings.insecure_bind):
+        return
+    for endpoint in endpoints:
+        if endpoint and not is_loopback(endpoint):
+            raise ArbiterError(
+                f"refusing to bind {endpoint} without authentication: anybody who can reach "
+                "it could run commands as circusd's user. Set [circus] curve_secret_key and "
+                "curve_authorized_keys (see circus.ctl.keys), bind a loopback or ipc "
+                "endpoint, or set insecure_bind = true"
+            )
+
+
+class _Authorized:
+    """The ZAP credentials callback: keys in the directory (re-read on change) + our own."""
+
+    def __init__(self, directory: str, own: bytes) -> None:
+        self.directory = directory
+        self.own = own
+        self._stamp: tuple[float, int] | None = None
+        self._keys: set[bytes] = set()
+
+    def _reload(self) -> None:
+        try:
+            st = os.stat(self.directory)
+            files = sorted(Path(self.directory).glob("*.key"))
+            stamp = (max([st.st_mtime] + [f.stat().st_mtime for f in files]), len(files))
+        except OSError as exc:
+            log.warning("curve_authorized_keys %s: %s", self.directory, exc)
+            self._keys, self._stamp = set(), None
+            return
+        if stamp == self._stamp:
+            return
+        keys = set()
+        for file in files:
+            try:
+                keys.add(load_public(file))
+            except KeyFileError as exc:
+                log.warning("ignoring %s", exc)
+        self._keys, self._stamp = keys, stamp
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        self._reload()
+        allowed = key == self.own or key in self._keys
+        if not allowed:
+            log.warning("CURVE: refused a client with an unknown key %s", key.decode())
+        return allowed
+
+
+class CurveServer:
+    """circusd's key pair, the ZAP authenticator, and the sockets it secures.
+
+    Raises (constructor):
+        ArbiterError: a key file is missing or bad, the public key does not match, or the
+            authorized-keys directory does not exist.
+    """
+
+    def __init__(self, settings: CurveSettings) -> None:
+        assert settings.secret_key is not None and settings.authorized_keys is not None
+        try:
+            self.public, self.secret = load_secret(settings.secret_key)
+            if settings.public_key and load_public(settings.public_key) != self.public:
+                raise ArbiterError(
+                    f"curve_public_key {settings.public_key} is not the public half of "
+                    f"curve_secret_key {settings.secret_key}"
+                )
+        except KeyFileError as exc:
+            raise ArbiterError(f"[circus] curve_secret_key: {exc}") from exc
+        if not os.path.isdir(settings.authorized_keys):
+            raise ArbiterError(
+                f"[circus] curve_authorized_keys {settings.authorized_keys}: not a directory"
+            )
+        self.settings = settings
+        self._authorized = _Authorized(settings.authorized_keys, self.public)
+        self._auth: Any = None
+        self._endpoints: list[str] = []
+
+    def start(self, context: zmq.Context[Any], endpoints: Iterable[str | None]) -> None:
+        """Start the authenticator on ``context`` (the one the sockets are made in) and make
+        :func:`secure_bind` secure ``endpoints``."""
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self._auth = ThreadAuthenticator(context, log=logging.getLogger("circus.arbiter.zap"))
+        self._auth.start()
+        self._auth.configure_curve_callback(domain="*", credentials_provider=self._authorized)
+        with _ACTIVE_LOCK:
+            for endpoint in endpoints:
+                if endpoint:
+                    _ACTIVE[endpoint] = self
+                    self._endpoints.append(endpoint)
+        log.info("CURVE on %s", ", ".join(self._endpoints))
+
+    def secure(self, socket: zmq.Socket[Any]) -> None:
+        """Make ``socket`` a CURVE server with our keys (before ``bind``)."""
+        socket.curve_secretkey = self.secret
+        socket.curve_publickey = self.public
+        socket.curve_server = True
+
+    def client(self) -> ClientCurve:
+        """Client settings using circusd's own (always authorized) key pair."""
+        return ClientCurve(self.public, self.secret, self.public)
+
+    def stop(self) -> None:
+        """Stop the authenticator and forget the endpoints (idempotent)."""
+        with _ACTIVE_LOCK:
+            for endpoint in self._endpoints:
+                if _ACTIVE.get(endpoint) is self:
+                    del _ACTIVE[endpoint]
+            self._endpoints = []
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+
+def secure_bind(socket: zmq.Socket[Any], endpoint: str) -> None:
+    """Called by ``bind_endpoint`` before binding: CURVE options if ``endpoint`` needs them."""
+    with _ACTIVE_LOCK:
+        server = _ACTIVE.get(endpoint)
+    if server is not None:
+        server.secure(socket)
+
+
+def client_curve_for(endpoint: str) -> ClientCurve | None:
+    """The key pair an in-process client (a plugin) uses for ``endpoint``, if CURVE is on."""
+    with _ACTIVE_LOCK:
+        server = _ACTIVE.get(endpoint)
+    return server.client() if server is not None else None
+
+
+def start_curve(
+    settings: CurveSettings | None, context: zmq.Context[Any], endpoints: list[str | None]
+) -> CurveServer | None:
+    """Check exposure, then start CURVE for ``endpoints`` when configured (else ``None``)."""
+    check_exposure(endpoints, settings)
+    if settings is None or not settings.enabled:
+        return None
+    server = CurveServer(settings)
+    server.start(context, endpoints)
+    return server
