@@ -26,6 +26,7 @@ MONITOR_EVENTS = (
     | zmq.EVENT_HANDSHAKE_SUCCEEDED
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_DISCONNECTED
     | zmq.EVENT_CONNECT_RETRIED
 )
@@ -117,14 +118,21 @@ def no_answer_error(
     refused: bool = False,
     rejected: bool = False,
     transport: bool = False,
+    auth_failed: bool = False,
 ) -> DaemonUnreachable | CallTimeout:
     """Pick the error for a call that got no answer in time."""
     if connected:
         return CallTimeout(endpoint, timeout, command)
-    if rejected:
+    if auth_failed:
+        detail = (
+            "circusd refused our CURVE key (is its public .key file in circusd's "
+            "curve_authorized_keys directory?)"
+        )
+    elif rejected:
         detail = (
             "something listens there but it is not a circusd control socket "
-            "(is it the pub/sub or stats endpoint?)"
+            "(is it the pub/sub or stats endpoint? or does circusd require CURVE: "
+            "--curve-key/--curve-server-key, curve_key/curve_server_key?)"
         )
     elif transport:
         detail = "a connection was made but no ZeroMQ handshake came back (not a circusd?)"
@@ -188,6 +196,7 @@ class ConnectionState:
         self.refused = False
         self.rejected = False
         self.transport = False
+        self.auth_failed = False
 
     def update(self, event: Mapping[str, Any]) -> None:
         """Fold one monitor event in."""
@@ -198,6 +207,8 @@ class ConnectionState:
             self.refused, self.transport = False, True
         elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
             self.rejected = True
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.rejected = self.auth_failed = True
         elif kind == zmq.EVENT_DISCONNECTED:
             if not self.connected:
                 self.rejected = True
@@ -220,4 +231,5 @@ class ConnectionState:
             self.refused,
             self.rejected,
             self.transport,
+            self.auth_failed,
         )
