@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from circus.watcher import HookError
+from circus.watcher import HookError, OptionError
 from circus.watcher._events import EventHub
 from circus.watcher._hooks import call_hook, resolve, resolve_callable
 
@@ -23,12 +23,15 @@ def test_resolve_dotted_forms() -> None:
 def test_resolve_errors() -> None:
     with pytest.raises(HookError, match="nosuchmodule"):
         resolve_callable("nosuchmodule.fn")
-    with pytest.raises(HookError, match="cannot resolve"):
+    with pytest.raises(HookError, match="no attribute 'nosuchfn'"):
         resolve_callable("os.path.nosuchfn")
-    with pytest.raises(HookError, match="unknown hook"):
+    with pytest.raises(HookError, match="'hooks.before_lunch'.*before_start") as info:
         resolve("before_lunch", "os.getcwd")
-    with pytest.raises(HookError, match="not a boolean"):
+    assert info.value.option == "hooks.before_lunch" and info.value.value == "os.getcwd"
+    with pytest.raises(HookError, match="ignore_errors"):
         resolve("before_start", "os.getcwd, perhaps")
+    with pytest.raises(OptionError, match="'hooks.after_stop'.*importable"):
+        resolve("after_stop", "nosuchmodule:fn")
 
 
 def test_resolve_flags() -> None:

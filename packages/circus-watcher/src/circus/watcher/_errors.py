@@ -48,8 +48,11 @@ class UnknownOptionError(WatcherError, ValueError):
         super().__init__(f"unknown option {option!r}{hint}; valid options: {', '.join(self.valid)}")
 
 
-class HookError(WatcherError):
-    """A hook could not be resolved (bad dotted path, unknown hook name)."""
+class HookError(OptionError):
+    """A hook option is bad: unknown hook name, malformed spec, or a path that does not import.
+
+    ``option`` is ``hooks.<name>`` and ``value`` the spec as given.
+    """
 
 
 class ProcessNotFoundError(WatcherError, LookupError):

@@ -53,8 +53,23 @@ class Hook:
     spec: Any
 
 
+class _Unresolvable(Exception):
+    pass
+
+
 def resolve_callable(path: str) -> Callable[..., Any]:
-    """Import ``pkg.mod.func`` or ``pkg.mod:func`` (attribute paths allowed after ``:``)."""
+    """Import ``pkg.mod.func`` or ``pkg.mod:func`` (attribute paths allowed after ``:``).
+
+    Raises:
+        HookError: the path does not import or does not name a callable.
+    """
+    try:
+        return _import(path)
+    except _Unresolvable as exc:
+        raise HookError("hooks", path, f"an importable callable ({exc})") from None
+
+
+def _import(path: str) -> Callable[..., Any]:
     path = path.strip()
     if ":" in path:
         module_name, _, attr_path = path.partition(":")
@@ -80,7 +95,7 @@ def resolve_callable(path: str) -> Callable[..., Any]:
         if callable(target):
             return target  # type: ignore[no-any-return]
         error = TypeError(f"{path!r} is not callable")
-    raise HookError(f"cannot resolve {path!r}: {error}")
+    raise _Unresolvable(str(error))
 
 
 def resolve(name: str, spec: Any) -> Hook:
@@ -92,26 +107,30 @@ def resolve(name: str, spec: Any) -> Hook:
     Raises:
         HookError: unknown hook name, bad spec, or a path that does not import.
     """
+    option = f"hooks.{name}"
     if name not in HOOK_NAMES:
-        raise HookError(f"unknown hook {name!r}; valid hooks: {', '.join(HOOK_NAMES)}")
+        raise HookError(option, spec, f"a hook name among {', '.join(HOOK_NAMES)}")
     target: Any = spec
     ignore: Any = False
     if isinstance(spec, tuple | list):
         if len(spec) != 2:
-            raise HookError(f"hook {name!r}: expected (target, ignore_errors), got {spec!r}")
+            raise HookError(option, spec, "a (target, ignore_errors) pair")
         target, ignore = spec
     elif isinstance(spec, str) and "," in spec:
         target, _, ignore = spec.partition(",")
     try:
         ignore_errors = cv.to_bool(ignore)
     except (TypeError, ValueError):
-        raise HookError(f"hook {name!r}: ignore_errors flag {ignore!r} is not a boolean") from None
+        raise HookError(option, spec, "a true/false ignore_errors flag after the comma") from None
     if isinstance(target, str):
-        func = resolve_callable(target)
+        try:
+            func = _import(target)
+        except _Unresolvable as exc:
+            raise HookError(option, spec, f"an importable callable ({exc})") from None
     elif callable(target):
         func = target
     else:
-        raise HookError(f"hook {name!r}: expected a callable or a dotted path, got {target!r}")
+        raise HookError(option, spec, "a callable or a dotted path 'pkg.mod.func'")
     return Hook(name, func, ignore_errors, spec)
 
 
