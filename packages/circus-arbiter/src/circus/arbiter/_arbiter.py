@@ -53,6 +53,10 @@ class Arbiter:
         endpoint_owner: user owning the ipc control/pubsub socket files.
         config_file: the INI file ``reloadconfig`` re-reads.
         output_lines: lines of output kept per watcher for the ``logs`` command.
+        curve: CURVE for every endpoint: a ``circus.arbiter._curve.CurveSettings``, or the
+            ``[circus]`` options ``curve_secret_key``, ``curve_public_key``,
+            ``curve_authorized_keys``, ``insecure_bind`` as a dict. Without it (or
+            ``insecure_bind``) a non-loopback tcp endpoint is refused.
     """
 
     def __init__(
@@ -90,8 +94,11 @@ class Arbiter:
         config_file: str | None = None,
         stats_interval: float = 1.0,
         output_lines: int = 1000,
+        curve: Any = None,
     ) -> None:
         self.endpoint = endpoint
+        self.curve = curve
+        self._curve_server: Any = None
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
@@ -212,6 +219,13 @@ class Arbiter:
         self._exit = asyncio.Event()
         self.started_at = time.time()
         try:
+            from ._curve import start_curve
+
+            self._curve_server = start_curve(
+                self.curve,
+                zmq.Context.shadow(self.context.underlying),
+                [self.endpoint, self.pubsub_endpoint, self.stats_endpoint],
+            )
             self.publisher = Publisher(
                 zmq.Context.shadow(self.context.underlying),
                 self.pubsub_endpoint,
@@ -449,6 +463,9 @@ class Arbiter:
         if self.publisher is not None:
             self.publisher.close()
         self.socket_set.close_all()
+        if self._curve_server is not None:  # its ZAP socket would block the context's term
+            self._curve_server.stop()
+            self._curve_server = None
         if self._own_context:
             self.context.term()
         log.info("Arbiter exiting")

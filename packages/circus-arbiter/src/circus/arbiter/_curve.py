@@ -33,12 +33,15 @@ from circus.ctl.keys import ClientCurve, KeyFileError, load_public, load_secret
 from ._errors import ArbiterError
 
 __all__ = [
+    "OPTION_NAMES",
     "CurveServer",
     "CurveSettings",
     "check_exposure",
     "client_curve_for",
+    "config_options",
     "is_loopback",
     "secure_bind",
+    "start_curve",
 ]
 
 log = logging.getLogger("circus.arbiter")
@@ -146,7 +149,8 @@ def check_exposure(endpoints: Iterable[str | None], settings: CurveSettings | No
     if settings is not None and (settings.enabled or settings.insecure_bind):
         return
     for endpoint in endpoints:
-        if endpoint and not is_loopback(endpoint):
+        # something that is not even an endpoint is left to bind's own error
+        if endpoint and "://" in endpoint and not is_loopback(endpoint):
             raise ArbiterError(
                 f"refusing to bind {endpoint} without authentication: anybody who can reach "
                 "it could run commands as circusd's user. Set [circus] curve_secret_key and "
@@ -271,10 +275,41 @@ def client_curve_for(endpoint: str) -> ClientCurve | None:
     return server.client() if server is not None else None
 
 
+OPTION_NAMES = ("curve_secret_key", "curve_public_key", "curve_authorized_keys", "insecure_bind")
+
+
+def config_options(config: Any) -> dict[str, str] | None:
+    """The CURVE options of a loaded config's ``[circus]`` (kept in ``DaemonConfig.extra``),
+    paths made absolute against the config file's folder; ``None`` when there are none.
+
+    Validation waits for :func:`start_curve`, so a mistake is reported like any start error.
+    """
+    extra = {k.lower(): v for k, v in (getattr(config.circus, "extra", None) or {}).items()}
+    options = {k: extra[k] for k in OPTION_NAMES if k in extra}
+    if not options:
+        return None
+    base = os.path.dirname(os.path.abspath(config.path)) if config.path else None
+    for key in OPTION_NAMES[:3]:
+        value = options.get(key, "").strip()
+        if value and base and not os.path.isabs(os.path.expanduser(value)):
+            options[key] = os.path.join(base, value)
+    return options
+
+
 def start_curve(
-    settings: CurveSettings | None, context: zmq.Context[Any], endpoints: list[str | None]
+    settings: CurveSettings | Mapping[str, str] | None,
+    context: zmq.Context[Any],
+    endpoints: list[str | None],
 ) -> CurveServer | None:
-    """Check exposure, then start CURVE for ``endpoints`` when configured (else ``None``)."""
+    """Check exposure, then start CURVE for ``endpoints`` when configured (else ``None``).
+
+    ``settings``: :class:`CurveSettings`, or the ``[circus]`` option names and values.
+
+    Raises:
+        ArbiterError: bad settings or key files, or an exposed endpoint without CURVE.
+    """
+    if settings is not None and not isinstance(settings, CurveSettings):
+        settings = CurveSettings.from_extra(settings)
     check_exposure(endpoints, settings)
     if settings is None or not settings.enabled:
         return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._curve import config_options
+
 __all__ = ["arbiter_kwargs", "plugin_spec", "stats_enabled", "DEFAULT_STATS_ENDPOINT"]
 
 DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
@@ -50,4 +52,5 @@ def arbiter_kwargs(config: Any) -> dict[str, Any]:
         "httpd_token_file": daemon.extra.get("httpd_token_file") or None,
         "fqdn_prefix": daemon.fqdn_prefix,
         "config_file": config.path,
+        "curve": config_options(config),
     }
