@@ -40,12 +40,20 @@ class UnknownOptionError(WatcherError, ValueError):
         suggestion: the closest valid name, or None.
     """
 
-    def __init__(self, option: str, valid: Iterable[str], suggestion: str | None) -> None:
+    def __init__(
+        self,
+        option: str,
+        valid: Iterable[str],
+        suggestion: str | None,
+        *,
+        problem: str = "unknown option",
+        listing: str = "valid options",
+    ) -> None:
         self.option = option
         self.valid = sorted(valid)
         self.suggestion = suggestion
         hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
-        super().__init__(f"unknown option {option!r}{hint}; valid options: {', '.join(self.valid)}")
+        super().__init__(f"{problem} {option!r}{hint}; {listing}: {', '.join(self.valid)}")
 
 
 class HookError(OptionError):

@@ -254,6 +254,15 @@ def unknown(name: str) -> UnknownOptionError:
     return UnknownOptionError(name, valid_names(), close[0] if close else None)
 
 
+def not_settable(name: str) -> UnknownOptionError:
+    """The error for a known option that ``set`` cannot change (lists those it can)."""
+    settable = [key for key, spec in SPECS.items() if spec.settable]
+    settable += ["hooks.*", "stdout_stream.*", "stderr_stream.*", "rlimit_*"]
+    return UnknownOptionError(
+        name, settable, None, problem="option cannot change at run time:", listing="those that can"
+    )
+
+
 def convert(name: str, value: Any) -> Any:
     """Validate and convert one named option (no prefix keys), raising OptionError."""
     spec = SPECS.get(name)

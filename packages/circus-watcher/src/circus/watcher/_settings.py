@@ -8,7 +8,7 @@ from typing import Any
 
 from ._base import WatcherBase
 from ._hooks import resolve_all
-from ._options import SPECS, check_consistency, convert, fold, unknown
+from ._options import SPECS, check_consistency, convert, fold, not_settable, unknown
 from ._procs import ProcessLike
 
 
@@ -64,9 +64,10 @@ class SettingsMixin(WatcherBase):
     async def set_opt(self, key: str, value: Any) -> None:
         """Change one option at run time (``set``); emits ``updated``.
 
-        ``cmd, args, working_dir, uid, gid, shell, env, max_age, max_age_variance`` (and a
-        stream given for the first time) gracefully reload a running watcher, as upstream;
-        ``numprocesses`` resizes it; the others apply to processes spawned from then on.
+        ``cmd, args, working_dir, uid, gid, shell, env, max_age, max_age_variance`` gracefully
+        reload a running watcher, as upstream, and so does any stream change (upstream: only
+        a first stream); ``numprocesses`` resizes it; the others apply to processes spawned
+        from then on.
 
         Raises:
             UnknownOptionError: no such option, or one that cannot change at run time.
@@ -83,7 +84,7 @@ class SettingsMixin(WatcherBase):
         if spec is None:
             raise unknown(key)
         if not spec.settable and not key.startswith("rlimit_"):
-            raise unknown(key)
+            raise not_settable(key)
         if isinstance(raw, Mapping) and name in ("hooks", "stdout_stream", "stderr_stream"):
             if key != name:  # a prefixed key merges into the current mapping
                 current = self._opts[name] if isinstance(self._opts[name], Mapping) else {}
