@@ -208,5 +208,10 @@ def test_circusd_command_line_random_arguments(args: list[str]) -> None:
         result = subprocess.run(
             [CIRCUSD, *args, "missing.ini"], capture_output=True, text=True, timeout=60, cwd=tmp
         )
-    assert result.returncode in (1, 2), result
     assert "Traceback" not in result.stderr + result.stdout
+    if result.returncode == 0:
+        # an option swallowed the file name: no config given prints the usage, as upstream
+        assert result.stdout.startswith("usage: circusd"), result
+    else:
+        assert result.returncode in (1, 2), result
+        assert result.stderr.strip(), result
