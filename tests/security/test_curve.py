@@ -273,3 +273,28 @@ def test_bad_key_files_name_the_file(tmp_path: Path, keys: Keys) -> None:
         )
     with pytest.raises(ArbiterError, match="not a directory"):
         CurveServer(CurveSettings.make(str(keys.server_secret), None, str(tmp_path / "none")))
+
+
+def test_circus_top_with_curve(circusd: Any, keys: Keys, e2e: Any) -> None:
+    daemon = curve_daemon(circusd, keys, e2e)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("circus-top")),
+            "--ctl-endpoint",
+            daemon.endpoint,
+            "--endpoint",
+            f"ipc://{daemon.dir}/no-stats",
+            "--wait",
+            "0.5",
+            "--curve-key",
+            str(keys.client_secret),
+            "--curve-server-key",
+            str(keys.server_public),
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result
+    assert "w" in result.stdout

@@ -228,6 +228,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ssh", metavar="USER@HOST:PORT", help="tunnel through SSH")
     p.add_argument("--ssh_keyfile", "--ssh-keyfile", metavar="FILE", help="SSH key")
+    p.add_argument(
+        "--curve-key", metavar="FILE", help="our CURVE NAME.key_secret (env CIRCUSCTL_CURVE_KEY)"
+    )
+    p.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        help="circusd's public CURVE key (env CIRCUSCTL_CURVE_SERVER_KEY)",
+    )
     p.add_argument("--once", action="store_true", help="print one table and exit")
     p.add_argument("--version", action="version", version=f"circus-top {__version__}")
     return p
@@ -238,7 +246,15 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     ns = _parser().parse_args(argv)
     out = stdout or sys.stdout
     ctl = ns.ctl_endpoint or os.environ.get("CIRCUSCTL_ENDPOINT") or protocol.DEFAULT_ENDPOINT
-    ssh = {"ssh_server": ns.ssh, "ssh_keyfile": ns.ssh_keyfile}
+    # the same connection options (SSH tunnel, CURVE keys) for every client and consumer
+    ssh = {
+        "ssh_server": ns.ssh,
+        "ssh_keyfile": ns.ssh_keyfile,
+        "curve_key": ns.curve_key or os.environ.get("CIRCUSCTL_CURVE_KEY") or None,
+        "curve_server_key": (
+            ns.curve_server_key or os.environ.get("CIRCUSCTL_CURVE_SERVER_KEY") or None
+        ),
+    }
     stats_endpoint = ns.endpoint or _discover_stats_endpoint(ctl, min(ns.timeout, 2.0), **ssh)
     stats_endpoint = stats_endpoint or protocol.DEFAULT_STATS_ENDPOINT
     try:
