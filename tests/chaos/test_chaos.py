@@ -29,6 +29,8 @@ def test_storm_then_everything_back_in_order(tmp_path: Path) -> None:
         assert figures.answered == figures.requests > 20, summary
         assert figures.kills > 10 and figures.stops > 10, summary
         assert figures.restarts > 10, summary
+        # commands are queued per watcher, never behind another watcher's work: reads stay quick
+        assert figures.read_median < 0.5, summary
         assert run.proc is not None and run.proc.poll() is None
     assert run.proc.returncode == 0
     wait_until(lambda: not tagged(run.tag), 10, "no process of the run left")
@@ -53,8 +55,9 @@ def test_sigterm_mid_storm_stops_everything(tmp_path: Path) -> None:
         finally:
             stop.set()
             storm.join(30)
-        # the storm may have set graceful_timeout up to 1.5 s; stop_adopted's grace is 3 s
+        # graceful_timeout is at most GRACEFUL (the storm sets 0.5 or 1.0); the watchers stop
+        # concurrently; adopted orphans get 3 s; the rest is margin for a loaded machine
         assert rc == 0, run.output()[-2000:]
-        assert elapsed < max(GRACEFUL, 1.5) + 3.0 + 8.0, f"circusd took {elapsed:.1f} s"
+        assert elapsed < GRACEFUL + 3.0 + 8.0, f"circusd took {elapsed:.1f} s"
         left = tagged(run.tag)
         assert not left, [(p.pid, p.info) for p in left]
