@@ -70,10 +70,24 @@ class SocketSet:
         """``{name: fd}`` of the bound sockets (what ``$(circus.sockets.NAME)`` expands to)."""
         return {name: sock.fileno() for name, sock in self._sockets.items() if _fileno(sock) >= 0}
 
+    def watcher_map(self) -> dict[str, Any]:
+        """What a watcher gets: ``{name: fd}``, except the *so_reuseport* sockets themselves.
+
+        A reuseport socket only reserves its address; the watcher calls its
+        ``bind_for_child()`` at each spawn whose command mentions ``circus.sockets.NAME``
+        and closes that per-child socket right after the spawn (upstream's behaviour).
+        """
+        shared = self.fd_map()
+        return {
+            name: sock if getattr(sock, "so_reuseport", False) else shared[name]
+            for name, sock in self._sockets.items()
+            if name in shared
+        }
+
     def attach(self, watcher: Any) -> None:
-        """Give a watcher the current fd map."""
+        """Give a watcher the current sockets (:meth:`watcher_map`)."""
         try:
-            watcher.sockets = self.fd_map()
+            watcher.sockets = self.watcher_map()
         except AttributeError:  # pragma: no cover - a watcher without socket support
             pass
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+__all__ = ["ProcessFactory", "ProcessLike", "make_process", "socket_fd"]
+
+from ._child_sockets import SpawnSockets, socket_fd
 from ._errors import WatcherError
 
 if TYPE_CHECKING:
@@ -45,11 +48,6 @@ class ProcessLike(Protocol):
 ProcessFactory = Callable[["WatcherBase", int], ProcessLike]
 
 
-def socket_fd(sock: Any) -> int:
-    """An fd from an int or an object with ``fileno()``."""
-    return sock if isinstance(sock, int) else int(sock.fileno())
-
-
 def make_process(watcher: WatcherBase, wid: int) -> ProcessLike:
     """Spawn one ``circus.process.Process`` for ``watcher`` with worker id ``wid``.
 
@@ -59,18 +57,22 @@ def make_process(watcher: WatcherBase, wid: int) -> ProcessLike:
     """
     if watcher._factory is not None:
         return watcher._factory(watcher, wid)
+    o = watcher._opts
+    stdin_name = o["stdin_socket"]
+    if stdin_name and stdin_name not in watcher.sockets:
+        raise WatcherError(f"watcher {watcher.name!r}: stdin_socket {stdin_name!r} is not a socket")
+    command = " ".join(str(part) for part in (o["cmd"], o["args"]) if part)
+    # Per-child SO_REUSEPORT sockets are closed here once the child holds its copy.
+    with SpawnSockets(watcher.sockets, command, (stdin_name,) if stdin_name else ()) as spawn:
+        return _spawn(watcher, wid, spawn.fds, spawn.fds[stdin_name] if stdin_name else None)
+
+
+def _spawn(
+    watcher: WatcherBase, wid: int, sockets: dict[str, int], stdin_fd: int | None
+) -> ProcessLike:
     from circus.process import Process
 
     o = watcher._opts
-    stdin_fd = None
-    if o["stdin_socket"]:
-        sock = watcher.sockets.get(o["stdin_socket"])
-        if sock is None:
-            raise WatcherError(
-                f"watcher {watcher.name!r}: stdin_socket {o['stdin_socket']!r} is not a socket"
-            )
-        stdin_fd = socket_fd(sock)
-    sockets = {name: socket_fd(sock) for name, sock in watcher.sockets.items()}
     pipe_stdout, pipe_stderr = watcher._output.pipes()
     return cast(
         ProcessLike,
