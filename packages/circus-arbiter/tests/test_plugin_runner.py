@@ -77,8 +77,10 @@ def daemon(tmp_path: Path) -> Iterator[dict[str, Any]]:
         f"[watcher:sleeper]\ncmd = {PY} -c 'import time; time.sleep(300)'\ngraceful_timeout = 5\n"
         f"[watcher:ticker]\ncmd = {PY} -c 'import time; time.sleep(0.3)'\n"
     )
-    log = open(tmp_path / "circusd.log", "wb")
-    proc = subprocess.Popen([BIN / "circusd", "circus.ini"], cwd=tmp_path, stdout=log, stderr=log)
+    with open(tmp_path / "circusd.log", "wb") as log:
+        proc = subprocess.Popen(
+            [BIN / "circusd", "circus.ini"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
     client = CircusClient(ctl, timeout=5, check=False)
 
     def answers() -> bool:
@@ -94,7 +96,6 @@ def daemon(tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         client.close()
         assert _stop(proc) == 0
-        log.close()
 
 
 def _plugin(daemon: dict[str, Any], *args: str) -> subprocess.Popen[bytes]:
