@@ -69,33 +69,46 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A circusd subprocess with a `sleeper` and a short-lived `ticker` (events all the time)."""
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
+    """``start_daemon(circus_extra="", **client_kwargs)``: a circusd subprocess with a
+    `sleeper` and a short-lived `ticker` (events all the time); stopped (exit 0) after."""
     ctl, pub = f"ipc://{tmp_path}/ctl", f"ipc://{tmp_path}/pub"
-    (tmp_path / "circus.ini").write_text(
-        f"[circus]\nendpoint = {ctl}\npubsub_endpoint = {pub}\n"
-        f"[watcher:sleeper]\ncmd = {PY} -c 'import time; time.sleep(300)'\ngraceful_timeout = 5\n"
-        f"[watcher:ticker]\ncmd = {PY} -c 'import time; time.sleep(0.3)'\n"
-    )
-    with open(tmp_path / "circusd.log", "wb") as log:
-        proc = subprocess.Popen(
-            [BIN / "circusd", "circus.ini"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+    started: list[tuple[subprocess.Popen[bytes], CircusClient]] = []
+
+    def start(circus_extra: str = "", **client_kwargs: Any) -> dict[str, Any]:
+        (tmp_path / "circus.ini").write_text(
+            f"[circus]\nendpoint = {ctl}\npubsub_endpoint = {pub}\n{circus_extra}"
+            f"[watcher:sleeper]\ncmd = {PY} -c 'import time; time.sleep(300)'\n"
+            "graceful_timeout = 5\n"
+            f"[watcher:ticker]\ncmd = {PY} -c 'import time; time.sleep(0.3)'\n"
         )
-    client = CircusClient(ctl, timeout=5, check=False)
+        with open(tmp_path / "circusd.log", "wb") as log:
+            proc = subprocess.Popen(
+                [BIN / "circusd", "circus.ini"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+            )
+        client = CircusClient(ctl, timeout=2, check=False, **client_kwargs)
+        started.append((proc, client))
 
-    def answers() -> bool:
-        assert proc.poll() is None, (tmp_path / "circusd.log").read_text()
-        try:
-            return client.call("numwatchers", {}).get("status") == "ok"
-        except Exception:
-            return False
+        def answers() -> bool:
+            assert proc.poll() is None, (tmp_path / "circusd.log").read_text()
+            try:
+                return client.call("numwatchers", {}).get("status") == "ok"
+            except Exception:
+                return False
 
-    try:
         wait_until(answers, 30, "circusd to answer")
-        yield {"endpoint": ctl, "pubsub": pub, "client": client, "dir": tmp_path}
-    finally:
+        return {"endpoint": ctl, "pubsub": pub, "client": client, "dir": tmp_path}
+
+    yield start
+    for proc, client in started:
         client.close()
         assert _stop(proc) == 0
+
+
+@pytest.fixture
+def daemon(start_daemon: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """A plain circusd (no CURVE)."""
+    return start_daemon()
 
 
 def _plugin(daemon: dict[str, Any], *args: str) -> subprocess.Popen[bytes]:
@@ -178,3 +191,34 @@ def test_parse_config_both_forms() -> None:
     assert parse_config([]) == {}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_config(["=1"])
+
+
+def test_curve_keys_reach_a_curve_circusd(
+    start_daemon: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    from circus.ctl.keys import generate
+
+    server_public, server_secret = generate(tmp_path / "keys", "server")
+    client_public, client_secret = generate(tmp_path / "keys", "client")
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    (authorized / "client.key").write_bytes(client_public.read_bytes())
+    daemon = start_daemon(
+        f"curve_secret_key = {server_secret}\ncurve_authorized_keys = {authorized}\n",
+        curve_key=client_secret,
+        curve_server_key=server_public,
+    )
+    (tmp_path / "probe.py").write_text(PLUGIN)
+    out = tmp_path / "probe.out"
+    proc = _plugin(
+        daemon, "--curve-key", str(client_secret), "--curve-server-key", str(server_public),
+        "--config", f"out={out}", "--config", "grow=ticker", "probe.Probe",
+    )  # fmt: skip
+    try:
+        lines = lambda: out.read_text().splitlines() if out.exists() else []  # noqa: E731
+        assert wait_until(lambda: any(line.startswith("numwatchers 2") for line in lines()))
+        wait_until(lambda: "event ticker spawn" in lines(), what="an event over CURVE")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, (tmp_path / "plugin.log").read_text()
+    finally:
+        _stop(proc)

@@ -3,7 +3,8 @@
 ::
 
     circus-plugin [--endpoint E] [--pubsub P] [--check-delay N] [--config KEY=VALUE ...]
-                  [--log-level L] [--log-output O] [--version] dotted.path.Class
+                  [--curve-key FILE --curve-server-key FILE] [--log-level L]
+                  [--log-output O] [--version] dotted.path.Class
 
 The plugin runs exactly as circusd runs its ``[plugin:NAME]`` sections in-process (the same
 :class:`~circus.arbiter.plugins.CircusPlugin` base and the same host code: ``handle_init``,
@@ -12,18 +13,26 @@ what upstream's ``circus-plugin`` does. ``--config`` may be repeated; upstream's
 ``key:value:::key2:value2`` form is accepted too. SIGTERM or SIGINT stops the plugin
 (``handle_stop`` runs, sockets close) and the command exits 0; it exits 1 when the plugin
 cannot be loaded or does not start, 2 on a bad command line.
+
+With CURVE on in circusd, give the plugin an authorized key pair and circusd's public key
+(``--curve-key``/``--curve-server-key``, or ``CIRCUSCTL_CURVE_KEY``/
+``CIRCUSCTL_CURVE_SERVER_KEY`` as for ``circusctl`` and ``circus-top``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circus.ctl.keys import ClientCurve
 
 __all__ = ["build_parser", "main", "parse_config", "run_plugin"]
 
@@ -95,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-output", dest="logoutput", default="-", help="'-' (stdout), stderr, a file..."
     )
+    parser.add_argument(
+        "--curve-key", metavar="FILE", help="our CURVE NAME.key_secret (env CIRCUSCTL_CURVE_KEY)"
+    )
+    parser.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        help="circusd's public CURVE key (env CIRCUSCTL_CURVE_SERVER_KEY)",
+    )
     parser.add_argument("--ssh", help="not supported: run circus-plugin on the daemon's host")
     parser.add_argument("--version", action="version", version=_version())
     return parser
@@ -128,10 +145,12 @@ def run_plugin(
     pubsub_endpoint: str,
     check_delay: float = 5.0,
     config: dict[str, str] | None = None,
+    curve: ClientCurve | None = None,
 ) -> int:
     """Run the plugin class ``use`` until SIGTERM/SIGINT or until it stops by itself.
 
-    Must be called from the main thread (it installs the signal handlers, and restores them).
+    ``curve`` makes both of the plugin's sockets CURVE clients of circusd. Must be called
+    from the main thread (it installs the signal handlers, and restores them).
     Returns 0 once the plugin has run and stopped, 1 when it cannot be loaded, is not
     ``active`` or fails to start (the reason is logged).
     """
@@ -147,6 +166,11 @@ def run_plugin(
     except Exception as exc:
         log.error("plugin %s cannot be created: %s", use, exc)
         return 1
+    if curve is not None:
+        # Default options of the plugin's context reach every socket it makes, before connect.
+        plugin.context.curve_publickey = curve.public
+        plugin.context.curve_secretkey = curve.secret
+        plugin.context.curve_serverkey = curve.server
     if not getattr(plugin, "active", True):
         log.error("plugin %s is not active (active = %s)", use, (config or {}).get("active"))
         plugin.close()
@@ -184,15 +208,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ssh:
         parser.error("--ssh is not supported: run circus-plugin on the daemon's host")
+    from circus.ctl.keys import ClientCurve, KeyFileError
+
     try:
         config = parse_config(args.config)
     except ValueError as exc:
         parser.error(str(exc))
     try:
+        curve = ClientCurve.from_args(
+            args.curve_key or os.environ.get("CIRCUSCTL_CURVE_KEY") or None,
+            args.curve_server_key or os.environ.get("CIRCUSCTL_CURVE_SERVER_KEY") or None,
+        )
+    except KeyFileError as exc:
+        parser.error(str(exc))
+    try:
         configure_logging(args.loglevel or "info", args.logoutput)
     except (OSError, ValueError) as exc:
         parser.error(f"--log-output {args.logoutput!r}: {exc}")
-    return run_plugin(args.plugin, args.endpoint, args.pubsub, args.check_delay, config)
+    return run_plugin(args.plugin, args.endpoint, args.pubsub, args.check_delay, config, curve)
 
 
 if __name__ == "__main__":  # pragma: no cover
