@@ -3,8 +3,9 @@ the next valid request is answered promptly.
 
 Kinds: bytes that are not JSON, JSON that is not an object, unknown commands, missing
 required properties, wrongly typed properties, non-object properties, extra frames, empty
-frames and a 10 MB message. Latencies of the valid request that follows each bad one are
-collected; the last test asserts their median (robust on a loaded 2-core machine).
+frames and a 10 MB message. Each is followed by a valid request that must be answered;
+``test_next_request_answered_promptly`` measures that latency (median, robust on a loaded
+2-core machine).
 """
 
 from __future__ import annotations
@@ -213,9 +214,33 @@ def test_ten_megabyte_message(dealer: zmq.Socket[Any], payload: bytes) -> None:
     valid_request_answered(dealer)
 
 
-def test_daemon_survived_and_answered_promptly(quiet_daemon: Any) -> None:
-    # runs last in this module (pytest keeps file order within a module on one worker)
+BAD_MESSAGES: list[list[bytes]] = [
+    [b"not json"],
+    [b"\xff\xfe"],
+    [b""],
+    [b"[1, 2, 3]"],
+    [b'"a string"'],
+    [b"{}"],
+    [b'{"command": 12}'],
+    [b'{"command": "nosuchcommand"}'],
+    [b'{"command": "incr"}'],
+    [b'{"command": "incr", "properties": {"name": 5}}'],
+    [b'{"command": "set", "properties": {"name": "sleeper", "options": []}}'],
+    [b'{"command": "list", "properties": "x"}'],
+    [b"a", b"b", b"c"],
+]
+
+
+def test_next_request_answered_promptly(dealer: zmq.Socket[Any], quiet_daemon: Any) -> None:
+    """The latency of the valid request that follows a bad one: median under 100 ms."""
+    latencies_before = len(LATENCIES)
+    for _ in range(12):
+        for frames in BAD_MESSAGES:
+            dealer.send_multipart(frames)
+            assert json.loads(_recv(dealer)[-1])["status"] == "error"
+            valid_request_answered(dealer)
+    measured = LATENCIES[latencies_before:]
     assert quiet_daemon.alive()
-    assert len(LATENCIES) > 100
-    median = statistics.median(LATENCIES)
-    assert median < 0.1, f"median {median * 1000:.1f} ms over {len(LATENCIES)} requests"
+    median = statistics.median(measured)
+    # the median, not each one: robust on a loaded 2-core machine
+    assert median < 0.1, f"median {median * 1000:.1f} ms over {len(measured)} requests"
