@@ -202,14 +202,14 @@ def run_plugin(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``circus-plugin``; returns the exit status."""
+    from circus.ctl.keys import ClientCurve, KeyFileError
+
     from ._logging import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.ssh:
         parser.error("--ssh is not supported: run circus-plugin on the daemon's host")
-    from circus.ctl.keys import ClientCurve, KeyFileError
-
     try:
         config = parse_config(args.config)
     except ValueError as exc:
