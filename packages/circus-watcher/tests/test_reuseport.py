@@ -146,6 +146,26 @@ async def test_command_without_the_socket_gets_the_shared_fd(
     assert reserving.children == []
 
 
+async def test_stdin_socket_gets_a_per_child_listening_socket(
+    make: Any, reserving: ReservingSocket
+) -> None:
+    probe = (
+        "import socket; s = socket.socket(fileno=0); "
+        "print(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), s.getsockname()[1]); "
+        "s.detach()"
+    )
+    said: list[bytes] = []
+    done = asyncio.Event()
+    w = make(f"{sys.executable} -c '{probe}'", stdin_socket="web", respawn=False)
+    w.sockets = {"web": reserving}
+    w.add_output_observer(lambda pid, stream, data: said.append(data))
+    w.add_listener(lambda event, payload: event == "stop" and done.set())
+    await w.start()
+    await asyncio.wait_for(done.wait(), 20)
+    assert b"".join(said).split() == [b"1", str(reserving.port).encode()]
+    assert len(reserving.children) == 1 and reserving.children[0].fileno() == -1
+
+
 def test_spawn_sockets_closes_what_it_bound_when_one_fails() -> None:
     class Broken:
         so_reuseport = True
