@@ -14,6 +14,8 @@ import os
 import pwd
 import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +46,7 @@ for name, call in [
         tried[name] = "succeeded"
     except PermissionError:
         tried[name] = "refused"
-print(json.dumps(tried))
+print(json.dumps(tried), flush=True)
 """
 
 
@@ -88,3 +90,24 @@ def test_child_cannot_regain_root() -> None:
         "setgid": "refused",
         "setgroups": "refused",
     }
+
+
+def test_circusd_watcher_with_uid_cannot_regain_root(
+    tmp_path: Path, circusd: Any, e2e: Any
+) -> None:
+    """The same through circusd: ``uid``/``gid`` in a watcher section."""
+    # the script where nobody can read it (tmp_path's parents are root-only)
+    with tempfile.TemporaryDirectory() as public:
+        os.chmod(public, 0o755)
+        script = Path(public) / "regain.py"
+        script.write_text(REGAIN + "import time\ntime.sleep(300)\n")
+        script.chmod(0o644)
+        out = tmp_path / "regain.out"
+        daemon = circusd(
+            f"[watcher:w]\ncmd = {PYTHON} {script}\nuid = {USER}\ngid = {GID}\n"
+            f"stdout_stream.class = FileStream\nstdout_stream.filename = {out}\n"
+        )
+        e2e.wait(lambda: out.exists() and out.read_text().endswith("\n"), 15, "the report")
+        daemon.stop()
+    tried = json.loads(out.read_text().splitlines()[0])
+    assert set(tried.values()) == {"refused"}, tried
