@@ -298,3 +298,34 @@ def test_circus_top_with_curve(circusd: Any, keys: Keys, e2e: Any) -> None:
     )
     assert result.returncode == 0, result
     assert "w" in result.stdout
+
+
+def test_python_api_curve_settings(keys: Keys, tmp_path: Path) -> None:
+    import asyncio
+
+    from circus.arbiter import Arbiter
+    from circus.ctl import AsyncCircusClient
+
+    async def main() -> None:
+        arbiter = Arbiter(
+            [],
+            endpoint=f"ipc://{tmp_path}/api-ctl",
+            pubsub_endpoint=f"ipc://{tmp_path}/api-pub",
+            curve=CurveSettings.make(str(keys.server_secret), None, str(keys.authorized)),
+        )
+        await arbiter.start_async()
+        try:
+            async with AsyncCircusClient(
+                arbiter.endpoint,
+                timeout=5,
+                curve_key=keys.client_secret,
+                curve_server_key=keys.server_public,
+            ) as client:
+                assert (await client.call("numwatchers"))["numwatchers"] == 0
+            async with AsyncCircusClient(arbiter.endpoint, timeout=0.5) as plain:
+                with pytest.raises((CallTimeout, DaemonUnreachable)):
+                    await plain.call("numwatchers")
+        finally:
+            await arbiter.stop()
+
+    asyncio.run(main())
