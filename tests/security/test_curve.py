@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from circus.arbiter._curve import CurveSettings, check_exposure, is_loopback
+from circus.arbiter import CurveSettings
+from circus.arbiter._curve import check_exposure, is_loopback
 from circus.arbiter._errors import ArbiterError
 from circus.ctl import CircusClient, CircusConsumer
 from circus.ctl.errors import CallTimeout, DaemonUnreachable

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._arbiter import Arbiter, ThreadedArbiter
+    from ._curve import CurveSettings
     from ._embed import get_arbiter
     from ._errors import (
         ArbiterError,
@@ -28,6 +29,7 @@ __all__ = [
     "ArbiterError",
     "CommandError",
     "ConflictError",
+    "CurveSettings",
     "MessageError",
     "NotFoundError",
     "ThreadedArbiter",
@@ -39,6 +41,7 @@ _LAZY = {
     "Arbiter": "._arbiter",
     "ThreadedArbiter": "._arbiter",
     "get_arbiter": "._embed",
+    "CurveSettings": "._curve",
     "ArbiterError": "._errors",
     "CommandError": "._errors",
     "ConflictError": "._errors",
