@@ -171,7 +171,7 @@ async def test_on_demand_starts_on_first_connection(make: Any, recorder: Any) ->
         with socket.create_connection(listener.getsockname()):
             await recorder.until(lambda: w.status() == "active")
         assert len(w.pids) == 1
-        with pytest.raises(WatcherError, match="no sockets"):
+        with pytest.raises(WatcherError, match="no socket to wait on"):
             await make("true", name="lonely", on_demand=True).start()
 
 

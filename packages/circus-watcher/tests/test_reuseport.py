@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from circus.watcher import WatcherError
 from circus.watcher._child_sockets import SpawnSockets
 
 # Serves on the inherited fd: says which socket (inode) and port it got, then answers every
@@ -184,3 +185,26 @@ def test_spawn_sockets_closes_what_it_bound_when_one_fails() -> None:
         assert good.children[-1].fileno() == -1
     finally:
         good.close()
+
+
+async def test_on_demand_waits_on_listening_sockets_not_reserved_ones(
+    make: Any, reserving: ReservingSocket
+) -> None:
+    # A reserved (bound, not listening) socket looks hung up, hence always readable: it
+    # must neither start the watcher at once nor count as something to wait on.
+    w = make("sleep 300", on_demand=True)
+    w.sockets = {"web": reserving}
+    with pytest.raises(WatcherError, match="so_reuseport"):
+        await w.start()
+    assert w.pids == []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        w2 = make("sleep 300", name="both", on_demand=True)
+        w2.sockets = {"web": reserving, "plain": listener}
+        await w2.start()
+        await asyncio.sleep(0)  # let the loop poll the armed fds once
+        await asyncio.sleep(0.05)
+        assert w2.status() == "stopped" and w2.pids == []
+        await w2.stop()

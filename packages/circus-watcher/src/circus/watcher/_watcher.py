@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from ._child_sockets import is_reuseport
 from ._errors import OptionError, ProcessNotFoundError, SpawnFailedError, WatcherError
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
@@ -263,9 +264,14 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         return {"started": started, "kept": []}
 
     def _arm_on_demand(self) -> None:
-        fds = [socket_fd(sock) for sock in self.sockets.values()]
+        # A so_reuseport socket only reserves its address (bound, never listening): the
+        # kernel reports it as hung up, i.e. always "readable", so it cannot wake us.
+        fds = [socket_fd(s) for s in self.sockets.values() if not is_reuseport(s)]
         if not fds:
-            raise WatcherError(f"watcher {self.name!r} is on_demand but has no sockets")
+            raise WatcherError(
+                f"watcher {self.name!r} is on_demand but has no socket to wait on "
+                "(so_reuseport sockets cannot start a watcher on demand)"
+            )
         self._disarm_on_demand()
         loop = asyncio.get_running_loop()
         for fd in fds:
