@@ -222,3 +222,15 @@ def test_curve_keys_reach_a_curve_circusd(
         assert proc.wait(30) == 0, (tmp_path / "plugin.log").read_text()
     finally:
         _stop(proc)
+
+
+def test_upstream_spawn_line_reaches_the_runner() -> None:
+    # Circus 0.19 starts plugins as `python -c "from circus import plugins; plugins.main()"`.
+    done = subprocess.run(
+        [sys.executable, "-c", "from circus import plugins; plugins.main()", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()

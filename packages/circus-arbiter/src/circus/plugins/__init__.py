@@ -5,6 +5,7 @@ circus.plugins.flapping.Flapping``) and custom plugins (``from circus.plugins im
 CircusPlugin``) keep working.
 """
 
+from circus.arbiter.circus_plugin import main
 from circus.arbiter.plugins import CircusPlugin
 
-__all__ = ["CircusPlugin"]
+__all__ = ["CircusPlugin", "main"]
