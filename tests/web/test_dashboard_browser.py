@@ -120,10 +120,13 @@ def test_errors_are_shown_not_swallowed(stack: tuple[Any, Circushttpd]) -> None:
         greeter.locator("td.name").click()
         row = page.locator("tr.proc").first
         row.locator("select").select_option("USR1")
-        # Make the signal fail: the process is gone by the time it is sent.
+        # Make the signal fail: the process is gone by the time it is sent. The page's next
+        # snapshot drops the row of the removed watcher, so hold its button (a row may vanish
+        # between the rm and a click, a user's race too) and click it through the DOM.
         pid = int(row.get_attribute("data-pid") or 0)
+        button = row.locator('button[data-action="signal"]').element_handle()
         daemon.call("rm", name="greeter", waiting=True)
-        row.locator('button[data-action="signal"]').click()
+        button.evaluate("button => button.click()")
         toast = page.locator(".toast.error")
         expect(toast).to_contain_text(re.compile(r"signal greeter\[\d+\] failed: .+"))
         assert pid > 0
