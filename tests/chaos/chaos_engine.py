@@ -120,6 +120,7 @@ class Figures:
     rss_before: int = 0
     rss_after: int = 0
     max_latency: float = 0.0
+    stop_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     read_latencies: list[float] = field(default_factory=list)
 
@@ -316,10 +317,12 @@ class ChaosRun:
             self._listener.join(5)
         rc = None
         if self.proc is not None:
+            began = time.monotonic()
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
             try:
                 rc = self.proc.wait(timeout)
+                self.figures.stop_seconds = time.monotonic() - began
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)

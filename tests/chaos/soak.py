@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             print(run.figures.summary())
             print(f"events seen: {dict(run.events)}")
         rc = run.proc.returncode if run.proc is not None else None
-        print(f"circusd exit status after SIGTERM: {rc}")
+        print(
+            f"circusd exit status after SIGTERM: {rc}, "
+            f"in {run.figures.stop_seconds:.2f} s (graceful_timeout <= 1 s)"
+        )
         if rc != 0:
             problems.append(f"circusd exited {rc}")
         try:
