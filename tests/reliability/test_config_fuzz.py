@@ -4,6 +4,7 @@ line (a few examples: each is a process start)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,11 @@ SAMPLES = [
     (ROOT / "examples" / "upstream-0.19.ini").read_text(),
     (ROOT / "packages" / "circus-arbiter" / "tests" / "configs" / "quirks.ini").read_text(),
 ]
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CIRCUS_FUZZ_EXAMPLES=5000 for a deeper run than CI's
+EXAMPLES = int(os.environ.get("CIRCUS_FUZZ_EXAMPLES", "150"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 SECTIONS = ["circus", "watcher:w", "watcher:W", "socket:s", "env", "env:w", "plugin:p", "x"]
 OPTIONS = [

@@ -11,6 +11,7 @@ frames and a 10 MB message. Each is followed by a valid request that must be ans
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import uuid
@@ -26,7 +27,8 @@ from hypothesis import strategies as st
 LATENCIES: list[float] = []
 ANSWER_TIMEOUT_MS = 10_000
 SETTINGS = settings(
-    max_examples=40,
+    # CIRCUS_FUZZ_EXAMPLES=2000 for a deeper run than CI's
+    max_examples=int(os.environ.get("CIRCUS_FUZZ_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -212,6 +214,74 @@ def test_ten_megabyte_message(dealer: zmq.Socket[Any], payload: bytes) -> None:
     # the answer does not echo megabytes back
     assert len(reply[-1]) < 4096, len(reply[-1])
     valid_request_answered(dealer)
+
+
+SET_KEYS = [
+    "numprocesses",
+    "warmup_delay",
+    "graceful_timeout",
+    "stop_signal",
+    "max_age",
+    "max_age_variance",
+    "env",
+    "hooks",
+    "rlimit_nofile",
+    "rlimit_bogus",
+    "respawn",
+    "send_hup",
+    "stop_children",
+    "singleton",
+    "max_retry",
+    "stdout_stream",
+    "stdout_stream.class",
+    "nosuchoption",
+]
+
+
+def _harmless(key: str, value: Any) -> bool:
+    # values that would make the test itself costly (thousands of processes, hour-long waits)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    if key == "numprocesses":
+        return value <= 3
+    if key in ("warmup_delay", "graceful_timeout"):
+        return value <= 1
+    return True
+
+
+@SETTINGS
+@given(data=st.data(), key=st.sampled_from(SET_KEYS))
+def test_set_with_random_values(dealer: zmq.Socket[Any], data: Any, key: str) -> None:
+    value = data.draw(json_values.filter(lambda v: _harmless(key, v)))
+    message = {"command": "set", "properties": {"name": "sleeper", "options": {key: value}}}
+    answer = exchange(dealer, [json.dumps(message).encode()])
+    assert answer["status"] in ("ok", "error"), answer
+    if answer["status"] == "error":
+        assert answer.get("tb") is None, answer  # a validation message, not a crash
+    valid_request_answered(dealer)
+    status = exchange(dealer, [b'{"command": "status", "properties": {"name": "sleeper"}}'])
+    assert status["status"] in ("active", "starting", "stopping", "stopped"), status
+
+
+def test_watcher_still_healthy_after_set_fuzzing(dealer: zmq.Socket[Any]) -> None:
+    reset = {
+        "numprocesses": 1,
+        "graceful_timeout": 1.0,
+        "warmup_delay": 0,
+        "max_age": 0,
+        "respawn": True,
+    }
+    message = {"command": "set", "properties": {"name": "sleeper", "options": reset}}
+    assert exchange(dealer, [json.dumps(message).encode()])["status"] == "ok"
+    start = {"command": "start", "properties": {"name": "sleeper", "waiting": True}}
+    assert exchange(dealer, [json.dumps(start).encode()])["status"] == "ok"
+    deadline = time.monotonic() + 20
+    while True:
+        pids = exchange(dealer, [b'{"command": "list", "properties": {"name": "sleeper"}}'])
+        if len(pids.get("pids", [])) == 1:
+            break
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.05)
 
 
 BAD_MESSAGES: list[list[bytes]] = [
