@@ -5,6 +5,8 @@ TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PACKAGES := circus-process circus-watcher circus-sockets circus-ctl circus-arbiter
 CONFIG ?= examples/circus.ini
+SOAK_SECONDS ?= 90
+SOAK_FLOOD_MB ?= 1024
 
 .PHONY: help install test test-layers lint format run bench bench-small soak build clean
 
@@ -14,6 +16,7 @@ help:
 	@echo "make test-layers  each package's tests in an env holding only what it declares"
 	@echo "make lint         ruff check + format check"
 	@echo "make bench        the benchmark table (bench/README.md)"
+	@echo "make soak         chaos for SOAK_SECONDS (90), then a SOAK_FLOOD_MB (1024) output flood"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -50,8 +53,8 @@ bench: install
 bench-small: install
 	$(UV) run --locked python bench/run.py --small
 
-soak: install
-	$(UV) run --locked python tests/chaos/soak.py $(if $(SECONDS_),--seconds $(SECONDS_),)
+soak: install  # make soak SOAK_SECONDS=600 SOAK_FLOOD_MB=1024
+	$(UV) run --locked python tests/chaos/soak.py --seconds $(SOAK_SECONDS) --flood-mb $(SOAK_FLOOD_MB)
 
 build: install
 	$(UV) build --all-packages
