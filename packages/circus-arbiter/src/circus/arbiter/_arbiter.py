@@ -262,8 +262,17 @@ class Arbiter:
         self._started.set()
 
     def _add_httpd(self) -> None:
-        """``httpd = true``: bind the dashboard's socket and add its watcher (upstream's way)."""
-        from ._httpd import HTTPD_NAME, httpd_available, httpd_socket, httpd_watcher
+        """``httpd = true``: bind the dashboard's socket and add its watcher (upstream's way).
+
+        With CURVE on, the dashboard connects with circusd's own (always authorized) keys.
+        """
+        from ._httpd import (
+            HTTPD_NAME,
+            httpd_available,
+            httpd_curve_files,
+            httpd_socket,
+            httpd_watcher,
+        )
 
         reason = httpd_available()
         if reason is not None:
@@ -273,7 +282,12 @@ class Arbiter:
             return  # already added (a reloadconfig keeps the running dashboard)
         self.socket_set.add(httpd_socket(self.httpd_host, self.httpd_port))
         self._initial_watchers.append(
-            httpd_watcher(self.endpoint, self.pubsub_endpoint, self.httpd_token_file)
+            httpd_watcher(
+                self.endpoint,
+                self.pubsub_endpoint,
+                self.httpd_token_file,
+                httpd_curve_files(self._curve_server),
+            )
         )
 
     async def start_watchers(self, only_autostart: bool = True) -> None:

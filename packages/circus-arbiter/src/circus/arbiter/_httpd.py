@@ -4,16 +4,28 @@ circusd binds a socket named ``circushttpd`` on ``httpd_host:httpd_port`` and ru
 as a singleton watcher that inherits it, so the port is held by the daemon across dashboard
 restarts. The dashboard is a plain client of the control and pub/sub channels
 (``circus.ctl.web``, the ``web`` extra of circus-ctl); nothing of the arbiter runs inside it.
+
+With CURVE on, the dashboard is given circusd's own key pair (``--curve-key`` and
+``--curve-server-key`` naming circusd's key files), as in-process plugins use it: that key is
+always authorized, so ``curve_authorized_keys`` needs no entry for the dashboard. Only the
+file names appear on its command line, never a key.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 import sys
 from typing import Any
 
-__all__ = ["HTTPD_NAME", "httpd_available", "httpd_socket", "httpd_watcher"]
+__all__ = [
+    "HTTPD_NAME",
+    "httpd_available",
+    "httpd_curve_files",
+    "httpd_socket",
+    "httpd_watcher",
+]
 
 HTTPD_NAME = "circushttpd"
 
@@ -31,13 +43,32 @@ def httpd_socket(host: str, port: int) -> dict[str, Any]:
     return {"name": HTTPD_NAME, "host": host or "localhost", "port": int(port)}
 
 
+def httpd_curve_files(curve_server: Any) -> tuple[str, str] | None:
+    """circusd's own ``(secret, public)`` key files for the dashboard, from the running
+    :class:`~circus.arbiter._curve.CurveServer` (None: CURVE is off).
+
+    Paths are made absolute, since the dashboard may not run in circusd's directory; the
+    public half is read from the secret file when ``curve_public_key`` is not set.
+    """
+    if curve_server is None:
+        return None
+    settings = curve_server.settings
+    secret = os.path.abspath(settings.secret_key)
+    return secret, os.path.abspath(settings.public_key) if settings.public_key else secret
+
+
 def httpd_watcher(
-    endpoint: str, pubsub_endpoint: str, token_file: str | None = None
+    endpoint: str,
+    pubsub_endpoint: str,
+    token_file: str | None = None,
+    curve_files: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The watcher spec running ``python -m circus.ctl.web`` on the inherited socket.
 
     ``copy_env`` passes ``CIRCUSHTTPD_TOKEN`` through; off loopback the dashboard refuses to
     start without a token (or ``httpd_token_file``), and says why in circusd's log.
+    ``curve_files``: ``(secret key file, public key file)`` the dashboard connects with when
+    circusd requires CURVE (see :func:`httpd_curve_files`).
     """
     args = [
         "-m",
@@ -51,6 +82,8 @@ def httpd_watcher(
     ]
     if token_file:
         args += ["--token-file", token_file]
+    if curve_files is not None:
+        args += ["--curve-key", curve_files[0], "--curve-server-key", curve_files[1]]
     return {
         "name": HTTPD_NAME,
         "cmd": sys.executable,

@@ -11,6 +11,7 @@ from typing import Any
 import tornado.web
 import zmq.asyncio
 
+from ..keys import ClientCurve
 from ._auth import AuthPolicy
 from ._hub import Hub
 from ._link import DaemonLink
@@ -27,7 +28,8 @@ class Dashboard:
     ``/metrics`` for them.
 
     ``pubsub_endpoints`` (same order as ``endpoints``; None entries or a short list mean "ask
-    the daemon with ``globaloptions``"). Call :meth:`start` on a running loop, serve
+    the daemon with ``globaloptions``"). ``curve``: the key pair (and the daemon's public key)
+    used with every daemon that requires CURVE. Call :meth:`start` on a running loop, serve
     :meth:`application`, and :meth:`close` when done.
     """
 
@@ -40,6 +42,7 @@ class Dashboard:
         timeout: float = 2.0,
         action_timeout: float = 60.0,
         auth: AuthPolicy | None = None,
+        curve: ClientCurve | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("the dashboard needs at least one daemon endpoint")
@@ -58,6 +61,7 @@ class Dashboard:
                 timeout=timeout,
                 action_timeout=action_timeout,
                 context=self._context,
+                curve=curve,
             )
             for index, (endpoint, pubsub) in enumerate(zip(endpoints, pubsubs, strict=False))
         ]

@@ -15,11 +15,12 @@ import tornado.httpserver
 import tornado.netutil
 
 from .. import __version__, protocol
+from ..keys import ClientCurve, KeyFileError
 from ._app import Dashboard
 from ._auth import TOKEN_ENV, AuthPolicy, read_token
 from .errors import WebError
 
-__all__ = ["main", "parser"]
+__all__ = ["curve_from", "main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,6 +58,18 @@ def parser() -> argparse.ArgumentParser:
         "required unless listening on loopback",
     )
     p.add_argument(
+        "--curve-key",
+        metavar="PATH",
+        help="this dashboard's CURVE secret key file, NAME.key_secret, for a circusd that "
+        "requires CURVE (default $CIRCUSCTL_CURVE_KEY)",
+    )
+    p.add_argument(
+        "--curve-server-key",
+        metavar="PATH",
+        help="circusd's public CURVE key file, with --curve-key "
+        "(default $CIRCUSCTL_CURVE_SERVER_KEY)",
+    )
+    p.add_argument(
         "--interval", type=float, default=1.0, help="seconds between stats polls (default 1)"
     )
     p.add_argument(
@@ -77,7 +90,20 @@ def _listen(ns: argparse.Namespace) -> tuple[list[socket.socket], str]:
     return tornado.netutil.bind_sockets(ns.port, ns.host), ns.host
 
 
-async def _serve(ns: argparse.Namespace, auth: AuthPolicy) -> int:
+def curve_from(ns: argparse.Namespace) -> ClientCurve | None:
+    """The CURVE keys given by ``--curve-key``/``--curve-server-key`` or, as for
+    circusctl, ``CIRCUSCTL_CURVE_KEY``/``CIRCUSCTL_CURVE_SERVER_KEY``; None for neither.
+
+    Raises:
+        KeyFileError: only one of the two is given, or a file cannot be read.
+    """
+    return ClientCurve.from_args(
+        ns.curve_key or os.environ.get("CIRCUSCTL_CURVE_KEY") or None,
+        ns.curve_server_key or os.environ.get("CIRCUSCTL_CURVE_SERVER_KEY") or None,
+    )
+
+
+async def _serve(ns: argparse.Namespace, auth: AuthPolicy, curve: ClientCurve | None) -> int:
     endpoints = ns.endpoint or [os.environ.get("CIRCUSCTL_ENDPOINT") or protocol.DEFAULT_ENDPOINT]
     dashboard = Dashboard(
         endpoints,
@@ -85,6 +111,7 @@ async def _serve(ns: argparse.Namespace, auth: AuthPolicy) -> int:
         interval=ns.interval,
         timeout=ns.timeout,
         auth=auth,
+        curve=curve,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -121,14 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         auth = AuthPolicy(read_token(ns.token_file))
+        curve = curve_from(ns)
         if ns.fd is None:
             auth.check_bind(ns.host)
         else:
             with socket.socket(fileno=os.dup(ns.fd)) as probe:
                 if probe.family != socket.AF_UNIX:
                     auth.check_bind(str(probe.getsockname()[0]))
-        return asyncio.run(_serve(ns, auth))
-    except WebError as exc:
+        return asyncio.run(_serve(ns, auth, curve))
+    except (WebError, KeyFileError) as exc:
         print(f"circushttpd: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -21,6 +21,7 @@ from .. import protocol
 from .._aclient import AsyncCircusClient
 from .._consumer import AsyncCircusConsumer
 from ..errors import CallError, CtlError
+from ..keys import ClientCurve
 from ._state import DaemonState
 from .errors import DaemonDisconnected
 
@@ -56,7 +57,8 @@ class DaemonLink:
     ``publish`` receives plain JSON-able dicts: ``snapshot`` (see
     :meth:`DaemonState.to_json`), ``event`` and ``outputs`` (a batch of output lines, with a
     count of lines ``dropped`` in a burst) messages, each with the daemon's ``index``.
-    :meth:`run` polls until :meth:`close`; :meth:`call` relays one command.
+    :meth:`run` polls until :meth:`close`; :meth:`call` relays one command. ``curve`` makes
+    every socket of the link (polls, actions, pub/sub) a CURVE client of the daemon.
     """
 
     def __init__(
@@ -71,8 +73,10 @@ class DaemonLink:
         action_timeout: float = 60.0,
         log_lines: int = 500,
         context: zmq.asyncio.Context | None = None,
+        curve: ClientCurve | None = None,
     ) -> None:
         self.state = DaemonState(index, endpoint)
+        self.curve = curve
         self.index = index
         self.endpoint = endpoint
         self.interval = interval
@@ -147,7 +151,7 @@ class DaemonLink:
             raise DaemonDisconnected(self.endpoint, self.state.error or "")
         if self._actor is None:
             self._actor = AsyncCircusClient(
-                self.endpoint, self.action_timeout, context=self._context
+                self.endpoint, self.action_timeout, context=self._context, curve_key=self.curve
             )
         try:
             answer = await self._actor.call(command, props)
@@ -182,7 +186,9 @@ class DaemonLink:
 
     def _poll_client(self) -> AsyncCircusClient:
         if self._poller is None:
-            self._poller = AsyncCircusClient(self.endpoint, self.timeout, context=self._context)
+            self._poller = AsyncCircusClient(
+                self.endpoint, self.timeout, context=self._context, curve_key=self.curve
+            )
         return self._poller
 
     def _drop_clients(self) -> None:
@@ -233,7 +239,9 @@ class DaemonLink:
                     self.logs.append(message)
 
     def _start_consumer(self, endpoint: str) -> None:
-        consumer = AsyncCircusConsumer(["watcher.", "output."], endpoint, context=self._context)
+        consumer = AsyncCircusConsumer(
+            ["watcher.", "output."], endpoint, context=self._context, curve_key=self.curve
+        )
         self._consumer = consumer
         self._consumer_endpoint = endpoint
         self._consumer_task = asyncio.get_running_loop().create_task(self._follow(consumer))
