@@ -85,5 +85,6 @@ def test_help_lists_every_option() -> None:
         timeout=30,
     )
     assert result.returncode == 0
-    for option in ("--endpoint", "--pubsub", "--host", "--port", "--fd", "--token-file"):
+    options = ("--endpoint", "--pubsub", "--host", "--port", "--fd", "--token-file")
+    for option in (*options, "--curve-key", "--curve-server-key"):
         assert option in result.stdout
