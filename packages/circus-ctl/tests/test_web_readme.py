@@ -34,3 +34,18 @@ def test_web_md_shows_the_screenshot() -> None:
     image = re.search(r"!\[[^\]]*\]\(([^)]+)\)", WEB_MD.read_text())
     assert image is not None
     assert (WEB_MD.parent / image.group(1)).resolve().is_file()
+
+
+def test_web_md_options_table_lists_every_option() -> None:
+    from circus.ctl.web._cli import parser
+
+    table = WEB_MD.read_text().split("## Options", 1)[1].split("\n## ", 1)[0]
+    first_cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    documented = set(re.findall(r"`(--[a-z-]+)", " ".join(first_cells)))
+    options = {
+        flag
+        for action in parser()._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag not in ("--help", "--version", "--log-level")
+    }
+    assert options - documented == set()
