@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -192,3 +195,53 @@ def test_circushttpd_with_and_without_curve_keys(circusd: Any, wait: Any, tmp_pa
             assert "refused our CURVE key" in state["error"], state
     finally:
         assert daemon.stop() == 0
+
+
+DAEMON_README = Path(__file__).resolve().parents[1] / "packages/circus-daemon/README.md"
+
+
+def test_daemon_readme_securing_recipe_runs(tmp_path: Path, wait: Any) -> None:
+    """circus-daemon's "Securing circusd" recipe, run as written (ipc endpoints in tmp_path
+    for its tcp ones, tmp_path for /etc/circus and /run): both ``status`` answer."""
+    section = DAEMON_README.read_text().split("## Securing circusd", 1)[1].split("\n## ", 1)[0]
+    scripts = re.findall(r"```sh\n(.*?)```", section, re.S)
+    ini = re.search(r"```ini\n(.*?)```", section, re.S)
+    assert len(scripts) == 2 and ini is not None
+
+    def local(text: str) -> str:
+        for public, here in (
+            ("tcp://0.0.0.0:5555", f"ipc://{tmp_path}/ctl"),
+            ("tcp://127.0.0.1:5555", f"ipc://{tmp_path}/ctl"),
+            ("tcp://0.0.0.0:5556", f"ipc://{tmp_path}/pub"),
+            ("/etc/circus", f"{tmp_path}/etc"),
+            ("/run/", f"{tmp_path}/"),
+        ):
+            text = text.replace(public, here)
+        return text
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCUSCTL_", "CIRCUSHTTPD_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    pidfile = tmp_path / "circusd.pid"
+
+    def run(script: str) -> str:
+        result = subprocess.run(
+            ["bash", "-e", "-c", local(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    run(scripts[0])
+    (tmp_path / "etc" / "circus.ini").write_text(local(ini.group(1)))
+    try:
+        out = run(scripts[1])
+        assert out.count("sleeper: active") == 2, out
+        wait(lambda: not pidfile.exists(), 30, "circusd to quit (its pidfile removed)")
+    finally:
+        if pidfile.exists():  # the recipe failed half-way: end that circusd by its pid
+            os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+            wait(lambda: not pidfile.exists(), 30, "circusd to stop")
