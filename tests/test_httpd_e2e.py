@@ -245,3 +245,24 @@ def test_daemon_readme_securing_recipe_runs(tmp_path: Path, wait: Any) -> None:
         if pidfile.exists():  # the recipe failed half-way: end that circusd by its pid
             os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
             wait(lambda: not pidfile.exists(), 30, "circusd to stop")
+
+
+def test_httpd_watcher_passes_circusd_key_files_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from circus.arbiter import CurveSettings
+    from circus.arbiter._httpd import httpd_curve_files, httpd_watcher
+
+    monkeypatch.chdir(tmp_path)
+    assert httpd_curve_files(None) is None
+    settings = CurveSettings.make("keys/server.key_secret", None, "clients")
+    secret = str(tmp_path / "keys/server.key_secret")
+    assert httpd_curve_files(SimpleNamespace(settings=settings)) == (secret, secret)
+    settings = CurveSettings.make("keys/server.key_secret", "keys/server.key", "clients")
+    files = httpd_curve_files(SimpleNamespace(settings=settings))
+    assert files == (secret, str(tmp_path / "keys/server.key"))
+    args = httpd_watcher("ipc://c", "ipc://p", None, files)["args"]
+    assert f"--curve-key {secret} --curve-server-key {files[1]}" in args
+    assert "--curve" not in httpd_watcher("ipc://c", "ipc://p")["args"]
