@@ -106,7 +106,7 @@ class Keys:
         (self.authorized / "client.key").write_bytes(self.client_public.read_bytes())
 
 
-def _watch(tmp_path: Path, key: str | None) -> list[dict[str, Any]]:
+def _watch(tmp_path: Path, key: str | None, timeout: float = 1.0) -> list[dict[str, Any]]:
     """Run a Dashboard with the ``key`` pair (None: no CURVE) against a CurveDaemon; return
     the messages sent to the pages once an event got through (or an error is shown)."""
     keys = Keys(tmp_path)
@@ -117,7 +117,7 @@ def _watch(tmp_path: Path, key: str | None) -> list[dict[str, Any]]:
 
     async def main() -> None:
         daemon = CurveDaemon(tmp_path, keys.server_secret, keys.authorized)
-        dashboard = Dashboard([daemon.endpoint], interval=0.1, timeout=1.0, curve=curve)
+        dashboard = Dashboard([daemon.endpoint], interval=0.1, timeout=timeout, curve=curve)
         dashboard.hub.add(lambda text: messages.append(json.loads(text)))
         try:
             dashboard.start()
@@ -150,15 +150,17 @@ def test_dashboard_with_an_authorized_key_polls_and_follows_events(tmp_path: Pat
 
 def test_dashboard_without_a_key_shows_why_at_once(tmp_path: Path) -> None:
     started = time.monotonic()
-    messages = _watch(tmp_path, None)
-    assert time.monotonic() - started < 10
+    messages = _watch(tmp_path, None, timeout=30)
+    assert time.monotonic() - started < 15  # the failed handshake, not the 30 s poll timeout
     (snapshot,) = [m for m in messages if m["type"] == "snapshot"]
     assert not snapshot["connected"] and not snapshot["watchers"]
     assert "require CURVE" in snapshot["error"] and "--curve-key" in snapshot["error"]
 
 
 def test_dashboard_with_an_unknown_key_says_it_was_refused(tmp_path: Path) -> None:
-    messages = _watch(tmp_path, "stranger")
+    started = time.monotonic()
+    messages = _watch(tmp_path, "stranger", timeout=30)
+    assert time.monotonic() - started < 15
     (snapshot,) = [m for m in messages if m["type"] == "snapshot"]
     assert not snapshot["connected"]
     assert "refused our CURVE key" in snapshot["error"]
