@@ -2,7 +2,8 @@
 
 Everything that can be checked is checked here in the parent, before forking, so a bad
 option raises SpawnError with no child and no fd left behind. The fork itself goes through
-Popen without ``preexec_fn`` unless rlimits are asked: Popen's own ``start_new_session``,
+Popen without ``preexec_fn`` unless rlimits are asked, or signals ignored or blocked here
+must be reset for the child (``_sigreset``): Popen's own ``start_new_session``,
 ``user``/``group``/``extra_groups``, ``umask`` and ``pass_fds`` keep CPython on its vfork
 fast path (a Python preexec_fn forbids vfork and runs interpreter code in the child).
 """
@@ -14,12 +15,13 @@ import resource
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import SpawnError
 from ._ids import Identity, RLimit, check_working_dir, parse_rlimits, parse_umask, resolve_identity
+from ._sigreset import inherited_signal_state, reset_signals
 from ._template import substitute
 
 __all__ = ["SpawnPlan", "Launched", "build_env", "build_argv", "plan_spawn", "launch"]
@@ -191,14 +193,19 @@ def plan_spawn(
     )
 
 
-def _rlimit_preexec(limits: tuple[RLimit, ...], identity: Identity) -> Any:
+def _rlimit_preexec(
+    limits: tuple[RLimit, ...], identity: Identity, reset: Callable[[], None] | None = None
+) -> Any:
     """A preexec_fn setting rlimits, then dropping privileges (upstream's order).
 
     Popen switches ids *before* running preexec_fn, which would forbid raising a hard limit
-    as a dropped user, so when rlimits are asked the id switch moves in here too.
+    as a dropped user, so when rlimits are asked the id switch moves in here too. ``reset``
+    (signal dispositions, see ``_sigreset``) runs first.
     """
 
     def preexec() -> None:
+        if reset is not None:
+            reset()
         for limit in limits:
             try:
                 resource.setrlimit(limit.resource, (limit.value, limit.value))
@@ -263,9 +270,13 @@ def launch(plan: SpawnPlan) -> Launched:
             raise SpawnError("pipe_stdout", True, exc.strerror or str(exc)) from None
         ident = plan.identity
         kwargs: dict[str, Any] = {}
+        ignored, blocked = inherited_signal_state()
+        reset = reset_signals(ignored, blocked) if ignored or blocked else None
         if plan.rlimits:
-            kwargs["preexec_fn"] = _rlimit_preexec(plan.rlimits, ident)
+            kwargs["preexec_fn"] = _rlimit_preexec(plan.rlimits, ident, reset)
         else:
+            if reset is not None:
+                kwargs["preexec_fn"] = reset
             if ident.uid is not None:
                 kwargs["user"] = ident.uid
             if ident.gid is not None:
