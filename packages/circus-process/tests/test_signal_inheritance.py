@@ -108,3 +108,12 @@ def test_reset_also_applies_with_rlimits(
     proc = spawn("cat", args=[STATUS], rlimits={"nofile": 512})
     masks = signal_masks(proc, read_to_eof)
     assert masks["SigIgn"] == set(), masks
+
+
+def test_signals_reserved_by_the_c_library_are_left_alone() -> None:
+    # `uv run` hands on glibc's 32 and 33 as ignored; signal.signal() refuses them (EINVAL),
+    # so resetting them in the child would fail every spawn.
+    from circus.process._sigreset import _mask_signals
+
+    mask = (1 << 31) | (1 << 32) | (1 << (signal.SIGINT - 1))
+    assert _mask_signals(mask) == (signal.SIGINT,)

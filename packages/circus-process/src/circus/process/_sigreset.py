@@ -33,11 +33,17 @@ _HARMLESS = frozenset(
 )
 
 
+# Only signals Python may set: the C library reserves a few real-time ones for itself (glibc's
+# 32 and 33, which ``uv run`` for one leaves marked ignored) and signal.signal() refuses them
+# with EINVAL, which would fail every spawn.
+_SETTABLE = frozenset(int(s) for s in signal.valid_signals())
+
+
 def _mask_signals(mask: int) -> tuple[int, ...]:
     return tuple(
         signum
         for signum in range(1, mask.bit_length() + 1)
-        if mask >> (signum - 1) & 1 and signum not in _HARMLESS
+        if mask >> (signum - 1) & 1 and signum in _SETTABLE and signum not in _HARMLESS
     )
 
 
