@@ -1,0 +1,78 @@
+"""The README's run command (`make run`: uv running circusd on examples/circus.ini) works.
+
+Run through make and uv themselves, not the venv's script: they hand their children a signal
+state of their own (glibc's reserved signals marked ignored), which once made every spawn fail
+under `make run` while every direct test passed. Endpoints and the port are moved to tmp_path
+(`make run CONFIG=...`) so runs in parallel do not collide; the rest of the example is used as
+shipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from circus.ctl import CircusClient
+
+ROOT = Path(__file__).resolve().parents[1]
+MAKE = shutil.which("make")
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_make_run_starts_the_example(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "circus.ini").read_text()
+    endpoint, pubsub = f"ipc://{tmp_path}/ctl", f"ipc://{tmp_path}/pub"
+    text = re.sub(r"(?m)^endpoint = .*$", f"endpoint = {endpoint}", text)
+    text = re.sub(r"(?m)^pubsub_endpoint = .*$", f"pubsub_endpoint = {pubsub}", text)
+    text = re.sub(r"(?m)^port = 8080$", "port = 0", text)
+    text = text.replace("examples/", f"{ROOT}/examples/")
+    config = tmp_path / "circus.ini"
+    config.write_text(text)
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_OFFLINE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    with open(tmp_path / "circusd.log", "wb") as log:
+        daemon = subprocess.Popen(
+            [MAKE, "-s", "-C", str(ROOT), "run", f"CONFIG={config}"],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # make, uv and circusd in one group we can end on failure
+        )
+    client = CircusClient(endpoint, timeout=2, check=False)
+    try:
+        deadline = time.monotonic() + 60
+        statuses: dict = {}
+        while time.monotonic() < deadline:
+            assert daemon.poll() is None, (tmp_path / "circusd.log").read_text()
+            if os.path.exists(f"{tmp_path}/ctl"):
+                try:
+                    statuses = client.call("status", {}).get("statuses", {})
+                except Exception:
+                    statuses = {}
+                if statuses == {"web": "active", "ticker": "active"} and all(
+                    client.call("list", {"name": n}).get("pids") for n in ("web", "ticker")
+                ):
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail(
+                f"watchers not running: {statuses}\n{(tmp_path / 'circusd.log').read_text()}"
+            )
+        assert client.call("quit", {"waiting": True})["status"] == "ok"
+        assert daemon.wait(30) == 0
+    finally:
+        client.close()
+        if daemon.poll() is None:  # circusd stops its children on SIGTERM
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
