@@ -90,9 +90,16 @@ def reset_signals(ignored: tuple[int, ...], blocked: tuple[int, ...]) -> Callabl
     """A preexec_fn putting ``ignored`` back to SIG_DFL and unblocking ``blocked``."""
 
     def preexec() -> None:
+        # Best effort, one signal at a time: an exception here would fail the whole spawn.
         for signum in ignored:
-            signal.signal(signum, signal.SIG_DFL)
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
         if blocked:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            except (OSError, ValueError):
+                pass
 
     return preexec
