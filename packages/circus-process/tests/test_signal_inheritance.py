@@ -18,6 +18,7 @@ from circus.process import Process
 from circus.process._sigreset import inherited_signal_state
 
 STATUS = "/proc/self/status"
+SETTABLE = {int(s) for s in signal.valid_signals()}
 
 
 def signal_masks(proc: Process, read_to_eof: Callable[[int], bytes]) -> dict[str, set[int]]:
@@ -30,7 +31,9 @@ def signal_masks(proc: Process, read_to_eof: Callable[[int], bytes]) -> dict[str
         key, _, value = line.partition(":")
         if key in ("SigIgn", "SigBlk"):
             mask = int(value, 16)
-            out[key] = {n for n in range(1, 65) if mask >> (n - 1) & 1}
+            # Only the signals a program may set: the C library's reserved real-time ones
+            # (glibc's 32 and 33) may come ignored from a launcher (`uv run`) and stay so.
+            out[key] = {n for n in range(1, 65) if mask >> (n - 1) & 1} & SETTABLE
     return out
 
 
