@@ -34,6 +34,8 @@ __all__ = ["Arbiter", "ThreadedArbiter"]
 
 log = logging.getLogger("circus.arbiter")
 
+_KEEP: Any = object()  # apply_daemon_options: keep the running CURVE options
+
 
 class Arbiter:
     """Runs watchers, sockets, the control and pub/sub channels, stats and plugins.
@@ -99,6 +101,7 @@ class Arbiter:
         self.endpoint = endpoint
         self.curve = curve
         self._curve_server: Any = None
+        self._curve_idle: Any = None  # keeps the ZAP authenticator after CURVE is reloaded off
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
@@ -368,57 +371,122 @@ class Arbiter:
         arbiter._loaded_config = config
         return arbiter
 
-    async def apply_daemon_options(self, daemon: Any) -> bool:
+    async def apply_daemon_options(self, daemon: Any, curve: Any = _KEEP) -> bool:
         """Apply a reloaded ``[circus]`` section without restarting the watchers.
 
-        New endpoints are bound before the old ones close (a bind failure leaves everything
-        as it was); the old control socket closes only once its in-flight requests, the
-        ``reloadconfig`` itself included, have been answered. Returns whether the endpoints
-        changed (plugins must then reconnect).
+        ``curve``: the new config's CURVE options (as the ``curve`` argument; left out: the
+        running ones). The new config's security applies in full: its endpoints are checked
+        for exposure and bound with its CURVE settings; a new key pair, or CURVE switched on
+        or off, re-binds every endpoint; new authorized keys apply at once.
+
+        All or nothing: every check runs and every new socket is bound before anything
+        running changes, so a refusal or a bind failure leaves the daemon as it was. The old
+        control socket closes only once its in-flight requests, the ``reloadconfig`` itself
+        included, have been answered. Returns whether the endpoints were re-bound (plugins
+        must then reconnect).
 
         Raises:
-            ArbiterError: a new endpoint cannot be bound.
+            ArbiterError: an exposed endpoint without CURVE, bad CURVE settings or key
+                files, an endpoint that cannot be bound, or a tcp endpoint whose CURVE keys
+                change in place (ZeroMQ cannot bind one address twice: restart circusd).
         """
+        from ._curve import CurveSwitch
+        from ._endpoints import ipc_path, owner_uid
         from ._from_config import stats_enabled
 
+        owner = daemon.endpoint_owner
+        stats = daemon.stats_endpoint if stats_enabled(daemon) else None
+        options = self.curve if curve is _KEEP else curve
+        context = zmq.Context.shadow(self.context.underlying)
+        # checks only: nothing running changes before the new sockets are all bound
+        switch = CurveSwitch(
+            options,
+            [daemon.endpoint, daemon.pubsub_endpoint, stats],
+            self._curve_server,
+            self._curve_idle,
+            context,
+        )
+        owner_uid(owner)
+        moved_owner = owner != self.endpoint_owner
+
+        def rebind(new: str | None, old: str | None) -> bool:
+            if not new:
+                return False
+            if new != old:
+                return True
+            is_ipc = ipc_path(new) is not None
+            if switch.rekey and not is_ipc:
+                raise ArbiterError(
+                    f"cannot change CURVE on {new} in place (ZeroMQ cannot bind a tcp "
+                    "address twice): restart circusd, or move the endpoint in the same reload"
+                )
+            return switch.rekey or (moved_owner and is_ipc)
+
+        new_pub = rebind(daemon.pubsub_endpoint, self.pubsub_endpoint)
+        new_ctl = rebind(daemon.endpoint, self.endpoint)
+        new_stats = stats != self.stats_endpoint or rebind(stats, self.stats_endpoint)
+
+        publisher: Publisher | None = None
+        controller: Controller | None = None
+        stats_pub: Any = None
+        old_owner = self.endpoint_owner
+        switch.stage()
+        try:
+            channels = [("pub", daemon.pubsub_endpoint), ("ctl", daemon.endpoint), ("stats", stats)]
+            running = {self.pubsub_endpoint, self.endpoint, self.stats_endpoint}
+            # binding an ipc path again takes it over from the old socket: those binds go last
+            channels.sort(key=lambda item: item[1] in running)
+            for channel, _ in channels:
+                if channel == "pub" and new_pub:
+                    publisher = Publisher(context, daemon.pubsub_endpoint, owner)
+                elif channel == "ctl" and new_ctl:
+                    controller = Controller(self, self.context, daemon.endpoint)
+                    controller.bind(owner)
+                elif channel == "stats" and new_stats and stats:
+                    from ._stats import StatsPublisher
+
+                    self.endpoint_owner = owner  # StatsPublisher binds with it
+                    stats_pub = StatsPublisher(self, stats, self.stats_interval)
+        except BaseException:
+            self.endpoint_owner = old_owner
+            for made in (publisher, controller, stats_pub):
+                if made is not None:
+                    made.close()
+            switch.undo()
+            raise
+
+        # commit: nothing below refuses
+        self._curve_server, self._curve_idle = switch.commit()
+        self.curve = options
+        self.endpoint_owner = owner
         self.check_delay = daemon.check_delay
         self.warmup_delay = daemon.warmup_delay
         if daemon.loglevel:
-            logging.getLogger().setLevel(daemon.loglevel.upper())
-        owner = daemon.endpoint_owner
-        changed = False
-        if daemon.pubsub_endpoint != self.pubsub_endpoint or owner != self.endpoint_owner:
-            publisher = Publisher(
-                zmq.Context.shadow(self.context.underlying), daemon.pubsub_endpoint, owner
-            )
+            try:
+                logging.getLogger().setLevel(daemon.loglevel.upper())
+            except ValueError as exc:
+                log.error("loglevel: %s", exc)
+        if publisher is not None:
             old_pub, self.publisher = self.publisher, publisher
             self.pubsub_endpoint = daemon.pubsub_endpoint
             if old_pub is not None:
                 old_pub.close()
-            changed = True
-        if daemon.endpoint != self.endpoint or owner != self.endpoint_owner:
-            controller = Controller(self, self.context, daemon.endpoint)
-            controller.bind(owner)
+        if controller is not None:
             controller.start()
             old_ctl, self.controller = self.controller, controller
             self.endpoint = daemon.endpoint
             if old_ctl is not None:
                 self._retiring.add(old_ctl)
                 self._keep(asyncio.get_running_loop().create_task(self._retire(old_ctl)))
-            changed = True
-        self.endpoint_owner = owner
-        stats = daemon.stats_endpoint if stats_enabled(daemon) else None
-        if stats != self.stats_endpoint or (changed and stats):
+        if new_stats:
             if self._stats is not None:
                 self._stats.close()
-                self._stats = None
+            self._stats = stats_pub
+            if stats_pub is not None:
+                stats_pub.start()
             self.stats_endpoint = stats
             self.statsd = bool(stats)
-            if stats:
-                from ._stats import StatsPublisher
-
-                self._stats = StatsPublisher(self, stats, self.stats_interval)
-                self._stats.start()
+        changed = publisher is not None or controller is not None
         multicast = daemon.multicast_endpoint or ""
         if multicast != self.multicast_endpoint or (changed and multicast):
             if self._discovery is not None:
@@ -477,9 +545,10 @@ class Arbiter:
         if self.publisher is not None:
             self.publisher.close()
         self.socket_set.close_all()
-        if self._curve_server is not None:  # its ZAP socket would block the context's term
-            self._curve_server.stop()
-            self._curve_server = None
+        for server in (self._curve_server, self._curve_idle):
+            if server is not None:  # its ZAP socket would block the context's term
+                server.stop()
+        self._curve_server = self._curve_idle = None
         if self._own_context:
             self.context.term()
         log.info("Arbiter exiting")

@@ -36,6 +36,7 @@ __all__ = [
     "OPTION_NAMES",
     "CurveServer",
     "CurveSettings",
+    "CurveSwitch",
     "check_exposure",
     "client_curve_for",
     "config_options",
@@ -195,6 +196,17 @@ class _Authorized:
         return allowed
 
 
+class _Gate:
+    """What the ZAP thread asks: the current authorized keys, swapped in place on reload
+    (one authenticator serves a context, whichever key pair its sockets use)."""
+
+    def __init__(self, authorized: _Authorized) -> None:
+        self.current = authorized
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return self.current.callback(domain, key)
+
+
 class CurveServer:
     """circusd's key pair, the ZAP authenticator, and the sockets it secures.
 
@@ -221,7 +233,18 @@ class CurveServer:
         self.settings = settings
         self._authorized = _Authorized(settings.authorized_keys, self.public)
         self._auth: Any = None
+        self._gate: _Gate | None = None
         self._endpoints: list[str] = []
+
+    @property
+    def keys(self) -> tuple[bytes, bytes]:
+        """``(public, secret)``: sockets bound with another pair must be bound again."""
+        return self.public, self.secret
+
+    @property
+    def running(self) -> bool:
+        """This server holds the context's running ZAP authenticator."""
+        return self._auth is not None
 
     def start(self, context: zmq.Context[Any], endpoints: Iterable[str | None]) -> None:
         """Start the authenticator on ``context`` (the one the sockets are made in) and make
@@ -230,13 +253,35 @@ class CurveServer:
 
         self._auth = ThreadAuthenticator(context, log=logging.getLogger("circus.arbiter.zap"))
         self._auth.start()
-        self._auth.configure_curve_callback(domain="*", credentials_provider=self._authorized)
+        self._gate = _Gate(self._authorized)
+        self._auth.configure_curve_callback(domain="*", credentials_provider=self._gate)
+        self.register(endpoints)
+
+    def take_over(self, other: CurveServer) -> None:
+        """Take ``other``'s running authenticator (a context has only one): from now on it
+        lets in our authorized keys and our own key. ``other.take_over(self)`` undoes it."""
+        self._auth, self._gate = other._auth, other._gate
+        other._auth = other._gate = None
+        if self._gate is not None:
+            self._gate.current = self._authorized
+
+    def register(self, endpoints: Iterable[str | None]) -> None:
+        """Make :func:`secure_bind` (and :func:`client_curve_for`) use us for ``endpoints``."""
         with _ACTIVE_LOCK:
             for endpoint in endpoints:
-                if endpoint:
+                if endpoint and endpoint not in self._endpoints:
                     _ACTIVE[endpoint] = self
                     self._endpoints.append(endpoint)
-        log.info("CURVE on %s", ", ".join(self._endpoints))
+        if self._endpoints:
+            log.info("CURVE on %s", ", ".join(self._endpoints))
+
+    def unregister(self) -> None:
+        """Forget our endpoints (sockets already bound keep their settings)."""
+        with _ACTIVE_LOCK:
+            for endpoint in self._endpoints:
+                if _ACTIVE.get(endpoint) is self:
+                    del _ACTIVE[endpoint]
+            self._endpoints = []
 
     def secure(self, socket: zmq.Socket[Any]) -> None:
         """Make ``socket`` a CURVE server with our keys (before ``bind``)."""
@@ -250,14 +295,11 @@ class CurveServer:
 
     def stop(self) -> None:
         """Stop the authenticator and forget the endpoints (idempotent)."""
-        with _ACTIVE_LOCK:
-            for endpoint in self._endpoints:
-                if _ACTIVE.get(endpoint) is self:
-                    del _ACTIVE[endpoint]
-            self._endpoints = []
+        self.unregister()
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+            self._gate = None
 
 
 def secure_bind(socket: zmq.Socket[Any], endpoint: str) -> None:
@@ -273,6 +315,86 @@ def client_curve_for(endpoint: str) -> ClientCurve | None:
     with _ACTIVE_LOCK:
         server = _ACTIVE.get(endpoint)
     return server.client() if server is not None else None
+
+
+class CurveSwitch:
+    """Moving a running daemon's CURVE to the settings of a reloaded config, undoably.
+
+    The constructor only checks (nothing changes): bad settings, a bad key file or an exposed
+    endpoint raise. :meth:`stage` then readies the new server for ``endpoints`` (authenticator
+    running, :func:`secure_bind` pointing at it) so the new sockets can be bound; after that,
+    either :meth:`commit` or :meth:`undo` (which restores the running state exactly).
+
+    Args:
+        settings: the new config's CURVE options (:class:`CurveSettings`, a dict of the
+            ``[circus]`` option names, or ``None``).
+        endpoints: every endpoint the new config binds (``None`` entries ignored).
+        current: the running server (``None``: CURVE is off).
+        idle: a server whose authenticator still runs while CURVE is off (a context keeps
+            one authenticator for its lifetime; old CURVE sockets may still be draining).
+        context: the context the sockets are made in.
+
+    Raises (constructor):
+        ArbiterError: bad settings or key files, or an exposed endpoint without CURVE.
+    """
+
+    def __init__(
+        self,
+        settings: CurveSettings | Mapping[str, str] | None,
+        endpoints: Iterable[str | None],
+        current: CurveServer | None,
+        idle: CurveServer | None,
+        context: zmq.Context[Any],
+    ) -> None:
+        if settings is not None and not isinstance(settings, CurveSettings):
+            settings = CurveSettings.from_extra(settings)
+        self.endpoints = [e for e in endpoints if e]
+        check_exposure(self.endpoints, settings)
+        self.new = CurveServer(settings) if settings is not None and settings.enabled else None
+        self.current = current
+        self._holder = current if current is not None and current.running else idle
+        self._context = context
+        self._was: list[str] = []
+        self._started = False
+
+    @property
+    def rekey(self) -> bool:
+        """Sockets bound now must be bound again: CURVE turned on or off, or a new key pair."""
+        new = self.new.keys if self.new is not None else None
+        old = self.current.keys if self.current is not None else None
+        return new != old
+
+    def stage(self) -> None:
+        """Before binding the new sockets: the new server (if any) is the one they get."""
+        if self.current is not None:
+            self._was = list(self.current._endpoints)
+            self.current.unregister()
+        if self.new is None:
+            return
+        if self._holder is not None:
+            self.new.take_over(self._holder)
+            self.new.register(self.endpoints)
+        else:
+            self.new.start(self._context, self.endpoints)
+            self._started = True
+
+    def undo(self) -> None:
+        """Back to the running state (the new sockets already closed by the caller)."""
+        if self.new is not None:
+            if self._started:
+                self.new.stop()
+            else:
+                self.new.unregister()
+                if self._holder is not None:
+                    self._holder.take_over(self.new)
+        if self.current is not None:
+            self.current.register(self._was)
+
+    def commit(self) -> tuple[CurveServer | None, CurveServer | None]:
+        """``(running server or None, server whose authenticator idles while CURVE is off)``."""
+        if self.new is not None:
+            return self.new, None
+        return None, self._holder
 
 
 OPTION_NAMES = ("curve_secret_key", "curve_public_key", "curve_authorized_keys", "insecure_bind")

@@ -13,7 +13,12 @@ import zmq
 
 from ._errors import ArbiterError
 
-__all__ = ["bind_endpoint", "ipc_path", "remove_ipc"]
+__all__ = ["bind_endpoint", "ipc_path", "owner_uid", "remove_ipc"]
+
+# ipc path -> sockets of ours bound there. A reload may bind a new socket on the path an old
+# one still serves (ZeroMQ hands the path to the new one; the old keeps its connections until
+# it has answered them): the file goes only with the last of them.
+_IPC_BOUND: dict[str, int] = {}
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -34,6 +39,20 @@ def _umask(mask: int) -> Iterator[None]:
         os.umask(old)
 
 
+def owner_uid(owner: str | None) -> int | None:
+    """The uid of ``endpoint_owner`` (a name or a number), ``None`` without one.
+
+    Raises:
+        ArbiterError: no such user.
+    """
+    if not owner:
+        return None
+    try:
+        return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+    except KeyError as exc:
+        raise ArbiterError(f"endpoint_owner {owner!r}: no such user") from exc
+
+
 def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None) -> None:
     """Bind ``sock`` on ``endpoint``; an ipc socket file is created 0600 and chowned to ``owner``.
 
@@ -46,14 +65,12 @@ def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None
     path = ipc_path(endpoint)
     try:
         if path is not None:
+            uid = owner_uid(owner)
             with _umask(0o177):
                 sock.bind(endpoint)
-            if owner:
-                try:
-                    uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
-                except KeyError as exc:
-                    raise ArbiterError(f"endpoint_owner {owner!r}: no such user") from exc
+            if uid is not None:
                 os.chown(path, uid, -1)
+            _IPC_BOUND[path] = _IPC_BOUND.get(path, 0) + 1
         else:
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
@@ -61,9 +78,14 @@ def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None
 
 
 def remove_ipc(endpoint: str) -> None:
-    """Remove the socket file of an ``ipc://`` endpoint we bound (ZeroMQ leaves it)."""
+    """Remove the socket file of an ``ipc://`` endpoint we bound (ZeroMQ leaves it), once no
+    other socket of ours is bound there."""
     path = ipc_path(endpoint)
     if path is None:
+        return
+    left = _IPC_BOUND.pop(path, 0) - 1
+    if left > 0:
+        _IPC_BOUND[path] = left
         return
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):

@@ -8,7 +8,8 @@ every watcher referring to them re-created. Plugins whose section changed are re
 Watchers added at run time with ``add`` are left alone. A change in ``[circus]`` is applied in
 place (:meth:`Arbiter.apply_daemon_options`): new endpoints are bound, the old control socket
 closes once it has answered its pending requests; upstream restarted the whole arbiter (every
-process) for any change there.
+process) for any change there. The new ``[circus]``'s security applies with it (CURVE
+options, the refusal of exposed endpoints): all of it, or an error answer and nothing changed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._curve import config_options
 from ._errors import CommandError
 from ._from_config import plugin_spec
 
@@ -50,7 +52,7 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
     rebound = False
     if diff.circus_changed:
         try:
-            rebound = await arbiter.apply_daemon_options(new.circus)
+            rebound = await arbiter.apply_daemon_options(new.circus, curve=config_options(new))
         except Exception as exc:
             raise CommandError(f"cannot apply [circus] of {arbiter.config_file}: {exc}") from exc
 

@@ -1,0 +1,161 @@
+"""``reloadconfig``/SIGHUP and CURVE: a reload applies the new config's security settings
+fully (new endpoints bound with the new CURVE settings, key changes applied) or refuses with
+an error answer and leaves the running daemon as it was."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from circus.ctl import CircusClient
+from circus.ctl.errors import CallError, CallTimeout, DaemonUnreachable
+from circus.ctl.keys import generate
+
+WATCHER = "\n[watcher:w]\ncmd = {py} -c 'import time; time.sleep(300)'\n"
+
+
+class Keys:
+    """Two server pairs, an authorized client pair, and the authorized-keys directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "keys"
+        self.server_public, self.server_secret = generate(self.dir, "server")
+        self.other_public, self.other_secret = generate(self.dir, "other")
+        self.client_public, self.client_secret = generate(self.dir, "client")
+        self.authorized = root / "authorized"
+        self.authorized.mkdir()
+        (self.authorized / "client.key").write_bytes(self.client_public.read_bytes())
+
+    def section(self, secret: Path | None = None) -> str:
+        return (
+            f"curve_secret_key = {secret or self.server_secret}\n"
+            f"curve_authorized_keys = {self.authorized}\n"
+        )
+
+    def client(self, endpoint: str, server: Path | None = None, timeout: float = 5.0) -> Any:
+        return CircusClient(
+            endpoint,
+            timeout=timeout,
+            curve_key=self.client_secret,
+            curve_server_key=server or self.server_public,
+        )
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    return Keys(tmp_path)
+
+
+def _served(client: CircusClient) -> bool:
+    try:
+        return client.call("numwatchers")["status"] == "ok"
+    except (CallTimeout, DaemonUnreachable):
+        return False
+
+
+def _refused(endpoint: str) -> None:
+    """A client without keys gets nothing from ``endpoint``."""
+    with CircusClient(endpoint, timeout=1) as plain:
+        with pytest.raises((CallTimeout, DaemonUnreachable)):
+            plain.call("list")
+
+
+def _config(daemon: Any, endpoint: str, circus: str, e2e: Any) -> None:
+    daemon.config.write_text(
+        f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = {daemon.pubsub}\n"
+        f"loglevel = debug\n{circus}" + WATCHER.format(py=e2e.PY)
+    )
+
+
+def _curve_daemon(circusd: Any, keys: Keys, e2e: Any) -> Any:
+    daemon = circusd(keys.section() + WATCHER.format(py=e2e.PY), start=False)
+    daemon.start(wait=False)
+    with keys.client(daemon.endpoint, timeout=1) as client:
+        e2e.wait(lambda: _served(client), 20, "circusd to answer over CURVE")
+    return daemon
+
+
+def test_moved_endpoint_of_a_curve_daemon_keeps_curve(
+    circusd: Any, keys: Keys, e2e: Any, tmp_path: Path
+) -> None:
+    daemon = _curve_daemon(circusd, keys, e2e)
+    moved = f"ipc://{tmp_path}/ctl2"
+    _config(daemon, moved, keys.section(), e2e)
+    with keys.client(daemon.endpoint) as client:
+        assert client.call("reloadconfig", waiting=True)["status"] == "ok"
+    with keys.client(moved) as client:
+        e2e.wait(lambda: _served(client), 20, "the moved endpoint to answer over CURVE")
+        assert client.call("list")["watchers"] == ["w"]
+    _refused(moved)
+
+
+def test_sighup_moved_endpoint_keeps_curve(
+    circusd: Any, keys: Keys, e2e: Any, tmp_path: Path
+) -> None:
+    daemon = _curve_daemon(circusd, keys, e2e)
+    moved = f"ipc://{tmp_path}/ctl-hup"
+    _config(daemon, moved, keys.section(), e2e)
+    daemon.signal(signal.SIGHUP)
+    with keys.client(moved, timeout=1) as client:
+        e2e.wait(lambda: _served(client), 20, "the moved endpoint to answer over CURVE")
+    _refused(moved)
+
+
+def test_exposed_endpoint_refused_on_reload(circusd: Any, e2e: Any, tmp_path: Path) -> None:
+    daemon = circusd(WATCHER.format(py=e2e.PY))
+    before = daemon.pids("w")
+    # port 0: were it bound, the kernel would pick a free port; it must not be bound at all
+    _config(daemon, "tcp://0.0.0.0:0", "", e2e)
+    answer = daemon.call("reloadconfig", waiting=True)
+    assert answer["status"] == "error", answer
+    assert "refusing to bind tcp://0.0.0.0:0 without authentication" in answer["reason"]
+    # nothing half-applied: same endpoint, same watcher, same processes
+    options = daemon.call("globaloptions")["options"]
+    assert options["endpoint"] == daemon.endpoint
+    assert daemon.pids("w") == before
+    assert "0.0.0.0" not in "".join(c.laddr.ip for c in _tcp_listeners(daemon.proc.pid))
+
+
+def _tcp_listeners(pid: int) -> list[Any]:
+    import psutil
+
+    return [c for c in psutil.Process(pid).net_connections("tcp") if c.status == "LISTEN"]
+
+
+def test_turning_curve_on_by_reload(circusd: Any, keys: Keys, e2e: Any, tmp_path: Path) -> None:
+    daemon = circusd(WATCHER.format(py=e2e.PY))
+    _config(daemon, daemon.endpoint, keys.section(), e2e)
+    assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
+    daemon.close_client()
+    with keys.client(daemon.endpoint, timeout=1) as client:
+        e2e.wait(lambda: _served(client), 20, "the endpoint to answer over CURVE")
+    _refused(daemon.endpoint)
+
+
+def test_key_pair_change_applied(circusd: Any, keys: Keys, e2e: Any, tmp_path: Path) -> None:
+    daemon = _curve_daemon(circusd, keys, e2e)
+    _config(daemon, daemon.endpoint, keys.section(keys.other_secret), e2e)
+    with keys.client(daemon.endpoint) as client:
+        assert client.call("reloadconfig", waiting=True)["status"] == "ok"
+    with keys.client(daemon.endpoint, server=keys.other_public, timeout=1) as client:
+        e2e.wait(lambda: _served(client), 20, "the endpoint to answer with the new key pair")
+    # the old server key no longer completes a handshake
+    with keys.client(daemon.endpoint, timeout=1) as old:
+        with pytest.raises((CallTimeout, DaemonUnreachable)):
+            old.call("list")
+
+
+def test_bad_curve_reload_leaves_daemon_as_it_was(
+    circusd: Any, keys: Keys, e2e: Any, tmp_path: Path
+) -> None:
+    daemon = _curve_daemon(circusd, keys, e2e)
+    moved = f"ipc://{tmp_path}/ctl3"
+    _config(daemon, moved, keys.section(tmp_path / "missing.key_secret"), e2e)
+    with keys.client(daemon.endpoint) as client:
+        with pytest.raises(CallError, match="missing.key_secret"):
+            client.call("reloadconfig", waiting=True)
+        assert client.call("list")["watchers"] == ["w"]
+    assert not Path(moved[len("ipc://") :]).exists()
+    _refused(daemon.endpoint)
