@@ -159,3 +159,62 @@ def test_bad_curve_reload_leaves_daemon_as_it_was(
         assert client.call("list")["watchers"] == ["w"]
     assert not Path(moved[len("ipc://") :]).exists()
     _refused(daemon.endpoint)
+
+
+def test_authorized_keys_change_applied(circusd: Any, keys: Keys, e2e: Any, tmp_path: Path) -> None:
+    daemon = _curve_daemon(circusd, keys, e2e)
+    newcomer_public, newcomer_secret = generate(keys.dir, "newcomer")
+    others = tmp_path / "others"
+    others.mkdir()
+    (others / "newcomer.key").write_bytes(newcomer_public.read_bytes())
+    _config(
+        daemon,
+        daemon.endpoint,
+        f"curve_secret_key = {keys.server_secret}\ncurve_authorized_keys = {others}\n",
+        e2e,
+    )
+    with keys.client(daemon.endpoint) as client:
+        assert client.call("reloadconfig", waiting=True)["status"] == "ok"
+    with CircusClient(
+        daemon.endpoint,
+        timeout=5,
+        curve_key=newcomer_secret,
+        curve_server_key=keys.server_public,
+    ) as newcomer:
+        assert newcomer.call("list")["watchers"] == ["w"]
+    with keys.client(daemon.endpoint, timeout=5) as dropped:
+        with pytest.raises(DaemonUnreachable, match="refused our CURVE key"):
+            dropped.call("list")
+
+
+def test_curve_on_for_a_tcp_endpoint_in_place_is_refused(
+    circusd: Any, keys: Keys, e2e: Any, tmp_path: Path
+) -> None:
+    daemon = circusd(WATCHER.format(py=e2e.PY), start=False)
+    daemon.pubsub = "tcp://127.0.0.1:0"
+    _config(daemon, daemon.endpoint, "", e2e)
+    daemon.start()
+    _config(daemon, daemon.endpoint, keys.section(), e2e)
+    answer = daemon.call("reloadconfig", waiting=True)
+    assert answer["status"] == "error", answer
+    assert "cannot change CURVE on tcp://127.0.0.1:0 in place" in answer["reason"]
+    # still served without keys: nothing was applied
+    assert daemon.call("list")["watchers"] == ["w"]
+
+
+def test_refused_key_is_reported_at_once_and_truly(
+    circusd: Any, keys: Keys, e2e: Any, tmp_path: Path
+) -> None:
+    import time
+
+    daemon = _curve_daemon(circusd, keys, e2e)
+    (keys.authorized / "client.key").unlink()
+    with keys.client(daemon.endpoint, timeout=30) as refused:
+        started = time.monotonic()
+        with pytest.raises(DaemonUnreachable) as info:
+            refused.call("list")
+        elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "refused our CURVE key" in message and daemon.endpoint in message
+    assert "waited" not in message, message
+    assert elapsed < 20, elapsed

@@ -120,27 +120,44 @@ def no_answer_error(
     transport: bool = False,
     auth_failed: bool = False,
 ) -> DaemonUnreachable | CallTimeout:
-    """Pick the error for a call that got no answer in time."""
+    """Pick the error for a call that got no answer.
+
+    A refused handshake (``rejected``, ``auth_failed``) ends the call as soon as it is seen,
+    so its message says what happened and claims no waiting; the others came after the whole
+    ``timeout`` and say so.
+    """
     if connected:
         return CallTimeout(endpoint, timeout, command)
     if auth_failed:
-        detail = (
-            "circusd refused our CURVE key (is its public .key file in circusd's "
-            "curve_authorized_keys directory?)"
+        return _refused(
+            endpoint,
+            timeout,
+            f"circusd on {endpoint} refused our CURVE key (is its public .key file in "
+            "circusd's curve_authorized_keys directory?)",
         )
-    elif rejected:
-        detail = (
-            "something listens there but it is not a circusd control socket "
-            "(is it the pub/sub or stats endpoint? or does circusd require CURVE: "
-            "--curve-key/--curve-server-key, curve_key/curve_server_key?)"
+    if rejected:
+        return _refused(
+            endpoint,
+            timeout,
+            f"{endpoint} refused our ZeroMQ handshake: something listens there but it is not "
+            "a circusd control socket (is it the pub/sub or stats endpoint? or does circusd "
+            "require CURVE: --curve-key/--curve-server-key, curve_key/curve_server_key?)",
         )
-    elif transport:
+    if transport:
         detail = "a connection was made but no ZeroMQ handshake came back (not a circusd?)"
     else:
         detail = ipc_problem(endpoint)
         if not detail and refused and not endpoint.startswith("ipc://"):
             detail = "connection refused: nothing listens on that address"
     return DaemonUnreachable(endpoint, timeout, detail)
+
+
+def _refused(endpoint: str, timeout: float, message: str) -> DaemonUnreachable:
+    # DaemonUnreachable's own text says "(waited <timeout>s)", untrue for a handshake refused
+    # at once; same class and attributes, only the message differs.
+    error = DaemonUnreachable(endpoint, timeout)
+    error.args = (message,)
+    return error
 
 
 def configure_dealer(socket: zmq.Socket[Any]) -> None:
