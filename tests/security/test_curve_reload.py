@@ -218,3 +218,28 @@ def test_refused_key_is_reported_at_once_and_truly(
     assert "refused our CURVE key" in message and daemon.endpoint in message
     assert "waited" not in message, message
     assert elapsed < 20, elapsed
+
+
+def test_failed_bind_leaves_daemon_as_it_was(circusd: Any, e2e: Any, tmp_path: Path) -> None:
+    daemon = circusd(WATCHER.format(py=e2e.PY))
+    moved_pub = tmp_path / "pub2"
+    daemon.config.write_text(
+        f"[circus]\nendpoint = ipc://{tmp_path}/no-such-dir/ctl\n"
+        f"pubsub_endpoint = ipc://{moved_pub}\n" + WATCHER.format(py=e2e.PY)
+    )
+    answer = daemon.call("reloadconfig", waiting=True)
+    assert answer["status"] == "error" and "cannot bind" in answer["reason"], answer
+    options = daemon.call("globaloptions")["options"]
+    assert (options["endpoint"], options["pubsub_endpoint"]) == (daemon.endpoint, daemon.pubsub)
+    assert not moved_pub.exists()  # the new pub/sub socket, bound first, was closed again
+    assert Path(daemon.pubsub[len("ipc://") :]).exists()
+
+
+def test_turning_curve_off_by_reload(circusd: Any, keys: Keys, e2e: Any) -> None:
+    daemon = _curve_daemon(circusd, keys, e2e)
+    _config(daemon, daemon.endpoint, "", e2e)
+    with keys.client(daemon.endpoint) as client:
+        assert client.call("reloadconfig", waiting=True)["status"] == "ok"
+    with CircusClient(daemon.endpoint, timeout=1) as plain:
+        e2e.wait(lambda: _served(plain), 20, "the endpoint to answer without CURVE")
+        assert plain.call("list")["watchers"] == ["w"]
