@@ -243,3 +243,15 @@ def test_turning_curve_off_by_reload(circusd: Any, keys: Keys, e2e: Any) -> None
     with CircusClient(daemon.endpoint, timeout=1) as plain:
         e2e.wait(lambda: _served(plain), 20, "the endpoint to answer without CURVE")
         assert plain.call("list")["watchers"] == ["w"]
+
+
+def test_key_pair_replaced_under_the_same_file_names(
+    circusd: Any, keys: Keys, e2e: Any, tmp_path: Path
+) -> None:
+    daemon = _curve_daemon(circusd, keys, e2e)
+    # same config text, new key pair in the files it names
+    keys.server_secret.write_bytes(keys.other_secret.read_bytes())
+    with keys.client(daemon.endpoint) as client:
+        assert client.call("reloadconfig", waiting=True)["status"] == "ok"
+    with keys.client(daemon.endpoint, server=keys.other_public, timeout=1) as client:
+        e2e.wait(lambda: _served(client), 20, "the endpoint to answer with the new key pair")

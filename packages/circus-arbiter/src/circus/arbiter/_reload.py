@@ -50,9 +50,12 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
         old = CircusConfig(path=arbiter.config_file, circus=DaemonConfig())
     diff = diff_configs(old, new)
     rebound = False
-    if diff.circus_changed:
+    curve = config_options(new)
+    # with CURVE in play the key files are read again even when [circus] reads the same:
+    # a key pair replaced under the same file names is a change too
+    if diff.circus_changed or curve is not None or arbiter._curve_server is not None:
         try:
-            rebound = await arbiter.apply_daemon_options(new.circus, curve=config_options(new))
+            rebound = await arbiter.apply_daemon_options(new.circus, curve=curve)
         except Exception as exc:
             raise CommandError(f"cannot apply [circus] of {arbiter.config_file}: {exc}") from exc
 
