@@ -255,3 +255,44 @@ def test_key_pair_replaced_under_the_same_file_names(
         assert client.call("reloadconfig", waiting=True)["status"] == "ok"
     with keys.client(daemon.endpoint, server=keys.other_public, timeout=1) as client:
         e2e.wait(lambda: _served(client), 20, "the endpoint to answer with the new key pair")
+
+
+def test_curve_switch_undo_restores_the_running_server(keys: Keys, tmp_path: Path) -> None:
+    import zmq
+    from circus.arbiter import CurveSettings
+    from circus.arbiter._curve import CurveServer, CurveSwitch, client_curve_for
+
+    endpoint = f"ipc://{tmp_path}/switch"
+    context = zmq.Context()
+    current = CurveServer(CurveSettings.make(str(keys.server_secret), None, str(keys.authorized)))
+    current.start(context, [endpoint])
+    try:
+        others = tmp_path / "others"
+        others.mkdir()
+        same_keys = CurveSwitch(
+            {"curve_secret_key": str(keys.server_secret), "curve_authorized_keys": str(others)},
+            [endpoint],
+            current,
+            None,
+            context,
+        )
+        assert not same_keys.rekey  # a new authorized-keys directory needs no re-bind
+        switch = CurveSwitch(
+            {"curve_secret_key": str(keys.other_secret), "curve_authorized_keys": str(others)},
+            [endpoint],
+            current,
+            None,
+            context,
+        )
+        assert switch.rekey
+        switch.stage()
+        staged = client_curve_for(endpoint)
+        assert staged is not None and staged.server != current.public
+        assert not current.running  # the authenticator moved to the new server
+        switch.undo()
+        restored = client_curve_for(endpoint)
+        assert restored is not None and restored.server == current.public
+        assert current.running
+    finally:
+        current.stop()
+        context.term()
