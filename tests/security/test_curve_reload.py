@@ -187,19 +187,47 @@ def test_authorized_keys_change_applied(circusd: Any, keys: Keys, e2e: Any, tmp_
             dropped.call("list")
 
 
-def test_curve_on_for_a_tcp_endpoint_in_place_is_refused(
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_curve_on_for_fixed_tcp_endpoints_in_place(
     circusd: Any, keys: Keys, e2e: Any, tmp_path: Path
 ) -> None:
-    daemon = circusd(WATCHER.format(py=e2e.PY), start=False)
-    daemon.pubsub = "tcp://127.0.0.1:0"
+    from circus.ctl import CircusConsumer
+
+    daemon = circusd(start=False)
+    daemon.endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    daemon.pubsub = f"tcp://127.0.0.1:{_free_port()}"
     _config(daemon, daemon.endpoint, "", e2e)
-    daemon.start()
-    _config(daemon, daemon.endpoint, keys.section(), e2e)
-    answer = daemon.call("reloadconfig", waiting=True)
-    assert answer["status"] == "error", answer
-    assert "cannot change CURVE on tcp://127.0.0.1:0 in place" in answer["reason"]
-    # still served without keys: nothing was applied
-    assert daemon.call("list")["watchers"] == ["w"]
+    daemon.start(wait=False)
+    with CircusClient(daemon.endpoint, timeout=1) as plain:
+        e2e.wait(lambda: _served(plain), 20, "circusd to answer on tcp")
+        _config(daemon, daemon.endpoint, keys.section(), e2e)
+        # answered through the old socket, which then gives the address to the new one
+        assert plain.call("reloadconfig", waiting=True)["status"] == "ok"
+    with keys.client(daemon.endpoint, timeout=1) as client:
+        e2e.wait(lambda: _served(client), 20, "the same address to answer over CURVE")
+        keyed = CircusConsumer(
+            "watcher.",
+            daemon.pubsub,
+            timeout=0.3,
+            curve_key=keys.client_secret,
+            curve_server_key=keys.server_public,
+        )
+        with keyed:
+
+            def event_seen() -> bool:
+                client.call("incr", name="w", waiting=True)
+                client.call("decr", name="w", waiting=True)
+                return keyed.recv(timeout=0.5) is not None
+
+            e2e.wait(event_seen, 20, "an event on the re-keyed pub/sub address")
+    _refused(daemon.endpoint)
 
 
 def test_refused_key_is_reported_at_once_and_truly(

@@ -382,16 +382,16 @@ class Arbiter:
         All or nothing: every check runs and every new socket is bound before anything
         running changes, so a refusal or a bind failure leaves the daemon as it was. The old
         control socket closes only once its in-flight requests, the ``reloadconfig`` itself
-        included, have been answered. Returns whether the endpoints were re-bound (plugins
-        must then reconnect).
+        included, have been answered; when the new one needs the same fixed tcp address, it
+        is bound then (the only step after the answer). Returns whether the endpoints were
+        re-bound (plugins must then reconnect).
 
         Raises:
             ArbiterError: an exposed endpoint without CURVE, bad CURVE settings or key
-                files, an endpoint that cannot be bound, or a tcp endpoint whose CURVE keys
-                change in place (ZeroMQ cannot bind one address twice: restart circusd).
+                files, or an endpoint that cannot be bound.
         """
         from ._curve import CurveSwitch
-        from ._endpoints import ipc_path, owner_uid
+        from ._endpoints import bind_retrying, owner_uid, rebinds_in_place, release
         from ._from_config import stats_enabled
 
         owner = daemon.endpoint_owner
@@ -414,45 +414,68 @@ class Arbiter:
                 return False
             if new != old:
                 return True
-            is_ipc = ipc_path(new) is not None
-            if switch.rekey and not is_ipc:
-                raise ArbiterError(
-                    f"cannot change CURVE on {new} in place (ZeroMQ cannot bind a tcp "
-                    "address twice): restart circusd, or move the endpoint in the same reload"
-                )
-            return switch.rekey or (moved_owner and is_ipc)
+            return switch.rekey or (moved_owner and new.startswith("ipc://"))
 
         new_pub = rebind(daemon.pubsub_endpoint, self.pubsub_endpoint)
         new_ctl = rebind(daemon.endpoint, self.endpoint)
         new_stats = stats != self.stats_endpoint or rebind(stats, self.stats_endpoint)
+        # A fixed tcp address bound again must be released by the old socket first. For the
+        # control socket that waits until the reloadconfig being run has been answered
+        # through it (releasing ends its connections): see _rebind_control.
+        ctl_later = new_ctl and daemon.endpoint == self.endpoint
+        ctl_later = ctl_later and not rebinds_in_place(daemon.endpoint)
 
         publisher: Publisher | None = None
         controller: Controller | None = None
         stats_pub: Any = None
         old_owner = self.endpoint_owner
+        undo: list[Any] = []
+
+        def in_place(endpoint: str, old: Any, bind: Any) -> Any:
+            # ``old``: the running socket on ``endpoint``; ``bind()`` makes the new one
+            sock = getattr(old, "_socket", None)
+            if endpoint in running and not rebinds_in_place(endpoint) and sock is not None:
+                release(sock, endpoint)
+                undo.append(lambda: bind_retrying(lambda: _rebind(sock, endpoint)))
+                return bind_retrying(bind)
+            return bind()
+
+        running = {self.pubsub_endpoint, self.endpoint, self.stats_endpoint}
         switch.stage()
+        undo.append(switch.undo)
         try:
             channels = [("pub", daemon.pubsub_endpoint), ("ctl", daemon.endpoint), ("stats", stats)]
-            running = {self.pubsub_endpoint, self.endpoint, self.stats_endpoint}
-            # binding an ipc path again takes it over from the old socket: those binds go last
+            # binding an endpoint again takes it over from the old socket: those binds go last
             channels.sort(key=lambda item: item[1] in running)
-            for channel, _ in channels:
+            for channel, endpoint in channels:
                 if channel == "pub" and new_pub:
-                    publisher = Publisher(context, daemon.pubsub_endpoint, owner)
-                elif channel == "ctl" and new_ctl:
+                    publisher = in_place(
+                        endpoint,
+                        self.publisher,
+                        lambda: Publisher(context, daemon.pubsub_endpoint, owner),
+                    )
+                    undo.append(publisher.close)
+                elif channel == "ctl" and new_ctl and not ctl_later:
                     controller = Controller(self, self.context, daemon.endpoint)
                     controller.bind(owner)
+                    undo.append(controller.close)
                 elif channel == "stats" and new_stats and stats:
                     from ._stats import StatsPublisher
 
                     self.endpoint_owner = owner  # StatsPublisher binds with it
-                    stats_pub = StatsPublisher(self, stats, self.stats_interval)
+                    stats_pub = in_place(
+                        endpoint,
+                        getattr(self._stats, "_pub", None),
+                        lambda: StatsPublisher(self, stats, self.stats_interval),
+                    )
+                    undo.append(stats_pub.close)
         except BaseException:
             self.endpoint_owner = old_owner
-            for made in (publisher, controller, stats_pub):
-                if made is not None:
-                    made.close()
-            switch.undo()
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception as exc:  # pragma: no cover - a rebind of our own address
+                    log.error("reload: undoing a step failed: %s", exc)
             raise
 
         # commit: nothing below refuses
@@ -478,6 +501,9 @@ class Arbiter:
             if old_ctl is not None:
                 self._retiring.add(old_ctl)
                 self._keep(asyncio.get_running_loop().create_task(self._retire(old_ctl)))
+        elif ctl_later:
+            task = self._rebind_control(self.controller, daemon.endpoint, owner)
+            self._keep(asyncio.get_running_loop().create_task(task))
         if new_stats:
             if self._stats is not None:
                 self._stats.close()
@@ -486,7 +512,7 @@ class Arbiter:
                 stats_pub.start()
             self.stats_endpoint = stats
             self.statsd = bool(stats)
-        changed = publisher is not None or controller is not None
+        changed = publisher is not None or new_ctl
         multicast = daemon.multicast_endpoint or ""
         if multicast != self.multicast_endpoint or (changed and multicast):
             if self._discovery is not None:
@@ -498,6 +524,34 @@ class Arbiter:
 
                 self._discovery = await Discovery.create(multicast, self.endpoint)
         return changed
+
+    async def _rebind_control(
+        self, old: Controller | None, endpoint: str, owner: str | None
+    ) -> None:
+        # Same fixed tcp address, new CURVE settings: the old socket first answers what it
+        # received (the reloadconfig that asked for this included), then gives the address
+        # to the new one. There is nothing to refuse any more at this point: the address was
+        # ours a moment ago.
+        if old is not None:
+            self._retiring.add(old)
+            await self._retire(old)
+        controller = Controller(self, self.context, endpoint)
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while not self._stopping:
+            try:
+                controller.bind(owner)
+                break
+            except ArbiterError as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    log.error("the control endpoint %s cannot be bound again: %s", endpoint, exc)
+                    return
+            await asyncio.sleep(0.01)
+        if self._stopping:
+            controller.close()
+            return
+        controller.start()
+        self.controller = controller
+        log.info("control endpoint %s bound again with the new CURVE settings", endpoint)
 
     async def _retire(self, controller: Controller) -> None:
         # Answers of requests already received still leave through the old socket.
@@ -681,6 +735,15 @@ class Arbiter:
             return
         if str(options.get("uid")) != str(self.endpoint_owner):
             raise MessageError("uid does not match endpoint_owner")
+
+
+def _rebind(sock: zmq.Socket[Any], endpoint: str) -> None:
+    # undo of a release: the socket keeps its options (its CURVE settings), so binding it
+    # again restores the endpoint exactly as it was
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise ArbiterError(f"cannot bind {endpoint} again: {exc}") from exc
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -5,15 +5,24 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
 from ._errors import ArbiterError
 
-__all__ = ["bind_endpoint", "ipc_path", "owner_uid", "remove_ipc"]
+__all__ = [
+    "bind_endpoint",
+    "bind_retrying",
+    "ipc_path",
+    "owner_uid",
+    "rebinds_in_place",
+    "release",
+    "remove_ipc",
+]
 
 # ipc path -> sockets of ours bound there. A reload may bind a new socket on the path an old
 # one still serves (ZeroMQ hands the path to the new one; the old keeps its connections until
@@ -75,6 +84,44 @@ def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
         raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc
+
+
+def rebinds_in_place(endpoint: str) -> bool:
+    """Whether a second socket can bind ``endpoint`` while one of ours holds it: an ipc path
+    is taken over by the new socket, a tcp port 0 or ``*`` picks another port. A fixed tcp
+    address must be :func:`release` d first."""
+    if ipc_path(endpoint) is not None:
+        return True
+    return endpoint.startswith("tcp://") and endpoint.rsplit(":", 1)[-1] in ("0", "*")
+
+
+def release(sock: zmq.Socket[Any], endpoint: str) -> None:
+    """Stop ``sock`` listening on ``endpoint`` (the connections it accepted there end too);
+    binding ``sock`` to ``endpoint`` again undoes it."""
+    try:
+        sock.unbind(endpoint)
+    except zmq.ZMQError as exc:
+        raise ArbiterError(f"cannot release {endpoint}: {exc}") from exc
+
+
+_T = TypeVar("_T")
+
+
+def bind_retrying(bind: Callable[[], _T], timeout: float = 2.0) -> _T:
+    """``bind()``, tried again while the address is still held: ZeroMQ closes a released
+    listener on its I/O thread, a moment after :func:`release` returned.
+
+    Raises:
+        ArbiterError: the last failure, once ``timeout`` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return bind()
+        except ArbiterError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
 
 
 def remove_ipc(endpoint: str) -> None:
