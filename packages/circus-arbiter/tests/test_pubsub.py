@@ -26,7 +26,7 @@ async def _collect(sub: zmq.asyncio.Socket, until: Any, timeout: float = 10.0) -
     return seen
 
 
-def test_watcher_events_are_published(run_arbiter, endpoints, make_sleeper) -> None:
+def test_watcher_events_are_published(run_arbiter, endpoints, make_sleeper, waiter) -> None:
     async def body(arbiter: Arbiter, c: Any) -> None:
         ctx = zmq.asyncio.Context()
         sub = ctx.socket(zmq.SUB)
@@ -34,8 +34,9 @@ def test_watcher_events_are_published(run_arbiter, endpoints, make_sleeper) -> N
         sub.subscribe(b"watcher.")
         sub.connect(endpoints["pubsub_endpoint"])
         try:
-            # slow joiner: wait until our subscription is live
-            await asyncio.sleep(0.2)
+            # slow joiner: wait until the daemon's XPUB has our subscription (a fixed sleep
+            # lost the first events under load)
+            await waiter(lambda: arbiter.publisher.wanted(b"watcher.my_watch.add"))
             await c.call("add", name="My Watch", cmd=make_sleeper()["cmd"], start=True,
                          waiting=True)  # fmt: skip
             seen = await _collect(sub, lambda s: any(t.endswith(".start") for t, _ in s))
@@ -59,7 +60,7 @@ def test_watcher_events_are_published(run_arbiter, endpoints, make_sleeper) -> N
     run_arbiter([], body)
 
 
-def test_output_lines_published_and_kept(run_arbiter, endpoints) -> None:
+def test_output_lines_published_and_kept(run_arbiter, endpoints, waiter) -> None:
     code = (
         "import sys, time; sys.stdout.write('one\\ntw'); sys.stdout.flush(); time.sleep(0.2); "
         "sys.stdout.write('o\\nthree'); sys.stdout.flush(); sys.stderr.write('oops\\n'); "
@@ -79,7 +80,7 @@ def test_output_lines_published_and_kept(run_arbiter, endpoints) -> None:
         sub.subscribe(b"output.")
         sub.connect(endpoints["pubsub_endpoint"])
         try:
-            await asyncio.sleep(0.2)
+            await waiter(lambda: arbiter.publisher.wanted(b"output.talker.stdout"))
             await c.call("start", name="talker", waiting=True)
             seen = await _collect(sub, lambda s: len(s) >= 3)
         finally:
