@@ -154,11 +154,18 @@ use = circus.plugins.command_reloader.CommandReloader
 loop_rate = 0.2
 """
     )
-    e2e.wait(lambda: daemon.pids("worker"))
-    time.sleep(0.6)  # noqa: ASYNC251 - let the plugin record the current mtime first
-    later = time.time() + 5
-    os.utime(script, (later, later))
-    _replaced(daemon, e2e, "worker")
+    before = set(e2e.wait(lambda: daemon.pids("worker")))
+
+    def touched_and_replaced() -> bool:
+        # The plugin compares each round with its previous one, and when it took its first
+        # look is unknown (a fixed sleep lost that race under load): change the mtime at
+        # every poll, so any round after its first sees a change.
+        later = time.time() + 5
+        os.utime(script, (later, later))
+        now = set(daemon.pids("worker"))
+        return bool(now) and not now & before
+
+    e2e.wait(touched_and_replaced, 20, "worker restarted by the reloader")
 
 
 @pytest.mark.parametrize("use", ["circus.plugins.http_observer.HttpObserver"])
