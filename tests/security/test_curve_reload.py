@@ -55,6 +55,11 @@ def _served(client: CircusClient) -> bool:
         return False
 
 
+def _keyed_served(keys: Keys, endpoint: str, server: Path | None = None) -> bool:
+    with keys.client(endpoint, server=server, timeout=1) as client:
+        return _served(client)
+
+
 def _refused(endpoint: str) -> None:
     """A client without keys gets nothing from ``endpoint``."""
     with CircusClient(endpoint, timeout=1) as plain:
@@ -210,8 +215,10 @@ def test_curve_on_for_fixed_tcp_endpoints_in_place(
         _config(daemon, daemon.endpoint, keys.section(), e2e)
         # answered through the old socket, which then gives the address to the new one
         assert plain.call("reloadconfig", waiting=True)["status"] == "ok"
-    with keys.client(daemon.endpoint, timeout=1) as client:
-        e2e.wait(lambda: _served(client), 20, "the same address to answer over CURVE")
+    # a fresh client each try: one that met the old plain socket during the handover saw a
+    # refused handshake
+    e2e.wait(lambda: _keyed_served(keys, daemon.endpoint), 20, "the address to answer over CURVE")
+    with keys.client(daemon.endpoint, timeout=5) as client:
         keyed = CircusConsumer(
             "watcher.",
             daemon.pubsub,
@@ -324,3 +331,68 @@ def test_curve_switch_undo_restores_the_running_server(keys: Keys, tmp_path: Pat
     finally:
         current.stop()
         context.term()
+
+
+def test_undo_gives_a_taken_over_ipc_path_back(
+    keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new key pair re-binds pub/sub (its ipc path taken over), then the control bind
+    fails: the old pub/sub socket gets its path back, with its old key pair."""
+    import asyncio
+
+    import zmq
+    import zmq.asyncio
+    from circus.arbiter import Arbiter, CurveSettings
+    from circus.arbiter._controller import Controller
+    from circus.arbiter._errors import ArbiterError
+    from circus.arbiter.config import DaemonConfig
+    from circus.ctl import AsyncCircusClient
+    from circus.ctl.keys import ClientCurve
+
+    ctl, pub = f"ipc://{tmp_path}/u-ctl", f"ipc://{tmp_path}/u-pub"
+
+    async def main() -> None:
+        arbiter = Arbiter(
+            [],
+            endpoint=ctl,
+            pubsub_endpoint=pub,
+            curve=CurveSettings.make(str(keys.server_secret), None, str(keys.authorized)),
+        )
+        await arbiter.start_async()
+        context = zmq.asyncio.Context()
+        sub = context.socket(zmq.SUB)
+        sub.linger = 0
+        try:
+            with monkeypatch.context() as patch:
+
+                def refuse(self: Controller, owner: str | None = None) -> None:
+                    raise ArbiterError("cannot bind (test)")
+
+                patch.setattr(Controller, "bind", refuse)
+                other = {
+                    "curve_secret_key": str(keys.other_secret),
+                    "curve_authorized_keys": str(keys.authorized),
+                }
+                daemon = DaemonConfig(endpoint=ctl, pubsub_endpoint=pub, loglevel="")
+                with pytest.raises(ArbiterError, match="cannot bind"):
+                    await arbiter.apply_daemon_options(daemon, curve=other)
+            assert arbiter.pubsub_endpoint == pub
+            # a new subscriber with the OLD server key reaches the old socket on its path
+            ClientCurve.from_files(keys.client_secret, keys.server_public).apply(sub)
+            sub.setsockopt(zmq.SUBSCRIBE, b"watcher.")
+            sub.connect(pub)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while not await sub.poll(100):
+                assert loop.time() < deadline, "no event from the old pub/sub socket"
+                arbiter.publish_event("probe", "ping")
+            async with AsyncCircusClient(
+                ctl, timeout=5, curve_key=keys.client_secret, curve_server_key=keys.server_public
+            ) as client:
+                assert (await client.call("numwatchers"))["numwatchers"] == 0
+        finally:
+            sub.close(linger=0)
+            context.term()
+            await arbiter.stop()
+
+    asyncio.run(main())

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import zmq
@@ -391,7 +392,14 @@ class Arbiter:
                 files, or an endpoint that cannot be bound.
         """
         from ._curve import CurveSwitch
-        from ._endpoints import bind_retrying, owner_uid, rebinds_in_place, release
+        from ._endpoints import (
+            bind_again,
+            bind_retrying,
+            ipc_path,
+            owner_uid,
+            rebinds_in_place,
+            release,
+        )
         from ._from_config import stats_enabled
 
         owner = daemon.endpoint_owner
@@ -432,13 +440,18 @@ class Arbiter:
         undo: list[Any] = []
 
         def in_place(endpoint: str, old: Any, bind: Any) -> Any:
-            # ``old``: the running socket on ``endpoint``; ``bind()`` makes the new one
+            # ``old``: the object whose socket serves ``endpoint`` now; ``bind()`` makes the
+            # new one. Undo binds the old socket there again (its own CURVE settings kept).
             sock = getattr(old, "_socket", None)
-            if endpoint in running and not rebinds_in_place(endpoint) and sock is not None:
-                release(sock, endpoint)
-                undo.append(lambda: bind_retrying(lambda: _rebind(sock, endpoint)))
-                return bind_retrying(bind)
-            return bind()
+            if endpoint not in running or sock is None:
+                return bind()
+            if rebinds_in_place(endpoint):
+                if ipc_path(endpoint) is not None:  # bind() takes the path over
+                    undo.append(lambda: bind_again(sock, endpoint, old_owner))
+                return bind()
+            release(sock, endpoint)
+            undo.append(lambda: bind_retrying(lambda: bind_again(sock, endpoint, old_owner)))
+            return bind_retrying(bind)
 
         running = {self.pubsub_endpoint, self.endpoint, self.stats_endpoint}
         switch.stage()
@@ -457,7 +470,7 @@ class Arbiter:
                     undo.append(publisher.close)
                 elif channel == "ctl" and new_ctl and not ctl_later:
                     controller = Controller(self, self.context, daemon.endpoint)
-                    controller.bind(owner)
+                    in_place(endpoint, self.controller, partial(controller.bind, owner))
                     undo.append(controller.close)
                 elif channel == "stats" and new_stats and stats:
                     from ._stats import StatsPublisher
@@ -735,15 +748,6 @@ class Arbiter:
             return
         if str(options.get("uid")) != str(self.endpoint_owner):
             raise MessageError("uid does not match endpoint_owner")
-
-
-def _rebind(sock: zmq.Socket[Any], endpoint: str) -> None:
-    # undo of a release: the socket keeps its options (its CURVE settings), so binding it
-    # again restores the endpoint exactly as it was
-    try:
-        sock.bind(endpoint)
-    except zmq.ZMQError as exc:
-        raise ArbiterError(f"cannot bind {endpoint} again: {exc}") from exc
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -15,6 +15,7 @@ import zmq
 from ._errors import ArbiterError
 
 __all__ = [
+    "bind_again",
     "bind_endpoint",
     "bind_retrying",
     "ipc_path",
@@ -71,6 +72,24 @@ def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None
     from ._curve import secure_bind
 
     secure_bind(sock, endpoint)  # CURVE server options when [circus] asks for them
+    _bind(sock, endpoint, owner)
+    path = ipc_path(endpoint)
+    if path is not None:
+        _IPC_BOUND[path] = _IPC_BOUND.get(path, 0) + 1
+
+
+def bind_again(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None) -> None:
+    """Bind a socket of ours on ``endpoint`` again, with the options it already has (its
+    CURVE settings included): the undo of :func:`release`, or of another socket taking an
+    ipc path over.
+
+    Raises:
+        ArbiterError: the endpoint cannot be bound.
+    """
+    _bind(sock, endpoint, owner)
+
+
+def _bind(sock: zmq.Socket[Any], endpoint: str, owner: str | None) -> None:
     path = ipc_path(endpoint)
     try:
         if path is not None:
@@ -79,7 +98,6 @@ def bind_endpoint(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None
                 sock.bind(endpoint)
             if uid is not None:
                 os.chown(path, uid, -1)
-            _IPC_BOUND[path] = _IPC_BOUND.get(path, 0) + 1
         else:
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
