@@ -396,3 +396,23 @@ def test_undo_gives_a_taken_over_ipc_path_back(
             await arbiter.stop()
 
     asyncio.run(main())
+
+
+def test_check_security_refuses_without_changing_anything(keys: Keys, tmp_path: Path) -> None:
+    from circus.arbiter import Arbiter
+    from circus.arbiter._errors import CommandError
+    from circus.arbiter._reload import check_security
+
+    config = tmp_path / "check.ini"
+    arbiter = Arbiter([], config_file=str(config))
+    try:
+        config.write_text("[circus]\nendpoint = tcp://0.0.0.0:5555\n")
+        with pytest.raises(CommandError, match="refusing to bind tcp://0.0.0.0:5555"):
+            check_security(arbiter)
+        config.write_text(f"[circus]\nendpoint = tcp://0.0.0.0:5555\n{keys.section()}")
+        check_security(arbiter)  # CURVE on: accepted
+        config.write_text(f"[circus]\n{keys.section(tmp_path / 'gone.key_secret')}")
+        with pytest.raises(CommandError, match="gone.key_secret"):
+            check_security(arbiter)
+    finally:
+        arbiter.context.term()  # never started: its own context is still open

@@ -332,7 +332,8 @@ class CurveSwitch:
         current: the running server (``None``: CURVE is off).
         idle: a server whose authenticator still runs while CURVE is off (a context keeps
             one authenticator for its lifetime; old CURVE sockets may still be draining).
-        context: the context the sockets are made in.
+        context: the context the sockets are made in (needed by :meth:`stage` when no
+            authenticator runs yet; without one the switch only checks).
 
     Raises (constructor):
         ArbiterError: bad settings or key files, or an exposed endpoint without CURVE.
@@ -343,8 +344,8 @@ class CurveSwitch:
         settings: CurveSettings | Mapping[str, str] | None,
         endpoints: Iterable[str | None],
         current: CurveServer | None,
-        idle: CurveServer | None,
-        context: zmq.Context[Any],
+        idle: CurveServer | None = None,
+        context: zmq.Context[Any] | None = None,
     ) -> None:
         if settings is not None and not isinstance(settings, CurveSettings):
             settings = CurveSettings.from_extra(settings)
@@ -375,6 +376,8 @@ class CurveSwitch:
             self.new.take_over(self._holder)
             self.new.register(self.endpoints)
         else:
+            if self._context is None:
+                raise ArbiterError("CURVE: no ZeroMQ context to start the authenticator in")
             self.new.start(self._context, self.endpoints)
             self._started = True
 

@@ -24,7 +24,7 @@ from ._from_config import plugin_spec
 if TYPE_CHECKING:
     from ._arbiter import Arbiter
 
-__all__ = ["reload_config", "load"]
+__all__ = ["check_security", "load", "reload_config"]
 
 log = logging.getLogger("circus.arbiter")
 
@@ -37,6 +37,29 @@ def load(path: str) -> Any:
         return load_config(path)
     except Exception as exc:
         raise CommandError(f"cannot reload {path}: {exc}") from exc
+
+
+def check_security(arbiter: Arbiter) -> None:
+    """Re-read ``arbiter.config_file`` and run the checks a reload's ``[circus]`` security
+    must pass (exposure, CURVE settings, key files) without changing anything.
+
+    Synchronous, so a command handler can call it before its background part: the refusal
+    is then answered even without ``waiting``. :func:`reload_config` runs the same checks.
+
+    Raises:
+        CommandError: the config cannot be loaded, or its security settings are refused.
+    """
+    from ._curve import CurveSwitch
+    from ._from_config import stats_enabled
+
+    assert arbiter.config_file is not None
+    new = load(arbiter.config_file)
+    daemon = new.circus
+    stats = daemon.stats_endpoint if stats_enabled(daemon) else None
+    try:
+        CurveSwitch(config_options(new), [daemon.endpoint, daemon.pubsub_endpoint, stats], None)
+    except Exception as exc:
+        raise CommandError(f"cannot apply [circus] of {arbiter.config_file}: {exc}") from exc
 
 
 async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
