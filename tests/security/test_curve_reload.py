@@ -416,3 +416,22 @@ def test_check_security_refuses_without_changing_anything(keys: Keys, tmp_path: 
             check_security(arbiter)
     finally:
         arbiter.context.term()  # never started: its own context is still open
+
+
+def test_dashboard_gets_the_new_key_pair(circusd: Any, keys: Keys, e2e: Any) -> None:
+    pytest.importorskip("tornado")
+    pytest.importorskip("prometheus_client")
+    httpd = "httpd = true\nhttpd_host = 127.0.0.1\nhttpd_port = 0\n"
+    daemon = circusd(keys.section() + httpd + WATCHER.format(py=e2e.PY), start=False)
+    daemon.start(wait=False)
+    e2e.wait(lambda: _keyed_served(keys, daemon.endpoint), 20, "circusd to answer over CURVE")
+    with keys.client(daemon.endpoint) as client:
+        before = client.call("options", name="circushttpd")["options"]["args"]
+        assert str(keys.server_secret) in before
+        _config(daemon, daemon.endpoint, keys.section(keys.other_secret) + httpd, e2e)
+        assert client.call("reloadconfig", waiting=True)["status"] == "ok"
+    with keys.client(daemon.endpoint, server=keys.other_public) as client:
+        e2e.wait(lambda: _served(client), 20, "circusd to answer with the new key pair")
+        after = client.call("options", name="circushttpd")["options"]["args"]
+        assert str(keys.other_secret) in after and str(keys.server_secret) not in after
+        assert e2e.wait(lambda: client.call("list", name="circushttpd")["pids"], 20)

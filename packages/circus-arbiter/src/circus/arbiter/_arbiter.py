@@ -103,6 +103,7 @@ class Arbiter:
         self.curve = curve
         self._curve_server: Any = None
         self._curve_idle: Any = None  # keeps the ZAP authenticator after CURVE is reloaded off
+        self._httpd_args: str | None = None  # the running dashboard's command line
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
@@ -285,14 +286,36 @@ class Arbiter:
         if HTTPD_NAME in self.socket_set:
             return  # already added (a reloadconfig keeps the running dashboard)
         self.socket_set.add(httpd_socket(self.httpd_host, self.httpd_port))
-        self._initial_watchers.append(
-            httpd_watcher(
-                self.endpoint,
-                self.pubsub_endpoint,
-                self.httpd_token_file,
-                httpd_curve_files(self._curve_server),
-            )
+        spec = httpd_watcher(
+            self.endpoint,
+            self.pubsub_endpoint,
+            self.httpd_token_file,
+            httpd_curve_files(self._curve_server),
         )
+        self._httpd_args = spec["args"]
+        self._initial_watchers.append(spec)
+
+    async def _renew_httpd(self, rekeyed: bool) -> None:
+        """After a reload moved an endpoint or changed circusd's keys (``rekeyed``: new key
+        material, maybe under the same file names): the dashboard started with the old ones
+        is replaced by one given the new ones (its socket is kept)."""
+        from ._httpd import HTTPD_NAME, httpd_curve_files, httpd_watcher
+
+        current = self.table.find(HTTPD_NAME)
+        if current is None or self._httpd_args is None:
+            return
+        spec = httpd_watcher(
+            self.endpoint,
+            self.pubsub_endpoint,
+            self.httpd_token_file,
+            httpd_curve_files(self._curve_server),
+        )
+        if spec["args"] == self._httpd_args and not rekeyed:
+            return
+        await self.rm_watcher(current)
+        self._httpd_args = spec["args"]
+        watcher = self.create_watcher(spec.pop("name"), spec.pop("cmd"), **spec)
+        await self.start_watcher(watcher)
 
     async def start_watchers(self, only_autostart: bool = True) -> None:
         """Start watchers in priority order, ``warmup_delay`` apart."""
@@ -536,6 +559,7 @@ class Arbiter:
                 from ._discovery import Discovery
 
                 self._discovery = await Discovery.create(multicast, self.endpoint)
+        await self._renew_httpd(switch.rekey)
         return changed
 
     async def _rebind_control(
