@@ -14,6 +14,11 @@ running any command as circusd's user. Here:
   ``insecure_bind = true`` says it is wanted.
 
 In-process plugins connect with circusd's own key pair, which is always authorized.
+
+``reloadconfig`` moves a running daemon to a new config's settings with :class:`CurveSwitch`:
+checked first, staged before the new sockets are bound, then committed or undone. A context
+has one ZAP authenticator for its lifetime; a new server takes it over and answers with its
+own authorized keys.
 """
 
 from __future__ import annotations
