@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -39,8 +40,12 @@ def test_file_stream_appends_raw_bytes(tmp_path: Path) -> None:
     assert path.read_bytes() == b"existing\na\xffbc\n"
 
 
-def test_file_stream_without_filename_uses_a_temp_file() -> None:
+def test_file_stream_without_filename_uses_a_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     stream = FileStream()
+    assert Path(stream.filename).parent == tmp_path
     try:
         stream(chunk(b"x"))
         stream.close()
@@ -243,10 +248,14 @@ def test_load_stream_user_class_by_dotted_path(tmp_path: Path, monkeypatch) -> N
         ("circus.process.streams.LineFramer", {"bogus": 1}, "class"),
     ],
 )
-def test_load_stream_errors(name: str, options: dict, option: str) -> None:
+def test_load_stream_errors(
+    name: str, options: dict, option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a nameless FileStream goes
     with pytest.raises(StreamError) as info:
         load_stream(name, **options)
     assert info.value.option == option
+    assert list(tmp_path.iterdir()) == []  # a refused stream leaves no temp file behind
 
 
 def test_line_framer_bounds_its_buffer() -> None:

@@ -38,14 +38,15 @@ class FileStream:
         time_format: str | None = None,
         **options: Any,
     ) -> None:
+        # Every option is checked before a temp file is made: a refused stream leaves nothing.
+        self.max_bytes = to_int("max_bytes", max_bytes)
+        self.backup_count = to_int("backup_count", backup_count)
+        self.time_format = to_str_or_none(time_format)
         name = to_str_or_none(filename)
         if name is None:
             fd, name = tempfile.mkstemp(prefix="circus-", suffix=".log")
             os.close(fd)
         self.filename = name
-        self.max_bytes = to_int("max_bytes", max_bytes)
-        self.backup_count = to_int("backup_count", backup_count)
-        self.time_format = to_str_or_none(time_format)
         self.options = options
         self._fd: int | None = None
         self._size = 0
