@@ -107,7 +107,11 @@ def cmd_reloadconfig(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]
     """Re-read the config file and apply the difference."""
     if not arbiter.config_file:
         raise CommandError("this arbiter was not started from a config file")
-    from ._reload import reload_config
+    from ._reload import check_security, reload_config
+
+    # A config that cannot load, or whose [circus] security is refused, is answered now,
+    # even to a client that does not wait for the reload itself.
+    check_security(arbiter)
 
     async def run() -> dict[str, Any]:
         await reload_config(arbiter)
