@@ -48,9 +48,10 @@ def test_malformed_control_messages_are_answered(circusd) -> None:
         started = time.monotonic()
         answer = _raw(daemon.endpoint, frames)
         assert answer["status"] == "error" and answer["errno"] == errno, (frames, answer)
-        # and the next valid request is answered at once (upstream could stall ~9 s)
-        assert daemon.call("numwatchers", timeout=2)["numwatchers"] == 1
-        assert time.monotonic() - started < 2
+        # and the next valid request is answered at once (upstream could stall ~9 s; the
+        # margin is for a loaded 2-core machine, still well under that stall)
+        assert daemon.call("numwatchers", timeout=5)["numwatchers"] == 1
+        assert time.monotonic() - started < 5
     assert daemon.stop() == 0
 
 
