@@ -222,7 +222,8 @@ class UpstreamDaemon:
     """Upstream's circusd running a config written into ``directory`` (a context manager).
 
     On enter it starts circusd and waits (up to ``start_timeout``) until its control channel
-    answers; on exit it sends ``quit``, waits, and kills it if it is still alive, so no
+    answers and every autostarted watcher is ``active`` (0.19 answers while its watchers are
+    still ``starting``); on exit it sends ``quit``, waits, and kills it if it is still alive, so no
     process is left behind. ``endpoints`` holds the three ipc endpoints.
     """
 
@@ -242,6 +243,12 @@ class UpstreamDaemon:
             self.directory, watchers, statsd=statsd, sockets=sockets
         )
         self.start_timeout = start_timeout
+        self.autostarted = sorted(
+            name
+            for name, options in watchers.items()
+            if str(options.get("autostart", "true")).strip().lower()
+            not in ("false", "0", "no", "off")
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.directory / "circusd.log"
 
@@ -273,11 +280,17 @@ class UpstreamDaemon:
                 if self.process.poll() is not None:
                     self._fail("circusd exited during start-up")
                 try:
-                    client.call("list")
-                    return self
-                except CtlError:
-                    if time.monotonic() > deadline:
-                        self._fail(f"circusd did not answer within {self.start_timeout}s")
+                    statuses = client.call("status").get("statuses", {})
+                    if all(statuses.get(name) == "active" for name in self.autostarted):
+                        return self
+                except CtlError:  # not bound yet, or 0.19's command lock (errno 5)
+                    pass
+                if time.monotonic() > deadline:
+                    self._fail(
+                        f"circusd did not answer with {self.autostarted} active "
+                        f"within {self.start_timeout}s"
+                    )
+                time.sleep(0.05)
 
     def _fail(self, message: str) -> None:
         self.__exit__(None, None, None)
