@@ -2,7 +2,7 @@
 
 The daemon example is run with two substitutions that keep parallel test runs apart: the
 config gets ipc endpoints in tmp_path (circusctl finds them through CIRCUSCTL_ENDPOINT), and
-`logs -f` (which follows until Ctrl-C) is run without `-f`.
+`logs -f` (which follows until Ctrl-C) is run without `-f`, once every worker has spoken.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def test_daemon_example(tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/ctl"
     ini = f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = ipc://{tmp_path}/pub\n" + ini
     (tmp_path / "my.ini").write_text(ini)
-    script = script.replace("logs -f", "logs")
+    # the third worker's line may still be on its way: poll (bounded by the run's timeout)
+    wait_lines = "until [ $(circusctl logs worker | grep -c ready) = 3 ]; do sleep 0.1; done\n"
+    script = re.sub(r"(?m)^circusctl logs -f", wait_lines + "circusctl logs", script)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CIRCUSCTL_ENDPOINT": endpoint}
     try:
         done = subprocess.run(
