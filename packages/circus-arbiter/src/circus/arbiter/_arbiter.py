@@ -148,6 +148,7 @@ class Arbiter:
         self._started = threading.Event()
         self._stopping = False
         self._closed = False
+        self._orphan_check = False  # a reap_adopted is scheduled
         self.loop: Any = None
 
     # ------------------------------------------------------------------ public views
@@ -666,6 +667,10 @@ class Arbiter:
         body.setdefault("time", time.time())
         self._publish(event_topic(watcher_name, event), body)
 
+    def _reap_adopted(self) -> None:
+        self._orphan_check = False
+        reap_adopted()
+
     def _register(self, watcher: Any) -> None:
         if watcher.name in self.table:
             raise ConflictError(f"'{watcher.name}' already exist")
@@ -677,8 +682,11 @@ class Arbiter:
                 pid = payload.get("process_pid")
                 if isinstance(pid, int):
                     self.output.flush_pid(name, pid)
-                # a dead worker's own children may now be orphans we adopted
-                asyncio.get_running_loop().call_soon(reap_adopted)
+                # a dead worker's own children may now be orphans we adopted: one look per
+                # loop pass, however many workers died in it (each look lists every child)
+                if not self._orphan_check:
+                    self._orphan_check = True
+                    asyncio.get_running_loop().call_soon(self._reap_adopted)
 
         watcher.arbiter = self
         self.socket_set.attach(watcher)

@@ -36,7 +36,22 @@ def watch_orphans(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     """
     if not _pidfds_work():
         return lambda: None
-    loop.add_signal_handler(signal.SIGCHLD, reap_adopted)
+    pending = False
+
+    def reap_once() -> None:
+        nonlocal pending
+        pending = False
+        reap_adopted()
+
+    def on_sigchld() -> None:
+        # A stop of N workers brings up to N SIGCHLDs, and each look lists every child: the
+        # signals of one loop pass share a single look.
+        nonlocal pending
+        if not pending:
+            pending = True
+            loop.call_soon(reap_once)
+
+    loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
 
     def undo() -> None:
         try:

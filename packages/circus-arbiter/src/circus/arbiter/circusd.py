@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["main", "check_no_upstream"]
 
@@ -24,10 +23,21 @@ _LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def _version() -> str:
+    # imported here: importlib.metadata weighs on every daemon's start-up and RSS
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("circus-arbiter")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0.1.0"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked (importlib.metadata is heavy)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(_version())  # to stdout, as argparse's own version action
+        parser.exit()
 
 
 def check_no_upstream() -> str | None:
@@ -74,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--daemon", dest="daemonize", action="store_true", help="run in background")
     parser.add_argument("--pidfile", dest="pidfile", help="write the pid to this file")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="show the version and exit"
+    )
     return parser
 
 
