@@ -10,6 +10,7 @@ fast path (a Python preexec_fn forbids vfork and runs interpreter code in the ch
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import shlex
@@ -36,11 +37,17 @@ def build_env(env: Mapping[str, object] | None, copy_env: bool) -> dict[str, str
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _shlex_split(text: str) -> tuple[str, ...]:
+    # A watcher spawns the same command line over and over: split it once.
+    return tuple(shlex.split(text))
+
+
 def _split(value: str | Sequence[str] | None, subst: Any) -> list[str]:
     if value is None or value == "":
         return []
     if isinstance(value, str):
-        return shlex.split(subst(value))
+        return list(_shlex_split(subst(value)))
     return [subst(str(arg)) for arg in value]
 
 
@@ -92,10 +99,24 @@ def _resolve_program(program: str, option: str, env: Mapping[str, str], cwd: str
         if not os.access(path, os.X_OK):
             raise SpawnError(option, program, "not executable")
         return program
-    found = shutil.which(program, path=os.pathsep.join(os.get_exec_path(env)))
-    if found is None:
-        raise SpawnError(option, program, "not found on the child's PATH")
+    path = os.pathsep.join(os.get_exec_path(env))
+    key = (program, path)
+    found = _FOUND.get(key)
+    # A name found before is looked up again only when that file is gone or no longer
+    # executable: a full PATH walk is a stat per directory on every spawn.
+    if found is None or not (os.path.isfile(found) and os.access(found, os.X_OK)):
+        found = shutil.which(program, path=path)
+        if found is None:
+            _FOUND.pop(key, None)
+            raise SpawnError(option, program, "not found on the child's PATH")
+        if all(os.path.isabs(d) for d in path.split(os.pathsep)):
+            if len(_FOUND) > 256:
+                _FOUND.clear()
+            _FOUND[key] = found  # relative PATH entries depend on our cwd: never kept
     return found
+
+
+_FOUND: dict[tuple[str, str], str] = {}  # (program, PATH) -> where shutil.which found it
 
 
 @dataclass(slots=True)
