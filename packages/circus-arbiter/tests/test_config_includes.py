@@ -89,6 +89,14 @@ def test_include_dir_not_a_directory(tmp_path: Path) -> None:
         load_config(main)
 
 
+@pytest.mark.parametrize("key", ["include", "include_dir"])
+def test_include_with_a_nul_character(tmp_path: Path, key: str) -> None:
+    # found by tests/reliability/test_config_fuzz.py: a bare ValueError from the OS layer
+    main = write(tmp_path / "circus.ini", f"[circus]\n{key} = a\x00b\n")
+    with pytest.raises(ConfigError, match=rf"circus.ini:2: .*{key} = .*NUL character"):
+        load_config(main)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_include(tmp_path: Path) -> None:
     secret = write(tmp_path / "secret.ini", "[watcher:w]\ncmd = run\n")

@@ -116,6 +116,8 @@ def _read_includes(main: str, raw: RawConfig, environ: Mapping[str, str]) -> Non
 
 
 def _expand_include(view: SectionView, key: str, pattern: str) -> list[str]:
+    if "\0" in pattern:  # the OS calls below would raise a bare ValueError
+        raise view.error(key, "expected a path; this one contains a NUL character")
     if key == "include_dir":
         if not os.path.isdir(pattern):
             raise view.error(key, f"expected a directory; {pattern} is not one")
