@@ -36,7 +36,7 @@ class Pidfile:
             with os.fdopen(fd, "w") as fh:
                 fh.write(f"{pid}\n")
             os.replace(tmp, self.path)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
             raise PidfileError(f"cannot write pid file {self.path!r}: {exc}") from exc
         self._written = True
 
