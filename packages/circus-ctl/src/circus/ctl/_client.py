@@ -5,19 +5,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from . import _core, protocol
+from ._closing import Closing
 from .keys import ClientCurve
 
 __all__ = ["CircusClient"]
 
 
-class CircusClient:
+class CircusClient(Closing):
     """Send commands to a circusd over ZeroMQ and wait for the answers (blocking).
 
     One DEALER socket is connected to ``endpoint`` for the client's lifetime; close it with
@@ -121,17 +121,6 @@ class CircusClient:
             self._socket = None
         if self._own_context and not self._context.closed:
             self._context.term()
-
-    def __enter__(self) -> CircusClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ----------------------------------------------------------------- internals
 

@@ -12,6 +12,7 @@ import zmq
 import zmq.asyncio
 
 from . import _core, protocol
+from ._closing import Closing
 from .errors import ProtocolError
 from .keys import ClientCurve
 
@@ -55,7 +56,7 @@ class _Base:
         _core.connect(socket, self.endpoint, *self._ssh)
 
 
-class CircusConsumer(_Base):
+class CircusConsumer(_Base, Closing):
     """Subscribe to a daemon's pub/sub channel and iterate over its messages (blocking).
 
     Iteration yields ``(topic, payload)`` pairs: the topic as text (e.g.
@@ -127,17 +128,6 @@ class CircusConsumer(_Base):
             self._socket = None
         if self._own_context and not self._context.closed:
             self._context.term()
-
-    def __enter__(self) -> CircusConsumer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class AsyncCircusConsumer(_Base):

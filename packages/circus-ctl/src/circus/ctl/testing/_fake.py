@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 import zmq
 from circus.ctl import protocol
+from circus.ctl._closing import Closing
 
 __all__ = ["FakeDaemon", "Publisher", "Handler"]
 
@@ -17,7 +17,7 @@ Handler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 """Turns a request object into an answer's fields (or a full answer), or None for silence."""
 
 
-class FakeDaemon:
+class FakeDaemon(Closing):
     """A ROUTER socket in a thread that answers control requests like circusd would.
 
     ``replies`` maps a command name to the fields of its ok answer, to a full answer (a
@@ -67,17 +67,6 @@ class FakeDaemon:
             sock.close(linger=0)
         self._context.term()
 
-    def __enter__(self) -> FakeDaemon:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ internals
 
     def _answer(self, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -126,7 +115,7 @@ class FakeDaemon:
                 self._router.send_multipart([identity, protocol.encode(answer)])
 
 
-class Publisher:
+class Publisher(Closing):
     """A bound PUB socket publishing two-frame messages (events, output, stats)."""
 
     def __init__(self, endpoint: str) -> None:
@@ -148,14 +137,3 @@ class Publisher:
         """Close the socket and its context."""
         self._socket.close(linger=0)
         self._context.term()
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
