@@ -1,10 +1,11 @@
 """The Arbiter: many watchers and sockets behind one control channel and one pub/sub channel.
 
-Everything runs on one asyncio loop (tornado's ``IOLoop.current()`` wraps the same loop, so
-tornado-style code keeps working). Nothing polls: dead processes are noticed by the watcher
-layer's events, requests by the ROUTER socket, and the only timer is the stats publisher, which
-exists only while a ``stats_endpoint`` is configured. ``check_delay`` is accepted for
-compatibility and reported by ``globaloptions``; nothing wakes up on it.
+Everything runs on one asyncio loop (:attr:`Arbiter.loop` is tornado's ``IOLoop`` wrapping the
+same loop, so tornado-style code keeps working; tornado is only imported when it is asked for).
+Nothing polls: dead processes are noticed by the watcher layer's events, requests by the ROUTER
+socket, and the only timer is the stats publisher, which exists only while a ``stats_endpoint``
+is configured. ``check_delay`` is accepted for compatibility and reported by ``globaloptions``;
+nothing wakes up on it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent import futures
 from functools import partial
 from typing import Any
 
@@ -149,9 +151,27 @@ class Arbiter:
         self._stopping = False
         self._closed = False
         self._orphan_check = False  # a reap_adopted is scheduled
-        self.loop: Any = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None  # the loop the arbiter runs on
+        self._ioloop: Any = None  # tornado's IOLoop for it, made on first use of .loop
 
     # ------------------------------------------------------------------ public views
+
+    @property
+    def loop(self) -> Any:
+        """Tornado's ``IOLoop`` wrapping the asyncio loop the arbiter runs on (``None``
+        before :meth:`start_async` and once that loop is closed, unless asked for earlier).
+
+        Made on first use, so a daemon nobody asks never imports tornado. From any thread it
+        is the same object (the one ``IOLoop.current()`` gives on the arbiter's loop), so
+        ``arbiter.loop.add_callback(fn)`` runs ``fn`` on the arbiter's loop.
+
+        Raises:
+            ArbiterError: asked from another thread while the arbiter's loop does not answer
+                within 10 seconds (blocked, or stopping).
+        """
+        if self._ioloop is None and self._aio_loop is not None:
+            self._ioloop = _ioloop_for(self._aio_loop)
+        return self._ioloop
 
     @property
     def watchers(self) -> list[Any]:
@@ -219,9 +239,7 @@ class Arbiter:
         Returns once the watchers have been started; the control channel already answers
         while they start.
         """
-        from tornado.ioloop import IOLoop
-
-        self.loop = IOLoop.current()
+        self._aio_loop = asyncio.get_running_loop()
         self._exit = asyncio.Event()
         self.started_at = time.time()
         try:
@@ -785,6 +803,41 @@ class Arbiter:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("reload failed: %s", task.exception())
+
+
+def _ioloop_for(aio_loop: asyncio.AbstractEventLoop) -> Any:
+    """Tornado's IOLoop for ``aio_loop`` (created there by ``IOLoop.current()`` if needed)."""
+
+    def current() -> Any:
+        from tornado.ioloop import IOLoop
+
+        return IOLoop.current()
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is aio_loop:
+        return current()
+    if aio_loop.is_closed():
+        return None
+    # Off the loop, IOLoop.current() would wrap this thread's loop: ask the arbiter's loop.
+    result: futures.Future[Any] = futures.Future()
+
+    def make() -> None:
+        try:
+            result.set_result(current())
+        except BaseException as exc:  # pragma: no cover - handed to the waiting thread
+            result.set_exception(exc)
+
+    try:
+        aio_loop.call_soon_threadsafe(make)
+    except RuntimeError:  # closed meanwhile
+        return None
+    try:
+        return result.result(timeout=10.0)
+    except futures.TimeoutError as exc:
+        raise ArbiterError("the arbiter's loop did not answer (blocked or stopping)") from exc
 
 
 def _close_watcher(watcher: Any) -> None:

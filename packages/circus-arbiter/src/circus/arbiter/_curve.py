@@ -23,19 +23,20 @@ own authorized keys.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import zmq
 from circus.ctl.keys import ClientCurve, KeyFileError, load_public, load_secret
 
 from ._errors import ArbiterError
+
+# pathlib, ipaddress and zmq.auth are imported where used: a daemon without CURVE and with
+# ipc/loopback endpoints never needs them, and each adds to every circusd's resident size.
 
 __all__ = [
     "OPTION_NAMES",
@@ -88,6 +89,8 @@ class CurveSettings:
             value = (options.get(key) or "").strip()
             if not value:
                 return None
+            from pathlib import Path
+
             resolved = Path(os.path.expanduser(value))
             if base_dir and not resolved.is_absolute():
                 resolved = Path(base_dir) / resolved
@@ -140,6 +143,10 @@ def is_loopback(endpoint: str) -> bool:
     host = address.rsplit(":", 1)[0].split(";")[-1].strip("[]")
     if host in ("localhost", "lo", "ip6-localhost"):
         return True
+    if host in ("127.0.0.1", "::1"):
+        return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -175,6 +182,8 @@ class _Authorized:
         self._keys: set[bytes] = set()
 
     def _reload(self) -> None:
+        from pathlib import Path
+
         try:
             st = os.stat(self.directory)
             files = sorted(Path(self.directory).glob("*.key"))

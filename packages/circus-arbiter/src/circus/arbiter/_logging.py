@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
-import logging.handlers
 import sys
-from urllib.parse import urlparse
 
 __all__ = ["configure_logging", "LOG_FORMAT", "LOG_DATE_FORMAT"]
 
@@ -20,18 +17,23 @@ def _handler(output: str) -> logging.Handler:
         return logging.StreamHandler(sys.stdout)
     if output == "stderr":
         return logging.StreamHandler(sys.stderr)
+    # logging.handlers (and what it pulls in) is imported only by the outputs that need it:
+    # a daemon logging to stdout keeps its resident size down.
     if output.startswith("syslog://"):
+        from logging.handlers import SysLogHandler
+        from urllib.parse import urlparse
+
         url = urlparse(output)
-        facility = logging.handlers.SysLogHandler.facility_names.get(
-            url.query or "user", logging.handlers.SysLogHandler.LOG_USER
-        )
+        facility = SysLogHandler.facility_names.get(url.query or "user", SysLogHandler.LOG_USER)
         if url.netloc:
             address: str | tuple[str, int] = (url.hostname or "localhost", url.port or 514)
         else:
             address = url.path or "/dev/log"
-        return logging.handlers.SysLogHandler(address=address, facility=facility)
+        return SysLogHandler(address=address, facility=facility)
+    from logging.handlers import WatchedFileHandler
+
     # External rotation (logrotate) safe: the file is reopened when moved.
-    return logging.handlers.WatchedFileHandler(output)
+    return WatchedFileHandler(output)
 
 
 def configure_logging(
@@ -49,12 +51,14 @@ def configure_logging(
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
     if logger_config and logger_config != "default":
+        from logging import config
+
         if logger_config.endswith((".ini", ".cfg", ".conf")):
-            logging.config.fileConfig(logger_config, disable_existing_loggers=False)
+            config.fileConfig(logger_config, disable_existing_loggers=False)
             return
         if logger_config.endswith(".json"):
             with open(logger_config, encoding="utf-8") as fh:
-                logging.config.dictConfig(json.load(fh))
+                config.dictConfig(json.load(fh))
             return
         if logger_config.endswith((".yaml", ".yml")):
             try:
@@ -62,7 +66,7 @@ def configure_logging(
             except ImportError as exc:
                 raise ValueError("a YAML logger config needs PyYAML installed") from exc
             with open(logger_config, encoding="utf-8") as fh:
-                logging.config.dictConfig(yaml.safe_load(fh))
+                config.dictConfig(yaml.safe_load(fh))
             return
         raise ValueError(f"logger config {logger_config!r}: expected .ini, .json or .yaml")
     root = logging.getLogger()

@@ -18,13 +18,14 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import zmq
-import zmq.auth
+from typing import TYPE_CHECKING, Any
 
 from .errors import CtlError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import zmq
 
 __all__ = [
     "ClientCurve",
@@ -49,6 +50,10 @@ def generate(directory: StrPath, name: str = "circus") -> tuple[Path, Path]:
     Raises:
         KeyFileError: the files exist already (never overwritten) or cannot be written.
     """
+    from pathlib import Path
+
+    import zmq.auth
+
     folder = Path(directory)
     public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
     for path in (public, secret):
@@ -69,6 +74,10 @@ def generate(directory: StrPath, name: str = "circus") -> tuple[Path, Path]:
 
 
 def _load(path: StrPath) -> tuple[bytes, bytes | None]:
+    # zmq.auth (and what it pulls in) only when CURVE is configured: every client and the
+    # daemon import this module for ClientCurve.
+    import zmq.auth
+
     try:
         return zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import enum
 import json
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +107,8 @@ def decode(frame: bytes | str) -> Any:
 
 def new_id() -> str:
     """Return a fresh request id: 32 lowercase hex digits, like circusctl's."""
+    import uuid  # only clients make ids; the daemon never loads uuid
+
     return uuid.uuid4().hex
 
 

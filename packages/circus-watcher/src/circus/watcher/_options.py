@@ -8,7 +8,6 @@ the package README.
 
 from __future__ import annotations
 
-import difflib
 import resource
 import signal
 from collections.abc import Callable, Iterable, Mapping
@@ -249,6 +248,8 @@ def valid_names() -> list[str]:
 
 def unknown(name: str) -> UnknownOptionError:
     """The error for an unknown option name, with a difflib "did you mean"."""
+    import difflib  # only a typo needs it
+
     candidates = list(SPECS) + [f"hooks.{hook}" for hook in HOOK_NAMES]
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return UnknownOptionError(name, valid_names(), close[0] if close else None)

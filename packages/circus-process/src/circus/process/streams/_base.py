@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from .._errors import StreamError
@@ -78,6 +77,10 @@ def to_str_or_none(value: Any) -> str | None:
 
 def prefix_line(time_format: str, pid: int, line: bytes) -> str:
     """``<time> [<pid>] | <line>``, the line decoded as UTF-8 with replacement."""
+    # datetime (not time.strftime: upstream's formats may use %f) is loaded by the streams
+    # that stamp lines, not by every process that imports this module.
+    from datetime import datetime
+
     stamp = datetime.now().strftime(time_format)
     return f"{stamp} [{pid}] | {line.decode('utf-8', 'replace')}"
 

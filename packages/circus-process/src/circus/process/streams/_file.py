@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from .._errors import StreamError
@@ -44,6 +43,8 @@ class FileStream:
         self.time_format = to_str_or_none(time_format)
         name = to_str_or_none(filename)
         if name is None:
+            import tempfile  # only a nameless stream needs it
+
             fd, name = tempfile.mkstemp(prefix="circus-", suffix=".log")
             os.close(fd)
         self.filename = name
