@@ -1,17 +1,20 @@
 """Event-driven exit detection on asyncio: a pidfd reader, or a SIGCHLD handler as fallback.
 
-Never a polling loop. With pidfds (Linux >= 5.3) each child's pidfd is registered with
-``loop.add_reader``; it becomes readable when the child exits. Without them, one SIGCHLD
+Never a polling loop. With pidfds (Linux >= 5.3) each child's pidfd joins the loop's shared
+epoll set (:mod:`._mux`); it becomes readable when the child exits. Without them, one SIGCHLD
 handler per loop checks the children that asked to be watched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from . import _mux
 
 if TYPE_CHECKING:
     from ._process import Process
@@ -29,12 +32,8 @@ def watch_exit(
     """Call ``on_exit()`` on ``loop`` once ``proc`` may have exited; returns an undo function."""
     pidfd = proc.pidfd
     if pidfd is not None:
-        loop.add_reader(pidfd, on_exit)
-
-        def undo() -> None:
-            loop.remove_reader(pidfd)
-
-        return undo
+        _mux.mux_for(loop).add(pidfd, on_exit)
+        return functools.partial(_mux.release, loop, pidfd)
     watched = _sigchld_sets.get(loop)
     if watched is None:
         watched = set()

@@ -9,6 +9,7 @@ import select
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from ._errors import ProcessError
@@ -55,7 +56,55 @@ class Process:
         stdin_fd: an fd to become the child's stdin (upstream's ``stdin_socket``).
         template_vars: extra ``$(circus.KEY)`` values.
         copy_env: start from this process's environment.
+
+    ``env`` and ``template_vars`` are copied, except a read-only ``types.MappingProxyType``,
+    which is kept as given: a manager running thousands of children passes one shared view.
     """
+
+    __slots__ = (
+        "name",
+        "wid",
+        "cmd",
+        "args",
+        "working_dir",
+        "shell",
+        "shell_args",
+        "uid",
+        "gid",
+        "env",
+        "rlimits",
+        "executable",
+        "use_fds",
+        "watcher",
+        "pipe_stdout",
+        "pipe_stderr",
+        "close_child_stdin",
+        "close_child_stdout",
+        "close_child_stderr",
+        "umask",
+        "sockets",
+        "stdin_fd",
+        "template_vars",
+        "copy_env",
+        "pid",
+        "pidfd",
+        "started",
+        "returncode",
+        "stdout",
+        "stderr",
+        "argv",
+        "child_env",
+        "_exit_callbacks",
+        "_waiters",
+        "_watch_loop",
+        "_watch_undo",
+        "_sigchld_cb",
+        "_close_hooks",
+        "_psutil",
+        "_ps_create_time",
+        "_in_exit_event",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -95,7 +144,7 @@ class Process:
         self.shell_args = shell_args
         self.uid = uid
         self.gid = gid
-        self.env = dict(env) if env else {}
+        self.env = _shared_or_copy(env)
         self.rlimits = dict(rlimits) if rlimits else {}
         self.executable = executable
         self.use_fds = use_fds
@@ -108,7 +157,7 @@ class Process:
         self.umask = umask
         self.sockets = dict(sockets) if sockets else {}
         self.stdin_fd = stdin_fd
-        self.template_vars = dict(template_vars) if template_vars else {}
+        self.template_vars = _shared_or_copy(template_vars)
         self.copy_env = copy_env
 
         self.pid: int | None = None
@@ -118,15 +167,17 @@ class Process:
         self.stdout: int | None = None
         self.stderr: int | None = None
         self.argv: list[str] = []
-        self.child_env: dict[str, str] = {}
-        self._exit_callbacks: list[tuple[asyncio.AbstractEventLoop, ExitCallback]] = []
-        self._waiters: list[asyncio.Future[int]] = []
+        self.child_env: Mapping[str, str] = _EMPTY
+        # The three lists are an empty tuple until used: thousands of children, little memory.
+        self._exit_callbacks: list[tuple[asyncio.AbstractEventLoop, ExitCallback]] | tuple[()] = ()
+        self._waiters: list[asyncio.Future[int]] | tuple[()] = ()
         self._watch_loop: asyncio.AbstractEventLoop | None = None
         self._watch_undo: Callable[[], None] | None = None
         self._sigchld_cb: Callable[[], None] | None = None
-        self._close_hooks: list[Callable[[Process], None]] = []
+        self._close_hooks: list[Callable[[Process], None]] | tuple[()] = ()
         self._psutil: Any = None
         self._ps_create_time: float | None = None
+        self._in_exit_event = False
         if spawn:
             self.spawn()
 
@@ -261,7 +312,13 @@ class Process:
         self._watch_undo = watch_exit(loop, self, self._on_exit_event)
 
     def _on_exit_event(self) -> None:
-        self.poll()
+        # Called by the loop itself: exit callbacks may run right here instead of one more
+        # loop iteration later (what respawn latency is made of).
+        self._in_exit_event = True
+        try:
+            self.poll()
+        finally:
+            self._in_exit_event = False
 
     def add_exit_callback(self, cb: ExitCallback) -> None:
         """Call ``cb(process)`` once, on the running asyncio loop, after the child is reaped.
@@ -274,6 +331,8 @@ class Process:
         if self.returncode is not None:
             loop.call_soon(cb, self)
             return
+        if not self._exit_callbacks:
+            self._exit_callbacks = []
         self._exit_callbacks.append((loop, cb))
         self._ensure_watch(loop)
 
@@ -284,13 +343,15 @@ class Process:
             return self.returncode  # type: ignore[return-value]
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
+        if not self._waiters:
+            self._waiters = []
         self._waiters.append(fut)
         self._ensure_watch(loop)
         try:
             return await fut
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
+            if fut in self._waiters:
+                self._waiters.remove(fut)  # type: ignore[union-attr]
 
     def _reaped(self, rc: int) -> None:
         self.returncode = rc
@@ -305,9 +366,18 @@ class Process:
         for fut in self._waiters:
             if not fut.done():
                 _call_on(fut.get_loop(), _set_result, fut, rc)
-        callbacks, self._exit_callbacks = self._exit_callbacks, []
+        callbacks, self._exit_callbacks = self._exit_callbacks, ()
+        inline = self._in_exit_event
         for loop, cb in callbacks:
-            _call_on(loop, cb, self)
+            if inline and loop is self._watch_loop:
+                try:
+                    cb(self)
+                except Exception as exc:
+                    loop.call_exception_handler(
+                        {"message": f"exit callback {cb!r} failed", "exception": exc}
+                    )
+            else:
+                _call_on(loop, cb, self)
 
     # -- signals and stopping -----------------------------------------------------------------
 
@@ -454,15 +524,17 @@ class Process:
 
     def _add_close_hook(self, hook: Callable[[Process], None]) -> None:
         """Let an owner of our pipe fds (the redirector) let go of them before we close."""
+        if not self._close_hooks:
+            self._close_hooks = []
         self._close_hooks.append(hook)
 
     def _remove_close_hook(self, hook: Callable[[Process], None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._close_hooks.remove(hook)
+        if hook in self._close_hooks:
+            self._close_hooks.remove(hook)  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Release the pipes and the pidfd. Does not stop or reap the child."""
-        hooks, self._close_hooks = self._close_hooks, []
+        hooks, self._close_hooks = self._close_hooks, ()
         for hook in hooks:
             hook(self)
         for attr in ("stdout", "stderr"):
@@ -484,6 +556,15 @@ class Process:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _shared_or_copy(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if isinstance(mapping, MappingProxyType):
+        return mapping
+    return dict(mapping) if mapping else {}
 
 
 def _set_result(fut: asyncio.Future[int], rc: int) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _mux
 from ._process import Process
 
 __all__ = ["OutputRedirector", "Observer"]
@@ -100,7 +101,7 @@ class OutputRedirector:
             pipe = _Pipe(process, fd, name, stream)
             self._pipes[fd] = pipe
             pipes.append(pipe)
-            loop.add_reader(fd, self._on_readable, pipe)
+            _mux.mux_for(loop).add(fd, self._on_readable, pipe)
         if not pipes:
             return
         self._by_process.setdefault(process, []).extend(pipes)
@@ -192,8 +193,8 @@ class OutputRedirector:
     def _detach(self, pipe: _Pipe, *, eof: bool) -> None:
         if self._pipes.pop(pipe.fd, None) is None:
             return
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(pipe.fd)
+        if self._loop is not None:
+            _mux.release(self._loop, pipe.fd)
         end = getattr(pipe.stream, "end", None)
         if end is not None:
             try:

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ._errors import SpawnError
@@ -28,8 +29,17 @@ from ._template import substitute
 __all__ = ["SpawnPlan", "Launched", "build_env", "build_argv", "plan_spawn", "launch"]
 
 
-def build_env(env: Mapping[str, object] | None, copy_env: bool) -> dict[str, str]:
-    """The child's environment: exactly ``env``, on top of ours only when ``copy_env``."""
+def build_env(env: Mapping[str, object] | None, copy_env: bool) -> Mapping[str, str]:
+    """The child's environment: exactly ``env``, on top of ours only when ``copy_env``.
+
+    A read-only ``MappingProxyType`` of strings is returned as is (shared, never copied).
+    """
+    if (
+        not copy_env
+        and isinstance(env, MappingProxyType)
+        and all(type(k) is str and type(v) is str for k, v in env.items())
+    ):
+        return env  # type: ignore[return-value]
     out: dict[str, str] = dict(os.environ) if copy_env else {}
     if env:
         for key, value in env.items():
@@ -125,7 +135,7 @@ class SpawnPlan:
 
     argv: list[str]
     program: str
-    env: dict[str, str]
+    env: Mapping[str, str]
     cwd: str | None
     identity: Identity
     umask: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._env import build_env
@@ -56,8 +57,8 @@ class WatcherBase:
     _refusal: bool
     _halted: bool  # a flapping verdict is waiting for its stop: respawn nothing meanwhile
     _demand_fds: list[int]
-    _env: dict[str, str] | None
-    _template: dict[str, str] | None
+    _env: Mapping[str, str] | None
+    _template: Mapping[str, str] | None
 
     @property
     def numprocesses(self) -> int:
@@ -164,19 +165,22 @@ class WatcherBase:
         kwargs.update(watcher=self, arbiter=self.arbiter, hook_name=name)
         return await call_hook(hook, kwargs, self._opts["hook_timeout"], self._emit)
 
-    def _child_env(self) -> dict[str, str]:
+    # Both caches are read-only views: every Process shares them instead of holding a copy.
+    def _child_env(self) -> Mapping[str, str]:
         if self._env is None:
             o = self._opts
-            self._env = build_env(
-                o["env"],
-                copy_env=o["copy_env"],
-                copy_path=o["copy_path"],
-                virtualenv=o["virtualenv"],
-                virtualenv_py_ver=o["virtualenv_py_ver"],
+            self._env = MappingProxyType(
+                build_env(
+                    o["env"],
+                    copy_env=o["copy_env"],
+                    copy_path=o["copy_path"],
+                    virtualenv=o["virtualenv"],
+                    virtualenv_py_ver=o["virtualenv_py_ver"],
+                )
             )
         return self._env
 
-    def _template_vars(self) -> dict[str, str]:
+    def _template_vars(self) -> Mapping[str, str]:
         if self._template is None:
             values: dict[str, str] = {}
             for key, value in {**self.options(), **self._custom}.items():
@@ -187,7 +191,7 @@ class WatcherBase:
                         values[f"{key}.{sub}"] = "" if item is None else str(item)
                 else:
                     values[key] = "" if value is None else str(value)
-            self._template = values
+            self._template = MappingProxyType(values)
         return self._template
 
 

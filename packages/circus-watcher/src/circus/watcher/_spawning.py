@@ -43,7 +43,6 @@ class SpawningMixin(WatcherBase):
         pid = proc.pid
         self._processes[pid] = proc
         loop = asyncio.get_running_loop()
-        self._exits[pid] = loop.create_future()
         proc.add_exit_callback(self._on_exit)
         self._output.attach(proc)
         max_age = self._opts["max_age"]

@@ -53,9 +53,14 @@ class StoppingMixin(WatcherBase):
             timer = self._age_timers.pop(proc.pid, None)
             if timer is not None:
                 timer.cancel()
-        waits = {proc.pid: self._exits[proc.pid] for proc in procs if proc.pid in self._exits}
-        signal_hooks = "before_signal" in self._hooks or "after_signal" in self._hooks
         loop = asyncio.get_running_loop()
+        # A future per process only while it is being stopped (set by _on_exit); one that
+        # was reaped already (returncode set) has nothing to wait for.
+        waits: dict[int, asyncio.Future[int | None]] = {}
+        for proc in procs:
+            if proc.returncode is None:
+                waits[proc.pid] = self._exits[proc.pid] = loop.create_future()
+        signal_hooks = "before_signal" in self._hooks or "after_signal" in self._hooks
         tree_stops: list[asyncio.Future[Any]] = []
         for proc in procs:
             if proc.pid not in waits:

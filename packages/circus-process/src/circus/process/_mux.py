@@ -1,0 +1,109 @@
+"""One asyncio reader for many file descriptors: an epoll set registered once per loop.
+
+``loop.add_reader`` costs a Handle, a SelectorKey and a selector-map entry per fd, plus a few
+microseconds of Python per registration. A manager watches up to three fds per child (pidfd,
+stdout, stderr), so with thousands of children that is megabytes and milliseconds. Here the
+children's fds live in one epoll instance (kernel memory) that is itself one reader on the
+loop; per fd we keep only a dict entry. Level-triggered, like asyncio's own selector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["FdMux", "mux_for"]
+
+_READ = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
+
+
+class FdMux:
+    """Call ``callback(*args)`` on the loop whenever a registered fd is readable (or hung up).
+
+    Only the loop's thread may use it. Remove an fd before closing it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop_ref = weakref.ref(loop)
+        self._epoll = select.epoll()  # close-on-exec, so children never inherit it
+        self._callbacks: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
+        loop.add_reader(self._epoll.fileno(), self._dispatch)
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+    def add(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Watch ``fd``; replaces an earlier callback for the same fd."""
+        if fd in self._callbacks:
+            self._callbacks[fd] = (callback, args)
+            return
+        self._epoll.register(fd, _READ)
+        self._callbacks[fd] = (callback, args)
+
+    def remove(self, fd: int) -> None:
+        """Stop watching ``fd`` (a no-op if it is not watched)."""
+        if self._callbacks.pop(fd, None) is None:
+            return
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass  # closed already: the kernel dropped it with its last reference
+
+    def _dispatch(self) -> None:
+        try:
+            ready = self._epoll.poll(0)
+        except InterruptedError:
+            return
+        for fd, _events in ready:
+            entry = self._callbacks.get(fd)
+            if entry is None:
+                continue
+            callback, args = entry
+            try:
+                callback(*args)
+            except Exception as exc:  # one bad callback must not starve the others
+                loop = self._loop_ref()
+                if loop is not None:
+                    loop.call_exception_handler(
+                        {"message": f"fd {fd} callback {callback!r} failed", "exception": exc}
+                    )
+
+    def close(self) -> None:
+        """Unregister from the loop and close the epoll fd."""
+        loop = self._loop_ref()
+        if loop is not None and not loop.is_closed() and not self._epoll.closed:
+            try:
+                loop.remove_reader(self._epoll.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+        self._callbacks.clear()
+        self._epoll.close()
+
+
+_muxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FdMux] = weakref.WeakKeyDictionary()
+
+
+def mux_for(loop: asyncio.AbstractEventLoop) -> FdMux:
+    """The loop's shared :class:`FdMux`, created on first use and closed when it empties.
+
+    Closing an empty mux keeps a finished event loop from holding an epoll fd.
+    """
+    mux = _muxes.get(loop)
+    if mux is None:
+        mux = FdMux(loop)
+        _muxes[loop] = mux
+    return mux
+
+
+def release(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Remove ``fd`` from ``loop``'s mux; close the mux when nothing is left in it."""
+    mux = _muxes.get(loop)
+    if mux is None:
+        return
+    mux.remove(fd)
+    if not mux:
+        del _muxes[loop]
+        mux.close()
