@@ -30,33 +30,39 @@ def _pidfds_work() -> bool:
 
 
 def watch_orphans(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-    """Reap adopted orphans on every SIGCHLD delivered to ``loop``; returns the undo function.
+    """Reap adopted orphans after SIGCHLDs delivered while ``loop`` runs; returns the undo.
 
-    Does nothing (and returns a no-op) where the process layer needs SIGCHLD itself.
+    Does nothing (and returns a no-op) where the process layer needs SIGCHLD itself. Must be
+    called from the main thread (signal handlers live there).
     """
     if not _pidfds_work():
         return lambda: None
-    pending = False
+
+    # Not loop.add_signal_handler: every delivered signal writes a byte to the loop's wakeup
+    # socket, and a thousand workers exiting together overflow it ("Exception ignored ...
+    # wakeup fd"), which can also swallow the byte of a SIGTERM sent at that moment. So the
+    # first SIGCHLD switches SIGCHLD back to its default (not delivered, children are not
+    # auto-reaped) and schedules one look; the look re-arms the handler *before* it scans,
+    # so a death in between is still found. At most one SIGCHLD byte per loop pass.
+    def on_sigchld(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            loop.call_soon_threadsafe(reap_once)
+        except RuntimeError:  # the loop is closed: nothing left to reap for
+            pass
+
+    armed = True
 
     def reap_once() -> None:
-        nonlocal pending
-        pending = False
-        reap_adopted()
+        if armed:
+            signal.signal(signal.SIGCHLD, on_sigchld)
+            reap_adopted()
 
-    def on_sigchld() -> None:
-        # A stop of N workers brings up to N SIGCHLDs, and each look lists every child: the
-        # signals of one loop pass share a single look.
-        nonlocal pending
-        if not pending:
-            pending = True
-            loop.call_soon(reap_once)
-
-    loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
+    signal.signal(signal.SIGCHLD, on_sigchld)
 
     def undo() -> None:
-        try:
-            loop.remove_signal_handler(signal.SIGCHLD)
-        except (RuntimeError, ValueError):  # pragma: no cover - loop already closed
-            pass
+        nonlocal armed
+        armed = False
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
     return undo
