@@ -1,0 +1,104 @@
+"""The shared epoll reader: many fds, one loop registration, nothing left open afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from circus.process import _mux
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def test_callbacks_run_with_their_args_until_removed() -> None:
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        seen: list[Any] = []
+        got = asyncio.Event()
+        r, w = os.pipe()
+        try:
+
+            def on_ready(tag: str) -> None:
+                seen.append((tag, os.read(r, 100)))
+                got.set()
+
+            _mux.mux_for(loop).add(r, on_ready, "pipe")
+            os.write(w, b"x")
+            await asyncio.wait_for(got.wait(), 5)
+            _mux.release(loop, r)
+            os.write(w, b"y")  # no longer watched: stays in the pipe
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert os.read(r, 100) == b"y"
+        finally:
+            os.close(r)
+            os.close(w)
+        return seen
+
+    assert asyncio.run(main()) == [("pipe", b"x")]
+
+
+def test_one_loop_reader_for_many_fds_and_closed_when_empty() -> None:
+    before = _open_fds()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pipes = [os.pipe() for _ in range(50)]
+        try:
+            mux = _mux.mux_for(loop)
+            for r, _ in pipes:
+                mux.add(r, lambda: None)
+            assert _mux.mux_for(loop) is mux and len(mux) == 50
+            # asyncio itself watches its self-pipe and our one epoll fd, not 50 pipes
+            assert len(loop._selector.get_map()) <= 3  # type: ignore[attr-defined]
+            for r, _ in pipes:
+                _mux.release(loop, r)
+            assert _mux.mux_for(loop) is not mux  # the empty one was closed
+            _mux.release(loop, -1)
+        finally:
+            for r, w in pipes:
+                os.close(r)
+                os.close(w)
+        mux = _mux.mux_for(loop)
+        _mux.release(loop, 12345)  # unknown fd: a no-op that still closes the empty mux
+
+    asyncio.run(main())
+    assert _open_fds() <= before
+
+
+def test_a_failing_callback_is_reported_and_others_still_run() -> None:
+    async def main() -> tuple[list[dict[str, Any]], bool]:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        ok = asyncio.Event()
+        (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+        try:
+
+            def boom() -> None:
+                os.read(r1, 10)
+                raise RuntimeError("bad callback")
+
+            def fine() -> None:
+                os.read(r2, 10)
+                ok.set()
+
+            mux = _mux.mux_for(loop)
+            mux.add(r1, boom)
+            mux.add(r2, fine)
+            os.write(w1, b"1")
+            os.write(w2, b"2")
+            await asyncio.wait_for(ok.wait(), 5)
+            _mux.release(loop, r1)
+            _mux.release(loop, r2)
+        finally:
+            for fd in (r1, w1, r2, w2):
+                os.close(fd)
+        return errors, ok.is_set()
+
+    errors, ok = asyncio.run(main())
+    assert ok
+    assert [str(e["exception"]) for e in errors] == ["bad callback"]
