@@ -1,8 +1,9 @@
 """circusd's resident size: a running daemon imports only what it needs.
 
-Tornado, ``logging.config``, ``ctypes``, ``difflib``, ``zmq.auth`` and ``tempfile`` each add to
-every daemon's memory and are only needed by a plugin, ``--logger-config``, CURVE, a typo
-message or a nameless file stream. ``Arbiter.loop`` still gives tornado's IOLoop on demand.
+Tornado, ``logging.config``, ``ctypes``, ``difflib``, ``zmq.auth``, ``tempfile`` and ``shutil``
+each add to every daemon's memory and are only needed by a plugin, ``--logger-config``, CURVE,
+a typo message, a nameless file stream or ``--help``. ``Arbiter.loop`` still gives tornado's
+IOLoop on demand.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ NOT_LOADED = (
     "zmq.auth",
     "tempfile",
     "uuid",
+    "shutil",
+    "bz2",
+    "lzma",
 )
 
 # circusd's own main(), plus a thread that writes the daemon's sys.modules and VmRSS to a file

@@ -61,9 +61,26 @@ def check_no_upstream() -> str | None:
     return None
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the width so that it does not import shutil to find it
+    (building the parser creates one; shutil drags bz2 and lzma into every daemon)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+            except (AttributeError, OSError, ValueError):
+                columns = 80
+        super().__init__(prog, width=max(columns - 2, 40))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, as upstream's circusd."""
-    parser = argparse.ArgumentParser(prog="circusd", description="Run a Circus daemon.")
+    parser = argparse.ArgumentParser(
+        prog="circusd", description="Run a Circus daemon.", formatter_class=_HelpFormatter
+    )
     parser.add_argument("config", nargs="?", help="configuration file")
     parser.add_argument(
         "--log-level",

@@ -14,7 +14,6 @@ import functools
 import os
 import resource
 import shlex
-import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,7 +114,7 @@ def _resolve_program(program: str, option: str, env: Mapping[str, str], cwd: str
     # A name found before is looked up again only when that file is gone or no longer
     # executable: a full PATH walk is a stat per directory on every spawn.
     if found is None or not (os.path.isfile(found) and os.access(found, os.X_OK)):
-        found = shutil.which(program, path=path)
+        found = _which(program, path)
         if found is None:
             _FOUND.pop(key, None)
             raise SpawnError(option, program, "not found on the child's PATH")
@@ -126,7 +125,17 @@ def _resolve_program(program: str, option: str, env: Mapping[str, str], cwd: str
     return found
 
 
-_FOUND: dict[tuple[str, str], str] = {}  # (program, PATH) -> where shutil.which found it
+_FOUND: dict[tuple[str, str], str] = {}  # (program, PATH) -> where _which found it
+
+
+def _which(program: str, path: str) -> str | None:
+    """``shutil.which(program, path=path)`` for POSIX, without importing shutil: a daemon
+    would otherwise load it (with bz2, lzma and fnmatch, half a MiB) only for this."""
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory, program)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
 
 
 @dataclass(slots=True)
