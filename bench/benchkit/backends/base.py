@@ -72,6 +72,10 @@ class Session(ABC):
     def stop(self) -> None:
         """Stop every copy; return once the manager says they are all stopped."""
 
+    def track(self, pids: set[int] | list[int] | None = None) -> None:
+        """Remember the manager's children for the cleanup in close() (not timed); no-op here."""
+        return None
+
     def call_status(self) -> None:
         """One control-channel status call (the cheap one)."""
         raise NotApplicable

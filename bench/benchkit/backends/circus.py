@@ -138,10 +138,8 @@ class CircusSession(DaemonSession):
     # -- Session ---------------------------------------------------------------------------
     def start(self, wait: bool = True) -> None:
         self.call("start", timeout=900.0, name=self.spec.name, waiting=wait)
-        self.track()
 
     def stop(self) -> None:
-        self.track()
         self.call("stop", timeout=900.0, name=self.spec.name, waiting=True)
 
     def call_status(self) -> None:

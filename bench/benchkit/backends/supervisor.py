@@ -118,10 +118,8 @@ class SupervisorSession(DaemonSession):
 
     def start(self, wait: bool = True) -> None:
         self._check(self.rpc.supervisor.startProcessGroup(self.spec.name, wait), "start")
-        self.track()
 
     def stop(self) -> None:
-        self.track()
         self._check(self.rpc.supervisor.stopProcessGroup(self.spec.name, True), "stop")
 
     def call_status(self) -> None:
