@@ -26,6 +26,7 @@ from circus.ctl.protocol import event_topic
 
 from ._controller import Controller
 from ._errors import ArbiterError, ConflictError, MessageError
+from ._forward import OutputForwarder
 from ._orphans import reap_adopted, stop_adopted
 from ._output import OutputHub
 from ._publisher import Publisher
@@ -242,6 +243,8 @@ class Arbiter:
         self._aio_loop = asyncio.get_running_loop()
         self._exit = asyncio.Event()
         self.started_at = time.time()
+        if self.output.forwarder is None:
+            self.output.forwarder = OutputForwarder()
         try:
             from ._curve import start_curve
 
@@ -661,6 +664,8 @@ class Arbiter:
         self._curve_server = self._curve_idle = None
         if self._own_context:
             self.context.term()
+        if self.output.forwarder is not None:
+            self.output.forwarder.close(timeout=1.0)
         log.info("Arbiter exiting")
 
     _tasks: set[asyncio.Task[Any]] = set()
@@ -696,7 +701,9 @@ class Arbiter:
 
         def on_event(event: str, payload: Mapping[str, Any]) -> None:
             self._publish(event_topic(name, event), payload)
-            if event == "reap":
+            if event == "updated":  # a `set` may have given a stream a class, or taken it
+                _route_output(self.output, watcher)
+            elif event == "reap":
                 pid = payload.get("process_pid")
                 if isinstance(pid, int):
                     self.output.flush_pid(name, pid)
@@ -710,6 +717,7 @@ class Arbiter:
         self.socket_set.attach(watcher)
         watcher.add_listener(on_event)
         watcher.add_output_observer(self.output.observer(name))
+        _route_output(self.output, watcher)
         self.table.add(watcher)
 
     # ------------------------------------------------------------------ per-watcher work
@@ -838,6 +846,15 @@ def _ioloop_for(aio_loop: asyncio.AbstractEventLoop) -> Any:
         return result.result(timeout=10.0)
     except futures.TimeoutError as exc:
         raise ArbiterError("the arbiter's loop did not answer (blocked or stopping)") from exc
+
+
+def _route_output(hub: OutputHub, watcher: Any) -> None:
+    """Forward to circusd's stdout/stderr the watcher's streams that have no stream class
+    (upstream's children inherit circusd's stdio then)."""
+    get = getattr(watcher, "get_opt", None)
+    if not callable(get):
+        return
+    hub.route(watcher.name, get("stdout_stream") is None, get("stderr_stream") is None)
 
 
 def _close_watcher(watcher: Any) -> None:

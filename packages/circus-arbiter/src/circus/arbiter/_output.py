@@ -5,6 +5,11 @@ Chunks arrive as the pipes deliver them; a line split across two chunks is buffe
 (pid, stream) until its newline arrives, or flushed as is when the process is reaped. Lines
 are kept raw (bytes) and turned into payload dicts only when somebody subscribed to their
 topic or asks ``logs``, so a chatty worker nobody watches costs little more than the split.
+
+Lines of a stream that has no configured stream class (``stdout_stream``/``stderr_stream``)
+are also forwarded, unchanged and without prefix, to circusd's own stdout/stderr through the
+:class:`~._forward.OutputForwarder` set as :attr:`OutputHub.forwarder`, where upstream's
+children would have written them directly: see :meth:`OutputHub.route`.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circus.ctl.protocol import output_payload, output_topic
+
+if TYPE_CHECKING:
+    from ._forward import FdWriter, OutputForwarder
 
 __all__ = ["OutputHub"]
 
@@ -48,6 +56,35 @@ class OutputHub:
         self._rings: dict[str, deque[_Entry]] = {}
         self._ring_bytes: dict[str, int] = {}
         self._partial: dict[tuple[str, int, str], bytes] = {}
+        self._forwarder: OutputForwarder | None = None
+        self._routes: dict[str, tuple[bool, bool]] = {}  # watcher: forward stdout, stderr
+        self._targets: dict[tuple[str, str], FdWriter] = {}  # (watcher, stream): writer
+
+    @property
+    def forwarder(self) -> OutputForwarder | None:
+        """Where lines of streams without a stream class go (None: nowhere)."""
+        return self._forwarder
+
+    @forwarder.setter
+    def forwarder(self, forwarder: OutputForwarder | None) -> None:
+        self._forwarder = forwarder
+        self._targets = {}
+        for watcher in self._routes:
+            self._retarget(watcher)
+
+    def route(self, watcher: str, stdout: bool, stderr: bool) -> None:
+        """Whether ``watcher``'s stdout / stderr lines are forwarded (no stream class)."""
+        self._routes[watcher] = (stdout, stderr)
+        self._retarget(watcher)
+
+    def _retarget(self, watcher: str) -> None:
+        flags = self._routes.get(watcher, (False, False))
+        for stream, on in zip(("stdout", "stderr"), flags, strict=True):
+            writer = self._forwarder.writer(stream) if on and self._forwarder else None
+            if writer is not None:
+                self._targets[(watcher, stream)] = writer
+            else:
+                self._targets.pop((watcher, stream), None)
 
     def observer(self, watcher: str) -> Callable[[int, str, bytes], None]:
         """The callback to attach to a watcher with ``add_output_observer``."""
@@ -63,10 +100,15 @@ class OutputHub:
         pending = self._partial.pop(key, None)
         buf = pending + data if pending else data
         end = buf.rfind(b"\n") + 1
+        target = self._targets.get((watcher, stream)) if self._targets else None
         if end:
+            if target is not None:
+                target.put(buf[:end])
             self._emit(watcher, pid, stream, buf[: end - 1].split(b"\n"), b"\n")
         rest = buf[end:]
         if len(rest) > MAX_PARTIAL:
+            if target is not None:
+                target.put(rest)
             pieces = [rest[i : i + MAX_PARTIAL] for i in range(0, len(rest), MAX_PARTIAL)]
             self._emit(watcher, pid, stream, pieces, b"")
         elif rest:
@@ -77,12 +119,17 @@ class OutputHub:
         for stream in ("stdout", "stderr"):
             rest = self._partial.pop((watcher, pid, stream), None)
             if rest:
+                target = self._targets.get((watcher, stream))
+                if target is not None:
+                    target.put(rest)
                 self._emit(watcher, pid, stream, [rest], b"")
 
     def forget(self, watcher: str) -> None:
         """Drop a removed watcher's buffer."""
         self._rings.pop(watcher, None)
         self._ring_bytes.pop(watcher, None)
+        if self._routes.pop(watcher, None) is not None:
+            self._retarget(watcher)
         for key in [k for k in self._partial if k[0] == watcher]:
             del self._partial[key]
 
