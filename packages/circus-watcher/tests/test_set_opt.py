@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from typing import Any
 
@@ -68,3 +69,32 @@ async def test_set_rejects(make: Any) -> None:
     await w.set_opt("numprocesses", 2)
     with pytest.raises(OptionError, match="singleton"):
         await w.set_opt("singleton", True)
+
+
+async def test_set_stream_on_running_watcher_writes_new_output_there(
+    make: Any, tmp_path: Any
+) -> None:
+    """``set stdout_stream.*`` while active: the reload's new processes write to the new
+    stream (it used to keep the streams opened at start, i.e. none)."""
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    script = "echo line-$$; exec sleep 300"
+    w = make(f"sh -c '{script}'", numprocesses=1)
+    await w.start()
+    await w.set_opt("stdout_stream.class", "FileStream")
+    await w.set_opt("stdout_stream.filename", str(first))
+    (pid,) = w.pids
+
+    async def wait_for_line(path: Any, pid: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while f"line-{pid}" not in (path.read_text() if path.exists() else ""):
+            assert loop.time() < deadline, f"no output of {pid} in {path}"
+            await asyncio.sleep(0.02)
+
+    await wait_for_line(first, pid)
+    await w.set_opt("stdout_stream.filename", str(second))
+    (new_pid,) = w.pids
+    assert new_pid != pid
+    await wait_for_line(second, new_pid)
+    assert f"line-{new_pid}" not in first.read_text()
+    await w.stop()

@@ -25,6 +25,8 @@ class OutputPump:
     def __init__(self, watcher: Watcher) -> None:
         self._watcher = watcher
         self._streams: dict[str, Any] = {}
+        self._opened_with: dict[str, Any] = {}  # the option value each stream was made from
+        self._superseded: list[Any] = []  # streams still fed by processes being replaced
         self._redirector: Any = None
         self._observing = False
 
@@ -45,13 +47,37 @@ class OutputPump:
         self.close()
         for name in ("stdout", "stderr"):
             conf = self._watcher._opts[f"{name}_stream"]
-            if conf is None:
-                continue
-            stream = _load(conf)
-            opener = getattr(stream, "open", None)
-            if callable(opener):
-                opener()
-            self._streams[name] = stream
+            self._opened_with[name] = conf
+            if conf is not None:
+                self._streams[name] = _open(conf)
+
+    def refresh(self) -> None:
+        """Open the streams whose option changed since they were opened (``set`` while
+        running, before the reload's new processes spawn). Processes spawned earlier keep
+        the stream they were attached to until :meth:`close_superseded`.
+
+        Raises:
+            circus.process.StreamError: a stream class or option is bad (nothing changed).
+        """
+        changed = {
+            name: self._watcher._opts[f"{name}_stream"]
+            for name in ("stdout", "stderr")
+            if self._watcher._opts[f"{name}_stream"] != self._opened_with.get(name)
+        }
+        opened = {name: _open(conf) for name, conf in changed.items() if conf is not None}
+        for name, conf in changed.items():
+            old = self._streams.pop(name, None)
+            if old is not None:
+                self._superseded.append(old)
+            if name in opened:
+                self._streams[name] = opened[name]
+            self._opened_with[name] = conf
+
+    def close_superseded(self) -> None:
+        """Close the streams :meth:`refresh` replaced (their processes are gone)."""
+        streams, self._superseded = self._superseded, []
+        for stream in streams:
+            _close(stream)
 
     def observers_changed(self) -> None:
         """Attach or detach the observer hook after ``add/remove_output_observer``."""
@@ -82,14 +108,28 @@ class OutputPump:
             self._redirector.close()
             self._redirector = None
             self._observing = False
-        for stream in self._streams.values():
-            closer = getattr(stream, "close", None)
-            if callable(closer):
-                try:
-                    closer()
-                except Exception:
-                    logger.exception("closing stream %r failed", stream)
+        for stream in [*self._streams.values(), *self._superseded]:
+            _close(stream)
         self._streams.clear()
+        self._superseded.clear()
+        self._opened_with.clear()
+
+
+def _open(conf: Any) -> Any:
+    stream = _load(conf)
+    opener = getattr(stream, "open", None)
+    if callable(opener):
+        opener()
+    return stream
+
+
+def _close(stream: Any) -> None:
+    closer = getattr(stream, "close", None)
+    if callable(closer):
+        try:
+            closer()
+        except Exception:
+            logger.exception("closing stream %r failed", stream)
 
 
 def _load(conf: Any) -> Any:

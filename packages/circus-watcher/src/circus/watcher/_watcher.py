@@ -365,6 +365,17 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
     async def _replace_all(self, sequential: bool) -> dict[str, Any]:
         self._env = None
         self._template = None
+        try:
+            self._output.refresh()  # a stream changed by ``set``: new processes write there
+        except Exception as exc:
+            raise WatcherError(f"watcher {self.name!r}: cannot open its streams: {exc}") from exc
+        generation = self._generation
+        info = await self._replace_processes(sequential)
+        if generation == self._generation:
+            self._output.close_superseded()  # else the stop that interrupted us closes them
+        return info
+
+    async def _replace_processes(self, sequential: bool) -> dict[str, Any]:
         old = list(self._processes.values())
         started: list[int] = []
         stopped: list[int] = []
