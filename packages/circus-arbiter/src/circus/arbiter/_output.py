@@ -32,7 +32,10 @@ MAX_PARTIAL = 64 * 1024
 # would otherwise keep ``keep`` chunks of up to a megabyte each (found by tests/reliability).
 MAX_RING_BYTES = 2 * 1024 * 1024
 
-_Entry = tuple[float, int, str, bytes]  # time, pid, stream, line (newline included)
+# time, pid, stream, block, line count: a block is one or more complete lines (each ending
+# in a newline) or one unterminated piece (count 1). Blocks are split into lines only when
+# ``logs`` asks: a chatty worker costs a count and an append per chunk, not per line.
+_Entry = tuple[float, int, str, bytes, int]
 
 
 class OutputHub:
@@ -55,6 +58,7 @@ class OutputHub:
         self.keep = keep
         self._rings: dict[str, deque[_Entry]] = {}
         self._ring_bytes: dict[str, int] = {}
+        self._ring_lines: dict[str, int] = {}
         self._partial: dict[tuple[str, int, str], bytes] = {}
         self._forwarder: OutputForwarder | None = None
         self._routes: dict[str, tuple[bool, bool]] = {}  # watcher: forward stdout, stderr
@@ -102,15 +106,16 @@ class OutputHub:
         end = buf.rfind(b"\n") + 1
         target = self._targets.get((watcher, stream)) if self._targets else None
         if end:
+            block = buf if end == len(buf) else buf[:end]
             if target is not None:
-                target.put(buf[:end])
-            self._emit(watcher, pid, stream, buf[: end - 1].split(b"\n"), b"\n")
+                target.put(block)
+            self._emit(watcher, pid, stream, block, complete=True)
         rest = buf[end:]
         if len(rest) > MAX_PARTIAL:
             if target is not None:
                 target.put(rest)
-            pieces = [rest[i : i + MAX_PARTIAL] for i in range(0, len(rest), MAX_PARTIAL)]
-            self._emit(watcher, pid, stream, pieces, b"")
+            for i in range(0, len(rest), MAX_PARTIAL):
+                self._emit(watcher, pid, stream, rest[i : i + MAX_PARTIAL], complete=False)
         elif rest:
             self._partial[key] = rest
 
@@ -122,46 +127,69 @@ class OutputHub:
                 target = self._targets.get((watcher, stream))
                 if target is not None:
                     target.put(rest)
-                self._emit(watcher, pid, stream, [rest], b"")
+                self._emit(watcher, pid, stream, rest, complete=False)
 
     def forget(self, watcher: str) -> None:
         """Drop a removed watcher's buffer."""
         self._rings.pop(watcher, None)
         self._ring_bytes.pop(watcher, None)
+        self._ring_lines.pop(watcher, None)
         if self._routes.pop(watcher, None) is not None:
             self._retarget(watcher)
         for key in [k for k in self._partial if k[0] == watcher]:
             del self._partial[key]
 
     def lines(self, watchers: Iterable[str], count: int) -> list[dict[str, Any]]:
-        """The last ``count`` lines of each given watcher, merged oldest first."""
-        merged: list[tuple[_Entry, str]] = []
+        """The last ``count`` (at most ``keep``) lines of each given watcher, oldest first."""
+        count = min(count, self.keep)
+        merged: list[tuple[float, int, str, bytes, str]] = []
         for name in watchers:
             ring = self._rings.get(name)
-            if ring and count > 0:
-                merged.extend((entry, name) for entry in list(ring)[-count:])
-        merged.sort(key=lambda item: item[0][0])
+            if not ring or count <= 0:
+                continue
+            newest_first: list[tuple[float, int, str, bytes, str]] = []
+            for when, pid, stream, block, _n in reversed(ring):
+                for line in reversed(_split(block)):
+                    newest_first.append((when, pid, stream, line, name))
+                    if len(newest_first) == count:
+                        break
+                if len(newest_first) == count:
+                    break
+            merged.extend(reversed(newest_first))
+        merged.sort(key=lambda item: item[0])  # stable: each watcher's order is kept
         return [
             output_payload(name, pid, stream, line, when)
-            for (when, pid, stream, line), name in merged
+            for when, pid, stream, line, name in merged
         ]
 
-    def _emit(self, watcher: str, pid: int, stream: str, lines: list[bytes], ending: bytes) -> None:
-        ring = self._rings.get(watcher)
-        if ring is None:
-            ring = self._rings[watcher] = deque()
-        size = self._ring_bytes.get(watcher, 0)
+    def _emit(self, watcher: str, pid: int, stream: str, block: bytes, complete: bool) -> None:
         now = time.time()
         topic = output_topic(watcher, stream)
         if self._wanted(topic):
-            for line in lines:
-                ring.append((now, pid, stream, line + ending))
-                size += len(line) + len(ending)
-                self._publish(topic, output_payload(watcher, pid, stream, line + ending, now))
-        else:
-            for line in lines[-self.keep :]:
-                ring.append((now, pid, stream, line + ending))
-                size += len(line) + len(ending)
-        while ring and (len(ring) > self.keep or size > MAX_RING_BYTES):
-            size -= len(ring.popleft()[3])
+            for line in _split(block) if complete else [block]:
+                self._publish(topic, output_payload(watcher, pid, stream, line, now))
+        if len(block) > MAX_RING_BYTES:  # keep the tail, cut at a line start
+            cut = block.find(b"\n", len(block) - MAX_RING_BYTES) + 1
+            block = block[cut:] if cut else block[-MAX_RING_BYTES:]
+        ring = self._rings.get(watcher)
+        if ring is None:
+            ring = self._rings[watcher] = deque()
+        count = block.count(b"\n") if complete else 1
+        if not count:
+            return
+        ring.append((now, pid, stream, block, count))
+        size = self._ring_bytes.get(watcher, 0) + len(block)
+        lines = self._ring_lines.get(watcher, 0) + count
+        # Drop whole blocks while what stays still holds ``keep`` lines, and always while
+        # over the byte bound (a block alone is within it, see above).
+        while len(ring) > 1 and (lines - ring[0][4] >= self.keep or size > MAX_RING_BYTES):
+            _, _, _, old, old_count = ring.popleft()
+            size -= len(old)
+            lines -= old_count
         self._ring_bytes[watcher] = size
+        self._ring_lines[watcher] = lines
+
+
+def _split(block: bytes) -> list[bytes]:
+    """The lines of a block of complete lines, each with its newline."""
+    return [line + b"\n" for line in block[:-1].split(b"\n")] if block.endswith(b"\n") else [block]

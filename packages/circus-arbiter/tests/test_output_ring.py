@@ -1,0 +1,39 @@
+"""The ``logs`` ring keeps blocks of lines and splits them only when asked."""
+
+from __future__ import annotations
+
+from circus.arbiter._output import MAX_RING_BYTES, OutputHub
+
+
+def _hub(keep: int = 1000) -> OutputHub:
+    return OutputHub(lambda topic, payload: None, keep=keep, wanted=lambda topic: False)
+
+
+def test_lines_cross_block_boundaries_in_order() -> None:
+    hub = _hub(keep=4)
+    hub.feed("w", 1, "stdout", b"a\nb\n")
+    hub.feed("w", 2, "stderr", b"c\n")
+    hub.feed("w", 1, "stdout", b"d\ne\nf")  # "f" waits for its newline
+    hub.flush_pid("w", 1)
+    got = [(e["pid"], e["data"]) for e in hub.lines(["w"], 10)]
+    assert got == [(2, "c\n"), (1, "d\n"), (1, "e\n"), (1, "f")]
+    assert [e["data"] for e in hub.lines(["w"], 2)] == ["e\n", "f"]
+
+
+def test_a_huge_block_keeps_its_tail_from_a_line_start() -> None:
+    hub = _hub(keep=10)
+    line = b"y" * 99 + b"\n"
+    block = b"first\n" + line * (MAX_RING_BYTES // len(line) + 100)
+    hub.feed("w", 1, "stdout", block)
+    lines = hub.lines(["w"], 10)
+    assert [e["data"] for e in lines] == [line.decode()] * 10
+    assert hub._ring_bytes["w"] <= MAX_RING_BYTES
+
+
+def test_bytes_stay_bounded_over_many_chunks() -> None:
+    hub = _hub()
+    chunk = (b"z" * 999 + b"\n") * 100
+    for _ in range(100):  # 10 MB in all
+        hub.feed("w", 1, "stdout", chunk)
+    assert hub._ring_bytes["w"] <= MAX_RING_BYTES
+    assert len(hub.lines(["w"], 5000)) == 1000  # never more than ``keep``
