@@ -155,7 +155,7 @@ def run_plugin(
     ``active`` or fails to start (the reason is logged).
     """
     from ._errors import ArbiterError
-    from .plugins._host import _Running, load_plugin_class
+    from .plugins._host import PluginThread, load_plugin_class
 
     try:
         cls = load_plugin_class(use)
@@ -177,7 +177,7 @@ def run_plugin(
         return 1
     name = getattr(plugin, "name", "") or use.rpartition(".")[2]
     plugin.name = name
-    running = _Running(name, plugin)
+    running = PluginThread(name, plugin)
     stopper = _Stopper(running)
     started = False
     previous = {signum: signal.signal(signum, stopper) for signum in _STOP_SIGNALS}

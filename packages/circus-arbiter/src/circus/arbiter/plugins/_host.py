@@ -20,7 +20,7 @@ from .._errors import ArbiterError
 if TYPE_CHECKING:
     from .._arbiter import Arbiter
 
-__all__ = ["PluginHost", "load_plugin_class", "ENTRY_POINT_GROUP"]
+__all__ = ["PluginHost", "PluginThread", "load_plugin_class", "ENTRY_POINT_GROUP"]
 
 log = logging.getLogger("circus.plugins")
 
@@ -48,7 +48,10 @@ def load_plugin_class(use: str) -> type:
         raise ArbiterError(f"plugin {use!r} cannot be loaded: {exc}") from exc
 
 
-class _Running:
+class PluginThread:
+    """One plugin on its own thread and event loop (tornado's IOLoop over asyncio), as the
+    daemon's plugin host and the standalone ``circus-plugin`` command both run it."""
+
     def __init__(self, name: str, plugin: Any) -> None:
         self.name = name
         self.plugin = plugin
@@ -98,7 +101,7 @@ class PluginHost:
 
     def __init__(self, arbiter: Arbiter) -> None:
         self.arbiter = arbiter
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, PluginThread] = {}
 
     def names(self) -> list[str]:
         """Names of the running plugins."""
@@ -133,7 +136,7 @@ class PluginHost:
             **{k: str(v) if not isinstance(v, str) else v for k, v in options.items()},
         )
         plugin.name = name
-        running = _Running(name, plugin)
+        running = PluginThread(name, plugin)
         self._running[name] = running
         # Not waited for: a plugin's initialize() may call the daemon, whose loop is this one.
         running.thread.start()
