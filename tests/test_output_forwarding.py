@@ -24,7 +24,9 @@ WORKER = "sh -c 'echo hello-from-worker; echo err-from-worker >&2; exec sleep 30
 class Circusd:
     """circusd on ``body`` with its stdout, stderr and log each in its own place."""
 
-    def __init__(self, tmp_path: Path, body: str, stdout: Any = None) -> None:
+    def __init__(
+        self, tmp_path: Path, body: str, stdout: Any = None, log_to_stdout: bool = False
+    ) -> None:
         self.dir = tmp_path
         self.endpoint = f"ipc://{tmp_path}/ctl"
         self.config = tmp_path / "circus.ini"
@@ -40,8 +42,9 @@ class Circusd:
             self._files.append(stdout)
         stderr = open(self.err, "wb")  # noqa: SIM115
         self._files.append(stderr)
+        log_args = [] if log_to_stdout else ["--log-output", str(self.log)]
         self.proc = subprocess.Popen(
-            [CIRCUSD, str(self.config), "--log-output", str(self.log), "--log-level", "debug"],
+            [CIRCUSD, str(self.config), *log_args, "--log-level", "debug"],
             stdout=stdout,
             stderr=stderr,
             cwd=tmp_path,
@@ -120,8 +123,8 @@ def daemon(tmp_path: Path) -> Iterator[Any]:
     """``daemon(body, stdout=None)``: a started :class:`Circusd`, stopped after the test."""
     made: list[Circusd] = []
 
-    def make(body: str, stdout: Any = None) -> Circusd:
-        d = Circusd(tmp_path, body, stdout)
+    def make(body: str, stdout: Any = None, log_to_stdout: bool = False) -> Circusd:
+        d = Circusd(tmp_path, body, stdout, log_to_stdout)
         made.append(d)
         wait_until(d.answers, 20, "circusd to answer")
         return d
@@ -230,6 +233,33 @@ def test_a_stdout_nobody_reads_never_stalls_circusd(daemon: Any) -> None:
         assert time.monotonic() - started < 20
     finally:
         done.set()
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def test_circusd_logging_to_a_stdout_nobody_reads_never_stalls(daemon: Any) -> None:
+    """circusd's own log lines (default: stdout) go through the same writer thread as the
+    forwarded worker output: once that pipe is full, log lines are dropped, not waited for."""
+    read_end, write_end = os.pipe()
+    try:
+        d = daemon(
+            f"[watcher:flood]\ncmd = {FLOOD}\nautostart = false\n",
+            stdout=write_end,
+            log_to_stdout=True,
+        )
+        os.close(write_end)
+        write_end = -1
+        assert d.call("start", name="flood")["status"] == "ok"
+        wait_until(lambda: "flood-done" in d.text(d.err), 60, "the 20 MB flood")
+        # the pipe is full and circusd logs at debug level on every command: each of these
+        # would block forever if a log line were written from the loop
+        for _ in range(20):
+            started = time.monotonic()
+            assert d.call("status", timeout=2.0)["status"] == "ok"
+            assert time.monotonic() - started < 1.0
+        assert d.quit(timeout=20) == 0
+    finally:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)

@@ -27,7 +27,14 @@ import threading
 import time
 from collections import deque
 
-__all__ = ["MAX_QUEUED", "WARN_INTERVAL", "FdWriter", "OutputForwarder", "forwardable"]
+__all__ = [
+    "MAX_QUEUED",
+    "WARN_INTERVAL",
+    "FdWriter",
+    "OutputForwarder",
+    "forwardable",
+    "shared_writer",
+]
 
 log = logging.getLogger("circus.arbiter")
 
@@ -66,11 +73,19 @@ class FdWriter:
         self._unreported = 0
         self._last_warn = 0.0
 
-    def put(self, data: bytes) -> None:
-        """Queue ``data`` (whole lines) for writing; drop it if the buffer is full."""
+    @property
+    def accepting(self) -> bool:
+        """False once closed or failed: :meth:`put` then ignores everything."""
+        return not (self._dead or self._closing)
+
+    def put(self, data: bytes) -> bool:
+        """Queue ``data`` (whole lines) for writing; drop it if the buffer is full.
+
+        Returns False when the writer no longer accepts anything (closed or failed).
+        """
         with self._cond:
             if self._dead or self._closing:
-                return
+                return False
             if self._queued + len(data) <= self.limit:
                 self._queue.append(data)
                 self._queued += len(data)
@@ -78,16 +93,17 @@ class FdWriter:
                     self._start()
                 elif self._idle:
                     self._cond.notify()
-                return
+                return True
             self.dropped += len(data)
             self._unreported += len(data)
             now = time.monotonic()
             if now - self._last_warn < WARN_INTERVAL:
-                return
+                return True
             self._last_warn = now
             count, self._unreported = self._unreported, 0
         # logged outside the lock: the log handler may write to the very same slow target
         self._warn(count, f"circusd's {self.name} is not read fast enough")
+        return True
 
     def close(self, timeout: float = 1.0) -> None:
         """Write what is queued for at most ``timeout`` seconds, then stop the thread.
@@ -213,6 +229,33 @@ def forwardable(fd: int) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+# One writer per target for the whole process: the forwarder and circusd's log handler share
+# it, so log lines and forwarded worker lines keep their order and neither blocks the loop.
+_writers: dict[tuple[int, int], FdWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def shared_writer(fd: int, name: str, limit: int = MAX_QUEUED) -> FdWriter | None:
+    """The process's live writer for what ``fd`` writes to (made on first use), or None
+    when ``fd`` is closed or ``/dev/null``."""
+    target = forwardable(fd)
+    if target is None:
+        return None
+    with _writers_lock:
+        writer = _writers.get(target)
+        if writer is None or not writer.accepting:
+            writer = _writers[target] = FdWriter(fd, name, limit)
+        return writer
+
+
+def _forget_writers() -> None:
+    # A forked child has none of the parent's threads: its writers would never write.
+    _writers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_writers)
+
+
 class OutputForwarder:
     """The writers for circusd's stdout and stderr, decided once when made.
 
@@ -223,16 +266,11 @@ class OutputForwarder:
 
     def __init__(self, fds: dict[str, int] | None = None, limit: int = MAX_QUEUED) -> None:
         self._writers: dict[str, FdWriter] = {}
-        by_target: dict[tuple[int, int], FdWriter] = {}
         for name, fd in (fds or {"stdout": 1, "stderr": 2}).items():
-            target = forwardable(fd)
-            if target is None:
-                continue
-            writer = by_target.get(target)
-            if writer is None:
-                # stdout and stderr on one file or pipe: one writer keeps their order
-                writer = by_target[target] = FdWriter(fd, name, limit)
-            self._writers[name] = writer
+            # stdout and stderr on one file or pipe: one shared writer keeps their order
+            writer = shared_writer(fd, name, limit)
+            if writer is not None:
+                self._writers[name] = writer
 
     def writer(self, stream: str) -> FdWriter | None:
         """The writer for ``stream`` (``stdout``/``stderr``), None when it is not forwarded."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import os
 
 __all__ = ["configure_logging", "LOG_FORMAT", "LOG_DATE_FORMAT"]
 
@@ -12,11 +12,50 @@ LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+class FdHandler(logging.Handler):
+    """Log records to fd 1 or 2 through the writer thread worker output is forwarded by
+    (circus.arbiter._forward), so a terminal or pipe that stops reading never stalls the
+    daemon's loop, and log lines stay in order with forwarded worker lines. When that
+    writer has been closed (at shutdown), records are written directly.
+    """
+
+    def __init__(self, fd: int, name: str) -> None:
+        super().__init__()
+        self.fd = fd
+        self.stream_name = name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ._forward import shared_writer
+
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            writer = shared_writer(self.fd, self.stream_name)
+            if writer is None:  # /dev/null or closed: nothing to write
+                return
+            if not writer.put(data):
+                while data:
+                    data = data[os.write(self.fd, data) :]
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Nothing buffered here: the writer thread writes as soon as it can."""
+
+    def close(self) -> None:
+        """At interpreter exit: let the writer finish (one second at most)."""
+        from ._forward import shared_writer
+
+        writer = shared_writer(self.fd, self.stream_name)
+        if writer is not None:
+            writer.close(1.0)
+        super().close()
+
+
 def _handler(output: str) -> logging.Handler:
     if output in ("-", "stdout"):
-        return logging.StreamHandler(sys.stdout)
+        return FdHandler(1, "stdout")
     if output == "stderr":
-        return logging.StreamHandler(sys.stderr)
+        return FdHandler(2, "stderr")
     # logging.handlers (and what it pulls in) is imported only by the outputs that need it:
     # a daemon logging to stdout keeps its resident size down.
     if output.startswith("syslog://"):
