@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from . import _mux
 from ._errors import ProcessError
 from ._exitwatch import unwatch_exit, watch_exit
 from ._reaping import registry, try_reap
@@ -307,9 +308,22 @@ class Process:
                 return
             if self._watch_loop is not None and not self._watch_loop.is_closed():
                 raise ProcessError(f"{self!r} is already watched by another event loop")
-            unwatch_exit(self._watch_undo)
+            self._unwatch()
         self._watch_loop = loop
-        self._watch_undo = watch_exit(loop, self, self._on_exit_event)
+        if self.pidfd is not None:
+            # Straight into the loop's epoll set: no undo closure to keep per child.
+            _mux.mux_for(loop).add(self.pidfd, self._on_exit_event)
+            self._watch_undo = _PIDFD_WATCHED
+        else:
+            self._watch_undo = watch_exit(loop, self, self._on_exit_event)
+
+    def _unwatch(self) -> None:
+        undo, self._watch_undo = self._watch_undo, None
+        if undo is _PIDFD_WATCHED:
+            if self._watch_loop is not None and self.pidfd is not None:
+                _mux.release(self._watch_loop, self.pidfd)
+        else:
+            unwatch_exit(undo)
 
     def _on_exit_event(self) -> None:
         # Called by the loop itself: exit callbacks may run right here instead of one more
@@ -357,8 +371,7 @@ class Process:
         self.returncode = rc
         if self.pid is not None and registry.get(self.pid) is self:
             del registry[self.pid]
-        unwatch_exit(self._watch_undo)
-        self._watch_undo = None
+        self._unwatch()
         self._sigchld_cb = None
         if self.pidfd is not None:
             os.close(self.pidfd)
@@ -542,8 +555,7 @@ class Process:
             if fd is not None:
                 setattr(self, attr, None)
                 os.close(fd)
-        unwatch_exit(self._watch_undo)
-        self._watch_undo = None
+        self._unwatch()
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
@@ -559,6 +571,10 @@ class Process:
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _PIDFD_WATCHED() -> None:  # noqa: N802 - a marker: "watched through the loop's mux"
+    """Marks a pidfd watched in the loop's epoll set (undone by ``Process._unwatch``)."""
 
 
 def _shared_or_copy(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:

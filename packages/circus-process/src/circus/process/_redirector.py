@@ -64,6 +64,10 @@ class OutputRedirector:
         self._pipes: dict[int, _Pipe] = {}
         self._by_process: dict[Process, list[_Pipe]] = {}
         self._observers: list[Observer] = []
+        # Bound once: one shared method object instead of one per pipe and per process.
+        self._readable_cb = self._on_readable
+        self._close_cb = self._on_process_close
+        self._exit_cb = self._on_exit
 
     # -- observers ---------------------------------------------------------------------------
 
@@ -101,18 +105,18 @@ class OutputRedirector:
             pipe = _Pipe(process, fd, name, stream)
             self._pipes[fd] = pipe
             pipes.append(pipe)
-            _mux.mux_for(loop).add(fd, self._on_readable, pipe)
+            _mux.mux_for(loop).add(fd, self._readable_cb, pipe)
         if not pipes:
             return
         self._by_process.setdefault(process, []).extend(pipes)
-        process._add_close_hook(self._on_process_close)
+        process._add_close_hook(self._close_cb)
         if process.returncode is None:
-            process.add_exit_callback(self._on_exit)
+            process.add_exit_callback(self._exit_cb)
 
     def remove(self, process: Process, *, drain: bool = True) -> None:
         """Stop pumping ``process``'s pipes, first draining what they hold (unless told not)."""
         pipes = self._by_process.pop(process, [])
-        process._remove_close_hook(self._on_process_close)
+        process._remove_close_hook(self._close_cb)
         for pipe in pipes:
             if drain and pipe.fd in self._pipes:
                 self._pump(pipe, limit=None)
@@ -188,7 +192,7 @@ class OutputRedirector:
                 pipes.remove(pipe)
             if not pipes:
                 del self._by_process[pipe.process]
-                pipe.process._remove_close_hook(self._on_process_close)
+                pipe.process._remove_close_hook(self._close_cb)
 
     def _detach(self, pipe: _Pipe, *, eof: bool) -> None:
         if self._pipes.pop(pipe.fd, None) is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ class WatcherBase:
     _processes: dict[int, ProcessLike]  # counted processes, oldest first
     _retiring: dict[int, ProcessLike]  # being ended by the watcher itself
     _exits: dict[int, asyncio.Future[int | None]]
+    _exit_callback: Callable[[ProcessLike], None]
     _age_timers: dict[int, asyncio.TimerHandle]
     _respawn_timers: set[asyncio.TimerHandle]
     _pending: int  # replacements decided but not spawned yet

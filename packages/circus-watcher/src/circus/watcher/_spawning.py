@@ -43,7 +43,7 @@ class SpawningMixin(WatcherBase):
         pid = proc.pid
         self._processes[pid] = proc
         loop = asyncio.get_running_loop()
-        proc.add_exit_callback(self._on_exit)
+        proc.add_exit_callback(self._exit_callback)
         self._output.attach(proc)
         max_age = self._opts["max_age"]
         if max_age > 0:

@@ -137,6 +137,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         self._processes: dict[int, ProcessLike] = {}
         self._retiring: dict[int, ProcessLike] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._exit_callback = self._on_exit  # bound once, shared by every process
         self._age_timers: dict[int, asyncio.TimerHandle] = {}
         self._respawn_timers: set[asyncio.TimerHandle] = set()
         self._pending = 0  # replacements decided but not spawned yet
