@@ -198,3 +198,46 @@ def test_two_processes_share_one_file(spawn, py, tmp_path: Path) -> None:
 
     run(main)
     assert target.stat().st_size == 2 * size
+
+
+def test_only_a_busy_pipe_is_grown(py: str, tmp_path: Path) -> None:
+    """Pipes keep the kernel's default size until one read finds 64 KiB waiting: growing all
+    of them would cost kernel memory and an unprivileged user's pipe budget."""
+    import fcntl
+
+    from circus.process._redirector import PIPE_SIZE
+
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+    # The busy writer fills its pipe before the loop ever reads it; the quiet one writes a line.
+    busy_script = "import os, sys; os.write(1, b'x' * 262144); sys.stdin.read()"
+    quiet_script = "import sys; print('hi', flush=True); sys.stdin.read()"
+
+    async def main() -> tuple[int, int, int]:
+        redirector = OutputRedirector()
+        received: dict[int, int] = {}
+        enough = asyncio.Event()
+        busy = Process("t", 1, f'{py} -c "{busy_script}"', close_child_stdin=False)
+        quiet = Process("t", 2, f'{py} -c "{quiet_script}"', close_child_stdin=False)
+        try:
+            assert busy.stdout is not None and quiet.stdout is not None
+            default = fcntl.fcntl(quiet.stdout, get_size)
+
+            def observe(pid: int, name: str, data: bytes) -> None:
+                received[pid] = received.get(pid, 0) + len(data)
+                if received.get(busy.pid, 0) >= 262144 and received.get(quiet.pid, 0) >= 3:
+                    enough.set()
+
+            redirector.add_observer(observe)
+            redirector.add(busy)
+            redirector.add(quiet)
+            await asyncio.wait_for(enough.wait(), 10)
+            return default, fcntl.fcntl(busy.stdout, get_size), fcntl.fcntl(quiet.stdout, get_size)
+        finally:
+            redirector.close()
+            for proc in (busy, quiet):
+                await proc.astop(graceful_timeout=2.0)
+                proc.close()
+
+    default, busy_size, quiet_size = run(main)  # type: ignore[misc]
+    assert quiet_size == default < PIPE_SIZE
+    assert busy_size == PIPE_SIZE

@@ -27,6 +27,11 @@ log = logging.getLogger("circus.process")
 Observer = Callable[[int, str, bytes], None]
 
 PIPE_SIZE = 1 << 20
+# A pipe is grown to PIPE_SIZE only once one read finds this much waiting (a busy writer).
+# Growing every pipe up front would cost ~10 KiB of kernel memory per pipe, and an
+# unprivileged user's pipes share a budget (/proc/sys/fs/pipe-user-pages-soft, 64 MiB by
+# default): past it, Linux gives every new pipe of that user a single page.
+BUSY_READ = 64 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -37,6 +42,7 @@ class _Pipe:
     name: str
     stream: Any
     splice_ok: bool = True
+    grown: bool = False
 
 
 class OutputRedirector:
@@ -100,8 +106,6 @@ class OutputRedirector:
             if fd is None or fd in self._pipes:
                 continue
             os.set_blocking(fd, False)
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
             pipe = _Pipe(process, fd, name, stream)
             self._pipes[fd] = pipe
             pipes.append(pipe)
@@ -166,6 +170,10 @@ class OutputRedirector:
                 if n == 0:
                     self._end(pipe)
                     return
+                if n >= BUSY_READ and not pipe.grown:
+                    pipe.grown = True
+                    with contextlib.suppress(OSError):  # over the user's budget: keep it
+                        fcntl.fcntl(pipe.fd, _F_SETPIPE_SZ, PIPE_SIZE)
                 moved += n
         except OSError:
             log.exception("reading %s of pid %s failed", pipe.name, pipe.process.pid)
