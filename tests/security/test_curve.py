@@ -189,7 +189,8 @@ def test_plugins_work_under_curve(
 
         def recorded() -> bool:
             client.call("incr", name="w", waiting=True)
-            return out.exists() and "'numwatchers': 1" in out.read_text()
+            # w and the plugin's own watcher, plugin:rec
+            return out.exists() and "'numwatchers': 2" in out.read_text()
 
         e2e.wait(recorded, 20, "the plugin to receive an event and call circusd")
     assert "watcher.w." in out.read_text()

@@ -1,4 +1,5 @@
-"""Plugin classes are found by dotted path, upstream alias or entry point, and run in-process."""
+"""Plugin classes are found by dotted path, upstream alias or entry point; ``Arbiter(plugins=)``
+runs each as a watcher of its own."""
 
 from __future__ import annotations
 
@@ -40,64 +41,56 @@ def test_entry_point_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 RECORDER = textwrap.dedent(
     """
+    import os
     from circus.plugins import CircusPlugin
 
     class Recorder(CircusPlugin):
         name = "recorder"
-        instances = []
-
-        def __init__(self, *args, **config):
-            super().__init__(*args, **config)
-            self.events = []
-            self.watchers = None
-            self.stopped = False
-            Recorder.instances.append(self)
-
-        def handle_init(self):
-            self.inited = True
 
         def handle_recv(self, data):
             watcher, event, msg = self.split_data(data)
-            self.events.append((watcher, event, self.load_message(msg)))
-            if event == "spawn" and self.watchers is None:
-                # a blocking call from the plugin's own thread: the daemon still answers
-                self.watchers = self.call("list")["watchers"]
-
-        def handle_stop(self):
-            self.stopped = True
+            if event == "spawn":
+                watchers = self.call("list")["watchers"]
+                with open(self.config["out"], "a") as f:
+                    f.write(f"{os.getpid()} {self.config['greeting']} {','.join(watchers)}\\n")
     """
 )
 
 
-def test_custom_plugin_runs_in_process(
+def test_python_plugins_run_as_watchers(
     run_arbiter: Any, make_sleeper: Any, waiter: Any, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
+    """``Arbiter(plugins=[...])``: each plugin is a singleton watcher named ``name``, whose
+    process gets its options and talks to the daemon; ``active = false`` makes none."""
     (tmp_path / "recorder_plugin.py").write_text(RECORDER)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import recorder_plugin
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    out = tmp_path / "out.txt"
 
     async def body(arbiter: Arbiter, c: Any) -> Any:
-        await waiter(lambda: recorder_plugin.Recorder.instances)
-        plugin = recorder_plugin.Recorder.instances[0]
-        await waiter(lambda: plugin.running)
-        assert plugin.config == {"greeting": "hi"}
-        # events published after the plugin's SUB socket joined reach it
-        # (the SUB socket joins asynchronously: retry the trigger a few times)
-        for _ in range(20):
+        assert (await c.call("list"))["watchers"] == ["rec", "sleeper"]
+        rec = arbiter.get_watcher("rec")
+        assert rec.singleton and rec.priority == 1
+        await waiter(lambda: rec.pids)
+
+        def recorded() -> bool:
+            return out.exists() and bool(out.read_text())
+
+        for _ in range(40):  # the plugin's SUB socket joins asynchronously: repeat the trigger
             await c.call("incr", name="sleeper", waiting=True)
             try:
-                await waiter(lambda: plugin.watchers is not None, 0.5)
+                await waiter(recorded, 0.5)
                 break
             except AssertionError:
                 continue
-        assert plugin.watchers == ["sleeper"]
-        assert ("sleeper", "spawn") in [(w, e) for w, e, _ in plugin.events]
-        return plugin
+        pid, greeting, watchers = out.read_text().splitlines()[0].split()
+        assert int(pid) in rec.pids and greeting == "hi" and watchers == "rec,sleeper"
 
-    plugin = run_arbiter(
+    run_arbiter(
         [make_sleeper()],
         body,
-        plugins=[{"name": "rec", "use": "recorder_plugin.Recorder", "greeting": "hi"}],
+        plugins=[
+            {"name": "rec", "use": "recorder_plugin.Recorder", "greeting": "hi", "out": str(out)},
+            {"name": "off", "use": "recorder_plugin.Recorder", "active": "false"},
+        ],
     )
-    assert plugin.inited and plugin.stopped and not plugin.running

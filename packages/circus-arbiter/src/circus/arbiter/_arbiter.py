@@ -133,7 +133,10 @@ class Arbiter:
         self.config_file = config_file
         self.pid = os.getpid()
         self.started_at: float | None = None
-        self.plugin_specs: list[dict[str, Any]] = [dict(p) for p in plugins or ()]
+        # as upstream, a plugin's watcher is named ``name``, or ``use`` without one
+        self.plugin_specs: list[dict[str, Any]] = [
+            {**p, "name": p.get("name") or p.get("use")} for p in plugins or ()
+        ]
         self.table = WatcherTable()
         self.socket_set = SocketSet(sockets or ())
         self._initial_watchers = list(watchers)
@@ -145,7 +148,6 @@ class Arbiter:
         self.output = OutputHub(self._publish, keep=output_lines, wanted=self._wanted)
         self._stats: Any = None
         self._discovery: Any = None
-        self._plugins: Any = None
         self._loaded_config: Any = None
         self._exit: asyncio.Event | None = None
         self._started = threading.Event()
@@ -262,6 +264,7 @@ class Arbiter:
             self.controller.bind(self.endpoint_owner)
             if self.httpd:
                 self._add_httpd()
+            self._initial_watchers += [self._plugin_watcher(p) for p in self._active_plugins()]
             self.socket_set.bind_all()
             for spec in self._initial_watchers:
                 self._register(make_watcher(spec) if isinstance(spec, Mapping) else spec)
@@ -280,11 +283,6 @@ class Arbiter:
             raise
         self.controller.start()
         log.info("Arbiter now waiting for commands on %s", self.endpoint)
-        if self.plugin_specs:
-            from .plugins._host import PluginHost
-
-            self._plugins = PluginHost(self)
-            self._plugins.start_all(self.plugin_specs)
         await self.start_watchers()
         self._started.set()
 
@@ -620,28 +618,55 @@ class Arbiter:
             controller.close()
             self._retiring.discard(controller)
 
+    def _active_plugins(self) -> list[dict[str, Any]]:
+        from ._plugin_watchers import is_active
+
+        return [p for p in self.plugin_specs if is_active(p)]
+
+    def _plugin_watcher(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The watcher spec running plugin ``spec`` against the current endpoints."""
+        from ._httpd import httpd_curve_files
+        from ._plugin_watchers import plugin_watcher
+
+        return plugin_watcher(
+            spec,
+            self.endpoint,
+            self.pubsub_endpoint,
+            self.check_delay,
+            self.loglevel,
+            self.logoutput,
+            httpd_curve_files(self._curve_server),
+        )
+
     async def apply_plugins(
         self, specs: Mapping[str, Mapping[str, Any]], removed: Iterable[str] = ()
     ) -> None:
-        """(Re)start the given plugins and stop the removed ones."""
-        from .plugins._host import PluginHost
+        """Re-create (and start) the watchers of the plugins ``specs`` (``{watcher name:
+        spec}``) against the current endpoints; remove the watchers named in ``removed``."""
+        from ._plugin_watchers import is_active
 
-        if self._plugins is None:
-            self._plugins = PluginHost(self)
-        for name in removed:
-            await self._plugins.stop(name)
-        for name, spec in specs.items():
-            await self._plugins.stop(name)
-            self._plugins.start(dict(spec))
+        dropped = {name.lower() for name in (*removed, *specs)}
+        self.plugin_specs = [p for p in self.plugin_specs if p["name"].lower() not in dropped]
+        for name in (*removed, *specs):
+            current = self.table.find(name)
+            if current is not None:
+                await self.rm_watcher(current)
+        ordered = sorted(
+            specs.values(), key=lambda s: (-int(s.get("priority", 1)), str(s.get("name")))
+        )
+        for spec in ordered:
+            self.plugin_specs.append({**spec, "name": spec.get("name") or spec["use"]})
+            if not is_active(spec):
+                continue
+            options = self._plugin_watcher(spec)
+            watcher = self.create_watcher(options.pop("name"), options.pop("cmd"), **options)
+            await self.start_watcher(watcher)
 
     async def _shutdown(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._stopping = True
-        if self._plugins is not None:
-            await self._plugins.stop_all()
-            self._plugins = None
         await self.stop_watchers()
         await stop_adopted()
         for watcher in self.table.ordered():

@@ -6,7 +6,13 @@ from typing import Any
 
 from ._curve import config_options
 
-__all__ = ["arbiter_kwargs", "plugin_spec", "stats_enabled", "DEFAULT_STATS_ENDPOINT"]
+__all__ = [
+    "arbiter_kwargs",
+    "plugin_spec",
+    "plugin_watcher_name",
+    "stats_enabled",
+    "DEFAULT_STATS_ENDPOINT",
+]
 
 DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
 
@@ -17,10 +23,21 @@ def stats_enabled(daemon: Any) -> bool:
     return bool(daemon.statsd) and bool(daemon.stats_endpoint)
 
 
+def plugin_watcher_name(name: str) -> str:
+    """The watcher running ``[plugin:NAME]``: named after the whole section, as upstream."""
+    return f"plugin:{name}"
+
+
 def plugin_spec(plugin: Any) -> dict[str, Any]:
-    """``{"name", "use", "priority", "active", **options}`` for the plugin host."""
+    """``{"name", "use", "priority", "active", **options}`` for ``Arbiter(plugins=...)``;
+    ``name`` is the plugin's watcher name (``plugin:NAME``)."""
     spec = dict(plugin.options)
-    spec.update(name=plugin.name, use=plugin.use, priority=plugin.priority, active=plugin.active)
+    spec.update(
+        name=plugin_watcher_name(plugin.name),
+        use=plugin.use,
+        priority=plugin.priority,
+        active=plugin.active,
+    )
     return spec
 
 

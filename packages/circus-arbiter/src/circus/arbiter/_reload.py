@@ -4,7 +4,8 @@ Watchers whose section did not change are not touched (same processes, same pids
 of ``numprocesses`` alone resizes in place; any other change stops the old watcher and starts
 a new one; removed watchers are stopped and dropped; new ones are created (and started when
 ``autostart``). Sockets: removed ones are closed, new ones bound, changed ones re-bound and
-every watcher referring to them re-created. Plugins whose section changed are restarted.
+every watcher referring to them re-created. A plugin's watcher (``plugin:NAME``) is
+re-created when its section changed, removed with its section, added with a new one.
 Watchers added at run time with ``add`` are left alone. A change in ``[circus]`` is applied in
 place (:meth:`Arbiter.apply_daemon_options`): new endpoints are bound, the old control socket
 closes once it has answered its pending requests; upstream restarted the whole arbiter (every
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._curve import config_options
 from ._errors import CommandError
-from ._from_config import plugin_spec
+from ._from_config import plugin_spec, plugin_watcher_name
 
 if TYPE_CHECKING:
     from ._arbiter import Arbiter
@@ -121,12 +122,13 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
 
     p = diff.plugins
     # plugins talk to the endpoints: all of them reconnect when those moved
-    restart = [*p.added, *p.changed, *(p.unchanged if force or rebound else ())]
+    restart = {*p.added, *p.changed, *(p.unchanged if force or rebound else ())}
     if restart or p.removed:
-        specs = {}
-        for plugin in new.plugins:
-            if plugin.name in restart and plugin.active:
-                specs[plugin.name] = plugin_spec(plugin)
-        inactive = [pl.name for pl in new.plugins if pl.name in restart and not pl.active]
-        await arbiter.apply_plugins(specs, removed=[*p.removed, *inactive])
+        specs = {
+            plugin_watcher_name(pl.name): plugin_spec(pl)
+            for pl in new.plugins
+            if pl.name in restart
+        }
+        removed = [plugin_watcher_name(name) for name in p.removed]
+        await arbiter.apply_plugins(specs, removed=removed)
     arbiter._loaded_config = new

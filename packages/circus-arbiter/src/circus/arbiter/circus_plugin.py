@@ -6,12 +6,12 @@
                   [--curve-key FILE --curve-server-key FILE] [--log-level L]
                   [--log-output O] [--version] dotted.path.Class
 
-The plugin runs exactly as circusd runs its ``[plugin:NAME]`` sections in-process (the same
-:class:`~circus.arbiter.plugins.CircusPlugin` base and the same host code: ``handle_init``,
-the DEALER and SUB sockets, its own loop in a thread), here in a process of its own, which is
-what upstream's ``circus-plugin`` does. ``--config`` may be repeated; upstream's single
-``key:value:::key2:value2`` form is accepted too. SIGTERM or SIGINT stops the plugin
-(``handle_stop`` runs, sockets close) and the command exits 0; it exits 1 when the plugin
+This is the process circusd runs for each ``[plugin:NAME]`` section, as the command of a
+``plugin:NAME`` watcher (upstream's model); run by hand, it attaches a plugin to a running
+circusd. The plugin (a :class:`~circus.arbiter.plugins.CircusPlugin`: ``handle_init``, the
+DEALER and SUB sockets) runs on its own loop in a thread. ``--config`` may be repeated;
+upstream's single ``key:value:::key2:value2`` form is accepted too. SIGTERM or SIGINT stops
+the plugin (``handle_stop`` runs, sockets close) and the command exits 0; it exits 1 when the plugin
 cannot be loaded or does not start, 2 on a bad command line.
 
 With CURVE on in circusd, give the plugin an authorized key pair and circusd's public key

@@ -5,11 +5,10 @@ A plugin is a client of the daemon like any other: a DEALER connected to the con
 endpoint, subscribed to ``watcher.`` events, whose messages go to :meth:`handle_recv`.
 :meth:`handle_init` runs before the loop starts, :meth:`handle_stop` when it stops.
 
-How we run them (a deliberate difference from upstream, which forks one ``plugin:NAME``
-watcher process per plugin): circusd runs each plugin **in-process, in its own thread with its
-own event loop** (``self.loop`` is that thread's tornado ``IOLoop``). The plugin code is the
-same — blocking :meth:`call` only blocks the plugin's own thread, the daemon keeps answering —
-but there is no extra Python process per plugin and plugins do not appear in ``list``.
+How they run, as upstream: circusd makes each ``[plugin:NAME]`` a ``plugin:NAME`` singleton
+watcher whose process is ``circus-plugin``; there the plugin runs on its own thread with its
+own event loop (``self.loop`` is that thread's tornado ``IOLoop``), so a blocking :meth:`call`
+never holds up the plugin's signal handling.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ class CircusPlugin:
         endpoint: the daemon's control endpoint.
         pubsub_endpoint: the daemon's events endpoint.
         check_delay: kept for compatibility (plugins used it as a polling period).
-        ssh_server: kept for compatibility; tunnelling is not supported in-process.
+        ssh_server: kept for compatibility; tunnelling is not supported.
         **config: the ``[plugin:NAME]`` options, as strings.
     """
 
