@@ -325,7 +325,7 @@ def secure_bind(socket: zmq.Socket[Any], endpoint: str) -> None:
 
 
 def client_curve_for(endpoint: str) -> ClientCurve | None:
-    """The key pair an in-process client (a plugin) uses for ``endpoint``, if CURVE is on."""
+    """The key pair a client inside the daemon's own process uses for ``endpoint`` (CURVE on)."""
     with _ACTIVE_LOCK:
         server = _ACTIVE.get(endpoint)
     return server.client() if server is not None else None

@@ -6,7 +6,7 @@ restarts. The dashboard is a plain client of the control and pub/sub channels
 (``circus.ctl.web``, the ``web`` extra of circus-ctl); nothing of the arbiter runs inside it.
 
 With CURVE on, the dashboard is given circusd's own key pair (``--curve-key`` and
-``--curve-server-key`` naming circusd's key files), as in-process plugins use it: that key is
+``--curve-server-key`` naming circusd's key files), as plugin processes are: that key is
 always authorized, so ``curve_authorized_keys`` needs no entry for the dashboard. Only the
 file names appear on its command line, never a key.
 """
