@@ -133,10 +133,7 @@ class Arbiter:
         self.config_file = config_file
         self.pid = os.getpid()
         self.started_at: float | None = None
-        # as upstream, a plugin's watcher is named ``name``, or ``use`` without one
-        self.plugin_specs: list[dict[str, Any]] = [
-            {**p, "name": p.get("name") or p.get("use")} for p in plugins or ()
-        ]
+        self.plugin_specs: list[dict[str, Any]] = [_named_plugin(p) for p in plugins or ()]
         self.table = WatcherTable()
         self.socket_set = SocketSet(sockets or ())
         self._initial_watchers = list(watchers)
@@ -655,7 +652,7 @@ class Arbiter:
             specs.values(), key=lambda s: (-int(s.get("priority", 1)), str(s.get("name")))
         )
         for spec in ordered:
-            self.plugin_specs.append({**spec, "name": spec.get("name") or spec["use"]})
+            self.plugin_specs.append(_named_plugin(spec))
             if not is_active(spec):
                 continue
             options = self._plugin_watcher(spec)
@@ -871,6 +868,11 @@ def _ioloop_for(aio_loop: asyncio.AbstractEventLoop) -> Any:
         return result.result(timeout=10.0)
     except futures.TimeoutError as exc:
         raise ArbiterError("the arbiter's loop did not answer (blocked or stopping)") from exc
+
+
+def _named_plugin(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` with its watcher's name: as upstream, ``name``, or ``use`` without one."""
+    return {**spec, "name": spec.get("name") or spec.get("use")}
 
 
 def _route_output(hub: OutputHub, watcher: Any) -> None:

@@ -96,13 +96,10 @@ class FdWriter:
                 return True
             self.dropped += len(data)
             self._unreported += len(data)
-            now = time.monotonic()
-            if now - self._last_warn < WARN_INTERVAL:
-                return True
-            self._last_warn = now
-            count, self._unreported = self._unreported, 0
+            count = self._due_report()
         # logged outside the lock: the log handler may write to the very same slow target
-        self._warn(count, f"circusd's {self.name} is not read fast enough")
+        if count:
+            self._warn(count, f"circusd's {self.name} is not read fast enough")
         return True
 
     def close(self, timeout: float = 1.0) -> None:
@@ -182,12 +179,19 @@ class FdWriter:
     def _report_late(self) -> None:
         # drops that came after the last warning, once the interval has passed
         with self._cond:
-            now = time.monotonic()
-            if not self._unreported or now - self._last_warn < WARN_INTERVAL:
-                return
-            self._last_warn = now
-            count, self._unreported = self._unreported, 0
-        self._warn(count, f"circusd's {self.name} was not read fast enough")
+            count = self._due_report()
+        if count:
+            self._warn(count, f"circusd's {self.name} was not read fast enough")
+
+    def _due_report(self) -> int:
+        """Bytes dropped and not yet reported, if a warning is due now (else 0); under the
+        lock. Taking them resets the count and the interval."""
+        now = time.monotonic()
+        if not self._unreported or now - self._last_warn < WARN_INTERVAL:
+            return 0
+        self._last_warn = now
+        count, self._unreported = self._unreported, 0
+        return count
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:

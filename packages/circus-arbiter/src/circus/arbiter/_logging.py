@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Any
 
 __all__ = ["configure_logging", "LOG_FORMAT", "LOG_DATE_FORMAT"]
 
@@ -20,19 +21,29 @@ class FdHandler(logging.Handler):
     """
 
     def __init__(self, fd: int, name: str) -> None:
+        from ._forward import forwardable
+
         super().__init__()
         self.fd = fd
         self.stream_name = name
+        # /dev/null or closed (``--daemon``): decided once, as for forwarded output
+        self._writes = forwardable(fd) is not None
+        self._writer: Any = None
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def _live_writer(self) -> Any:
         from ._forward import shared_writer
 
+        if self._writer is None or not self._writer.accepting:
+            self._writer = shared_writer(self.fd, self.stream_name)
+        return self._writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._writes:
+            return
         try:
             data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
-            writer = shared_writer(self.fd, self.stream_name)
-            if writer is None:  # /dev/null or closed: nothing to write
-                return
-            if not writer.put(data):
+            writer = self._live_writer()
+            if writer is None or not writer.put(data):
                 while data:
                     data = data[os.write(self.fd, data) :]
         except Exception:
@@ -43,11 +54,8 @@ class FdHandler(logging.Handler):
 
     def close(self) -> None:
         """At interpreter exit: let the writer finish (one second at most)."""
-        from ._forward import shared_writer
-
-        writer = shared_writer(self.fd, self.stream_name)
-        if writer is not None:
-            writer.close(1.0)
+        if self._writer is not None:
+            self._writer.close(1.0)
         super().close()
 
 

@@ -1,20 +1,18 @@
-"""Event-driven exit detection on asyncio: a pidfd reader, or a SIGCHLD handler as fallback.
+"""Exit detection on asyncio without pidfds: one SIGCHLD handler per loop.
 
-Never a polling loop. With pidfds (Linux >= 5.3) each child's pidfd joins the loop's shared
-epoll set (:mod:`._mux`); it becomes readable when the child exits. Without them, one SIGCHLD
-handler per loop checks the children that asked to be watched.
+Never a polling loop. With pidfds (Linux >= 5.3) a Process puts its pidfd straight into the
+loop's shared epoll set (:mod:`._mux`), which becomes readable when the child exits; this
+module is the fallback for kernels without them: one SIGCHLD handler per loop checks the
+children that asked to be watched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import signal
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-from . import _mux
 
 if TYPE_CHECKING:
     from ._process import Process
@@ -29,11 +27,8 @@ _sigchld_sets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[Process]
 def watch_exit(
     loop: asyncio.AbstractEventLoop, proc: Process, on_exit: Callable[[], None]
 ) -> Callable[[], None]:
-    """Call ``on_exit()`` on ``loop`` once ``proc`` may have exited; returns an undo function."""
-    pidfd = proc.pidfd
-    if pidfd is not None:
-        _mux.mux_for(loop).add(pidfd, on_exit)
-        return functools.partial(_mux.release, loop, pidfd)
+    """Call ``on_exit()`` on ``loop`` after each SIGCHLD until undone (``proc`` may have
+    exited); returns the undo function."""
     watched = _sigchld_sets.get(loop)
     if watched is None:
         watched = set()
