@@ -59,3 +59,53 @@ def test_cast_to_nobody_times_out_instead_of_blocking(tmp_path) -> None:
 
         asyncio.run(main())
         assert time.monotonic() - began < 20
+
+
+def test_deeply_nested_json_is_an_invalid_json_error() -> None:
+    frame = b'{"command": "list", "properties": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode_request(frame)
+    assert info.value.errno == protocol.Errno.INVALID_JSON
+
+
+def test_nesting_beyond_the_limit_is_refused_and_within_it_accepted() -> None:
+    def nested(depth: int) -> bytes:
+        inner = "[" * depth + "]" * depth
+        return f'{{"command": "list", "properties": {{"x": {inner}}}, "id": 7}}'.encode()
+
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode_request(nested(protocol.MAX_DEPTH))
+    assert info.value.errno == protocol.Errno.MESSAGE_ERROR
+    assert info.value.request_id == 7  # type: ignore[attr-defined]
+    assert "nested deeper" in info.value.reason
+    assert protocol.decode_request(nested(protocol.MAX_DEPTH - 3)).command == "list"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"command": "add", "properties": {"name": "\\ud800x", "cmd": "true"}}',
+        b'{"command": "add", "properties": {"name": "w", "cmd": "true\\udfff"}}',
+        b'{"command": "set", "properties": {"name": "w", "options": {"\\ud83d": 1}}}',
+    ],
+)
+def test_lone_surrogates_are_refused(frame: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode_request(frame)
+    assert info.value.errno == protocol.Errno.MESSAGE_ERROR
+    assert "surrogate" in info.value.reason
+
+
+def test_a_paired_surrogate_escape_is_ordinary_text() -> None:
+    request = protocol.decode_request(
+        b'{"command": "status", "properties": {"name": "\\ud83d\\ude00"}}'
+    )
+    assert request.properties["name"] == "\U0001f600"
+
+
+def test_error_answers_never_carry_unbounded_text() -> None:
+    answer = protocol.error_answer(1, "x" * 10**7, tb="y" * 10**7)
+    assert len(answer["reason"]) <= protocol.MAX_REASON + 40
+    assert answer["reason"].endswith("(10000000 characters)")
+    assert len(answer["tb"]) <= protocol.MAX_TRACEBACK + 40
+    assert protocol.error_answer(1, "short")["reason"] == "short"

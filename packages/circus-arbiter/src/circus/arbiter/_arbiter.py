@@ -793,8 +793,12 @@ class Arbiter:
 
         Raises:
             ConflictError: a watcher with that name exists (``'<name>' already exist``).
-            MessageError: an option is invalid (the watcher layer's message).
+            MessageError: an option is invalid (the watcher layer's message), or the name
+                is longer than a command may name a watcher by (256 characters).
         """
+        from ._patterns import check_pattern
+
+        check_pattern(name)
         if name in self.table:
             raise ConflictError(f"'{name}' already exist")
         watcher = make_watcher({"name": name, "cmd": cmd, **options})

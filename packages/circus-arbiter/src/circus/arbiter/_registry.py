@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from ._errors import MessageError, NotFoundError
+from ._patterns import check_pattern, compile_regex
 
 __all__ = ["WatcherTable"]
 
@@ -75,18 +75,17 @@ class WatcherTable:
 
         Raises:
             NotFoundError: nothing matched (``program <pattern> not found``).
-            MessageError: unknown ``how`` or bad regular expression.
+            MessageError: unknown ``how``, a pattern over 256 characters, or a regular
+                expression that is invalid or could backtrack without bound.
         """
+        check_pattern(pattern)
         pattern_l = pattern.lower()
         if how == "simple":
             found = [self.get(pattern)]
         elif how == "glob":
             found = [w for k, w in self._by_name.items() if fnmatch.fnmatchcase(k, pattern_l)]
         elif how == "regex":
-            try:
-                regex = re.compile(pattern_l)
-            except re.error as exc:
-                raise MessageError(f"invalid regex {pattern!r}: {exc}") from None
+            regex = compile_regex(pattern_l)
             found = [w for k, w in self._by_name.items() if regex.match(k)]
         else:
             raise MessageError(f"'match' must be one of glob, regex, simple, got {how!r}")

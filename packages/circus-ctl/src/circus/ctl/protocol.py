@@ -38,11 +38,15 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "EVENTS",
     "EVENT_FIELDS",
+    "MAX_DEPTH",
+    "MAX_REASON",
+    "MAX_TRACEBACK",
     "CommandSpec",
     "Errno",
     "Prop",
     "Request",
     "cast_request",
+    "check_request_text",
     "decode",
     "decode_answer",
     "decode_pubsub",
@@ -63,6 +67,7 @@ __all__ = [
     "parse_output_topic",
     "parse_stat_topic",
     "resource_name",
+    "shorten",
     "stat_topic",
     "validate_properties",
 ]
@@ -93,16 +98,71 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message).encode("utf-8")
 
 
+MAX_DEPTH = 32
+"""How deeply arrays and objects may nest in a request (a real one nests three levels)."""
+
+MAX_REASON = 1000
+"""The longest ``reason`` an error answer carries; longer ones are cut and say so."""
+
+MAX_TRACEBACK = 16384
+"""The longest ``tb`` an error answer carries."""
+
+
 def decode(frame: bytes | str) -> Any:
     """Parse one JSON frame.
 
     Raises:
-        ProtocolError: errno 1 ``json invalid`` if the frame is not valid UTF-8 JSON.
+        ProtocolError: errno 1 ``json invalid`` if the frame is not valid UTF-8 JSON, or
+            nests deeper than the interpreter can parse.
     """
     try:
         return json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError("json invalid", Errno.INVALID_JSON) from None
+
+
+def check_request_text(message: Any) -> None:
+    """Refuse what no request needs and what would break on the way out.
+
+    Arrays and objects nested deeper than :data:`MAX_DEPTH`, and strings (keys included)
+    holding a lone UTF-16 surrogate (``"\\ud800"``): such a string can be parsed but
+    never encoded again, so a watcher named with one would exist and then fail every event
+    and answer that names it.
+
+    Raises:
+        ProtocolError: errno 3, saying which rule the message broke.
+    """
+    stack: list[tuple[Any, int]] = [(message, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ProtocolError(
+                        "message invalid: a string holds a lone UTF-16 surrogate",
+                        Errno.MESSAGE_ERROR,
+                    ) from None
+            continue
+        if isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise ProtocolError(
+                    f"message invalid: nested deeper than {MAX_DEPTH} levels",
+                    Errno.MESSAGE_ERROR,
+                )
+            if isinstance(value, dict):
+                stack.extend((key, depth + 1) for key in value)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
+
+
+def shorten(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was when cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 def new_id() -> str:
@@ -171,6 +231,7 @@ def decode_request(frame: bytes | str) -> Request:
     request_id = message.get("id")
     cast = message.get("msg_type") == "cast"
     try:
+        check_request_text(message)
         if "command" not in message:
             raise ProtocolError("message invalid 'command' is missing", Errno.MESSAGE_ERROR)
         spec = get_command(message["command"])
@@ -206,11 +267,15 @@ def ok_answer(
 def error_answer(
     request_id: Any, reason: str, errno: int = Errno.NOT_SPECIFIED, tb: str | None = None
 ) -> dict[str, Any]:
-    """Build an error answer with 0.19's keys: status, reason, tb, time, errno, id."""
+    """Build an error answer with 0.19's keys: status, reason, tb, time, errno, id.
+
+    ``reason`` and ``tb`` are cut to :data:`MAX_REASON` and :data:`MAX_TRACEBACK`
+    characters: a reason quoting a 10 MB name never comes back as a 10 MB answer.
+    """
     return {
         "status": "error",
-        "reason": reason,
-        "tb": tb,
+        "reason": shorten(reason),
+        "tb": None if tb is None else shorten(tb, MAX_TRACEBACK),
         "time": time.time(),
         "errno": int(errno),
         "id": request_id,
