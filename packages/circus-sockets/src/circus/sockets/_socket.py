@@ -235,7 +235,7 @@ class CircusSocket(socket.socket):
         socket is bound but not listening (it reserves the port, and resolves ``port=0``); a
         datagram one is left unbound. Raises SocketError naming the socket and the address.
         """
-        if self._closed:
+        if self._is_closed:
             raise SocketError("socket is closed", name=self.name, address=self.location)
         if self.bound:
             return
@@ -364,7 +364,7 @@ class CircusSocket(socket.socket):
         if self.path is not None:
             return self.path
         host = self.host or ""
-        if self.bound and not self._closed:
+        if self.bound and not self._is_closed:
             try:
                 host = self.getsockname()[0]
             except OSError:
@@ -378,7 +378,7 @@ class CircusSocket(socket.socket):
             row["path"] = self.path
             return row
         host = self.host
-        if self.bound and not self._closed:
+        if self.bound and not self._is_closed:
             host = self.getsockname()[0]
         row["host"] = host
         row["port"] = self.port
@@ -388,12 +388,18 @@ class CircusSocket(socket.socket):
 
     def close(self) -> None:
         """Close the socket; a unix socket file we created is removed (idempotent)."""
-        if self.path is not None and not self.adopted and not self._closed:
+        if self.path is not None and not self.adopted and not self._is_closed:
             remove_if_ours(self.path, self._file_id)
             self._file_id = None
         super().close()
 
-    def dup(self) -> socket.socket:
+    @property
+    def _is_closed(self) -> bool:
+        # socket.socket keeps this flag in a slot typeshed does not declare
+        closed: bool = getattr(self, "_closed", False)
+        return closed
+
+    def dup(self) -> socket.socket:  # type: ignore[override]  # a plain socket, on purpose
         """A plain ``socket.socket`` on a duplicate fd (closing it never removes a file)."""
         return socket.socket(self.family, self.type, self.proto, fileno=os.dup(self.fileno()))
 

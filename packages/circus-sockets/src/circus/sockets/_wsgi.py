@@ -72,8 +72,8 @@ class InheritedWSGIServer(WSGIServer):
     def serve_until_stopped(self, poll_interval: float = 0.2) -> None:
         """Serve requests one at a time until SIGTERM/SIGINT; handlers restored on return."""
         previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, self._on_signal)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, self._on_signal)
         self.timeout = poll_interval
         try:
             while not self._stopping:

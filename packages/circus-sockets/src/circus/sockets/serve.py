@@ -32,7 +32,8 @@ def load_app(spec: str) -> Callable[..., Any]:
         target = getattr(target, part)
     if not callable(target):
         raise ValueError(f"{spec} is not callable")
-    return target
+    app: Callable[..., Any] = target
+    return app
 
 
 def main(argv: Sequence[str] | None = None) -> int:

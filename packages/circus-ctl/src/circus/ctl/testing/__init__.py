@@ -4,7 +4,7 @@
 - :class:`Publisher`: a real PUB socket for events, output and stats messages.
 - :mod:`circus.ctl.testing.upstream`: builds a separate venv holding upstream Circus 0.19
   and runs its ``circusd`` / ``circusctl`` (for interop tests; never imported here so this
-  module stays cheap).
+  module stays cheap). It lives in the source tree only: the wheel leaves it out.
 """
 
 from __future__ import annotations
