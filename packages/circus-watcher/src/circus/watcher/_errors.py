@@ -7,8 +7,27 @@ translate the whole family into a control answer at one place. Errors raised by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
+
+_SHOWN = 100
+
+
+def shorten(value: Any) -> str:
+    """``repr(value)`` cut to about 100 characters, safe for integers of any size: all that an
+    error message echoes of a value it was given (the value itself may be megabytes)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 300:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        sign = "-" if value < 0 else ""
+        return f"{sign}<an integer of about {digits} digits>"
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    if len(text) > _SHOWN:
+        text = f"{text[: _SHOWN - 25]}... ({len(text)} characters)"
+    return text
 
 
 class WatcherError(Exception):
@@ -28,7 +47,31 @@ class OptionError(WatcherError, ValueError):
         self.option = option
         self.value = value
         self.expected = expected
-        super().__init__(f"invalid value {value!r} for option {option!r}: expected {expected}")
+        super().__init__(
+            f"invalid value {shorten(value)} for option {shorten(option)}: expected {expected}"
+        )
+
+
+class CeilingError(OptionError):
+    """A count or duration is above its ceiling (``circus.watcher.LIMITS``).
+
+    Attributes:
+        ceiling: the largest value accepted.
+        unit: what the ceiling counts ("processes per watcher"), may be empty.
+    """
+
+    def __init__(
+        self, option: str, value: Any, expected: str, ceiling: float, unit: str = ""
+    ) -> None:
+        self.ceiling = ceiling
+        self.unit = unit
+        super().__init__(option, value, expected)
+        shown = int(ceiling) if float(ceiling).is_integer() else ceiling
+        what = f" ({unit})" if unit else ""
+        self.args = (
+            f"invalid value {shorten(value)} for option {shorten(option)}: "
+            f"above its ceiling of {shown}{what}",
+        )
 
 
 class UnknownOptionError(WatcherError, ValueError):
@@ -53,7 +96,8 @@ class UnknownOptionError(WatcherError, ValueError):
         self.valid = sorted(valid)
         self.suggestion = suggestion
         hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
-        super().__init__(f"{problem} {option!r}{hint}; {listing}: {', '.join(self.valid)}")
+        listed = ", ".join(self.valid)
+        super().__init__(f"{problem} {shorten(option)}{hint}; {listing}: {listed}")
 
 
 class HookError(OptionError):

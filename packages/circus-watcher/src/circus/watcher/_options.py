@@ -16,6 +16,7 @@ from typing import Any
 
 from . import _convert as cv
 from ._errors import OptionError, UnknownOptionError
+from ._limits import LIMITS, MAX_ID, MAX_RLIMIT, as_number, check_limit
 
 RESPAWN_MODES = ("always", "on-failure", "never")
 HOOK_NAMES = (
@@ -57,14 +58,19 @@ def _nonneg(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return check
 
 
-def _int_min(minimum: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        result = cv.to_int(value)
-        if result < minimum:
-            raise ValueError
-        return result
+def _capped(name: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert``, then the range of ``LIMITS[name]`` (an OptionError naming ``name``)."""
 
-    return check
+    def capped(value: Any) -> Any:
+        return check_limit(name, convert(value))
+
+    return capped
+
+
+def _spec(name: str, convert: Callable[[Any], Any], default: Any, settable: bool = True,
+          reload: bool = False) -> OptionSpec:  # fmt: skip
+    """An option whose range (and so its words in errors) comes from :data:`LIMITS`."""
+    return OptionSpec(default, _capped(name, convert), LIMITS[name].describe(), settable, reload)
 
 
 def to_respawn(value: Any) -> str:
@@ -114,10 +120,17 @@ def _rlimit_name(name: Any) -> str:
     return text
 
 
+_UNLIMITED = ("", "-1", "unlimited", "infinity")
+
+
 def _rlimit_value(value: Any) -> int | None:
-    if value is None or value == "" or value == -1:
+    if value is None or value == -1:
+        return None
+    if isinstance(value, str) and value.strip().lower() in _UNLIMITED:
         return None
     result: int = _nonneg(cv.to_int)(value)
+    if result > MAX_RLIMIT:
+        raise cv.Explained(f"{result} is above the rlimit ceiling of {MAX_RLIMIT}")
     return result
 
 
@@ -131,6 +144,7 @@ def to_stream_conf(value: Any) -> Any:
             return None
         if "class" not in conf and "filename" not in conf:
             raise ValueError
+        _check_stream_numbers(conf)
         if "class" in conf:
             from circus.process.streams import resolve_stream_class
 
@@ -142,6 +156,20 @@ def to_stream_conf(value: Any) -> Any:
     if callable(value):
         return value
     raise TypeError
+
+
+def _check_stream_numbers(conf: Mapping[str, Any]) -> None:
+    """Stream options that are counts or sizes stay under their ceilings (a rollover walks
+    every backup file, so ``backup_count = 10**30`` would hang the daemon)."""
+    for key in ("max_bytes", "backup_count", "rotate_interval"):
+        if key not in conf:
+            continue
+        number = as_number(conf[key])
+        if number is None:
+            continue  # not a number: the stream class says what it expected
+        limit = LIMITS[f"*_stream.{key}"]
+        if not limit.low <= number <= limit.high:
+            raise cv.Explained(f"{key} must be {limit.describe()}")
 
 
 def to_hooks(value: Any) -> dict[str, Any]:
@@ -156,6 +184,14 @@ def to_hooks(value: Any) -> dict[str, Any]:
     return {key: item for key, item in value.items() if item not in (None, "")}
 
 
+def to_id(value: Any) -> int | str | None:
+    """:func:`._convert.to_id`, and a number no larger than a ``uid_t`` can hold."""
+    result = cv.to_id(value)
+    if isinstance(result, int) and result > MAX_ID:
+        raise ValueError
+    return result
+
+
 def _callable_or_none(value: Any) -> Any:
     if value is not None and not callable(value):
         raise TypeError
@@ -163,27 +199,27 @@ def _callable_or_none(value: Any) -> Any:
 
 
 _b = cv.to_bool
-_nf = _nonneg(cv.to_float)
-_ni = _nonneg(cv.to_int)
+_f = cv.to_float
+_i = cv.to_int
 
 #: Every named option. ``set`` may change those marked settable (upstream's list, plus ours).
 SPECS: dict[str, OptionSpec] = {
     "cmd": OptionSpec("", cv.to_str, "a command line string", True, True),
     "args": OptionSpec(None, cv.to_opt_str, "a string of arguments or None", True, True),
-    "numprocesses": OptionSpec(1, _ni, "an integer >= 0", True),
-    "warmup_delay": OptionSpec(0.0, _nf, "a number of seconds >= 0", True),
+    "numprocesses": _spec("numprocesses", _i, 1),
+    "warmup_delay": _spec("warmup_delay", _f, 0.0),
     "working_dir": OptionSpec(None, cv.to_opt_str, "a directory path or None", True, True),
     "shell": OptionSpec(False, _b, "a boolean", True, True),
     "shell_args": OptionSpec(None, cv.to_opt_str, "a string or None"),
-    "uid": OptionSpec(None, cv.to_id, "a user name, a uid >= 0 or None", True, True),
-    "gid": OptionSpec(None, cv.to_id, "a group name, a gid >= 0 or None", True, True),
+    "uid": OptionSpec(None, to_id, f"a user name, a uid from 0 to {MAX_ID}, or None", True, True),
+    "gid": OptionSpec(None, to_id, f"a group name, a gid from 0 to {MAX_ID}, or None", True, True),
     "send_hup": OptionSpec(False, _b, "a boolean", True),
     "stop_signal": OptionSpec(
         int(signal.SIGTERM), cv.to_signum, "a signal number or name (TERM, SIGQUIT, 3)", True
     ),
     "stop_children": OptionSpec(False, _b, "a boolean", True),
     "env": OptionSpec(None, cv.to_env, "a mapping of strings to strings", True, True),
-    "graceful_timeout": OptionSpec(30.0, _nf, "a number of seconds >= 0", True),
+    "graceful_timeout": _spec("graceful_timeout", _f, 30.0),
     "prereload_fn": OptionSpec(None, _callable_or_none, "a callable or None"),
     "rlimits": OptionSpec(
         None, to_rlimits, f"a mapping of rlimit names ({', '.join(RLIMIT_NAMES)}) to int or None"
@@ -195,13 +231,13 @@ SPECS: dict[str, OptionSpec] = {
     "stderr_stream": OptionSpec(
         None, to_stream_conf, "a stream object or a dict with 'class' or 'filename'", True
     ),
-    "priority": OptionSpec(0, cv.to_int, "an integer"),
+    "priority": _spec("priority", _i, 0, settable=False),
     "singleton": OptionSpec(False, _b, "a boolean", True),
     "use_sockets": OptionSpec(False, _b, "a boolean"),
     "copy_env": OptionSpec(False, _b, "a boolean", True),
     "copy_path": OptionSpec(False, _b, "a boolean"),
-    "max_age": OptionSpec(0.0, _nf, "a number of seconds >= 0 (0 = off)", True, True),
-    "max_age_variance": OptionSpec(30.0, _nf, "a number of seconds >= 0", True, True),
+    "max_age": _spec("max_age", _f, 0.0, reload=True),
+    "max_age_variance": _spec("max_age_variance", _f, 30.0, reload=True),
     "hooks": OptionSpec(None, to_hooks, f"a mapping keyed by {', '.join(HOOK_NAMES)}", True),
     "respawn": OptionSpec(
         "always", to_respawn, "a boolean or one of 'always', 'on-failure', 'never'", True
@@ -215,23 +251,23 @@ SPECS: dict[str, OptionSpec] = {
     "close_child_stdout": OptionSpec(False, _b, "a boolean", True),
     "close_child_stderr": OptionSpec(False, _b, "a boolean", True),
     "umask": OptionSpec(None, cv.to_umask, "an octal umask such as '022' (0..0o777) or None"),
-    "max_retry": OptionSpec(5, _int_min(-1), "an integer >= -1 (-1 = forever)", True),
-    "retry_in": OptionSpec(0.0, _nf, "a number of seconds >= 0", True),
+    "max_retry": _spec("max_retry", _i, 5),
+    "retry_in": _spec("retry_in", _f, 0.0),
     # Ours: restart policy and backoff (README "Restart policy").
     "success_exit_codes": OptionSpec(
         frozenset({0}), to_exit_codes, "a list of exit codes 0..255", True
     ),
-    "backoff_initial": OptionSpec(0.1, _nf, "a number of seconds >= 0", True),
-    "backoff_factor": OptionSpec(2.0, _nonneg(cv.to_float), "a number >= 1", True),
-    "backoff_max": OptionSpec(30.0, _nf, "a number of seconds >= 0", True),
-    "backoff_reset": OptionSpec(10.0, _nf, "a number of seconds >= 0", True),
-    "hook_timeout": OptionSpec(30.0, _nf, "a number of seconds >= 0", True),
+    "backoff_initial": _spec("backoff_initial", _f, 0.1),
+    "backoff_factor": _spec("backoff_factor", _f, 2.0),
+    "backoff_max": _spec("backoff_max", _f, 30.0),
+    "backoff_reset": _spec("backoff_reset", _f, 10.0),
+    "hook_timeout": _spec("hook_timeout", _f, 30.0),
     # Flapping (upstream's plugin names, built in here).
     "flapping.active": OptionSpec(False, _b, "a boolean", True),
-    "flapping.attempts": OptionSpec(2, _int_min(1), "an integer >= 1", True),
-    "flapping.window": OptionSpec(1.0, _nf, "a number of seconds >= 0", True),
-    "flapping.retry_in": OptionSpec(7.0, _nf, "a number of seconds >= 0", True),
-    "flapping.max_retry": OptionSpec(5, _int_min(-1), "an integer >= -1 (-1 = forever)", True),
+    "flapping.attempts": _spec("flapping.attempts", _i, 2),
+    "flapping.window": _spec("flapping.window", _f, 1.0),
+    "flapping.retry_in": _spec("flapping.retry_in", _f, 7.0),
+    "flapping.max_retry": _spec("flapping.max_retry", _i, 5),
     # Parsed by upstream but used by nothing; accepted so 0.19 configs load.
     "check_flapping": OptionSpec(True, _b, "a boolean"),
 }
@@ -271,10 +307,22 @@ def convert(name: str, value: Any) -> Any:
         raise unknown(name)
     try:
         return spec.convert(value)
+    except OptionError:
+        raise  # already names the option (a range or ceiling check)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         detail = exc.args[0] if isinstance(exc, cv.Explained) and exc.args else None
         expected = f"{spec.expected} ({detail})" if detail else spec.expected
         raise OptionError(name, value, expected) from None
+
+
+def to_limited_int(name: str, value: Any) -> int:
+    """An integer within ``LIMITS[name]`` (``nb`` of incr/decr), or an OptionError naming it."""
+    try:
+        number = cv.to_int(value)
+    except (TypeError, ValueError):
+        raise OptionError(name, value, LIMITS[name].describe()) from None
+    result: int = check_limit(name, number)
+    return result
 
 
 def fold(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -325,5 +373,3 @@ def check_consistency(opts: Mapping[str, Any]) -> None:
         raise OptionError("copy_path", True, "copy_env to be true as well")
     if opts["virtualenv"] and not opts["copy_env"]:
         raise OptionError("virtualenv", opts["virtualenv"], "copy_env to be true as well")
-    if opts["backoff_factor"] < 1:
-        raise OptionError("backoff_factor", opts["backoff_factor"], "a number >= 1")

@@ -33,7 +33,7 @@ from ._errors import OptionError, ProcessNotFoundError, SpawnFailedError, Watche
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
 from ._hooks import Hook, resolve_all
-from ._options import build, convert
+from ._options import build, convert, to_limited_int
 from ._output import OutputPump
 from ._policy import RestartPolicy
 from ._procs import ProcessFactory, ProcessLike, socket_fd
@@ -436,13 +436,13 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         """Add ``n`` processes (no change for a singleton); returns the new count."""
         if self.singleton:
             return self.numprocesses
-        return await self.set_numprocesses(self.numprocesses + convert("numprocesses", n))
+        return await self.set_numprocesses(self.numprocesses + to_limited_int("nb", n))
 
     async def decr(self, n: int = 1) -> int:
         """Remove ``n`` processes, oldest first (no change for a singleton); returns the count."""
         if self.singleton:
             return self.numprocesses
-        return await self.set_numprocesses(max(0, self.numprocesses - convert("numprocesses", n)))
+        return await self.set_numprocesses(max(0, self.numprocesses - to_limited_int("nb", n)))
 
     def _find(self, pid: int) -> ProcessLike:
         try:
