@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from functools import partial
 from typing import Any
@@ -224,10 +224,17 @@ class Arbiter:
         """Run the arbiter on a new asyncio loop until it is stopped (blocking)."""
         asyncio.run(self.run())
 
-    async def run(self) -> None:
-        """Start, serve until ``quit``/:meth:`stop`, then release everything."""
+    async def run(self, started: Callable[[], None] | None = None) -> None:
+        """Start, serve until ``quit``/:meth:`stop`, then release everything.
+
+        Args:
+            started: called once the control channel is bound and the autostart watchers
+                are started (``circusd --daemon`` releases its waiting parent there).
+        """
         await self.start_async()
         try:
+            if started is not None:
+                started()
             assert self._exit is not None
             await self._exit.wait()
         finally:

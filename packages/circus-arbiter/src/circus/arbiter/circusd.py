@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 
 __all__ = ["main", "check_no_upstream"]
 
@@ -125,10 +126,11 @@ def _main(argv: list[str] | None) -> int:
     if not args.config:
         parser.print_usage()
         return 0
+    readiness = None
     if args.daemonize:
         from ._daemonize import daemonize
 
-        daemonize()
+        readiness = daemonize()  # errors until it is serving still reach the user's terminal
 
     from ._from_config import arbiter_kwargs
     from ._logging import configure_logging
@@ -185,7 +187,7 @@ def _main(argv: list[str] | None) -> int:
         arbiter._loaded_config = config
         log.info("Starting master on pid %d", os.getpid())
         try:
-            asyncio.run(_serve(arbiter))
+            asyncio.run(_serve(arbiter, readiness.ready if readiness else None))
         except Exception as exc:
             log.error("circusd failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
             print(f"circusd: {exc}", file=sys.stderr)
@@ -196,7 +198,7 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-async def _serve(arbiter: object) -> None:
+async def _serve(arbiter: object, started: Callable[[], None] | None = None) -> None:
     from ._arbiter import Arbiter
 
     assert isinstance(arbiter, Arbiter)
@@ -209,7 +211,7 @@ async def _serve(arbiter: object) -> None:
 
     unwatch_orphans = watch_orphans(loop)
     try:
-        await arbiter.run()
+        await arbiter.run(started)
     finally:
         unwatch_orphans()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
