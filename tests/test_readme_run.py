@@ -30,7 +30,7 @@ def test_make_run_starts_the_example(tmp_path: Path) -> None:
     endpoint, pubsub = f"ipc://{tmp_path}/ctl", f"ipc://{tmp_path}/pub"
     text = re.sub(r"(?m)^endpoint = .*$", f"endpoint = {endpoint}", text)
     text = re.sub(r"(?m)^pubsub_endpoint = .*$", f"pubsub_endpoint = {pubsub}", text)
-    text = re.sub(r"(?m)^port = 8080$", "port = 0", text)
+    text = re.sub(r"(?m)^port = \d+$", "port = 0", text)
     text = text.replace("examples/", f"{ROOT}/examples/")
     config = tmp_path / "circus.ini"
     config.write_text(text)
@@ -76,3 +76,18 @@ def test_make_run_starts_the_example(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(daemon.pid, signal.SIGKILL)
                 daemon.wait()
+
+
+def test_example_ports_leave_the_dashboard_default_free() -> None:
+    # `make run` then "Watching it live" (circushttpd with its defaults) must not collide
+    from circus.arbiter.config import load_config
+    from circus.ctl.web._cli import parser
+
+    config = load_config(ROOT / "examples" / "circus.ini")
+    daemon = config.circus
+    endpoints = [daemon.endpoint, daemon.pubsub_endpoint, daemon.stats_endpoint]
+    ports = [int(e.rsplit(":", 1)[1]) for e in endpoints if e and e.startswith("tcp://")]
+    ports += [int(s.kwargs["port"]) for s in config.sockets]
+    dashboard = parser().parse_args([]).port
+    assert len(ports) == len(set(ports)), ports
+    assert dashboard not in ports and daemon.httpd_port not in ports, (dashboard, ports)
