@@ -54,7 +54,7 @@ def test_pidfile_written_and_removed(circusd, tmp_path: Path) -> None:
         timeout=30,
     )
     assert second.returncode == 1
-    assert "stale" in second.stderr
+    assert f"names a running circusd (pid {daemon.proc.pid})" in second.stderr
     assert daemon.stop() == 0
     assert not pidfile.exists()
 

@@ -1,10 +1,15 @@
-"""Binding ZeroMQ endpoints safely: ipc sockets owner-only, optional owner change."""
+"""Binding ZeroMQ endpoints safely: ipc sockets owner-only, optional owner change, never
+taken from another live process, and removed at exit only while they are still ours."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import pwd
+import socket
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +17,7 @@ from typing import Any, TypeVar
 
 import zmq
 
+from ._dirlock import dir_lock
 from ._errors import ArbiterError
 
 __all__ = [
@@ -25,10 +31,16 @@ __all__ = [
     "remove_ipc",
 ]
 
+log = logging.getLogger("circus.arbiter")
+
 # ipc path -> sockets of ours bound there. A reload may bind a new socket on the path an old
 # one still serves (ZeroMQ hands the path to the new one; the old keeps its connections until
 # it has answered them): the file goes only with the last of them.
 _IPC_BOUND: dict[str, int] = {}
+# ipc path -> (st_dev, st_ino) of the socket file our latest bind there created. At exit the
+# file is removed only if it is still that one: if another process bound the path since, the
+# file is its socket, and removing it would leave that process unreachable.
+_IPC_FILES: dict[str, tuple[int, int]] = {}
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -92,16 +104,98 @@ def bind_again(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None) -
 def _bind(sock: zmq.Socket[Any], endpoint: str, owner: str | None) -> None:
     path = ipc_path(endpoint)
     try:
-        if path is not None:
+        if path is not None and not path.startswith("@"):
             uid = owner_uid(owner)
-            with _umask(0o177):
+            # ZeroMQ unlinks whatever is at the path before binding, so the check that nobody
+            # else serves it and the bind are done under one lock another circusd also takes.
+            with dir_lock(path), _umask(0o177):
+                _claim_ipc(path, endpoint)
                 sock.bind(endpoint)
+                st = os.lstat(path)
+            _IPC_FILES[path] = (st.st_dev, st.st_ino)
             if uid is not None:
                 os.chown(path, uid, -1)
         else:
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
         raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc
+
+
+def _claim_ipc(path: str, endpoint: str) -> None:
+    """Make sure binding ``path`` takes it from nobody: a socket file a live process listens
+    on is refused, a stale one (nothing listening) is removed. A path one of our own sockets
+    holds is left to the bind (a reload takes it over on purpose).
+
+    Raises:
+        ArbiterError: another process listens there, or the path is not a socket.
+    """
+    if _IPC_BOUND.get(path):
+        return
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return  # nothing there (or nothing we can see): the bind says what is wrong
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ArbiterError(
+            f"cannot bind {endpoint}: {path} exists and is not a socket (not removing it)"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.setblocking(False)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        log.info("removing stale socket file %s (nothing listens on it)", path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ArbiterError(
+                f"cannot bind {endpoint}: cannot remove stale {path}: {exc}"
+            ) from exc
+        return
+    except FileNotFoundError:
+        return
+    except BlockingIOError:
+        pid = None  # a listener whose backlog is full: alive all the same
+    except OSError as exc:
+        if exc.errno != errno.EAGAIN:
+            raise ArbiterError(
+                f"cannot bind {endpoint}: cannot tell whether {path} is in use: {exc.strerror}"
+            ) from exc
+        pid = None
+    else:
+        pid = _peer_pid(probe)
+    finally:
+        probe.close()
+    raise ArbiterError(f"cannot bind {endpoint}: {_listener(pid)} listens on {path}")
+
+
+def _peer_pid(sock: socket.socket) -> int | None:
+    # SO_PEERCRED: the pid that called listen() on the other end (0 from another pid namespace).
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid = struct.unpack("3i", creds)[0]
+    return pid if pid > 0 else None
+
+
+def _listener(pid: int | None) -> str:
+    """``another circusd (pid 123)``, ``process 123 (python3)`` or ``another process``."""
+    if pid is None:
+        return "another process"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        argv = []
+    from ._pidfile import looks_like_circusd
+
+    if looks_like_circusd(argv):
+        return f"another circusd (pid {pid})"
+    name = os.path.basename(argv[0]) if argv else "?"
+    return f"process {pid} ({name})"
 
 
 def rebinds_in_place(endpoint: str) -> bool:
@@ -144,7 +238,8 @@ def bind_retrying(bind: Callable[[], _T], timeout: float = 2.0) -> _T:
 
 def remove_ipc(endpoint: str) -> None:
     """Remove the socket file of an ``ipc://`` endpoint we bound (ZeroMQ leaves it), once no
-    other socket of ours is bound there."""
+    other socket of ours is bound there, and only if it is still the file we bound (same
+    device and inode): a file another process bound since is left alone."""
     path = ipc_path(endpoint)
     if path is None:
         return
@@ -152,8 +247,12 @@ def remove_ipc(endpoint: str) -> None:
     if left > 0:
         _IPC_BOUND[path] = left
         return
+    ours = _IPC_FILES.pop(path, None)
     try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
+        st = os.lstat(path)
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == ours:
             os.unlink(path)
+        elif stat.S_ISSOCK(st.st_mode):
+            log.warning("not removing %s: another process bound it since we did", path)
     except OSError:
         pass

@@ -1,15 +1,27 @@
-"""The pidfile: refuse to start when it names a live process, removed at exit."""
+"""The pidfile: refuse to start while it names a running daemon, removed at exit.
+
+A pid in the file is the daemon's only while that process still runs and is the one that
+wrote it. Pids are reused (after a reboot, in a container restarted with its volume), so a
+live pid alone proves nothing: it counts as the holder when it looks like a circusd (its
+command line) or started no later than the file was written. Anything else (a dead pid, a
+zombie, a pid now used by an unrelated younger process, garbage) is stale and replaced.
+"""
 
 from __future__ import annotations
 
-import errno
 import os
+
+from ._dirlock import dir_lock
 
 __all__ = ["Pidfile", "PidfileError"]
 
+# Process start times come from the kernel's clock ticks and the file's mtime from the
+# filesystem: a holder may appear to have started this much after it wrote the file.
+_START_SLACK = 1.0
+
 
 class PidfileError(Exception):
-    """The pidfile names a live process, or cannot be written."""
+    """The pidfile names a running daemon, or cannot be written."""
 
 
 class Pidfile:
@@ -17,51 +29,105 @@ class Pidfile:
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
-        self._written = False
+        self._written: tuple[int, int, int] | None = None  # (pid, st_dev, st_ino)
 
     def create(self, pid: int | None = None) -> None:
-        """Write our pid.
+        """Write our pid, atomically (a temp file renamed over the path).
+
+        The check of the old file and the rename happen under a lock on the directory, so
+        two daemons started at once on the same pidfile cannot both pass the check.
 
         Raises:
-            PidfileError: ``pid file '<f>' is stale, current pid <n>`` when it names a live
-                process other than us.
+            PidfileError: the file names a running process other than us that holds it
+                (see the module docstring), or the file cannot be written.
         """
         pid = os.getpid() if pid is None else pid
-        old = self._read()
-        if old and old != pid and _alive(old):
-            raise PidfileError(f"pid file {self.path!r} is stale, current pid {old}")
         tmp = f"{self.path}.{pid}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f"{pid}\n")
-            os.replace(tmp, self.path)
+            with dir_lock(self.path):
+                old, written_at = self._read_with_time()
+                if old and old != pid:
+                    holder = _holder(old, written_at)
+                    if holder is not None:
+                        raise PidfileError(
+                            f"pid file {self.path!r} names a running {holder}: not starting "
+                            "(remove the file if that is not a circusd of this config)"
+                        )
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(f"{pid}\n")
+                    fh.flush()
+                    st = os.fstat(fh.fileno())
+                os.replace(tmp, self.path)
         except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
+            _discard(tmp)
             raise PidfileError(f"cannot write pid file {self.path!r}: {exc}") from exc
-        self._written = True
+        self._written = (pid, st.st_dev, st.st_ino)
 
     def unlink(self) -> None:
-        """Remove the file if we wrote it and it still holds our pid."""
-        if not self._written:
+        """Remove the file if it is still the one we wrote (same file, our pid in it)."""
+        if self._written is None:
             return
-        if self._read() == os.getpid():
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-        self._written = False
+        pid, dev, ino = self._written
+        self._written = None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) == (dev, ino) and self._read() == pid:
+            _discard(self.path)
 
     def _read(self) -> int | None:
+        return self._read_with_time()[0]
+
+    def _read_with_time(self) -> tuple[int | None, float]:
         try:
             with open(self.path, encoding="ascii") as fh:
-                return int(fh.read().strip() or 0) or None
+                mtime = os.fstat(fh.fileno()).st_mtime
+                text = fh.read(64).strip()
         except (OSError, ValueError):
-            return None
+            return None, 0.0
+        try:
+            value = int(text or 0)
+        except ValueError:
+            return None, mtime
+        return (value if value > 0 else None), mtime
 
 
-def _alive(pid: int) -> bool:
+def _discard(path: str) -> None:
     try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
+        os.unlink(path)
+    except (OSError, ValueError):
+        pass
+
+
+def _holder(pid: int, written_at: float) -> str | None:
+    """Describe the process ``pid`` if it holds a pidfile written at ``written_at``, else
+    ``None`` (no such process, a zombie, or an unrelated process started after the write)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        started = proc.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:
+        return f"process (pid {pid})"  # cannot look closer: assume it holds the file
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        argv = []
+    if looks_like_circusd(argv):
+        return f"circusd (pid {pid})"
+    if started <= written_at + _START_SLACK:
+        name = os.path.basename(argv[0]) if argv else "?"
+        return f"process (pid {pid}, {name}, started before the file was written)"
+    return None
+
+
+def looks_like_circusd(argv: list[str]) -> bool:
+    """Whether a command line runs circusd."""
+    # `circusd ...`, `python .../circusd ...`, `python -m circus.arbiter.circusd ...`
+    return any(os.path.basename(a) == "circusd" or a == "circus.arbiter.circusd" for a in argv[:3])
