@@ -11,7 +11,7 @@ SOAK_FLOOD_MB ?= 1024
 .PHONY: help install test test-fast test-layers lint typecheck format run bench bench-small soak build version clean
 
 help:
-	@echo "make run          start circusd on $(CONFIG) (installs first)"
+	@echo "make run          start circusd on $(CONFIG) (installs the daemon first, no dev tools)"
 	@echo "make test         every test of every package, in one pytest -n auto run"
 	@echo "make test-fast    the same without the tests marked slow"
 	@echo "make test-layers  each package's tests in an env holding only what it declares"
@@ -25,7 +25,10 @@ $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q 'uv==0.13.*'
 
-install: $(if $(shell command -v uv 2>/dev/null),,$(TOOLS)/bin/uv)
+# uv itself: from PATH, else installed once into .tools/
+UV_DEP := $(if $(shell command -v uv 2>/dev/null),,$(TOOLS)/bin/uv)
+
+install: $(UV_DEP)
 	$(UV) sync --locked
 
 test: install
@@ -56,8 +59,10 @@ format: install
 	$(UV) run --locked ruff format .
 	$(UV) run --locked ruff check --fix .
 
-run: install
-	$(UV) run --locked circusd $(CONFIG)
+# Only what the daemon needs (no dev group: no pytest, playwright, ruff, mypy...); uv run's
+# sync is inexact, so dev tools already installed by `make install` stay.
+run: $(UV_DEP)
+	$(UV) run --locked --no-dev circusd $(CONFIG)
 
 bench: install
 	$(UV) run --locked python bench/run.py

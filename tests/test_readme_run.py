@@ -91,3 +91,18 @@ def test_example_ports_leave_the_dashboard_default_free() -> None:
     dashboard = parser().parse_args([]).port
     assert len(ports) == len(set(ports)), ports
     assert dashboard not in ports and daemon.httpd_port not in ports, (dashboard, ports)
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_make_run_installs_no_dev_tools() -> None:
+    # a newcomer's `make run` must not fetch pytest, playwright, ruff, mypy... first
+    dry = subprocess.run(
+        [MAKE, "-n", "-C", str(ROOT), "run", "CONFIG=x.ini"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    commands = [line for line in dry.splitlines() if re.search(r"(^|/)uv ", line)]
+    assert commands and all("--no-dev" in c for c in commands), dry
+    assert not any(" sync" in c and "--no-dev" not in c for c in commands), dry

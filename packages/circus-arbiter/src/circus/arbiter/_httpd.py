@@ -34,7 +34,11 @@ def httpd_available() -> str | None:
     """None when the dashboard can run here, else the reason it cannot."""
     for module in ("circus.ctl.web", "tornado", "prometheus_client"):
         if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install 'circus-ctl[web]')"
+            return (
+                f"{module} is not installed: it is circus-ctl's web extra (from a clone: "
+                "pip install './packages/circus-ctl[web]'; once published: "
+                "pip install 'circus-ctl[web]')"
+            )
     return None
 
 
