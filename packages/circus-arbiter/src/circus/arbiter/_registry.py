@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,9 @@ from ._errors import MessageError, NotFoundError
 from ._patterns import check_pattern, compile_regex
 
 __all__ = ["WatcherTable"]
+
+_SUGGEST_MAX = 1000  # watchers; difflib takes ~12 us per similar candidate name
+_GLOB = re.compile(r"[*?\[]")  # a glob with wildcards matched nothing: no single suggestion
 
 
 class WatcherTable:
@@ -47,12 +51,13 @@ class WatcherTable:
         """The watcher called ``name`` (any case).
 
         Raises:
-            NotFoundError: ``program <name> not found`` (errno 3), as upstream.
+            NotFoundError: ``program <name> not found`` (errno 3), as upstream, followed by
+                `` (did you mean <watcher>?)`` when one name is close.
         """
         try:
             return self._by_name[name.lower()]
         except KeyError:
-            raise NotFoundError(f"program {name} not found") from None
+            raise NotFoundError(f"program {name} not found{self._suggest(name)}") from None
 
     def find(self, name: str) -> Any | None:
         """The watcher called ``name`` or ``None``."""
@@ -90,8 +95,24 @@ class WatcherTable:
         else:
             raise MessageError(f"'match' must be one of glob, regex, simple, got {how!r}")
         if not found:
-            raise NotFoundError(f"program {pattern} not found")
+            hint = self._suggest(pattern) if how == "glob" and not _GLOB.search(pattern) else ""
+            raise NotFoundError(f"program {pattern} not found{hint}")
         return sorted(found, key=lambda w: (-_priority(w), w.name.lower()))
+
+    def _suggest(self, name: str) -> str:
+        """`` (did you mean <watcher>?)`` for the closest watcher name, or ``""``.
+
+        Only on the error path, so difflib is imported here and not by a running daemon
+        (the reason is kept after upstream's ``program <name> not found`` prefix, which
+        clients parse). Past :data:`_SUGGEST_MAX` watchers no suggestion is made: a
+        mistyped name must not cost the loop more than ~10 ms.
+        """
+        if len(self._by_name) > _SUGGEST_MAX:
+            return ""
+        import difflib
+
+        close = difflib.get_close_matches(name.lower(), list(self._by_name), n=1, cutoff=0.75)
+        return f" (did you mean {self._by_name[close[0]].name}?)" if close else ""
 
     @asynccontextmanager
     async def locked(self, watcher: Any) -> AsyncIterator[None]:
