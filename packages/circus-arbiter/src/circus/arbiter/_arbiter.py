@@ -27,6 +27,7 @@ from circus.ctl.protocol import event_topic
 from ._controller import Controller
 from ._errors import ArbiterError, ConflictError, MessageError
 from ._forward import OutputForwarder
+from ._limits import check_arbiter_args
 from ._orphans import reap_adopted, stop_adopted
 from ._output import OutputHub
 from ._publisher import Publisher
@@ -59,6 +60,8 @@ class Arbiter:
         endpoint_owner: user owning the ipc control/pubsub socket files.
         config_file: the INI file ``reloadconfig`` re-reads.
         output_lines: lines of output kept per watcher for the ``logs`` command.
+        ``check_delay``, ``warmup_delay``, ``stats_interval`` and ``output_lines`` beyond their
+        ceilings (``circus.watcher.LIMITS``) raise :class:`~circus.watcher.OptionError`.
         curve: CURVE for every endpoint: a ``circus.arbiter._curve.CurveSettings``, or the
             ``[circus]`` options ``curve_secret_key``, ``curve_public_key``,
             ``curve_authorized_keys``, ``insecure_bind`` as a dict. Without it (or
@@ -102,6 +105,12 @@ class Arbiter:
         output_lines: int = 1000,
         curve: Any = None,
     ) -> None:
+        check_arbiter_args(
+            check_delay=check_delay,
+            warmup_delay=warmup_delay,
+            stats_interval=stats_interval,
+            output_lines=output_lines,
+        )
         self.endpoint = endpoint
         self.curve = curve
         self._curve_server: Any = None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._commands import command
 from ._errors import CommandError, MessageError, NotFoundError
+from ._limits import check_total
 from ._options import validate_set_options
 from ._props import opt_bool, opt_float, opt_int, opt_str, req_str, to_signum
 from ._watchers import watcher_error
@@ -142,6 +143,8 @@ def _scale(arbiter: Arbiter, props: Props, sign: int) -> dict[str, Any] | Awaita
 
     async def run() -> dict[str, Any]:
         async with arbiter.table.locked(watcher):
+            if sign > 0:
+                check_total(arbiter.iter_watchers(), watcher.name, watcher.numprocesses + nb)
             method = watcher.incr if sign > 0 else watcher.decr
             try:
                 count = await method(nb)
@@ -175,6 +178,8 @@ def cmd_set(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
 
     async def run() -> dict[str, Any]:
         async with arbiter.table.locked(watcher):
+            if "numprocesses" in validated:
+                check_total(arbiter.iter_watchers(), watcher.name, validated["numprocesses"])
             for key, value in validated.items():
                 try:
                     outcome = watcher.set_opt(key, value)
@@ -211,6 +216,7 @@ def cmd_add(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
     if name in arbiter.table:
         raise CommandError(f"'{name}' already exist")
     options = dict(validate_set_options(options, fold_rlimits=True))
+    check_total(arbiter.iter_watchers(), name, options.get("numprocesses", 1))
     args = props.get("args")
     if args is not None:
         if isinstance(args, list):

@@ -1,7 +1,8 @@
 """Server-side validation of ``set``/``add`` options (spec/protocol.md §1.6, "set validation").
 
 Messages match upstream's (``'numprocesses' isn't an integer``, ``unknown key 'bogus'``) so
-clients that parse them keep working.
+clients that parse them keep working. Every value is then held to its ceiling
+(``circus.watcher.LIMITS``) before any option is applied, so a refused ``set`` changes nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import resource
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from circus.watcher import shorten
+
 from ._errors import MessageError
+from ._limits import check_property
 from ._props import to_signum
 
 __all__ = ["validate_set_options"]
@@ -63,13 +67,13 @@ def validate_set_options(
     whose values the watcher itself validates.
 
     Raises:
-        MessageError: errno 3 naming the key.
+        MessageError: errno 3 naming the key (and the ceiling, for a value above it).
     """
     result: dict[str, Any] = {}
     rlimits: dict[str, Any] = {}
     for key, value in options.items():
         if not isinstance(key, str):
-            raise MessageError(f"unknown key {key!r}")
+            raise MessageError(f"unknown key {shorten(key)}")
         if key in _INT or key == "priority":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise MessageError(f"'{key}' isn't an integer")
@@ -101,14 +105,16 @@ def validate_set_options(
         elif key.startswith("rlimit_"):
             limit = key[len("rlimit_") :].upper()
             if not hasattr(resource, f"RLIMIT_{limit}"):
-                raise MessageError(f"unknown key {key!r}")
+                raise MessageError(f"unknown key {shorten(key)}")
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise MessageError(f"'{key}' isn't an integer")
+            check_property(key, value)
             if fold_rlimits:
                 rlimits[key[len("rlimit_") :]] = value
                 continue
         elif not key.startswith(_PREFIXES) and not (also_known and also_known(key)):
-            raise MessageError(f"unknown key {key!r}")
+            raise MessageError(f"unknown key {shorten(key)}")
+        check_property(key, value)
         result[key] = value
     if rlimits:
         result["rlimits"] = rlimits

@@ -3,7 +3,9 @@
 Each reader raises :class:`MessageError` (errno 3) naming the property and what was expected, so
 a wrongly typed request gets an answer instead of an internal exception. The readers accept the
 quirky types the real 0.19 circusctl sends (``kill`` sends ``pid`` and ``graceful_timeout`` as
-strings, ``signal`` sends ``signum`` as a name).
+strings, ``signal`` sends ``signum`` as a name). A number property named like an entry of
+``circus.watcher.LIMITS`` (``nb``, ``lines``, ``graceful_timeout``) is held to its ceiling, and
+an error echoes at most ~100 characters of the value it was sent.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import signal as _signal
 from collections.abc import Mapping
 from typing import Any
 
+from circus.watcher import shorten
+
 from ._errors import MessageError
+from ._limits import check_property
 
 __all__ = [
     "req_str",
@@ -40,7 +45,7 @@ def req_str(props: Mapping[str, Any], key: str) -> str:
     """A required non-empty string property."""
     value = _get(props, key, True)
     if not isinstance(value, str) or not value:
-        raise MessageError(f"'{key}' must be a non-empty string, got {value!r}")
+        raise MessageError(f"'{key}' must be a non-empty string, got {shorten(value)}")
     return value
 
 
@@ -50,7 +55,7 @@ def opt_str(props: Mapping[str, Any], key: str, default: str | None = None) -> s
     if value is _MISSING or value is None:
         return default
     if not isinstance(value, str):
-        raise MessageError(f"'{key}' must be a string, got {value!r}")
+        raise MessageError(f"'{key}' must be a string, got {shorten(value)}")
     return value
 
 
@@ -69,7 +74,7 @@ def opt_bool(props: Mapping[str, Any], key: str, default: bool = False) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise MessageError(f"'{key}' must be a boolean, got {value!r}")
+    raise MessageError(f"'{key}' must be a boolean, got {shorten(value)}")
 
 
 def opt_int(
@@ -82,12 +87,14 @@ def opt_int(
     if isinstance(value, bool):
         raise MessageError(f"'{key}' isn't an integer")
     if isinstance(value, int):
-        return value
+        return int(check_property(key, value))
     if isinstance(value, str):
         try:
-            return int(value.strip())
+            number = int(value.strip())
         except ValueError:
             pass
+        else:
+            return int(check_property(key, number))
     raise MessageError(f"'{key}' isn't an integer")
 
 
@@ -99,12 +106,14 @@ def opt_float(props: Mapping[str, Any], key: str, default: float | None = None) 
     if isinstance(value, bool):
         raise MessageError(f"'{key}' isn't a number")
     if isinstance(value, int | float):
-        return float(value)
+        return float(check_property(key, value))
     if isinstance(value, str):
         try:
-            return float(value.strip())
+            number = float(value.strip())
         except ValueError:
             pass
+        else:
+            return float(check_property(key, number))
     raise MessageError(f"'{key}' isn't a number")
 
 
@@ -117,19 +126,19 @@ def opt_names(props: Mapping[str, Any], key: str) -> list[str] | None:
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise MessageError(f"'{key}' must be a string or a list of strings, got {value!r}")
+    raise MessageError(f"'{key}' must be a string or a list of strings, got {shorten(value)}")
 
 
 def to_signum(value: Any, key: str = "signum") -> int:
     """A signal number from an int, ``"15"``, ``"TERM"``, ``"SIGTERM"`` or ``"SIGRTMIN+2"``."""
     if isinstance(value, bool):
-        raise MessageError(f"'{key}' is not a signal: {value!r}")
+        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
     if isinstance(value, int):
         if value in _VALID_SIGNUMS:
             return value
-        raise MessageError(f"'{key}' is not a signal: {value!r}")
+        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
     if not isinstance(value, str) or not value.strip():
-        raise MessageError(f"'{key}' is not a signal: {value!r}")
+        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
     text = value.strip().upper()
     if text.lstrip("-").isdigit():
         return to_signum(int(text), key)
@@ -143,7 +152,7 @@ def to_signum(value: Any, key: str = "signum") -> int:
             break
     member = getattr(_signal.Signals, text, None) if text.isidentifier() else None
     if member is None:
-        raise MessageError(f"'{key}' is not a signal: {value!r}")
+        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
     return to_signum(int(member) + offset, key)
 
 

@@ -6,8 +6,9 @@ returns a :class:`CircusConfig`: ``.circus`` (a :class:`DaemonConfig`), ``.watch
 ``.sockets`` (:class:`SocketConfig`, ``kwargs`` for ``circus.sockets.CircusSocket``),
 ``.plugins`` (:class:`PluginConfig`) and ``.sources`` (the files read).
 ``diff_configs(old, new)`` says what ``reloadconfig`` must add, remove or re-create.
-Nothing here imports zmq, tornado, the watcher or the sockets layer: loading is pure
-validation, so a bad file fails with :class:`ConfigError` before anything starts.
+Nothing here imports zmq, tornado, asyncio, the sockets layer or the watcher beyond its
+ceilings table (``circus.watcher.LIMITS``): loading is pure validation, so a bad file fails
+with :class:`ConfigError` before anything starts.
 
 Errors: :class:`ConfigError` (a ``ValueError``) reads
 ``circus.ini:12: [watcher:web] numprocesses = 'abc': expected an integer >= 0`` and carries
@@ -16,7 +17,9 @@ missing/unreadable/non-UTF-8 file or include, a malformed line, bad booleans, in
 floats, signals, umasks, ports, endpoints, hook specs, rlimit names, stream classes and
 options, watchers without ``cmd``, duplicate watcher/socket/plugin names (case-insensitive),
 a ``stdin_socket`` or ``$(circus.sockets.X)`` naming no ``[socket:X]``, ``singleton`` with
-``numprocesses`` > 1, ``copy_path``/``virtualenv`` without ``copy_env``, unknown users/groups.
+``numprocesses`` > 1, ``copy_path``/``virtualenv`` without ``copy_env``, unknown users/groups,
+a count or duration above its ceiling (``circus.watcher.LIMITS``), the ``numprocesses`` of
+every watcher summed above ``MAX_TOTAL_PROCESSES``.
 
 Warnings: suspicious but loadable input is reported through Python's :mod:`warnings` module
 as :class:`ConfigWarning` (shown on stderr by default; a daemon that has configured logging

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Callable
+from typing import Any
+
+# Only the ceilings table and its errors: importing circus.watcher loads nothing else.
+from circus.watcher import LIMITS, OptionError, check_limit, check_option
 
 __all__ = [
+    "capped",
+    "check_free",
+    "to_rlimit",
+    "EXPECTED_RLIMIT",
     "to_bool",
     "to_int",
     "to_float",
@@ -58,6 +67,54 @@ def to_float(text: str, minimum: float | None = None) -> float:
         raise ValueError(text)
     if minimum is not None and value < minimum:
         raise ValueError(text)
+    return value
+
+
+def capped(
+    name: str, convert: Callable[[str], Any], words: str | None = None
+) -> tuple[Callable[[str], Any], str]:
+    """``(converter, expected)`` for an option held to ``circus.watcher.LIMITS[name]``: the
+    converter runs ``convert`` then the range check; ``expected`` names the ceiling (``words``
+    replaces the table's description, e.g. "an integer" where the loader wants one)."""
+    limit = LIMITS[name]
+
+    def converter(text: str) -> Any:
+        value = convert(text)
+        try:
+            check_limit(name, value, limit)
+        except OptionError:
+            raise ValueError(text) from None
+        return value
+
+    return converter, "expected " + (words or limit.describe())
+
+
+def check_free(key: str, text: str) -> None:
+    """A free-form option kept as written (``flapping.attempts``, ``backoff_max``…) but held
+    to its ceiling when it is a number; other text is left to the watcher.
+
+    Raises:
+        ValueError: a number out of range.
+    """
+    try:
+        check_option(key, text)
+    except OptionError:
+        raise ValueError(text) from None
+
+
+_UNLIMITED = frozenset({"", "-1", "unlimited", "infinity"})
+EXPECTED_RLIMIT = (
+    "expected an integer >= 0, or empty, -1 or 'unlimited' for no limit; "
+    f"at most {int(LIMITS['rlimit_*'].high)} (its ceiling: what setrlimit takes)"
+)
+
+
+def to_rlimit(text: str) -> int:
+    """An rlimit value: ``-1`` for no limit (empty, ``-1``, ``unlimited``, ``infinity``)."""
+    if text.strip().lower() in _UNLIMITED:
+        return -1
+    value = to_int(text, 0)
+    check_limit("rlimit_*", value)  # OptionError is a ValueError
     return value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._convert import EXPECTED_BOOL, EXPECTED_OCTAL, to_bool, to_float, to_int, to_octal
+from ._convert import EXPECTED_BOOL, EXPECTED_OCTAL, capped, to_bool, to_float, to_int, to_octal
 from ._model import DaemonConfig
 from ._section import SectionView
 
@@ -64,8 +64,8 @@ DAEMON_OPTIONS: dict[str, tuple[Any, str]] = {
     "endpoint_owner": (_optional, ""),
     "statsd": (to_bool, EXPECTED_BOOL),
     "statsd_close_outputs": (to_bool, EXPECTED_BOOL),
-    "check_delay": (lambda t: to_float(t), "expected a number of seconds (e.g. 5 or 0.5)"),
-    "warmup_delay": (lambda t: to_float(t, 0.0), "expected a number of seconds >= 0 (e.g. 0.5)"),
+    "check_delay": capped("check_delay", to_float),
+    "warmup_delay": capped("warmup_delay", to_float),
     "umask": (to_octal, EXPECTED_OCTAL),
     "pidfile": (_optional, ""),
     "loglevel": (_level, "expected one of " + ", ".join(_LEVELS)),

@@ -7,6 +7,8 @@ the file without reading our code.
 
 from __future__ import annotations
 
+from circus.watcher import shorten
+
 __all__ = ["ConfigError", "ConfigWarning"]
 
 
@@ -18,7 +20,8 @@ class ConfigError(ValueError):
         lineno: 1-based line number in ``filename`` (``None`` when unknown).
         section: the section header without brackets, e.g. ``watcher:web``.
         option: the option name as written.
-        value: the offending value as written (after ``$(circus.env.X)`` expansion).
+        value: the offending value as written (after ``$(circus.env.X)`` expansion); the
+            message shows at most ~100 characters of it.
         expected: what would have been accepted, in words.
 
     ``str(error)`` reads ``circus.ini:12: [watcher:web] numprocesses = 'abc': expected an
@@ -54,7 +57,7 @@ class ConfigError(ValueError):
         if self.option is not None:
             what += self.option
             if self.value is not None:
-                what += f" = {self.value!r}"
+                what += f" = {shorten(self.value)}"
         if what:
             what = what.rstrip() + ": "
         return f"{where}{what}{self.expected}"

@@ -12,6 +12,8 @@ import os
 import warnings
 from collections.abc import Mapping
 
+from circus.watcher import MAX_TOTAL_PROCESSES
+
 from ._daemon import parse_daemon
 from ._env import EnvSections, expand_circus_env
 from ._errors import ConfigError, ConfigWarning
@@ -172,6 +174,7 @@ def _build(main: str, raw: RawConfig, environ: Mapping[str, str]) -> CircusConfi
 
     for key, watcher in watchers.items():
         _check_socket_refs(watcher_views[key], watcher, sockets)
+    _check_total_processes(watchers, watcher_views)
 
     return CircusConfig(
         path=main,
@@ -181,6 +184,22 @@ def _build(main: str, raw: RawConfig, environ: Mapping[str, str]) -> CircusConfi
         plugins=tuple(plugins.values()),
         sources=tuple(raw.files),
     )
+
+
+def _check_total_processes(
+    watchers: Mapping[str, WatcherConfig], views: Mapping[str, SectionView]
+) -> None:
+    """The ``numprocesses`` of every watcher, summed, stay under the daemon's ceiling; the
+    error points at the watcher (in file order) that takes the sum past it."""
+    total = 0
+    for key, watcher in watchers.items():
+        total += int(watcher.options["numprocesses"])
+        if total > MAX_TOTAL_PROCESSES:
+            raise views[key].error(
+                "numprocesses",
+                f"expected the numprocesses of every watcher, summed, to be <= "
+                f"{MAX_TOTAL_PROCESSES} (the daemon's ceiling); {total} so far",
+            )
 
 
 def _unique(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from ._convert import EXPECTED_BOOL, EXPECTED_DOTTED, check_dotted, to_bool, to_int
+from ._convert import EXPECTED_BOOL, EXPECTED_DOTTED, capped, check_dotted, to_bool, to_int
 from ._model import PluginConfig
 from ._section import SectionView
 
 __all__ = ["parse_plugin"]
+
+
+_PRIORITY = capped("priority", to_int)
 
 
 def parse_plugin(view: SectionView, name: str) -> PluginConfig:
@@ -21,7 +24,7 @@ def parse_plugin(view: SectionView, name: str) -> PluginConfig:
     if "use" not in view:
         raise view.error(None, "expected a 'use = package.module.Class' option")
     use = view.get("use", check_dotted, "", EXPECTED_DOTTED)
-    priority = view.get("priority", to_int, 1, "expected an integer")
+    priority = view.get("priority", _PRIORITY[0], 1, _PRIORITY[1])
     active = view.get("active", to_bool, True, EXPECTED_BOOL)
     options = {key: raw.value for key, raw in view.options.items() if key != "use"}
     return PluginConfig(

@@ -32,12 +32,23 @@ def _named(table: dict[str, Any], prefix: str) -> Callable[[str], Any]:
     return convert
 
 
+# The socket layer's CEILINGS (circus.sockets._options), which this loader may not import to
+# stay light; a test checks the two agree.
+SOCKET_CEILINGS = {"port": 65535, "backlog": 1_000_000, "proto": 65535}
+
+
+def _at_most(option: str, value: int, text: str) -> int:
+    if value > SOCKET_CEILINGS[option]:
+        raise ValueError(text)
+    return value
+
+
 def _proto(text: str) -> int:
     value = text.strip()
     if not value:
         return 0
     if value.isdigit():
-        return int(value)
+        return _at_most("proto", int(value), text)
     try:
         return socket.getprotobyname(value)
     except OSError:
@@ -45,10 +56,7 @@ def _proto(text: str) -> int:
 
 
 def _port(text: str) -> int:
-    value = to_int(text, 0)
-    if value > 65535:
-        raise ValueError(text)
-    return value
+    return _at_most("port", to_int(text, 0), text)
 
 
 SOCKET_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
@@ -56,8 +64,16 @@ SOCKET_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "port": (_port, 8080, "expected a port number between 0 and 65535"),
     "family": (_named(_FAMILIES, "AF_"), socket.AF_INET, "expected one of " + ", ".join(_FAMILIES)),
     "type": (_named(_TYPES, "SOCK_"), socket.SOCK_STREAM, "expected one of " + ", ".join(_TYPES)),
-    "proto": (_proto, 0, "expected a protocol name (tcp, udp...) or number"),
-    "backlog": (lambda t: to_int(t, 0), 2048, "expected an integer >= 0"),
+    "proto": (
+        _proto,
+        0,
+        f"expected a protocol name (tcp, udp...) or a number <= {SOCKET_CEILINGS['proto']}",
+    ),
+    "backlog": (
+        lambda t: _at_most("backlog", to_int(t, 0), t),
+        2048,
+        f"expected an integer >= 0 and <= {SOCKET_CEILINGS['backlog']} (its ceiling)",
+    ),
     "path": (str.strip, None, ""),
     "umask": (to_octal, 8, EXPECTED_OCTAL),
     "replace": (to_bool, False, EXPECTED_BOOL),

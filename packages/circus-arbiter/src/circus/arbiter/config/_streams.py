@@ -13,14 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._convert import EXPECTED_BOOL, to_bool, to_int
+from ._convert import EXPECTED_BOOL, capped, to_bool, to_int
 from ._section import SectionView
 
 __all__ = ["parse_stream", "STREAM_CLASSES"]
 
 _ROTATE_WHEN = ("S", "M", "H", "D", "MIDNIGHT", *(f"W{day}" for day in range(7)))
-_INT0 = (lambda text: to_int(text, 0), "expected an integer >= 0")
-_INT1 = (lambda text: to_int(text, 1), "expected an integer >= 1")
+_MAX_BYTES = capped("*_stream.max_bytes", to_int)
+_BACKUPS = capped("*_stream.backup_count", to_int)
+_INTERVAL = capped("*_stream.rotate_interval", to_int)
 _STR: tuple[Callable[[str], Any], str] = (str.strip, "")
 _WHEN = (
     lambda text: _rotate_when(text),
@@ -31,17 +32,17 @@ _WHEN = (
 STREAM_CLASSES: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
     "FileStream": {
         "filename": _STR,
-        "max_bytes": _INT0,
-        "backup_count": _INT0,
+        "max_bytes": _MAX_BYTES,
+        "backup_count": _BACKUPS,
         "time_format": (str, ""),
     },
     "WatchedFileStream": {"filename": _STR, "time_format": (str, "")},
     "TimedRotatingFileStream": {
         "filename": _STR,
-        "backup_count": _INT0,
+        "backup_count": _BACKUPS,
         "time_format": (str, ""),
         "rotate_when": _WHEN,
-        "rotate_interval": _INT1,
+        "rotate_interval": _INTERVAL,
         "utc": (to_bool, EXPECTED_BOOL),
     },
     "StdoutStream": {},

@@ -15,16 +15,22 @@ import resource
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from circus.watcher import LIMITS, MAX_SECONDS, check_limit
+
 from ._convert import (
     EXPECTED_BOOL,
     EXPECTED_DOTTED,
     EXPECTED_OCTAL,
+    EXPECTED_RLIMIT,
     EXPECTED_SIGNAL,
+    capped,
     check_dotted,
+    check_free,
     to_bool,
     to_float,
     to_int,
     to_octal,
+    to_rlimit,
     to_signum,
 )
 from ._model import WatcherConfig
@@ -71,7 +77,7 @@ def _str(text: str) -> str:
 def _user(text: str) -> int | str:
     value = text.strip()
     if value.isdigit():
-        return int(value)
+        return _id("uid", value)
     pwd.getpwnam(value)  # KeyError → reported by _checked below
     return value
 
@@ -79,9 +85,18 @@ def _user(text: str) -> int | str:
 def _group(text: str) -> int | str:
     value = text.strip()
     if value.isdigit():
-        return int(value)
+        return _id("gid", value)
     grp.getgrnam(value)
     return value
+
+
+_ID_CEILING = int(LIMITS["uid"].high)
+
+
+def _id(name: str, digits: str) -> int:
+    number = int(digits)
+    check_limit(name, number)  # OptionError is a ValueError
+    return number
 
 
 def _respawn(text: str) -> bool | str:
@@ -104,32 +119,49 @@ def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     return wrapper
 
 
-_INT0 = "expected an integer >= 0"
-_SECONDS = "expected a number of seconds >= 0 (e.g. 0.5)"
+def _limited(name: str, convert: Callable[[str], Any], default: Any, words: str | None = None
+             ) -> tuple[Callable[[str], Any], Any, str]:  # fmt: skip
+    """A WATCHER_OPTIONS row held to the option's ceiling (``circus.watcher.LIMITS``)."""
+    converter, expected = capped(name, convert, words)
+    return converter, default, expected
+
+
+def _int_seconds(note: str = "") -> str:
+    # upstream reads max_age/max_age_variance with int(): whole seconds in a config file
+    return f"an integer >= 0 (seconds{note}) and <= {MAX_SECONDS} (its ceiling: 1 year)"
+
 
 # option → (converter, default, expected); order is the Watcher constructor's.
 WATCHER_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "cmd": (_str, None, "expected a command"),
     "args": (str, None, ""),
-    "numprocesses": (lambda t: to_int(t, 0), 1, _INT0),
-    "warmup_delay": (lambda t: to_float(t, 0.0), 0.0, _SECONDS),
+    "numprocesses": _limited("numprocesses", to_int, 1),
+    "warmup_delay": _limited("warmup_delay", to_float, 0.0),
     "working_dir": (_str, None, ""),
     "shell": (to_bool, False, EXPECTED_BOOL),
     "shell_args": (_str, None, ""),
-    "uid": (_checked(_user), None, "expected an existing user name or a numeric uid"),
-    "gid": (_checked(_group), None, "expected an existing group name or a numeric gid"),
+    "uid": (
+        _checked(_user),
+        None,
+        f"expected an existing user name or a numeric uid (at most {_ID_CEILING}, its ceiling)",
+    ),
+    "gid": (
+        _checked(_group),
+        None,
+        f"expected an existing group name or a numeric gid (at most {_ID_CEILING}, its ceiling)",
+    ),
     "send_hup": (to_bool, False, EXPECTED_BOOL),
     "stop_signal": (to_signum, 15, EXPECTED_SIGNAL),
     "stop_children": (to_bool, False, EXPECTED_BOOL),
-    "graceful_timeout": (lambda t: to_float(t, 0.0), 30.0, _SECONDS),
+    "graceful_timeout": _limited("graceful_timeout", to_float, 30.0),
     "executable": (_str, None, ""),
-    "priority": (to_int, 0, "expected an integer"),
+    "priority": _limited("priority", to_int, 0),
     "singleton": (to_bool, False, EXPECTED_BOOL),
     "use_sockets": (to_bool, False, EXPECTED_BOOL),
     "copy_env": (to_bool, False, EXPECTED_BOOL),
     "copy_path": (to_bool, False, EXPECTED_BOOL),
-    "max_age": (lambda t: to_int(t, 0), 0, _INT0),
-    "max_age_variance": (lambda t: to_int(t, 0), 30, _INT0),
+    "max_age": _limited("max_age", to_int, 0, _int_seconds("; 0 = off")),
+    "max_age_variance": _limited("max_age_variance", to_int, 30, _int_seconds()),
     "respawn": (_respawn, True, "expected a boolean or one of always, on-failure, never"),
     "autostart": (to_bool, True, EXPECTED_BOOL),
     "on_demand": (to_bool, False, EXPECTED_BOOL),
@@ -140,7 +172,7 @@ WATCHER_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "close_child_stderr": (to_bool, False, EXPECTED_BOOL),
     "virtualenv_py_ver": (_str, None, ""),
     "umask": (to_octal, None, EXPECTED_OCTAL),
-    "max_retry": (lambda t: to_int(t, -1), 5, "expected an integer >= -1 (-1: retry forever)"),
+    "max_retry": _limited("max_retry", to_int, 5),
 }
 # Parsed and typed, then passed to the Watcher as free-form options (upstream keeps them).
 _EXTRA_TYPED: dict[str, tuple[Callable[[str], Any], str]] = {
@@ -190,10 +222,12 @@ def _parse_rlimit(view: SectionView, key: str) -> tuple[str, int]:
     if not name or not hasattr(resource, "RLIMIT_" + name.upper()):
         known = sorted(n[7:].lower() for n in dir(resource) if n.startswith("RLIMIT_"))
         raise view.error(key, "expected rlimit_<name> with a name among " + ", ".join(known))
-    text = view.text(key) or ""
-    if not text:
-        return name, -1  # empty means unlimited (RLIM_INFINITY)
-    return name, view.get(key, lambda t: to_int(t, -1), -1, "expected an integer >= 0, or empty")
+    # empty, -1 or "unlimited" mean RLIM_INFINITY, passed on as -1
+    return name, view.get(key, to_rlimit, -1, EXPECTED_RLIMIT)
+
+
+def _free_expected(key: str) -> str:
+    return "expected " + LIMITS[key].describe()
 
 
 def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> WatcherConfig:
@@ -241,6 +275,8 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
             elif not dot and key not in WATCHER_EXTRAS:
                 view.check_unknown(key, _KNOWN, "watcher option")
             free[key] = view.options[key].value
+            if key in LIMITS:  # flapping.*, backoff_*, retry_in...: kept as written, capped
+                view.get(key, lambda t, k=key: check_free(k, t), None, _free_expected(key))
 
     kwargs["env"] = dict(env)
     kwargs["rlimits"] = rlimits
