@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 from .._errors import StreamError
 from ._base import Chunk, LineFramer, prefix_line, to_int, to_str_or_none
+from ._drops import DropReport
 
 __all__ = ["FileStream", "WatchedFileStream"]
 
 # One splice call moves at most this much, so one busy pipe cannot hog the loop forever.
 SPLICE_CHUNK = 1 << 20
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+# splice() errors that mean "this pair of files cannot splice" (the caller reads instead), as
+# opposed to "the file cannot be written" (the output is dropped and counted).
+_SPLICE_REFUSED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.ESPIPE}
+# An open() failing this way is an outage that may end (space freed), not a bad config.
+_TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EMFILE, errno.ENFILE}
 
 
 class FileStream:
@@ -27,6 +34,12 @@ class FileStream:
 
     Without ``time_format`` the stream takes bytes straight from a pipe with ``os.splice``.
     Writes are unbuffered (``os.write`` on the fd), i.e. flushed at once.
+
+    Output that cannot be written (a full disk, a quota, an I/O error, a rotation or reopen
+    that fails) is dropped and counted, never raised: one WARNING says so at once, then at
+    most one per :attr:`DropReport.interval` (5 s) with the bytes and lines dropped, and one
+    more when writing works again. Every new chunk tries the file again, so writing resumes
+    by itself once there is room.
     """
 
     def __init__(
@@ -52,6 +65,7 @@ class FileStream:
         self._fd: int | None = None
         self._size = 0
         self._framer = LineFramer() if self.time_format else None
+        self._drops: DropReport | None = None  # made at the first write that fails
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -65,18 +79,48 @@ class FileStream:
         self._size = os.lseek(self._fd, 0, os.SEEK_END)
 
     def open(self) -> None:
-        """Open the file (idempotent; called lazily on first write too)."""
+        """Open the file (idempotent; called lazily on first write too).
+
+        A file that cannot be created for want of space (or another transient cause) is not
+        an error here: a warning is logged and the first write tries again.
+
+        Raises:
+            StreamError: the file's directory does not exist.
+            OSError: the file cannot be opened (permissions, a directory...).
+        """
         if self._fd is None:
-            self._open_fd()
+            try:
+                self._open_fd()
+            except OSError as exc:
+                if exc.errno not in _TRANSIENT:
+                    raise
+                self._dropped(b"", exc)
 
     def close(self) -> None:
         """Write pending partial lines and close the file (it can be reopened)."""
         if self._framer is not None and self._fd is not None and self.time_format:
             for pid, line in self._framer.flush_all():
                 self._write(prefix_line(self.time_format, pid, line).encode())
+        if self._drops is not None:
+            self._drops.flush()
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError as exc:  # a delayed write error (NFS, EIO): the fd is gone anyway
+                self._dropped(b"", exc)
+
+    @property
+    def dropped(self) -> tuple[int, int]:
+        """Bytes and lines of output dropped because the file could not be written."""
+        if self._drops is None:
+            return 0, 0
+        return self._drops.bytes_dropped, self._drops.lines_dropped
+
+    def _dropped(self, data: bytes | memoryview, exc: Exception) -> None:
+        if self._drops is None:
+            self._drops = DropReport(self.filename)
+        self._drops.drop(data, exc)
 
     def fileno(self) -> int | None:
         """The open fd, or None."""
@@ -86,8 +130,6 @@ class FileStream:
 
     def __call__(self, data: Chunk) -> None:
         """Write one chunk (prefixed per complete line when ``time_format`` is set)."""
-        if self._fd is None:
-            self.open()
         payload = data["data"]
         if self.time_format and self._framer is not None:
             lines = self._framer.feed(data["pid"], data["name"], payload)
@@ -114,7 +156,7 @@ class FileStream:
         seek to the end (and re-reads the size, others' bytes included).
         """
         if self._fd is None:
-            self.open()
+            self._open_fd()
         self._before_io()
         self._size = os.lseek(self._fd, 0, os.SEEK_END)  # type: ignore[arg-type]
 
@@ -141,14 +183,20 @@ class FileStream:
             self._open_fd()
 
     def _write(self, payload: bytes) -> None:
-        self._prepare()
-        if self.max_bytes and self._size and self._size + len(payload) > self.max_bytes:
-            self.rotate()
         view = memoryview(payload)
-        while view:
-            written = os.write(self._fd, view)  # type: ignore[arg-type]
-            self._size += written
-            view = view[written:]
+        try:
+            self._prepare()
+            if self.max_bytes and self._size and self._size + len(payload) > self.max_bytes:
+                self.rotate()
+            while view:
+                written = os.write(self._fd, view)  # type: ignore[arg-type]
+                self._size += written
+                view = view[written:]
+        except (OSError, StreamError) as exc:  # StreamError: the directory is gone
+            self._dropped(view, exc)
+            return
+        if self._drops is not None and self._drops.failing:
+            self._drops.ok()
 
     @property
     def can_splice(self) -> bool:
@@ -160,15 +208,33 @@ class FileStream:
 
         Returns the bytes moved (0 at EOF); raises BlockingIOError when the pipe is empty.
         Size rotation happens on the 1 MiB boundaries this implies, not on line boundaries.
+        When the file cannot be written, up to 1 MiB is read from the pipe and dropped (and
+        counted) instead, so the child is never stalled by a full disk.
+
+        Raises:
+            BlockingIOError: the pipe is empty.
+            OSError: the file refuses splice (EINVAL...): the caller reads instead.
         """
-        self._prepare()
         count = SPLICE_CHUNK
-        if self.max_bytes:
-            if self._size >= self.max_bytes:
-                self.rotate()
-            count = min(count, self.max_bytes - self._size) or count
-        moved = os.splice(fd, self._fd, count, flags=_SPLICE_FLAGS)  # type: ignore[arg-type]
+        try:
+            self._prepare()
+            if self.max_bytes:
+                if self._size >= self.max_bytes:
+                    self.rotate()
+                count = min(count, self.max_bytes - self._size) or count
+            moved = os.splice(fd, self._fd, count, flags=_SPLICE_FLAGS)  # type: ignore[arg-type]
+        except BlockingIOError:
+            raise
+        except (OSError, StreamError) as exc:
+            if getattr(exc, "errno", None) in _SPLICE_REFUSED and self._fd is not None:
+                raise
+            data = os.read(fd, SPLICE_CHUNK)  # BlockingIOError: nothing waiting
+            if data:
+                self._dropped(data, exc)
+            return len(data)
         self._size += moved
+        if moved and self._drops is not None and self._drops.failing:
+            self._drops.ok()
         return moved
 
     # -- rotation ----------------------------------------------------------------------------

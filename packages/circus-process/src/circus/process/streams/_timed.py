@@ -93,15 +93,18 @@ class TimedRotatingFileStream(FileStream):
     def _maybe_rotate(self) -> None:
         now = self._clock()
         if now >= self.rollover_at:
+            period_start = self.rollover_at - self.interval
+            # The next rollover is set first: a rotation that fails (a full disk) is not
+            # tried again at every write of this period, writing just goes on.
+            while self.rollover_at <= now:
+                self.rollover_at = self._next_rollover(now)
             if self._fd is not None and self._path_moved():
                 # A sibling stream on the same file rotated it already: follow it.
                 os.close(self._fd)
                 self._fd = None
                 self._open_fd()
             else:
-                self.rotate_at(self.rollover_at - self.interval)
-            while self.rollover_at <= now:
-                self.rollover_at = self._next_rollover(now)
+                self.rotate_at(period_start)
 
     def rotate_at(self, stamp: float) -> None:
         """Rotate now, naming the old file after ``stamp`` (start of the period)."""
