@@ -141,6 +141,8 @@ def to_signum(value: Any, key: str = "signum") -> int:
         raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
     text = value.strip().upper()
     if text.lstrip("-").isdigit():
+        if len(text) > 6:  # no signal number has more digits; int() of 5,000 would raise
+            raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
         return to_signum(int(text), key)
     if not text.startswith("SIG"):
         text = "SIG" + text

@@ -13,6 +13,7 @@ import pwd
 import re
 import resource
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from circus.watcher import LIMITS, MAX_SECONDS, check_limit
@@ -276,7 +277,7 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
                 view.check_unknown(key, _KNOWN, "watcher option")
             free[key] = view.options[key].value
             if key in LIMITS:  # flapping.*, backoff_*, retry_in...: kept as written, capped
-                view.get(key, lambda t, k=key: check_free(k, t), None, _free_expected(key))
+                view.get(key, partial(check_free, key), None, _free_expected(key))
 
     kwargs["env"] = dict(env)
     kwargs["rlimits"] = rlimits
