@@ -172,7 +172,7 @@ class AsyncCircusClient:
             ready = dict(await poller.poll())
             if monitor in ready:
                 self._state.update(parse_monitor_message(await monitor.recv_multipart()))
-                if self._state.wrong_peer:  # waiting longer cannot help: fail every call now
+                if self._state.give_up:  # waiting longer cannot help: fail every call now
                     for waiter in self._waiters.values():
                         if not waiter.done():
                             waiter.set_exception(self._state.error(self.endpoint, self.timeout, ""))

@@ -150,7 +150,7 @@ class CircusClient(Closing):
             ready = dict(poller.poll(max(1, int(remaining * 1000))))
             if self._monitor in ready:
                 self._state.update(recv_monitor_message(self._monitor))
-                if self._state.wrong_peer:
+                if self._state.give_up:
                     raise self._state.error(self.endpoint, self.timeout, command)
 
     def _round_trip(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +168,7 @@ class CircusClient(Closing):
             ready = dict(poller.poll(max(1, int(remaining * 1000))))
             if self._monitor in ready:
                 self._state.update(recv_monitor_message(self._monitor))
-                if self._state.wrong_peer:  # waiting longer cannot help
+                if self._state.give_up:  # waiting longer cannot help
                     raise self._state.error(self.endpoint, self.timeout, str(message["command"]))
             if self._socket in ready:
                 answer = _core.match_answer(self._socket.recv(), request_id)

@@ -238,8 +238,26 @@ class ConnectionState:
         """True when what listens on the endpoint refused our handshake (not a circusd)."""
         return self.rejected and not self.connected
 
+    @property
+    def never_reached(self) -> bool:
+        """True when nothing ever accepted a connection and an attempt was refused (a tcp
+        port nobody listens on, an ipc path without a live socket)."""
+        return self.refused and not self.transport and not self.connected
+
+    @property
+    def give_up(self) -> bool:
+        """True when waiting out the timeout cannot help: fail the call now.
+
+        A client that was connected once keeps waiting when its daemon goes away (it may be
+        restarting); one that never reached anything fails at the first refusal.
+        """
+        return self.wrong_peer or self.never_reached
+
     def error(self, endpoint: str, timeout: float, command: str) -> DaemonUnreachable | CallTimeout:
-        """The error for a call that got no answer in time."""
+        """The error for a call that got no answer in time (or that :attr:`give_up`)."""
+        if self.never_reached and not self.wrong_peer:
+            detail = ipc_problem(endpoint) or "nothing listens on that address"
+            return _refused(endpoint, timeout, f"connection refused: {endpoint}: {detail}")
         return no_answer_error(
             endpoint,
             timeout,
