@@ -13,7 +13,7 @@ import zmq.asyncio
 
 from . import _core, protocol
 from ._closing import Closing
-from .errors import ProtocolError
+from .errors import DaemonUnreachable, ProtocolError
 from .keys import ClientCurve
 
 __all__ = ["AsyncCircusConsumer", "CircusConsumer"]
@@ -28,6 +28,35 @@ def _topics(topics: Iterable[str | bytes] | str | bytes | None) -> list[bytes]:
         topics = [topics]
     result = [t.encode() if isinstance(t, str) else t for t in topics]
     return result or [b""]
+
+
+def _not_connected(
+    endpoint: str, timeout: float, state: _core.ConnectionState
+) -> DaemonUnreachable:
+    """The error of a subscriber that did not get a connection to ``endpoint`` in time."""
+    if state.auth_failed:
+        detail = (
+            "circusd refused our CURVE key (is its public .key file in circusd's "
+            "curve_authorized_keys directory?)"
+        )
+    elif state.rejected:
+        detail = (
+            "something listens there but refused our ZeroMQ handshake: it is not a pub/sub "
+            "socket (the control endpoint?), or it requires CURVE keys"
+        )
+    elif state.transport:
+        detail = "a connection was made but no ZeroMQ handshake came back (not a circusd?)"
+    else:
+        detail = _core.ipc_problem(endpoint) or (
+            "connection refused: nothing listens on that address"
+            if state.refused
+            else "no connection could be made"
+        )
+    error = DaemonUnreachable(endpoint, timeout)
+    error.args = (
+        f"cannot connect to the pub/sub endpoint {endpoint} within {timeout:g}s: {detail}",
+    )
+    return error
 
 
 def _decode(frames: list[bytes]) -> Message | None:
@@ -55,6 +84,40 @@ class _Base:
             socket.setsockopt(zmq.SUBSCRIBE, topic)
         _core.connect(socket, self.endpoint, *self._ssh)
 
+    def _setup_checked(self, socket: zmq.Socket[Any], timeout: float) -> None:
+        """:meth:`_setup`, then wait until a ZeroMQ peer completed the handshake.
+
+        A SUB socket's connect never fails by itself (ZeroMQ retries in the background), so
+        the socket monitor tells whether anything answered. A peer that refuses the
+        handshake ends the wait at once; a refused or missing endpoint is retried until
+        ``timeout``, as a daemon may be starting.
+
+        Raises:
+            DaemonUnreachable: no handshake within ``timeout`` seconds (the message says
+                what was seen: nothing listening, a wrong peer, a refused CURVE key).
+        """
+        from zmq.utils.monitor import recv_monitor_message
+
+        monitor = socket.get_monitor_socket(_core.MONITOR_EVENTS)
+        state = _core.ConnectionState()
+        try:
+            self._setup(socket)
+            deadline = time.monotonic() + timeout
+            while not state.connected and not state.wrong_peer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if monitor.poll(max(1, int(remaining * 1000))):
+                    state.update(recv_monitor_message(monitor))
+        finally:
+            try:
+                socket.disable_monitor()
+            except zmq.ZMQError:  # pragma: no cover - already closed
+                pass
+            monitor.close(linger=0)
+        if not state.connected:
+            raise _not_connected(self.endpoint, timeout, state)
+
 
 class CircusConsumer(_Base, Closing):
     """Subscribe to a daemon's pub/sub channel and iterate over its messages (blocking).
@@ -65,6 +128,11 @@ class CircusConsumer(_Base, Closing):
     Iteration ends after ``timeout`` seconds without a message (never, by default).
     ``ssh_server``/``ssh_keyfile`` tunnel the connection as for the clients;
     ``curve_key``/``curve_server_key`` speak CURVE, as for the clients.
+
+    ``connect_timeout``: when set, the constructor waits until a publisher has accepted the
+    connection (ZeroMQ handshake done) and raises
+    :class:`~circus.ctl.errors.DaemonUnreachable` if none did within that many seconds
+    (by default it returns at once and ZeroMQ keeps trying in the background).
 
     ZeroMQ subscriptions take a moment to reach the publisher, so messages published right
     after construction may be missed (the usual slow-joiner rule).
@@ -81,6 +149,7 @@ class CircusConsumer(_Base, Closing):
         ssh_keyfile: str | None = None,
         curve_key: str | os.PathLike[str] | ClientCurve | None = None,
         curve_server_key: str | os.PathLike[str] | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         super().__init__(endpoint, _topics(topics), ssh_server, ssh_keyfile)
         self._curve = ClientCurve.from_args(curve_key, curve_server_key)
@@ -89,7 +158,10 @@ class CircusConsumer(_Base, Closing):
         self._context: zmq.Context[Any] = zmq.Context() if context is None else context
         self._socket: zmq.Socket[Any] | None = self._context.socket(zmq.SUB)
         try:
-            self._setup(self._socket)
+            if connect_timeout is None:
+                self._setup(self._socket)
+            else:
+                self._setup_checked(self._socket, connect_timeout)
         except BaseException:
             self.close()
             raise

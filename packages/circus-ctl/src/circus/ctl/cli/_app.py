@@ -51,6 +51,7 @@ class Context:
     ssh: str | None = None
     ssh_keyfile: str | None = None
     endpoint_given: bool = False
+    timeout_given: bool = False  # --timeout was on the command line (listen waits otherwise)
     curve_key: str | None = None
     curve_server_key: str | None = None
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
@@ -108,7 +109,7 @@ def _global_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=protocol.DEFAULT_TIMEOUT,
+        default=None,  # protocol.DEFAULT_TIMEOUT, told apart from an explicit --timeout
         help="seconds to wait for an answer (default 5)",
     )
     parser.add_argument("--json", action="store_true", help="print answers as JSON")
@@ -278,7 +279,8 @@ def _make_context(ns: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> Con
     endpoint = ns.endpoint or os.environ.get("CIRCUSCTL_ENDPOINT") or protocol.DEFAULT_ENDPOINT
     ctx = Context(
         endpoint=endpoint,
-        timeout=ns.timeout,
+        timeout=protocol.DEFAULT_TIMEOUT if ns.timeout is None else ns.timeout,
+        timeout_given=ns.timeout is not None,
         json=ns.json or ns.prettify,
         prettify=ns.prettify,
         ssh=ns.ssh,
@@ -350,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(general_help(), file=stdout)
         return EXIT_OK
-    if ns.timeout <= 0:
+    if ns.timeout is not None and ns.timeout <= 0:
         print("circusctl: --timeout must be positive", file=stderr)
         return EXIT_USAGE
     ctx = _make_context(ns, stdout, stderr)

@@ -40,7 +40,7 @@ _FLAGS: dict[str, list[str]] = {
     "kill": ["--signum", "--graceful_timeout", "--waiting"],
     "stats": ["--extended"],
     "logs": ["-f", "--lines", "--pubsub-endpoint", "--count"],
-    "listen": ["--pubsub-endpoint", "--count"],
+    "listen": ["--pubsub-endpoint", "--count", "--timeout"],
 }
 _NO_WATCHER_ARG = {
     "numwatchers",

@@ -29,15 +29,27 @@ def parser(name: str) -> CommandParser:
     if name == "listen":
         p = CommandParser(
             prog="circusctl listen",
-            usage="circusctl [--endpoint PUBSUB] listen [--pubsub-endpoint E] [-n N] [TOPIC...]",
+            usage=(
+                "circusctl [--endpoint PUBSUB] listen [--pubsub-endpoint E] [--timeout S] "
+                "[--count N] [ENDPOINT] [TOPIC...]"
+            ),
             description=(
                 "Print events from the pub/sub channel. TOPICs are prefixes "
                 "(e.g. watcher.web. or output.); default: everything. As with Circus 0.19, "
                 "--endpoint given before the command is the pub/sub endpoint here "
-                f"(default {protocol.DEFAULT_PUBSUB_ENDPOINT})."
+                f"(default {protocol.DEFAULT_PUBSUB_ENDPOINT}); so is an argument that is "
+                "an endpoint (tcp://..., ipc://...). With --timeout (before or after the "
+                "command), exit 1 if no connection to the pub/sub endpoint is made within "
+                "that many seconds; without it, wait for circusd as long as it takes."
             ),
         )
         p.add_argument("topics", nargs="*", metavar="TOPIC")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help="give up if no connection is made within SECONDS (default: wait forever)",
+        )
     else:
         p = CommandParser(
             prog="circusctl logs",
@@ -94,6 +106,8 @@ def _listen_endpoint(ctx: Context, ns: argparse.Namespace) -> str:
     """
     if ns.pubsub_endpoint:
         return str(ns.pubsub_endpoint)
+    if ns.endpoint_arg:
+        return str(ns.endpoint_arg)
     if ctx.endpoint_given:
         control_pubsub = _pubsub_if_control(ctx)
         if control_pubsub is not None:
@@ -126,16 +140,57 @@ def _pubsub_if_control(ctx: Context) -> str | None:
     return str(endpoint) if endpoint else None
 
 
+def _split_endpoint(ns: argparse.Namespace) -> None:
+    """An argument that is an endpoint (upstream's documented ``circusctl listen
+    tcp://127.0.0.1:5556``) is where to listen, not a topic no message would ever match."""
+    endpoints = [t for t in ns.topics if "://" in t]
+    if len(endpoints) > 1:
+        raise UsageError(f"one endpoint at most, got {' '.join(endpoints)}", "listen")
+    if endpoints and ns.pubsub_endpoint:
+        raise UsageError("an endpoint argument and --pubsub-endpoint: give one", "listen")
+    ns.endpoint_arg = endpoints[0] if endpoints else None
+    ns.topics = [t for t in ns.topics if "://" not in t]
+
+
+def _connect_timeout(ctx: Context, ns: argparse.Namespace) -> float | None:
+    """``--timeout`` after the command, else before it; None (wait forever, as 0.19)
+    without either."""
+    if ns.timeout is not None:
+        if ns.timeout <= 0:
+            raise UsageError("--timeout must be positive", "listen")
+        return float(ns.timeout)
+    return ctx.timeout if ctx.timeout_given else None
+
+
 def _listen(ctx: Context, ns: argparse.Namespace) -> int:
+    from ._app import report_usage_error
+
+    try:
+        _split_endpoint(ns)
+        connect_timeout = _connect_timeout(ctx, ns)
+    except UsageError as exc:
+        return report_usage_error(ctx, "listen", exc)
     endpoint = _listen_endpoint(ctx, ns)
     seen = 0
-    consumer = CircusConsumer(
-        ns.topics or None,
-        endpoint,
-        ssh_server=ctx.ssh,
-        ssh_keyfile=ctx.ssh_keyfile,
-        **ctx.curve(),
-    )
+    try:
+        consumer = CircusConsumer(
+            ns.topics or None,
+            endpoint,
+            ssh_server=ctx.ssh,
+            ssh_keyfile=ctx.ssh_keyfile,
+            connect_timeout=connect_timeout,
+            **ctx.curve(),
+        )
+    except DaemonUnreachable as exc:
+        if ctx.json:
+            ctx.dump({"status": "error", "reason": str(exc), "errno": None, "endpoint": endpoint})
+        else:
+            ctx.err(ctx.palette.error(f"error: {exc}"))
+            ctx.err(
+                "listen subscribes to circusd's pub/sub endpoint (the [circus] "
+                "pubsub_endpoint option): give it with --pubsub-endpoint or as an argument."
+            )
+        return 1
     with consumer:
         while True:
             message = consumer.recv()
