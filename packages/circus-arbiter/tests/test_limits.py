@@ -177,6 +177,10 @@ def test_echoed_values_and_keys_are_cut_short(run_arbiter) -> None:
         _refused(await c.call("incr", name="web", nb="9" * 100_000))
         _refused(await c.call("signal", name="web", signum="X" * 100_000))
         _refused(await c.call("signal", name="web", signum="9" * 5000))
+        for command in ("kill", "signal", "stats"):
+            key = "process" if command == "stats" else "pid"
+            answer = await c.call(command, name="web", signum="HUP", **{key: 10**4000})
+            _refused(answer, f"'{key}'", "4194304")
 
     run_arbiter([guarded("web", 1, SpawnGuard(most=3))], body)
 

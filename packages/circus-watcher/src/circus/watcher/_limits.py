@@ -90,6 +90,7 @@ def _count(low: int, note: str = "") -> Limit:
 
 _PROCS = Limit("int", 0, MAX_PROCESSES, "processes per watcher")
 _ID = Limit("int", 0, MAX_ID, "the largest uid/gid")
+_PID = Limit("int", 1, 2**22, "the largest pid Linux gives")
 
 #: Every option and command property with a ceiling, by the name it is given under.
 LIMITS: Mapping[str, Limit] = MappingProxyType(
@@ -121,6 +122,10 @@ LIMITS: Mapping[str, Limit] = MappingProxyType(
         # control command properties
         "nb": _PROCS,
         "lines": Limit("int", 0, MAX_COUNT, "lines of output"),
+        # process ids named by a command (Linux never gives a pid above 2**22)
+        "pid": _PID,
+        "childpid": _PID,
+        "process": _PID,
         # daemon options ([circus] and Arbiter(...))
         "check_delay": _seconds(-MAX_SECONDS, "<= 0 disables it, as Circus 0.19"),
         "stats_interval": _seconds(0.01),
