@@ -44,6 +44,7 @@ def test_every_option_typed(tmp_path: Path) -> None:
         [circus]
         endpoint = ipc:///tmp/x/ctrl.sock
         endpoint_owner = nobody
+        unauthenticated_access = Operate
         pubsub_endpoint = tcp://127.0.0.1:7001
         stats_endpoint = tcp://127.0.0.1:7002
         statsd = yes
@@ -70,6 +71,7 @@ def test_every_option_typed(tmp_path: Path) -> None:
     assert circus.as_dict() == {
         "endpoint": "ipc:///tmp/x/ctrl.sock",
         "endpoint_owner": "nobody",
+        "unauthenticated_access": "operate",
         "pubsub_endpoint": "tcp://127.0.0.1:7001",
         "stats_endpoint": "tcp://127.0.0.1:7002",
         "statsd": True,
@@ -135,6 +137,7 @@ def test_unknown_keys_kept_in_extra_and_typos_warned(tmp_path: Path) -> None:
         ("multicast_endpoint = 237.1.1.1", "expected udp://GROUP:PORT"),
         ("loglevel = verbose", "expected one of debug, info, warning, error, critical"),
         ("httpd_port = 70000", "expected a port number"),
+        ("unauthenticated_access = write", "expected read, operate or full"),
     ],
 )
 def test_bad_values(tmp_path: Path, line: str, expected: str) -> None:

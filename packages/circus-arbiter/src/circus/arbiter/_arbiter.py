@@ -24,8 +24,9 @@ import zmq
 import zmq.asyncio
 from circus.ctl.protocol import event_topic
 
+from ._authz import announce, parse_access
 from ._controller import Controller
-from ._errors import ArbiterError, ConflictError, MessageError
+from ._errors import ArbiterError, ConflictError
 from ._forward import OutputForwarder
 from ._limits import check_arbiter_args
 from ._orphans import reap_adopted, stop_adopted
@@ -57,7 +58,11 @@ class Arbiter:
         plugins: ``[{"name": ..., "use": "dotted.Class", **options}]``.
         sockets: ``circus.sockets.CircusSocket`` objects or dicts of their keyword arguments.
         warmup_delay: seconds between starting two watchers.
-        endpoint_owner: user owning the ipc control/pubsub socket files.
+        endpoint_owner: user owning the ipc control/pubsub socket files; that uid may also
+            operate every watcher and change those that run as itself (see ``_authz``).
+        unauthenticated_access: what peers that are neither circusd's user, root, a CURVE
+            key nor the ``endpoint_owner`` may do: ``"read"`` (default), ``"operate"`` or
+            ``"full"`` (upstream's behaviour: anything; logged as a warning).
         config_file: the INI file ``reloadconfig`` re-reads.
         output_lines: lines of output kept per watcher for the ``logs`` command.
         ``check_delay``, ``warmup_delay``, ``stats_interval`` and ``output_lines`` beyond their
@@ -104,6 +109,7 @@ class Arbiter:
         stats_interval: float = 1.0,
         output_lines: int = 1000,
         curve: Any = None,
+        unauthenticated_access: str = "read",
     ) -> None:
         check_arbiter_args(
             check_delay=check_delay,
@@ -111,6 +117,13 @@ class Arbiter:
             stats_interval=stats_interval,
             output_lines=output_lines,
         )
+        try:
+            self.unauthenticated_access = parse_access(unauthenticated_access)
+        except ValueError:
+            raise ArbiterError(
+                f"unauthenticated_access = {unauthenticated_access!r}: expected read, "
+                "operate or full"
+            ) from None
         self.endpoint = endpoint
         self.curve = curve
         self._curve_server: Any = None
@@ -296,6 +309,7 @@ class Arbiter:
             raise
         self.controller.start()
         log.info("Arbiter now waiting for commands on %s", self.endpoint)
+        announce(self)
         await self.start_watchers()
         self._started.set()
 
@@ -551,6 +565,7 @@ class Arbiter:
         self._curve_server, self._curve_idle = switch.commit()
         self.curve = options
         self.endpoint_owner = owner
+        self.unauthenticated_access = daemon.unauthenticated_access
         self.check_delay = daemon.check_delay
         self.warmup_delay = daemon.warmup_delay
         if daemon.loglevel:
@@ -841,13 +856,6 @@ class Arbiter:
         _close_watcher(watcher)
         self.output.forget(watcher.name)
         self.table.drop_lock(watcher.name)
-
-    def check_owner(self, options: Mapping[str, Any]) -> None:
-        """With ``endpoint_owner`` on an ipc endpoint, ``add`` must run as that user."""
-        if not self.endpoint_owner or not self.endpoint.startswith("ipc://"):
-            return
-        if str(options.get("uid")) != str(self.endpoint_owner):
-            raise MessageError("uid does not match endpoint_owner")
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

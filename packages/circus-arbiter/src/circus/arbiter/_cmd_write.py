@@ -212,7 +212,6 @@ def cmd_add(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
     options = props.get("options") or {}
     if not isinstance(options, dict):
         raise MessageError("'options' must be an object")
-    arbiter.check_owner(options)
     if name in arbiter.table:
         raise CommandError(f"'{name}' already exist")
     options = dict(validate_set_options(options, fold_rlimits=True))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from circus.ctl.protocol import COMMANDS as COMMANDS_TABLE
 
+from ._authz import check
 from ._errors import UNKNOWN_COMMAND, CommandError
 from ._props import opt_bool
 
@@ -44,20 +45,28 @@ def command(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-async def run_command(arbiter: Arbiter, name: str, props: Mapping[str, Any]) -> dict[str, Any]:
+async def run_command(
+    arbiter: Arbiter, name: str, props: Mapping[str, Any], peer: Any = None
+) -> dict[str, Any]:
     """Run one validated request (see :func:`circus.ctl.protocol.decode_request`).
+
+    ``peer`` (a ``MessagePeer`` or ``PeerIdentity``) must have the right to run it (see
+    ``_authz``); ``None``: a caller inside circusd. The check runs before the handler, so
+    a refused request changes nothing.
 
     Returns the result mapping for the answer (empty for a bare ok).
 
     Raises:
-        CommandError: with the errno the answer must carry.
+        CommandError: with the errno the answer must carry (``Refused``: errno 3).
     """
     _load_handlers()
-    handler = COMMANDS.get(name.lower())
+    key = name.lower()
+    handler = COMMANDS.get(key)
     if handler is None:
         raise CommandError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
+    check(arbiter, peer, key, props)
     # Only the protocol's "waitable" commands may answer before their work is done.
-    spec = COMMANDS_TABLE.get(name.lower())
+    spec = COMMANDS_TABLE.get(key)
     waiting = opt_bool(props, "waiting", False) or spec is None or not spec.waitable
     outcome = handler(arbiter, props)
     if not inspect.isawaitable(outcome):

@@ -22,6 +22,7 @@ from circus.ctl.protocol import Errno, decode_request, error_answer, ok_answer
 from ._commands import run_command
 from ._endpoints import bind_endpoint, remove_ipc
 from ._errors import CommandError
+from ._peers import MessagePeer
 from ._wire import encode
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Controller:
         self._socket: zmq.asyncio.Socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._requests: set[asyncio.Task[None]] = set()
+        self._peer_args: tuple[str, bool, int | None] = (endpoint.partition("://")[0], False, None)
 
     def bind(self, owner: str | None = None) -> None:
         """Bind the ROUTER socket (ipc files 0600, chowned to ``owner``)."""
@@ -60,9 +62,10 @@ class Controller:
 
     async def _serve(self) -> None:
         assert self._socket is not None
+        self._peer_args = _peer_args(self._socket, self.endpoint)
         while True:
             try:
-                frames = await self._socket.recv_multipart()
+                frames = await self._socket.recv_multipart(copy=False)
             except asyncio.CancelledError:
                 raise
             except zmq.ZMQError as exc:  # pragma: no cover - socket closed under us
@@ -72,10 +75,11 @@ class Controller:
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
 
-    async def _handle(self, frames: list[bytes]) -> None:
-        identity, body = frames[0], frames[1:]
+    async def _handle(self, frames: list[Any]) -> None:
+        # zmq.Frame objects (copy=False): besides their bytes, they tell who sent them
+        identity, body = frames[0].bytes, frames[1:]
         envelope: list[bytes] = []
-        if len(body) == 2 and body[0] == b"":
+        if len(body) == 2 and body[0].bytes == b"":
             envelope, body = [b""], body[1:]
         if len(body) != 1:
             log.warning("control message with %d frames answered with an error", len(frames))
@@ -89,12 +93,19 @@ class Controller:
                 ),
             )
             return
-        answer = await self.dispatch(body[0])
+        peer = MessagePeer(body[0], *self._peer_args)
+        answer = await self.dispatch(body[0].bytes, peer)
         if answer is not None:
             self._send(identity, envelope, answer)
 
-    async def dispatch(self, payload: bytes) -> dict[str, Any] | None:
-        """Run one request payload; the answer dict, or ``None`` for a cast."""
+    async def dispatch(
+        self, payload: bytes, peer: MessagePeer | None = None
+    ) -> dict[str, Any] | None:
+        """Run one request payload; the answer dict, or ``None`` for a cast.
+
+        ``peer``: who sent it (what it may do depends on that, see ``_authz``); ``None`` for
+        a caller inside circusd, which may do anything.
+        """
         try:
             request = decode_request(payload)
         except ProtocolError as exc:
@@ -104,7 +115,7 @@ class Controller:
             return error_answer(getattr(exc, "request_id", None), exc.reason, exc.errno)
         msg_id = request.id
         try:
-            result = await run_command(self.arbiter, request.command, request.properties)
+            result = await run_command(self.arbiter, request.command, request.properties, peer=peer)
         except CommandError as exc:
             answer = error_answer(msg_id, exc.reason, exc.errno)
         except Exception as exc:
@@ -164,3 +175,18 @@ class Controller:
             self._socket.close(linger=200)
             self._socket = None
             remove_ipc(self.endpoint)
+
+
+def _peer_args(sock: zmq.Socket[Any], endpoint: str) -> tuple[str, bool, int | None]:
+    """``(transport, CURVE server, tcp port)`` of our bound socket, for :class:`MessagePeer`."""
+    transport = endpoint.partition("://")[0]
+    try:
+        curve = bool(sock.getsockopt(zmq.CURVE_SERVER))
+        last = sock.getsockopt(zmq.LAST_ENDPOINT)
+    except zmq.ZMQError:  # pragma: no cover - closed under us
+        return transport, False, None
+    port: int | None = None
+    if transport == "tcp" and isinstance(last, bytes):
+        tail = last.decode(errors="replace").rsplit(":", 1)[-1]
+        port = int(tail) if tail.isdigit() else None
+    return transport, curve, port

@@ -54,6 +54,7 @@ def arbiter_kwargs(config: Any) -> dict[str, Any]:
         "statsd": stats_enabled(daemon),
         "multicast_endpoint": daemon.multicast_endpoint,
         "endpoint_owner": daemon.endpoint_owner,
+        "unauthenticated_access": daemon.unauthenticated_access,
         "check_delay": daemon.check_delay,
         "warmup_delay": daemon.warmup_delay,
         "umask": daemon.umask,

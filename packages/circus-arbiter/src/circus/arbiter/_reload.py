@@ -132,3 +132,6 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
         removed = [plugin_watcher_name(name) for name in p.removed]
         await arbiter.apply_plugins(specs, removed=removed)
     arbiter._loaded_config = new
+    from ._authz import announce
+
+    announce(arbiter)  # a reload that keeps (or sets) unauthenticated_access = full says so

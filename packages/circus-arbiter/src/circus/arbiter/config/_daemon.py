@@ -56,12 +56,20 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
+def _access(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("read", "operate", "full"):
+        raise ValueError(text)
+    return value
+
+
 DAEMON_OPTIONS: dict[str, tuple[Any, str]] = {
     "endpoint": (_endpoint, _ENDPOINT),
     "pubsub_endpoint": (_endpoint, _ENDPOINT),
     "stats_endpoint": (_endpoint, _ENDPOINT),
     "multicast_endpoint": (_multicast, "expected udp://GROUP:PORT, or empty to disable"),
     "endpoint_owner": (_optional, ""),
+    "unauthenticated_access": (_access, "expected read, operate or full"),
     "statsd": (to_bool, EXPECTED_BOOL),
     "statsd_close_outputs": (to_bool, EXPECTED_BOOL),
     "check_delay": capped("check_delay", to_float),

@@ -28,6 +28,7 @@ class DaemonConfig:
     stats_endpoint: str = DEFAULT_STATS_ENDPOINT
     multicast_endpoint: str | None = None
     endpoint_owner: str | None = None
+    unauthenticated_access: str = "read"
     statsd: bool = False
     statsd_close_outputs: bool = False
     check_delay: float = 5.0
