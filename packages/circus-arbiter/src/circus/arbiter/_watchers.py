@@ -16,7 +16,7 @@ def make_watcher(spec: Mapping[str, Any]) -> Any:
     Raises:
         MessageError: the watcher layer rejected an option (its message is kept).
     """
-    from circus.watcher import UnknownOptionError, Watcher
+    from circus.watcher import HookError, UnknownOptionError, Watcher
 
     options = dict(spec)
     name = options.pop("name", None)
@@ -35,9 +35,22 @@ def make_watcher(spec: Mapping[str, Any]) -> Any:
             if exc.option not in options:
                 raise watcher_error(exc) from exc
             custom[exc.option] = options.pop(exc.option)
+        except HookError as exc:
+            raise _hook_error(exc, options.get("hooks")) from exc
         except Exception as exc:
             raise watcher_error(exc) from exc
     raise MessageError(f"watcher {name!r}: cannot be created")  # pragma: no cover
+
+
+def _hook_error(exc: Any, hooks: Any) -> MessageError:
+    """A hook that does not import: where a config file wrote it when it came from one
+    (``file:line: [watcher:x] hooks.name = 'text': expected ...``), else the layer's words."""
+    option = str(getattr(exc, "option", ""))
+    spec = hooks.get(option.removeprefix("hooks.")) if isinstance(hooks, Mapping) else None
+    located = getattr(spec, "error", None)  # a config's HookSpec knows its file and line
+    if not callable(located):
+        return watcher_error(exc)
+    return MessageError(str(located(f"expected {exc.expected}")))
 
 
 def watcher_error(exc: BaseException) -> MessageError:

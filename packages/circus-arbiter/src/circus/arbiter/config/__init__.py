@@ -76,8 +76,11 @@ Where upstream's parsing is a bug we do the sane thing (differences from Circus 
 
 Not done here (left to the layer that owns it): hooks and plugin classes are kept as dotted
 strings, not imported (the watcher resolves hooks; adding the watcher env's ``PYTHONPATH`` to
-``sys.path`` first is its job); stream objects are not created; ``working_dir``,
-``virtualenv`` and executables are checked at spawn time.
+``sys.path`` first is its job; each hook's pair carries where it was written, so a hook
+that does not import when circusd creates the watcher, at start or on ``reloadconfig``, is
+reported as ``file:line: [watcher:x] hooks.name = 'text': expected an importable callable``);
+stream objects are not created; ``working_dir``, ``virtualenv`` and executables are checked
+at spawn time.
 """
 
 from ._diff import Changes, ConfigDiff, diff_configs

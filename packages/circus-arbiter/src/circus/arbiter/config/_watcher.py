@@ -34,6 +34,7 @@ from ._convert import (
     to_rlimit,
     to_signum,
 )
+from ._hookspec import HookSpec
 from ._model import WatcherConfig
 from ._section import SectionView
 from ._streams import parse_stream
@@ -202,7 +203,7 @@ def socket_references(text: str | None) -> set[str]:
     return {match.group(1).lower() for match in _SOCKET_REF.finditer(text)}
 
 
-def _parse_hook(view: SectionView, key: str) -> tuple[str, bool]:
+def _parse_hook(view: SectionView, key: str) -> HookSpec:
     text = view.text(key) or ""
     target, sep, flag = text.partition(",")
     try:
@@ -215,7 +216,16 @@ def _parse_hook(view: SectionView, key: str) -> tuple[str, bool]:
             ignore = to_bool(flag)
         except ValueError:
             raise view.error(key, "expected 'dotted.path' or 'dotted.path, true|false'") from None
-    return dotted, ignore
+    raw = view.options[key]
+    return HookSpec(
+        dotted,
+        ignore,
+        filename=raw.filename,
+        lineno=raw.lineno,
+        section=view.name,
+        option=key,
+        text=raw.value.strip(),
+    )
 
 
 def _parse_rlimit(view: SectionView, key: str) -> tuple[str, int]:
