@@ -7,6 +7,12 @@ exit detection, graceful tree stop, psutil info, and fast output streams. See th
 from __future__ import annotations
 
 from . import streams
+from ._cgroup import (
+    release_tree_tracking,
+    set_tree_tracking,
+    tree_tracking,
+    tree_tracking_reason,
+)
 from ._errors import ProcessError, SpawnError, StreamError
 from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
@@ -40,5 +46,9 @@ __all__ = [
     "get_info",
     "is_subreaper",
     "reap_orphans",
+    "release_tree_tracking",
+    "set_tree_tracking",
     "streams",
+    "tree_tracking",
+    "tree_tracking_reason",
 ]

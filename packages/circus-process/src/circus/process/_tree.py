@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._reaping import registry
 
 if TYPE_CHECKING:
+    from ._cgroup import Leaf
     from ._process import Process
 
 __all__ = [
@@ -280,16 +281,35 @@ def _psutil_children(pid: int) -> list[int]:
         return []
 
 
+# Signal rounds over a cgroup leaf: each round pins and signals the members the previous
+# one did not know (forked meanwhile); a tree that keeps forking faster is left to SIGKILL.
+_LEAF_ROUNDS = 20
+
+
 class ProcessTree:
     """The descendants of one process, each pinned by a pidfd at snapshot time.
 
     Signals go through ``pidfd_send_signal``, so a member that died and whose pid was
     recycled is never hit by mistake.
+
+    With a cgroup ``leaf`` (see ``tree_tracking()``) the members are exactly the processes
+    in the leaf, whatever their parentage, session or environment: every signal, ``alive``
+    and ``wait`` reads the leaf again, so members forked after the snapshot are found too,
+    and after a SIGKILL each of them gets one as soon as it is seen.
     """
 
-    def __init__(self, pgid: int | None, members: dict[int, int]) -> None:
+    def __init__(
+        self,
+        pgid: int | None,
+        members: dict[int, int],
+        leaf: Leaf | None = None,
+        root_pid: int | None = None,
+    ) -> None:
         self.pgid = pgid
         self.members = members  # pid -> pidfd
+        self.leaf = leaf
+        self._exclude = {os.getpid(), root_pid}  # never a member: ourselves, the root
+        self._kill = False  # a SIGKILL was sent: members found later get one too
 
     @classmethod
     def snapshot(
@@ -299,8 +319,16 @@ class ProcessTree:
         started: float = 0.0,
         env: dict[str, str] | None = None,
         with_orphans: bool = False,
+        leaf: Leaf | None = None,
     ) -> ProcessTree:
-        """Pin every current descendant of ``root_pid`` (and, optionally, its orphans)."""
+        """Pin every current descendant of ``root_pid`` (and, optionally, its orphans).
+
+        With ``leaf`` (the cgroup ``root_pid`` was born in), every process in it but the root.
+        """
+        if leaf is not None and os.path.isdir(leaf.path):
+            tree = cls(root_pid, {}, leaf, root_pid)
+            tree._pin()
+            return tree
         members: dict[int, int] = {}
         roots = [root_pid]
         if with_orphans and env is not None:
@@ -342,15 +370,48 @@ class ProcessTree:
                 return True
         return False
 
+    def _pin(self) -> dict[int, int]:
+        """Pin the leaf's members we do not know yet (SIGKILL them after a kill)."""
+        assert self.leaf is not None
+        new = self.leaf.pin(self.members, self._exclude)  # type: ignore[arg-type]
+        self.members.update(new)
+        if self._kill:
+            for fd in new.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return new
+
+    def _signal_leaf(self, signum: int) -> list[int]:
+        hit = []
+        targets = dict(self.members)
+        for _ in range(_LEAF_ROUNDS):
+            for pid, fd in targets.items():
+                try:
+                    signal.pidfd_send_signal(fd, signum)
+                    hit.append(pid)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if signum == signal.SIGKILL:
+                self._kill = True  # _pin kills what it finds from now on
+                self._pin()
+                break
+            targets = self._pin()
+            if not targets:
+                break
+        return hit
+
     def signal(self, signum: int, *, group: bool = True, leader_reaped: bool = False) -> list[int]:
         """Send ``signum`` to the process group and to every live member; return pids hit.
 
         With ``leader_reaped`` the group is signalled only if a pinned member proves the
-        group still exists (its number could otherwise have been recycled).
+        group still exists (its number could otherwise have been recycled). With a leaf,
+        then every process in the leaf, including those forked while we signal.
         """
         if group and self.pgid is not None and (not leader_reaped or self._group_reserved()):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pgid, signum)
+        if self.leaf is not None:
+            return self._signal_leaf(signum)
         hit = []
         for pid, fd in self.members.items():
             try:
@@ -362,6 +423,11 @@ class ProcessTree:
 
     def alive(self) -> list[int]:
         """Members that have not exited yet."""
+        if self.leaf is not None:
+            self._pin()
+        return self._alive_pinned()
+
+    def _alive_pinned(self) -> list[int]:
         if not self.members:
             return []
         poller = select.poll()
@@ -371,9 +437,19 @@ class ProcessTree:
         return [pid for pid, fd in self.members.items() if fd not in dead]
 
     def wait(self, timeout: float) -> bool:
-        """Block until every member has exited or ``timeout`` passes; True if all gone."""
+        """Block until every member has exited or ``timeout`` passes; True if all gone.
+
+        With a leaf: until the leaf holds nobody but the root (once the root is gone: until
+        it is empty), waiting on the members' pidfds and reading the leaf again after.
+        """
         deadline = time.monotonic() + max(timeout, 0.0)
-        pending = {fd for pid, fd in self.members.items() if pid in set(self.alive())}
+        while self._wait_pinned(deadline):
+            if self.leaf is None or not self._pin():
+                return True  # nothing new in the leaf: all its members are dead
+        return False
+
+    def _wait_pinned(self, deadline: float) -> bool:
+        pending = {fd for pid, fd in self.members.items() if pid in set(self._alive_pinned())}
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -386,10 +462,23 @@ class ProcessTree:
         return True
 
     async def wait_async(self, limit: float) -> bool:
-        """Await every member's exit (pidfd readers on the running loop) up to ``limit`` s."""
-        alive = set(self.alive())
+        """Await every member's exit (pidfd readers on the running loop) up to ``limit`` s.
+
+        With a leaf, as :meth:`wait`: until the leaf holds nobody but the root.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(limit, 0.0)
+        while await self._wait_pinned_async(deadline - loop.time()):
+            if self.leaf is None or not self._pin():
+                return True
+        return False
+
+    async def _wait_pinned_async(self, limit: float) -> bool:
+        alive = set(self._alive_pinned())
         if not alive:
             return True
+        if limit <= 0:
+            return False
         loop = asyncio.get_running_loop()
         pending = {self.members[pid] for pid in alive}
         done = loop.create_future()
