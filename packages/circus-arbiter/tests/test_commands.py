@@ -43,6 +43,7 @@ def test_read_only_commands(run_arbiter, make_sleeper) -> None:
             "stats_endpoint",
             "check_delay",
             "multicast_endpoint",
+            "tree_tracking",
         }
         assert glob["options"]["multicast_endpoint"] == ""
         one = await c.call("globaloptions", option="check_delay")

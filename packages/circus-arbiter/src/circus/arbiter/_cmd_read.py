@@ -81,10 +81,17 @@ def cmd_get(arbiter: Arbiter, props: Props) -> dict[str, Any]:
     return {"options": result}
 
 
+def _tree_tracking() -> str:
+    """How ``stop_children`` finds a process tree: ``cgroup2:<subtree>`` or ``process-tree``."""
+    from circus.process import tree_tracking
+
+    return tree_tracking()
+
+
 @command("globaloptions")
 def cmd_globaloptions(arbiter: Arbiter, props: Props) -> dict[str, Any]:
-    """The arbiter's endpoints and check_delay, or one of them."""
-    options = arbiter.globaloptions()
+    """The arbiter's endpoints and check_delay (and ours: tree_tracking), or one of them."""
+    options = {**arbiter.globaloptions(), "tree_tracking": _tree_tracking()}
     key = opt_str(props, "option")
     if key is None:
         return {"options": options}
@@ -125,14 +132,15 @@ async def _infos(watcher: Any, extended: bool) -> dict[str, Any]:
 
 @command("dstats")
 def cmd_dstats(arbiter: Arbiter, props: Props) -> dict[str, Any]:
-    """psutil facts about circusd itself (children: ``[]``, as upstream)."""
+    """psutil facts about circusd itself (children: ``[]``, as upstream), and ours beside
+    ``info``: ``tree_tracking``, how process trees are found."""
     # psutil costs the daemon ~5 MiB of RSS: loaded only once somebody asks for stats
     from ._procinfo import process_info
 
     info = process_info(os.getpid(), started=arbiter.started_at, children=False)
     if isinstance(info, dict):
         info["children"] = []
-    return {"info": info}
+    return {"info": info, "tree_tracking": _tree_tracking()}
 
 
 @command("logs")

@@ -168,6 +168,7 @@ def _main(argv: list[str] | None) -> int:
 
         gc.set_debug(gc.DEBUG_LEAK)
     _enable_subreaper()
+    _start_tree_tracking()
 
     pidfile = None
     pidfile_path = args.pidfile or daemon.pidfile
@@ -229,6 +230,18 @@ def _enable_subreaper() -> None:
         enable_subreaper()
     except OSError as exc:  # pragma: no cover - not Linux
         log.debug("cannot become a child subreaper: %s", exc)
+
+
+def _start_tree_tracking() -> None:
+    # Decided now rather than at the first spawn, so that the cgroups a SIGKILLed circusd
+    # left beside ours are swept at start, and the log says how trees will be stopped.
+    try:
+        from circus.process import tree_tracking, tree_tracking_reason
+    except ImportError:  # pragma: no cover - older process layer
+        return
+    where = tree_tracking()
+    reason = tree_tracking_reason()
+    log.info("process trees tracked by %s%s", where, f" ({reason})" if reason else "")
 
 
 if __name__ == "__main__":  # pragma: no cover
