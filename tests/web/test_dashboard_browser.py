@@ -156,7 +156,7 @@ def test_login_page_guards_the_dashboard_when_a_token_is_set(
     import os
 
     daemon = circusd(config(tmp_path))
-    env = {**os.environ, "CIRCUSHTTPD_TOKEN": "open-sesame"}
+    env = {**os.environ, "CIRCUSHTTPD_TOKEN": "open-sesame-open-sesame"}
     with (
         Circushttpd("--endpoint", daemon.endpoint, "--interval", "0.5", env=env) as httpd,
         chromium_page(httpd.url) as page,
@@ -165,7 +165,7 @@ def test_login_page_guards_the_dashboard_when_a_token_is_set(
         page.fill("input[name=token]", "wrong")
         page.click("button[type=submit]")
         expect(page.locator(".error")).to_have_text("wrong token")
-        page.fill("input[name=token]", "open-sesame")
+        page.fill("input[name=token]", "open-sesame-open-sesame")
         page.click("button[type=submit]")
         expect(watcher_row(page, "greeter").locator(".nprocs")).to_have_text("1", timeout=15_000)
         expect(page.locator("#logout")).to_be_visible()

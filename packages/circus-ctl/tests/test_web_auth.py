@@ -18,7 +18,7 @@ from tornado.httpclient import HTTPRequest  # noqa: E402
 from tornado.simple_httpclient import SimpleAsyncHTTPClient  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_token_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(f"{TOKEN}\nignored\n")
     assert read_token(str(token_file), {}) == TOKEN
-    assert read_token(None, {"CIRCUSHTTPD_TOKEN": "from-env"}) == "from-env"
+    assert read_token(None, {"CIRCUSHTTPD_TOKEN": "from-the-environment"}) == "from-the-environment"
     assert read_token(None, {}) is None
 
 

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import DaemonDisconnected, InsecureBindError, WebError
+from .errors import DaemonDisconnected, InsecureBindError, TooManyFailures, WebError
 
 if TYPE_CHECKING:
     from ._app import Dashboard
-    from ._auth import AuthPolicy
+    from ._auth import AuthPolicy, is_loopback, read_token
     from ._link import DaemonLink
     from ._metrics import SnapshotCollector
     from ._state import DaemonState
@@ -32,13 +32,18 @@ __all__ = [
     "Dashboard",
     "InsecureBindError",
     "SnapshotCollector",
+    "TooManyFailures",
     "WebError",
+    "is_loopback",
     "main",
+    "read_token",
 ]
 
 _LAZY = {
     "Dashboard": "._app",
     "AuthPolicy": "._auth",
+    "is_loopback": "._auth",
+    "read_token": "._auth",
     "DaemonLink": "._link",
     "SnapshotCollector": "._metrics",
     "DaemonState": "._state",

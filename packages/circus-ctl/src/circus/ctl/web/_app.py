@@ -4,7 +4,7 @@ as one tornado application."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import zmq.asyncio
 
 from ..keys import ClientCurve
 from ._auth import AuthPolicy
+from ._hosts import HostGuard
 from ._hub import Hub
 from ._link import DaemonLink
 from ._metrics import make_registry
@@ -29,8 +30,14 @@ class Dashboard:
 
     ``pubsub_endpoints`` (same order as ``endpoints``; None entries or a short list mean "ask
     the daemon with ``globaloptions``"). ``curve``: the key pair (and the daemon's public key)
-    used with every daemon that requires CURVE. Call :meth:`start` on a running loop, serve
-    :meth:`application`, and :meth:`close` when done.
+    used with every daemon that requires CURVE. ``allowed_hosts``: more names (``name`` or
+    ``name:port``) the page may be requested under, besides the address it is reached on
+    and ``localhost``, ``127.0.0.1``, ``[::1]`` with its port (see :mod:`._hosts`). Call
+    :meth:`start` on a running loop, serve :meth:`application`, and :meth:`close` when done.
+
+    Raises:
+        ValueError: no endpoint.
+        WebError: an ``allowed_hosts`` entry is not a host name or address.
     """
 
     def __init__(
@@ -43,9 +50,11 @@ class Dashboard:
         action_timeout: float = 60.0,
         auth: AuthPolicy | None = None,
         curve: ClientCurve | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         if not endpoints:
             raise ValueError("the dashboard needs at least one daemon endpoint")
+        self.host_guard = HostGuard.allowing(allowed_hosts)
         self.auth = auth or AuthPolicy()
         self.hub = Hub()
         self.interval = interval
@@ -104,12 +113,15 @@ class Dashboard:
         self._context.term()
 
     def application(self, **settings: Any) -> tornado.web.Application:
-        """The tornado application serving this dashboard."""
+        """The tornado application serving this dashboard: it answers only requests whose
+        ``Host`` names it (421 otherwise) and puts the security headers on every response."""
         from ._handlers import routes
+        from ._secure import GuardedApplication
 
-        return tornado.web.Application(
+        return GuardedApplication(
             routes(),
             dashboard=self,
+            host_guard=self.host_guard,
             cookie_secret=self.auth.cookie_secret,
             static_path=str(STATIC_DIR),
             websocket_ping_interval=20,

@@ -18,9 +18,10 @@ from .. import __version__, protocol
 from ..keys import ClientCurve, KeyFileError
 from ._app import Dashboard
 from ._auth import TOKEN_ENV, AuthPolicy, read_token
+from ._hosts import ALLOWED_HOSTS_ENV, HostGuard, allowed_hosts_from_env
 from .errors import WebError
 
-__all__ = ["curve_from", "main", "parser"]
+__all__ = ["allowed_hosts", "curve_from", "main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,6 +57,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"file whose first line is the login token (or set ${TOKEN_ENV}); "
         "required unless listening on loopback",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (NAME or NAME:PORT), e.g. the name of "
+        "a reverse proxy in front of the dashboard; repeatable (also read from "
+        f"${ALLOWED_HOSTS_ENV}, comma separated). Other names get 421",
     )
     p.add_argument(
         "--curve-key",
@@ -103,6 +113,17 @@ def curve_from(ns: argparse.Namespace) -> ClientCurve | None:
     )
 
 
+def allowed_hosts(ns: argparse.Namespace) -> list[str]:
+    """``--allowed-host`` names, then those of ``$CIRCUSHTTPD_ALLOWED_HOSTS``.
+
+    Raises:
+        WebError: one of them is not a host name or address (with an optional port).
+    """
+    names = [*ns.allowed_host, *allowed_hosts_from_env(os.environ)]
+    HostGuard.allowing(names)
+    return names
+
+
 async def _serve(ns: argparse.Namespace, auth: AuthPolicy, curve: ClientCurve | None) -> int:
     endpoints = ns.endpoint or [os.environ.get("CIRCUSCTL_ENDPOINT") or protocol.DEFAULT_ENDPOINT]
     dashboard = Dashboard(
@@ -112,6 +133,7 @@ async def _serve(ns: argparse.Namespace, auth: AuthPolicy, curve: ClientCurve | 
         timeout=ns.timeout,
         auth=auth,
         curve=curve,
+        allowed_hosts=allowed_hosts(ns),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -148,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         auth = AuthPolicy(read_token(ns.token_file))
+        allowed_hosts(ns)
         curve = curve_from(ns)
         if ns.fd is None:
             auth.check_bind(ns.host)

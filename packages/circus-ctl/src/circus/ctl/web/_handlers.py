@@ -6,9 +6,10 @@ import asyncio
 import html
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+import tornado.httputil
 import tornado.web
 import tornado.websocket
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,7 +18,9 @@ from .. import __version__
 from ..errors import CallError
 from ._app import STATIC_DIR
 from ._auth import COOKIE
-from .errors import DaemonDisconnected
+from ._hosts import cross_site
+from ._secure import Refused, SecureHeaders
+from .errors import DaemonDisconnected, TooManyFailures
 
 if TYPE_CHECKING:
     from ._app import Dashboard
@@ -27,24 +30,36 @@ __all__ = ["routes"]
 log = logging.getLogger("circus.ctl.web")
 
 
-class _Base(tornado.web.RequestHandler):
-    """Shared: the dashboard object and who the caller is."""
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _Base(SecureHeaders):
+    """Shared: the dashboard object, who the caller is, and no cross-site state changes."""
 
     @property
     def dashboard(self) -> Dashboard:
         return self.settings["dashboard"]
 
+    def prepare(self) -> None:
+        if self.request.method not in _SAFE_METHODS:
+            _refuse_cross_site(self.request)
+
     def get_current_user(self) -> str | None:
         auth = self.dashboard.auth
         if not auth.required:
             return "anonymous"
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, credential = header.partition(" ")
-        if scheme.lower() == "bearer" and auth.accepts(credential.strip()):
-            return "token"
         if self.get_signed_cookie(COOKIE, max_age_days=7) == b"ok":
             return "cookie"
-        return None
+        header = self.request.headers.get("Authorization")
+        if header is None:
+            return None
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        try:
+            return "token" if auth.attempt(credential.strip(), self.request.remote_ip) else None
+        except TooManyFailures as exc:
+            raise Refused(429, str(exc), exc.retry_after) from None
 
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -52,18 +67,22 @@ class _Base(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(value, default=str))
 
-    def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Referrer-Policy", "no-referrer")
+
+def _refuse_cross_site(request: tornado.httputil.HTTPServerRequest) -> None:
+    why = cross_site(request.headers, request.headers.get("Host", ""))
+    if why is not None:
+        raise Refused(403, f"cross-origin request refused ({why})")
 
 
 class _Api(_Base):
     """JSON handlers: 401 JSON (not a redirect) when the caller has not logged in."""
 
+    json_errors = True
+
     def prepare(self) -> None:
+        super().prepare()
         if self.current_user is None:
-            self.write_json({"ok": False, "error": "login required"}, 401)
+            raise Refused(401, "login required")
 
 
 class IndexHandler(_Base):
@@ -75,10 +94,6 @@ class IndexHandler(_Base):
             return
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.set_header(
-            "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
-        )
         self.finish((STATIC_DIR / "index.html").read_bytes())
 
 
@@ -93,21 +108,32 @@ _LOGIN_PAGE = """<!doctype html>
 
 
 class LoginHandler(_Base):
-    """``/login``: a form asking for the token; a right token sets a signed cookie."""
+    """``/login``: a form asking for the token; a right token sets a signed cookie.
+
+    Wrong tokens are limited (see :class:`~._auth.AuthPolicy`): past the limit the form
+    answers 429 with ``Retry-After`` without looking at the token.
+    """
 
     def get(self) -> None:
         if self.current_user is not None:
             self.redirect("/")
             return
+        self.set_header("Cache-Control", "no-store")
         self.finish(_LOGIN_PAGE.format(error=""))
 
-    async def post(self) -> None:
+    def post(self) -> None:
         token = self.get_body_argument("token", default="")
-        if self.dashboard.auth.accepts(token):
+        try:
+            accepted = self.dashboard.auth.attempt(token, self.request.remote_ip)
+        except TooManyFailures as exc:
+            self.set_status(429)
+            self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
+            self.finish(_LOGIN_PAGE.format(error=html.escape(str(exc))))
+            return
+        if accepted:
             self.set_signed_cookie(COOKIE, "ok", expires_days=7, httponly=True, samesite="Strict")
             self.redirect("/")
             return
-        await asyncio.sleep(0.5)  # slow down guessing
         self.set_status(403)
         self.finish(_LOGIN_PAGE.format(error=html.escape("wrong token")))
 
@@ -178,9 +204,6 @@ class CallHandler(_Api):
             # A JSON body cannot be posted cross-site without a CORS preflight we never grant.
             self.write_json({"ok": False, "error": "send application/json"}, 415)
             return
-        if not _same_origin(self.request):
-            self.write_json({"ok": False, "error": "cross-origin request refused"}, 403)
-            return
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
@@ -196,13 +219,6 @@ class CallHandler(_Api):
         self.write_json(result, status)
 
 
-def _same_origin(request: tornado.httputil.HTTPServerRequest) -> bool:
-    origin = request.headers.get("Origin")
-    if not origin:
-        return True
-    return urlsplit(origin).netloc.lower() == request.host.lower()
-
-
 class MetricsHandler(_Base):
     """``GET /metrics``: Prometheus text format from the cached snapshots."""
 
@@ -216,7 +232,7 @@ class MetricsHandler(_Base):
         self.finish(generate_latest(self.dashboard.registry))
 
 
-class SocketHandler(tornado.websocket.WebSocketHandler):
+class SocketHandler(_Base, tornado.websocket.WebSocketHandler):
     """``/ws``: pushes snapshots, events and output lines; takes ``call`` messages.
 
     From the page: ``{"type": "call", "id", "daemon", "command", "properties"}``; answered by
@@ -224,15 +240,14 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     (the daemons), each daemon's snapshot, then ``backlog`` (recent events and output lines).
     """
 
-    get_current_user = _Base.get_current_user
-
-    @property
-    def dashboard(self) -> Dashboard:
-        return self.settings["dashboard"]
-
     def prepare(self) -> None:
+        # The handshake is a GET, but the socket it opens runs commands: same origin only.
+        _refuse_cross_site(self.request)
         if self.current_user is None:
-            raise tornado.web.HTTPError(401, "login required")
+            raise Refused(401, "login required")
+
+    def check_origin(self, origin: str) -> bool:
+        return cross_site({"Origin": origin}, self.request.headers.get("Host", "")) is None
 
     def open(self, *args: str, **kwargs: str) -> None:
         dashboard = self.dashboard

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import CtlError
 
-__all__ = ["DaemonDisconnected", "InsecureBindError", "WebError"]
+__all__ = ["DaemonDisconnected", "InsecureBindError", "TooManyFailures", "WebError"]
 
 
 class WebError(CtlError):
@@ -35,3 +35,14 @@ class DaemonDisconnected(WebError):
         if detail:
             message += f" ({detail})"
         super().__init__(message)
+
+
+class TooManyFailures(WebError):
+    """Too many wrong tokens lately, from one client address or overall.
+
+    ``retry_after``: seconds until a new attempt will be checked.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many failed logins; try again in {max(1, round(retry_after))} s")
