@@ -37,7 +37,9 @@ def test_defaults_without_a_circus_section(tmp_path: Path) -> None:
     assert circus.include == ()
 
 
-def test_every_option_typed(tmp_path: Path) -> None:
+def test_every_option_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpd on 0.0.0.0 needs a login token; the dashboard takes it from circusd's environment.
+    monkeypatch.setenv("CIRCUSHTTPD_TOKEN", "a-token-of-sixteen-or-more")
     path = write(
         tmp_path,
         """

@@ -17,12 +17,14 @@ import importlib.util
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
     "HTTPD_NAME",
     "httpd_available",
     "httpd_curve_files",
+    "httpd_refusal",
     "httpd_socket",
     "httpd_watcher",
 ]
@@ -39,6 +41,34 @@ def httpd_available() -> str | None:
                 "pip install './packages/circus-ctl[web]'; once published: "
                 "pip install 'circus-ctl[web]')"
             )
+    return None
+
+
+def httpd_refusal(
+    host: str, token_file: str | None, environ: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """Why the dashboard would refuse to start, as ``(option to blame, message)``; None
+    when it would start (or cannot be checked: circus.ctl.web is missing).
+
+    The dashboard exits at once, and would be respawned over and over, when its token
+    (``token_file``, else ``CIRCUSHTTPD_TOKEN`` in ``environ``, circusd's environment which
+    the watcher copies) cannot be read or is too short, or when ``host`` is not loopback and
+    there is no token. Checked when the config is loaded, so circusd refuses it once.
+    """
+    try:
+        from circus.ctl.web import WebError, is_loopback, read_token
+    except ImportError:
+        return None
+    try:
+        token = read_token(token_file, dict(environ))
+    except WebError as exc:
+        return ("httpd_token_file" if token_file else "httpd"), str(exc)
+    if token is None and not is_loopback(host or "localhost"):
+        return "httpd_host", (
+            "the dashboard would be reachable from other machines without a login (anyone "
+            "reaching it could stop your processes): set httpd_token_file = PATH (or "
+            "CIRCUSHTTPD_TOKEN in circusd's environment), or use httpd_host = 127.0.0.1"
+        )
     return None
 
 
@@ -69,8 +99,8 @@ def httpd_watcher(
 ) -> dict[str, Any]:
     """The watcher spec running ``python -m circus.ctl.web`` on the inherited socket.
 
-    ``copy_env`` passes ``CIRCUSHTTPD_TOKEN`` through; off loopback the dashboard refuses to
-    start without a token (or ``httpd_token_file``), and says why in circusd's log.
+    ``copy_env`` passes ``CIRCUSHTTPD_TOKEN`` (and ``CIRCUSHTTPD_ALLOWED_HOSTS``) through; a
+    config the dashboard would refuse (see :func:`httpd_refusal`) is refused at load.
     ``curve_files``: ``(secret key file, public key file)`` the dashboard connects with when
     circusd requires CURVE (see :func:`httpd_curve_files`).
     """

@@ -120,4 +120,20 @@ def parse_daemon(view: SectionView | None) -> DaemonConfig:
             "add 'statsd = true' to say so",
         )
         values["statsd"] = True
+    if values.get("httpd"):
+        _check_httpd(view, values.get("httpd_host", defaults.httpd_host), extra)
     return DaemonConfig(**values, extra=extra)
+
+
+def _check_httpd(view: SectionView, host: str, extra: dict[str, str]) -> None:
+    """Refuse, once and here, a dashboard that would exit at every start (and be respawned
+    forever): an unusable token, or none off loopback."""
+    import os
+
+    from .._httpd import httpd_refusal
+
+    token_file = extra.get("httpd_token_file", "").strip() or None
+    refusal = httpd_refusal(host, token_file, os.environ)
+    if refusal is not None:
+        option, message = refusal
+        raise view.error(option, message)
