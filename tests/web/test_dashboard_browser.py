@@ -171,3 +171,59 @@ def test_login_page_guards_the_dashboard_when_a_token_is_set(
         expect(page.locator("#logout")).to_be_visible()
         page.click("#logout")
         expect(page).to_have_url(re.compile(r"/login$"))
+
+
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation",
+    (e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));
+"""
+
+
+def test_the_page_works_under_its_content_security_policy(
+    stack: tuple[Any, Circushttpd],
+) -> None:
+    daemon, httpd = stack
+    url = httpd.url.replace("127.0.0.1", "localhost")  # a loopback name, not the address
+    with chromium_page(url) as page:
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.add_init_script(WATCH_CSP)
+        page.reload()
+        greeter = watcher_row(page, "greeter")
+        expect(greeter.locator(".nprocs")).to_have_text("1", timeout=15_000)
+        expect(page.locator("#link-status")).to_have_text("live")
+        expect(page.locator("#logs")).to_contain_text("hello from wid 1", timeout=10_000)
+        greeter.locator('button[data-action="incr"]').click()
+        expect(page.locator(".toast.ok")).to_contain_text("numprocesses 2", timeout=10_000)
+        assert page.evaluate("window.__csp") == []
+        assert not [text for text in console if "Content Security Policy" in text]
+
+
+def test_a_rebound_name_reaches_nothing_from_a_real_browser(
+    stack: tuple[Any, Circushttpd],
+) -> None:
+    """evil.example resolves to 127.0.0.1 in this browser: a script of that origin can
+    neither call the API nor open the websocket."""
+    daemon, httpd = stack
+    port = httpd.url.rstrip("/").rsplit(":", 1)[1]
+    rules = "--host-resolver-rules=MAP evil.example 127.0.0.1"
+    with chromium_page(f"http://evil.example:{port}/", args=[rules]) as page:
+        expect(page.locator("body")).to_contain_text("does not answer for that Host")
+        outcome = page.evaluate(
+            """async () => {
+                const call = await fetch("/api/daemons/0/call", {
+                    method: "POST",
+                    headers: {"Content-Type": "application/json"},
+                    body: JSON.stringify({command: "incr", properties: {name: "greeter"}}),
+                });
+                const socket = await new Promise((resolve) => {
+                    const ws = new WebSocket("ws://" + location.host + "/ws");
+                    ws.onopen = () => resolve("open");
+                    ws.onerror = () => resolve("refused");
+                });
+                return [call.status, socket];
+            }"""
+        )
+        assert outcome == [421, "refused"]
+    assert len(daemon.pids("greeter")) == 1

@@ -142,13 +142,18 @@ def cross_site(headers: Mapping[str, str], host: str) -> str | None:
     """Why a request with these headers did not come from the dashboard's own page (None:
     it may have).
 
-    A browser says so with ``Sec-Fetch-Site`` (anything but ``same-origin`` or ``none``) or
-    an ``Origin`` whose ``host:port`` differs from ``host`` (the request's ``Host``). A
-    request with neither header is not from a browser page (curl, Prometheus) and passes.
+    A browser that sends ``Sec-Fetch-Site`` (a header pages cannot set) is believed: only
+    ``same-origin`` and ``none`` (typed by the user) pass. Without it, the ``Origin`` must
+    be ``http(s)://`` + ``host`` (the request's ``Host``); ``null`` never passes. Our own
+    pages say ``Referrer-Policy: no-referrer``, under which browsers send ``Origin: null`` on
+    form posts, hence ``Sec-Fetch-Site`` first. A request with neither header is not from
+    a browser page (curl, Prometheus) and passes.
     """
     site = headers.get("Sec-Fetch-Site")
-    if site is not None and site.lower() not in ("same-origin", "none"):
-        return f"Sec-Fetch-Site: {site}"
+    if site is not None:
+        return (
+            None if site.strip().lower() in ("same-origin", "none") else f"Sec-Fetch-Site: {site}"
+        )
     origin = headers.get("Origin")
     if origin is None:
         return None

@@ -162,8 +162,12 @@ class Circushttpd:
 
 
 @contextlib.contextmanager
-def chromium_page(url: str, *, width: int = 1280, height: int = 720) -> Iterator[Any]:
+def chromium_page(
+    url: str, *, width: int = 1280, height: int = 720, args: Sequence[str] = ()
+) -> Iterator[Any]:
     """Open ``url`` in headless chromium (Playwright, Debian's binary); yield the page.
+
+    ``args``: more chromium flags, e.g. ``--host-resolver-rules=MAP evil.example 127.0.0.1``.
 
     Raises:
         RuntimeError: chromium or playwright is missing.
@@ -179,7 +183,7 @@ def chromium_page(url: str, *, width: int = 1280, height: int = 720) -> Iterator
                 profile,
                 executable_path=executable,
                 headless=True,
-                args=list(CHROMIUM_FLAGS),
+                args=[*CHROMIUM_FLAGS, *args],
                 viewport={"width": width, "height": height},
             )
             try:
