@@ -72,6 +72,16 @@ def still_there(born: dict[int, float]) -> list[int]:
     return out
 
 
+def test_only_stop_children_watchers_pay_for_a_leaf(tmp_path: Path, circusd: Any, e2e: Any) -> None:
+    daemon = circusd(
+        f"[watcher:plain]\ncmd = {e2e.SLEEP}\nnumprocesses = 2\n\n"
+        f"[watcher:tree]\ncmd = {e2e.SLEEP}\nnumprocesses = 3\nstop_children = true\n"
+    )
+    root = cgroup_root(daemon)
+    e2e.wait(lambda: len(daemon.pids("plain")) == 2 and len(daemon.pids("tree")) == 3, 30)
+    assert len(leaves(root)) == 3
+
+
 def test_stop_leaves_no_grandchild(tmp_path: Path, circusd: Any, e2e: Any) -> None:
     script = tmp_path / "tree.py"
     script.write_text(TREE)
@@ -105,7 +115,7 @@ def test_stop_leaves_no_grandchild(tmp_path: Path, circusd: Any, e2e: Any) -> No
 def test_a_sigkilled_circusds_cgroups_are_swept_by_the_next(
     tmp_path: Path, circusd: Any, e2e: Any
 ) -> None:
-    body = f"[watcher:sleeper]\ncmd = {e2e.SLEEP}\nnumprocesses = 2\n"
+    body = f"[watcher:sleeper]\ncmd = {e2e.SLEEP}\nnumprocesses = 2\nstop_children = true\n"
     first = circusd(body)
     old_root = cgroup_root(first)
     e2e.wait(lambda: len(first.pids("sleeper")) == 2, 30, "the sleepers")
