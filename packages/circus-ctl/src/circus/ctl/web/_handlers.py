@@ -38,7 +38,13 @@ class _Base(SecureHeaders):
 
     @property
     def dashboard(self) -> Dashboard:
-        return self.settings["dashboard"]
+        dashboard: Dashboard = self.settings["dashboard"]
+        return dashboard
+
+    @property
+    def client(self) -> str:
+        """The caller's address (the peer of the connection: no X-Forwarded-For)."""
+        return str(self.request.remote_ip)
 
     def prepare(self) -> None:
         if self.request.method not in _SAFE_METHODS:
@@ -57,7 +63,7 @@ class _Base(SecureHeaders):
         if scheme.lower() != "bearer":
             return None
         try:
-            return "token" if auth.attempt(credential.strip(), self.request.remote_ip) else None
+            return "token" if auth.attempt(credential.strip(), self.client) else None
         except TooManyFailures as exc:
             raise Refused(429, str(exc), exc.retry_after) from None
 
@@ -124,7 +130,7 @@ class LoginHandler(_Base):
     def post(self) -> None:
         token = self.get_body_argument("token", default="")
         try:
-            accepted = self.dashboard.auth.attempt(token, self.request.remote_ip)
+            accepted = self.dashboard.auth.attempt(token, self.client)
         except TooManyFailures as exc:
             self.set_status(429)
             self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+from http import HTTPStatus
 from typing import Any
 
 import tornado.httputil
@@ -91,9 +92,7 @@ class SecureHeaders(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
-        detail = getattr(error, "detail", None) or tornado.httputil.responses.get(
-            status_code, "error"
-        )
+        detail = getattr(error, "detail", None) or _phrase(status_code)
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             self.set_header("Retry-After", str(max(1, math.ceil(retry_after))))
@@ -104,6 +103,13 @@ class SecureHeaders(tornado.web.RequestHandler):
         else:
             self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.finish(f"{status_code} {detail}\n")
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "error"
 
 
 class Misdirected(SecureHeaders):

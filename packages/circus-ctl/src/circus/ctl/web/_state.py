@@ -179,8 +179,10 @@ class DaemonState:
         self.watchers = fresh
         info = (dstats or {}).get("info")
         if isinstance(info, Mapping):
-            pid = info.get("pid")
-            self.circusd = ProcessStats.from_info(pid if isinstance(pid, int) else 0, info)
+            daemon_pid = info.get("pid")
+            self.circusd = ProcessStats.from_info(
+                daemon_pid if isinstance(daemon_pid, int) else 0, info
+            )
         self.connected = True
         self.error = None
         self.updated = time.time()
