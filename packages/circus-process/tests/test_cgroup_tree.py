@@ -305,3 +305,45 @@ def test_a_killed_owners_subtree_is_cleaned_by_the_next_owner() -> None:
     finally:
         os.kill(child, signal.SIGKILL)
         wait_gone(child)
+
+
+def test_children_with_rlimits_or_another_user_are_born_in_their_leaf(spawn) -> None:
+    cgroups_or_skip()
+    kwargs: dict = {"rlimits": {"nofile": 256}}  # a preexec_fn: fork instead of vfork
+    if os.getuid() == 0:
+        kwargs["uid"] = "nobody"
+    proc = spawn("sleep 1000", **kwargs)
+    leaf = proc.cgroup
+    assert leaf is not None
+    rel = Path(f"/proc/{proc.pid}/cgroup").read_text().strip().split("::", 1)[1]
+    assert leaf.endswith(rel)
+    assert proc.stop(graceful_timeout=5, stop_children=True) == -signal.SIGTERM
+    assert not os.path.exists(leaf)
+
+
+# A user of this module run by one of our children: its own children (nested subtree) are
+# still inside the outer leaf, so the outer stop ends them too.
+NESTED = r"""
+import sys, time
+from circus.process import Process, tree_tracking
+inner = Process("inner", 1, "sleep 1000")
+print(tree_tracking(), inner.pid, inner.cgroup, flush=True)
+time.sleep(1000)
+"""
+
+
+def test_a_nested_user_of_cgroups_is_stopped_with_its_parents_tree(spawn, subreaper) -> None:
+    cgroups_or_skip()
+    proc = spawn(PY, args=["-c", NESTED], copy_env=True)
+    where, pid, inner_leaf = first_line(proc.stdout).split()
+    outer_leaf = proc.cgroup
+    assert outer_leaf is not None
+    assert where.startswith(f"cgroup2:{outer_leaf}/circus.")
+    assert inner_leaf.startswith(where[len("cgroup2:") :])
+    born = {int(pid): psutil.Process(int(pid)).create_time()}
+    try:
+        assert proc.stop(graceful_timeout=5, stop_children=True) == -signal.SIGTERM
+        assert live(born, zombies_count=True) == []
+        assert not os.path.exists(outer_leaf)
+    finally:
+        kill_leftovers(born)
