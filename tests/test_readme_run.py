@@ -34,7 +34,8 @@ def test_make_run_starts_the_example(tmp_path: Path) -> None:
     text = text.replace("examples/", f"{ROOT}/examples/")
     config = tmp_path / "circus.ini"
     config.write_text(text)
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_OFFLINE": "1"}
+    # TMPDIR: uv's lock file goes to the test's own directory
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_OFFLINE": "1", "TMPDIR": str(tmp_path)}
     env.pop("VIRTUAL_ENV", None)
     with open(tmp_path / "circusd.log", "wb") as log:
         daemon = subprocess.Popen(

@@ -86,7 +86,8 @@ def test_built_wheels_install_and_run_in_a_fresh_venv(tmp_path: Path) -> None:
     uv = _uv()
     if uv is None:
         pytest.skip("uv is not installed (make installs it into .tools/)")
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": ""}
+    # TMPDIR: uv's lock and build files go to the test's own directory
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": "", "TMPDIR": str(tmp_path)}
     dist = tmp_path / "dist"
     subprocess.run(
         [uv, "build", "--quiet", "--all-packages", "--wheel", "-o", str(dist)],

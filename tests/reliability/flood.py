@@ -177,6 +177,7 @@ def flood_run(
             rc = proc.wait(10)
         if rc != 0:
             report.problems.append(f"circusd exited {rc}")
+        out.unlink(missing_ok=True)  # up to a GiB, measured above: not left in pytest's tree
     return report
 
 

@@ -32,3 +32,4 @@ def test_flood_is_logged_whole_and_memory_stays_bounded(
     # answered during and after the flood; the median is robust on a loaded 2-core machine
     assert report.latencies, summary
     assert report.median_latency < 0.5, summary
+    assert not (tmp_path / "flood.out").exists()  # checked, then removed: pytest keeps tmp_path

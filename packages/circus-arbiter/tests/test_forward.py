@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -194,8 +195,12 @@ def test_hub_forwards_only_routed_streams(pipe: tuple[int, int]) -> None:
     assert drained(r) == b""
 
 
-def test_set_stream_class_switches_forwarding_off(tmp_path: Path, pipe: tuple[int, int]) -> None:
+def test_set_stream_class_switches_forwarding_off(
+    tmp_path: Path, pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     r, w = pipe
+    # the class is applied before the filename: a nameless FileStream's temp file lands here
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     # (the line is not asserted in the file: a graceful reload does not open a new stream
     # for the new processes yet, a watcher-layer matter)
     out_file = tmp_path / "out.log"

@@ -18,7 +18,8 @@ def test_fresh_venv_install_pulls_only_psutil(tmp_path: Path) -> None:
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv is not installed")
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": ""}
+    # TMPDIR: uv's lock file goes to the test's own directory
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": "", "TMPDIR": str(tmp_path)}
     venv = tmp_path / "venv"
     subprocess.run(
         [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 from typing import Any
 
 import pytest
@@ -72,10 +73,12 @@ async def test_set_rejects(make: Any) -> None:
 
 
 async def test_set_stream_on_running_watcher_writes_new_output_there(
-    make: Any, tmp_path: Any
+    make: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``set stdout_stream.*`` while active: the reload's new processes write to the new
     stream (it used to keep the streams opened at start, i.e. none)."""
+    # the class alone is a nameless FileStream for a moment: its temp file lands here
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     script = "echo line-$$; exec sleep 300"
     w = make(f"sh -c '{script}'", numprocesses=1)
