@@ -7,13 +7,17 @@ PACKAGES := circus-process circus-watcher circus-sockets circus-ctl circus-arbit
 CONFIG ?= examples/circus.ini
 SOAK_SECONDS ?= 90
 SOAK_FLOOD_MB ?= 1024
+# make test-loaded: which tests (default: all), how many busy loops (default: one per core)
+PYTEST_ARGS ?=
+LOAD_PROCS ?= 0
 
-.PHONY: help install test test-fast test-layers lint typecheck format run bench bench-small soak build version clean
+.PHONY: help install test test-fast test-loaded test-layers lint typecheck format run bench bench-small soak build version clean
 
 help:
 	@echo "make run          start circusd on $(CONFIG) (installs the daemon first, no dev tools)"
 	@echo "make test         every test of every package, in one pytest -n auto run"
 	@echo "make test-fast    the same without the tests marked slow"
+	@echo "make test-loaded  the tests with a busy loop on every core (PYTEST_ARGS=..., LOAD_PROCS=N)"
 	@echo "make test-layers  each package's tests in an env holding only what it declares"
 	@echo "make lint         ruff, mypy --strict per package, the import-linter layers contract"
 	@echo "make build        the six wheels and sdists into dist/"
@@ -36,6 +40,11 @@ test: install
 
 test-fast: install
 	$(UV) run --locked pytest -n auto -m "not slow"
+
+# The suite on a machine kept busy (scripts/with_load.py): a deadline too tight fails here.
+test-loaded: install  # make test-loaded PYTEST_ARGS="tests/chaos -k storm" LOAD_PROCS=2
+	$(UV) run --locked python scripts/with_load.py --procs $(LOAD_PROCS) -- \
+	  pytest -n auto $(PYTEST_ARGS)
 
 test-layers: install
 	@set -e; for p in $(PACKAGES); do \
