@@ -1,9 +1,10 @@
 """A refused connection is reported at once, not after the whole timeout.
 
 Nothing listening on a tcp port, or an ipc path with no socket behind it, cannot start
-answering by itself within a call: the clients and circusctl say so as soon as the first
-connection attempt is refused. A client that was connected once still waits (its daemon may
-be restarting).
+answering by itself within a call: the clients and circusctl say so at the first refused
+attempt past a one-second grace (refusals in that second are waited out: a daemon starting
+beside its client), not after the timeout. A client that was connected once still waits
+(its daemon may be restarting).
 """
 
 from __future__ import annotations
@@ -74,6 +75,23 @@ def test_circusctl_fails_at_once() -> None:
     assert time.monotonic() - started < FAST
     assert done.returncode == 1
     assert f"error: connection refused: {endpoint}" in done.stderr
+
+
+def test_a_client_made_just_before_its_daemon_binds_gets_its_answer(tmp_path: Path) -> None:
+    # a script or test starting the daemon and its client together: within the grace
+    endpoint = f"ipc://{tmp_path}/ctrl.sock"
+
+    async def main() -> dict[str, object]:
+        async with AsyncCircusClient(endpoint, timeout=TIMEOUT) as client:
+            call = asyncio.ensure_future(client.call("list"))
+            await asyncio.sleep(0)  # the call is waiting, its connection refused
+            daemon = FakeDaemon(endpoint, CANNED_REPLIES)
+            try:
+                return await call
+            finally:
+                daemon.close()
+
+    assert asyncio.run(main())["status"] == "ok"
 
 
 def test_a_client_once_connected_waits_for_its_daemon_to_return(tmp_path: Path) -> None:

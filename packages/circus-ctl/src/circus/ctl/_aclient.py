@@ -171,7 +171,9 @@ class AsyncCircusClient:
         while True:
             ready = dict(await poller.poll())
             if monitor in ready:
-                self._state.update(parse_monitor_message(await monitor.recv_multipart()))
+                # every pending event: a queued refusal may be followed by the connection
+                while monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                    self._state.update(parse_monitor_message(await monitor.recv_multipart()))
                 if self._state.give_up:  # waiting longer cannot help: fail every call now
                     for waiter in self._waiters.values():
                         if not waiter.done():

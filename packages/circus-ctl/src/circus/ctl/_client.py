@@ -149,9 +149,15 @@ class CircusClient(Closing):
                 poller.register(self._monitor, zmq.POLLIN)
             ready = dict(poller.poll(max(1, int(remaining * 1000))))
             if self._monitor in ready:
-                self._state.update(recv_monitor_message(self._monitor))
+                self._read_monitor()
                 if self._state.give_up:
                     raise self._state.error(self.endpoint, self.timeout, command)
+
+    def _read_monitor(self) -> None:
+        """Fold every pending monitor event into the connection state."""
+        assert self._monitor is not None
+        while self._monitor.get(zmq.EVENTS) & zmq.POLLIN:
+            self._state.update(recv_monitor_message(self._monitor))
 
     def _round_trip(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self._socket is not None and self._monitor is not None
@@ -167,7 +173,7 @@ class CircusClient(Closing):
                 )
             ready = dict(poller.poll(max(1, int(remaining * 1000))))
             if self._monitor in ready:
-                self._state.update(recv_monitor_message(self._monitor))
+                self._read_monitor()
                 if self._state.give_up:  # waiting longer cannot help
                     raise self._state.error(self.endpoint, self.timeout, str(message["command"]))
             if self._socket in ready:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,10 @@ import zmq
 
 from . import protocol
 from .errors import CallError, CallTimeout, DaemonUnreachable, ProtocolError
+
+# A client made just before its daemon binds (a script starting both, a test) keeps waiting
+# this long for it; refusals that go on past it fail the call at once, not at its timeout.
+REFUSED_GRACE = 1.0
 
 # Connection-state events we follow on the socket monitor; HANDSHAKE_SUCCEEDED is what
 # proves a ZMTP peer (a real daemon) answered, not just a TCP accept.
@@ -205,12 +210,15 @@ class ConnectionState:
     ``connected``: a ZeroMQ peer of a compatible type completed the handshake. ``rejected``:
     a transport connection was made but the handshake failed or was dropped (a PUB socket or
     a non-ZeroMQ server on that address). ``refused``: connection attempts were refused.
-    ``transport``: a transport connection was made at some point.
+    ``transport``: a transport connection was made at some point. ``refused_late``:
+    attempts were still refused :data:`REFUSED_GRACE` seconds after the client connected.
     """
 
     def __init__(self) -> None:
+        self._since = time.monotonic()
         self.connected = False
         self.refused = False
+        self.refused_late = False
         self.rejected = False
         self.transport = False
         self.auth_failed = False
@@ -221,7 +229,7 @@ class ConnectionState:
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.connected, self.refused, self.rejected = True, False, False
         elif kind == zmq.EVENT_CONNECTED:
-            self.refused, self.transport = False, True
+            self.refused, self.refused_late, self.transport = False, False, True
         elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
             self.rejected = True
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
@@ -232,6 +240,8 @@ class ConnectionState:
             self.connected = False
         elif kind == zmq.EVENT_CONNECT_RETRIED and not self.connected:
             self.refused = True
+            if time.monotonic() - self._since >= REFUSED_GRACE:
+                self.refused_late = True
 
     @property
     def wrong_peer(self) -> bool:
@@ -240,16 +250,18 @@ class ConnectionState:
 
     @property
     def never_reached(self) -> bool:
-        """True when nothing ever accepted a connection and an attempt was refused (a tcp
-        port nobody listens on, an ipc path without a live socket)."""
-        return self.refused and not self.transport and not self.connected
+        """True when nothing ever accepted a connection and attempts were still refused past
+        the grace (a tcp port nobody listens on, an ipc path without a live socket)."""
+        return self.refused_late and not self.transport and not self.connected
 
     @property
     def give_up(self) -> bool:
         """True when waiting out the timeout cannot help: fail the call now.
 
         A client that was connected once keeps waiting when its daemon goes away (it may be
-        restarting); one that never reached anything fails at the first refusal.
+        restarting); one that never reached anything fails at the first refusal past
+        :data:`REFUSED_GRACE`. Fold in every pending monitor event before asking: a queued
+        refusal may be followed by the connection that ended it.
         """
         return self.wrong_peer or self.never_reached
 
