@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import zmq
 import zmq.asyncio
+from circus.arbiter import _peers
 from circus.arbiter._authz import (
     OPERATE_COMMANDS,
     OWNER_OPTIONS,
@@ -318,7 +319,13 @@ def test_find_tcp_owner_reads_the_client_row() -> None:
     assert find_tcp_owner(TABLE, "0100007F:0001", "0100007F:15B3") is None
 
 
-def test_tcp_owner_uid_only_for_loopback(tmp_path: Path) -> None:
+@pytest.fixture
+def no_netlink(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a host where sock_diag cannot be used: /proc/net/tcp is read instead."""
+    monkeypatch.setattr(_peers, "_diag_owner", lambda peer, local: _peers._UNAVAILABLE)
+
+
+def test_tcp_owner_uid_only_for_loopback(tmp_path: Path, no_netlink: None) -> None:
     (tmp_path / "tcp").write_text(TABLE)
     peer, local = ("127.0.0.1", 41500), ("127.0.0.1", 5555)
     assert tcp_owner_uid(peer, local, proc=str(tmp_path)) == 65534
@@ -326,8 +333,13 @@ def test_tcp_owner_uid_only_for_loopback(tmp_path: Path) -> None:
     assert tcp_owner_uid(peer, local, proc=str(tmp_path / "none")) is None
 
 
+@pytest.mark.parametrize("lookup", ["netlink", "proc"])
 @pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
-def test_tcp_owner_uid_of_a_real_connection(family: int, host: str) -> None:
+def test_tcp_owner_uid_of_a_real_connection(
+    family: int, host: str, lookup: str, request: pytest.FixtureRequest
+) -> None:
+    if lookup == "proc":
+        request.getfixturevalue("no_netlink")
     try:
         server = socket.socket(family)
         server.bind((host, 0))
