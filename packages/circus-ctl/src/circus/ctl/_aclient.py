@@ -172,7 +172,7 @@ class AsyncCircusClient:
             ready = dict(await poller.poll())
             if monitor in ready:
                 # every pending event: a queued refusal may be followed by the connection
-                while monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                while _core.pending(monitor):
                     self._state.update(parse_monitor_message(await monitor.recv_multipart()))
                 if self._state.give_up:  # waiting longer cannot help: fail every call now
                     for waiter in self._waiters.values():

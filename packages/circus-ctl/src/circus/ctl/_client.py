@@ -156,7 +156,7 @@ class CircusClient(Closing):
     def _read_monitor(self) -> None:
         """Fold every pending monitor event into the connection state."""
         assert self._monitor is not None
-        while self._monitor.get(zmq.EVENTS) & zmq.POLLIN:
+        while _core.pending(self._monitor):
             self._state.update(recv_monitor_message(self._monitor))
 
     def _round_trip(self, message: dict[str, Any]) -> dict[str, Any]:

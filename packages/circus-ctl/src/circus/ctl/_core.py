@@ -165,6 +165,12 @@ def _refused(endpoint: str, timeout: float, message: str) -> DaemonUnreachable:
     return error
 
 
+def pending(socket: zmq.Socket[Any]) -> bool:
+    """True when ``socket`` has a message waiting (sync or asyncio socket; never blocks)."""
+    events = socket.get(zmq.EVENTS)
+    return isinstance(events, int) and bool(events & zmq.POLLIN)
+
+
 def configure_dealer(socket: zmq.Socket[Any]) -> None:
     """Apply the options 0.19's circusctl uses: a uuid4-hex identity and LINGER=0."""
     socket.setsockopt(zmq.IDENTITY, protocol.new_id().encode("ascii"))
