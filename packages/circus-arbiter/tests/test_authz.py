@@ -387,3 +387,63 @@ def test_message_peer_on_loopback_tcp() -> None:
     who = _one_message("tcp://127.0.0.1:0")
     assert (who.via, who.uid) == ("tcp", os.geteuid())
     assert who.address is not None and who.address.startswith("127.0.0.1:")
+
+
+class FakeFrame:
+    """A received frame's metadata, as ``zmq.Frame.get`` gives it."""
+
+    def __init__(self, **props: Any) -> None:
+        self.props = props
+
+    def get(self, name: Any) -> Any:
+        key = "SRCFD" if name == zmq.SRCFD else name
+        if key not in self.props:
+            raise zmq.ZMQError(22)
+        return self.props[key]
+
+
+def test_ipc_identity_trusts_what_libzmq_recorded_at_accept() -> None:
+    me = (os.geteuid(), os.getegid(), os.getpid())
+    left, right = socket.socketpair()
+    with left, right:
+        fd = left.fileno()
+        recorded = "localhost:{}:{}:{}".format(*me)
+        for frame in (
+            FakeFrame(**{"Peer-Address": recorded}),  # the connection is gone
+            FakeFrame(**{"Peer-Address": recorded, "SRCFD": fd}),  # both agree
+            FakeFrame(SRCFD=fd),  # a libzmq without Peer-Address
+        ):
+            who = MessagePeer(frame, "ipc", False, None).identity()
+            assert (who.uid, who.gid, who.pid) == me
+        # the fd now belongs to another connection (another uid): nobody is believed
+        other = FakeFrame(**{"Peer-Address": "localhost:65534:65534:7", "SRCFD": fd})
+        assert MessagePeer(other, "ipc", False, None).identity().uid is None
+    assert MessagePeer(FakeFrame(), "ipc", False, None).identity() == PeerIdentity("ipc")
+
+
+def test_a_user_id_counts_only_on_a_curve_socket() -> None:
+    # without ZAP, a client can send any metadata property itself
+    frame = FakeFrame(**{"User-Id": "some-key"})
+    assert MessagePeer(frame, "tcp", True, None).identity().key == "some-key"
+    spoofed = MessagePeer(frame, "tcp", False, None).identity()
+    assert spoofed.key is None and spoofed.uid is None
+    # a CURVE socket without ZAP's User-Id falls back to the kernel
+    who = MessagePeer(FakeFrame(), "ipc", True, None).identity()
+    assert who.key is None and who.uid is None
+
+
+def test_tcp_identity_checks_the_fd_is_still_that_connection() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            conn, _ = server.accept()
+            with conn:
+                fd = conn.fileno()
+                good = FakeFrame(SRCFD=fd, **{"Peer-Address": "127.0.0.1"})
+                assert MessagePeer(good, "tcp", False, port).identity().uid == os.geteuid()
+                # the fd is a connection to another port: reused since the message came
+                assert MessagePeer(good, "tcp", False, port + 1).identity().uid is None
+                moved = FakeFrame(SRCFD=fd, **{"Peer-Address": "127.0.0.2"})
+                assert MessagePeer(moved, "tcp", False, port).identity().uid is None
+    closed = FakeFrame(SRCFD=fd)
+    assert MessagePeer(closed, "tcp", False, port).identity().uid is None
