@@ -13,6 +13,7 @@ from ._cgroup import (
     tree_tracking,
     tree_tracking_reason,
 )
+from ._children import children_of, is_child_of
 from ._errors import ProcessError, SpawnError, StreamError
 from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
@@ -25,6 +26,7 @@ from ._tree import (
     is_subreaper,
     reap_orphans,
 )
+from ._waiting import WaitingOrphans, reap_waiting_orphans
 
 __all__ = [
     "DEAD_OR_ZOMBIE",
@@ -39,14 +41,18 @@ __all__ = [
     "ProcessTree",
     "SpawnError",
     "StreamError",
+    "WaitingOrphans",
     "adopted_orphans",
     "bytes2human",
+    "children_of",
     "disable_subreaper",
     "enable_subreaper",
     "get_info",
+    "is_child_of",
     "is_subreaper",
     "reap_orphans",
     "release_tree_tracking",
+    "reap_waiting_orphans",
     "set_tree_tracking",
     "streams",
     "tree_tracking",

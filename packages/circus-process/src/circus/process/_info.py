@@ -96,17 +96,32 @@ def get_info(proc: Any, *, with_children: bool = True) -> dict[str, Any]:
         }
     if with_children:
         kids = []
-        try:
-            children = proc.children()
-        except psutil.Error:
-            children = []
-        for child in children:
+        for child in _children(proc):
             try:
-                kids.append(get_info(_cached(child), with_children=False))
+                kids.append(get_info(_cached(psutil.Process(child)), with_children=False))
             except psutil.NoSuchProcess:
                 continue
         info["children"] = kids
     return info
+
+
+#: How old (s) the shared /proc index behind ``children`` may be where the kernel does not
+#: list children itself: stats are samples, and a fresh scan per call is what froze the daemon.
+CHILDREN_MAX_AGE = 1.0
+
+
+def _children(proc: Any) -> list[int]:
+    import psutil
+
+    from ._children import children_of
+
+    kids = children_of(proc.pid, max_age=CHILDREN_MAX_AGE)
+    if kids is not None:
+        return kids
+    try:  # no /proc to read: psutil's own (whole-host) lookup
+        return [child.pid for child in proc.children()]
+    except psutil.Error:
+        return []
 
 
 _cache: dict[int, Any] = {}
@@ -164,11 +179,16 @@ def process_info(process: Process) -> dict[str, Any]:
 
 
 def children_pids(process: Process) -> list[int]:
-    """Direct children of a live process, else ``[]``."""
-    import psutil
+    """Direct children of a live process, else ``[]`` (as fresh as a /proc scan)."""
+    from ._children import children_of
 
     if process.pid is None or process.returncode is not None:
         return []
+    kids = children_of(process.pid)
+    if kids is not None:
+        return kids
+    import psutil  # no /proc to read: psutil's own (whole-host) lookup
+
     try:
         return [c.pid for c in _psutil_of(process).children()]
     except psutil.Error:

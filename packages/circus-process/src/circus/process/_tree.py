@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._children import children_of
 from ._reaping import registry
 
 if TYPE_CHECKING:
@@ -96,28 +97,14 @@ def is_subreaper() -> bool:
     return bool(value.value)
 
 
-# Linux lists a task's children in /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN).
-_HAS_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
-
-
 def _children_of(pid: int) -> list[int] | None:
-    """Direct children of ``pid`` (every thread's list); None when /proc cannot tell."""
-    if not _HAS_CHILDREN_FILES:
-        return None
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return []
-    except OSError:
-        return None
-    kids: list[int] = []
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
-                kids.extend(int(p) for p in fh.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # that thread or process just exited
-    return kids
+    """Direct children of ``pid``, as fresh as a scan; None when /proc cannot tell.
+
+    The kernel's own children lists where it keeps them, else one /proc scan shared by every
+    lookup made within a scan's duration (see ``_children``): a tree walk costs one scan of
+    the host, not one per member.
+    """
+    return children_of(pid)
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
@@ -140,11 +127,11 @@ def _direct_children() -> list[int]:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every descendant of ``pid``, walking /proc children lists (O(tree), not O(system))."""
-    import psutil  # lazily: spawning never pays for it
-
+    """Every descendant of ``pid``, walking /proc children lists (O(tree), or one scan)."""
     first = _children_of(pid)
     if first is None:
+        import psutil  # only where /proc cannot tell: it weighs ~5 MiB of RSS
+
         try:
             return [p.pid for p in psutil.Process(pid).children(recursive=True)]
         except psutil.Error:
@@ -273,6 +260,7 @@ def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> l
 
 
 def _psutil_children(pid: int) -> list[int]:
+    # Only where /proc cannot tell (_children_of gave None): psutil scans the whole host.
     import psutil  # lazily: spawning never pays for it
 
     try:
