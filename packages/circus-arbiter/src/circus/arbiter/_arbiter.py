@@ -784,6 +784,11 @@ class Arbiter:
 
     async def stop_watcher(self, watcher: Any) -> None:
         """Stop one watcher under its lock."""
+        # A start holding the lock may be retrying a spawn forever (max_retry = -1): tell it
+        # to give up now, or this stop (and a quit) would wait behind it for good.
+        interrupt = getattr(watcher, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
         async with self.table.locked(watcher):
             await watcher.stop()
 

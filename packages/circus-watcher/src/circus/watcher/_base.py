@@ -48,6 +48,7 @@ class WatcherBase:
     _tasks: set[asyncio.Task[Any]]
     _status: str
     _generation: int  # bumped by every stop/start: stale background work gives up
+    _backoffs: set[asyncio.Future[None]]  # spawn retries waiting: a stop wakes them
     _lock: asyncio.Lock | None
     _wids: WidPool
     _events: EventHub

@@ -20,6 +20,11 @@ from ._procs import ProcessLike
 logger = logging.getLogger("circus.watcher")
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class SpawningMixin(WatcherBase):
     """Process creation, exit handling, respawn, backoff and max_age."""
 
@@ -77,13 +82,25 @@ class SpawningMixin(WatcherBase):
                         f"watcher {self.name!r}: cannot spawn after {attempt} attempts: {exc}"
                     ) from exc
                 delay = max(self._opts["retry_in"], self._policy.delay_for(attempt))
-                await asyncio.sleep(delay)
+                await self._backoff(delay)
                 if generation is not None and generation != self._generation:
                     return None
         if "after_spawn" in self._hooks and not await self._hook("after_spawn", pid=proc.pid):
             await self._refused("after_spawn")
             return None
         return proc
+
+    async def _backoff(self, delay: float) -> None:
+        """Sleep ``delay`` s before a spawn retry, or less if :meth:`interrupt` comes."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(delay, _wake, wake)
+        self._backoffs.add(wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._backoffs.discard(wake)
 
     async def _refused(self, hook_name: str) -> None:
         logger.warning("watcher %s: hook %s refused; stopping", self.name, hook_name)

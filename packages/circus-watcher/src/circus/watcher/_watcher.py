@@ -144,6 +144,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._status = "stopped"
         self._generation = 0
+        self._backoffs: set[asyncio.Future[None]] = set()
         self._lock: asyncio.Lock | None = None
         self._wids = WidPool()
         self._events = EventHub()
@@ -314,12 +315,22 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
                 return {"started": [], "kept": []}
             return await self._start()
 
+    def interrupt(self) -> None:
+        """Make a start, reload or respawn in progress give up at its next step, at once if
+        it is waiting to retry a failed spawn; for whoever is about to queue a stop or
+        restart behind it (the lock it holds is not needed)."""
+        self._generation += 1
+        for backoff in self._backoffs:
+            if not backoff.done():
+                backoff.set_result(None)
+
     async def stop(self) -> list[int]:
         """Stop every process (stop signal, ``graceful_timeout``, SIGKILL of the tree).
 
-        Cancels pending respawns and flapping retries. Returns the stopped pids.
+        Cancels pending respawns and flapping retries, and a start still retrying a spawn
+        (even with ``max_retry = -1``). Returns the stopped pids.
         """
-        self._generation += 1  # a start in progress stops spawning at its next step
+        self.interrupt()  # a start in progress stops spawning at its next step
         async with self._get_lock():
             self._flapping.clear()
             self._policy.reset()
@@ -330,7 +341,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
 
     async def restart(self) -> dict[str, list[int]]:
         """Stop then start; returns ``{"stopped", "started", "kept"}``."""
-        self._generation += 1
+        self.interrupt()
         async with self._get_lock():
             self._flapping.clear()
             self._policy.reset()
@@ -484,7 +495,9 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             if pid is None:
                 raise OptionError("childpid", childpid, "to come with a pid")
             proc = self._find(pid)
-            if int(childpid) not in proc.children():
+            from circus.process import is_child_of  # two /proc reads, not a children listing
+
+            if not is_child_of(int(childpid), proc.pid):
                 raise ProcessNotFoundError(self.name, int(childpid))
             try:
                 os.kill(int(childpid), number)
