@@ -275,13 +275,9 @@ def cmd_signal(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
 
 
 def _signal_child(watcher: Any, pid: int | None, childpid: int, signum: int) -> None:
-    import psutil
+    from circus.process import is_child_of  # two /proc reads, not a scan of the host
 
-    try:
-        kids = {c.pid for c in psutil.Process(pid).children()}
-    except psutil.Error:
-        kids = set()
-    if childpid not in kids:
+    if pid is None or not is_child_of(childpid, pid):
         raise NotFoundError(f"child {childpid} not found for process {pid}")
     try:
         import os

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -44,8 +45,8 @@ def process_info(pid: int, started: float | None = None, children: bool = True) 
                 info["started"] = started
             if children:
                 kids = []
-                for child in proc.children():
-                    child_info = process_info(child.pid, children=False)
+                for child in _children(proc):
+                    child_info = process_info(child, children=False)
                     if isinstance(child_info, dict):
                         child_info.pop("age", None)
                         kids.append(child_info)
@@ -55,19 +56,31 @@ def process_info(pid: int, started: float | None = None, children: bool = True) 
         return "No such process (stopped?)"
 
 
+def _children(proc: psutil.Process) -> list[int]:
+    # Not proc.children(): psutil reads the stat file of every process on the host per call.
+    from circus.process import children_of
+
+    kids = children_of(proc.pid, max_age=1.0)  # one /proc scan per stats round at most
+    return [c.pid for c in proc.children()] if kids is None else kids
+
+
 # psutil measures cpu% between two calls on the same Process object, so objects are kept
 # (bounded, pruned of dead pids) to give stats a meaningful cpu value from the second call on.
 _CACHE: dict[int, psutil.Process] = {}
 
 
+_CACHE_LOCK = threading.Lock()  # stats rounds and dstats may sample from several threads
+
+
 def _cached(pid: int) -> psutil.Process:
-    proc = _CACHE.get(pid)
-    if proc is None or not proc.is_running():
-        if len(_CACHE) > 4096:
-            for old in [p for p, obj in _CACHE.items() if not obj.is_running()]:
-                del _CACHE[old]
-        proc = _CACHE[pid] = psutil.Process(pid)
-    return proc
+    with _CACHE_LOCK:
+        proc = _CACHE.get(pid)
+        if proc is None or not proc.is_running():
+            if len(_CACHE) > 4096:
+                for old in [p for p, obj in _CACHE.items() if not obj.is_running()]:
+                    del _CACHE[old]
+            proc = _CACHE[pid] = psutil.Process(pid)
+        return proc
 
 
 _FIELDS = (

@@ -2,9 +2,10 @@
 
 Upstream runs a separate ``circusd-stats`` process; we publish the same topics from circusd
 itself, every ``interval`` seconds (1.0 by default, as upstream), and only while a stats
-endpoint is configured — no timer exists otherwise. psutil sampling runs in a worker thread so
-the control channel never waits for it. ``stat.sockets.<fd>`` reports ``reads = 0``: we do not
-poll listening sockets (upstream's 10 ms poller was a known CPU sink, issue #853).
+endpoint is configured — no timer exists otherwise. Ticks follow a fixed grid (a round's cost
+does not push the next one back) and psutil sampling runs in a worker thread, so neither the
+cadence nor the control channel waits for it. ``stat.sockets.<fd>`` reports ``reads = 0``: we
+do not poll listening sockets (upstream's 10 ms poller was a known CPU sink, issue #853).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ._publisher import Publisher
 if TYPE_CHECKING:
     from ._arbiter import Arbiter
 
-__all__ = ["StatsPublisher", "collect", "snapshot"]
+__all__ = ["StatsPublisher", "collect", "next_due", "snapshot"]
 
 log = logging.getLogger("circus.arbiter")
 
@@ -102,6 +103,19 @@ def collect(snap: Snapshot) -> list[tuple[str, dict[str, Any]]]:
     return messages
 
 
+def next_due(previous: float, interval: float, now: float) -> float:
+    """When the tick after the one due at ``previous`` is due: ``previous + interval``.
+
+    A tick already late by less than an interval is due now (the rate holds: a late tick
+    shortens the wait for the next); ticks missed by more than that are dropped, never fired
+    in a burst.
+    """
+    due = previous + interval
+    if now - due >= interval:
+        due += ((now - due) // interval) * interval
+    return due
+
+
 class StatsPublisher:
     """Publishes :func:`collect` on its own PUB socket every ``interval`` seconds."""
 
@@ -118,8 +132,13 @@ class StatsPublisher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.interval)
+            # Ticks are due every interval from the start, not an interval after the last
+            # round ended: a round's cost (or a loaded host) must not stretch the cadence.
+            due = next_due(due, self.interval, loop.time())
+            await asyncio.sleep(max(0.0, due - loop.time()))
             if not self._pub.anyone_under(b"stat."):
                 continue  # nobody listens: no psutil work
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -120,8 +121,13 @@ class SettingsMixin(WatcherBase):
         return {pid: _info(proc) for pid, proc in list(self._processes.items())}
 
     async def stats(self, extended: bool = False) -> dict[int, Any]:
-        """Like :meth:`info`; with ``extended`` each dict also goes through ``extended_stats``."""
-        result = self.info()
+        """Like :meth:`info`; with ``extended`` each dict also goes through ``extended_stats``.
+
+        The psutil and /proc reads run in a worker thread: with many processes, or on a host
+        crowded with unrelated ones, they take far longer than the loop may be held.
+        """
+        procs = list(self._processes.items())  # the table is read on the loop only
+        result = await asyncio.to_thread(_infos, procs)
         if extended and "extended_stats" in self._hooks:
             for pid, stats in result.items():
                 if isinstance(stats, dict):
@@ -146,6 +152,10 @@ class SettingsMixin(WatcherBase):
             else:
                 result[key] = combine(values) if values else 0
         return result
+
+
+def _infos(procs: list[tuple[int, ProcessLike]]) -> dict[int, Any]:
+    return {pid: _info(proc) for pid, proc in procs}
 
 
 def _mean(values: list[float]) -> float:
