@@ -33,6 +33,7 @@ import os
 import threading
 
 __all__ = [
+    "Entered",
     "Leaf",
     "Subtree",
     "adopt",
@@ -460,6 +461,35 @@ def leave() -> None:
     except OSError as exc:
         _mode = PROCESS_TREE
         _why = f"could not leave a leaf, cgroups turned off: {exc.strerror or exc}"
+
+
+class Entered:
+    """``with Entered(leaf) as leaf:`` the calling thread is in ``leaf`` inside the block.
+
+    Yields None (and removes the leaf) when the kernel refuses the move; the thread always
+    leaves at the end of the block, whatever happens in it.
+    """
+
+    __slots__ = ("leaf", "_in")
+
+    def __init__(self, leaf: Leaf | None) -> None:
+        self.leaf = leaf
+        self._in = False
+
+    def __enter__(self) -> Leaf | None:
+        if self.leaf is not None:
+            try:
+                self.leaf.enter()
+                self._in = True
+            except OSError:
+                self.leaf.remove()
+                self.leaf = None
+        return self.leaf
+
+    def __exit__(self, *exc: object) -> None:
+        if self._in:
+            self._in = False
+            leave()
 
 
 def adopt(leaf: Leaf) -> None:

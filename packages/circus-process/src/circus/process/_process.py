@@ -235,22 +235,15 @@ class Process:
             raise ProcessError(f"{self!r} was already spawned")
         plan = self._plan()
         leaf = _cgroup.new_leaf() if self.exact_tree else None
-        if leaf is not None:
-            try:
-                leaf.enter()  # our thread: the child is born in the leaf, before it runs
-            except OSError:
-                leaf.remove()
-                leaf = None
         try:
-            launched = launch(plan)
+            # Our thread is in the leaf for the fork: the child is born there, before it runs.
+            with _cgroup.Entered(leaf) as leaf:
+                launched = launch(plan)
         except BaseException:
             if leaf is not None:
-                _cgroup.leave()
                 leaf.remove()
             raise
-        if leaf is not None:
-            _cgroup.leave()
-            self._cgroup = leaf
+        self._cgroup = leaf
         self.started = time.time()
         self.pid = launched.pid
         self.stdout = launched.stdout
