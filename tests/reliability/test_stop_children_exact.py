@@ -115,6 +115,11 @@ def test_stop_leaves_no_grandchild(tmp_path: Path, circusd: Any, e2e: Any) -> No
 def test_a_sigkilled_circusds_cgroups_are_swept_by_the_next(
     tmp_path: Path, circusd: Any, e2e: Any
 ) -> None:
+    from circus.process import tree_tracking
+
+    # This test process gets a subtree of its own: the daemons below then live (and sweep)
+    # inside it, where no other circusd on this host sweeps the dead daemon's cgroups first.
+    tree_tracking()
     body = f"[watcher:sleeper]\ncmd = {e2e.SLEEP}\nnumprocesses = 2\nstop_children = true\n"
     first = circusd(body)
     old_root = cgroup_root(first)
