@@ -5,6 +5,13 @@ Unlike upstream, nothing is dropped: invalid JSON, a non-object, a missing or no
 answer; a REQ-style envelope (an empty delimiter frame) is answered with the same envelope, so
 REQ clients work too. Only ``msg_type: "cast"`` requests get no answer, as the protocol says.
 Each request runs in its own task, so a slow command never delays another one.
+
+Bounds: a request is at most :data:`MAX_REQUEST_BYTES` (libzmq drops the connection of a
+client that sends a bigger one, without an answer); at most :data:`QUEUE_DEPTH` requests and
+as many answers wait in libzmq's queues per client (answers to a client that does not read
+them are dropped beyond that); at most :data:`MAX_IN_FLIGHT` requests run at once (the next
+ones wait, unread, in those queues); the connections are counted and capped by the connection
+guard (``_connguard``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from circus.ctl.errors import ProtocolError
 from circus.ctl.protocol import Errno, decode_request, error_answer, ok_answer
 
 from ._commands import run_command
+from ._connguard import guard
 from ._endpoints import bind_endpoint, remove_ipc
 from ._errors import CommandError
 from ._peers import MessagePeer
@@ -28,9 +36,13 @@ from ._wire import encode
 if TYPE_CHECKING:
     from ._arbiter import Arbiter
 
-__all__ = ["Controller"]
+__all__ = ["MAX_IN_FLIGHT", "MAX_REQUEST_BYTES", "QUEUE_DEPTH", "Controller"]
 
 log = logging.getLogger("circus.arbiter")
+
+MAX_REQUEST_BYTES = 1 << 20  # ZMQ_MAXMSGSIZE of the control socket
+QUEUE_DEPTH = 32  # ZMQ_RCVHWM and ZMQ_SNDHWM: messages queued per client, each way
+MAX_IN_FLIGHT = 128  # requests being run at once
 
 
 class Controller:
@@ -44,14 +56,27 @@ class Controller:
         self._task: asyncio.Task[None] | None = None
         self._requests: set[asyncio.Task[None]] = set()
         self._peer_args: tuple[str, bool, int | None] = (endpoint.partition("://")[0], False, None)
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._guarded = False
 
     def bind(self, owner: str | None = None) -> None:
-        """Bind the ROUTER socket (ipc files 0600, chowned to ``owner``)."""
+        """Bind the ROUTER socket (ipc files 0600, chowned to ``owner``) with the bounds of
+        the module docstring, its connections counted by the connection guard."""
         sock = self._context.socket(zmq.ROUTER)
         sock.linger = 0
+        sock.maxmsgsize = MAX_REQUEST_BYTES
+        sock.rcvhwm = sock.sndhwm = QUEUE_DEPTH
+        try:
+            guard().watch(sock, self.endpoint, "control", idle_first=True, owner=owner)
+            self._guarded = True
+        except (OSError, zmq.ZMQError) as exc:  # pragma: no cover - out of descriptors
+            log.error("control endpoint %s: connections not capped: %s", self.endpoint, exc)
         try:
             bind_endpoint(sock, self.endpoint, owner)
         except Exception:
+            if self._guarded:
+                guard().unwatch(sock)
+                self._guarded = False
             sock.close()
             raise
         self._socket = sock
@@ -64,16 +89,36 @@ class Controller:
         assert self._socket is not None
         self._peer_args = _peer_args(self._socket, self.endpoint)
         while True:
+            # past MAX_IN_FLIGHT running requests, the next ones wait unread in libzmq's
+            # bounded queues, not in ours
+            await self._slots.acquire()
             try:
                 frames = await self._socket.recv_multipart(copy=False)
             except asyncio.CancelledError:
+                self._slots.release()
                 raise
             except zmq.ZMQError as exc:  # pragma: no cover - socket closed under us
+                self._slots.release()
                 log.debug("control socket: %s", exc)
                 return
+            self._seen(frames[0])
             task = asyncio.get_running_loop().create_task(self._handle(frames))
             self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._requests.discard(task)
+        self._slots.release()
+
+    def _seen(self, frame: Any) -> None:
+        # The connection a request came by counts as active for the connection guard, which
+        # sheds idle connections first. Only a zmq.Frame (copy=False) knows its connection.
+        get = getattr(frame, "get", None)
+        if self._guarded and get is not None:
+            try:
+                guard().seen(int(get(zmq.SRCFD)))
+            except (zmq.ZMQError, TypeError, ValueError):
+                pass
 
     async def _handle(self, frames: list[Any]) -> None:
         # zmq.Frame objects (copy=False): besides their bytes, they tell who sent them
@@ -171,6 +216,9 @@ class Controller:
             self._task.cancel()
             self._task = None
         if self._socket is not None:
+            if self._guarded:
+                guard().unwatch(self._socket)
+                self._guarded = False
             # a short linger lets the answer to quit leave before the socket goes
             self._socket.close(linger=200)
             self._socket = None

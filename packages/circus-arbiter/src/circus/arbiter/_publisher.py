@@ -4,6 +4,12 @@ Subscribers see a plain PUB socket. XPUB lets us know which topic prefixes anybo
 to, so a message nobody wants (most output lines, usually) is not even serialised. The
 subscription notices are read without any reader task: :meth:`Publisher.publish` drains them
 (non-blocking) before deciding, so nothing runs while nothing is published.
+
+A subscriber that does not keep up loses messages: past ``ZMQ_SNDHWM`` (libzmq's 1,000)
+messages queued for it, XPUB drops what is published to it, and nothing waits. A subscription
+message is at most :data:`MAX_SUBSCRIPTION_BYTES` (a bigger one ends that connection), and
+the number of subscribers is capped by the connection guard (``_connguard``), newest shed
+first.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from typing import Any
 
 import zmq
 
+from ._connguard import guard
 from ._endpoints import bind_endpoint, remove_ipc
 
-__all__ = ["Publisher"]
+__all__ = ["MAX_SUBSCRIPTION_BYTES", "Publisher"]
 
 log = logging.getLogger("circus.arbiter")
+
+MAX_SUBSCRIPTION_BYTES = 4096  # ZMQ_MAXMSGSIZE: a topic prefix is a few dozen bytes
 
 
 class Publisher:
@@ -30,9 +39,19 @@ class Publisher:
         self._prefixes: set[bytes] = set()
         self._socket: zmq.Socket[Any] | None = context.socket(zmq.XPUB)
         self._socket.linger = 0
+        self._socket.maxmsgsize = MAX_SUBSCRIPTION_BYTES
+        self._guarded = False
+        try:
+            guard().watch(self._socket, endpoint, "pub/sub", idle_first=False, owner=owner)
+            self._guarded = True
+        except (OSError, zmq.ZMQError) as exc:  # pragma: no cover - out of descriptors
+            log.error("pub/sub endpoint %s: connections not capped: %s", endpoint, exc)
         try:
             bind_endpoint(self._socket, endpoint, owner)
         except Exception:
+            if self._guarded:
+                guard().unwatch(self._socket)
+                self._guarded = False
             self._socket.close()
             self._socket = None
             raise
@@ -84,6 +103,9 @@ class Publisher:
     def close(self) -> None:
         """Close the socket (idempotent) and remove its ipc file."""
         if self._socket is not None:
+            if self._guarded:
+                guard().unwatch(self._socket)
+                self._guarded = False
             self._socket.close(linger=0)
             self._socket = None
             remove_ipc(self.endpoint)

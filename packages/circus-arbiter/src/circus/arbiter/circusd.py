@@ -21,6 +21,7 @@ __all__ = ["main", "check_no_upstream"]
 log = logging.getLogger("circus.arbiter")
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+SPAWN_RESERVE = 32  # descriptors a spawn never takes (see _connguard for the rest)
 
 
 def _version() -> str:
@@ -169,6 +170,7 @@ def _main(argv: list[str] | None) -> int:
         gc.set_debug(gc.DEBUG_LEAK)
     _enable_subreaper()
     _start_tree_tracking()
+    _raise_fd_limit()
 
     pidfile = None
     pidfile_path = args.pidfile or daemon.pidfile
@@ -217,6 +219,20 @@ async def _serve(arbiter: object, started: Callable[[], None] | None = None) -> 
         unwatch_orphans()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def _raise_fd_limit() -> None:
+    # Every child costs circusd a pidfd and its pipes, every client a socket: the soft
+    # RLIMIT_NOFILE goes up to the hard limit (children get the old soft limit back), and
+    # spawning stops short of the last descriptors, which libzmq cannot run out of.
+    from circus.process._fdlimit import raise_nofile_limit, set_fd_reserve
+
+    before, now = raise_nofile_limit()
+    if now != before:
+        log.info("descriptor limit raised from %d to %d (children get %d)", before, now, before)
+    else:
+        log.info("descriptor limit: %d", now)
+    set_fd_reserve(SPAWN_RESERVE)
 
 
 def _enable_subreaper() -> None:

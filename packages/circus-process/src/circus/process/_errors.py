@@ -17,12 +17,15 @@ class SpawnError(ProcessError):
     Attributes:
         option: the Process option at fault (``"cmd"``, ``"uid"``, ``"working_dir"``...).
         value: the offending value, as given.
+        errno: the OS error behind it, if any: ``EMFILE``, ``ENFILE``, ``EAGAIN`` or
+            ``ENOMEM`` mean the host ran short of something, and trying later may work.
     """
 
-    def __init__(self, option: str, value: Any, reason: str) -> None:
+    def __init__(self, option: str, value: Any, reason: str, errno: int | None = None) -> None:
         self.option = option
         self.value = value
         self.reason = reason
+        self.errno = errno
         super().__init__(f"cannot spawn: {option}={value!r}: {reason}")
 
 

@@ -10,6 +10,7 @@ fast path (a Python preexec_fn forbids vfork and runs interpreter code in the ch
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import resource
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from . import _fdlimit
 from ._errors import SpawnError
 from ._ids import Identity, RLimit, check_working_dir, parse_rlimits, parse_umask, resolve_identity
 from ._sigreset import inherited_signal_state, reset_signals
@@ -281,8 +283,45 @@ def _open_pipe() -> tuple[int, int]:
     return os.pipe2(os.O_CLOEXEC)
 
 
+def _restore_nofile(soft: int) -> Callable[[], None]:
+    """A preexec_fn giving the child back the soft RLIMIT_NOFILE the parent had before it
+    raised its own (``_fdlimit``)."""
+
+    def restore() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, hard), hard))
+
+    return restore
+
+
+def _chain(*steps: Callable[[], None] | None) -> Callable[[], None] | None:
+    todo = [step for step in steps if step is not None]
+    if not todo:
+        return None
+    if len(todo) == 1:
+        return todo[0]
+
+    def run() -> None:
+        for step in todo:
+            step()
+
+    return run
+
+
 def launch(plan: SpawnPlan) -> Launched:
-    """Fork and exec the child described by ``plan``; raises SpawnError, leaks nothing."""
+    """Fork and exec the child described by ``plan``; raises SpawnError, leaks nothing.
+
+    With a descriptor reserve set (``_fdlimit.set_fd_reserve``), a spawn that would eat into
+    it is refused with ``errno == EMFILE`` before anything is opened.
+    """
+    free = _fdlimit.check_fd_reserve()
+    if free is not None:
+        raise SpawnError(
+            "nofile",
+            free,
+            f"only {free} file descriptors free, {_fdlimit.fd_reserve()} kept in reserve",
+            errno.EMFILE,
+        )
     to_close: list[int] = []
     out_r = err_r = None
     try:
@@ -307,11 +346,14 @@ def launch(plan: SpawnPlan) -> Launched:
                 err_r, stderr = _open_pipe()
                 to_close.append(stderr)
         except OSError as exc:  # EMFILE/ENFILE: out of descriptors
-            raise SpawnError("pipe_stdout", True, exc.strerror or str(exc)) from None
+            raise SpawnError("pipe_stdout", True, exc.strerror or str(exc), exc.errno) from None
         ident = plan.identity
         kwargs: dict[str, Any] = {}
         ignored, blocked = inherited_signal_state()
         reset = reset_signals(ignored, blocked) if ignored or blocked else None
+        soft = _fdlimit.child_nofile()
+        if soft is not None and not any(r.resource == resource.RLIMIT_NOFILE for r in plan.rlimits):
+            reset = _chain(reset, _restore_nofile(soft))
         if plan.rlimits:
             kwargs["preexec_fn"] = _rlimit_preexec(plan.rlimits, ident, reset)
         else:
@@ -361,11 +403,11 @@ def _map_oserror(exc: OSError, plan: SpawnPlan) -> SpawnError:
     filename = getattr(exc, "filename", None)
     reason = exc.strerror or str(exc)
     if plan.cwd is not None and filename == plan.cwd:
-        return SpawnError("working_dir", plan.cwd, reason)
+        return SpawnError("working_dir", plan.cwd, reason, exc.errno)
     if isinstance(exc, PermissionError) and filename is None:
         ident = plan.identity
         if ident.uid is not None:
-            return SpawnError("uid", ident.uid, reason)
+            return SpawnError("uid", ident.uid, reason, exc.errno)
         if ident.gid is not None:
-            return SpawnError("gid", ident.gid, reason)
-    return SpawnError("cmd", plan.program, reason)
+            return SpawnError("gid", ident.gid, reason, exc.errno)
+    return SpawnError("cmd", plan.program, reason, exc.errno)

@@ -45,6 +45,7 @@ class WatcherBase:
     _age_timers: dict[int, asyncio.TimerHandle]
     _respawn_timers: set[asyncio.TimerHandle]
     _pending: int  # replacements decided but not spawned yet
+    _shortages: int  # spawns failed for want of resources in a row (the backoff's exponent)
     _tasks: set[asyncio.Task[Any]]
     _status: str
     _generation: int  # bumped by every stop/start: stale background work gives up

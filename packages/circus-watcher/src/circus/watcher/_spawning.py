@@ -3,11 +3,17 @@
 The replacement for a dead process is spawned inside its exit callback (no await between
 the kernel's report and the new fork/exec) unless a spawn hook or a failed spawn needs the
 loop; backoff delays and ``max_age`` are timers, never a tick.
+
+A spawn that fails because the host ran short (no file descriptor, no process slot, no
+memory: ``EMFILE``, ``ENFILE``, ``EAGAIN``, ``ENOMEM``) is a transient failure: it does not
+count against ``max_retry`` and never stops the watcher; the missing processes are spawned
+later, 0.1 s after the first such failure, doubling up to 5 s while it lasts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import time
@@ -18,6 +24,26 @@ from ._flapping import Verdict
 from ._procs import ProcessLike
 
 logger = logging.getLogger("circus.watcher")
+
+_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+_SHORTAGE_FIRST = 0.1
+_SHORTAGE_MAX = 5.0
+
+
+class ResourceShortage(Exception):
+    """A spawn failed for want of descriptors, processes or memory; worth trying later."""
+
+
+def is_shortage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the host running short, not a bad option."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if getattr(seen, "errno", None) in _SHORTAGE:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -45,6 +71,7 @@ class SpawningMixin(WatcherBase):
         return make_process(self, wid)
 
     def _register(self, proc: ProcessLike) -> None:
+        self._shortages = 0
         pid = proc.pid
         self._processes[pid] = proc
         loop = asyncio.get_running_loop()
@@ -61,6 +88,8 @@ class SpawningMixin(WatcherBase):
 
         Raises:
             SpawnFailedError: every attempt failed; the caller stops the watcher.
+            ResourceShortage: the host is short of descriptors, processes or memory; the
+                caller spawns later (:meth:`_spawn_later`).
         """
         if "before_spawn" in self._hooks:
             if not await self._hook("before_spawn"):
@@ -74,6 +103,8 @@ class SpawningMixin(WatcherBase):
                 proc = self._spawn_now()
                 break
             except Exception as exc:
+                if is_shortage(exc):
+                    raise ResourceShortage(str(exc)) from exc
                 attempt += 1
                 max_retry = self._opts["max_retry"]
                 logger.warning("watcher %s: spawn attempt %d failed: %s", self.name, attempt, exc)
@@ -124,7 +155,11 @@ class SpawningMixin(WatcherBase):
                 or self._status not in ("starting", "active")
             ):
                 break
-            proc = await self._spawn(generation)
+            try:
+                proc = await self._spawn(generation)
+            except ResourceShortage as exc:
+                self._spawn_later(missing - index, exc)
+                break
             if proc is None:
                 break
             started.append(proc.pid)
@@ -207,6 +242,31 @@ class SpawningMixin(WatcherBase):
         self._respawn_timers.discard(handle[0])
         self._respawn()
 
+    def _shortage_delay(self) -> float:
+        """The next delay of the shortage backoff (0.1 s doubling to 5 s, jittered)."""
+        delay = min(_SHORTAGE_MAX, _SHORTAGE_FIRST * 2**self._shortages)
+        self._shortages += 1
+        return delay * random.uniform(1.0, 1.25)
+
+    def _spawn_later(self, count: int, exc: BaseException, pending: int = 0) -> None:
+        """Spawn ``count`` processes after the shortage backoff (``pending`` of them are
+        already counted in ``_pending``)."""
+        delay = self._shortage_delay()
+        if self._shortages == 1 or delay >= _SHORTAGE_MAX:
+            logger.warning(
+                "watcher %s: cannot spawn now (%s); %d process(es) tried again in %.1f s",
+                self.name,
+                exc,
+                count,
+                delay,
+            )
+        self._pending += count - pending
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            handle: list[asyncio.TimerHandle] = []
+            handle.append(loop.call_later(delay, self._respawn_due, handle))
+            self._respawn_timers.add(handle[0])
+
     def _respawn(self) -> None:
         if self._halted:
             self._pending -= 1
@@ -217,6 +277,9 @@ class SpawningMixin(WatcherBase):
         try:
             self._spawn_now()  # fast path: no await between the death and the new child
         except Exception as exc:
+            if is_shortage(exc):
+                self._spawn_later(1, exc, pending=1)
+                return
             logger.warning("watcher %s: respawn failed: %s; retrying", self.name, exc)
             self._spawn_task(self._respawn_async(self._generation))
             return
@@ -225,6 +288,10 @@ class SpawningMixin(WatcherBase):
     async def _respawn_async(self, generation: int) -> None:
         try:
             await self._spawn(generation)
+        except ResourceShortage as exc:
+            if generation == self._generation:
+                self._spawn_later(1, exc, pending=1)
+            return
         except SpawnFailedError as exc:
             logger.error("%s; stopping watcher %s", exc, self.name)
             if generation == self._generation:
@@ -245,6 +312,13 @@ class SpawningMixin(WatcherBase):
                 return
             try:
                 await self._spawn(self._generation)
+            except ResourceShortage as exc:
+                # keep the old process until a replacement can be spawned
+                delay = self._shortage_delay()
+                logger.warning("watcher %s: max_age replacement postponed: %s", self.name, exc)
+                loop = asyncio.get_running_loop()
+                self._age_timers[proc.pid] = loop.call_later(delay, self._on_max_age, proc)
+                return
             except SpawnFailedError as exc:
                 logger.error("%s (max_age replacement)", exc)
             await self._retire([proc])

@@ -38,7 +38,7 @@ from ._output import OutputPump
 from ._policy import RestartPolicy
 from ._procs import ProcessFactory, ProcessLike, socket_fd
 from ._settings import SettingsMixin
-from ._spawning import SpawningMixin
+from ._spawning import ResourceShortage, SpawningMixin, logger
 from ._stopping import StoppingMixin
 from ._wids import WidPool
 
@@ -141,6 +141,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         self._age_timers: dict[int, asyncio.TimerHandle] = {}
         self._respawn_timers: set[asyncio.TimerHandle] = set()
         self._pending = 0  # replacements decided but not spawned yet
+        self._shortages = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._status = "stopped"
         self._generation = 0
@@ -393,9 +394,14 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         stopped: list[int] = []
         generation = self._generation
         warmup = self._opts["warmup_delay"]
+        short = False  # the host ran short of resources: keep the old processes not replaced
         if sequential:
             for proc in old:
-                new = await self._spawn(generation)
+                try:
+                    new = await self._spawn(generation)
+                except ResourceShortage as exc:
+                    logger.warning("watcher %s: reload stopped short: %s", self.name, exc)
+                    break
                 if new is None:
                     break
                 started.append(new.pid)
@@ -405,14 +411,20 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
                     await asyncio.sleep(warmup)
         else:
             for index in range(self.numprocesses):
-                new = await self._spawn(generation)
+                try:
+                    new = await self._spawn(generation)
+                except ResourceShortage as exc:
+                    logger.warning("watcher %s: reload stopped short: %s", self.name, exc)
+                    short = True
+                    break
                 if new is None:
                     break
                 started.append(new.pid)
                 if warmup > 0 and index + 1 < self.numprocesses:
                     await asyncio.sleep(warmup)
             if generation == self._generation:
-                stopped = await self._retire([p for p in old if p.pid in self._processes])
+                retiring = old[: len(started)] if short else old
+                stopped = await self._retire([p for p in retiring if p.pid in self._processes])
         if generation == self._generation:
             await self._trim()
         kept = [pid for pid in self.pids if pid not in started]

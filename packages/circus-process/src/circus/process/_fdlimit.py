@@ -1,0 +1,127 @@
+"""The file-descriptor limit of a supervisor and of the children it spawns.
+
+A supervisor holds a descriptor or three per child plus whatever its clients connect with,
+so it raises its own soft ``RLIMIT_NOFILE`` to the hard limit (:func:`raise_nofile_limit`).
+Its children must not see that change: a program started by hand gets the usual soft limit
+(often 1,024, the ``select()``-safe value), and one started under the supervisor gets the
+same. So once the limit was raised, every child starts with the soft limit the supervisor
+had before, unless its own ``rlimits`` set ``nofile``. That takes a ``preexec_fn`` in the
+child, which costs CPython its vfork fast path (about 1 ms more per spawn); when the soft
+limit already was the hard one, nothing is raised and nothing is paid.
+
+:func:`set_fd_reserve` makes every spawn refuse to start (``SpawnError`` with
+``errno == EMFILE``, a transient failure) while fewer descriptors than the reserve are free,
+so that spawning never takes the last ones: other parts of the supervisor (a ZeroMQ listener
+accepting a connection) cannot survive running out.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+
+__all__ = [
+    "child_nofile",
+    "check_fd_reserve",
+    "fd_reserve",
+    "free_fds",
+    "raise_nofile_limit",
+    "set_fd_reserve",
+]
+
+_child_soft: int | None = None  # the soft limit children get back; None: they inherit ours
+_reserve = 0
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit.
+
+    Children spawned afterwards get the soft limit this process had before (see the module
+    docstring). Calling it again changes nothing.
+
+    Returns:
+        ``(soft before, soft now)``.
+    """
+    global _child_soft
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if _child_soft is not None:
+        return _child_soft, soft
+    if soft == hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # e.g. an infinite hard limit above fs.nr_open
+        return soft, soft
+    _child_soft = soft
+    return soft, hard
+
+
+def child_nofile() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` children are given back, ``None`` if they inherit ours."""
+    return _child_soft
+
+
+def set_fd_reserve(count: int) -> None:
+    """Refuse spawns while fewer than ``count`` descriptors are free (0: never refuse)."""
+    global _reserve
+    _reserve = max(0, int(count))
+
+
+def fd_reserve() -> int:
+    """The reserve :func:`set_fd_reserve` set."""
+    return _reserve
+
+
+def free_fds(at_least: int = 0) -> int:
+    """How many descriptors this process can still open (at most the soft limit).
+
+    Exact when the answer is below ``at_least``; otherwise possibly an underestimate that
+    is still ``>= at_least``. Cheap (a read of ``/proc/self/status``) while the descriptor
+    table is far from the limit; a listing of ``/proc/self/fd`` otherwise.
+    """
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:  # pragma: no cover - not on Linux
+        return at_least
+    table = _table_size()
+    if table is not None and soft - table >= at_least:
+        return soft - table  # at most ``table`` descriptors are open
+    try:
+        in_use = len(os.listdir("/proc/self/fd")) - 1  # minus the listing's own
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            return 0
+        return at_least  # pragma: no cover - no /proc: cannot tell, do not refuse
+    return max(0, soft - in_use)
+
+
+def check_fd_reserve() -> int | None:
+    """``None`` when a spawn may proceed, else the number of free descriptors (below the
+    reserve)."""
+    if _reserve <= 0:
+        return None
+    free = free_fds(_reserve)
+    return None if free >= _reserve else free
+
+
+def _table_size() -> int | None:
+    # FDSize: the size of the kernel's descriptor table, which only grows, and is above the
+    # highest descriptor open, hence above the number open.
+    try:
+        fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 8192)
+    except OSError:  # pragma: no cover
+        return None
+    finally:
+        os.close(fd)
+    start = data.find(b"FDSize:")
+    if start < 0:  # pragma: no cover - not Linux
+        return None
+    end = data.find(b"\n", start)
+    try:
+        return int(data[start + 7 : end])
+    except ValueError:  # pragma: no cover
+        return None
