@@ -17,7 +17,9 @@ cgroup2's threaded mode, so the layout is::
         <n>/                                        one threaded leaf per spawned child
 
 Costs per spawn: a mkdir, two small writes to create the threaded leaf, and two writes
-moving our thread in and out (about 40-60 us, measured in bench/). Threaded cgroups have
+moving our thread in and out: ~60 us of system calls, ~165 us on average, because about
+half of the moves into a new leaf wait ~0.8 ms in the kernel (longer the later they come
+after the previous move: an RCU grace period, it seems). Threaded cgroups have
 no ``cgroup.kill`` and no readable ``cgroup.procs``: members are read from
 ``cgroup.threads`` and signalled through pidfds (see :class:`Leaf`).
 

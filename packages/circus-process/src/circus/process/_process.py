@@ -59,8 +59,8 @@ class Process:
         copy_env: start from this process's environment.
         exact_tree: when trees are tracked with cgroup2 (see ``tree_tracking()``), give the
             child a cgroup leaf of its own, so that ``stop(stop_children=True)`` ends exactly
-            what it and its descendants started. False saves the ~60 us a leaf costs per
-            spawn; the tree is then found through /proc (as without cgroups).
+            what it and its descendants started. False saves the ~0.17 ms a leaf costs per
+            spawn on average; the tree is then found through /proc (as without cgroups).
 
     ``env`` and ``template_vars`` are copied, except a read-only ``types.MappingProxyType``,
     which is kept as given: a manager running thousands of children passes one shared view.
