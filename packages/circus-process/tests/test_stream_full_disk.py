@@ -216,8 +216,10 @@ def test_dev_full_through_a_real_pipe(spawn, py, warnings_seen) -> None:
 
     asyncio.run(main())
     messages = [r.getMessage() for r in warnings_seen]
-    assert len(messages) == 2, messages  # the first drop, then what followed, at close
-    assert messages[1].startswith("closing /dev/full: ")
+    # the first drop, then what followed at close: nothing follows when the whole output
+    # reached the stream in the first read (a loaded machine lets the pipe fill up)
+    assert 1 <= len(messages) <= 2, messages
+    assert all(m.startswith("closing /dev/full: ") for m in messages[1:]), messages
     _no_traceback(warnings_seen)
 
 
