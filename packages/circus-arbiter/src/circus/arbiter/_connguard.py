@@ -309,7 +309,8 @@ class ConnectionGuard:
                 watched.conns.pop(value, None)
                 watched.conns[value] = time.monotonic()
                 watched.closing.pop(value, None)
-                self._active.pop(value, None)
+                # no _active.pop here: the loop may have seen this connection's first
+                # request before this thread got to its event
                 watched.peak = max(watched.peak, len(watched.conns))
                 if len(watched.conns) > self._cap:
                     # at once, not after the drain: libzmq keeps accepting meanwhile
@@ -383,9 +384,8 @@ class ConnectionGuard:
         active = self._active
         idle: list[int] = []
         busy: list[int] = []
-        for fd, accepted in conns.items():
-            last = active.get(fd)
-            if last is None or last < accepted:  # never asked (or a mark left by an earlier one)
+        for fd in conns:
+            if fd not in active:  # never asked anything
                 idle.append(fd)
                 if len(idle) == count:
                     return idle
