@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from circus.ctl.protocol import COMMANDS as COMMANDS_TABLE
+from circus.ctl.protocol import Errno
 
 from ._authz import check
-from ._errors import UNKNOWN_COMMAND, CommandError
+from ._errors import CommandError
 from ._props import opt_bool
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ async def run_command(
     key = name.lower()
     handler = COMMANDS.get(key)
     if handler is None:
-        raise CommandError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
+        raise CommandError(f"unknown command: {name!r}", Errno.UNKNOWN_COMMAND)
     check(arbiter, peer, key, props)
     # Only the protocol's "waitable" commands may answer before their work is done.
     spec = COMMANDS_TABLE.get(key)

@@ -2,10 +2,12 @@
 
 Command handlers raise :class:`CommandError` subclasses; the controller turns each into an error
 answer carrying its ``errno`` (spec/protocol.md §1.3), so nothing from a lower layer leaks into
-an answer as a traceback.
+an answer as a traceback. The numbers are :class:`circus.ctl.protocol.Errno`'s, the one table.
 """
 
 from __future__ import annotations
+
+from circus.ctl.protocol import Errno
 
 __all__ = [
     "ArbiterError",
@@ -16,15 +18,6 @@ __all__ = [
     "UpstreamCircusInstalled",
 ]
 
-# errno values of the control protocol (spec/protocol.md §1.3).
-NOT_SPECIFIED = 0
-INVALID_JSON = 1
-UNKNOWN_COMMAND = 2
-MESSAGE_ERROR = 3
-OS_ERROR = 4
-COMMAND_ERROR = 5
-BAD_MSG_DATA_ERROR = 6
-
 
 class ArbiterError(Exception):
     """Base class of every error raised by circus.arbiter."""
@@ -33,9 +26,9 @@ class ArbiterError(Exception):
 class CommandError(ArbiterError):
     """A control command failed; ``errno`` says how (spec/protocol.md §1.3)."""
 
-    errno: int = COMMAND_ERROR
+    errno: Errno = Errno.COMMAND_ERROR
 
-    def __init__(self, reason: str, errno: int | None = None) -> None:
+    def __init__(self, reason: str, errno: Errno | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         if errno is not None:
@@ -45,7 +38,7 @@ class CommandError(ArbiterError):
 class MessageError(CommandError):
     """The request is malformed: missing or wrongly typed property, bad value (errno 3)."""
 
-    errno = MESSAGE_ERROR
+    errno = Errno.MESSAGE_ERROR
 
 
 class NotFoundError(MessageError):
@@ -54,6 +47,8 @@ class NotFoundError(MessageError):
 
 class ConflictError(CommandError):
     """The command cannot run in the daemon's current state (errno 5)."""
+
+    errno = Errno.COMMAND_ERROR
 
 
 class UpstreamCircusInstalled(ArbiterError):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ._errno import Errno
 from .errors import ProtocolError
 
 __all__ = ["COMMANDS", "CommandSpec", "Prop", "get_command", "validate_properties"]
@@ -292,10 +293,10 @@ def get_command(name: object) -> CommandSpec:
         ProtocolError: errno 2 ``unknown command: 'name'`` if there is no such command.
     """
     if not isinstance(name, str):
-        raise ProtocolError("message invalid 'command' is not a string", 3)
+        raise ProtocolError("message invalid 'command' is not a string", Errno.MESSAGE_ERROR)
     spec = COMMANDS.get(name.lower())
     if spec is None:
-        raise ProtocolError(f"unknown command: {_short(name)}", 2)
+        raise ProtocolError(f"unknown command: {_short(name)}", Errno.UNKNOWN_COMMAND)
     return spec
 
 
@@ -313,12 +314,14 @@ def validate_properties(command: str | CommandSpec, props: object) -> dict[str, 
     if props is None:
         props = {}
     if not isinstance(props, dict):
-        raise ProtocolError("message invalid 'properties' is not an object", 3)
+        raise ProtocolError("message invalid 'properties' is not an object", Errno.MESSAGE_ERROR)
     result = dict(props)
     for prop in spec.props:
         if prop.name not in result:
             if prop.required:
-                raise ProtocolError(f"message invalid {prop.name!r} is missing", 3)
+                raise ProtocolError(
+                    f"message invalid {prop.name!r} is missing", Errno.MESSAGE_ERROR
+                )
             if prop.default is not None:
                 default = prop.default
                 result[prop.name] = dict(default) if isinstance(default, dict) else default
@@ -332,6 +335,7 @@ def validate_properties(command: str | CommandSpec, props: object) -> dict[str, 
             if prop.choices:
                 expected = " or ".join(repr(c) for c in prop.choices)
             raise ProtocolError(
-                f"message invalid {prop.name!r}: expected {expected}, got {_short(value)}", 3
+                f"message invalid {prop.name!r}: expected {expected}, got {_short(value)}",
+                Errno.MESSAGE_ERROR,
             )
     return result

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._errno import Errno
+
 __all__ = [
     "CallError",
     "CallTimeout",
@@ -28,7 +30,7 @@ class ProtocolError(CtlError):
     should answer with, so a server can turn this exception straight into an error answer.
     """
 
-    def __init__(self, reason: str, errno: int = 3) -> None:
+    def __init__(self, reason: str, errno: int = Errno.MESSAGE_ERROR) -> None:
         super().__init__(reason)
         self.reason = reason
         self.errno = errno
@@ -44,8 +46,8 @@ class CallError(CtlError):
     def __init__(self, answer: dict[str, Any]) -> None:
         self.answer = answer
         self.reason = str(answer.get("reason", "unknown error"))
-        errno = answer.get("errno", 0)
-        self.errno = errno if isinstance(errno, int) else 0
+        errno = answer.get("errno", Errno.NOT_SPECIFIED)
+        self.errno = errno if isinstance(errno, int) else Errno.NOT_SPECIFIED
         self.tb = answer.get("tb")
         super().__init__(self.reason)
 

@@ -9,7 +9,7 @@ Control channel (spec §1): a DEALER client sends one frame of UTF-8 JSON
 ``{"command", "properties", "id"[, "msg_type": "cast"]}`` to the daemon's ROUTER; the daemon
 answers one frame ``{"status": "ok", "time", <fields>, "id"}`` or
 ``{"status": "error", "reason", "tb", "time", "errno", "id"}``, echoing ``id`` verbatim and
-never answering a ``cast``.
+never answering a ``cast``. :class:`Errno` is the table of ``errno`` values and what each means.
 
 Pub/sub channel (spec §2): two frames, topic ``watcher.<name>.<event>`` and a JSON payload.
 Our extension: topic ``output.<watcher>.<stdout|stderr>`` with payload
@@ -20,7 +20,6 @@ Stats channel (spec §3): two frames, topic ``stat.<watcher>[.<pid>]`` and a JSO
 
 from __future__ import annotations
 
-import enum
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._commands import COMMANDS, CommandSpec, Prop, get_command, validate_properties
+from ._errno import Errno
 from .errors import ProtocolError
 
 __all__ = [
@@ -76,18 +76,6 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_PUBSUB_ENDPOINT = "tcp://127.0.0.1:5556"
 DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
 DEFAULT_TIMEOUT = 5.0
-
-
-class Errno(enum.IntEnum):
-    """Error numbers carried by ``errno`` in error answers (spec §1.3)."""
-
-    NOT_SPECIFIED = 0
-    INVALID_JSON = 1
-    UNKNOWN_COMMAND = 2
-    MESSAGE_ERROR = 3
-    OS_ERROR = 4
-    COMMAND_ERROR = 5
-    BAD_MSG_DATA_ERROR = 6
 
 
 # --------------------------------------------------------------------------- framing

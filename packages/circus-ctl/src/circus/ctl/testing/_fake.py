@@ -83,7 +83,10 @@ class FakeDaemon(Closing):
             return None
         if "status" in reply and reply["status"] == "error":
             answer = protocol.error_answer(
-                request_id, reply.get("reason", ""), reply.get("errno", 0), reply.get("tb")
+                request_id,
+                reply.get("reason", ""),
+                reply.get("errno", protocol.Errno.NOT_SPECIFIED),
+                reply.get("tb"),
             )
             return answer
         return protocol.ok_answer(request_id, reply)
