@@ -89,6 +89,9 @@ class _Endpoint:
     idle_first: bool
     loop: asyncio.AbstractEventLoop | None
     listener: int | None = None  # libzmq's listening descriptor (EVENT_LISTENING)
+    listeners: set[int] = field(default_factory=set)  # every one not closed yet
+    listens: int = 0  # EVENT_LISTENING seen
+    listens_at_pause: int = 0
     local: Any = None  # what getsockname() answers for its sockets
     conns: dict[int, float] = field(default_factory=dict)  # fd -> accepted at, accept order
     closing: dict[int, float] = field(default_factory=dict)  # shed, libzmq has not closed yet
@@ -322,11 +325,15 @@ class ConnectionGuard:
                 self._active.pop(value, None)
             elif event == zmq.EVENT_LISTENING:
                 watched.listener = value
+                watched.listeners.add(value)
+                watched.listens += 1
                 watched.local = self._listening_address(value)
-            elif event == zmq.EVENT_CLOSED and value == watched.listener:
-                # the listener went (a pause, an unbind): libzmq ends every connection it
+            elif event == zmq.EVENT_CLOSED and value in watched.listeners:
+                # a listener went (a pause, an unbind): libzmq ends every connection it
                 # accepted, without an event each
-                watched.listener = None
+                watched.listeners.discard(value)
+                if value == watched.listener:
+                    watched.listener = None
                 for fd in watched.conns:
                     self._active.pop(fd, None)
                 watched.conns.clear()
@@ -457,6 +464,7 @@ class ConnectionGuard:
             log.debug("%s endpoint %s: cannot pause: %s", watched.name, watched.endpoint, exc)
             return
         watched.held = held
+        watched.listens_at_pause = watched.listens
         watched.pauses += 1
         log.warning(
             "%s endpoint %s: flooded with connections; not accepting any for %.2f s "
@@ -499,9 +507,11 @@ class ConnectionGuard:
     def _resume(self, watched: _Endpoint) -> None:
         watched.resume = None
         held, watched.held = watched.held, None
-        if watched.closed:
+        if watched.closed or watched.listens != watched.listens_at_pause:
+            # closed meanwhile, or its owner bound it again itself (a reload's undo)
             if held is not None:
                 os.close(held)
+            watched.pause_asked = False
             return
         sock = watched.sock
         try:
