@@ -22,7 +22,14 @@ import os
 import time
 from typing import NamedTuple
 
-__all__ = ["CHILDREN_FILES", "children_of", "is_child_of", "parent_of", "scan_count"]
+__all__ = [
+    "CHILDREN_FILES",
+    "children_of",
+    "is_child_of",
+    "parent_of",
+    "scan_count",
+    "stat_fields",
+]
 
 #: The kernel lists children itself (CONFIG_PROC_CHILDREN).
 CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
@@ -64,6 +71,15 @@ def _stat(pid: int | str) -> tuple[int, int] | None:
     try:
         return int(fields[1]), int(fields[19])
     except (IndexError, ValueError):
+        return None
+
+
+def stat_fields(pid: int) -> list[bytes] | None:
+    """Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
         return None
 
 

@@ -40,7 +40,7 @@ def build_env(env: Mapping[str, object] | None, copy_env: bool) -> Mapping[str, 
         and isinstance(env, MappingProxyType)
         and all(type(k) is str and type(v) is str for k, v in env.items())
     ):
-        return env  # type: ignore[return-value]
+        return env
     out: dict[str, str] = dict(os.environ) if copy_env else {}
     if env:
         for key, value in env.items():

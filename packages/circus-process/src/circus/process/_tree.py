@@ -1,10 +1,11 @@
-"""Process trees: snapshotting descendants, signalling them, subreaper support, orphan reaping.
+"""Process trees: pinning a process's descendants, then signalling, waiting on and reaping them.
 
 Upstream Circus only signals direct children, so grandchildren of a shell wrapper and
 double-forked daemons outlive a stop (spec/architecture.md §7, §10.5). We pin every member of
 the tree with a pidfd *before* signalling anything (a dying parent reparents its children, and
 a setsid'd daemon is out of the process group), kill the process group too, and - when the
-daemon is a child subreaper - reap the orphans the kernel hands back to us.
+daemon is a child subreaper (``_subreaper``) - reap the orphans the kernel hands back to us.
+With a cgroup leaf (``_cgroup``) the members are read from the leaf instead.
 """
 
 from __future__ import annotations
@@ -15,120 +16,37 @@ import os
 import select
 import signal
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from ._children import children_of
-from ._reaping import registry
+from ._children import children_of, stat_fields
+from ._subreaper import (
+    adopted_orphans,
+    attributed_orphans,
+    disable_subreaper,
+    enable_subreaper,
+    is_subreaper,
+    reap_orphans,
+)
 
 if TYPE_CHECKING:
     from ._cgroup import Leaf
-    from ._process import Process
 
 __all__ = [
     "ProcessTree",
-    "enable_subreaper",
+    "descendants",
+    # re-exported from _subreaper, where they live
+    "adopted_orphans",
     "disable_subreaper",
+    "enable_subreaper",
     "is_subreaper",
     "reap_orphans",
-    "adopted_orphans",
-    "descendants",
 ]
-
-_PR_SET_CHILD_SUBREAPER = 36
-_PR_GET_CHILD_SUBREAPER = 37
-
-
-_prctl_binding: tuple[Any, Any] | None = None
-
-
-def _binding() -> tuple[Any, Any]:
-    """``(prctl, c_int)``, bound with the ``_ctypes`` extension directly.
-
-    circusd calls prctl at every start; the ``ctypes`` package on top of ``_ctypes`` would
-    add about 0.13 MiB to every daemon's resident memory for these few lines.
-    """
-    global _prctl_binding
-    if _prctl_binding is None:
-        import _ctypes
-
-        class CInt(_ctypes._SimpleCData):  # what ctypes.c_int is
-            _type_ = "i"
-
-        class Prctl(_ctypes.CFuncPtr):  # int prctl(int, ...), errno kept for get_errno
-            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-            _restype_ = CInt
-
-        symbol = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")
-        _prctl_binding = (Prctl(symbol), CInt)
-    return _prctl_binding
-
-
-def _prctl(option: int, arg: Any = 0) -> None:
-    """``prctl(option, arg, 0, 0, 0)``; OSError on failure."""
-    if _binding()[0](option, arg, 0, 0, 0) != 0:
-        import _ctypes
-
-        err = _ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def enable_subreaper() -> None:
-    """Make this process a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER, 1)``).
-
-    Orphans of our children (a shell wrapper's background job, a double-forked daemon) are
-    then reparented to us instead of to init, so stopping a tree can kill *and reap* them.
-    The caller then owns those zombies: call :func:`reap_orphans` on SIGCHLD or after stops.
-    """
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-
-
-def disable_subreaper() -> None:
-    """Undo :func:`enable_subreaper`."""
-    _prctl(_PR_SET_CHILD_SUBREAPER, 0)
-
-
-def is_subreaper() -> bool:
-    """Whether this process is currently a child subreaper."""
-    import _ctypes
-
-    value = _binding()[1](0)
-    _prctl(_PR_GET_CHILD_SUBREAPER, _ctypes.byref(value))
-    return bool(value.value)
-
-
-def _children_of(pid: int) -> list[int] | None:
-    """Direct children of ``pid``, as fresh as a scan; None when /proc cannot tell.
-
-    The kernel's own children lists where it keeps them, else one /proc scan shared by every
-    lookup made within a scan's duration (see ``_children``): a tree walk costs one scan of
-    the host, not one per member.
-    """
-    return children_of(pid)
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _direct_children() -> list[int]:
-    """Pids whose parent is this process."""
-    kids = _children_of(os.getpid())
-    if kids is None:
-        import psutil  # only where /proc cannot tell: it weighs ~5 MiB of RSS
-
-        return [p.pid for p in psutil.Process().children()]
-    return kids
 
 
 def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid``, walking /proc children lists (O(tree), or one scan)."""
-    first = _children_of(pid)
+    first = children_of(pid)
     if first is None:
         import psutil  # only where /proc cannot tell: it weighs ~5 MiB of RSS
 
@@ -145,52 +63,8 @@ def descendants(pid: int) -> list[int]:
             continue
         seen.add(kid)
         out.append(kid)
-        stack.extend(_children_of(kid) or ())
+        stack.extend(children_of(kid) or ())
     return out
-
-
-def adopted_orphans() -> list[int]:
-    """Our children that circus.process did not spawn and that are not from our session.
-
-    With a subreaper these are orphans the kernel reparented to us. Children that other code
-    in this process started without a new session (plain ``subprocess.run``) share our session
-    and are never listed, so their statuses are never stolen.
-    """
-    ours = os.getsid(0)
-    out = []
-    for pid in _direct_children():
-        if pid in registry:
-            continue
-        try:
-            if os.getsid(pid) == ours:
-                continue
-        except ProcessLookupError:
-            continue
-        out.append(pid)
-    return out
-
-
-def reap_orphans(exclude: Iterable[int] = ()) -> dict[int, int]:
-    """Reap exited adopted orphans; return ``{pid: returncode}`` of those reaped.
-
-    Only zombies are touched, only those listed by :func:`adopted_orphans`, and never a pid in
-    ``exclude`` or one a live :class:`Process` owns.
-    """
-    skip = set(exclude)
-    reaped: dict[int, int] = {}
-    for pid in adopted_orphans():
-        if pid in skip:
-            continue
-        fields = _stat_fields(pid)
-        if fields is None or fields[0] != b"Z":
-            continue
-        try:
-            wpid, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            continue
-        if wpid:
-            reaped[pid] = os.waitstatus_to_exitcode(status)
-    return reaped
 
 
 def _open_pidfd(pid: int, parent: int | None = None) -> int | None:
@@ -201,66 +75,15 @@ def _open_pidfd(pid: int, parent: int | None = None) -> int | None:
         return None
     if parent is not None:
         # The pid may have been recycled between listing and pidfd_open: check the parent.
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is None or int(fields[1]) != parent:
             os.close(fd)
             return None
     return fd
 
 
-def _create_time(pid: int) -> float | None:
-    import psutil  # lazily: spawning never pays for it
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _born(proc: Process) -> float:
-    """psutil's create time of a live Process, cached on it (it never changes)."""
-    born = proc._ps_create_time
-    if born is None:
-        born = _create_time(proc.pid or 0) or float("inf")
-        proc._ps_create_time = born
-    return born
-
-
-def _attributed_orphans(root_pid: int, started: float, env: dict[str, str]) -> list[int]:
-    """Adopted orphans that can only have come from the process ``root_pid``.
-
-    No kernel record links a double-forked daemon to its original ancestor, so this is a
-    heuristic: born after ``root_pid``, with exactly its environment, and no other live
-    circus process born before it with that same environment could claim it. Birth times
-    all come from psutil, so they share the same (boot-time based) error.
-    """
-    import psutil  # lazily: spawning never pays for it
-
-    orphans = adopted_orphans()
-    if not orphans:
-        return []
-    root_born = _create_time(root_pid) or started
-    others = [p for p in registry.values() if p.pid != root_pid and p.returncode is None]
-    out = []
-    for pid in orphans:
-        try:
-            ps = psutil.Process(pid)
-            born = ps.create_time()
-            if born < root_born:
-                continue
-            if ps.environ() != env:
-                continue
-            rivals = [p for p in others if p.child_env == env and _born(p) <= born]
-            if rivals:
-                continue
-            out.append(pid)
-        except psutil.Error:
-            continue
-    return out
-
-
 def _psutil_children(pid: int) -> list[int]:
-    # Only where /proc cannot tell (_children_of gave None): psutil scans the whole host.
+    # Only where /proc cannot tell (children_of gave None): psutil scans the whole host.
     import psutil  # lazily: spawning never pays for it
 
     try:
@@ -296,7 +119,8 @@ class ProcessTree:
         self.pgid = pgid
         self.members = members  # pid -> pidfd
         self.leaf = leaf
-        self._exclude = {os.getpid(), root_pid}  # never a member: ourselves, the root
+        # never a member: ourselves, the root
+        self._exclude = {os.getpid()} if root_pid is None else {os.getpid(), root_pid}
         self._kill = False  # a SIGKILL was sent: members found later get one too
 
     @classmethod
@@ -305,7 +129,7 @@ class ProcessTree:
         root_pid: int,
         *,
         started: float = 0.0,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
         with_orphans: bool = False,
         leaf: Leaf | None = None,
     ) -> ProcessTree:
@@ -320,7 +144,7 @@ class ProcessTree:
         members: dict[int, int] = {}
         roots = [root_pid]
         if with_orphans and env is not None:
-            roots.extend(_attributed_orphans(root_pid, started, env))
+            roots.extend(attributed_orphans(root_pid, started, env))
         for top in roots:
             if top != root_pid and top not in members:
                 fd = _open_pidfd(top)
@@ -330,7 +154,7 @@ class ProcessTree:
             stack = [top]
             while stack:
                 parent = stack.pop()
-                kids = _children_of(parent)
+                kids = children_of(parent)
                 for kid in _psutil_children(parent) if kids is None else kids:
                     if kid in members:
                         continue
@@ -353,7 +177,7 @@ class ProcessTree:
         # A pgid number cannot be reused while a process still belongs to that group; once
         # the leader is reaped, only a live pinned member in the group proves it is still ours.
         for pid in self.alive():
-            fields = _stat_fields(pid)
+            fields = stat_fields(pid)
             if fields is not None and int(fields[2]) == self.pgid:
                 return True
         return False
@@ -361,7 +185,7 @@ class ProcessTree:
     def _pin(self) -> dict[int, int]:
         """Pin the leaf's members we do not know yet (SIGKILL them after a kill)."""
         assert self.leaf is not None
-        new = self.leaf.pin(self.members, self._exclude)  # type: ignore[arg-type]
+        new = self.leaf.pin(self.members, self._exclude)
         self.members.update(new)
         if self._kill:
             for fd in new.values():
