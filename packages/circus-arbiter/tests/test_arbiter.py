@@ -32,7 +32,7 @@ def test_multicast_discovery_answers_with_the_control_endpoint(run_arbiter, endp
 
     async def body(arbiter: Arbiter, c: Any) -> None:
         assert (await c.call("globaloptions"))["options"]["multicast_endpoint"].endswith(str(port))
-        if arbiter._discovery is None:
+        if arbiter.channels.discovery is None:
             pytest.skip("multicast unavailable here")
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
@@ -49,7 +49,7 @@ def test_multicast_discovery_answers_with_the_control_endpoint(run_arbiter, endp
 
 def test_discovery_is_off_by_default(run_arbiter) -> None:
     async def body(arbiter: Arbiter, c: Any) -> None:
-        assert arbiter._discovery is None
+        assert arbiter.channels.discovery is None
         assert (await c.call("globaloptions"))["options"]["multicast_endpoint"] == ""
 
     run_arbiter([], body)
@@ -76,8 +76,7 @@ def test_a_busy_endpoint_fails_start_cleanly(endpoints) -> None:
         first = Arbiter([], **endpoints)
         await first.start_async()
         try:
-            second = Arbiter([], endpoint="tcp://127.0.0.1:0", pubsub_endpoint="inproc://x")
-            second.endpoint = "not-an-endpoint"
+            second = Arbiter([], endpoint="not-an-endpoint", pubsub_endpoint="inproc://x")
             with pytest.raises(ArbiterError, match="cannot bind"):
                 await second.start_async()
         finally:

@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._arbiter import Arbiter, ThreadedArbiter
+    from ._arbiter import Arbiter
     from ._curve import CurveSettings
     from ._embed import get_arbiter
     from ._errors import (
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         NotFoundError,
         UpstreamCircusInstalled,
     )
+    from ._threaded import ThreadedArbiter
 
 __all__ = [
     "Arbiter",
@@ -39,7 +40,7 @@ __all__ = [
 
 _LAZY = {
     "Arbiter": "._arbiter",
-    "ThreadedArbiter": "._arbiter",
+    "ThreadedArbiter": "._threaded",
     "get_arbiter": "._embed",
     "CurveSettings": "._curve",
     "ArbiterError": "._errors",

@@ -15,56 +15,56 @@ from ._errors import CommandError, MessageError, NotFoundError
 from ._props import opt_bool, opt_int, opt_names, opt_str, req_str
 
 if TYPE_CHECKING:
-    from ._arbiter import Arbiter
+    from ._context import CommandContext
 
 Props = Mapping[str, Any]
 
 
 @command("list")
-def cmd_list(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_list(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """``watchers`` (sorted lowercase names) or, with ``name``, that watcher's ``pids``."""
     name = opt_str(props, "name")
     if name is None:
-        return {"watchers": arbiter.table.names()}
-    return {"pids": sorted(arbiter.get_watcher(name).pids)}
+        return {"watchers": ctx.watchers.table.names()}
+    return {"pids": sorted(ctx.watchers.get(name).pids)}
 
 
 @command("status")
-def cmd_status(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_status(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """``statuses`` of all watchers, or ``status`` replaced by one watcher's state."""
     name = opt_str(props, "name")
     if name is None:
-        return {"statuses": arbiter.statuses()}
-    return {"status": arbiter.get_watcher(name).status()}
+        return {"statuses": ctx.watchers.statuses()}
+    return {"status": ctx.watchers.get(name).status()}
 
 
 @command("numwatchers")
-def cmd_numwatchers(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_numwatchers(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """The number of watchers."""
-    return {"numwatchers": len(arbiter.table)}
+    return {"numwatchers": len(ctx.watchers.table)}
 
 
 @command("numprocesses")
-def cmd_numprocesses(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_numprocesses(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """Running processes in total, or of one watcher (with ``watcher_name``)."""
     name = opt_str(props, "name")
     if name is None:
-        return {"numprocesses": arbiter.numprocesses()}
-    watcher = arbiter.get_watcher(name)
+        return {"numprocesses": ctx.watchers.numprocesses()}
+    watcher = ctx.watchers.get(name)
     return {"numprocesses": len(watcher.pids), "watcher_name": name}
 
 
 @command("options")
-def cmd_options(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_options(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """Every option of a watcher."""
-    watcher = arbiter.get_watcher(req_str(props, "name"))
+    watcher = ctx.watchers.get(req_str(props, "name"))
     return {"options": dict(sorted(watcher.options().items()))}  # upstream answers sorted keys
 
 
 @command("get")
-def cmd_get(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_get(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """Selected options of a watcher; an unknown key is errno 3."""
-    watcher = arbiter.get_watcher(req_str(props, "name"))
+    watcher = ctx.watchers.get(req_str(props, "name"))
     keys = props.get("keys")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise MessageError("'keys' must be a list of option names")
@@ -89,9 +89,9 @@ def _tree_tracking() -> str:
 
 
 @command("globaloptions")
-def cmd_globaloptions(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_globaloptions(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """The arbiter's endpoints and check_delay (and ours: tree_tracking), or one of them."""
-    options = {**arbiter.globaloptions(), "tree_tracking": _tree_tracking()}
+    options = {**ctx.daemon.globaloptions(), "tree_tracking": _tree_tracking()}
     key = opt_str(props, "option")
     if key is None:
         return {"options": options}
@@ -101,19 +101,19 @@ def cmd_globaloptions(arbiter: Arbiter, props: Props) -> dict[str, Any]:
 
 
 @command("listsockets")
-def cmd_listsockets(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_listsockets(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """The arbiter's sockets sorted by fd."""
-    return {"sockets": arbiter.socket_set.listing()}
+    return {"sockets": ctx.watchers.sockets.listing()}
 
 
 @command("stats")
-async def cmd_stats(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+async def cmd_stats(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """psutil facts per process: all watchers, one watcher, or one process of it."""
     name = opt_str(props, "name")
     extended = opt_bool(props, "extended")
     if name is None:
-        return {"infos": {w.name: await _infos(w, extended) for w in arbiter.iter_watchers()}}
-    watcher = arbiter.get_watcher(name)
+        return {"infos": {w.name: await _infos(w, extended) for w in ctx.watchers.ordered()}}
+    watcher = ctx.watchers.get(name)
     pid = opt_int(props, "process")
     if pid is None:
         return {"name": name, "info": await _infos(watcher, extended)}
@@ -131,20 +131,20 @@ async def _infos(watcher: Any, extended: bool) -> dict[str, Any]:
 
 
 @command("dstats")
-def cmd_dstats(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_dstats(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """psutil facts about circusd itself (children: ``[]``, as upstream), and ours beside
     ``info``: ``tree_tracking``, how process trees are found."""
     # psutil costs the daemon ~5 MiB of RSS: loaded only once somebody asks for stats
     from ._procinfo import process_info
 
-    info = process_info(os.getpid(), started=arbiter.started_at, children=False)
+    info = process_info(os.getpid(), started=ctx.daemon.started_at, children=False)
     if isinstance(info, dict):
         info["children"] = []
     return {"info": info, "tree_tracking": _tree_tracking()}
 
 
 @command("logs")
-def cmd_logs(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_logs(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """Ours: the last ``lines`` lines of output kept per watcher, oldest first."""
     names = opt_names(props, "name")
     count = opt_int(props, "lines", 20)
@@ -152,13 +152,13 @@ def cmd_logs(arbiter: Arbiter, props: Props) -> dict[str, Any]:
     if count < 0:
         raise MessageError("'lines' must be >= 0")
     if names is None:
-        watchers = [w.name for w in arbiter.iter_watchers()]
+        watchers = [w.name for w in ctx.watchers.ordered()]
     else:
-        watchers = [arbiter.get_watcher(n).name for n in names]
-    return {"logs": arbiter.output.lines(watchers, count)}
+        watchers = [ctx.watchers.get(n).name for n in names]
+    return {"logs": ctx.watchers.output.lines(watchers, count)}
 
 
 @command("ipython")
-def cmd_ipython(arbiter: Arbiter, props: Props) -> dict[str, Any]:
+def cmd_ipython(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """Not supported: an in-daemon IPython kernel is a remote shell as circusd's user."""
     raise CommandError("ipython is not supported by this circusd")

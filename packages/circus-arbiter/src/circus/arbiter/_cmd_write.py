@@ -11,36 +11,38 @@ import signal as _signal
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from circus.watcher import WatcherError
+
 from ._commands import command
 from ._errors import CommandError, MessageError, NotFoundError
-from ._limits import check_total
 from ._options import validate_set_options
 from ._props import opt_bool, opt_float, opt_int, opt_str, req_str, to_signum
 from ._watchers import watcher_error
 
 if TYPE_CHECKING:
-    from ._arbiter import Arbiter
+    from ._context import CommandContext
+    from ._watcher_set import WatcherSet
 
 Props = Mapping[str, Any]
 
 
-def _targets(arbiter: Arbiter, props: Props) -> list[Any] | None:
+def _targets(watchers: WatcherSet, props: Props) -> list[Any] | None:
     name = opt_str(props, "name")
     if name is None:
         return None
-    return arbiter.table.match(name, opt_str(props, "match", "glob") or "glob")
+    return watchers.table.match(name, opt_str(props, "match", "glob") or "glob")
 
 
 @command("start")
-def cmd_start(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_start(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Start matching watchers, or every autostart watcher."""
-    targets = _targets(arbiter, props)
+    targets = _targets(ctx.watchers, props)
 
     async def run() -> dict[str, Any]:
         if targets is None:
-            await arbiter.start_watchers()
+            await ctx.watchers.start_all()
             return {}
-        infos = [await arbiter.start_watcher(w) for w in targets]
+        infos = [await ctx.watchers.start(w) for w in targets]
         if len(targets) != 1:
             return {}
         return {"info": _info(infos[0], ("started", "kept"))}
@@ -49,30 +51,30 @@ def cmd_start(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
 
 
 @command("stop")
-def cmd_stop(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_stop(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Stop matching watchers, or all of them (the daemon keeps running)."""
-    targets = _targets(arbiter, props)
+    targets = _targets(ctx.watchers, props)
 
     async def run() -> dict[str, Any]:
         if targets is None:
-            await arbiter.stop_watchers()
+            await ctx.watchers.stop_all()
             return {}
-        await asyncio.gather(*(arbiter.stop_watcher(w) for w in targets))
+        await asyncio.gather(*(ctx.watchers.stop(w) for w in targets))
         return {"info": None} if len(targets) == 1 else {}
 
     return run()
 
 
 @command("restart")
-def cmd_restart(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_restart(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Restart matching watchers, or the whole arbiter in-process."""
-    targets = _targets(arbiter, props)
+    targets = _targets(ctx.watchers, props)
 
     async def run() -> dict[str, Any]:
         if targets is None:
-            await arbiter.restart()
+            await ctx.daemon.restart()
             return {}
-        infos = [await arbiter.restart_watcher(w) for w in targets]
+        infos = [await ctx.watchers.restart(w) for w in targets]
         if len(targets) != 1:
             return {}
         return {"info": _info(infos[0], ("stopped", "started", "kept"))}
@@ -86,54 +88,56 @@ def _info(info: Any, keys: tuple[str, ...]) -> dict[str, list[int]]:
 
 
 @command("reload")
-def cmd_reload(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_reload(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Gracefully reload one watcher or all of them."""
     name = opt_str(props, "name")
     graceful = opt_bool(props, "graceful", True)
     sequential = opt_bool(props, "sequential", False)
-    watcher = arbiter.get_watcher(name) if name is not None else None
+    watcher = ctx.watchers.get(name) if name is not None else None
 
     async def run() -> dict[str, Any]:
         if watcher is None:
-            await arbiter.reload(graceful=graceful, sequential=sequential)
+            await ctx.daemon.reload(graceful=graceful, sequential=sequential)
             return {}
-        info = await arbiter.reload_watcher(watcher, graceful=graceful, sequential=sequential)
+        info = await ctx.watchers.reload(watcher, graceful=graceful, sequential=sequential)
         return {"info": _info(info, ("stopped", "started", "kept"))}
 
     return run()
 
 
 @command("reloadconfig")
-def cmd_reloadconfig(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_reloadconfig(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Re-read the config file and apply the difference."""
-    if not arbiter.config_file:
+    if not ctx.daemon.config_file:
         raise CommandError("this arbiter was not started from a config file")
     from ._reload import check_security, reload_config
 
     # A config that cannot load, or whose [circus] security is refused, is answered now,
     # even to a client that does not wait for the reload itself.
-    check_security(arbiter)
+    check_security(ctx.daemon)
 
     async def run() -> dict[str, Any]:
-        await reload_config(arbiter)
+        await reload_config(ctx.daemon)
         return {}
 
     return run()
 
 
 @command("quit")
-def cmd_quit(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_quit(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Stop everything and exit."""
 
     async def run() -> dict[str, Any]:
-        await arbiter.quit()
+        await ctx.daemon.quit()
         return {}
 
     return run()
 
 
-def _scale(arbiter: Arbiter, props: Props, sign: int) -> dict[str, Any] | Awaitable[dict[str, Any]]:
-    watcher = arbiter.get_watcher(req_str(props, "name"))
+def _scale(
+    watchers: WatcherSet, props: Props, sign: int
+) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+    watcher = watchers.get(req_str(props, "name"))
     nb = opt_int(props, "nb", 1)
     assert nb is not None
     if nb < 0:
@@ -142,9 +146,9 @@ def _scale(arbiter: Arbiter, props: Props, sign: int) -> dict[str, Any] | Awaita
         return {"numprocesses": len(watcher.pids), "singleton": True}
 
     async def run() -> dict[str, Any]:
-        async with arbiter.table.locked(watcher):
+        async with watchers.table.locked(watcher):
             if sign > 0:
-                check_total(arbiter.iter_watchers(), watcher.name, watcher.numprocesses + nb)
+                watchers.check_total(watcher.name, watcher.numprocesses + nb)
             method = watcher.incr if sign > 0 else watcher.decr
             try:
                 count = await method(nb)
@@ -156,30 +160,30 @@ def _scale(arbiter: Arbiter, props: Props, sign: int) -> dict[str, Any] | Awaita
 
 
 @command("incr")
-def cmd_incr(arbiter: Arbiter, props: Props) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+def cmd_incr(ctx: CommandContext, props: Props) -> dict[str, Any] | Awaitable[dict[str, Any]]:
     """Add ``nb`` processes to a watcher."""
-    return _scale(arbiter, props, +1)
+    return _scale(ctx.watchers, props, +1)
 
 
 @command("decr")
-def cmd_decr(arbiter: Arbiter, props: Props) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+def cmd_decr(ctx: CommandContext, props: Props) -> dict[str, Any] | Awaitable[dict[str, Any]]:
     """Remove ``nb`` processes from a watcher."""
-    return _scale(arbiter, props, -1)
+    return _scale(ctx.watchers, props, -1)
 
 
 @command("set")
-def cmd_set(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_set(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Validate then apply watcher options (one ``updated`` event each, from the watcher)."""
-    watcher = arbiter.get_watcher(req_str(props, "name"))
+    watcher = ctx.watchers.get(req_str(props, "name"))
     options = props.get("options")
     if not isinstance(options, dict):
         raise MessageError("message invalid 'options' is missing")
     validated = validate_set_options(options, also_known=lambda key: _has_option(watcher, key))
 
     async def run() -> dict[str, Any]:
-        async with arbiter.table.locked(watcher):
+        async with ctx.watchers.table.locked(watcher):
             if "numprocesses" in validated:
-                check_total(arbiter.iter_watchers(), watcher.name, validated["numprocesses"])
+                ctx.watchers.check_total(watcher.name, validated["numprocesses"])
             for key, value in validated.items():
                 try:
                     outcome = watcher.set_opt(key, value)
@@ -187,10 +191,8 @@ def cmd_set(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
                         await outcome
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:
                     raise watcher_error(exc) from exc
-                except Exception as exc:
-                    if type(exc).__module__.startswith("circus.watcher"):
-                        raise watcher_error(exc) from exc
-                    raise
+                except WatcherError as exc:
+                    raise watcher_error(exc) from exc
         return {}
 
     return run()
@@ -205,17 +207,17 @@ def _has_option(watcher: Any, key: str) -> bool:
 
 
 @command("add")
-def cmd_add(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_add(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Create a watcher at run time (stopped unless ``start``)."""
     name = req_str(props, "name")
     cmd = req_str(props, "cmd")
     options = props.get("options") or {}
     if not isinstance(options, dict):
         raise MessageError("'options' must be an object")
-    if name in arbiter.table:
+    if name in ctx.watchers.table:
         raise CommandError(f"'{name}' already exist")
     options = dict(validate_set_options(options, fold_rlimits=True))
-    check_total(arbiter.iter_watchers(), name, options.get("numprocesses", 1))
+    ctx.watchers.check_total(name, options.get("numprocesses", 1))
     args = props.get("args")
     if args is not None:
         if isinstance(args, list):
@@ -223,33 +225,33 @@ def cmd_add(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
         options["args"] = args
     start = opt_bool(props, "start", False)
     # Created now, so the answer reports a bad option and a following `list` shows it.
-    watcher = arbiter.create_watcher(name, cmd, **options)
+    watcher = ctx.watchers.create(name, cmd, **options)
 
     async def run() -> dict[str, Any]:
         if start:
-            await arbiter.start_watcher(watcher)
+            await ctx.watchers.start(watcher)
         return {}
 
     return run()
 
 
 @command("rm")
-def cmd_rm(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_rm(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Remove a watcher, stopping its processes unless ``nostop``."""
-    watcher = arbiter.get_watcher(req_str(props, "name"))
+    watcher = ctx.watchers.get(req_str(props, "name"))
     nostop = opt_bool(props, "nostop", False)
 
     async def run() -> dict[str, Any]:
-        await arbiter.rm_watcher(watcher, nostop=nostop)
+        await ctx.watchers.remove(watcher, nostop=nostop)
         return {}
 
     return run()
 
 
 @command("signal")
-def cmd_signal(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_signal(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Send a signal to a watcher's processes, one pid, its children or its whole tree."""
-    watcher = arbiter.get_watcher(req_str(props, "name"))
+    watcher = ctx.watchers.get(req_str(props, "name"))
     if "signum" not in props:
         raise MessageError("message invalid 'signum' is missing")
     signum = to_signum(props["signum"])
@@ -288,9 +290,9 @@ def _signal_child(watcher: Any, pid: int | None, childpid: int, signum: int) -> 
 
 
 @command("kill")
-def cmd_kill(arbiter: Arbiter, props: Props) -> Awaitable[dict[str, Any]]:
+def cmd_kill(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     """Stop-signal the selected processes, SIGKILL after ``graceful_timeout``; they respawn."""
-    watcher = arbiter.get_watcher(req_str(props, "name"))
+    watcher = ctx.watchers.get(req_str(props, "name"))
     pid = opt_int(props, "pid")
     raw_signum = props.get("signum")
     signum = (

@@ -1,9 +1,10 @@
 """Command dispatch: name → handler, the ``waiting`` rule, casts (spec/protocol.md §1.4–1.6).
 
-A handler is ``handler(arbiter, props)``; it validates and looks things up synchronously (so
-errors are answered even without ``waiting``) and returns either a result dict or an awaitable
-of one for the long part. Without ``waiting`` the long part runs in the background and the
-answer is a bare ok, exactly as upstream; with ``waiting`` the answer carries its result.
+A handler is ``handler(ctx, props)`` (``ctx``: a :class:`~._context.CommandContext`); it
+validates and looks things up synchronously (so errors are answered even without ``waiting``)
+and returns either a result dict or an awaitable of one for the long part. Without
+``waiting`` the long part runs in the background and the answer is a bare ok, exactly as
+upstream; with ``waiting`` the answer carries its result.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from ._errors import CommandError
 from ._props import opt_bool
 
 if TYPE_CHECKING:
-    from ._arbiter import Arbiter
+    from ._context import CommandContext
 
 __all__ = ["run_command", "command", "COMMANDS"]
 
 log = logging.getLogger("circus.arbiter")
 
 Result = dict[str, Any] | None
-Handler = Callable[["Arbiter", Mapping[str, Any]], "Result | Awaitable[Result]"]
+Handler = Callable[["CommandContext", Mapping[str, Any]], "Result | Awaitable[Result]"]
 
 COMMANDS: dict[str, Handler] = {}
 
@@ -47,7 +48,7 @@ def command(name: str) -> Callable[[Handler], Handler]:
 
 
 async def run_command(
-    arbiter: Arbiter, name: str, props: Mapping[str, Any], peer: Any = None
+    ctx: CommandContext, name: str, props: Mapping[str, Any], peer: Any = None
 ) -> dict[str, Any]:
     """Run one validated request (see :func:`circus.ctl.protocol.decode_request`).
 
@@ -65,11 +66,11 @@ async def run_command(
     handler = COMMANDS.get(key)
     if handler is None:
         raise CommandError(f"unknown command: {name!r}", Errno.UNKNOWN_COMMAND)
-    check(arbiter, peer, key, props)
+    check(ctx.daemon, peer, key, props)
     # Only the protocol's "waitable" commands may answer before their work is done.
     spec = COMMANDS_TABLE.get(key)
     waiting = opt_bool(props, "waiting", False) or spec is None or not spec.waitable
-    outcome = handler(arbiter, props)
+    outcome = handler(ctx, props)
     if not inspect.isawaitable(outcome):
         return dict(outcome or {})
     if waiting:

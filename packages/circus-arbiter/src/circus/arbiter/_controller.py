@@ -28,13 +28,13 @@ from circus.ctl.protocol import Errno, decode_request, error_answer, ok_answer
 
 from ._commands import run_command
 from ._connguard import guard
-from ._endpoints import bind_endpoint, remove_ipc
+from ._endpoints import bind_again, bind_endpoint, release, remove_ipc
 from ._errors import CommandError
 from ._peers import MessagePeer
 from ._wire import encode
 
 if TYPE_CHECKING:
-    from ._arbiter import Arbiter
+    from ._context import CommandContext
 
 __all__ = ["MAX_IN_FLIGHT", "MAX_REQUEST_BYTES", "QUEUE_DEPTH", "Controller"]
 
@@ -48,8 +48,10 @@ MAX_IN_FLIGHT = 128  # requests being run at once
 class Controller:
     """Serves the control endpoint of one arbiter until :meth:`close`."""
 
-    def __init__(self, arbiter: Arbiter, context: zmq.asyncio.Context, endpoint: str) -> None:
-        self.arbiter = arbiter
+    def __init__(
+        self, commands: CommandContext, context: zmq.asyncio.Context, endpoint: str
+    ) -> None:
+        self.commands = commands
         self.endpoint = endpoint
         self._context = context
         self._socket: zmq.asyncio.Socket | None = None
@@ -80,6 +82,31 @@ class Controller:
             sock.close()
             raise
         self._socket = sock
+
+    @property
+    def bound(self) -> bool:
+        """The socket is open (it may have been :meth:`release` d)."""
+        return self._socket is not None
+
+    def release(self) -> None:
+        """Stop listening on :attr:`endpoint` (the connections accepted there end too);
+        :meth:`bind_again` undoes it.
+
+        Raises:
+            ArbiterError: the endpoint cannot be released.
+        """
+        assert self._socket is not None
+        release(self._socket, self.endpoint)
+
+    def bind_again(self, owner: str | None = None) -> None:
+        """Listen on :attr:`endpoint` again with the socket's own options (its CURVE
+        settings included).
+
+        Raises:
+            ArbiterError: the endpoint cannot be bound.
+        """
+        assert self._socket is not None
+        bind_again(self._socket, self.endpoint, owner)
 
     def start(self) -> None:
         """Start receiving requests on the running loop."""
@@ -160,7 +187,9 @@ class Controller:
             return error_answer(getattr(exc, "request_id", None), exc.reason, exc.errno)
         msg_id = request.id
         try:
-            result = await run_command(self.arbiter, request.command, request.properties, peer=peer)
+            result = await run_command(
+                self.commands, request.command, request.properties, peer=peer
+            )
         except CommandError as exc:
             answer = error_answer(msg_id, exc.reason, exc.errno)
         except Exception as exc:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._arbiter import Arbiter, ThreadedArbiter
+from ._arbiter import Arbiter
+from ._threaded import ThreadedArbiter
 
 __all__ = ["get_arbiter"]
 
@@ -27,7 +28,7 @@ def get_arbiter(
     loop: Any = None,
     check_delay: float = 1.0,
     **kwargs: Any,
-) -> Arbiter:
+) -> Arbiter | ThreadedArbiter:
     """Create an arbiter for ``watchers`` (dicts of Watcher arguments, or Watcher objects).
 
     Upstream's defaults are kept (control on ``tcp://127.0.0.1:5555``, events on ``:5556``),
@@ -47,8 +48,7 @@ def get_arbiter(
             specs.append(spec)
         else:
             specs.append(watcher)
-    cls = ThreadedArbiter if background else Arbiter
-    return cls(
+    arbiter = Arbiter(
         specs,
         endpoint=controller or "tcp://127.0.0.1:5555",
         pubsub_endpoint=pubsub_endpoint or "tcp://127.0.0.1:5556",
@@ -62,3 +62,4 @@ def get_arbiter(
         check_delay=check_delay,
         **kwargs,
     )
+    return ThreadedArbiter(arbiter) if background else arbiter

@@ -1,15 +1,20 @@
-"""Turning a loaded :class:`~circus.arbiter.config.CircusConfig` into Arbiter arguments."""
+"""Turning a loaded :class:`~circus.arbiter.config.CircusConfig` into what the daemon runs:
+its :class:`~._settings.ArbiterSettings` and the watcher, socket and plugin specs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ._curve import config_options
+from ._settings import ArbiterSettings
 
 __all__ = [
-    "arbiter_kwargs",
+    "parts_from_config",
     "plugin_spec",
     "plugin_watcher_name",
+    "reloaded",
+    "settings_from_config",
     "stats_enabled",
     "DEFAULT_STATS_ENDPOINT",
 ]
@@ -41,34 +46,63 @@ def plugin_spec(plugin: Any) -> dict[str, Any]:
     return spec
 
 
-def arbiter_kwargs(config: Any) -> dict[str, Any]:
-    """Keyword arguments for ``Arbiter`` from a loaded config."""
+def settings_from_config(config: Any) -> ArbiterSettings:
+    """The :class:`~._settings.ArbiterSettings` of a loaded config's ``[circus]``.
+
+    Logging set-up (``loggerconfig``) is circusd's own concern and is not carried over.
+    """
     daemon = config.circus
+    return ArbiterSettings(
+        endpoint=daemon.endpoint,
+        pubsub_endpoint=daemon.pubsub_endpoint,
+        stats_endpoint=daemon.stats_endpoint if stats_enabled(daemon) else None,
+        multicast_endpoint=daemon.multicast_endpoint or "",
+        endpoint_owner=daemon.endpoint_owner,
+        unauthenticated_access=daemon.unauthenticated_access,
+        curve=config_options(config),
+        check_delay=daemon.check_delay,
+        warmup_delay=daemon.warmup_delay,
+        config_file=config.path,
+        httpd=daemon.httpd,
+        httpd_host=daemon.httpd_host,
+        httpd_port=daemon.httpd_port,
+        httpd_token_file=daemon.extra.get("httpd_token_file") or None,
+        httpd_close_outputs=daemon.httpd_close_outputs,
+        loglevel=daemon.loglevel,
+        logoutput=daemon.logoutput,
+        debug=daemon.debug,
+        debug_gc=daemon.debug_gc,
+        umask=daemon.umask,
+        pidfile=daemon.pidfile,
+        fqdn_prefix=daemon.fqdn_prefix,
+        statsd_close_outputs=daemon.statsd_close_outputs,
+    )
+
+
+def parts_from_config(config: Any) -> dict[str, list[Any]]:
+    """``{"watchers", "sockets", "plugins"}``: what a loaded config runs, as the arguments
+    of the watcher, socket and plugin sets (inactive plugins left out)."""
     return {
         "watchers": [w.kwargs for w in config.watchers],
         "sockets": [s.kwargs for s in config.sockets],
         "plugins": [plugin_spec(p) for p in config.plugins if p.active],
-        "endpoint": daemon.endpoint,
-        "pubsub_endpoint": daemon.pubsub_endpoint,
-        "stats_endpoint": daemon.stats_endpoint if stats_enabled(daemon) else None,
-        "statsd": stats_enabled(daemon),
-        "multicast_endpoint": daemon.multicast_endpoint,
-        "endpoint_owner": daemon.endpoint_owner,
-        "unauthenticated_access": daemon.unauthenticated_access,
-        "check_delay": daemon.check_delay,
-        "warmup_delay": daemon.warmup_delay,
-        "umask": daemon.umask,
-        "pidfile": daemon.pidfile,
-        "loglevel": daemon.loglevel,
-        "logoutput": daemon.logoutput,
-        "loggerconfig": daemon.loggerconfig,
-        "debug": daemon.debug,
-        "debug_gc": daemon.debug_gc,
-        "httpd": daemon.httpd,
-        "httpd_host": daemon.httpd_host,
-        "httpd_port": daemon.httpd_port,
-        "httpd_token_file": daemon.extra.get("httpd_token_file") or None,
-        "fqdn_prefix": daemon.fqdn_prefix,
-        "config_file": config.path,
-        "curve": config_options(config),
     }
+
+
+def reloaded(current: ArbiterSettings, daemon: Any, curve: Any) -> ArbiterSettings:
+    """The settings after a ``reloadconfig`` whose ``[circus]`` is ``daemon`` (a
+    ``DaemonConfig``) and CURVE options ``curve``: what a running daemon applies in place
+    (endpoints, owner, CURVE, access, ``check_delay``, ``warmup_delay``); the rest is kept.
+    An empty endpoint keeps the running one."""
+    return replace(
+        current,
+        endpoint=daemon.endpoint or current.endpoint,
+        pubsub_endpoint=daemon.pubsub_endpoint or current.pubsub_endpoint,
+        stats_endpoint=daemon.stats_endpoint if stats_enabled(daemon) else None,
+        multicast_endpoint=daemon.multicast_endpoint or "",
+        endpoint_owner=daemon.endpoint_owner,
+        unauthenticated_access=daemon.unauthenticated_access,
+        curve=curve,
+        check_delay=daemon.check_delay,
+        warmup_delay=daemon.warmup_delay,
+    )

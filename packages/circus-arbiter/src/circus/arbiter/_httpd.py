@@ -96,13 +96,15 @@ def httpd_watcher(
     pubsub_endpoint: str,
     token_file: str | None = None,
     curve_files: tuple[str, str] | None = None,
+    close_outputs: bool = False,
 ) -> dict[str, Any]:
     """The watcher spec running ``python -m circus.ctl.web`` on the inherited socket.
 
     ``copy_env`` passes ``CIRCUSHTTPD_TOKEN`` (and ``CIRCUSHTTPD_ALLOWED_HOSTS``) through; a
     config the dashboard would refuse (see :func:`httpd_refusal`) is refused at load.
     ``curve_files``: ``(secret key file, public key file)`` the dashboard connects with when
-    circusd requires CURVE (see :func:`httpd_curve_files`).
+    circusd requires CURVE (see :func:`httpd_curve_files`). ``close_outputs``
+    (``httpd_close_outputs``): the dashboard's stdout and stderr are closed, as upstream.
     """
     args = [
         "-m",
@@ -118,7 +120,7 @@ def httpd_watcher(
         args += ["--token-file", token_file]
     if curve_files is not None:
         args += ["--curve-key", curve_files[0], "--curve-server-key", curve_files[1]]
-    return {
+    spec: dict[str, Any] = {
         "name": HTTPD_NAME,
         "cmd": sys.executable,
         "args": shlex.join(args),
@@ -127,3 +129,6 @@ def httpd_watcher(
         "use_sockets": True,
         "copy_env": True,
     }
+    if close_outputs:
+        spec.update(close_child_stdout=True, close_child_stderr=True)
+    return spec

@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from ._connguard import guard
-from ._endpoints import bind_endpoint, remove_ipc
+from ._endpoints import bind_again, bind_endpoint, release, remove_ipc
 
 __all__ = ["MAX_SUBSCRIPTION_BYTES", "Publisher"]
 
@@ -55,6 +55,32 @@ class Publisher:
             self._socket.close()
             self._socket = None
             raise
+
+    @property
+    def bound(self) -> bool:
+        """The socket is open (it may have been :meth:`release` d)."""
+        return self._socket is not None
+
+    def release(self) -> None:
+        """Stop listening on :attr:`endpoint` (subscribers there are disconnected);
+        :meth:`bind_again` undoes it.
+
+        Raises:
+            ArbiterError: the endpoint cannot be released.
+        """
+        assert self._socket is not None
+        release(self._socket, self.endpoint)
+
+    def bind_again(self, owner: str | None = None) -> None:
+        """Listen on :attr:`endpoint` again, with the socket's own options (its CURVE
+        settings included): the undo of :meth:`release`, or of another socket taking the ipc
+        path over.
+
+        Raises:
+            ArbiterError: the endpoint cannot be bound.
+        """
+        assert self._socket is not None
+        bind_again(self._socket, self.endpoint, owner)
 
     def _drain_subscriptions(self) -> None:
         sock = self._socket

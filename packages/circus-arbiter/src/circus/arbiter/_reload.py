@@ -7,9 +7,9 @@ a new one; removed watchers are stopped and dropped; new ones are created (and s
 every watcher referring to them re-created. A plugin's watcher (``plugin:NAME``) is
 re-created when its section changed, removed with its section, added with a new one.
 Watchers added at run time with ``add`` are left alone. A change in ``[circus]`` is applied in
-place (:meth:`Arbiter.apply_daemon_options`): new endpoints are bound, the old control socket
-closes once it has answered its pending requests; upstream restarted the whole arbiter (every
-process) for any change there. The new ``[circus]``'s security applies with it (CURVE
+place (:meth:`Arbiter.apply_daemon_options`, which has ``Channels.move`` bind the new
+endpoints): the old control socket closes once it has answered its pending requests;
+upstream restarted the whole arbiter (every process) for any change there. The new ``[circus]``'s security applies with it (CURVE
 options, the refusal of exposed endpoints): all of it, or an error answer and nothing changed.
 """
 
@@ -69,7 +69,7 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
 
     assert arbiter.config_file is not None
     new = load(arbiter.config_file)
-    old = arbiter._loaded_config
+    old = arbiter.loaded_config
     if old is None:
         old = CircusConfig(path=arbiter.config_file, circus=DaemonConfig())
     diff = diff_configs(old, new)
@@ -77,47 +77,48 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
     curve = config_options(new)
     # with CURVE in play the key files are read again even when [circus] reads the same:
     # a key pair replaced under the same file names is a change too
-    if diff.circus_changed or curve is not None or arbiter._curve_server is not None:
+    if diff.circus_changed or curve is not None or arbiter.channels.curve_server is not None:
         try:
             rebound = await arbiter.apply_daemon_options(new.circus, curve=curve)
         except Exception as exc:
             raise CommandError(f"cannot apply [circus] of {arbiter.config_file}: {exc}") from exc
 
+    watchers = arbiter.watcher_set
     w = diff.watchers
     resized = set() if force else set(diff.resized)
     recreate = [n for n in (*w.changed, *(w.unchanged if force else ())) if n not in resized]
     # A watcher of the file that is not running (removed by `rm`) is simply created again.
-    recreate += [n for n in w.unchanged if not force and arbiter.table.find(n) is None]
+    recreate += [n for n in w.unchanged if not force and watchers.table.find(n) is None]
 
     # Stop what goes away or changes, before touching the sockets it may use.
     for name in (*w.removed, *recreate):
-        current = arbiter.table.find(name)
+        current = watchers.table.find(name)
         if current is not None:
-            await arbiter.rm_watcher(current)
+            await watchers.remove(current)
 
     s = diff.sockets
     rebind = [*s.changed, *(s.unchanged if force else ())]
     for name in (*s.removed, *rebind):
-        arbiter.socket_set.remove(name)
+        watchers.sockets.remove(name)
     for name in (*rebind, *s.added):
-        arbiter.socket_set.add(new.socket(name).kwargs)
-    for watcher in arbiter.table.ordered():
-        arbiter.socket_set.attach(watcher)
+        watchers.sockets.add(new.socket(name).kwargs)
+    for watcher in watchers.ordered():
+        watchers.sockets.attach(watcher)
 
     configs = [new.watcher(n) for n in (*w.added, *recreate)]
     configs.sort(key=lambda c: (-c.priority, c.name.lower()))
     for cfg in configs:
-        current = arbiter.table.find(cfg.name)
+        current = watchers.table.find(cfg.name)
         if current is not None:  # a watcher added at run time under that name
-            await arbiter.rm_watcher(current)
+            await watchers.remove(current)
         kwargs = cfg.kwargs
-        watcher = arbiter.create_watcher(kwargs.pop("name"), kwargs.pop("cmd"), **kwargs)
+        watcher = watchers.create(kwargs.pop("name"), kwargs.pop("cmd"), **kwargs)
         if cfg.autostart:
-            await arbiter.start_watcher(watcher)
+            await watchers.start(watcher)
     for name in resized:
-        current = arbiter.table.find(name)
+        current = watchers.table.find(name)
         if current is not None:
-            async with arbiter.table.locked(current):
+            async with watchers.table.locked(current):
                 await current.set_numprocesses(int(new.watcher(name).options["numprocesses"]))
 
     p = diff.plugins
@@ -130,8 +131,8 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
             if pl.name in restart
         }
         removed = [plugin_watcher_name(name) for name in p.removed]
-        await arbiter.apply_plugins(specs, removed=removed)
-    arbiter._loaded_config = new
+        await arbiter.plugin_set.apply(specs, removed=removed)
+    arbiter.loaded_config = new
     from ._authz import announce
 
     announce(arbiter)  # a reload that keeps (or sets) unauthenticated_access = full says so

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -22,7 +23,7 @@ from ._procinfo import process_info, watcher_processes
 from ._publisher import Publisher
 
 if TYPE_CHECKING:
-    from ._arbiter import Arbiter
+    from ._sockets import SocketSet
 
 __all__ = ["StatsPublisher", "collect", "next_due", "snapshot"]
 
@@ -56,16 +57,17 @@ Snapshot = tuple[
 ]
 
 
-def snapshot(arbiter: Arbiter) -> Snapshot:
-    """What to measure, read on the loop thread (the watcher tables are not thread-safe)."""
-    watchers = [
+def snapshot(watchers: Iterable[Any], sockets: SocketSet, started_at: float | None) -> Snapshot:
+    """What to measure, read on the loop thread (the watcher tables are not thread-safe):
+    the processes of ``watchers``, the ``sockets`` and circusd's own start time."""
+    processes = [
         (
             w.name.lower(),
             [(p.pid, getattr(p, "started", None)) for p in watcher_processes(w) if p.pid],
         )
-        for w in arbiter.iter_watchers()
+        for w in watchers
     ]
-    return watchers, arbiter.socket_set.listing(), arbiter.started_at
+    return processes, sockets.listing(), started_at
 
 
 def collect(snap: Snapshot) -> list[tuple[str, dict[str, Any]]]:
@@ -117,15 +119,49 @@ def next_due(previous: float, interval: float, now: float) -> float:
 
 
 class StatsPublisher:
-    """Publishes :func:`collect` on its own PUB socket every ``interval`` seconds."""
+    """Publishes :func:`collect` on its own PUB socket every ``interval`` seconds.
 
-    def __init__(self, arbiter: Arbiter, endpoint: str, interval: float = 1.0) -> None:
-        self.arbiter = arbiter
+    Args:
+        context: the ZeroMQ context to make the socket in.
+        endpoint: where to bind (an ipc file is made 0600, chowned to ``owner``).
+        interval: seconds between two rounds.
+        owner: ``endpoint_owner``.
+        source: returns the :func:`snapshot` of a round (called on the loop).
+
+    Raises (constructor):
+        ArbiterError: the endpoint cannot be bound.
+    """
+
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        endpoint: str,
+        interval: float,
+        owner: str | None,
+        source: Callable[[], Snapshot],
+    ) -> None:
         self.interval = interval
-        self._pub = Publisher(
-            zmq.Context.shadow(arbiter.context.underlying), endpoint, arbiter.endpoint_owner
-        )
+        self._source = source
+        self._pub = Publisher(context, endpoint, owner)
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """Where the stats are published."""
+        return self._pub.endpoint
+
+    @property
+    def bound(self) -> bool:
+        """The socket is open."""
+        return self._pub.bound
+
+    def release(self) -> None:
+        """Stop listening on :attr:`endpoint` (see ``Publisher.release``)."""
+        self._pub.release()
+
+    def bind_again(self, owner: str | None = None) -> None:
+        """Listen on :attr:`endpoint` again (see ``Publisher.bind_again``)."""
+        self._pub.bind_again(owner)
 
     def start(self) -> None:
         """Start the timer on the running loop."""
@@ -142,7 +178,7 @@ class StatsPublisher:
             if not self._pub.anyone_under(b"stat."):
                 continue  # nobody listens: no psutil work
             try:
-                messages = await asyncio.to_thread(collect, snapshot(self.arbiter))
+                messages = await asyncio.to_thread(collect, self._source())
             except Exception:  # a vanished process must not end the stats stream
                 log.debug("stats round failed", exc_info=True)
                 continue

@@ -133,7 +133,6 @@ def _main(argv: list[str] | None) -> int:
 
         readiness = daemonize()  # errors until it is serving still reach the user's terminal
 
-    from ._from_config import arbiter_kwargs
     from ._logging import configure_logging
     from ._pidfile import Pidfile, PidfileError
     from .config import ConfigError, load_config
@@ -163,11 +162,7 @@ def _main(argv: list[str] | None) -> int:
     for warning in caught:
         log.warning("%s", warning.message)
     if daemon.umask is not None:
-        os.umask(daemon.umask)
-    if daemon.debug_gc:
-        import gc
-
-        gc.set_debug(gc.DEBUG_LEAK)
+        os.umask(daemon.umask)  # before the pidfile and log files are made (the arbiter again)
     _enable_subreaper()
     _start_tree_tracking()
     _raise_fd_limit()
@@ -184,10 +179,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         from ._arbiter import Arbiter
 
-        kwargs = arbiter_kwargs(config)
-        kwargs["pidfile"] = pidfile_path
-        arbiter = Arbiter(**kwargs)
-        arbiter._loaded_config = config
+        # circusd holds the pidfile itself (written above, before anything binds)
+        arbiter = Arbiter.from_config(config, pidfile=None)
         log.info("Starting master on pid %d", os.getpid())
         try:
             asyncio.run(_serve(arbiter, readiness.ready if readiness else None))
