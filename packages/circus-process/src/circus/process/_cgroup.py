@@ -25,6 +25,11 @@ no ``cgroup.kill`` and no readable ``cgroup.procs``: members are read from
 
 Nothing here kills a process it did not start: leftovers are *moved* out of a subtree
 before it is removed, at exit and when a dead owner's subtree is found at start.
+
+This module holds the process-wide decision (cgroups or not, and why) and what the rest of
+the package calls: the leaf for the next spawn, entering and leaving it. The kernel files
+are read and written in ``_cgroup_fs``, a leaf is ``_cgroup_leaf.Leaf``, and our subtree,
+with the sweep of dead owners' subtrees, is ``_cgroup_subtree.Subtree``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ import atexit
 import errno
 import os
 import threading
+
+from . import _cgroup_fs as _fs
+from ._cgroup_leaf import Leaf
+from ._cgroup_subtree import PREFIX, Subtree
 
 __all__ = [
     "Entered",
@@ -51,339 +60,8 @@ __all__ = [
 MODE_ENV = "CIRCUS_TREE_TRACKING"
 MODES = ("auto", "process-tree")
 PROCESS_TREE = "process-tree"
-_PREFIX = "circus."
 
-
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, 65536)
-        if len(data) < 4000:
-            return data
-        chunks = [data]  # kernfs answers a page at a time
-        while data:
-            data = os.read(fd, 65536)
-            chunks.append(data)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _write(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _tid() -> bytes:
-    return b"%d" % threading.get_native_id()
-
-
-def _cgroup_of(pid: int | str) -> str | None:
-    """The cgroup2 path of ``pid`` (as /proc shows it to us), or None."""
-    try:
-        for line in _read(f"/proc/{pid}/cgroup").splitlines():
-            if line.startswith(b"0::"):
-                return line[3:].decode()
-    except OSError:
-        pass
-    return None
-
-
-def _mount() -> tuple[str, str] | None:
-    """``(mount point, root within the hierarchy)`` of the first cgroup2 mount, or None."""
-    try:
-        data = _read("/proc/self/mountinfo")
-    except OSError:
-        return None
-    for line in data.decode(errors="replace").splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-")
-        except ValueError:
-            continue
-        if sep + 1 < len(fields) and fields[sep + 1] == "cgroup2":
-            # mountinfo escapes blanks as octal (\040); cgroup mounts have none in practice
-            return fields[4].encode().decode("unicode_escape"), fields[3]
-    return None
-
-
-def _tgid(tid: int) -> int | None:
-    try:
-        for line in _read(f"/proc/{tid}/status").splitlines():
-            if line.startswith(b"Tgid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _threads(path: str) -> list[int]:
-    """Every thread id in ``path`` and in the cgroups below it."""
-    try:
-        out = [int(t) for t in _read(f"{path}/cgroup.threads").split()]
-    except OSError:
-        return []
-    try:
-        with os.scandir(path) as entries:
-            subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        subdirs = []
-    for sub in subdirs:  # a nested user of this module (a circusd started by one of ours)
-        out.extend(_threads(sub))
-    return out
-
-
-def _processes(path: str, exclude: int) -> set[int]:
-    """The process ids owning the threads of ``path`` (and below), minus ``exclude``."""
-    pids: set[int] = set()
-    for tid in _threads(path):
-        tgid = tid if tid in pids else _tgid(tid)
-        if tgid is not None:
-            pids.add(tgid)
-    pids.discard(exclude)
-    return pids
-
-
-class Leaf:
-    """One child's cgroup: the child and everything it forks, whatever they do after.
-
-    Only the owning :class:`Subtree` creates leaves; :class:`~circus.process.ProcessTree`
-    reads, signals and waits on one.
-    """
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __repr__(self) -> str:
-        return f"<Leaf {self.path}>"
-
-    def enter(self) -> None:
-        """Move the calling thread in: what it forks now is born in this leaf."""
-        _write(f"{self.path}/cgroup.threads", _tid())
-
-    def pin(self, pinned: dict[int, int], exclude: set[int]) -> dict[int, int]:
-        """Open a pidfd for every member not in ``pinned`` or ``exclude``; return the new ones.
-
-        A listed pid could die and be reused before its pidfd is open: a second listing
-        keeps only pidfds of processes still seen in the leaf afterwards.
-        """
-        first = _threads(self.path)
-        new: dict[int, int] = {}
-        checked: set[int] = set()  # pinned through /proc/<tgid>/task/<tid>: already verified
-        for tid in first:
-            if tid in pinned or tid in exclude or tid in new:
-                continue
-            try:
-                new[tid] = os.pidfd_open(tid)
-                continue
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    continue  # gone
-            # EINVAL: not a thread-group leader; pin its process
-            tgid = _tgid(tid)
-            if tgid is None or tgid in pinned or tgid in exclude or tgid in new:
-                continue
-            try:
-                fd = os.pidfd_open(tgid)
-            except OSError:
-                continue
-            if os.path.exists(f"/proc/{tgid}/task/{tid}"):
-                new[tgid] = fd
-                checked.add(tgid)
-            else:
-                os.close(fd)
-        if len(new) > len(checked):
-            second = set(_threads(self.path))
-            for pid in list(new):
-                if pid not in checked and pid not in second:
-                    os.close(new.pop(pid))
-        return new
-
-    def members(self) -> set[int]:
-        """Process ids currently in the leaf or below it (never this process)."""
-        return _processes(self.path, os.getpid())
-
-    def populated(self) -> bool:
-        """Whether any live process is in the leaf or below it (zombies do not count)."""
-        try:
-            return b"populated 1" in _read(f"{self.path}/cgroup.events")
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True
-
-    def remove(self) -> bool:
-        """rmdir the leaf (and empty cgroups below it); False while a process is inside."""
-        try:
-            with os.scandir(self.path) as entries:
-                subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        except FileNotFoundError:
-            return True
-        except OSError:
-            subdirs = []
-        for sub in subdirs:
-            Leaf(sub).remove()
-        try:
-            os.rmdir(self.path)
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return False
-        return True
-
-
-class Subtree:
-    """This process's delegated cgroup subtree: where it lives and its children's leaves."""
-
-    __slots__ = ("path", "rel", "home", "home_rel", "_seq", "_lock")
-
-    def __init__(self, home: str, home_rel: str) -> None:
-        self.home = home  # the cgroup we came from, where leftovers go back to
-        self.home_rel = home_rel
-        name = f"{_PREFIX}{os.getpid()}"
-        self.path = os.path.join(home, name)
-        self.rel = f"{home_rel.rstrip('/')}/{name}"
-        self._seq = 0
-        self._lock = threading.Lock()
-
-    def create(self) -> None:
-        """Sweep dead owners' subtrees beside ours, make ours, move in and probe a leaf."""
-        sweep_stale(self.home, self.home_rel)
-        if os.path.isdir(self.path):  # our pid's previous owner died: it is stale
-            _clean(self.path, self.rel, self.home)
-        os.mkdir(self.path)
-        try:
-            # Under another threaded cgroup a new cgroup starts "domain invalid".
-            if _read(f"{self.path}/cgroup.type").strip() == b"domain invalid":
-                _write(f"{self.path}/cgroup.type", b"threaded")
-            _write(f"{self.path}/cgroup.procs", b"0")
-            if _cgroup_of("self") != self.rel:  # another cgroup namespace than the mount's
-                raise OSError(errno.EXDEV, f"{self.path} is not where /proc says we are")
-            probe = self.new_leaf()
-            try:
-                probe.enter()
-                self.leave()
-            finally:
-                probe.remove()
-        except BaseException:
-            self.release()
-            raise
-
-    def new_leaf(self) -> Leaf:
-        """A new empty threaded leaf; OSError when the kernel refuses one."""
-        with self._lock:
-            self._seq += 1
-            path = f"{self.path}/{self._seq}"
-        os.mkdir(path)
-        try:
-            _write(f"{path}/cgroup.type", b"threaded")
-        except OSError:
-            os.rmdir(path)
-            raise
-        return Leaf(path)
-
-    def leave(self) -> None:
-        """Move the calling thread back from a leaf to the subtree's root."""
-        # Opened each time rather than kept: a library must not hold an fd of its own.
-        _write(f"{self.path}/cgroup.threads", _tid())
-
-    def adopt(self, pids: set[int]) -> None:
-        """Move whole processes into the subtree's root (they leave their leaf)."""
-        for pid in pids:
-            try:
-                _write(f"{self.path}/cgroup.procs", b"%d" % pid)
-            except OSError:
-                pass
-
-    def release(self) -> None:
-        """Move every process still inside (ourselves too) back home and remove the subtree.
-
-        A nested subtree whose owner is still alive is left alone, and so is ours then.
-        """
-        if os.path.isdir(self.path):
-            try:
-                _write(f"{self.home}/cgroup.procs", b"0")
-            except OSError:
-                pass
-            _clean(self.path, self.rel, self.home)
-
-
-def _owner_alive(path: str, rel: str) -> bool:
-    """Whether the process named by ``circus.<pid>`` is still inside its subtree."""
-    name = os.path.basename(path)
-    pid = name[len(_PREFIX) :]
-    if not pid.isdigit():
-        return False
-    where = _cgroup_of(pid)
-    return where is not None and (where == rel or where.startswith(rel + "/"))
-
-
-def _clean(path: str, rel: str, home: str) -> bool:
-    """Move the processes of ``path`` and below to ``home`` and rmdir it all, bottom-up.
-
-    Subtrees of live owners below are kept (and so is ``path``). Returns True if removed.
-    """
-    keep = False
-    try:
-        with os.scandir(path) as entries:
-            subdirs = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    for name in subdirs:
-        sub, sub_rel = os.path.join(path, name), f"{rel}/{name}"
-        live_owner = name.startswith(_PREFIX) and _owner_alive(sub, sub_rel)
-        if live_owner or not _clean(sub, sub_rel, home):
-            keep = True
-    if keep:
-        return False
-    for _ in range(10):  # a process forking while we move it leaves a child behind
-        pids = _processes(path, -1)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                _write(f"{home}/cgroup.procs", b"%d" % pid)
-            except OSError:
-                pass
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def sweep_stale(home: str, home_rel: str) -> int:
-    """Remove the ``circus.<pid>`` subtrees in ``home`` whose owner is gone; return how many.
-
-    Their processes are moved to ``home``, never killed: they may belong to somebody.
-    """
-    removed = 0
-    try:
-        with os.scandir(home) as entries:
-            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return 0
-    for name in names:
-        if not name.startswith(_PREFIX) or not name[len(_PREFIX) :].isdigit():
-            continue
-        path, rel = os.path.join(home, name), f"{home_rel.rstrip('/')}/{name}"
-        if int(name[len(_PREFIX) :]) == os.getpid() or _owner_alive(path, rel):
-            continue
-        if _clean(path, rel, home):
-            removed += 1
-    return removed
-
-
-# -- the process-wide state ---------------------------------------------------------------
+# The process-wide state: one subtree per process, decided on first use.
 
 _lock = threading.Lock()
 _mode: str | None = None  # None: not decided yet (MODE_ENV, then "auto")
@@ -394,12 +72,12 @@ _why = ""  # why we fell back to the process tree
 
 def _create() -> Subtree | None:
     global _why
-    found = _mount()
+    found = _fs.mount()
     if found is None:
         _why = "no cgroup2 mount"
         return None
     mountpoint, mount_root = found
-    rel = _cgroup_of("self")
+    rel = _fs.cgroup_of("self")
     if rel is None:
         _why = "not in a cgroup2 hierarchy"
         return None
@@ -550,7 +228,7 @@ def release_tree_tracking() -> None:
 
 
 def _release_at_exit() -> None:
-    if _subtree is not None and _subtree.path.endswith(f"{_PREFIX}{os.getpid()}"):
+    if _subtree is not None and _subtree.path.endswith(f"{PREFIX}{os.getpid()}"):
         release_tree_tracking()
 
 
