@@ -69,14 +69,19 @@ class FileStream:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _open_fd(self) -> None:
+    def _open_fd(self) -> int:
         directory = os.path.dirname(self.filename)
         if directory and not os.path.isdir(directory):
             raise StreamError("filename", self.filename, "its directory does not exist")
         # No O_APPEND: splice() refuses append-mode files. We are the only writer of this fd
         # and keep its offset at the end ourselves.
-        self._fd = os.open(self.filename, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        self._size = os.lseek(self._fd, 0, os.SEEK_END)
+        fd = self._fd = os.open(self.filename, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._size = os.lseek(fd, 0, os.SEEK_END)
+        return fd
+
+    def _current_fd(self) -> int:
+        """The open fd; opened now if there is none (a rotation leaves one open or raises)."""
+        return self._open_fd() if self._fd is None else self._fd
 
     def open(self) -> None:
         """Open the file (idempotent; called lazily on first write too).
@@ -148,8 +153,8 @@ class FileStream:
             if lines:
                 self._write(prefix_line(self.time_format, pid, lines[0]).encode())
 
-    def _prepare(self) -> None:
-        """Make ``self._fd`` point at the end of the current file before any I/O.
+    def _prepare(self) -> int:
+        """Make ``self._fd`` point at the end of the current file before any I/O; return it.
 
         Several streams may write the same file (stdout and stderr configured alike): each
         has its own fd, and splice() refuses O_APPEND files, so every write starts with a
@@ -158,7 +163,9 @@ class FileStream:
         if self._fd is None:
             self._open_fd()
         self._before_io()
-        self._size = os.lseek(self._fd, 0, os.SEEK_END)  # type: ignore[arg-type]
+        fd = self._current_fd()
+        self._size = os.lseek(fd, 0, os.SEEK_END)
+        return fd
 
     def _before_io(self) -> None:
         """Hook run before each write or splice (reopen checks, time rotation).
@@ -185,11 +192,12 @@ class FileStream:
     def _write(self, payload: bytes) -> None:
         view = memoryview(payload)
         try:
-            self._prepare()
+            fd = self._prepare()
             if self.max_bytes and self._size and self._size + len(payload) > self.max_bytes:
                 self.rotate()
+                fd = self._current_fd()
             while view:
-                written = os.write(self._fd, view)  # type: ignore[arg-type]
+                written = os.write(fd, view)
                 self._size += written
                 view = view[written:]
         except (OSError, StreamError) as exc:  # StreamError: the directory is gone
@@ -217,12 +225,13 @@ class FileStream:
         """
         count = SPLICE_CHUNK
         try:
-            self._prepare()
+            out = self._prepare()
             if self.max_bytes:
                 if self._size >= self.max_bytes:
                     self.rotate()
+                    out = self._current_fd()
                 count = min(count, self.max_bytes - self._size) or count
-            moved = os.splice(fd, self._fd, count, flags=_SPLICE_FLAGS)  # type: ignore[arg-type]
+            moved = os.splice(fd, out, count, flags=_SPLICE_FLAGS)
         except BlockingIOError:
             raise
         except (OSError, StreamError) as exc:

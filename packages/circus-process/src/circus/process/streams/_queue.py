@@ -10,7 +10,7 @@ from ._base import Chunk
 __all__ = ["QueueStream"]
 
 
-class QueueStream(queue.Queue):  # type: ignore[type-arg]
+class QueueStream(queue.Queue[Chunk]):
     """A ``queue.Queue`` that receives every chunk dict as is."""
 
     def __init__(self, **options: Any) -> None:

@@ -98,7 +98,7 @@ class TimedRotatingFileStream(FileStream):
             # tried again at every write of this period, writing just goes on.
             while self.rollover_at <= now:
                 self.rollover_at = self._next_rollover(now)
-            if self._fd is not None and self._path_moved():
+            if self._fd is not None and self._path_moved(self._fd):
                 # A sibling stream on the same file rotated it already: follow it.
                 os.close(self._fd)
                 self._fd = None
@@ -127,12 +127,12 @@ class TimedRotatingFileStream(FileStream):
         """Rotate now, naming the old file after the current period."""
         self.rotate_at(self._clock())
 
-    def _path_moved(self) -> bool:
+    def _path_moved(self, fd: int) -> bool:
         try:
             st = os.stat(self.filename)
         except FileNotFoundError:
             return True
-        cur = os.fstat(self._fd)  # type: ignore[arg-type]
+        cur = os.fstat(fd)
         return (st.st_dev, st.st_ino) != (cur.st_dev, cur.st_ino)
 
     def _before_io(self) -> None:
