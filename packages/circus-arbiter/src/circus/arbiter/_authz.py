@@ -28,6 +28,7 @@ import grp
 import logging
 import os
 import pwd
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -131,6 +132,19 @@ OWNER_OPTIONS = frozenset(
         "close_child_stderr",
     }
 )
+# The watcher's flapping settings (other ``flapping.*`` keys would be custom options).
+_FLAPPING = frozenset(
+    {
+        "flapping.active",
+        "flapping.attempts",
+        "flapping.window",
+        "flapping.retry_in",
+        "flapping.max_retry",
+    }
+)
+# What circus.watcher fills in an ``env`` value from circusd's own environment (``$HOME``):
+# given by the owner, it would read what ``copy_env`` is refused for.
+_CIRCUSD_ENV_REF = re.compile(r"\$[A-Z]")
 # Refused unless false: asking for none of it is harmless.
 _OFF_ONLY = frozenset({"copy_env", "copy_path", "use_sockets", "on_demand"})
 _CIRCUSD_ACTS = ("hooks", "hook_timeout", "stdout_stream", "stderr_stream", "rlimit")
@@ -284,9 +298,9 @@ def _as_id(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value.strip())
-    return None
+    return None  # a name ("²" is a digit, not a number: int() refuses it)
 
 
 WatcherIds = Callable[[str], "tuple[object, object] | None"]
@@ -380,7 +394,15 @@ def _owner_change(
 def _owner_option_refusal(key: object, value: object) -> str | None:
     if not isinstance(key, str):
         return f"option {key!r} is not one an owner may set"
-    if key in OWNER_OPTIONS or key in ("uid", "gid") or key.startswith("flapping."):
+    if key == "env" and isinstance(value, Mapping):
+        for name, text in value.items():
+            if isinstance(text, str) and _CIRCUSD_ENV_REF.search(text):
+                return (
+                    f"env {str(name)[:100]!r} = {text[:100]!r}: a $NAME in an env value is "
+                    "filled from circusd's own environment; only an admin may use it"
+                )
+        return None
+    if key in OWNER_OPTIONS or key in ("uid", "gid") or key in _FLAPPING:
         return None
     if key in _OFF_ONLY and value is False:
         return None

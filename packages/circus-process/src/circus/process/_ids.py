@@ -18,6 +18,7 @@ __all__ = [
     "parse_umask",
     "resolve_identity",
     "check_working_dir",
+    "open_working_dir",
 ]
 
 _INFINITY_WORDS = {"", "-1", "infinity", "unlimited", "inf"}
@@ -179,25 +180,76 @@ def parse_rlimits(rlimits: Mapping[str, object] | None) -> tuple[RLimit, ...]:
     return tuple(out)
 
 
-def _searchable_by(path: str, uid: int, gids: set[int]) -> bool:
-    """Whether every directory on ``path`` can be entered by ``uid`` with groups ``gids``."""
+def _may_search(st: os.stat_result, uid: int, gids: set[int]) -> bool:
+    """Whether the mode bits of directory ``st`` let ``uid`` with groups ``gids`` enter it."""
     if uid == 0:
         return True
-    current = os.path.abspath(path)
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid in gids:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def _searchable_by(path: str, uid: int, gids: set[int]) -> bool:
+    """Whether every directory on ``path`` can be entered by ``uid`` with groups ``gids``.
+
+    The path's symlinks are resolved first: the directories checked are the ones a
+    ``chdir`` walks through, not the names of the links.
+    """
+    current = os.path.realpath(path)
     while True:
-        st = os.stat(current)
-        if st.st_uid == uid:
-            ok = st.st_mode & 0o100
-        elif st.st_gid in gids:
-            ok = st.st_mode & 0o010
-        else:
-            ok = st.st_mode & 0o001
-        if not ok:
+        if not _may_search(os.stat(current), uid, gids):
             return False
         parent = os.path.dirname(current)
         if parent == current:
             return True
         current = parent
+
+
+def _gids(identity: Identity) -> set[int]:
+    gids = set(identity.groups or ())
+    if identity.gid is not None:
+        gids.add(identity.gid)
+    return gids
+
+
+def open_working_dir(working_dir: str, identity: Identity) -> int:
+    """An ``O_PATH`` descriptor of the directory ``working_dir`` names, for a child that
+    runs as ``identity`` (whose ``uid`` is set).
+
+    The child changes directory while still root, so what it enters must be what that user
+    could enter. The path is resolved, then walked from ``/`` one component at a time
+    without following any symlink, checking each directory's mode bits for the user: a
+    component swapped for a symlink after the check is refused, and the descriptor pins
+    the directory that was checked. The caller closes it.
+
+    Raises:
+        SpawnError: on ``working_dir`` (a directory the user cannot enter, or gone).
+    """
+    assert identity.uid is not None
+    uid, gids = identity.uid, _gids(identity)
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    real = os.path.realpath(working_dir)
+    fd = os.open("/", flags)
+    try:
+        for part in [p for p in real.split("/") if p] + [None]:
+            if not _may_search(os.fstat(fd), uid, gids):
+                raise SpawnError(
+                    "working_dir", working_dir, f"directory not searchable by uid {uid}"
+                )
+            if part is None:
+                return fd
+            new = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = new
+    except OSError as exc:
+        os.close(fd)
+        raise SpawnError("working_dir", working_dir, exc.strerror or str(exc), exc.errno) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def check_working_dir(
@@ -206,7 +258,8 @@ def check_working_dir(
     """Return the working dir as a str after checking the child will be able to enter it.
 
     The child changes directory before dropping privileges, so for a ``uid`` switch the
-    check is made for that user (mode bits of every component), not for us.
+    check is made for that user (mode bits of every directory the resolved path goes
+    through), not for us; :func:`open_working_dir` checks again at the fork.
     """
     if working_dir is None:
         return None
@@ -215,12 +268,12 @@ def check_working_dir(
         raise SpawnError("working_dir", working_dir, "no such directory")
     if not os.access(path, os.X_OK):
         raise SpawnError("working_dir", working_dir, "directory not searchable")
-    if identity is not None and identity.uid is not None:
-        gids = set(identity.groups or ())
-        if identity.gid is not None:
-            gids.add(identity.gid)
-        if not _searchable_by(path, identity.uid, gids):
-            raise SpawnError(
-                "working_dir", working_dir, f"directory not searchable by uid {identity.uid}"
-            )
+    if (
+        identity is not None
+        and identity.uid is not None
+        and not _searchable_by(path, identity.uid, _gids(identity))
+    ):
+        raise SpawnError(
+            "working_dir", working_dir, f"directory not searchable by uid {identity.uid}"
+        )
     return path

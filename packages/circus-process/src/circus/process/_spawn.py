@@ -23,7 +23,15 @@ from typing import Any
 
 from . import _fdlimit
 from ._errors import SpawnError
-from ._ids import Identity, RLimit, check_working_dir, parse_rlimits, parse_umask, resolve_identity
+from ._ids import (
+    Identity,
+    RLimit,
+    check_working_dir,
+    open_working_dir,
+    parse_rlimits,
+    parse_umask,
+    resolve_identity,
+)
 from ._sigreset import inherited_signal_state, reset_signals
 from ._template import substitute
 
@@ -324,6 +332,13 @@ def launch(plan: SpawnPlan) -> Launched:
         )
     to_close: list[int] = []
     out_r = err_r = None
+    cwd = plan.cwd
+    if cwd is not None and plan.identity.uid not in (None, 0) and _PROC_FD:
+        # The child enters its directory as root, before the id switch: it goes through
+        # a descriptor of the directory checked for the user, never a path re-resolved.
+        dir_fd = open_working_dir(cwd, plan.identity)
+        to_close.append(dir_fd)
+        cwd = f"/proc/self/fd/{dir_fd}"
     try:
         stdin: int | None
         if plan.stdin_fd is not None:
@@ -374,7 +389,7 @@ def launch(plan: SpawnPlan) -> Launched:
                 stderr=stderr,
                 close_fds=True,
                 pass_fds=plan.pass_fds,
-                cwd=plan.cwd,
+                cwd=cwd,
                 env=plan.env,
                 start_new_session=True,
                 umask=plan.umask,
@@ -384,6 +399,8 @@ def launch(plan: SpawnPlan) -> Launched:
             # Only our preexec_fn can fail this way: it sets rlimits and ids.
             raise SpawnError("rlimits", {r.name: r.value for r in plan.rlimits}, str(exc)) from None
         except OSError as exc:
+            if cwd != plan.cwd and getattr(exc, "filename", None) == cwd:
+                exc.filename = plan.cwd  # the directory by the name it was given
             raise _map_oserror(exc, plan) from None
         # From here on the pid is ours alone: reaping goes through pidfd/waitid in
         # _process.py. Mark the Popen finished so its finaliser neither warns nor reaps it.
@@ -397,6 +414,10 @@ def launch(plan: SpawnPlan) -> Launched:
     finally:
         for fd in to_close:
             os.close(fd)
+
+
+# Where a child can reach a directory descriptor of ours by path before exec (magic links).
+_PROC_FD = os.path.isdir("/proc/self/fd")
 
 
 def _map_oserror(exc: OSError, plan: SpawnPlan) -> SpawnError:

@@ -1,0 +1,340 @@
+"""Attacks on the control channel's authorization rule by a real unprivileged user.
+
+circusd runs as root; every attack is sent by a client process running as ``nobody`` (uid
+65534), against (a) an ipc endpoint whose ``endpoint_owner`` is nobody, (b) the default
+loopback tcp endpoint without CURVE, (c) tcp with CURVE where nobody holds no authorized key.
+An attack wins if it gets anything run as root or as another user, a root-owned file written,
+a secret read that nobody could not read otherwise, or a watcher stopped or changed beyond
+nobody's role. Each test asserts the attack loses.
+
+The client runs on the system's python of the same version with the venv's site-packages
+(the venv's interpreter lives under /root, which ``nobody`` cannot enter).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from circus.ctl import CircusClient
+from circus.ctl.errors import CallTimeout, DaemonUnreachable
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (circusd as root, a nobody client)"),
+]
+
+NOBODY = 65534
+SITE = sysconfig.get_paths()["purelib"]
+SYSTEM_PY = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+CLIENT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1"}
+if os.environ.get("PYTHONPATH"):  # a source tree given to circusd is the clients' too
+    CLIENT_ENV["PYTHONPATH"] = os.environ["PYTHONPATH"]
+SECRET = "circusd-only-s3cr3t"
+
+# Requests in order over one connection; each answer, or {"raw": ...} for raw frames.
+CLIENT = r"""
+import json, site, sys
+site.addsitedir(sys.argv[1])
+from circus.ctl import CircusClient
+endpoint, requests, options = sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+answers = []
+with CircusClient(endpoint, timeout=20, check=False, **options) as client:
+    for command, props in requests:
+        answers.append(client.call(command, props))
+print(json.dumps(answers))
+"""
+
+# Raw multipart messages on a DEALER: each item is a list of frames (strings); one answer
+# (the frames, decoded) per message, or None when nothing came back within 3 s.
+RAW_CLIENT = r"""
+import json, site, sys
+site.addsitedir(sys.argv[1])
+import zmq
+endpoint, messages = sys.argv[2], json.loads(sys.argv[3])
+ctx = zmq.Context()
+sock = ctx.socket(zmq.DEALER)
+sock.linger = 0
+sock.connect(endpoint)
+answers = []
+for frames in messages:
+    sock.send_multipart([f.encode() for f in frames])
+    if sock.poll(3000):
+        answers.append([f.decode(errors="replace") for f in sock.recv_multipart()])
+    else:
+        answers.append(None)
+sock.close()
+ctx.term()
+print(json.dumps(answers))
+"""
+
+
+def run_as_nobody(python: str, script: str, *args: str) -> Any:
+    """Run ``script`` as nobody (no supplementary groups); its JSON output."""
+    done = subprocess.run(
+        [python, "-c", script, SITE, *args],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        capture_output=True,
+        cwd="/",
+        env=CLIENT_ENV,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+def as_nobody(
+    python: str, endpoint: str, *requests: tuple[str, dict[str, Any]], **client: Any
+) -> list[dict[str, Any]]:
+    """Send ``requests`` in order from one client process running as nobody; the answers."""
+    answers: list[dict[str, Any]] = run_as_nobody(
+        python, CLIENT, endpoint, json.dumps(requests), json.dumps(client)
+    )
+    return answers
+
+
+@pytest.fixture(scope="module")
+def nobody_python() -> str:
+    """The interpreter the nobody client runs on (skip when there is none it can use)."""
+    try:
+        pwd.getpwuid(NOBODY)
+    except KeyError:
+        pytest.skip("no user with uid 65534")
+    if not os.access(SYSTEM_PY, os.X_OK):
+        pytest.skip(f"{SYSTEM_PY} (the venv's python version, reachable by nobody) is missing")
+    probe = subprocess.run(
+        [SYSTEM_PY, "-c", f"import site; site.addsitedir({SITE!r}); import zmq, circus.ctl"],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        capture_output=True,
+        cwd="/",
+        env=CLIENT_ENV,
+        timeout=60,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"nobody cannot import circus.ctl: {probe.stderr.decode()[-300:]}")
+    return SYSTEM_PY
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A temp dir nobody can enter (pytest's own is under a 0700 directory), with ``out/``
+    (0777, where watchers leave markers) and ``rootonly/`` (0700) holding ``pub/`` (0755)
+    and ``pub/secret.txt`` (0644): readable by anyone who could reach it, nobody cannot."""
+    path = Path(tempfile.mkdtemp(prefix="circus-authz-attack-"))
+    path.chmod(0o755)
+    (path / "out").mkdir()
+    (path / "out").chmod(0o777)
+    (path / "rootonly").mkdir(mode=0o700)
+    (path / "rootonly/pub").mkdir(mode=0o755)
+    (path / "rootonly/pub/secret.txt").write_text(SECRET + "\n")
+    (path / "rootonly/pub/secret.txt").chmod(0o644)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def refused(answer: dict[str, Any], command: str) -> None:
+    assert answer["status"] == "error", answer
+    assert answer["errno"] == 3, answer
+    assert answer["reason"].startswith("permission denied:"), answer
+    assert repr(command) in answer["reason"], answer
+
+
+def uids_of(pids: list[int]) -> set[int]:
+    return {psutil.Process(pid).uids().real for pid in pids}
+
+
+def tcp_daemon(circusd: Any, e2e: Any, body: str, host: str = "127.0.0.1") -> Any:
+    daemon = circusd(start=False)
+    daemon.endpoint = f"tcp://{host}:{_free_port()}"
+    daemon.pubsub = f"tcp://127.0.0.1:{_free_port()}"
+    daemon.write(body)
+    daemon.start(wait=False)
+
+    def answers() -> bool:
+        assert daemon.proc.poll() is None, daemon.output()
+        try:
+            with CircusClient(daemon.endpoint, timeout=1, check=False) as client:
+                return client.call("numwatchers").get("status") == "ok"
+        except (CallTimeout, DaemonUnreachable):
+            return False
+
+    e2e.wait(answers, 20, "circusd to answer on tcp")
+    return daemon
+
+
+def root_call(daemon: Any, command: str, **props: Any) -> dict[str, Any]:
+    """One command from this (root) process, whatever the endpoint."""
+    with CircusClient(daemon.endpoint, timeout=20, check=False) as client:
+        return client.call(command, props)
+
+
+OWNER_CONFIG = """
+[circus]
+endpoint_owner = nobody
+
+[watcher:victim]
+cmd = sleep 300
+
+[watcher:mine]
+cmd = sleep 300
+uid = nobody
+"""
+
+
+# ------------------------------------------------------------------ the owner, on ipc
+
+
+def test_owner_env_cannot_expand_circusd_environment(
+    circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$NAME`` in an ``env`` value is filled from circusd's own environment: the owner
+    would read what ``copy_env`` is refused for."""
+    monkeypatch.setenv("CIRCUSD_SECRET", SECRET)
+    daemon = circusd(OWNER_CONFIG)
+    out = tmp_path / "out"
+    leak = f"sh -c 'echo \"$LEAK\" > {out}/$(circus.wid).leak; exec sleep 300'"
+    answers = as_nobody(
+        nobody_python,
+        daemon.endpoint,
+        (
+            "add",
+            {
+                "name": "leaky",
+                "cmd": leak,
+                "options": {"uid": "nobody", "env": {"LEAK": "[$CIRCUSD_SECRET]"}},
+                "start": True,
+                "waiting": True,
+            },
+        ),
+        (
+            "set",
+            {
+                "name": "mine",
+                "options": {"cmd": leak, "env": {"LEAK": "<$CIRCUSD_SECRET>"}},
+                "waiting": True,
+            },
+        ),
+    )
+    for answer, command in zip(answers, ("add", "set"), strict=True):
+        if answer["status"] == "ok":
+            continue  # accepted: then the children must not get the secret
+        refused(answer, command)
+        assert "$CIRCUSD_SECRET" in answer["reason"], answer
+    if answers[1]["status"] == "ok":
+        e2e.wait(lambda: daemon.pids("mine"), 20)
+    if any(a["status"] == "ok" for a in answers):
+        e2e.wait(lambda: list(out.glob("*.leak")), 20, "a worker to start")
+    for path in out.glob("*.leak"):
+        e2e.wait(lambda p=path: p.read_text().endswith("\n"), 20)
+        assert SECRET not in path.read_text()
+
+
+def test_owner_working_dir_stays_where_the_owner_can_go(
+    circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
+) -> None:
+    """The child changes directory *before* dropping to the owner's uid: a working_dir the
+    owner cannot reach is refused, also through a symlink the owner planted (before: the
+    link's own directory was checked, and the child entered root-only ``rootonly/pub``)."""
+    daemon = circusd(OWNER_CONFIG)
+    out = tmp_path / "out"
+    door = out / "door"
+    door.symlink_to(tmp_path / "rootonly/pub")
+    os.lchown(door, NOBODY, NOBODY)  # as nobody could have made it: out/ is 0777
+    steal = f"sh -c 'cat secret.txt > {out}/stolen.$(circus.wid) 2>&1; exec sleep 300'"
+    add: list[tuple[str, dict[str, Any]]] = [
+        (
+            "add",
+            {
+                "name": name,
+                "cmd": steal,
+                "options": {"uid": "nobody", "working_dir": str(path)},
+                "start": True,
+                "waiting": True,
+            },
+        )
+        for name, path in (("direct", tmp_path / "rootonly/pub"), ("symlink", door))
+    ]
+    answers = as_nobody(nobody_python, daemon.endpoint, *add)
+    for answer, name in zip(answers, ("direct", "symlink"), strict=True):
+        if answer["status"] == "ok":  # started: wait for what its worker could read
+            e2e.wait(lambda n=name: daemon.pids(n), 20)
+            e2e.wait(lambda: list(out.glob("stolen.*")), 20, "the worker's marker")
+            continue
+        assert "working_dir" in answer["reason"], answer
+        assert "not searchable by uid 65534" in answer["reason"], answer
+        assert not daemon.pids(name)
+    for path in out.glob("stolen.*"):
+        e2e.wait(lambda p=path: p.read_text(), 20)
+        assert SECRET not in path.read_text()
+    assert [a["status"] for a in answers] == ["error", "error"], answers
+
+
+def test_working_dir_swapped_for_a_symlink_after_the_check(tmp_path: Path) -> None:
+    """A directory the owner controls, checked at plan time, replaced by a symlink to a
+    root-only place before the fork: the child must not start there (it changes directory
+    as root; before, it followed the new link)."""
+    from circus.process import SpawnError
+    from circus.process._spawn import launch, plan_spawn
+
+    out = tmp_path / "out"
+    mine = out / "mine"
+    mine.mkdir()
+    os.chown(mine, NOBODY, NOBODY)
+    marker = out / "stolen"
+    plan = plan_spawn(
+        cmd=f"sh -c 'cat secret.txt > {marker} 2>&1'",
+        args=None,
+        wid=1,
+        working_dir=str(mine),
+        shell=False,
+        shell_args=None,
+        uid=NOBODY,
+        gid=None,
+        env={"PATH": "/usr/bin:/bin"},
+        copy_env=False,
+        rlimits=None,
+        executable=None,
+        use_fds=False,
+        sockets=None,
+        template_vars=None,
+        umask=None,
+        stdin_fd=None,
+        close_child_stdin=True,
+        close_child_stdout=True,
+        close_child_stderr=True,
+        pipe_stdout=False,
+        pipe_stderr=False,
+    )
+    mine.rename(out / "gone")  # what nobody may do in its own 0777 directory
+    mine.symlink_to(tmp_path / "rootonly/pub")
+    try:
+        launched = launch(plan)
+    except SpawnError as exc:
+        assert exc.option == "working_dir", exc
+        assert not marker.exists()
+        return
+    _, status = os.waitpid(launched.pid, 0)
+    assert SECRET not in marker.read_text(), "the child read a root-only directory"
+    raise AssertionError(f"spawned in a swapped working_dir (status {status})")
