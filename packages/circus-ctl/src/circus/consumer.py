@@ -37,5 +37,6 @@ class CircusConsumer(_CircusConsumer):
                 continue
             yield frames[0], frames[1]
 
+    # Raw frames where the base class yields decoded messages: 0.19's contract, on purpose.
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[override]
         return self.iter_messages()

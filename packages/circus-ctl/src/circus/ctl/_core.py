@@ -207,6 +207,7 @@ def connect(
         )
     from zmq import ssh
 
+    # pyzmq's stub says a stdlib socket.socket; the function takes (and we pass) a zmq socket.
     ssh.tunnel_connection(socket, endpoint, ssh_server, keyfile=ssh_keyfile)  # type: ignore[call-overload]
 
 
