@@ -100,8 +100,7 @@ _PID = Prop("pid", ("int", "str"), help="process id (the 0.19 CLI sends a string
 _SIGNUM = Prop("signum", ("int", "str"), help="signal number or name (HUP, SIGHUP, ...)")
 
 
-def _cmd(*args: object, **kwargs: object) -> CommandSpec:
-    return CommandSpec(*args, **kwargs)  # type: ignore[arg-type]
+_cmd = CommandSpec  # a short name for the table below
 
 
 _TABLE: tuple[CommandSpec, ...] = (

@@ -34,6 +34,8 @@ class ProtocolError(CtlError):
         super().__init__(reason)
         self.reason = reason
         self.errno = errno
+        self.request_id: Any = None  # the request's id, when decode_request could read it
+        self.cast = False  # the sender asked for no answer
 
 
 class CallError(CtlError):

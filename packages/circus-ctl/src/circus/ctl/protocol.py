@@ -227,8 +227,8 @@ def decode_request(frame: bytes | str) -> Request:
             raise ProtocolError("invalid message. use a pub/sub socket", Errno.MESSAGE_ERROR)
         props = validate_properties(spec, message.get("properties"))
     except ProtocolError as exc:
-        exc.request_id = request_id  # type: ignore[attr-defined]
-        exc.cast = cast  # type: ignore[attr-defined]
+        exc.request_id = request_id
+        exc.cast = cast
         raise
     return Request(spec.name, props, request_id, cast, spec)
 
