@@ -194,3 +194,25 @@ def test_threaded_arbiter_wraps_an_arbiter(endpoints: dict[str, str], make_sleep
     assert arbiter.get_watcher("sleeper").pids == []
     with pytest.raises(TypeError):
         ThreadedArbiter(arbiter, endpoint="ipc://elsewhere")
+
+
+def test_from_settings_runs_what_it_is_given(endpoints: dict[str, str], make_sleeper: Any) -> None:
+    from circus.arbiter import ArbiterSettings
+
+    settings = ArbiterSettings(**endpoints, unauthenticated_access="OPERATE")
+    assert settings.unauthenticated_access == "operate"
+    with pytest.raises(ArbiterError, match="unauthenticated_access"):
+        ArbiterSettings(unauthenticated_access="everything")
+    with pytest.raises(ValueError, match="stats_interval"):
+        ArbiterSettings(stats_interval=0.0)
+
+    async def main() -> None:
+        arbiter = Arbiter.from_settings(settings, watchers=[make_sleeper()])
+        await arbiter.start_async()
+        try:
+            assert arbiter.unauthenticated_access == "operate"
+            assert len(arbiter.get_watcher("sleeper").pids) == 1
+        finally:
+            await arbiter.stop()
+
+    asyncio.run(main())

@@ -23,11 +23,13 @@ if TYPE_CHECKING:
         NotFoundError,
         UpstreamCircusInstalled,
     )
+    from ._settings import ArbiterSettings
     from ._threaded import ThreadedArbiter
 
 __all__ = [
     "Arbiter",
     "ArbiterError",
+    "ArbiterSettings",
     "CommandError",
     "ConflictError",
     "CurveSettings",
@@ -42,6 +44,7 @@ _LAZY = {
     "Arbiter": "._arbiter",
     "ThreadedArbiter": "._threaded",
     "get_arbiter": "._embed",
+    "ArbiterSettings": "._settings",
     "CurveSettings": "._curve",
     "ArbiterError": "._errors",
     "CommandError": "._errors",

@@ -36,6 +36,7 @@ from ._plugin_set import PluginSet, check_dashboard
 from ._settings import (
     DEFAULT_ENDPOINT,
     DEFAULT_PUBSUB_ENDPOINT,
+    DEFAULT_STATS_ENDPOINT,
     ArbiterSettings,
     ignored_options,
 )
@@ -46,7 +47,6 @@ __all__ = ["Arbiter"]
 log = logging.getLogger("circus.arbiter")
 
 _KEEP: Any = object()  # apply_daemon_options: keep the running CURVE options
-_DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
 
 
 class Arbiter(ArbiterAPI):
@@ -135,7 +135,7 @@ class Arbiter(ArbiterAPI):
             endpoint=endpoint,
             pubsub_endpoint=pubsub_endpoint,
             # as upstream's get_arbiter: statsd on without an endpoint uses the default one
-            stats_endpoint=stats_endpoint or (_DEFAULT_STATS_ENDPOINT if statsd else None),
+            stats_endpoint=stats_endpoint or (DEFAULT_STATS_ENDPOINT if statsd else None),
             stats_interval=stats_interval,
             multicast_endpoint=multicast_endpoint or "",
             endpoint_owner=endpoint_owner,

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from ._curve import config_options
-from ._settings import ArbiterSettings
+from ._settings import DEFAULT_STATS_ENDPOINT, ArbiterSettings
 
 __all__ = [
     "parts_from_config",
@@ -18,8 +18,6 @@ __all__ = [
     "stats_enabled",
     "DEFAULT_STATS_ENDPOINT",
 ]
-
-DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
 
 
 def stats_enabled(daemon: Any) -> bool:

@@ -20,10 +20,17 @@ from ._authz import parse_access
 from ._errors import ArbiterError
 from ._limits import check_arbiter_args
 
-__all__ = ["DEFAULT_ENDPOINT", "DEFAULT_PUBSUB_ENDPOINT", "ArbiterSettings", "ignored_options"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "DEFAULT_PUBSUB_ENDPOINT",
+    "DEFAULT_STATS_ENDPOINT",
+    "ArbiterSettings",
+    "ignored_options",
+]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_PUBSUB_ENDPOINT = "tcp://127.0.0.1:5556"
+DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"  # with statsd on and no stats_endpoint
 
 
 @dataclass(frozen=True)
