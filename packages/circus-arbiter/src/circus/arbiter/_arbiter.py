@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq.asyncio
 
@@ -41,6 +41,9 @@ from ._settings import (
     ignored_options,
 )
 from ._watcher_set import WatcherSet
+
+if TYPE_CHECKING:
+    from ._pidfile import Pidfile
 
 __all__ = ["Arbiter"]
 
@@ -241,7 +244,7 @@ class Arbiter(ArbiterAPI):
         self.started_at: float | None = None
         self._initial = list(watchers)
         self._ignored = ignored_options(settings)
-        self._pidfile: Any = None
+        self._pidfile: Pidfile | None = None
         self._exit: asyncio.Event | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()

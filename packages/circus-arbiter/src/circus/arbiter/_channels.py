@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -31,6 +31,10 @@ from ._curve import CurveServer, CurveSwitch, start_curve
 from ._errors import ArbiterError
 from ._publisher import Publisher
 from ._settings import ArbiterSettings
+
+if TYPE_CHECKING:  # imported where used: only a stats or multicast endpoint needs them
+    from ._discovery import Discovery
+    from ._stats import Snapshot, StatsPublisher
 
 __all__ = ["Channels", "Moved"]
 
@@ -42,7 +46,8 @@ _T = TypeVar("_T")
 class _Listener(Protocol):
     """A channel object whose socket listens on ``endpoint`` (see ``Publisher``)."""
 
-    endpoint: str
+    @property
+    def endpoint(self) -> str: ...
 
     @property
     def bound(self) -> bool: ...
@@ -80,10 +85,10 @@ class Channels:
         self.publisher: Publisher | None = None
         self.controller: Controller | None = None
         self._retiring: set[Controller] = set()
-        self.stats: Any = None  # StatsPublisher, imported only with a stats endpoint
-        self.discovery: Any = None  # Discovery, imported only with a multicast endpoint
+        self.stats: StatsPublisher | None = None
+        self.discovery: Discovery | None = None
         self._commands: Any = None
-        self._stats_source: Callable[[], Any] | None = None
+        self._stats_source: Callable[[], Snapshot] | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -129,7 +134,7 @@ class Channels:
 
     # ------------------------------------------------------------------ start and stop
 
-    def open(self, commands: Any, stats_source: Callable[[], Any]) -> None:
+    def open(self, commands: Any, stats_source: Callable[[], Snapshot]) -> None:
         """Start CURVE (refusing exposed endpoints without it), bind the events and control
         endpoints. The control channel serves only after :meth:`serve`.
 
@@ -233,7 +238,7 @@ class Channels:
 
         publisher: Publisher | None = None
         controller: Controller | None = None
-        stats_pub: Any = None
+        stats_pub: StatsPublisher | None = None
         running = {old.pubsub_endpoint, old.endpoint, old.stats_endpoint}
         undo: list[Callable[[], Any]] = []
         in_place = partial(_in_place, running, old.endpoint_owner, undo)
@@ -349,7 +354,7 @@ class Channels:
         # Publisher, CURVE and stats use plain (non-asyncio) sockets of the same context.
         return zmq.Context.shadow(self.context.underlying)
 
-    def _new_stats(self, endpoint: str, owner: str | None) -> Any:
+    def _new_stats(self, endpoint: str, owner: str | None) -> StatsPublisher:
         from ._stats import StatsPublisher
 
         assert self._stats_source is not None
