@@ -8,7 +8,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from circus.process import Process, ProcessError, SpawnError
+from circus.process import (
+    Process,
+    ProcessError,
+    ProcessGoneError,
+    ProcessStateError,
+    SpawnError,
+)
 
 
 def open_fds() -> set[int]:
@@ -93,16 +99,24 @@ def test_exec_failure_in_child_maps_to_cmd(tmp_path: Path, nothing_left_behind) 
 
 def test_spawning_twice_is_refused(spawn) -> None:
     proc = spawn("true")
-    with pytest.raises(ProcessError):
+    with pytest.raises(ProcessStateError, match="already spawned"):
         proc.spawn()
     proc.wait(10)
 
 
 def test_unspawned_process_refuses_waiting() -> None:
     proc = Process("x", 1, "true", spawn=False)
-    with pytest.raises(ProcessError):
+    with pytest.raises(ProcessStateError, match="not spawned"):
         proc.wait()
     assert proc.poll() is None and not proc.is_alive()
+
+
+def test_info_of_an_exited_process_says_it_is_gone(spawn) -> None:
+    proc = spawn("true")
+    proc.wait(10)
+    with pytest.raises(ProcessGoneError, match=r"^No such process \(stopped\?\)$") as info:
+        proc.info()
+    assert isinstance(info.value, ProcessStateError) and isinstance(info.value, ProcessError)
 
 
 def test_out_of_descriptors_is_a_spawn_error(nothing_left_behind) -> None:

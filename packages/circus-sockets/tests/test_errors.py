@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from circus.sockets import CircusSocket, SocketError, SocketManager
+from circus.sockets import CircusSocket, SocketError, SocketManager, SocketOptionError
 
 
 def _open_fds() -> set[str]:
@@ -24,6 +24,7 @@ def test_port_in_use(manager: SocketManager) -> None:
     assert f"socket 'second' (127.0.0.1:{first.port})" in str(err)
     assert "address already in use" in str(err)
     assert not second.bound
+    assert not isinstance(err, SocketOptionError)  # the OS refused, the options were fine
 
 
 def test_bad_host() -> None:
@@ -103,8 +104,9 @@ def test_unix_path_in_unwritable_folder(tmp_path: Path) -> None:
 )
 def test_bad_options_name_socket_and_address(options: dict[str, object], message: str) -> None:
     before = _open_fds()
-    with pytest.raises(SocketError) as info:
+    with pytest.raises(SocketOptionError) as info:
         CircusSocket("bad", host="127.0.0.1", **options)  # type: ignore[arg-type]
+    assert isinstance(info.value, SocketError) and isinstance(info.value, ValueError)
     assert message in str(info.value)
     assert str(info.value).startswith("socket 'bad'")
     assert _open_fds() == before

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -29,7 +28,7 @@ from circus.ctl.protocol import Errno, decode_request, error_answer, ok_answer
 from ._commands import run_command
 from ._connguard import guard
 from ._endpoints import bind_again, bind_endpoint, release, remove_ipc
-from ._errors import CommandError
+from ._errmap import answer_for
 from ._peers import MessagePeer
 from ._wire import encode
 
@@ -190,8 +189,6 @@ class Controller:
             result = await run_command(
                 self.commands, request.command, request.properties, peer=peer
             )
-        except CommandError as exc:
-            answer = error_answer(msg_id, exc.reason, exc.errno)
         except Exception as exc:
             answer = self._translate(msg_id, payload, exc)
         else:
@@ -207,22 +204,11 @@ class Controller:
 
     @staticmethod
     def _translate(msg_id: object, payload: bytes, exc: Exception) -> dict[str, Any]:
-        # The one seam where lower layers' exceptions become answers: their messages already
-        # name the option/process/socket, so no traceback is sent for them.
-        module = type(exc).__module__
-        if module.startswith(("circus.watcher", "circus.process", "circus.sockets")):
-            bad_input = isinstance(exc, ValueError | LookupError)
-            errno = Errno.MESSAGE_ERROR if bad_input else Errno.COMMAND_ERROR
-            return error_answer(msg_id, str(exc) or type(exc).__name__, errno)
-        if isinstance(exc, OSError):
-            return error_answer(msg_id, str(exc), Errno.OS_ERROR)
-        log.error("command %r failed", payload[:200], exc_info=exc)
-        return error_answer(
-            msg_id,
-            f"command {payload!r}: {exc}",
-            Errno.COMMAND_ERROR,
-            "".join(traceback.format_exception(exc)),
-        )
+        # The one seam where exceptions become answers, by class (the table in _errmap).
+        (errno, reason, tb), unexpected = answer_for(exc, payload)
+        if unexpected:
+            log.error("command %r failed", payload[:200], exc_info=exc)
+        return error_answer(msg_id, reason, errno, tb)
 
     def _send(self, identity: bytes, envelope: list[bytes], answer: dict[str, Any]) -> None:
         if self._socket is None:

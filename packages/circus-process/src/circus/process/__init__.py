@@ -14,7 +14,7 @@ from ._cgroup import (
     tree_tracking_reason,
 )
 from ._children import children_of, is_child_of
-from ._errors import ProcessError, SpawnError, StreamError
+from ._errors import ProcessError, ProcessGoneError, ProcessStateError, SpawnError, StreamError
 from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
 from ._redirector import Observer, OutputRedirector
@@ -38,6 +38,8 @@ __all__ = [
     "OutputRedirector",
     "Process",
     "ProcessError",
+    "ProcessGoneError",
+    "ProcessStateError",
     "ProcessTree",
     "SpawnError",
     "StreamError",

@@ -1,14 +1,32 @@
-"""Exceptions raised by circus.process."""
+"""Exceptions raised by circus.process.
+
+Every one derives from :class:`ProcessError`; each subclass says what kind of failure it is:
+a child that could not be started (:class:`SpawnError`, with the OS error behind it), a bad
+stream option (:class:`StreamError`), a call the process's state does not allow
+(:class:`ProcessStateError`), a process that is no longer running (:class:`ProcessGoneError`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ProcessError", "SpawnError", "StreamError"]
+__all__ = ["ProcessError", "ProcessGoneError", "ProcessStateError", "SpawnError", "StreamError"]
 
 
 class ProcessError(Exception):
     """Base class of every error circus.process raises on purpose."""
+
+
+class ProcessStateError(ProcessError):
+    """The call does not fit the process's state: spawned twice, asked about before its
+    spawn, or watched from a second event loop."""
+
+
+class ProcessGoneError(ProcessStateError):
+    """The process has exited (or was never spawned), so there is nothing to read about it.
+
+    The message is upstream's answer for that case: ``No such process (stopped?)``.
+    """
 
 
 class SpawnError(ProcessError):

@@ -160,18 +160,18 @@ def process_info(process: Process) -> dict[str, Any]:
     started, cmdline, children, wid.
 
     Raises:
-        ProcessError: the process is gone; its message is upstream's answer for that case.
+        ProcessGoneError: the process is gone; its message is upstream's answer for that case.
     """
     import psutil
 
-    from ._errors import ProcessError
+    from ._errors import ProcessGoneError
 
     if process.pid is None or process.returncode is not None:
-        raise ProcessError(GONE)
+        raise ProcessGoneError(GONE)
     try:
         info = get_info(_psutil_of(process))
     except psutil.NoSuchProcess:
-        raise ProcessError(GONE) from None
+        raise ProcessGoneError(GONE) from None
     info["age"] = time.time() - (process.started or time.time())
     info["started"] = process.started
     info["wid"] = process.wid

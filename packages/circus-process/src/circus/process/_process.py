@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import _cgroup, _mux
-from ._errors import ProcessError
+from ._errors import ProcessStateError
 from ._exitwatch import unwatch_exit, watch_exit
 from ._reaping import registry, try_reap
 from ._spawn import SpawnPlan, launch, plan_spawn
@@ -230,9 +230,10 @@ class Process:
         )
 
     def spawn(self) -> None:
-        """Start the child. Raises SpawnError (nothing left behind) or ProcessError if started."""
+        """Start the child. Raises SpawnError (nothing left behind), or ProcessStateError if
+        it was already started."""
         if self.pid is not None:
-            raise ProcessError(f"{self!r} was already spawned")
+            raise ProcessStateError(f"{self!r} was already spawned")
         plan = self._plan()
         leaf = _cgroup.new_leaf() if self.exact_tree else None
         try:
@@ -260,7 +261,7 @@ class Process:
 
     def _require_pid(self) -> int:
         if self.pid is None:
-            raise ProcessError(f"{self!r} was not spawned")
+            raise ProcessStateError(f"{self!r} was not spawned")
         return self.pid
 
     @property
@@ -333,7 +334,7 @@ class Process:
             if self._watch_loop is loop:
                 return
             if self._watch_loop is not None and not self._watch_loop.is_closed():
-                raise ProcessError(f"{self!r} is already watched by another event loop")
+                raise ProcessStateError(f"{self!r} is already watched by another event loop")
             self._unwatch()
         self._watch_loop = loop
         if self.pidfd is not None:
@@ -578,7 +579,8 @@ class Process:
         started, cmdline, children, wid; a field psutil may not read is ``"N/A"``.
 
         Raises:
-            ProcessError: the process is gone (message: upstream's "No such process (stopped?)").
+            ProcessGoneError: the process is gone (message: upstream's "No such process
+                (stopped?)").
         """
         from ._info import process_info
 

@@ -8,7 +8,7 @@ package README for a runnable example and ``python -m circus.sockets.serve``.
 
 from __future__ import annotations
 
-from ._errors import SocketError
+from ._errors import SocketError, SocketOptionError
 from ._manager import ChildSockets, SocketManager
 from ._socket import CircusSocket
 from ._systemd import LISTEN_FDS_START, listen_fds
@@ -18,6 +18,7 @@ __all__ = [
     "ChildSockets",
     "CircusSocket",
     "SocketError",
+    "SocketOptionError",
     "SocketManager",
     "listen_fds",
 ]

@@ -1,6 +1,9 @@
-"""The exception raised by circus.sockets."""
+"""The exceptions raised by circus.sockets: :class:`SocketError`, and
+:class:`SocketOptionError` for a bad option."""
 
 from __future__ import annotations
+
+__all__ = ["SocketError", "SocketOptionError"]
 
 
 class SocketError(Exception):
@@ -29,3 +32,8 @@ class SocketError(Exception):
         label = f"socket {name!r}" if name else "socket"
         where = f" ({address})" if address else ""
         super().__init__(f"{label}{where}: {message}")
+
+
+class SocketOptionError(SocketError, ValueError):
+    """A socket option has a bad value or name, or the options do not fit together (a unix
+    socket without a path, ``so_reuseport`` on a unix socket...). Nothing was created."""

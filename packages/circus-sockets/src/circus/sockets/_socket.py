@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _options as opt
-from ._errors import SocketError
+from ._errors import SocketError, SocketOptionError
 from ._unix import FileId, bind_unix, prepare_path, remove_if_ours
 
 _OPTION_NAMES = (
@@ -116,12 +116,12 @@ class CircusSocket(socket.socket):
             self.so_reuseport = opt.parse_bool(so_reuseport)
             self.blocking = opt.parse_bool(blocking)
         except ValueError as exc:
-            raise SocketError(str(exc), name=self.name, address=raw_address) from None
+            raise SocketOptionError(str(exc), name=self.name, address=raw_address) from None
         self.interface = str(interface) if interface else None
         if sock_family == socket.AF_UNIX and not self.path:
-            raise SocketError("family AF_UNIX needs a path", name=self.name)
+            raise SocketOptionError("family AF_UNIX needs a path", name=self.name)
         if self.so_reuseport and sock_family == socket.AF_UNIX:
-            raise SocketError(
+            raise SocketOptionError(
                 "so_reuseport needs an IP socket, not a unix path",
                 name=self.name,
                 address=self.location,
@@ -129,7 +129,7 @@ class CircusSocket(socket.socket):
         if self.so_reuseport and sock_type not in opt.LISTENING_TYPES and self.port == 0:
             # A reserved datagram socket would steal datagrams from the children, so it is
             # never bound and an ephemeral port could not be shared between them.
-            raise SocketError(
+            raise SocketOptionError(
                 "so_reuseport on a datagram socket needs a fixed port",
                 name=self.name,
                 address=self.location,
@@ -169,7 +169,7 @@ class CircusSocket(socket.socket):
             else:
                 unknown.append(key)
         if unknown and strict:
-            raise SocketError(
+            raise SocketOptionError(
                 f"unknown option(s) {', '.join(sorted(unknown))}; valid options: "
                 + ", ".join(_OPTION_NAMES),
                 name=name,

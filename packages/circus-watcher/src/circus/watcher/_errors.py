@@ -118,3 +118,10 @@ class ProcessNotFoundError(WatcherError, LookupError):
 
 class SpawnFailedError(WatcherError):
     """A process could not be created after ``max_retry`` attempts."""
+
+
+class ResourceShortage(WatcherError):
+    """A spawn failed for want of descriptors, processes or memory; worth trying later.
+
+    The watcher catches it itself and spawns the missing processes later (``_spawning``).
+    """

@@ -29,7 +29,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from ._child_sockets import is_reuseport
-from ._errors import OptionError, ProcessNotFoundError, SpawnFailedError, WatcherError
+from ._errors import (
+    OptionError,
+    ProcessNotFoundError,
+    ResourceShortage,
+    SpawnFailedError,
+    WatcherError,
+)
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
 from ._hooks import Hook, resolve_all
@@ -38,7 +44,7 @@ from ._output import OutputPump
 from ._policy import RestartPolicy
 from ._procs import ProcessFactory, ProcessLike, socket_fd
 from ._settings import SettingsMixin
-from ._spawning import ResourceShortage, SpawningMixin, logger
+from ._spawning import SpawningMixin, logger
 from ._stopping import StoppingMixin
 from ._wids import WidPool
 
