@@ -1,5 +1,5 @@
 """circus.arbiter.config stays import-light: no zmq, tornado, psutil, asyncio or lower layers,
-except the watcher's ceilings table (its package imports nothing else on its own)."""
+except the watcher's ceilings table, its option table and its parsers (standard library only)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from circus.arbiter.config import load_config
 load_config({str(EXAMPLE)!r}, environ={{}})
 heavy = ("zmq", "tornado", "psutil", "asyncio", "circus.watcher", "circus.sockets",
          "circus.process", "circus.ctl")
-allowed = ("circus.watcher", "circus.watcher._limits", "circus.watcher._errors")
+allowed = ("circus.watcher", "circus.watcher._limits", "circus.watcher._errors",
+           "circus.watcher._options", "circus.watcher._option_types", "circus.watcher._convert")
 print(sorted(name for name in sys.modules if name not in allowed and (
     name.split(".")[0] in heavy or any(name == h or name.startswith(h + ".") for h in heavy))))
 """

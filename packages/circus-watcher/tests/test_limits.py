@@ -123,10 +123,11 @@ def test_echoed_values_are_cut_short() -> None:
 
 
 def test_the_table_is_the_single_source_of_the_words() -> None:
-    from circus.watcher._options import SPECS
+    from circus.watcher import OPTIONS
 
-    for name, spec in SPECS.items():
+    for name, spec in OPTIONS.items():
         if name in LIMITS:
+            assert spec.ceiling is LIMITS[name], name
             assert f"{int(LIMITS[name].high)}" in spec.expected, name
 
 

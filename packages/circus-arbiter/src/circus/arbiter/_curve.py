@@ -32,6 +32,7 @@ from typing import Any
 
 import zmq
 from circus.ctl.keys import ClientCurve, KeyFileError, load_public, load_secret
+from circus.watcher import parse_bool
 
 from ._errors import ArbiterError
 
@@ -52,9 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("circus.arbiter")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 # endpoint -> the CURVE server that must secure it (sockets are bound in several modules;
 # bind_endpoint asks here). Process-wide, since endpoints are.
@@ -97,13 +95,16 @@ class CurveSettings:
             return str(resolved)
 
         raw = str(options.get("insecure_bind", "false")).strip().lower()
-        if raw not in _TRUE | _FALSE:
-            raise ArbiterError(f"[circus] insecure_bind = {raw!r}: expected true or false")
+        try:
+            insecure = parse_bool(raw) if raw else False
+        except ValueError:
+            message = f"[circus] insecure_bind = {raw!r}: expected true or false"
+            raise ArbiterError(message) from None
         return cls.make(
             path("curve_secret_key"),
             path("curve_public_key"),
             path("curve_authorized_keys"),
-            raw in _TRUE,
+            insecure,
         )
 
     @classmethod

@@ -1,5 +1,7 @@
 """Server-side validation of ``set``/``add`` options (spec/protocol.md §1.6, "set validation").
 
+The keys and the JSON type each one requires come from the watcher's one option table
+(``circus.watcher.OPTIONS``, its ``wire`` column); this module only words the answers.
 Messages match upstream's (``'numprocesses' isn't an integer``, ``unknown key 'bogus'``) so
 clients that parse them keep working. Every value is then held to its ceiling
 (``circus.watcher.LIMITS``) before any option is applied, so a refused ``set`` changes nothing.
@@ -11,7 +13,7 @@ import resource
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from circus.watcher import shorten
+from circus.watcher import HOOK_NAMES, OPTIONS, RESPAWN_MODES, OptionError, OptionSpec, shorten
 
 from ._errors import MessageError
 from ._limits import check_property
@@ -19,40 +21,8 @@ from ._props import to_signum
 
 __all__ = ["validate_set_options"]
 
-_INT = {"numprocesses", "max_retry", "max_age", "max_age_variance"}
-_NUMBER = {"warmup_delay", "retry_in", "graceful_timeout"}
-_BOOL = {
-    "send_hup",
-    "stop_children",
-    "shell",
-    "copy_env",
-    "respawn",
-    "singleton",
-    "close_child_stdin",
-    "close_child_stdout",
-    "close_child_stderr",
-    "autostart",
-    "use_sockets",
-    "copy_path",
-    "on_demand",
-}
-_STR = {"working_dir", "cmd", "args", "executable", "shell_args", "virtualenv", "stdin_socket"}
+# Key families accepted with any suffix; the watcher checks the suffix and the value.
 _PREFIXES = ("stdout_stream.", "stderr_stream.", "hooks.", "rlimit_", "flapping.")
-_OTHER = {"uid", "gid", "stop_signal", "env", "hooks", "stdout_stream", "stderr_stream", "priority"}
-KNOWN = _INT | _NUMBER | _BOOL | _STR | _OTHER
-_HOOKS = {
-    "before_start",
-    "after_start",
-    "before_spawn",
-    "after_spawn",
-    "before_stop",
-    "after_stop",
-    "before_signal",
-    "after_signal",
-    "before_reap",
-    "after_reap",
-    "extended_stats",
-}
 
 
 def validate_set_options(
@@ -63,8 +33,8 @@ def validate_set_options(
     """Check every key and value; return them (``stop_signal`` as a number).
 
     With ``fold_rlimits`` (``add``), ``rlimit_X`` keys are gathered into ``rlimits``.
-    ``also_known(key)`` accepts keys beyond upstream's list (our watcher's extra options),
-    whose values the watcher itself validates.
+    ``also_known(key)`` accepts keys the option table does not send over the wire (a
+    watcher's free-form options), whose values the watcher itself validates.
 
     Raises:
         MessageError: errno 3 naming the key (and the ceiling, for a value above it).
@@ -74,34 +44,9 @@ def validate_set_options(
     for key, value in options.items():
         if not isinstance(key, str):
             raise MessageError(f"unknown key {shorten(key)}")
-        if key in _INT or key == "priority":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise MessageError(f"'{key}' isn't an integer")
-        elif key in _NUMBER:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise MessageError(f"'{key}' isn't a number")
-        elif key in _BOOL:
-            if not isinstance(value, bool):
-                raise MessageError(f"'{key}' isn't a valid boolean")
-        elif key in _STR:
-            if not isinstance(value, str):
-                raise MessageError(f"'{key}' isn't a string")
-        elif key in ("uid", "gid"):
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise MessageError(f"'{key}' isn't an integer or a string")
-        elif key == "stop_signal":
-            value = to_signum(value, key)
-        elif key == "env":
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-            ):
-                raise MessageError("'env' isn't a mapping of strings")
-        elif key == "hooks":
-            if not isinstance(value, dict) or not set(value) <= _HOOKS:
-                raise MessageError("'hooks' isn't a mapping of hook names")
-        elif key in ("stdout_stream", "stderr_stream"):
-            if not isinstance(value, dict) or "class" not in value:
-                raise MessageError(f"'{key}' isn't a mapping with a 'class'")
+        spec = OPTIONS.get(key)
+        if spec is not None and spec.wire is not None:
+            value = _check_type(spec, value)
         elif key.startswith("rlimit_"):
             limit = key[len("rlimit_") :].upper()
             if not hasattr(resource, f"RLIMIT_{limit}"):
@@ -119,3 +64,48 @@ def validate_set_options(
     if rlimits:
         result["rlimits"] = rlimits
     return result
+
+
+def _check_type(spec: OptionSpec, value: Any) -> Any:
+    """``value`` when it has the JSON type the table says ``spec`` takes over the wire."""
+    key, wire = spec.name, spec.wire
+    if wire == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MessageError(f"'{key}' isn't an integer")
+    elif wire == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MessageError(f"'{key}' isn't a number")
+    elif wire == "bool":
+        if not isinstance(value, bool):
+            raise MessageError(f"'{key}' isn't a valid boolean")
+    elif wire == "str":
+        if not isinstance(value, str):
+            raise MessageError(f"'{key}' isn't a string")
+    elif wire == "id":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise MessageError(f"'{key}' isn't an integer or a string")
+    elif wire == "signal":
+        return to_signum(value, key)
+    elif wire == "env":
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise MessageError(f"'{key}' isn't a mapping of strings")
+    elif wire == "hooks":
+        if not isinstance(value, dict) or not set(value) <= set(HOOK_NAMES):
+            raise MessageError(f"'{key}' isn't a mapping of hook names")
+    elif wire == "stream":
+        if not isinstance(value, dict) or "class" not in value:
+            raise MessageError(f"'{key}' isn't a mapping with a 'class'")
+    elif wire == "respawn":
+        if not isinstance(value, bool) and value not in RESPAWN_MODES:
+            modes = ", ".join(RESPAWN_MODES)
+            raise MessageError(f"'{key}' isn't a valid boolean or one of {modes}")
+    else:  # "any": ours; the option's own parser judges, in the table's words
+        try:
+            spec.parse(value)
+        except OptionError as exc:
+            raise MessageError(str(exc)) from None
+        except (TypeError, ValueError):
+            raise MessageError(str(OptionError(key, value, spec.expected))) from None
+    return value

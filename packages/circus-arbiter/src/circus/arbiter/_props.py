@@ -10,11 +10,10 @@ an error echoes at most ~100 characters of the value it was sent.
 
 from __future__ import annotations
 
-import signal as _signal
 from collections.abc import Mapping
 from typing import Any
 
-from circus.watcher import shorten
+from circus.watcher import parse_bool, parse_signal, shorten
 
 from ._errors import MessageError
 from ._limits import check_property
@@ -59,22 +58,18 @@ def opt_str(props: Mapping[str, Any], key: str, default: str | None = None) -> s
     return value
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
 def opt_bool(props: Mapping[str, Any], key: str, default: bool = False) -> bool:
-    """An optional boolean; JSON booleans, 0/1 and yes/no strings are accepted."""
+    """An optional boolean; JSON booleans, 0/1 and yes/no strings are accepted (the daemon's one
+    boolean parser, ``circus.watcher.parse_bool``); an empty string is false."""
     value = _get(props, key, False)
     if value is _MISSING or value is None:
         return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise MessageError(f"'{key}' must be a boolean, got {shorten(value)}")
+    if isinstance(value, str) and not value.strip():
+        return False
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise MessageError(f"'{key}' must be a boolean, got {shorten(value)}") from None
 
 
 def opt_int(
@@ -130,32 +125,9 @@ def opt_names(props: Mapping[str, Any], key: str) -> list[str] | None:
 
 
 def to_signum(value: Any, key: str = "signum") -> int:
-    """A signal number from an int, ``"15"``, ``"TERM"``, ``"SIGTERM"`` or ``"SIGRTMIN+2"``."""
-    if isinstance(value, bool):
-        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
-    if isinstance(value, int):
-        if value in _VALID_SIGNUMS:
-            return value
-        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
-    if not isinstance(value, str) or not value.strip():
-        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
-    text = value.strip().upper()
-    if text.lstrip("-").isdigit():
-        if len(text) > 6:  # no signal number has more digits; int() of 5,000 would raise
-            raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
-        return to_signum(int(text), key)
-    if not text.startswith("SIG"):
-        text = "SIG" + text
-    offset = 0
-    for sep in ("+", "-"):
-        base, found, rest = text.partition(sep)
-        if found and rest.isdigit():
-            text, offset = base, int(rest) if sep == "+" else -int(rest)
-            break
-    member = getattr(_signal.Signals, text, None) if text.isidentifier() else None
-    if member is None:
-        raise MessageError(f"'{key}' is not a signal: {shorten(value)}")
-    return to_signum(int(member) + offset, key)
-
-
-_VALID_SIGNUMS = frozenset(int(s) for s in _signal.valid_signals())
+    """A signal number from an int, ``"15"``, ``"TERM"``, ``"SIGTERM"`` or ``"SIGRTMIN+2"``
+    (the daemon's one signal parser, ``circus.watcher.parse_signal``)."""
+    try:
+        return parse_signal(value)
+    except ValueError:
+        raise MessageError(f"'{key}' is not a signal: {shorten(value)}") from None

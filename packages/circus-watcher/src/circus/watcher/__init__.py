@@ -2,9 +2,10 @@
 
 See the package README for the options, the restart policy, flapping, hooks and events.
 
-Importing the package loads only its errors and its ceilings table (``LIMITS``), so the
-config loader can check values against the ceilings without asyncio or the process layer;
-``Watcher`` and the rest are imported on first use.
+Importing the package loads only its errors and its ceilings table (``LIMITS``); the option
+table (``OPTIONS``) and the parsers (``parse_bool``, ``parse_signal``) load on first use
+without asyncio or the process layer, so the daemon's config loader reads them cheaply;
+``Watcher`` and the rest are imported on first use too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from ._errors import (
     HookError,
     OptionError,
     ProcessNotFoundError,
-    ResourceShortage,
     SpawnFailedError,
     UnknownOptionError,
     WatcherError,
@@ -34,16 +34,25 @@ from ._limits import (
 )
 
 if TYPE_CHECKING:
+    from ._convert import parse_bool, parse_signal
     from ._events import EVENTS
-    from ._options import HOOK_NAMES, RESPAWN_MODES
+    from ._options import HOOK_NAMES, OPTIONS, RESPAWN_MODES, Effect, OptionSpec
+    from ._values import FlappingOptions, WatcherOptions
     from ._watcher import Watcher
 
 # name -> the submodule defining it, imported on first access (PEP 562).
 _LAZY = {
     "EVENTS": "._events",
+    "Effect": "._options",
+    "FlappingOptions": "._values",
     "HOOK_NAMES": "._options",
+    "OPTIONS": "._options",
+    "OptionSpec": "._options",
     "RESPAWN_MODES": "._options",
     "Watcher": "._watcher",
+    "WatcherOptions": "._values",
+    "parse_bool": "._convert",
+    "parse_signal": "._convert",
 }
 
 
@@ -66,18 +75,24 @@ __all__ = [
     "MAX_PROCESSES",
     "MAX_SECONDS",
     "MAX_TOTAL_PROCESSES",
+    "OPTIONS",
     "RESPAWN_MODES",
     "CeilingError",
+    "Effect",
+    "FlappingOptions",
     "HookError",
     "Limit",
     "OptionError",
+    "OptionSpec",
     "ProcessNotFoundError",
-    "ResourceShortage",
     "SpawnFailedError",
     "UnknownOptionError",
     "Watcher",
     "WatcherError",
+    "WatcherOptions",
     "check_limit",
     "check_option",
+    "parse_bool",
+    "parse_signal",
     "shorten",
 ]

@@ -19,6 +19,7 @@ from ._flapping import FlappingDetector
 from ._hooks import Hook, call_hook
 from ._policy import RestartPolicy
 from ._procs import ProcessFactory, ProcessLike
+from ._values import WatcherOptions
 from ._wids import WidPool
 
 if TYPE_CHECKING:
@@ -34,9 +35,8 @@ class WatcherBase:
     name: str
     arbiter: Any
     sockets: dict[str, Any]
-    _opts: dict[str, Any]
+    settings: WatcherOptions
     _hooks: dict[str, Hook]
-    _custom: dict[str, Any]
     _factory: ProcessFactory | None
     _processes: dict[int, ProcessLike]  # counted processes, oldest first
     _retiring: dict[int, ProcessLike]  # being ended by the watcher itself
@@ -66,7 +66,7 @@ class WatcherBase:
     @property
     def numprocesses(self) -> int:
         """The number of processes the watcher keeps running when active."""
-        return int(self._opts["numprocesses"])
+        return int(self.settings.numprocesses)
 
     @property
     def pids(self) -> list[int]:
@@ -127,7 +127,7 @@ class WatcherBase:
     @property
     def on_demand(self) -> bool:
         """Start only when one of ``sockets`` becomes readable."""
-        return bool(self._opts["on_demand"])
+        return bool(self.settings.on_demand)
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         self._events.emit(event, payload)
@@ -148,37 +148,37 @@ class WatcherBase:
             logger.error("watcher %s: background task failed", self.name, exc_info=task.exception())
 
     def _apply_policies(self) -> None:
-        o = self._opts
-        self._policy.respawn = o["respawn"]
-        self._policy.success_exit_codes = o["success_exit_codes"]
-        self._policy.backoff_initial = o["backoff_initial"]
-        self._policy.backoff_factor = o["backoff_factor"]
-        self._policy.backoff_max = o["backoff_max"]
-        self._policy.backoff_reset = o["backoff_reset"]
-        self._flapping.active = o["flapping.active"]
-        self._flapping.attempts = o["flapping.attempts"]
-        self._flapping.window = o["flapping.window"]
-        self._flapping.retry_in = o["flapping.retry_in"]
-        self._flapping.max_retry = o["flapping.max_retry"]
+        o = self.settings
+        self._policy.respawn = o.respawn
+        self._policy.success_exit_codes = o.success_exit_codes
+        self._policy.backoff_initial = o.backoff_initial
+        self._policy.backoff_factor = o.backoff_factor
+        self._policy.backoff_max = o.backoff_max
+        self._policy.backoff_reset = o.backoff_reset
+        self._flapping.active = o.flapping.active
+        self._flapping.attempts = o.flapping.attempts
+        self._flapping.window = o.flapping.window
+        self._flapping.retry_in = o.flapping.retry_in
+        self._flapping.max_retry = o.flapping.max_retry
 
     async def _hook(self, name: str, **kwargs: Any) -> bool:
         hook = self._hooks.get(name)
         if hook is None:
             return True
         kwargs.update(watcher=self, arbiter=self.arbiter, hook_name=name)
-        return await call_hook(hook, kwargs, self._opts["hook_timeout"], self._emit)
+        return await call_hook(hook, kwargs, self.settings.hook_timeout, self._emit)
 
     # Both caches are read-only views: every Process shares them instead of holding a copy.
     def _child_env(self) -> Mapping[str, str]:
         if self._env is None:
-            o = self._opts
+            o = self.settings
             self._env = MappingProxyType(
                 build_env(
-                    o["env"],
-                    copy_env=o["copy_env"],
-                    copy_path=o["copy_path"],
-                    virtualenv=o["virtualenv"],
-                    virtualenv_py_ver=o["virtualenv_py_ver"],
+                    o.env,
+                    copy_env=o.copy_env,
+                    copy_path=o.copy_path,
+                    virtualenv=o.virtualenv,
+                    virtualenv_py_ver=o.virtualenv_py_ver,
                 )
             )
         return self._env
@@ -186,7 +186,7 @@ class WatcherBase:
     def _template_vars(self) -> Mapping[str, str]:
         if self._template is None:
             values: dict[str, str] = {}
-            for key, value in {**self.options(), **self._custom}.items():
+            for key, value in self.options().items():
                 if key == "env":
                     continue  # $(circus.env.X) is the process layer's, from the child env
                 if isinstance(value, Mapping):

@@ -1,8 +1,13 @@
 """Value converters shared by option validation: strings (as from an INI file) or native values.
 
-Each converter returns the converted value or raises ``ValueError``/``TypeError`` with no
-message; :mod:`._options` turns that into an :class:`~circus.watcher.OptionError` naming the
-option, the value and what was expected.
+Each converter returns the converted value or raises ``ValueError``/``TypeError``;
+:mod:`._options` turns that into an :class:`~circus.watcher.OptionError` naming the option, the
+value and what was expected. :func:`parse_bool` and :func:`parse_signal` are public
+(``circus.watcher.parse_bool``, ``circus.watcher.parse_signal``): the daemon's config loader,
+its control commands and its plugins read booleans and signals with them, so every layer
+above the process layer agrees on what a boolean or a signal is. This module imports only
+the standard library and the errors (the config loader loads it without asyncio or the
+process layer).
 """
 
 from __future__ import annotations
@@ -11,17 +16,30 @@ import re
 import signal
 from typing import Any
 
+from ._errors import shorten
+
+__all__ = ["BOOL_WORDS", "SIGNAL_WORDS", "parse_bool", "parse_signal"]
+
 
 class Explained(ValueError):
     """A rejection whose message is worth showing next to the expected form."""
 
 
-_TRUE = {"1", "yes", "true", "on"}
-_FALSE = {"0", "no", "false", "off"}
+_TRUE = frozenset({"1", "yes", "true", "on"})
+_FALSE = frozenset({"0", "no", "false", "off"})
+#: What :func:`parse_bool` accepts, in words (error messages end with it).
+BOOL_WORDS = "a boolean (true/false, yes/no, on/off, 1/0)"
+#: What :func:`parse_signal` accepts, in words.
+SIGNAL_WORDS = "a signal name or number (TERM, SIGTERM, 15, SIGRTMIN+2)"
 
 
-def to_bool(value: Any) -> bool:
-    """Accept a bool, 0/1, or yes/true/on/1 and no/false/off/0 (any case, trimmed)."""
+def parse_bool(value: Any) -> bool:
+    """The boolean ``value`` means: a bool, the integer 0 or 1, or one of ``yes/true/on/1`` and
+    ``no/false/off/0`` in any case, surrounding blanks ignored (Circus 0.19's ``to_bool``).
+
+    Raises:
+        ValueError: anything else (``"maybe"``, ``2``, ``""``, ``None``).
+    """
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -32,7 +50,7 @@ def to_bool(value: Any) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise ValueError
+    raise ValueError(f"{shorten(value)} is not {BOOL_WORDS}")
 
 
 def to_int(value: Any) -> int:
@@ -63,30 +81,38 @@ def to_float(value: Any) -> float:
     return result
 
 
-_RT_OFFSET = re.compile(r"^(?:SIG)?RTM(IN|AX)\s*([+-]\s*\d+)?$")
+_VALID_SIGNALS = frozenset(int(number) for number in signal.valid_signals())
+_REALTIME = re.compile(r"SIGRT(MIN|MAX)(?:\s*([+-])\s*(\d{1,3}))?")
 
 
-def to_signum(value: Any) -> int:
-    """Accept a signal number, ``'15'``, ``TERM``, ``SIGTERM``, ``term``, ``SIGRTMIN+2``."""
-    if isinstance(value, bool):
-        raise TypeError
+def parse_signal(value: Any) -> int:
+    """The signal number ``value`` names: a number (``15``, ``"15"``), a name with or without
+    ``SIG`` in any case (``TERM``, ``SIGTERM``, ``term``), or a real-time signal with an
+    offset (``SIGRTMIN+2``, ``RTMAX - 1``), as Circus 0.19's ``to_signum`` reads them; the
+    number must be one this system can send.
+
+    Raises:
+        ValueError: not a signal (``SIGNOPE``, ``999``, ``SIG_IGN``, ``True``, ``None``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{shorten(value)} is not {SIGNAL_WORDS}")
     if isinstance(value, int):
-        return int(signal.Signals(value))
-    if not isinstance(value, str):
-        raise TypeError
+        if value in _VALID_SIGNALS:
+            return int(value)
+        raise ValueError(f"{shorten(value)} is not a signal number of this system")
     text = value.strip().upper()
-    if text.isdigit():
-        return int(signal.Signals(int(text)))
-    match = _RT_OFFSET.match(text)
-    if match:
-        base = signal.SIGRTMIN if match.group(1) == "IN" else signal.SIGRTMAX
-        offset = int(match.group(2).replace(" ", "")) if match.group(2) else 0
-        number = int(base) + offset
-        if not signal.SIGRTMIN <= number <= signal.SIGRTMAX:
-            raise ValueError
-        return number
+    if text.isdigit() and len(text) <= 3:
+        return parse_signal(int(text))
     name = text if text.startswith("SIG") else "SIG" + text
-    return int(signal.Signals[name])
+    realtime = _REALTIME.fullmatch(name)
+    if realtime is not None:
+        base = int(signal.SIGRTMIN if realtime.group(1) == "MIN" else signal.SIGRTMAX)
+        offset = int(realtime.group(3) or 0)
+        return parse_signal(base - offset if realtime.group(2) == "-" else base + offset)
+    member = signal.Signals.__members__.get(name)
+    if member is None:
+        raise ValueError(f"{shorten(value)} is not {SIGNAL_WORDS}")
+    return int(member)
 
 
 def to_str(value: Any) -> str:

@@ -119,7 +119,7 @@ def resolve(name: str, spec: Any) -> Hook:
     elif isinstance(spec, str) and "," in spec:
         target, _, ignore = spec.partition(",")
     try:
-        ignore_errors = cv.to_bool(ignore)
+        ignore_errors = cv.parse_bool(ignore)
     except (TypeError, ValueError):
         raise HookError(option, spec, "a true/false ignore_errors flag after the comma") from None
     if isinstance(target, str):

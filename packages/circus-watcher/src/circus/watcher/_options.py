@@ -1,300 +1,274 @@
-"""The watcher's option table: names, defaults, converters and what ``set`` may change.
+"""The one table of watcher options: ``circus.watcher.OPTIONS``.
 
-One table drives construction, ``set_opt``/``get_opt`` and ``options()``, so the three can
-never disagree. Names and defaults follow upstream Circus 0.19 (shared/spec/config.md §4);
-the extras (restart policy, backoff, flapping, hook timeout) are ours and documented in
-the package README.
+Every option a watcher takes has one :class:`OptionSpec` here: its name (the keyword, the
+INI key and the control channel's key are the same), its default, its parser and the words
+its errors use, its ceiling (from :data:`~circus.watcher.LIMITS`), whether ``set`` may change
+it at run time and what that costs, the JSON type the control channel's ``set``/``add``
+require, and how the config loader reads it. The watcher builds its options from it, and the
+daemon's config loader and its ``set``/``add``/``get``/``options`` commands read it instead
+of keeping lists of their own, so none of them can disagree on an option.
+
+Names and defaults follow upstream Circus 0.19 (shared/spec/config.md §4, protocol.md
+``set``); the extras (restart policy, backoff, flapping, hook timeout) are ours and documented
+in the package README. This module imports only the standard library and the light modules
+of this package: the config loader loads it without asyncio or the process layer.
 """
 
 from __future__ import annotations
 
-import resource
-import signal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Literal
 
 from . import _convert as cv
+from . import _option_types as ot
 from ._errors import OptionError, UnknownOptionError
-from ._limits import LIMITS, MAX_ID, MAX_RLIMIT, as_number, check_limit
+from ._limits import LIMITS, MAX_ID, MAX_SECONDS, Limit, check_limit
+from ._option_types import HOOK_NAMES, RESPAWN_MODES, RLIMIT_NAMES
 
-RESPAWN_MODES = ("always", "on-failure", "never")
-HOOK_NAMES = (
-    "before_start",
-    "after_start",
-    "before_stop",
-    "after_stop",
-    "before_spawn",
-    "after_spawn",
-    "before_signal",
-    "after_signal",
-    "before_reap",
-    "after_reap",
-    "extended_stats",
-)
-RLIMIT_NAMES = tuple(
-    sorted(name[len("RLIMIT_") :].lower() for name in dir(resource) if name.startswith("RLIMIT_"))
-)
+__all__ = [
+    "HOOK_NAMES",
+    "OPTIONS",
+    "PREFIXES",
+    "RESPAWN_MODES",
+    "SETTABLE_PREFIXES",
+    "Effect",
+    "OptionSpec",
+    "Wire",
+    "convert",
+    "fold",
+    "not_settable",
+    "to_limited_int",
+    "unknown",
+    "valid_names",
+]
+
+#: The JSON type the control channel's ``set``/``add`` require for an option (upstream's
+#: rules, protocol.md "set validation"): ``int``, ``number``, ``bool``, ``str``; ``id`` (an
+#: int or a name); ``signal`` (a number or a name, sent on as its number); ``env`` (an object
+#: of strings); ``hooks`` (an object keyed by hook names); ``stream`` (an object with a
+#: ``class``); ``respawn`` (a bool, or one of our restart modes); ``any``: the option's own
+#: parser judges (our extras). ``None``: not settable over the control channel by this name.
+Wire = Literal["int", "number", "bool", "str", "id", "signal", "env", "hooks", "stream",
+               "respawn", "any"]  # fmt: skip
+
+
+class Effect(Enum):
+    """What ``set`` does to a running watcher once the option changed."""
+
+    NEXT_SPAWN = "next spawn"  # processes spawned from then on get the new value
+    RELOAD = "reload"  # the running processes are gracefully replaced
+    RESIZE = "resize"  # processes are spawned or stopped to the new count
 
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One option: default, converter, the words used in errors, and ``set`` behaviour."""
+    """Everything about one watcher option.
 
+    Attributes:
+        name: the keyword, INI key and control-channel key (``"flapping.attempts"``); a
+            dotted name is a field of a group (``WatcherOptions.flapping.attempts``).
+        default: the value when not given (upstream's keyword default).
+        parse: a native value or its INI text -> the typed value; raises ValueError,
+            TypeError or OptionError.
+        expected: what ``parse`` accepts, in words (every error about the option ends so).
+        ceiling: the option's range in :data:`~circus.watcher.LIMITS`, if it is a count or a
+            duration.
+        settable: ``set`` may change it on a live watcher.
+        effect: what ``set`` costs a running watcher.
+        wire: the JSON type ``set``/``add`` require (:data:`Wire`), None: not over the wire.
+        ini: the INI keys carrying it: its name, a key family (``"rlimit_*"``), or none.
+        ini_parse: how the config loader reads it where Circus 0.19's INI parser differs
+            from its API (whole seconds, users that must exist…); None: ``parse``.
+        ini_expected: the words for ``ini_parse``; None: ``expected``.
+        verbatim: the config loader checks the text, then passes it on as written (Circus
+            0.19 keeps these keys as free-form strings).
+        upstream: one of Circus 0.19's Watcher keywords (the loader passes it always).
+        listed: shown under its own name by ``options()``.
+    """
+
+    name: str
     default: Any
-    convert: Callable[[Any], Any]
+    parse: Callable[[Any], Any]
     expected: str
+    ceiling: Limit | None = None
     settable: bool = False
-    reload: bool = False  # a running watcher is gracefully reloaded after `set`
+    effect: Effect = Effect.NEXT_SPAWN
+    wire: Wire | None = None
+    ini: tuple[str, ...] = ()
+    ini_parse: Callable[[str], Any] | None = None
+    ini_expected: str | None = None
+    verbatim: bool = False
+    upstream: bool = True
+    listed: bool = True
+
+    def read_ini(self, text: str) -> Any:
+        """The value the config loader passes on for ``text`` (ValueError when bad)."""
+        if self.ini_parse is not None:
+            return self.ini_parse(text)
+        try:
+            value = self.parse(text)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(text) from exc
+        return text if self.verbatim else value
+
+    @property
+    def ini_words(self) -> str:
+        """What the config loader expects, in words."""
+        return self.ini_expected if self.ini_expected is not None else self.expected
 
 
-def _nonneg(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        result = convert(value)
-        if result < 0:
-            raise ValueError
-        return result
-
-    return check
-
-
-def _capped(name: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``convert``, then the range of ``LIMITS[name]`` (an OptionError naming ``name``)."""
+def _capped(name: str, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse``, then the range of ``LIMITS[name]`` (an OptionError naming ``name``)."""
 
     def capped(value: Any) -> Any:
-        return check_limit(name, convert(value))
+        return check_limit(name, parse(value))
 
     return capped
 
 
-def _spec(name: str, convert: Callable[[Any], Any], default: Any, settable: bool = True,
-          reload: bool = False) -> OptionSpec:  # fmt: skip
-    """An option whose range (and so its words in errors) comes from :data:`LIMITS`."""
-    return OptionSpec(default, _capped(name, convert), LIMITS[name].describe(), settable, reload)
+def _spec(name: str, default: Any, parse: Callable[[Any], Any], expected: str = "",
+          **how: Any) -> OptionSpec:  # fmt: skip
+    """One row; a number named in :data:`LIMITS` gets its range and its words from there."""
+    limit = LIMITS.get(name)
+    if limit is not None and not expected:
+        parse, expected = _capped(name, parse), limit.describe()
+    how.setdefault("ini", (name,))
+    return OptionSpec(name, default, parse, expected, ceiling=limit, **how)
 
 
-def to_respawn(value: Any) -> str:
-    """``True``/``False`` (any boolean spelling) or one of :data:`RESPAWN_MODES`."""
-    try:
-        return "always" if cv.to_bool(value) else "never"
-    except (TypeError, ValueError):
-        pass
-    if isinstance(value, str):
-        text = value.strip().lower().replace("_", "-")
-        if text in RESPAWN_MODES:
-            return text
-    raise ValueError
+def _bool(name: str, default: bool, **how: Any) -> OptionSpec:
+    return _spec(name, default, cv.parse_bool, cv.BOOL_WORDS, wire=how.pop("wire", "bool"), **how)
 
 
-def to_exit_codes(value: Any) -> frozenset[int]:
-    """A list of exit codes 0..255, or a string of them separated by commas or spaces."""
-    items: Iterable[Any]
-    if isinstance(value, str):
-        items = [part for part in value.replace(",", " ").split() if part]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        items = [value]
-    elif isinstance(value, list | tuple | set | frozenset):
-        items = value
-    else:
-        raise TypeError
-    codes = frozenset(cv.to_int(item) for item in items)
-    if any(not 0 <= code <= 255 for code in codes):
-        raise ValueError
-    return codes
+def _text(name: str, expected: str, **how: Any) -> OptionSpec:
+    how.setdefault("ini_parse", ot.ini_text)
+    return _spec(name, None, cv.to_opt_str, expected, wire="str", **how)
 
 
-def to_rlimits(value: Any) -> dict[str, int | None]:
-    """A mapping of rlimit names (``nofile``, ``RLIMIT_CORE`` …) to an int, or None = infinity."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise TypeError
-    return {_rlimit_name(key): _rlimit_value(item) for key, item in value.items()}
+_RELOAD: dict[str, Any] = {"settable": True, "effect": Effect.RELOAD}
+_SET: dict[str, Any] = {"settable": True}
+_OURS: dict[str, Any] = {"upstream": False, "verbatim": True, "settable": True, "wire": "any"}
+_WHOLE_SECONDS = "an integer >= 0 (seconds{}) and <= " + f"{MAX_SECONDS} (its ceiling: 1 year)"
+_STREAM = "a stream object or a dict with 'class' or 'filename'"
 
 
-def _rlimit_name(name: Any) -> str:
-    text = cv.to_str(name).strip().lower()
-    text = text[len("rlimit_") :] if text.startswith("rlimit_") else text
-    if text not in RLIMIT_NAMES:
-        raise ValueError
-    return text
+def _id(name: str, user: str) -> OptionSpec:
+    return _spec(
+        name, None, ot.to_id, f"a {user} name, a {name} from 0 to {MAX_ID}, or None", wire="id",
+        ini_parse=ot.ini_user if name == "uid" else ot.ini_group,
+        ini_expected=f"an existing {user} name or a numeric {name} (at most {MAX_ID}, its ceiling)",
+        **_RELOAD,
+    )  # fmt: skip
 
 
-_UNLIMITED = ("", "-1", "unlimited", "infinity")
+def _stream(name: str) -> OptionSpec:
+    return _spec(name, None, ot.to_stream_conf, _STREAM, wire="stream", ini=(f"{name}.*",),
+                 listed=False, **_RELOAD)  # fmt: skip
 
 
-def _rlimit_value(value: Any) -> int | None:
-    if value is None or value == -1:
-        return None
-    if isinstance(value, str) and value.strip().lower() in _UNLIMITED:
-        return None
-    result: int = _nonneg(cv.to_int)(value)
-    if result > MAX_RLIMIT:
-        raise cv.Explained(f"{result} is above the rlimit ceiling of {MAX_RLIMIT}")
-    return result
+_ROWS = (
+    # Circus 0.19's Watcher keywords, in its constructor's order.
+    _spec("cmd", "", cv.to_str, "a command line string", wire="str", ini_parse=ot.ini_text,
+          **_RELOAD),
+    _text("args", "a string of arguments or None", **_RELOAD),
+    _spec("numprocesses", 1, cv.to_int, wire="int", settable=True, effect=Effect.RESIZE),
+    _spec("warmup_delay", 0.0, cv.to_float, wire="number", **_SET),
+    _text("working_dir", "a directory path or None", **_RELOAD),
+    _bool("shell", False, **_RELOAD),
+    _text("shell_args", "a string or None"),
+    _id("uid", "user"),
+    _id("gid", "group"),
+    _bool("send_hup", False, **_SET),
+    _spec("stop_signal", 15, cv.parse_signal, cv.SIGNAL_WORDS, wire="signal", **_SET),
+    _bool("stop_children", False, **_SET),
+    _spec("env", None, cv.to_env, "a mapping of strings to strings", wire="env", ini=(),
+          **_RELOAD),
+    _spec("graceful_timeout", 30.0, cv.to_float, wire="number", **_SET),
+    _spec("prereload_fn", None, ot.callable_or_none, "a callable or None", ini=(),
+          listed=False),
+    _spec("rlimits", None, ot.to_rlimits,
+          f"a mapping of rlimit names ({', '.join(RLIMIT_NAMES)}) to int or None",
+          ini=("rlimit_*",), listed=False),
+    _text("executable", "a path or None"),
+    _stream("stdout_stream"),
+    _stream("stderr_stream"),
+    _spec("priority", 0, cv.to_int, wire="int"),
+    _bool("singleton", False, **_SET),
+    _bool("use_sockets", False),
+    _bool("copy_env", False, **_SET),
+    _bool("copy_path", False),
+    _spec("max_age", 0, cv.to_float, wire="int", ini_parse=ot.ini_whole_seconds,
+          ini_expected=_WHOLE_SECONDS.format("; 0 = off"), **_RELOAD),
+    _spec("max_age_variance", 30, cv.to_float, wire="int", ini_parse=ot.ini_whole_seconds,
+          ini_expected=_WHOLE_SECONDS.format(""), **_RELOAD),
+    _spec("hooks", None, ot.to_hooks, f"a mapping keyed by {', '.join(HOOK_NAMES)}",
+          wire="hooks", ini=("hooks.*",), listed=False, **_SET),
+    _spec("respawn", True, ot.to_respawn,
+          f"a boolean or one of {', '.join(RESPAWN_MODES)}", wire="respawn",
+          ini_parse=ot.ini_respawn, **_SET),
+    _bool("autostart", True),
+    _bool("on_demand", False),
+    _text("virtualenv", "a directory path or None"),
+    _text("stdin_socket", "a socket name or None", ini_parse=ot.ini_socket_name),
+    _bool("close_child_stdin", True, **_SET),
+    _bool("close_child_stdout", False, **_SET),
+    _bool("close_child_stderr", False, **_SET),
+    _text("virtualenv_py_ver", "a version string 'X.Y' or None"),
+    _spec("umask", None, cv.to_umask,
+          "an octal file mode mask between 000 and 777 (e.g. 022), or None", wire="any",
+          ini_parse=ot.ini_octal,
+          ini_expected="an octal file mode mask between 000 and 777 (e.g. 022)"),
+    _spec("max_retry", 5, cv.to_int, wire="int", **_SET),
+    # Ours: spawn retries, restart policy and backoff (README "Restart policy").
+    _spec("retry_in", 0.0, cv.to_float, **{**_OURS, "wire": "number"}),
+    _spec("success_exit_codes", frozenset({0}), ot.to_exit_codes, "a list of exit codes 0..255",
+          **_OURS),
+    _spec("backoff_initial", 0.1, cv.to_float, **_OURS),
+    _spec("backoff_factor", 2.0, cv.to_float, **_OURS),
+    _spec("backoff_max", 30.0, cv.to_float, **_OURS),
+    _spec("backoff_reset", 10.0, cv.to_float, **_OURS),
+    _spec("hook_timeout", 30.0, cv.to_float, **_OURS),
+    # Flapping: upstream's plugin names and defaults, built in here.
+    _bool("flapping.active", False, **{**_OURS, "wire": "any"}),
+    _spec("flapping.attempts", 2, cv.to_int, **_OURS),
+    _spec("flapping.window", 1.0, cv.to_float, **_OURS),
+    _spec("flapping.retry_in", 7.0, cv.to_float, **_OURS),
+    _spec("flapping.max_retry", 5, cv.to_int, **_OURS),
+    # Read by Circus 0.19's config parser, used by nothing; accepted so its configs load.
+    _bool("check_flapping", True, upstream=False),
+)  # fmt: skip
 
-
-def to_stream_conf(value: Any) -> Any:
-    """None, a stream object (a callable), or a dict with ``class`` or ``filename``."""
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        conf = dict(value)
-        if not conf:
-            return None
-        if "class" not in conf and "filename" not in conf:
-            raise ValueError
-        _check_stream_numbers(conf)
-        if "class" in conf:
-            from circus.process.streams import resolve_stream_class
-
-            try:
-                resolve_stream_class(conf["class"])
-            except Exception as exc:  # StreamError: unknown class, import failure
-                raise cv.Explained(getattr(exc, "reason", str(exc))) from exc
-        return conf
-    if callable(value):
-        return value
-    raise TypeError
-
-
-def _check_stream_numbers(conf: Mapping[str, Any]) -> None:
-    """Stream options that are counts or sizes stay under their ceilings (a rollover walks
-    every backup file, so ``backup_count = 10**30`` would hang the daemon)."""
-    for key in ("max_bytes", "backup_count", "rotate_interval"):
-        if key not in conf:
-            continue
-        number = as_number(conf[key])
-        if number is None:
-            continue  # not a number: the stream class says what it expected
-        limit = LIMITS[f"*_stream.{key}"]
-        if not limit.low <= number <= limit.high:
-            raise cv.Explained(f"{key} must be {limit.describe()}")
-
-
-def to_hooks(value: Any) -> dict[str, Any]:
-    """A mapping of hook name to a hook spec (see :mod:`._hooks`); names are checked."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise TypeError
-    for key in value:
-        if key not in HOOK_NAMES:
-            raise ValueError
-    return {key: item for key, item in value.items() if item not in (None, "")}
-
-
-def to_id(value: Any) -> int | str | None:
-    """:func:`._convert.to_id`, and a number no larger than a ``uid_t`` can hold."""
-    result = cv.to_id(value)
-    if isinstance(result, int) and result > MAX_ID:
-        raise ValueError
-    return result
-
-
-def _callable_or_none(value: Any) -> Any:
-    if value is not None and not callable(value):
-        raise TypeError
-    return value
-
-
-_b = cv.to_bool
-_f = cv.to_float
-_i = cv.to_int
-
-#: Every named option. ``set`` may change those marked settable (upstream's list, plus ours).
-SPECS: dict[str, OptionSpec] = {
-    "cmd": OptionSpec("", cv.to_str, "a command line string", True, True),
-    "args": OptionSpec(None, cv.to_opt_str, "a string of arguments or None", True, True),
-    "numprocesses": _spec("numprocesses", _i, 1),
-    "warmup_delay": _spec("warmup_delay", _f, 0.0),
-    "working_dir": OptionSpec(None, cv.to_opt_str, "a directory path or None", True, True),
-    "shell": OptionSpec(False, _b, "a boolean", True, True),
-    "shell_args": OptionSpec(None, cv.to_opt_str, "a string or None"),
-    "uid": OptionSpec(None, to_id, f"a user name, a uid from 0 to {MAX_ID}, or None", True, True),
-    "gid": OptionSpec(None, to_id, f"a group name, a gid from 0 to {MAX_ID}, or None", True, True),
-    "send_hup": OptionSpec(False, _b, "a boolean", True),
-    "stop_signal": OptionSpec(
-        int(signal.SIGTERM), cv.to_signum, "a signal number or name (TERM, SIGQUIT, 3)", True
-    ),
-    "stop_children": OptionSpec(False, _b, "a boolean", True),
-    "env": OptionSpec(None, cv.to_env, "a mapping of strings to strings", True, True),
-    "graceful_timeout": _spec("graceful_timeout", _f, 30.0),
-    "prereload_fn": OptionSpec(None, _callable_or_none, "a callable or None"),
-    "rlimits": OptionSpec(
-        None, to_rlimits, f"a mapping of rlimit names ({', '.join(RLIMIT_NAMES)}) to int or None"
-    ),
-    "executable": OptionSpec(None, cv.to_opt_str, "a path or None"),
-    "stdout_stream": OptionSpec(
-        None, to_stream_conf, "a stream object or a dict with 'class' or 'filename'", True
-    ),
-    "stderr_stream": OptionSpec(
-        None, to_stream_conf, "a stream object or a dict with 'class' or 'filename'", True
-    ),
-    "priority": _spec("priority", _i, 0, settable=False),
-    "singleton": OptionSpec(False, _b, "a boolean", True),
-    "use_sockets": OptionSpec(False, _b, "a boolean"),
-    "copy_env": OptionSpec(False, _b, "a boolean", True),
-    "copy_path": OptionSpec(False, _b, "a boolean"),
-    "max_age": _spec("max_age", _f, 0.0, reload=True),
-    "max_age_variance": _spec("max_age_variance", _f, 30.0, reload=True),
-    "hooks": OptionSpec(None, to_hooks, f"a mapping keyed by {', '.join(HOOK_NAMES)}", True),
-    "respawn": OptionSpec(
-        "always", to_respawn, "a boolean or one of 'always', 'on-failure', 'never'", True
-    ),
-    "autostart": OptionSpec(True, _b, "a boolean"),
-    "on_demand": OptionSpec(False, _b, "a boolean"),
-    "virtualenv": OptionSpec(None, cv.to_opt_str, "a directory path or None"),
-    "virtualenv_py_ver": OptionSpec(None, cv.to_opt_str, "a version string 'X.Y' or None"),
-    "stdin_socket": OptionSpec(None, cv.to_opt_str, "a socket name or None"),
-    "close_child_stdin": OptionSpec(True, _b, "a boolean", True),
-    "close_child_stdout": OptionSpec(False, _b, "a boolean", True),
-    "close_child_stderr": OptionSpec(False, _b, "a boolean", True),
-    "umask": OptionSpec(None, cv.to_umask, "an octal umask such as '022' (0..0o777) or None"),
-    "max_retry": _spec("max_retry", _i, 5),
-    "retry_in": _spec("retry_in", _f, 0.0),
-    # Ours: restart policy and backoff (README "Restart policy").
-    "success_exit_codes": OptionSpec(
-        frozenset({0}), to_exit_codes, "a list of exit codes 0..255", True
-    ),
-    "backoff_initial": _spec("backoff_initial", _f, 0.1),
-    "backoff_factor": _spec("backoff_factor", _f, 2.0),
-    "backoff_max": _spec("backoff_max", _f, 30.0),
-    "backoff_reset": _spec("backoff_reset", _f, 10.0),
-    "hook_timeout": _spec("hook_timeout", _f, 30.0),
-    # Flapping (upstream's plugin names, built in here).
-    "flapping.active": OptionSpec(False, _b, "a boolean", True),
-    "flapping.attempts": _spec("flapping.attempts", _i, 2),
-    "flapping.window": _spec("flapping.window", _f, 1.0),
-    "flapping.retry_in": _spec("flapping.retry_in", _f, 7.0),
-    "flapping.max_retry": _spec("flapping.max_retry", _i, 5),
-    # Parsed by upstream but used by nothing; accepted so 0.19 configs load.
-    "check_flapping": OptionSpec(True, _b, "a boolean"),
-}
+#: Every watcher option by name, in the constructor's order (upstream's, then ours).
+OPTIONS: Mapping[str, OptionSpec] = MappingProxyType({spec.name: spec for spec in _ROWS})
 
 #: Keys accepted with a suffix, folded into the ``stdout_stream``/``stderr_stream``/``hooks``/
 #: ``rlimits`` mappings.
 PREFIXES = ("stdout_stream.", "stderr_stream.", "hooks.", "rlimit_")
+#: The key families ``set`` may change one key at a time (``rlimits`` as a whole it may not).
+SETTABLE_PREFIXES = PREFIXES
 
 
 def valid_names() -> list[str]:
     """Every option name accepted, with the prefix families spelled as ``prefix*``."""
-    return sorted(SPECS) + [prefix + "*" for prefix in PREFIXES]
+    return sorted(OPTIONS) + [prefix + "*" for prefix in PREFIXES]
 
 
 def unknown(name: str) -> UnknownOptionError:
     """The error for an unknown option name, with a difflib "did you mean"."""
     import difflib  # only a typo needs it
 
-    candidates = list(SPECS) + [f"hooks.{hook}" for hook in HOOK_NAMES]
+    candidates = list(OPTIONS) + [f"hooks.{hook}" for hook in HOOK_NAMES]
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return UnknownOptionError(name, valid_names(), close[0] if close else None)
 
 
 def not_settable(name: str) -> UnknownOptionError:
     """The error for a known option that ``set`` cannot change (lists those it can)."""
-    settable = [key for key, spec in SPECS.items() if spec.settable]
-    settable += ["hooks.*", "stdout_stream.*", "stderr_stream.*", "rlimit_*"]
+    settable = [key for key, spec in OPTIONS.items() if spec.settable]
+    settable += [prefix + "*" for prefix in SETTABLE_PREFIXES]
     return UnknownOptionError(
         name, settable, None, problem="option cannot change at run time:", listing="those that can"
     )
@@ -302,11 +276,11 @@ def not_settable(name: str) -> UnknownOptionError:
 
 def convert(name: str, value: Any) -> Any:
     """Validate and convert one named option (no prefix keys), raising OptionError."""
-    spec = SPECS.get(name)
+    spec = OPTIONS.get(name)
     if spec is None:
         raise unknown(name)
     try:
-        return spec.convert(value)
+        return spec.parse(value)
     except OptionError:
         raise  # already names the option (a range or ceiling check)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -353,23 +327,3 @@ def fold(options: Mapping[str, Any]) -> dict[str, Any]:
         merged.update(values)
         result[key] = merged
     return result
-
-
-def build(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the full option dict: every default, overridden by ``options`` (validated)."""
-    given = fold(options)
-    result = {name: spec.default for name, spec in SPECS.items()}
-    for name, value in given.items():
-        result[name] = convert(name, value)
-    check_consistency(result)
-    return result
-
-
-def check_consistency(opts: Mapping[str, Any]) -> None:
-    """Cross-option rules (upstream's ValueErrors, with our error shape)."""
-    if opts["singleton"] and opts["numprocesses"] > 1:
-        raise OptionError("numprocesses", opts["numprocesses"], "0 or 1 when singleton is set")
-    if opts["copy_path"] and not opts["copy_env"]:
-        raise OptionError("copy_path", True, "copy_env to be true as well")
-    if opts["virtualenv"] and not opts["copy_env"]:
-        raise OptionError("virtualenv", opts["virtualenv"], "copy_env to be true as well")

@@ -34,8 +34,8 @@ class OutputPump:
         """Whether new processes need a stdout / stderr pipe."""
         observed = bool(self._watcher._events.observers)
         return (
-            observed or self._watcher._opts["stdout_stream"] is not None,
-            observed or self._watcher._opts["stderr_stream"] is not None,
+            observed or self._watcher.settings.stdout_stream is not None,
+            observed or self._watcher.settings.stderr_stream is not None,
         )
 
     def open(self) -> None:
@@ -46,7 +46,7 @@ class OutputPump:
         """
         self.close()
         for name in ("stdout", "stderr"):
-            conf = self._watcher._opts[f"{name}_stream"]
+            conf = self._watcher.settings.get(f"{name}_stream")
             self._opened_with[name] = conf
             if conf is not None:
                 self._streams[name] = _open(conf)
@@ -60,9 +60,9 @@ class OutputPump:
             circus.process.StreamError: a stream class or option is bad (nothing changed).
         """
         changed = {
-            name: self._watcher._opts[f"{name}_stream"]
+            name: self._watcher.settings.get(f"{name}_stream")
             for name in ("stdout", "stderr")
-            if self._watcher._opts[f"{name}_stream"] != self._opened_with.get(name)
+            if self._watcher.settings.get(f"{name}_stream") != self._opened_with.get(name)
         }
         opened = {name: _open(conf) for name, conf in changed.items() if conf is not None}
         for name, conf in changed.items():

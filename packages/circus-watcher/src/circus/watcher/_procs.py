@@ -57,11 +57,11 @@ def make_process(watcher: WatcherBase, wid: int) -> ProcessLike:
     """
     if watcher._factory is not None:
         return watcher._factory(watcher, wid)
-    o = watcher._opts
-    stdin_name = o["stdin_socket"]
+    o = watcher.settings
+    stdin_name = o.stdin_socket
     if stdin_name and stdin_name not in watcher.sockets:
         raise WatcherError(f"watcher {watcher.name!r}: stdin_socket {stdin_name!r} is not a socket")
-    command = " ".join(str(part) for part in (o["cmd"], o["args"]) if part)
+    command = " ".join(str(part) for part in (o.cmd, o.args) if part)
     # Per-child SO_REUSEPORT sockets are closed here once the child holds its copy.
     with SpawnSockets(watcher.sockets, command, (stdin_name,) if stdin_name else ()) as spawn:
         return _spawn(watcher, wid, spawn.fds, spawn.fds[stdin_name] if stdin_name else None)
@@ -72,37 +72,37 @@ def _spawn(
 ) -> ProcessLike:
     from circus.process import Process
 
-    o = watcher._opts
+    o = watcher.settings
     pipe_stdout, pipe_stderr = watcher._output.pipes()
     return cast(
         ProcessLike,
         Process(
             watcher.name,
             wid,
-            o["cmd"],
-            args=o["args"],
-            working_dir=o["working_dir"],
-            shell=o["shell"],
-            uid=o["uid"],
-            gid=o["gid"],
+            o.cmd,
+            args=o.args,
+            working_dir=o.working_dir,
+            shell=o.shell,
+            uid=o.uid,
+            gid=o.gid,
             env=watcher._child_env(),
-            rlimits=o["rlimits"] or None,
-            executable=o["executable"],
-            use_fds=o["use_sockets"],
+            rlimits=o.rlimits or None,
+            executable=o.executable,
+            use_fds=o.use_sockets,
             watcher=watcher,
             spawn=True,
             pipe_stdout=pipe_stdout,
             pipe_stderr=pipe_stderr,
-            close_child_stdin=o["close_child_stdin"],
-            close_child_stdout=o["close_child_stdout"],
-            close_child_stderr=o["close_child_stderr"],
-            umask=o["umask"],
-            shell_args=o["shell_args"],
+            close_child_stdin=o.close_child_stdin,
+            close_child_stdout=o.close_child_stdout,
+            close_child_stderr=o.close_child_stderr,
+            umask=o.umask,
+            shell_args=o.shell_args,
             sockets=sockets,
             stdin_fd=stdin_fd,
             template_vars=watcher._template_vars(),
             copy_env=False,
             # A cgroup leaf per child (~0.17 ms a spawn) only where stop promises the tree.
-            exact_tree=bool(o["stop_children"]),
+            exact_tree=bool(o.stop_children),
         ),
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._base import WatcherBase
 from ._hooks import resolve_all
-from ._options import SPECS, check_consistency, convert, fold, not_settable, unknown
+from ._options import OPTIONS, SETTABLE_PREFIXES, Effect, convert, fold, not_settable, unknown
 from ._procs import ProcessLike
 
 
@@ -18,23 +18,22 @@ class SettingsMixin(WatcherBase):
 
     def options(self) -> dict[str, Any]:
         """Every option value, as upstream's ``options`` command answers (+ ours)."""
-        o = self._opts
+        o = self.settings
         result: dict[str, Any] = {}
-        for name in SPECS:
-            if name in ("hooks", "prereload_fn", "stdout_stream", "stderr_stream", "rlimits"):
-                continue
-            value = o[name]
-            result[name] = sorted(value) if isinstance(value, frozenset) else value
-        result["env"] = dict(o["env"])
+        for name, spec in OPTIONS.items():
+            if spec.listed:
+                value = o.get(name)
+                result[name] = sorted(value) if isinstance(value, frozenset) else value
+        result["env"] = dict(o.env)
         for stream in ("stdout_stream", "stderr_stream"):
-            conf = o[stream]
+            conf = o.get(stream)
             if isinstance(conf, Mapping):
                 result[f"{stream}_conf"] = {k: v for k, v in conf.items() if k != "class"}
             else:
                 result[f"{stream}_conf"] = None
-        for name, value in o["rlimits"].items():
+        for name, value in o.rlimits.items():
             result[f"rlimit_{name}"] = value
-        result.update(self._custom)
+        result.update(o.custom)
         return result
 
     def get_opt(self, key: str) -> Any:
@@ -43,17 +42,17 @@ class SettingsMixin(WatcherBase):
         Raises:
             UnknownOptionError: no such option.
         """
-        if key in ("hooks", "rlimits", "stdout_stream", "stderr_stream", "prereload_fn"):
-            value = self._opts[key]
-            if key == "hooks":
-                return {name: hook.spec for name, hook in self._hooks.items()}
+        if key == "hooks":
+            return {name: hook.spec for name, hook in self._hooks.items()}
+        if key in OPTIONS and not OPTIONS[key].listed:
+            value = self.settings.get(key)
             return dict(value) if isinstance(value, Mapping) else value
         if key.startswith("hooks."):
             hook = self._hooks.get(key[len("hooks.") :])
             return hook.spec if hook else None
         if key.startswith(("stdout_stream.", "stderr_stream.")):
             head, _, tail = key.partition(".")
-            conf = self._opts[head]
+            conf = self.settings.get(head)
             return conf.get(tail) if isinstance(conf, Mapping) else None
         options = self.options()
         if key in options:
@@ -65,50 +64,46 @@ class SettingsMixin(WatcherBase):
     async def set_opt(self, key: str, value: Any) -> None:
         """Change one option at run time (``set``); emits ``updated``.
 
-        ``cmd, args, working_dir, uid, gid, shell, env, max_age, max_age_variance`` gracefully
-        reload a running watcher, as upstream, and so does any stream change (upstream: only
-        a first stream); ``numprocesses`` resizes it; the others apply to processes spawned
-        from then on.
+        What it costs is the option's :attr:`~circus.watcher.OptionSpec.effect`: ``cmd, args,
+        working_dir, uid, gid, shell, env, max_age, max_age_variance`` gracefully reload a
+        running watcher, as upstream, and so does any stream change (upstream: only a first
+        stream); ``numprocesses`` resizes it; the others apply to processes spawned from
+        then on.
 
         Raises:
             UnknownOptionError: no such option, or one that cannot change at run time.
             OptionError: bad value.
         """
         folded = fold({key: value})
-        if key in self._custom and key not in SPECS:
-            self._custom[key] = value
+        if key in self.settings.custom and key not in OPTIONS:
+            self.settings = self.settings.with_custom(key, value)
             self._template = None
             self._emit("updated", {"time": time.time()})
             return
         ((name, raw),) = folded.items()
-        spec = SPECS.get(name)
+        spec = OPTIONS.get(name)
         if spec is None:
             raise unknown(key)
-        if not spec.settable and not key.startswith("rlimit_"):
+        if not spec.settable and not key.startswith(SETTABLE_PREFIXES):
             raise not_settable(key)
-        if isinstance(raw, Mapping) and name in ("hooks", "stdout_stream", "stderr_stream"):
-            if key != name:  # a prefixed key merges into the current mapping
-                current = self._opts[name] if isinstance(self._opts[name], Mapping) else {}
-                raw = {**current, **raw}
-        elif name == "rlimits":
-            raw = {**self._opts["rlimits"], **raw}
+        current = self.settings.get(name)
+        if key != name and isinstance(raw, Mapping):  # a prefixed key merges into the mapping
+            raw = {**(current if isinstance(current, Mapping) else {}), **raw}
         new_value = convert(name, raw)
-        if name == "numprocesses":
+        if spec.effect is Effect.RESIZE:
             await self.set_numprocesses(new_value)
             self._emit("updated", {"time": time.time()})
             return
-        candidate = {**self._opts, name: new_value}
-        check_consistency(candidate)
-        hooks = resolve_all(new_value) if name == "hooks" else self._hooks
+        candidate = self.settings.replace(name, new_value)
+        hooks = resolve_all(candidate.hooks) if name == "hooks" else self._hooks
         async with self._get_lock():
-            self._opts = candidate
+            self.settings = candidate
             self._hooks = hooks
             self._env = None
             self._template = None
             self._apply_policies()
         self._emit("updated", {"time": time.time()})
-        # Unlike upstream, any stream change reloads: running processes keep their pipes.
-        if (spec.reload or name.endswith("_stream")) and self._status == "active":
+        if spec.effect is Effect.RELOAD and self._status == "active":
             await self.reload(graceful=True)
 
     def process_info(self, pid: int) -> Any:

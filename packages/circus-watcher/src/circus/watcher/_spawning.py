@@ -19,7 +19,7 @@ import random
 import time
 
 from ._base import WatcherBase, close_process, process_status
-from ._errors import ResourceShortage, SpawnFailedError
+from ._errors import SpawnFailedError
 from ._flapping import Verdict
 from ._procs import ProcessLike
 
@@ -28,6 +28,10 @@ logger = logging.getLogger("circus.watcher")
 _SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 _SHORTAGE_FIRST = 0.1
 _SHORTAGE_MAX = 5.0
+
+
+class ResourceShortage(Exception):
+    """A spawn failed for want of descriptors, processes or memory; worth trying later."""
 
 
 def is_shortage(exc: BaseException) -> bool:
@@ -73,9 +77,9 @@ class SpawningMixin(WatcherBase):
         loop = asyncio.get_running_loop()
         proc.add_exit_callback(self._exit_callback)
         self._output.attach(proc)
-        max_age = self._opts["max_age"]
+        max_age = self.settings.max_age
         if max_age > 0:
-            delay = max_age + random.uniform(0, self._opts["max_age_variance"])
+            delay = max_age + random.uniform(0, self.settings.max_age_variance)
             self._age_timers[pid] = loop.call_later(delay, self._on_max_age, proc)
         self._emit("spawn", {"process_pid": pid, "time": proc.started})
 
@@ -102,13 +106,13 @@ class SpawningMixin(WatcherBase):
                 if is_shortage(exc):
                     raise ResourceShortage(str(exc)) from exc
                 attempt += 1
-                max_retry = self._opts["max_retry"]
+                max_retry = self.settings.max_retry
                 logger.warning("watcher %s: spawn attempt %d failed: %s", self.name, attempt, exc)
                 if max_retry != -1 and attempt >= max(1, max_retry):
                     raise SpawnFailedError(
                         f"watcher {self.name!r}: cannot spawn after {attempt} attempts: {exc}"
                     ) from exc
-                delay = max(self._opts["retry_in"], self._policy.delay_for(attempt))
+                delay = max(self.settings.retry_in, self._policy.delay_for(attempt))
                 await self._backoff(delay)
                 if generation is not None and generation != self._generation:
                     return None
@@ -142,7 +146,7 @@ class SpawningMixin(WatcherBase):
         """
         started: list[int] = []
         generation = self._generation
-        warmup = self._opts["warmup_delay"]
+        warmup = self.settings.warmup_delay
         missing = self.numprocesses - len(self._processes) - self._pending
         for index in range(missing):
             if (

@@ -44,9 +44,9 @@ class StoppingMixin(WatcherBase):
         """End ``procs`` (stop signal, wait, SIGKILL the tree); emit kill then reap events."""
         if not procs:
             return []
-        signum = self._opts["stop_signal"] if signum is None else signum
-        timeout = self._opts["graceful_timeout"] if graceful_timeout is None else graceful_timeout
-        stop_children = self._opts["stop_children"]
+        signum = self.settings.stop_signal if signum is None else signum
+        timeout = self.settings.graceful_timeout if graceful_timeout is None else graceful_timeout
+        stop_children = self.settings.stop_children
         for proc in procs:
             self._processes.pop(proc.pid, None)
             self._retiring[proc.pid] = proc

@@ -39,13 +39,14 @@ from ._errors import (
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
 from ._hooks import Hook, resolve_all
-from ._options import build, convert, to_limited_int
+from ._options import convert, to_limited_int
 from ._output import OutputPump
 from ._policy import RestartPolicy
 from ._procs import ProcessFactory, ProcessLike, socket_fd
 from ._settings import SettingsMixin
 from ._spawning import SpawningMixin, logger
 from ._stopping import StoppingMixin
+from ._values import WatcherOptions
 from ._wids import WidPool
 
 
@@ -131,11 +132,11 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
                 raise OptionError(key, options[key], "to be given once")
         given.update(options)
         self.name = name
-        self._opts = build(given)
-        if not self._opts["cmd"]:
+        #: Every option value, typed and frozen; ``set_opt`` replaces it with a new one.
+        self.settings = WatcherOptions.build(given, custom_options)
+        if not self.settings.cmd:
             raise OptionError("cmd", cmd, "a non-empty command line")
-        self._hooks: dict[str, Hook] = resolve_all(self._opts["hooks"])
-        self._custom: dict[str, Any] = dict(custom_options or {})
+        self._hooks: dict[str, Hook] = resolve_all(self.settings.hooks)
         self.arbiter: Any = None
         #: ``{name: fd}`` (or socket objects) of the daemon's sockets; set by the arbiter.
         self.sockets: dict[str, Any] = {}
@@ -179,17 +180,17 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
     @property
     def priority(self) -> int:
         """Start order among watchers (higher first); used by the arbiter."""
-        return int(self._opts["priority"])
+        return int(self.settings.priority)
 
     @property
     def autostart(self) -> bool:
         """Whether the arbiter starts this watcher at boot; the watcher ignores it."""
-        return bool(self._opts["autostart"])
+        return bool(self.settings.autostart)
 
     @property
     def singleton(self) -> bool:
         """At most one process."""
-        return bool(self._opts["singleton"])
+        return bool(self.settings.singleton)
 
     def status(self) -> str:
         """``'active'``, ``'stopped'``, ``'stopping'`` or ``'starting'``."""
@@ -365,7 +366,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         old/new pair at a time when ``sequential``. Emits ``reload``.
         """
         async with self._get_lock():
-            prereload = self._opts["prereload_fn"]
+            prereload = self.settings.prereload_fn
             if prereload is not None:
                 prereload(self)
             if self._status == "stopped":
@@ -373,7 +374,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             elif not graceful:
                 stopped = await self._stop()
                 info = {"stopped": stopped, **await self._start()}
-            elif self._opts["send_hup"]:
+            elif self.settings.send_hup:
                 await self._signal_all(_signal.SIGHUP, list(self._processes.values()))
                 info = {"stopped": [], "started": [], "kept": self.pids}
             else:
@@ -399,7 +400,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         started: list[int] = []
         stopped: list[int] = []
         generation = self._generation
-        warmup = self._opts["warmup_delay"]
+        warmup = self.settings.warmup_delay
         short = False  # the host ran short of resources: keep the old processes not replaced
         if sequential:
             for proc in old:
@@ -455,7 +456,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         async with self._get_lock():
             if self.singleton and value > 1:
                 raise OptionError("numprocesses", value, "0 or 1 when singleton is set")
-            self._opts["numprocesses"] = value
+            self.settings = self.settings.replace("numprocesses", value)
             self._template = None
             if self._status in ("active", "starting"):
                 await self._trim()
@@ -539,7 +540,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             None if graceful_timeout is None else convert("graceful_timeout", graceful_timeout)
         )
         await self._retire([proc], signum=number, graceful_timeout=timeout)
-        if self._status == "active" and self._opts["respawn"] != "never":
+        if self._status == "active" and self.settings.respawn != "never":
             async with self._get_lock():
                 if self._status == "active":
                     await self._trim()

@@ -7,16 +7,15 @@ The caller (:class:`._section.SectionView`) turns that ``ValueError`` into a
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Callable
 from typing import Any
 
-# Only the ceilings table and its errors: importing circus.watcher loads nothing else.
-from circus.watcher import LIMITS, OptionError, check_limit, check_option
+# The ceilings table, its errors and the two parsers: nothing heavier (no asyncio, no process
+# layer) is loaded by importing them.
+from circus.watcher import LIMITS, OptionError, check_limit, parse_bool, parse_signal
 
 __all__ = [
     "capped",
-    "check_free",
     "to_rlimit",
     "EXPECTED_RLIMIT",
     "to_bool",
@@ -36,20 +35,13 @@ EXPECTED_SIGNAL = "expected a signal name or number (TERM, SIGTERM, 15, SIGRTMIN
 EXPECTED_OCTAL = "expected an octal file mode mask between 000 and 777 (e.g. 022)"
 EXPECTED_DOTTED = "expected a dotted path like package.module.name or package.module:name"
 
-_TRUE = frozenset({"1", "yes", "true", "on"})
-_FALSE = frozenset({"0", "no", "false", "off"})
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)")
-_RT_OFFSET = re.compile(r"(SIGRTMIN|SIGRTMAX)\s*([+-])\s*(\d+)")
 
 
 def to_bool(text: str) -> bool:
-    """``yes/true/on/1`` → True, ``no/false/off/0`` → False, any case, trimmed (spec §1)."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(text)
+    """``yes/true/on/1`` → True, ``no/false/off/0`` → False, any case, trimmed (spec §1):
+    ``circus.watcher.parse_bool``, the one boolean parser of the daemon."""
+    return parse_bool(text)
 
 
 def to_int(text: str, minimum: int | None = None) -> int:
@@ -89,19 +81,6 @@ def capped(
     return converter, "expected " + (words or limit.describe())
 
 
-def check_free(key: str, text: str) -> None:
-    """A free-form option kept as written (``flapping.attempts``, ``backoff_max``…) but held
-    to its ceiling when it is a number; other text is left to the watcher.
-
-    Raises:
-        ValueError: a number out of range.
-    """
-    try:
-        check_option(key, text)
-    except OptionError:
-        raise ValueError(text) from None
-
-
 _UNLIMITED = frozenset({"", "-1", "unlimited", "infinity"})
 EXPECTED_RLIMIT = (
     "expected an integer >= 0, or empty, -1 or 'unlimited' for no limit; "
@@ -119,29 +98,9 @@ def to_rlimit(text: str) -> int:
 
 
 def to_signum(text: str) -> int:
-    """A signal number from ``15``, ``TERM``, ``SIGTERM``, ``term`` or ``SIGRTMIN+2``."""
-    name = text.strip().upper()
-    if name.isdigit():
-        number = int(name)
-        if number not in {int(s) for s in signal.valid_signals()}:
-            raise ValueError(text)
-        return number
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    offset = _RT_OFFSET.fullmatch(name)
-    if offset is not None:
-        base = int(getattr(signal, offset.group(1)))
-        delta = int(offset.group(3))
-        number = base + delta if offset.group(2) == "+" else base - delta
-        if not int(signal.SIGRTMIN) <= number <= int(signal.SIGRTMAX):
-            raise ValueError(text)
-        return number
-    if name.startswith("SIG_"):
-        raise ValueError(text)  # SIG_DFL/SIG_IGN are handlers, not signals
-    member = getattr(signal, name, None)
-    if not isinstance(member, signal.Signals):
-        raise ValueError(text)
-    return int(member)
+    """A signal number from ``15``, ``TERM``, ``SIGTERM``, ``term`` or ``SIGRTMIN+2``:
+    ``circus.watcher.parse_signal``, the one signal parser of the daemon."""
+    return parse_signal(text)
 
 
 def to_octal(text: str) -> int:

@@ -8,32 +8,14 @@ the ``[env]``/``[env:…]`` variables as written (the watcher expands ``$NAME``)
 
 from __future__ import annotations
 
-import grp
-import pwd
 import re
 import resource
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from typing import Any
 
-from circus.watcher import LIMITS, MAX_SECONDS, check_limit
+from circus.watcher import HOOK_NAMES, OPTIONS, OptionSpec
 
-from ._convert import (
-    EXPECTED_BOOL,
-    EXPECTED_DOTTED,
-    EXPECTED_OCTAL,
-    EXPECTED_RLIMIT,
-    EXPECTED_SIGNAL,
-    capped,
-    check_dotted,
-    check_free,
-    to_bool,
-    to_float,
-    to_int,
-    to_octal,
-    to_rlimit,
-    to_signum,
-)
+from ._convert import EXPECTED_DOTTED, EXPECTED_RLIMIT, check_dotted, to_bool, to_rlimit
 from ._hookspec import HookSpec
 from ._model import WatcherConfig
 from ._section import SectionView
@@ -41,145 +23,30 @@ from ._streams import parse_stream
 
 __all__ = ["parse_watcher", "WATCHER_OPTIONS", "HOOK_NAMES", "socket_references"]
 
-HOOK_NAMES = (
-    "before_start",
-    "after_start",
-    "before_spawn",
-    "after_spawn",
-    "before_stop",
-    "after_stop",
-    "before_signal",
-    "after_signal",
-    "before_reap",
-    "after_reap",
-    "extended_stats",
-)
-FLAPPING_OPTIONS = ("attempts", "window", "retry_in", "max_retry", "active")
-_PREFIXES = ("stdout_stream", "stderr_stream", "hooks", "flapping")
-RESPAWN_MODES = ("always", "on-failure", "never")
-# Options circus.watcher adds to upstream's (restart policy, backoff, hook timeout): passed as
-# written (the watcher converts them); listed so a typo of one is reported.
-WATCHER_EXTRAS = (
-    "retry_in",
-    "success_exit_codes",
-    "backoff_initial",
-    "backoff_factor",
-    "backoff_max",
-    "backoff_reset",
-    "hook_timeout",
-)
-
-_SOCKET_REF = re.compile(r"(?:\$\(|\(\()circus\.sockets\.([\w-]+)\)\)?", re.IGNORECASE)
-
-
-def _str(text: str) -> str:
-    return text.strip()
-
-
-def _user(text: str) -> int | str:
-    value = text.strip()
-    if value.isdigit():
-        return _id("uid", value)
-    pwd.getpwnam(value)  # KeyError → reported by _checked below
-    return value
-
-
-def _group(text: str) -> int | str:
-    value = text.strip()
-    if value.isdigit():
-        return _id("gid", value)
-    grp.getgrnam(value)
-    return value
-
-
-_ID_CEILING = int(LIMITS["uid"].high)
-
-
-def _id(name: str, digits: str) -> int:
-    number = int(digits)
-    check_limit(name, number)  # OptionError is a ValueError
-    return number
-
-
-def _respawn(text: str) -> bool | str:
-    try:
-        return to_bool(text)
-    except ValueError:
-        mode = text.strip().lower().replace("_", "-")
-        if mode not in RESPAWN_MODES:
-            raise
-        return mode
-
-
-def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    def wrapper(text: str) -> Any:
-        try:
-            return convert(text)
-        except KeyError:
-            raise ValueError(text) from None
-
-    return wrapper
-
-
-def _limited(name: str, convert: Callable[[str], Any], default: Any, words: str | None = None
-             ) -> tuple[Callable[[str], Any], Any, str]:  # fmt: skip
-    """A WATCHER_OPTIONS row held to the option's ceiling (``circus.watcher.LIMITS``)."""
-    converter, expected = capped(name, convert, words)
-    return converter, default, expected
-
-
-def _int_seconds(note: str = "") -> str:
-    # upstream reads max_age/max_age_variance with int(): whole seconds in a config file
-    return f"an integer >= 0 (seconds{note}) and <= {MAX_SECONDS} (its ceiling: 1 year)"
-
-
-# option → (converter, default, expected); order is the Watcher constructor's.
-WATCHER_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
-    "cmd": (_str, None, "expected a command"),
-    "args": (str, None, ""),
-    "numprocesses": _limited("numprocesses", to_int, 1),
-    "warmup_delay": _limited("warmup_delay", to_float, 0.0),
-    "working_dir": (_str, None, ""),
-    "shell": (to_bool, False, EXPECTED_BOOL),
-    "shell_args": (_str, None, ""),
-    "uid": (
-        _checked(_user),
-        None,
-        f"expected an existing user name or a numeric uid (at most {_ID_CEILING}, its ceiling)",
-    ),
-    "gid": (
-        _checked(_group),
-        None,
-        f"expected an existing group name or a numeric gid (at most {_ID_CEILING}, its ceiling)",
-    ),
-    "send_hup": (to_bool, False, EXPECTED_BOOL),
-    "stop_signal": (to_signum, 15, EXPECTED_SIGNAL),
-    "stop_children": (to_bool, False, EXPECTED_BOOL),
-    "graceful_timeout": _limited("graceful_timeout", to_float, 30.0),
-    "executable": (_str, None, ""),
-    "priority": _limited("priority", to_int, 0),
-    "singleton": (to_bool, False, EXPECTED_BOOL),
-    "use_sockets": (to_bool, False, EXPECTED_BOOL),
-    "copy_env": (to_bool, False, EXPECTED_BOOL),
-    "copy_path": (to_bool, False, EXPECTED_BOOL),
-    "max_age": _limited("max_age", to_int, 0, _int_seconds("; 0 = off")),
-    "max_age_variance": _limited("max_age_variance", to_int, 30, _int_seconds()),
-    "respawn": (_respawn, True, "expected a boolean or one of always, on-failure, never"),
-    "autostart": (to_bool, True, EXPECTED_BOOL),
-    "on_demand": (to_bool, False, EXPECTED_BOOL),
-    "virtualenv": (_str, None, ""),
-    "stdin_socket": (lambda t: t.strip().lower(), None, ""),
-    "close_child_stdin": (to_bool, True, EXPECTED_BOOL),
-    "close_child_stdout": (to_bool, False, EXPECTED_BOOL),
-    "close_child_stderr": (to_bool, False, EXPECTED_BOOL),
-    "virtualenv_py_ver": (_str, None, ""),
-    "umask": (to_octal, None, EXPECTED_OCTAL),
-    "max_retry": _limited("max_retry", to_int, 5),
+# Everything about an option (its name, default, parser, words, ceiling, how an INI file
+# gives it) is in the watcher's one table, circus.watcher.OPTIONS; this module only walks it.
+#: Circus 0.19's Watcher keywords an INI file gives under their own name: always passed on,
+#: with their default when absent. Order is the Watcher constructor's.
+WATCHER_OPTIONS: dict[str, OptionSpec] = {
+    name: spec
+    for name, spec in OPTIONS.items()
+    if spec.upstream and spec.ini == (name,) and not spec.verbatim
 }
-# Parsed and typed, then passed to the Watcher as free-form options (upstream keeps them).
-_EXTRA_TYPED: dict[str, tuple[Callable[[str], Any], str]] = {
-    "check_flapping": (to_bool, EXPECTED_BOOL),
+# Other options of the table an INI file may give (ours, flapping.*, check_flapping): passed
+# on only when present, as written when Circus 0.19 kept them verbatim.
+_EXTRAS: dict[str, OptionSpec] = {
+    name: spec
+    for name, spec in OPTIONS.items()
+    if spec.ini == (name,) and name not in WATCHER_OPTIONS
 }
+FLAPPING_OPTIONS = tuple(name.partition(".")[2] for name in OPTIONS if name.startswith("flapping."))
+# Key families: "hooks.*" and the like in the table, plus the flapping.* group.
+_PREFIXES = tuple(
+    dict.fromkeys(
+        [key[: -len(".*")] for spec in OPTIONS.values() for key in spec.ini if key.endswith(".*")]
+        + [name.partition(".")[0] for name in OPTIONS if "." in name]
+    )
+)
 # Keyword arguments the loader computes (or the daemon supplies): a section key of that name
 # would clobber them, so it is ignored with a warning.
 _RESERVED = {
@@ -193,7 +60,14 @@ _RESERVED = {
     "sockets": "use $(circus.sockets.NAME) and use_sockets",
     "arbiter": "not settable from a config file",
 }
-_KNOWN = (*WATCHER_OPTIONS, *_EXTRA_TYPED, *WATCHER_EXTRAS, *(f"{p}.x" for p in _PREFIXES))
+_KNOWN = (*WATCHER_OPTIONS, *_EXTRAS, *(f"{p}.x" for p in _PREFIXES))
+
+_SOCKET_REF = re.compile(r"(?:\$\(|\(\()circus\.sockets\.([\w-]+)\)\)?", re.IGNORECASE)
+
+
+def _read(view: SectionView, spec: OptionSpec, key: str, default: Any) -> Any:
+    """The option as the table says an INI file gives it, or ``default`` when absent."""
+    return view.get(key, spec.read_ini, default, "expected " + spec.ini_words)
 
 
 def socket_references(text: str | None) -> set[str]:
@@ -237,10 +111,6 @@ def _parse_rlimit(view: SectionView, key: str) -> tuple[str, int]:
     return name, view.get(key, to_rlimit, -1, EXPECTED_RLIMIT)
 
 
-def _free_expected(key: str) -> str:
-    return "expected " + LIMITS[key].describe()
-
-
 def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> WatcherConfig:
     """Validate one watcher section and build its :class:`WatcherConfig`.
 
@@ -252,8 +122,8 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
     if not name:
         raise view.error(None, "expected a watcher name after 'watcher:'")
     kwargs: dict[str, Any] = {"name": name}
-    for option, (convert, default, expected) in WATCHER_OPTIONS.items():
-        kwargs[option] = view.get(option, convert, default, expected)
+    for option, spec in WATCHER_OPTIONS.items():
+        kwargs[option] = _read(view, spec, option, spec.default)
     if not kwargs["cmd"]:
         raise view.error("cmd", "expected a command (cmd is required)")
 
@@ -266,9 +136,8 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
         prefix, dot, rest = key.partition(".")
         if key in _RESERVED:
             view.warn(key, f"not a watcher option in a config file ({_RESERVED[key]}); ignored")
-        elif key in _EXTRA_TYPED:
-            convert, expected = _EXTRA_TYPED[key]
-            free[key] = view.get(key, convert, None, expected)
+        elif key in _EXTRAS:
+            free[key] = _read(view, _EXTRAS[key], key, None)
         elif dot and prefix == "hooks":
             if rest not in HOOK_NAMES:
                 raise view.error(key, "expected a hook among " + ", ".join(HOOK_NAMES))
@@ -278,16 +147,14 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
         elif key.lower().startswith("rlimit_"):
             limit, value = _parse_rlimit(view, key)
             rlimits[limit] = value
-        else:
+        else:  # a free-form key, kept as written (upstream's behaviour); a typo warns
             if dot and prefix == "flapping":
                 view.check_unknown(key, FLAPPING_OPTIONS, "watcher option", name=rest)
             elif dot and prefix not in _PREFIXES:
                 view.check_unknown(key, _PREFIXES, "watcher option", name=prefix)
-            elif not dot and key not in WATCHER_EXTRAS:
+            elif not dot:
                 view.check_unknown(key, _KNOWN, "watcher option")
             free[key] = view.options[key].value
-            if key in LIMITS:  # flapping.*, backoff_*, retry_in...: kept as written, capped
-                view.get(key, partial(check_free, key), None, _free_expected(key))
 
     kwargs["env"] = dict(env)
     kwargs["rlimits"] = rlimits

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+from circus.watcher import parse_bool
 from tornado.ioloop import IOLoop, PeriodicCallback
 from zmq.eventloop.zmqstream import ZMQStream
 
@@ -28,14 +29,15 @@ __all__ = ["CircusPlugin", "to_bool"]
 
 log = logging.getLogger("circus.plugins")
 
-_TRUE = {"1", "yes", "true", "on"}
-
 
 def to_bool(value: Any) -> bool:
-    """A config value (string from the INI file, or a bool) as a boolean."""
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in _TRUE
+    """A config value (string from the INI file, or a bool) as a boolean, read by the daemon's
+    one boolean parser (``circus.watcher.parse_bool``); anything that is not a boolean is
+    false."""
+    try:
+        return parse_bool(value)
+    except ValueError:
+        return False
 
 
 class CircusPlugin:

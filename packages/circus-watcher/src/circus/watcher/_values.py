@@ -1,0 +1,162 @@
+"""A watcher's option values as one typed, frozen object: :class:`WatcherOptions`.
+
+Built from :data:`~circus.watcher.OPTIONS` (every default, overridden by what was given,
+each value through its option's parser), checked as a whole (upstream's cross-option rules),
+and never changed in place: ``set`` makes a new object with :meth:`WatcherOptions.replace`,
+so a value read once stays what it was for whoever holds it. Mapping values (``env``,
+``rlimits``, ``hooks``, stream confs, free-form options) are read-only views.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from ._errors import OptionError
+from ._options import OPTIONS, convert, fold
+
+
+@dataclass(frozen=True)
+class FlappingOptions:
+    """The ``flapping.*`` options (README "Flapping")."""
+
+    active: bool
+    attempts: int
+    window: float
+    retry_in: float
+    max_retry: int
+
+
+@dataclass(frozen=True)
+class WatcherOptions:
+    """Every option of one watcher, typed; the attribute of ``flapping.X`` is ``flapping.X``.
+
+    ``custom`` holds the free-form options upstream keeps verbatim (``custom_options``).
+    Read a value by its wire name with :meth:`get`; change one with :meth:`replace`.
+    """
+
+    cmd: str
+    args: str | None
+    numprocesses: int
+    warmup_delay: float
+    working_dir: str | None
+    shell: bool
+    shell_args: str | None
+    uid: int | str | None
+    gid: int | str | None
+    send_hup: bool
+    stop_signal: int
+    stop_children: bool
+    env: Mapping[str, str]
+    graceful_timeout: float
+    prereload_fn: Callable[[Any], Any] | None
+    rlimits: Mapping[str, int | None]
+    executable: str | None
+    stdout_stream: Any  # None, a stream conf (read-only mapping) or a stream object
+    stderr_stream: Any
+    priority: int
+    singleton: bool
+    use_sockets: bool
+    copy_env: bool
+    copy_path: bool
+    max_age: float
+    max_age_variance: float
+    hooks: Mapping[str, Any]
+    respawn: str
+    autostart: bool
+    on_demand: bool
+    virtualenv: str | None
+    stdin_socket: str | None
+    close_child_stdin: bool
+    close_child_stdout: bool
+    close_child_stderr: bool
+    virtualenv_py_ver: str | None
+    umask: int | None
+    max_retry: int
+    retry_in: float
+    success_exit_codes: frozenset[int]
+    backoff_initial: float
+    backoff_factor: float
+    backoff_max: float
+    backoff_reset: float
+    hook_timeout: float
+    flapping: FlappingOptions
+    check_flapping: bool
+    custom: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def build(
+        cls, given: Mapping[str, Any], custom: Mapping[str, Any] | None = None
+    ) -> WatcherOptions:
+        """Every default, overridden by ``given`` (prefixed keys folded), validated.
+
+        Raises:
+            UnknownOptionError: a name that is no option.
+            OptionError: a bad value, or options that contradict each other.
+        """
+        values = dict(_DEFAULTS)
+        for name, value in fold(given).items():
+            values[name] = convert(name, value)
+        result = _make(values, custom or {})
+        result.check()
+        return result
+
+    def get(self, name: str) -> Any:
+        """The value of the option called ``name`` (``"flapping.window"`` included)."""
+        head, dot, tail = name.partition(".")
+        if dot and head == "flapping":
+            return getattr(self.flapping, tail)
+        return getattr(self, name)
+
+    def replace(self, name: str, value: Any) -> WatcherOptions:
+        """A copy with option ``name`` set to ``value`` (already converted), checked.
+
+        Raises:
+            OptionError: the result breaks a cross-option rule (nothing changed).
+        """
+        head, dot, tail = name.partition(".")
+        if dot and head == "flapping":
+            result = dataclasses.replace(
+                self, flapping=dataclasses.replace(self.flapping, **{tail: value})
+            )
+        else:
+            result = dataclasses.replace(self, **{name: _frozen(value)})
+        result.check()
+        return result
+
+    def with_custom(self, key: str, value: Any) -> WatcherOptions:
+        """A copy with the free-form option ``key`` set to ``value``."""
+        return dataclasses.replace(self, custom=MappingProxyType({**self.custom, key: value}))
+
+    def check(self) -> None:
+        """Cross-option rules (upstream's ValueErrors, with our error shape).
+
+        Raises:
+            OptionError: ``singleton`` with more than one process, ``copy_path`` or
+                ``virtualenv`` without ``copy_env``.
+        """
+        if self.singleton and self.numprocesses > 1:
+            raise OptionError("numprocesses", self.numprocesses, "0 or 1 when singleton is set")
+        if self.copy_path and not self.copy_env:
+            raise OptionError("copy_path", True, "copy_env to be true as well")
+        if self.virtualenv and not self.copy_env:
+            raise OptionError("virtualenv", self.virtualenv, "copy_env to be true as well")
+
+
+def _frozen(value: Any) -> Any:
+    return MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
+
+
+def _make(values: Mapping[str, Any], custom: Mapping[str, Any]) -> WatcherOptions:
+    flat = {name: _frozen(value) for name, value in values.items() if "." not in name}
+    flapping = FlappingOptions(
+        **{name.partition(".")[2]: value for name, value in values.items() if "." in name}
+    )
+    return WatcherOptions(**flat, flapping=flapping, custom=MappingProxyType(dict(custom)))
+
+
+# Defaults parsed once (``env`` None -> {} and so on), not at every construction.
+_DEFAULTS: dict[str, Any] = {name: spec.parse(spec.default) for name, spec in OPTIONS.items()}
