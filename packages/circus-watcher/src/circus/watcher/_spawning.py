@@ -19,7 +19,7 @@ import random
 import time
 
 from ._base import WatcherBase, close_process, process_status
-from ._errors import SpawnFailedError
+from ._errors import ResourceShortage, SpawnFailedError
 from ._flapping import Verdict
 from ._procs import ProcessLike
 
@@ -28,10 +28,6 @@ logger = logging.getLogger("circus.watcher")
 _SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 _SHORTAGE_FIRST = 0.1
 _SHORTAGE_MAX = 5.0
-
-
-class ResourceShortage(Exception):
-    """A spawn failed for want of descriptors, processes or memory; worth trying later."""
 
 
 def is_shortage(exc: BaseException) -> bool:
