@@ -344,13 +344,17 @@ def test_working_dir_swapped_for_a_symlink_after_the_check(tmp_path: Path) -> No
 
 # Raw ZMTP 3.0 (NULL) on plain sockets: handshake, one cast of `add` as a root watcher,
 # close at once; the next connection gets the same fd number in circusd. Arguments:
-# host:port or an ipc socket's path, count, name prefix.
+# host:port or an ipc socket's path, count, name prefix, and optionally more properties
+# for the READY command as a JSON object (what a client may claim about itself).
 FD_REUSE_CLIENT = r"""
 import json, socket, struct, sys
 where, count, prefix = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
 greeting = b"\xff" + b"\0" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0") + b"\0" * 32
-prop = b"\x0bSocket-Type" + struct.pack("!I", 6) + b"DEALER"
-ready = b"\x04" + bytes([6 + len(prop)]) + b"\x05READY" + prop
+props = b""
+for name, value in {"Socket-Type": "DEALER", **extra}.items():
+    props += bytes([len(name)]) + name.encode() + struct.pack("!I", len(value)) + value.encode()
+ready = b"\x04" + bytes([6 + len(props)]) + b"\x05READY" + props
 for i in range(count):
     body = json.dumps({"id": str(i), "command": "add", "msg_type": "cast",
                        "properties": {"name": f"{prefix}{i}", "cmd": "sleep 300"}}).encode()
@@ -434,3 +438,136 @@ def flood_while_root_connects(daemon: Any, where: str, nobody_python: str, secon
     names = evil()
     assert not names, f"{len(names)} watchers added as root by nobody, e.g. {names[:3]}"
     assert "refused: permission denied: 'add'" in daemon.output()
+
+
+# ------------------------------------------------------------------ what "read" shows
+
+# Subscribes to ``output.`` on the pub/sub endpoint; the first message's frames, or None.
+SUBSCRIBER = r"""
+import json, site, sys
+site.addsitedir(sys.argv[1])
+import zmq
+ctx = zmq.Context()
+sock = ctx.socket(zmq.SUB)
+sock.linger = 0
+sock.setsockopt(zmq.SUBSCRIBE, b"output.")
+sock.connect(sys.argv[2])
+got = [f.decode(errors="replace") for f in sock.recv_multipart()] if sock.poll(10000) else None
+sock.close()
+ctx.term()
+print(json.dumps(got))
+"""
+
+TALKER = f"""
+[watcher:victim]
+cmd = sh -c 'while true; do echo "token $TOKEN"; sleep 0.2; done'
+
+[env:victim]
+TOKEN = {SECRET}
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="read (any local user by default) includes another user's watcher env, output "
+    "lines (`logs`) and output.* events: secrets the kernel keeps from other users "
+    "(/proc/PID/environ is 0400, a pipe is private). Fix: `options`/`get` hide env values "
+    "and `logs` the lines of watchers that run as neither the peer's uid nor for an admin "
+    "(identify the peer for those three commands, ~20 us); publish output.* only on a "
+    "channel only admins reach (ipc 0600, CURVE) or only when configured",
+)
+def test_read_only_peer_gets_no_other_users_secrets(
+    circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
+) -> None:
+    daemon = tcp_daemon(circusd, e2e, TALKER)
+    e2e.wait(lambda: root_call(daemon, "logs", name="victim")["logs"], 20)
+    leaks = []
+    answers = as_nobody(
+        nobody_python,
+        daemon.endpoint,
+        ("options", {"name": "victim"}),
+        ("get", {"name": "victim", "keys": ["env"]}),
+        ("logs", {"name": "victim"}),
+    )
+    for command, answer in zip(("options", "get", "logs"), answers, strict=True):
+        if SECRET in json.dumps(answer):
+            leaks.append(command)
+    event = run_as_nobody(nobody_python, SUBSCRIBER, daemon.pubsub)
+    if SECRET in json.dumps(event):
+        leaks.append("output.* event")
+    assert not leaks, f"root's watcher env/output shown to nobody by: {leaks}"
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_properties_a_client_claims_are_not_believed(
+    circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str, transport: str
+) -> None:
+    """A raw ZMTP client puts ``User-Id`` (what CURVE's ZAP would set) and ``Peer-Address``
+    (what libzmq records for ipc) in its own READY: circusd still sees nobody."""
+    if transport == "tcp":
+        daemon = tcp_daemon(circusd, e2e, "\n[watcher:victim]\ncmd = sleep 300\n")
+    else:
+        daemon = circusd(OWNER_CONFIG)
+    claims = {
+        "User-Id": "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+        "Peer-Address": "localhost:0:0:1",
+    }
+    where = daemon.endpoint.partition("://")[2]
+    run_as_nobody(nobody_python, FD_REUSE_CLIENT, where, "5", "evil-", json.dumps(claims))
+
+    def evil() -> list[str]:
+        return [n for n in root_call(daemon, "list")["watchers"] if n.startswith("evil")]
+
+    e2e.wait(lambda: daemon.output().count("cast 'add' failed") + len(evil()) >= 5, 20)
+    assert not evil(), "added as root"
+    assert "uid 65534 (nobody)" in daemon.output()
+
+
+def test_owner_odd_spellings_and_foreign_pids_change_nothing(
+    circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
+) -> None:
+    """Option names in other cases, dotted or folded forms, custom keys, a name differing in
+    case only, pids that are not the watcher's (pid 1), REQ envelopes, casts, upper-case
+    commands and extra frames: each is answered with an error and nothing changes."""
+    daemon = circusd(OWNER_CONFIG)
+    e2e.wait(lambda: daemon.pids("mine"), 20)
+    mine = daemon.pids("mine")[0]
+    out = tmp_path / "out"
+    root_marker = f"sh -c 'id -u > {out}/ran; exec sleep 300'"
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("set", {"name": "victim", "options": {"CMD": root_marker}}),
+        ("set", {"name": "mine", "options": {"Env": {"A": "b"}}}),
+        ("set", {"name": "mine", "options": {"env.A": "b"}}),
+        ("set", {"name": "mine", "options": {"rlimits": {"nofile": 1 << 20}}}),
+        ("set", {"name": "mine", "options": {"flapping.hooks": "os.getcwd"}}),
+        ("set", {"name": "mine", "options": {"uid": "\u00b2"}}),
+        ("set", {"name": "mine", "options": {"uid": "0x0"}}),
+        ("set", {"name": "mine", "options": {"uid": 65534 + (1 << 32)}}),
+        ("add", {"name": "VICTIM", "cmd": root_marker, "options": {"uid": "nobody"}}),
+        ("add", {"name": "g", "cmd": root_marker, "options": {"uid": 65534, "gid": "root"}}),
+        ("add", {"name": "c", "cmd": root_marker, "options": {"uid": 65534, "custom_options": {}}}),
+        ("signal", {"name": "victim", "signum": 18, "pid": 1}),
+        ("signal", {"name": "mine", "signum": 18, "pid": mine, "childpid": 1}),
+        ("kill", {"name": "victim", "pid": 1}),
+        ("restart", {"name": None}),
+    ]
+    answers = as_nobody(nobody_python, daemon.endpoint, *requests)
+    for request, answer in zip(requests, answers, strict=True):
+        assert answer["status"] == "error", (request, answer)
+    add_as_root = {"command": "add", "properties": {"name": "r", "cmd": root_marker}}
+    raw = [
+        ["", json.dumps({"id": "1", **add_as_root})],
+        [json.dumps({"id": "2", "msg_type": "cast", **add_as_root})],
+        [json.dumps({"id": "3", **add_as_root, "command": "ADD"})],
+        [json.dumps({"id": "4", "command": "list"}), json.dumps({"id": "5", "command": "quit"})],
+    ]
+    replies = run_as_nobody(nobody_python, RAW_CLIENT, daemon.endpoint, json.dumps(raw))
+    assert replies[1] is None  # a cast is not answered
+    for reply in replies[:1] + replies[2:]:
+        assert '"status": "error"' in reply[-1], reply
+    assert daemon.proc.poll() is None
+    assert daemon.call("list")["watchers"] == ["mine", "victim"]
+    assert daemon.call("options", name="victim")["options"]["cmd"] == "sleep 300"
+    assert daemon.call("options", name="mine")["options"]["uid"] == "nobody"
+    assert daemon.call("status", name="victim")["status"] == "active"
+    assert list(out.iterdir()) == []
