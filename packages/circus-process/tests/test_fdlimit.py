@@ -42,7 +42,7 @@ def _run(code: str) -> dict[str, object]:
 PRELUDE = f"""
 import errno, json, os, resource, time
 from circus.process import Process, SpawnError
-from circus.process._fdlimit import raise_nofile_limit, set_fd_reserve, free_fds
+from circus.process import free_fds, raise_nofile_limit, set_fd_reserve
 
 def child_limits(**options):
     proc = Process("t", 1, {CHILD_LIMITS!r}, shell=True, **options)

@@ -218,7 +218,7 @@ def _raise_fd_limit() -> None:
     # Every child costs circusd a pidfd and its pipes, every client a socket: the soft
     # RLIMIT_NOFILE goes up to the hard limit (children get the old soft limit back), and
     # spawning stops short of the last descriptors, which libzmq cannot run out of.
-    from circus.process._fdlimit import raise_nofile_limit, set_fd_reserve
+    from circus.process import raise_nofile_limit, set_fd_reserve
 
     before, now = raise_nofile_limit()
     if now != before:

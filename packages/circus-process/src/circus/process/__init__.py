@@ -15,6 +15,7 @@ from ._cgroup import (
 )
 from ._children import children_of, is_child_of
 from ._errors import ProcessError, ProcessGoneError, ProcessStateError, SpawnError, StreamError
+from ._fdlimit import free_fds, raise_nofile_limit, set_fd_reserve
 from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
 from ._redirector import Observer, OutputRedirector
@@ -49,12 +50,15 @@ __all__ = [
     "children_of",
     "disable_subreaper",
     "enable_subreaper",
+    "free_fds",
     "get_info",
     "is_child_of",
     "is_subreaper",
+    "raise_nofile_limit",
     "reap_orphans",
-    "release_tree_tracking",
     "reap_waiting_orphans",
+    "release_tree_tracking",
+    "set_fd_reserve",
     "set_tree_tracking",
     "streams",
     "tree_tracking",
