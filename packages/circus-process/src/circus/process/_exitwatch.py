@@ -15,17 +15,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._process import Process
+    from ._process_fields import ProcessFields
 
 __all__ = ["watch_exit", "unwatch_exit"]
 
-_sigchld_sets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[Process]] = (
+_sigchld_sets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[ProcessFields]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def watch_exit(
-    loop: asyncio.AbstractEventLoop, proc: Process, on_exit: Callable[[], None]
+    loop: asyncio.AbstractEventLoop, proc: ProcessFields, on_exit: Callable[[], None]
 ) -> Callable[[], None]:
     """Call ``on_exit()`` on ``loop`` after each SIGCHLD until undone (``proc`` may have
     exited); returns the undo function."""

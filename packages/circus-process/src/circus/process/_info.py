@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._process import Process
+    from ._process_fields import ProcessFields
 
 __all__ = ["process_info", "children_pids", "get_info", "bytes2human", "format_cpu_time"]
 
@@ -145,7 +145,7 @@ def _cached(proc: Any) -> Any:
     return proc
 
 
-def _psutil_of(process: Process) -> Any:
+def _psutil_of(process: ProcessFields) -> Any:
     import psutil
 
     if process._psutil is None:
@@ -153,7 +153,7 @@ def _psutil_of(process: Process) -> Any:
     return process._psutil
 
 
-def process_info(process: Process) -> dict[str, Any]:
+def process_info(process: ProcessFields) -> dict[str, Any]:
     """Upstream's per-process ``stats`` dict.
 
     Keys: mem_info1, mem_info2, cpu, mem, ctime, pid, username, nice, create_time, age,
@@ -178,7 +178,7 @@ def process_info(process: Process) -> dict[str, Any]:
     return info
 
 
-def children_pids(process: Process) -> list[int]:
+def children_pids(process: ProcessFields) -> list[int]:
     """Direct children of a live process, else ``[]`` (as fresh as a /proc scan)."""
     from ._children import children_of
 
