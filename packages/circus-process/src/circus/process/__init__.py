@@ -19,14 +19,14 @@ from ._fdlimit import free_fds, raise_nofile_limit, set_fd_reserve
 from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
 from ._redirector import Observer, OutputRedirector
-from ._tree import (
-    ProcessTree,
+from ._subreaper import (
     adopted_orphans,
     disable_subreaper,
     enable_subreaper,
     is_subreaper,
     reap_orphans,
 )
+from ._tree import ProcessTree
 from ._waiting import WaitingOrphans, reap_waiting_orphans
 
 __all__ = [

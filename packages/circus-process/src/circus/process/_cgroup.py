@@ -45,8 +45,6 @@ from ._cgroup_subtree import PREFIX, Subtree
 
 __all__ = [
     "Entered",
-    "Leaf",
-    "Subtree",
     "adopt",
     "leave",
     "new_leaf",

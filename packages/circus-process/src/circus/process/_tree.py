@@ -20,28 +20,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._children import children_of, stat_fields
-from ._subreaper import (
-    adopted_orphans,
-    attributed_orphans,
-    disable_subreaper,
-    enable_subreaper,
-    is_subreaper,
-    reap_orphans,
-)
+from ._subreaper import attributed_orphans
 
 if TYPE_CHECKING:
-    from ._cgroup import Leaf
+    from ._cgroup_leaf import Leaf
 
-__all__ = [
-    "ProcessTree",
-    "descendants",
-    # re-exported from _subreaper, where they live
-    "adopted_orphans",
-    "disable_subreaper",
-    "enable_subreaper",
-    "is_subreaper",
-    "reap_orphans",
-]
+__all__ = ["ProcessTree", "descendants"]
 
 
 def descendants(pid: int) -> list[int]:
