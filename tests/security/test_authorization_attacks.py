@@ -249,6 +249,7 @@ def test_owner_env_cannot_expand_circusd_environment(
     for path in out.glob("*.leak"):
         e2e.wait(lambda p=path: p.read_text().endswith("\n"), 20)
         assert SECRET not in path.read_text()
+    assert [a["status"] for a in answers] == ["error", "error"], answers
 
 
 def test_owner_working_dir_stays_where_the_owner_can_go(
