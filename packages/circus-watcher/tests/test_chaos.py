@@ -68,6 +68,6 @@ async def test_random_operations_keep_the_state_sane(make: Any, recorder: Any, s
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(3))), 30)
     await asyncio.wait_for(w.stop(), 30)
     assert w.status() == "stopped" and w.pids == []
-    assert not (w._retiring or w._exits or w._pending or w._respawn_timers or w._age_timers)
+    assert w._procs.idle and not (w._spawner.pending or w._spawner.timers)
     await recorder.until(lambda: not w._tasks)
     assert recorder.count("spawn") == recorder.count("reap")

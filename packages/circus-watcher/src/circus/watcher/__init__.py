@@ -37,6 +37,7 @@ from ._limits import (
 if TYPE_CHECKING:
     from ._convert import parse_bool, parse_signal
     from ._events import EVENTS
+    from ._lifecycle import WatcherState
     from ._options import HOOK_NAMES, OPTIONS, RESPAWN_MODES, Effect, OptionSpec
     from ._values import FlappingOptions, WatcherOptions
     from ._watcher import Watcher
@@ -52,6 +53,7 @@ _LAZY = {
     "RESPAWN_MODES": "._options",
     "Watcher": "._watcher",
     "WatcherOptions": "._values",
+    "WatcherState": "._lifecycle",
     "parse_bool": "._convert",
     "parse_signal": "._convert",
 }
@@ -92,6 +94,7 @@ __all__ = [
     "Watcher",
     "WatcherError",
     "WatcherOptions",
+    "WatcherState",
     "check_limit",
     "check_option",
     "parse_bool",

@@ -123,5 +123,5 @@ class SpawnFailedError(WatcherError):
 class ResourceShortage(WatcherError):
     """A spawn failed for want of descriptors, processes or memory; worth trying later.
 
-    The watcher catches it itself and spawns the missing processes later (``_spawning``).
+    The watcher catches it itself and spawns the missing processes later (``_spawner``).
     """

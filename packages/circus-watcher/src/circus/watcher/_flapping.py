@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._values import FlappingOptions
 
 
 class Verdict(Enum):
@@ -33,6 +37,14 @@ class FlappingDetector:
     max_retry: int = 5
     tries: int = 0
     _times: deque[float] = field(default_factory=deque)
+
+    def configure(self, options: FlappingOptions) -> None:
+        """Take the ``flapping.*`` values (the recorded exits and retries are kept)."""
+        self.active = options.active
+        self.attempts = options.attempts
+        self.window = options.window
+        self.retry_in = options.retry_in
+        self.max_retry = options.max_retry
 
     def record(self, now: float) -> Verdict:
         """Record an unrequested exit at monotonic time ``now``; return the verdict."""

@@ -30,11 +30,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _convert as cv
 from ._errors import HookError
 from ._options import HOOK_NAMES
+
+if TYPE_CHECKING:
+    from ._watcher import Watcher
 
 ALWAYS_IGNORED = frozenset(
     {"before_stop", "after_stop", "before_signal", "after_signal", "extended_stats"}
@@ -185,3 +188,32 @@ async def call_hook(hook: Hook, kwargs: dict[str, Any], limit: float, emit: Emit
         return hook.ignore_errors or hook.name in ALWAYS_IGNORED
     emit("hook_success", {"name": hook.name, "time": time.time()})
     return bool(result)
+
+
+class HookRunner:
+    """The resolved hooks of one watcher, called with upstream's keyword arguments
+    (``watcher``, ``arbiter``, ``hook_name``, plus the hook's own) and ``hook_timeout``."""
+
+    def __init__(self, watcher: Watcher, hooks: dict[str, Hook]) -> None:
+        self._watcher = watcher
+        self.hooks = hooks
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.hooks
+
+    def any_of(self, *names: str) -> bool:
+        """True when at least one of ``names`` is configured."""
+        return any(name in self.hooks for name in names)
+
+    def specs(self) -> dict[str, Any]:
+        """``{name: spec as given}`` (what ``get hooks`` answers)."""
+        return {name: hook.spec for name, hook in self.hooks.items()}
+
+    async def call(self, name: str, **kwargs: Any) -> bool:
+        """Call hook ``name`` if configured; True when the caller may go on."""
+        hook = self.hooks.get(name)
+        if hook is None:
+            return True
+        w = self._watcher
+        kwargs.update(watcher=w, arbiter=w.arbiter, hook_name=name)
+        return await call_hook(hook, kwargs, w.settings.hook_timeout, w._emit)

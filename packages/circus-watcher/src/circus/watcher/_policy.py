@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._values import WatcherOptions
 
 
 @dataclass
@@ -27,6 +31,15 @@ class RestartPolicy:
     backoff_max: float = 30.0
     backoff_reset: float = 10.0
     streak: int = 0
+
+    def configure(self, options: WatcherOptions) -> None:
+        """Take ``respawn``, ``success_exit_codes`` and ``backoff_*`` (the streak is kept)."""
+        self.respawn = options.respawn
+        self.success_exit_codes = options.success_exit_codes
+        self.backoff_initial = options.backoff_initial
+        self.backoff_factor = options.backoff_factor
+        self.backoff_max = options.backoff_max
+        self.backoff_reset = options.backoff_reset
 
     def is_failure(self, exit_code: int | None) -> bool:
         """True when ``exit_code`` (negative = killed by that signal) is not a success."""

@@ -7,16 +7,26 @@ is visible in one place.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-__all__ = ["ProcessFactory", "ProcessLike", "make_process", "socket_fd"]
+__all__ = [
+    "ProcessFactory",
+    "ProcessLike",
+    "close_process",
+    "make_process",
+    "process_status",
+    "socket_fd",
+]
 
 from ._child_sockets import SpawnSockets, socket_fd
 from ._errors import WatcherError
 
 if TYPE_CHECKING:
-    from ._base import WatcherBase
+    from ._watcher import Watcher
+
+logger = logging.getLogger("circus.watcher")
 
 
 class ProcessLike(Protocol):
@@ -39,16 +49,31 @@ class ProcessLike(Protocol):
         self, graceful_timeout: float = ..., stop_signal: int = ..., stop_children: bool = ...
     ) -> int: ...
 
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> dict[str, Any] | str: ...
 
     def close(self) -> None: ...
 
 
 #: ``factory(watcher, wid)`` returning a spawned process; the default builds a ``Process``.
-ProcessFactory = Callable[["WatcherBase", int], ProcessLike]
+ProcessFactory = Callable[["Watcher", int], ProcessLike]
 
 
-def make_process(watcher: WatcherBase, wid: int) -> ProcessLike:
+def process_status(returncode: int | None) -> int | None:
+    """A wait()-style status word for ``after_reap`` (upstream passes the raw status)."""
+    if returncode is None:
+        return None
+    return -returncode if returncode < 0 else returncode << 8
+
+
+def close_process(proc: ProcessLike) -> None:
+    """Release a dead process's pipes and pidfd, whatever happens."""
+    try:
+        proc.close()
+    except Exception:
+        logger.debug("closing process %s failed", proc.pid, exc_info=True)
+
+
+def make_process(watcher: Watcher, wid: int) -> ProcessLike:
     """Spawn one ``circus.process.Process`` for ``watcher`` with worker id ``wid``.
 
     Raises:
@@ -68,7 +93,7 @@ def make_process(watcher: WatcherBase, wid: int) -> ProcessLike:
 
 
 def _spawn(
-    watcher: WatcherBase, wid: int, sockets: dict[str, int], stdin_fd: int | None
+    watcher: Watcher, wid: int, sockets: dict[str, int], stdin_fd: int | None
 ) -> ProcessLike:
     from circus.process import Process
 
@@ -85,7 +110,7 @@ def _spawn(
             shell=o.shell,
             uid=o.uid,
             gid=o.gid,
-            env=watcher._child_env(),
+            env=watcher._inputs.env(),
             rlimits=o.rlimits or None,
             executable=o.executable,
             use_fds=o.use_sockets,
@@ -100,7 +125,7 @@ def _spawn(
             shell_args=o.shell_args,
             sockets=sockets,
             stdin_fd=stdin_fd,
-            template_vars=watcher._template_vars(),
+            template_vars=watcher._inputs.template(),
             copy_env=False,
             # A cgroup leaf per child (~0.17 ms a spawn) only where stop promises the tree.
             exact_tree=bool(o.stop_children),

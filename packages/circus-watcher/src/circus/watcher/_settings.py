@@ -1,174 +1,161 @@
-"""Options at run time (``options``, ``get_opt``, ``set_opt``) and per-process stats."""
+"""Options at run time: what ``options()`` and ``get_opt`` answer, what ``set_opt`` does, and
+the values spawns take from the options (the child environment, the template values).
+
+Every answer is read off the watcher's frozen :class:`~circus.watcher.WatcherOptions` and the
+one option table; a change makes a new options object and swaps it in under the lock.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-from ._base import WatcherBase
+from ._env import build_env
 from ._hooks import resolve_all
 from ._options import OPTIONS, SETTABLE_PREFIXES, Effect, convert, fold, not_settable, unknown
-from ._procs import ProcessLike
+from ._values import WatcherOptions
+
+if TYPE_CHECKING:
+    from ._watcher import Watcher
+
+__all__ = ["ChildInputs", "get_value", "listing", "set_value"]
 
 
-class SettingsMixin(WatcherBase):
-    """Option introspection and changes, stats."""
+def listing(o: WatcherOptions) -> dict[str, Any]:
+    """Every option value, as upstream's ``options`` command answers (+ ours)."""
+    result: dict[str, Any] = {}
+    for name, spec in OPTIONS.items():
+        if spec.listed:
+            value = o.get(name)
+            result[name] = sorted(value) if isinstance(value, frozenset) else value
+    result["env"] = dict(o.env)
+    for stream in ("stdout_stream", "stderr_stream"):
+        conf = o.get(stream)
+        if isinstance(conf, Mapping):
+            result[f"{stream}_conf"] = {k: v for k, v in conf.items() if k != "class"}
+        else:
+            result[f"{stream}_conf"] = None
+    for name, value in o.rlimits.items():
+        result[f"rlimit_{name}"] = value
+    result.update(o.custom)
+    return result
 
-    def options(self) -> dict[str, Any]:
-        """Every option value, as upstream's ``options`` command answers (+ ours)."""
-        o = self.settings
-        result: dict[str, Any] = {}
-        for name, spec in OPTIONS.items():
-            if spec.listed:
-                value = o.get(name)
-                result[name] = sorted(value) if isinstance(value, frozenset) else value
-        result["env"] = dict(o.env)
-        for stream in ("stdout_stream", "stderr_stream"):
-            conf = o.get(stream)
-            if isinstance(conf, Mapping):
-                result[f"{stream}_conf"] = {k: v for k, v in conf.items() if k != "class"}
-            else:
-                result[f"{stream}_conf"] = None
-        for name, value in o.rlimits.items():
-            result[f"rlimit_{name}"] = value
-        result.update(o.custom)
-        return result
 
-    def get_opt(self, key: str) -> Any:
-        """One option's value (``hooks``, ``rlimits``, stream options included).
+def get_value(watcher: Watcher, key: str) -> Any:
+    """One option's value (``hooks``, ``rlimits``, stream options included).
 
-        Raises:
-            UnknownOptionError: no such option.
-        """
-        if key == "hooks":
-            return {name: hook.spec for name, hook in self._hooks.items()}
-        if key in OPTIONS and not OPTIONS[key].listed:
-            value = self.settings.get(key)
-            return dict(value) if isinstance(value, Mapping) else value
-        if key.startswith("hooks."):
-            hook = self._hooks.get(key[len("hooks.") :])
-            return hook.spec if hook else None
-        if key.startswith(("stdout_stream.", "stderr_stream.")):
-            head, _, tail = key.partition(".")
-            conf = self.settings.get(head)
-            return conf.get(tail) if isinstance(conf, Mapping) else None
-        options = self.options()
-        if key in options:
-            return options[key]
-        if key.startswith("rlimit_"):
-            return None
+    Raises:
+        UnknownOptionError: no such option.
+    """
+    o = watcher.settings
+    if key == "hooks":
+        return watcher._hooks.specs()
+    if key in OPTIONS and not OPTIONS[key].listed:
+        value = o.get(key)
+        return dict(value) if isinstance(value, Mapping) else value
+    if key.startswith("hooks."):
+        hook = watcher._hooks.hooks.get(key[len("hooks.") :])
+        return hook.spec if hook else None
+    if key.startswith(("stdout_stream.", "stderr_stream.")):
+        head, _, tail = key.partition(".")
+        conf = o.get(head)
+        return conf.get(tail) if isinstance(conf, Mapping) else None
+    options = listing(o)
+    if key in options:
+        return options[key]
+    if key.startswith("rlimit_"):
+        return None
+    raise unknown(key)
+
+
+async def set_value(watcher: Watcher, key: str, value: Any) -> None:
+    """``set``: change one option and pay what the table says it costs (see ``set_opt``).
+
+    Raises:
+        UnknownOptionError: no such option, or one that cannot change at run time.
+        OptionError: bad value (nothing changed).
+    """
+    folded = fold({key: value})
+    if key in watcher.settings.custom and key not in OPTIONS:
+        watcher.settings = watcher.settings.with_custom(key, value)
+        watcher._emit("updated", {"time": time.time()})
+        return
+    ((name, raw),) = folded.items()
+    spec = OPTIONS.get(name)
+    if spec is None:
         raise unknown(key)
+    if not spec.settable and not key.startswith(SETTABLE_PREFIXES):
+        raise not_settable(key)
+    current = watcher.settings.get(name)
+    if key != name and isinstance(raw, Mapping):  # a prefixed key merges into the mapping
+        raw = {**(current if isinstance(current, Mapping) else {}), **raw}
+    new_value = convert(name, raw)
+    if spec.effect is Effect.RESIZE:
+        await watcher.set_numprocesses(new_value)
+        watcher._emit("updated", {"time": time.time()})
+        return
+    candidate = watcher.settings.replace(name, new_value)
+    hooks = resolve_all(candidate.hooks) if name == "hooks" else None
+    async with watcher._get_lock():
+        watcher.settings = candidate
+        if hooks is not None:
+            watcher._hooks.hooks = hooks
+        watcher._inputs.reset()
+        watcher._apply_policies()
+    watcher._emit("updated", {"time": time.time()})
+    if spec.effect is Effect.RELOAD and watcher.status() == "active":
+        await watcher.reload(graceful=True)
 
-    async def set_opt(self, key: str, value: Any) -> None:
-        """Change one option at run time (``set``); emits ``updated``.
 
-        What it costs is the option's :attr:`~circus.watcher.OptionSpec.effect`: ``cmd, args,
-        working_dir, uid, gid, shell, env, max_age, max_age_variance`` gracefully reload a
-        running watcher, as upstream, and so does any stream change (upstream: only a first
-        stream); ``numprocesses`` resizes it; the others apply to processes spawned from
-        then on.
+class ChildInputs:
+    """The child environment and the ``$(circus.X)`` template values of a watcher's spawns,
+    built once and shared (read-only) by every process: the environment again after
+    :meth:`reset` (at each start, reload and ``set``: circusd's own may have changed), the
+    template values again whenever the options change."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+        self._env: Mapping[str, str] | None = None
+        self._template: Mapping[str, str] | None = None
+        self._template_of: WatcherOptions | None = None
+
+    def reset(self) -> None:
+        """Build both again at their next use."""
+        self._env = self._template = None
+
+    def env(self) -> Mapping[str, str]:
+        """The exact environment of the children.
 
         Raises:
-            UnknownOptionError: no such option, or one that cannot change at run time.
-            OptionError: bad value.
+            OptionError: ``virtualenv`` names no virtualenv.
         """
-        folded = fold({key: value})
-        if key in self.settings.custom and key not in OPTIONS:
-            self.settings = self.settings.with_custom(key, value)
-            self._template = None
-            self._emit("updated", {"time": time.time()})
-            return
-        ((name, raw),) = folded.items()
-        spec = OPTIONS.get(name)
-        if spec is None:
-            raise unknown(key)
-        if not spec.settable and not key.startswith(SETTABLE_PREFIXES):
-            raise not_settable(key)
-        current = self.settings.get(name)
-        if key != name and isinstance(raw, Mapping):  # a prefixed key merges into the mapping
-            raw = {**(current if isinstance(current, Mapping) else {}), **raw}
-        new_value = convert(name, raw)
-        if spec.effect is Effect.RESIZE:
-            await self.set_numprocesses(new_value)
-            self._emit("updated", {"time": time.time()})
-            return
-        candidate = self.settings.replace(name, new_value)
-        hooks = resolve_all(candidate.hooks) if name == "hooks" else self._hooks
-        async with self._get_lock():
-            self.settings = candidate
-            self._hooks = hooks
-            self._env = None
-            self._template = None
-            self._apply_policies()
-        self._emit("updated", {"time": time.time()})
-        if spec.effect is Effect.RELOAD and self._status == "active":
-            await self.reload(graceful=True)
+        if self._env is None:
+            o = self._watcher.settings
+            self._env = MappingProxyType(
+                build_env(
+                    o.env,
+                    copy_env=o.copy_env,
+                    copy_path=o.copy_path,
+                    virtualenv=o.virtualenv,
+                    virtualenv_py_ver=o.virtualenv_py_ver,
+                )
+            )
+        return self._env
 
-    def process_info(self, pid: int) -> Any:
-        """Upstream's per-process info dict (with ``wid``, ``started``, ``age``), or its
-        "No such process (stopped?)" string for a process that vanished meanwhile."""
-        return _info(self._find(pid))
-
-    def info(self) -> dict[int, Any]:
-        """``{pid: info dict}`` for every process (a vanished one: upstream's string)."""
-        return {pid: _info(proc) for pid, proc in list(self._processes.items())}
-
-    async def stats(self, extended: bool = False) -> dict[int, Any]:
-        """Like :meth:`info`; with ``extended`` each dict also goes through ``extended_stats``.
-
-        The psutil and /proc reads run in a worker thread: with many processes, or on a host
-        crowded with unrelated ones, they take far longer than the loop may be held.
-        """
-        procs = list(self._processes.items())  # the table is read on the loop only
-        result = await asyncio.to_thread(_infos, procs)
-        if extended and "extended_stats" in self._hooks:
-            for pid, stats in result.items():
-                if isinstance(stats, dict):
-                    await self._hook("extended_stats", pid=pid, stats=stats)
-        return result
-
-    def summary(self) -> dict[str, Any]:
-        """The per-watcher aggregate of upstream's stats channel: ``pid`` (list), ``cpu``
-        (mean %), ``mem`` (sum %), ``age`` (max s); ``"N/A"`` when any value is."""
-        infos = [info for info in self.info().values() if isinstance(info, Mapping)]
-        result: dict[str, Any] = {"pid": [info.get("pid") for info in infos]}
-        combiners: tuple[tuple[str, Callable[[list[float]], float]], ...] = (
-            ("cpu", _mean),
-            ("mem", sum),
-            ("age", max),
-        )
-        for key, combine in combiners:
-            raw = [info.get(key) for info in infos]
-            values = [float(v) for v in raw if isinstance(v, int | float)]
-            if len(values) != len(raw):
-                result[key] = "N/A"
-            else:
-                result[key] = combine(values) if values else 0
-        return result
-
-
-def _infos(procs: list[tuple[int, ProcessLike]]) -> dict[int, Any]:
-    return {pid: _info(proc) for pid, proc in procs}
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-_GONE = "No such process (stopped?)"  # upstream's answer for a vanished process
-
-
-def _info(proc: ProcessLike) -> Any:
-    try:
-        raw = proc.info()
-    except Exception:  # psutil's NoSuchProcess & co, whatever the process layer lets through
-        return _GONE
-    if not isinstance(raw, Mapping):
-        return raw  # the process layer's own "vanished" string
-    data = dict(raw)
-    data.setdefault("wid", proc.wid)
-    data.setdefault("started", proc.started)
-    data.setdefault("age", time.time() - proc.started)
-    return data
+    def template(self) -> Mapping[str, str]:
+        """``{key: text}`` for ``$(circus.KEY)`` (``$(circus.env.X)`` is the process layer's)."""
+        settings = self._watcher.settings
+        if self._template is None or self._template_of is not settings:
+            values: dict[str, str] = {}
+            for key, value in listing(settings).items():
+                if key == "env":
+                    continue
+                if isinstance(value, Mapping):
+                    for sub, item in value.items():
+                        values[f"{key}.{sub}"] = "" if item is None else str(item)
+                else:
+                    values[key] = "" if value is None else str(value)
+            self._template, self._template_of = MappingProxyType(values), settings
+        return self._template

@@ -1,22 +1,23 @@
 """The Watcher: N copies of one command, kept alive on the running asyncio loop.
 
-This module holds construction, the public operations and start; spawning and deaths are
-in ``_spawning``, stopping and flapping in ``_stopping``, options and stats in
-``_settings``, shared state in ``_base``. Design (the why; the what is in the README):
+The watcher is composed of parts that each own their state (README "How it is built"):
+``settings`` (the frozen options), ``_life`` (the state machine: state, generation, halt),
+``_procs`` (the process set), ``_spawner`` (spawns, deaths, respawns, backoff, max_age),
+``_stopper`` (ending processes, the stop sequence, flapping stops), ``_hooks``,
+``_output``, ``_events``, ``_on_demand`` and ``_tasks``. This module holds construction, the
+public operations and the start sequence. Design (the why; the what is in the README):
 
 * Dead children are seen through ``Process.add_exit_callback`` (pidfd, SIGCHLD fallback):
   nothing polls and nothing ticks. ``max_age`` arms one timer per process; backoff and
   flapping retries arm one timer each. An idle watcher schedules nothing.
-* ``self._processes`` holds the processes the watcher counts. A process the watcher itself
-  is ending (stop, decr, reload, kill, max_age) is first moved to ``self._retiring``, so
-  its exit is never mistaken for a crash: it cannot trigger a respawn, a backoff step or a
-  flapping verdict.
+* A process the watcher itself is ending (stop, decr, reload, kill, max_age) leaves the
+  counted set first, so its exit is never mistaken for a crash.
 * Spawning is synchronous (fork/exec is fast) and only awaits when a spawn hook, a warmup
   delay or a spawn retry asks for it, so starting 1,000 processes is one tight loop.
 * Lifecycle operations (start, stop, reload, incr, decr, set) are serialised by one lock
   instead of failing with "already running" as upstream does; background work that may
-  outlive an operation (respawn after a hook, flapping retries) checks a generation number
-  so a stop always wins.
+  outlive an operation (respawn after a hook, flapping retries) checks the generation so a
+  stop always wins.
 """
 
 from __future__ import annotations
@@ -28,29 +29,26 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from ._child_sockets import is_reuseport
-from ._errors import (
-    OptionError,
-    ProcessNotFoundError,
-    ResourceShortage,
-    SpawnFailedError,
-    WatcherError,
-)
+from . import _settings, _stats
+from ._errors import OptionError, ProcessNotFoundError, SpawnFailedError, WatcherError
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
-from ._hooks import Hook, resolve_all
+from ._hooks import HookRunner, resolve_all
+from ._lifecycle import Halt, Lifecycle, WatcherState
+from ._on_demand import OnDemand
 from ._options import convert, to_limited_int
 from ._output import OutputPump
 from ._policy import RestartPolicy
-from ._procs import ProcessFactory, ProcessLike, socket_fd
-from ._settings import SettingsMixin
-from ._spawning import SpawningMixin, logger
-from ._stopping import StoppingMixin
+from ._procs import ProcessFactory, ProcessLike
+from ._procset import ProcessSet
+from ._reload import replace_all, trim
+from ._spawner import Spawner
+from ._stopper import Stopper
+from ._tasks import Background
 from ._values import WatcherOptions
-from ._wids import WidPool
 
 
-class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
+class Watcher:
     """N copies of one command, kept alive; usable from plain asyncio.
 
     Constructor keywords are upstream Circus 0.19's watcher options with its defaults
@@ -59,7 +57,8 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
     ``success_exit_codes``, ``backoff_*``, ``hook_timeout``, ``retry_in``). Free-form keys
     that upstream keeps verbatim go in ``custom_options``; any other unknown key raises
     :class:`~circus.watcher.UnknownOptionError`, a bad value
-    :class:`~circus.watcher.OptionError`.
+    :class:`~circus.watcher.OptionError`. Every option is described by
+    :data:`~circus.watcher.OPTIONS`; their values are :attr:`settings`.
 
     Constructing a watcher starts nothing and needs no loop; every ``async`` method must run
     on the same asyncio loop.
@@ -136,69 +135,77 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         self.settings = WatcherOptions.build(given, custom_options)
         if not self.settings.cmd:
             raise OptionError("cmd", cmd, "a non-empty command line")
-        self._hooks: dict[str, Hook] = resolve_all(self.settings.hooks)
         self.arbiter: Any = None
         #: ``{name: fd}`` (or socket objects) of the daemon's sockets; set by the arbiter.
         self.sockets: dict[str, Any] = {}
-        self._factory = process_factory
-        self._processes: dict[int, ProcessLike] = {}
-        self._retiring: dict[int, ProcessLike] = {}
-        self._exits: dict[int, asyncio.Future[int | None]] = {}
-        self._exit_callback = self._on_exit  # bound once, shared by every process
-        self._age_timers: dict[int, asyncio.TimerHandle] = {}
-        self._respawn_timers: set[asyncio.TimerHandle] = set()
-        self._pending = 0  # replacements decided but not spawned yet
-        self._shortages = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._status = "stopped"
-        self._generation = 0
-        self._backoffs: set[asyncio.Future[None]] = set()
-        self._lock: asyncio.Lock | None = None
-        self._wids = WidPool()
+        self._factory = process_factory  # the test seam make_process honours
         self._events = EventHub()
+        self._hooks = HookRunner(self, resolve_all(self.settings.hooks))
+        self._life = Lifecycle(self._events.emit)
+        self._procs = ProcessSet()
+        self._spawner = Spawner(self)
+        self._stopper = Stopper(self)
         self._output = OutputPump(self)
+        self._inputs = _settings.ChildInputs(self)
+        self._on_demand = OnDemand(self)
+        self._tasks = Background(name)
         self._policy = RestartPolicy()
         self._flapping = FlappingDetector()
-        self._flap_timer: asyncio.TimerHandle | None = None
-        self._refusal = False
-        self._halted = False
-        self._demand_fds: list[int] = []
-        self._env: dict[str, str] | None = None
-        self._template: dict[str, str] | None = None
+        self._lock: asyncio.Lock | None = None
         self._apply_policies()
 
     # ------------------------------------------------------------------ public state
 
     def __repr__(self) -> str:
-        return f"<Watcher {self.name!r} {self._status} {len(self._processes)} processes>"
+        return f"<Watcher {self.name!r} {self.status()} {len(self._procs)} processes>"
+
+    @property
+    def numprocesses(self) -> int:
+        """The number of processes the watcher keeps running when active."""
+        return self.settings.numprocesses
+
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the watcher's counted processes, oldest first."""
+        return self._procs.pids
 
     @property
     def processes(self) -> dict[int, ProcessLike]:
         """``{pid: Process}`` of the watcher's counted processes (a copy)."""
-        return dict(self._processes)
+        return dict(self._procs.counted)
 
     @property
     def priority(self) -> int:
         """Start order among watchers (higher first); used by the arbiter."""
-        return int(self.settings.priority)
+        return self.settings.priority
 
     @property
     def autostart(self) -> bool:
         """Whether the arbiter starts this watcher at boot; the watcher ignores it."""
-        return bool(self.settings.autostart)
+        return self.settings.autostart
 
     @property
     def singleton(self) -> bool:
         """At most one process."""
-        return bool(self.settings.singleton)
+        return self.settings.singleton
+
+    @property
+    def on_demand(self) -> bool:
+        """Start only when one of ``sockets`` becomes readable."""
+        return self.settings.on_demand
+
+    @property
+    def state(self) -> WatcherState:
+        """Where the watcher is in its lifecycle (``status()`` is its value)."""
+        return self._life.state
 
     def status(self) -> str:
         """``'active'``, ``'stopped'``, ``'stopping'`` or ``'starting'``."""
-        return self._status
+        return self._life.state.value
 
     def is_stopped(self) -> bool:
         """True when the watcher is stopped."""
-        return self._status == "stopped"
+        return self._life.state is WatcherState.STOPPED
 
     # ------------------------------------------------------------------ events
 
@@ -229,75 +236,79 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             pass
         self._output.observers_changed()
 
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        self._events.emit(event, payload)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _get_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def _apply_policies(self) -> None:
+        self._policy.configure(self.settings)
+        self._flapping.configure(self.settings.flapping)
+
+    def _cancel_background(self) -> None:
+        """Forget every pending respawn and flapping retry (a stop or start wins)."""
+        self._life.bump()
+        self._life.halt = None
+        self._spawner.cancel()
+        self._stopper.cancel_flap_retry()
+        self._on_demand.disarm()
+
+    def _find(self, pid: int) -> ProcessLike:
+        try:
+            proc = self._procs.get(int(pid))
+        except (TypeError, ValueError):
+            proc = None
+        if proc is None:
+            raise ProcessNotFoundError(self.name, pid)
+        return proc
+
     # ------------------------------------------------------------------ starting
 
     async def _start(self) -> dict[str, list[int]]:
-        if self._status != "stopped":
+        """The start sequence (caller holds the lock)."""
+        life = self._life
+        if life.state is not WatcherState.STOPPED:
             return {"started": [], "kept": self.pids}
         self._cancel_background()
-        self._status = "starting"
-        if not await self._hook("before_start"):
-            self._status = "stopped"
+        life.change(WatcherState.STARTING)
+        if not await self._hooks.call("before_start"):
+            life.change(WatcherState.STOPPED)
             return {"started": [], "kept": []}
-        self._env = None
-        self._template = None
+        self._inputs.reset()
         try:
-            self._child_env()  # a bad virtualenv is a config error, not a spawn to retry
+            self._inputs.env()  # a bad virtualenv is a config error, not a spawn to retry
         except WatcherError:
-            self._status = "stopped"
+            life.change(WatcherState.STOPPED)
             raise
         try:
             self._output.open()
         except Exception as exc:
-            self._status = "stopped"
+            life.change(WatcherState.STOPPED)
             raise WatcherError(f"watcher {self.name!r}: cannot open its streams: {exc}") from exc
-        self._refusal = False
-        generation = self._generation
+        generation = life.generation
         try:
-            started = await self._spawn_up_to_target()
+            started = await self._spawner.spawn_up_to_target()
         except SpawnFailedError:
-            await self._stop()
+            await self._stopper.stop()
             raise
-        if generation != self._generation:
+        if generation != life.generation:
             return {"started": started, "kept": []}  # a stop is waiting for the lock
-        if self._refusal:
-            await self._stop()  # a spawn hook refused
+        if life.halt is Halt.REFUSED:
+            await self._stopper.stop()  # a spawn hook refused
             return {"started": [], "kept": []}
-        self._status = "active"
-        self._emit("start", {"time": time.time()})
-        if not await self._hook("after_start"):
-            await self._stop()
+        life.change(WatcherState.ACTIVE)
+        if not await self._hooks.call("after_start"):
+            await self._stopper.stop()
             return {"started": [], "kept": []}
-        if not self._processes and not self._pending and self.numprocesses > 0:
+        if not self._procs and not self._spawner.pending and self.numprocesses > 0:
             # Every process already exited for good (respawn off): stopped, as upstream.
-            self._spawn_task(self._stop_from_inside(rearm=True, generation=self._generation))
+            self._tasks.run(self._stopper.stop_from_inside(rearm=True, generation=life.generation))
         return {"started": started, "kept": []}
-
-    def _arm_on_demand(self) -> None:
-        # A so_reuseport socket only reserves its address (bound, never listening): the
-        # kernel reports it as hung up, i.e. always "readable", so it cannot wake us.
-        fds = [socket_fd(s) for s in self.sockets.values() if not is_reuseport(s)]
-        if not fds:
-            raise WatcherError(
-                f"watcher {self.name!r} is on_demand but has no socket to wait on "
-                "(so_reuseport sockets cannot start a watcher on demand)"
-            )
-        self._disarm_on_demand()
-        loop = asyncio.get_running_loop()
-        for fd in fds:
-            loop.add_reader(fd, self._on_demand_ready)
-        self._demand_fds = fds
-
-    def _disarm_on_demand(self) -> None:
-        if self._demand_fds:
-            loop = asyncio.get_running_loop()
-            for fd in self._demand_fds:
-                loop.remove_reader(fd)
-            self._demand_fds = []
-
-    def _on_demand_ready(self) -> None:
-        self._disarm_on_demand()
-        self._spawn_task(self._start_locked())
 
     async def _start_locked(self) -> dict[str, list[int]]:
         async with self._get_lock():
@@ -317,9 +328,9 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         async with self._get_lock():
             self._flapping.clear()
             self._policy.reset()
-            if self.on_demand and self._status == "stopped":
+            if self.on_demand and self.is_stopped():
                 self._cancel_background()
-                self._arm_on_demand()
+                self._on_demand.arm()
                 return {"started": [], "kept": []}
             return await self._start()
 
@@ -327,10 +338,8 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         """Make a start, reload or respawn in progress give up at its next step, at once if
         it is waiting to retry a failed spawn; for whoever is about to queue a stop or
         restart behind it (the lock it holds is not needed)."""
-        self._generation += 1
-        for backoff in self._backoffs:
-            if not backoff.done():
-                backoff.set_result(None)
+        self._life.bump()
+        self._spawner.wake()
 
     async def stop(self) -> list[int]:
         """Stop every process (stop signal, ``graceful_timeout``, SIGKILL of the tree).
@@ -342,10 +351,10 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         async with self._get_lock():
             self._flapping.clear()
             self._policy.reset()
-            if self._status == "stopped":
+            if self.is_stopped():
                 self._cancel_background()
                 return []
-            return await self._stop()
+            return await self._stopper.stop()
 
     async def restart(self) -> dict[str, list[int]]:
         """Stop then start; returns ``{"stopped", "started", "kept"}``."""
@@ -353,7 +362,7 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         async with self._get_lock():
             self._flapping.clear()
             self._policy.reset()
-            stopped = await self._stop()
+            stopped = await self._stopper.stop()
             info = await self._start()
         return {"stopped": stopped, **info}
 
@@ -369,86 +378,18 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             prereload = self.settings.prereload_fn
             if prereload is not None:
                 prereload(self)
-            if self._status == "stopped":
+            if self.is_stopped():
                 info: dict[str, Any] = {"stopped": [], **await self._start()}
             elif not graceful:
-                stopped = await self._stop()
+                stopped = await self._stopper.stop()
                 info = {"stopped": stopped, **await self._start()}
             elif self.settings.send_hup:
-                await self._signal_all(_signal.SIGHUP, list(self._processes.values()))
+                await self._stopper.signal_all(_signal.SIGHUP, list(self._procs))
                 info = {"stopped": [], "started": [], "kept": self.pids}
             else:
-                info = await self._replace_all(sequential)
+                info = await replace_all(self, sequential)
             self._emit("reload", {"time": time.time()})
             return info
-
-    async def _replace_all(self, sequential: bool) -> dict[str, Any]:
-        self._env = None
-        self._template = None
-        try:
-            self._output.refresh()  # a stream changed by ``set``: new processes write there
-        except Exception as exc:
-            raise WatcherError(f"watcher {self.name!r}: cannot open its streams: {exc}") from exc
-        generation = self._generation
-        info = await self._replace_processes(sequential)
-        if generation == self._generation:
-            self._output.close_superseded()  # else the stop that interrupted us closes them
-        return info
-
-    async def _replace_processes(self, sequential: bool) -> dict[str, Any]:
-        old = list(self._processes.values())
-        started: list[int] = []
-        stopped: list[int] = []
-        generation = self._generation
-        warmup = self.settings.warmup_delay
-        short = False  # the host ran short of resources: keep the old processes not replaced
-        if sequential:
-            for proc in old:
-                try:
-                    new = await self._spawn(generation)
-                except ResourceShortage as exc:
-                    logger.warning("watcher %s: reload stopped short: %s", self.name, exc)
-                    break
-                if new is None:
-                    break
-                started.append(new.pid)
-                if proc.pid in self._processes:
-                    stopped += await self._retire([proc])
-                if warmup > 0:
-                    await asyncio.sleep(warmup)
-        else:
-            for index in range(self.numprocesses):
-                try:
-                    new = await self._spawn(generation)
-                except ResourceShortage as exc:
-                    logger.warning("watcher %s: reload stopped short: %s", self.name, exc)
-                    short = True
-                    break
-                if new is None:
-                    break
-                started.append(new.pid)
-                if warmup > 0 and index + 1 < self.numprocesses:
-                    await asyncio.sleep(warmup)
-            if generation == self._generation:
-                retiring = old[: len(started)] if short else old
-                stopped = await self._retire([p for p in retiring if p.pid in self._processes])
-        if generation == self._generation:
-            await self._trim()
-        kept = [pid for pid in self.pids if pid not in started]
-        return {"stopped": stopped, "started": started, "kept": kept}
-
-    async def _trim(self) -> None:
-        """Stop the oldest processes above ``numprocesses``; spawn up to it."""
-        excess = len(self._processes) + self._pending - self.numprocesses
-        while excess > 0 and self._respawn_timers:
-            self._respawn_timers.pop().cancel()
-            self._pending -= 1
-            excess -= 1
-        if excess > 0:
-            oldest = sorted(self._processes.values(), key=lambda p: p.started)[:excess]
-            await self._retire(oldest)
-        elif excess < 0 and self._status == "active":
-            await self._spawn_up_to_target()
 
     async def set_numprocesses(self, n: int) -> int:
         """Set the target count, spawning or stopping (oldest first) as needed; returns it."""
@@ -457,9 +398,8 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             if self.singleton and value > 1:
                 raise OptionError("numprocesses", value, "0 or 1 when singleton is set")
             self.settings = self.settings.replace("numprocesses", value)
-            self._template = None
-            if self._status in ("active", "starting"):
-                await self._trim()
+            if self._life.running:
+                await trim(self)
             return self.numprocesses
 
     async def incr(self, n: int = 1) -> int:
@@ -473,28 +413,6 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         if self.singleton:
             return self.numprocesses
         return await self.set_numprocesses(max(0, self.numprocesses - to_limited_int("nb", n)))
-
-    def _find(self, pid: int) -> ProcessLike:
-        try:
-            return self._processes[int(pid)]
-        except (KeyError, TypeError, ValueError):
-            raise ProcessNotFoundError(self.name, pid) from None
-
-    async def _signal_all(
-        self, signum: int, procs: list[ProcessLike], *, children: bool = False,
-        recursive: bool = False,
-    ) -> None:  # fmt: skip
-        hooked = "before_signal" in self._hooks or "after_signal" in self._hooks
-        for proc in procs:
-            if (
-                hooked
-                and not await self._hook("before_signal", pid=proc.pid, signum=signum)
-                and signum != _signal.SIGKILL
-            ):
-                continue
-            self._send(proc, signum, children=children, recursive=recursive)
-            if hooked:
-                await self._hook("after_signal", pid=proc.pid, signum=signum)
 
     async def signal(
         self, signum: int | str, pid: int | None = None, children: bool = False,
@@ -523,8 +441,8 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
             except ProcessLookupError:
                 raise ProcessNotFoundError(self.name, int(childpid)) from None
             return
-        procs = [self._find(pid)] if pid is not None else list(self._processes.values())
-        await self._signal_all(number, procs, children=children, recursive=recursive)
+        procs = [self._find(pid)] if pid is not None else list(self._procs)
+        await self._stopper.signal_all(number, procs, children=children, recursive=recursive)
 
     async def kill_process(
         self, pid: int, signum: int | str | None = None, graceful_timeout: float | None = None
@@ -539,8 +457,56 @@ class Watcher(SettingsMixin, StoppingMixin, SpawningMixin):
         timeout = (
             None if graceful_timeout is None else convert("graceful_timeout", graceful_timeout)
         )
-        await self._retire([proc], signum=number, graceful_timeout=timeout)
-        if self._status == "active" and self.settings.respawn != "never":
+        await self._stopper.retire([proc], signum=number, graceful_timeout=timeout)
+        if self.status() == "active" and self.settings.respawn != "never":
             async with self._get_lock():
-                if self._status == "active":
-                    await self._trim()
+                if self.status() == "active":
+                    await trim(self)
+
+    # ------------------------------------------------------------------ options and stats
+
+    def options(self) -> dict[str, Any]:
+        """Every option value, as upstream's ``options`` command answers (+ ours)."""
+        return _settings.listing(self.settings)
+
+    def get_opt(self, key: str) -> Any:
+        """One option's value (``hooks``, ``rlimits``, stream options included).
+
+        Raises:
+            UnknownOptionError: no such option.
+        """
+        return _settings.get_value(self, key)
+
+    async def set_opt(self, key: str, value: Any) -> None:
+        """Change one option at run time (``set``); emits ``updated``.
+
+        What it costs is the option's :attr:`~circus.watcher.OptionSpec.effect`: ``cmd, args,
+        working_dir, uid, gid, shell, env, max_age, max_age_variance`` gracefully reload a
+        running watcher, as upstream, and so does any stream change (upstream: only a first
+        stream); ``numprocesses`` resizes it; the others apply to processes spawned from
+        then on.
+
+        Raises:
+            UnknownOptionError: no such option, or one that cannot change at run time.
+            OptionError: bad value.
+        """
+        await _settings.set_value(self, key, value)
+
+    def process_info(self, pid: int) -> Any:
+        """Upstream's per-process info dict (with ``wid``, ``started``, ``age``), or its
+        "No such process (stopped?)" string for a process that vanished meanwhile."""
+        return _stats.info_of(self._find(pid))
+
+    def info(self) -> dict[int, Any]:
+        """``{pid: info dict}`` for every process (a vanished one: upstream's string)."""
+        return _stats.info(list(self._procs.counted.items()))
+
+    async def stats(self, extended: bool = False) -> dict[int, Any]:
+        """Like :meth:`info`, read in a worker thread; with ``extended`` each dict also goes
+        through the ``extended_stats`` hook."""
+        return await _stats.stats(self, extended)
+
+    def summary(self) -> dict[str, Any]:
+        """The per-watcher aggregate of upstream's stats channel: ``pid`` (list), ``cpu``
+        (mean %), ``mem`` (sum %), ``age`` (max s); ``"N/A"`` when any value is."""
+        return _stats.summary([i for i in self.info().values() if isinstance(i, Mapping)])

@@ -1,0 +1,106 @@
+"""The processes of one watcher: the counted ones, the ones being ended, and their bookkeeping.
+
+A process is *counted* from its spawn until it dies on its own or the watcher starts ending
+it (stop, decr, reload, kill, max_age): then it moves to *retiring*, so its exit is never
+taken for a crash (no respawn, no backoff step, no flapping verdict). The set also owns what
+hangs off each process: its worker id, its ``max_age`` timer, and, while it is being ended,
+the future its exit resolves. Pure bookkeeping: it never spawns, signals or emits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+from ._procs import ProcessLike
+from ._wids import WidPool
+
+__all__ = ["ProcessSet"]
+
+
+class ProcessSet:
+    """Counted and retiring processes, worker ids, ``max_age`` timers and exit futures."""
+
+    def __init__(self) -> None:
+        self.counted: dict[int, ProcessLike] = {}  # oldest first
+        self.retiring: dict[int, ProcessLike] = {}
+        self.exits: dict[int, asyncio.Future[int | None]] = {}
+        self.age_timers: dict[int, asyncio.TimerHandle] = {}
+        self.wids = WidPool()
+
+    def __len__(self) -> int:
+        return len(self.counted)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self.counted
+
+    def __iter__(self) -> Iterator[ProcessLike]:
+        return iter(list(self.counted.values()))
+
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the counted processes, oldest first."""
+        return list(self.counted)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is being ended and no timer is armed (true once a stop has finished)."""
+        return not (self.retiring or self.exits or self.age_timers)
+
+    def get(self, pid: int) -> ProcessLike | None:
+        """The counted process ``pid``, or None."""
+        return self.counted.get(pid)
+
+    def oldest(self, count: int) -> list[ProcessLike]:
+        """The ``count`` counted processes spawned first."""
+        return sorted(self.counted.values(), key=lambda p: p.started)[:count]
+
+    def add(self, proc: ProcessLike) -> None:
+        """Count a newly spawned process (its wid was taken from :attr:`wids`)."""
+        self.counted[proc.pid] = proc
+
+    def arm_max_age(
+        self, proc: ProcessLike, delay: float, due: Callable[[ProcessLike], None]
+    ) -> None:
+        """Call ``due(proc)`` in ``delay`` seconds unless the process ends first."""
+        loop = asyncio.get_running_loop()
+        self.age_timers[proc.pid] = loop.call_later(delay, due, proc)
+
+    def disarm_max_age(self, pid: int) -> None:
+        """Cancel the ``max_age`` timer of ``pid``, if any."""
+        timer = self.age_timers.pop(pid, None)
+        if timer is not None:
+            timer.cancel()
+
+    def retire(self, procs: list[ProcessLike]) -> dict[int, asyncio.Future[int | None]]:
+        """Move ``procs`` from counted to retiring; return a future per process still alive,
+        resolved with its return code by :meth:`exited`."""
+        loop = asyncio.get_running_loop()
+        for proc in procs:
+            self.counted.pop(proc.pid, None)
+            self.retiring[proc.pid] = proc
+            self.disarm_max_age(proc.pid)
+        waits: dict[int, asyncio.Future[int | None]] = {}
+        for proc in procs:
+            if proc.returncode is None:  # one already reaped has nothing to wait for
+                waits[proc.pid] = self.exits[proc.pid] = loop.create_future()
+        return waits
+
+    def exited(self, proc: ProcessLike) -> bool:
+        """Record the exit of ``proc``; True when it was counted (it died on its own: its
+        wid is free again), False when it was being ended (:meth:`retired` frees it)."""
+        pid = proc.pid
+        future = self.exits.pop(pid, None)
+        if future is not None and not future.done():
+            future.set_result(proc.returncode)
+        self.disarm_max_age(pid)
+        if self.counted.pop(pid, None) is None:
+            return False
+        self.wids.release(proc.wid)
+        return True
+
+    def retired(self, proc: ProcessLike) -> None:
+        """Forget a process the watcher ended (after its reap was reported)."""
+        self.retiring.pop(proc.pid, None)
+        self.exits.pop(proc.pid, None)
+        self.wids.release(proc.wid)

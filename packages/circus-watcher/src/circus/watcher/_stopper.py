@@ -1,0 +1,198 @@
+"""Ending processes (stop signal, graceful wait, SIGKILL of the tree), the watcher's stop
+sequence, signals with their hooks, and the stop and retries a flapping verdict leads to.
+
+Processes the watcher ends are moved out of the counted set first, so their exits are
+never taken for crashes (no respawn, no backoff step, no flapping verdict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal as _signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._flapping import Verdict
+from ._lifecycle import WatcherState
+from ._procs import ProcessLike, close_process
+
+if TYPE_CHECKING:
+    from ._watcher import Watcher
+
+__all__ = ["Stopper"]
+
+logger = logging.getLogger("circus.watcher")
+
+_KILL_WAIT = 10.0  # after SIGKILL of a whole tree, how long we wait before giving up on it
+
+
+class Stopper:
+    """Stops a watcher's processes and the watcher itself; owns the flapping retry timer."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._w = watcher
+        self._flap_timer: asyncio.TimerHandle | None = None
+
+    def send(self, proc: ProcessLike, signum: int, **how: bool) -> bool:
+        """Send ``signum`` to ``proc`` (``children``/``recursive`` as the process layer takes
+        them); False when the process is gone or refuses."""
+        try:
+            proc.send_signal(signum, **how)
+        except (ProcessLookupError, PermissionError):
+            return False
+        except Exception as exc:  # the process layer's own errors: already gone, mostly
+            logger.debug("watcher %s: signal %d to %d: %s", self._w.name, signum, proc.pid, exc)
+            return False
+        return True
+
+    async def signal_all(
+        self, signum: int, procs: list[ProcessLike], *, children: bool = False,
+        recursive: bool = False,
+    ) -> None:  # fmt: skip
+        """Send ``signum`` to each of ``procs``, through ``before_signal``/``after_signal``."""
+        hooks = self._w._hooks
+        hooked = hooks.any_of("before_signal", "after_signal")
+        for proc in procs:
+            if (
+                hooked
+                and not await hooks.call("before_signal", pid=proc.pid, signum=signum)
+                and signum != _signal.SIGKILL
+            ):
+                continue
+            self.send(proc, signum, children=children, recursive=recursive)
+            if hooked:
+                await hooks.call("after_signal", pid=proc.pid, signum=signum)
+
+    async def retire(
+        self,
+        procs: list[ProcessLike],
+        *,
+        signum: int | None = None,
+        graceful_timeout: float | None = None,
+    ) -> list[int]:
+        """End ``procs`` (stop signal, wait, SIGKILL the tree); emit kill then reap events."""
+        if not procs:
+            return []
+        w = self._w
+        o = w.settings
+        signum = o.stop_signal if signum is None else signum
+        timeout = o.graceful_timeout if graceful_timeout is None else graceful_timeout
+        stop_children = o.stop_children
+        # A future per process only while it is being stopped (resolved by its exit).
+        waits = w._procs.retire(procs)
+        loop = asyncio.get_running_loop()
+        hooks = w._hooks
+        signal_hooks = hooks.any_of("before_signal", "after_signal")
+        tree_stops: list[asyncio.Future[Any]] = []
+        for proc in procs:
+            if proc.pid not in waits:
+                continue  # already dead
+            sig = signum
+            if signal_hooks and not await hooks.call("before_signal", pid=proc.pid, signum=sig):
+                sig = 0  # refused: no stop signal, but the SIGKILL after the timeout still comes
+            if stop_children:
+                # Opt-in and slower: the process layer pins the whole tree before signalling.
+                for child in proc.children():
+                    w._emit("kill", {"process_pid": child, "time": time.time()})
+                if sig:
+                    w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
+                tree_stops.append(loop.create_task(proc.astop(timeout, sig, True)))
+            elif sig and self.send(proc, sig):
+                w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
+            if signal_hooks:
+                await hooks.call("after_signal", pid=proc.pid, signum=sig)
+        pending = [fut for fut in waits.values() if not fut.done()]
+        if pending and timeout > 0:
+            await asyncio.wait(pending, timeout=timeout)
+        stubborn = [proc for proc in procs if proc.pid in waits and not waits[proc.pid].done()]
+        for proc in stubborn:
+            w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
+            if not stop_children:
+                # Rare: SIGKILL the process, its group and its pinned tree.
+                tree_stops.append(loop.create_task(proc.astop(0, _signal.SIGKILL, True)))
+        if tree_stops:
+            await self._await_trees(tree_stops, timeout + _KILL_WAIT)
+        pending = [fut for fut in waits.values() if not fut.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=_KILL_WAIT)
+        reap_hooks = hooks.any_of("before_reap", "after_reap")
+        for proc in procs:
+            w._procs.retired(proc)
+            if reap_hooks:
+                await w._spawner.reap_with_hooks(proc)
+            else:
+                w._spawner.emit_reap(proc)
+            close_process(proc)
+        return [proc.pid for proc in procs]
+
+    async def _await_trees(self, stops: list[asyncio.Future[Any]], limit: float) -> None:
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*stops, return_exceptions=True), limit)
+        except TimeoutError:
+            results = []
+            logger.error("watcher %s: processes survived SIGKILL", self._w.name)
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.warning("watcher %s: stopping a tree: %s", self._w.name, result)
+
+    def cancel_flap_retry(self) -> None:
+        """Forget a flapping retry not started yet."""
+        if self._flap_timer is not None:
+            self._flap_timer.cancel()
+            self._flap_timer = None
+
+    async def stop(self) -> list[int]:
+        """The stop sequence (caller holds the lock): ``before_stop``, end every process,
+        close the streams, ``stopped`` (emits ``stop``), ``after_stop``."""
+        w = self._w
+        if w._life.state is WatcherState.STOPPED:
+            return []
+        w._life.change(WatcherState.STOPPING)
+        w._cancel_background()
+        await w._hooks.call("before_stop")
+        stopped = await self.retire(list(w._procs))
+        w._output.close()
+        w._life.change(WatcherState.STOPPED)
+        await w._hooks.call("after_stop")
+        return stopped
+
+    async def stop_from_inside(self, *, rearm: bool = False, generation: int | None = None) -> None:
+        """A stop the watcher decided itself (refusal, failure, nothing left to run); a user
+        start or stop since ``generation`` wins. ``rearm``: an on_demand watcher waits on
+        its sockets again."""
+        w = self._w
+        async with w._get_lock():
+            if generation is not None and generation != w._life.generation:
+                return  # a stop or start happened meanwhile: it wins
+            await self.stop()
+        if rearm and w.on_demand:
+            w._on_demand.arm()
+
+    async def flap(self, verdict: Verdict, generation: int) -> None:
+        """Stop a flapping watcher; start it again after ``flapping.retry_in`` if the
+        verdict allows a retry."""
+        w = self._w
+        async with w._get_lock():
+            if generation != w._life.generation or not w._life.running:
+                return  # the user stopped or restarted it meanwhile: that wins
+            logger.warning("watcher %s is flapping: %s", w.name, verdict.value)
+            await self.stop()
+            if verdict is Verdict.RETRY_LATER:
+                loop = asyncio.get_running_loop()
+                self._flap_timer = loop.call_later(
+                    w._flapping.retry_in, self._flap_retry_due, w._life.generation
+                )
+
+    def _flap_retry_due(self, generation: int) -> None:
+        self._flap_timer = None
+        w = self._w
+        if generation == w._life.generation and w._life.state is WatcherState.STOPPED:
+            w._tasks.run(self._flap_retry(generation))
+
+    async def _flap_retry(self, generation: int) -> None:
+        w = self._w
+        async with w._get_lock():
+            if generation == w._life.generation and w._life.state is WatcherState.STOPPED:
+                w._flapping.clear(tries=False)
+                await w._start()
