@@ -216,3 +216,15 @@ def test_from_settings_runs_what_it_is_given(endpoints: dict[str, str], make_sle
             await arbiter.stop()
 
     asyncio.run(main())
+
+
+def test_upstream_option_attributes_read_the_settings() -> None:
+    context = zmq.asyncio.Context()
+    try:
+        arbiter = Arbiter([], context=context, warmup_delay=2, httpd_port=81, statsd=True)
+        assert (arbiter.warmup_delay, arbiter.httpd_port, arbiter.curve) == (2, 81, None)
+        assert arbiter.statsd and arbiter.stats_endpoint == "tcp://127.0.0.1:5557"
+        with pytest.raises(AttributeError, match="no attribute 'warmup'"):
+            arbiter.warmup  # noqa: B018
+    finally:
+        context.term()

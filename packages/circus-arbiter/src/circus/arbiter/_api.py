@@ -8,7 +8,10 @@ or the settings. :class:`~._arbiter.Arbiter` inherits it; nothing here holds sta
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
+
+from ._settings import ArbiterSettings
 
 if TYPE_CHECKING:
     import asyncio
@@ -17,10 +20,11 @@ if TYPE_CHECKING:
 
     from ._channels import Channels
     from ._plugin_set import PluginSet
-    from ._settings import ArbiterSettings
     from ._watcher_set import WatcherSet
 
 __all__ = ["ArbiterAPI"]
+
+_SETTING_NAMES = frozenset(f.name for f in fields(ArbiterSettings))
 
 
 class ArbiterAPI:
@@ -140,6 +144,20 @@ class ArbiterAPI:
             host = socket.gethostname()
         prefix = self.settings.fqdn_prefix
         return f"{prefix}@{host}" if prefix else host
+
+    @property
+    def statsd(self) -> bool:
+        """Whether the stats channel is on."""
+        return self.channels.stats_endpoint is not None
+
+    if not TYPE_CHECKING:  # at run time only: typed code names the settings field
+
+        def __getattr__(self, name: str) -> Any:
+            # Upstream's Arbiter kept every option as an attribute (arbiter.warmup_delay,
+            # arbiter.httpd_port, ...): those not defined above read the current settings.
+            if name in _SETTING_NAMES and "settings" in vars(self):
+                return getattr(self.settings, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def stopping(self) -> bool:
