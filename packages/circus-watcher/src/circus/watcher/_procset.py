@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from typing import Any
 
+from ._errors import ProcessNotFoundError
 from ._procs import ProcessLike
 from ._wids import WidPool
 
@@ -50,6 +52,20 @@ class ProcessSet:
     def get(self, pid: int) -> ProcessLike | None:
         """The counted process ``pid``, or None."""
         return self.counted.get(pid)
+
+    def find(self, pid: Any, watcher: str) -> ProcessLike:
+        """The counted process ``pid`` (an int, or its text).
+
+        Raises:
+            ProcessNotFoundError: no such process in the watcher called ``watcher``.
+        """
+        try:
+            proc = self.counted.get(int(pid))
+        except (TypeError, ValueError):
+            proc = None
+        if proc is None:
+            raise ProcessNotFoundError(watcher, pid)
+        return proc
 
     def oldest(self, count: int) -> list[ProcessLike]:
         """The ``count`` counted processes spawned first."""

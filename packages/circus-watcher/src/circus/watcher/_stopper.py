@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal as _signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._errors import ProcessNotFoundError
 from ._flapping import Verdict
 from ._lifecycle import WatcherState
 from ._procs import ProcessLike, close_process
@@ -63,6 +65,21 @@ class Stopper:
             self.send(proc, signum, children=children, recursive=recursive)
             if hooked:
                 await hooks.call("after_signal", pid=proc.pid, signum=signum)
+
+    def signal_child(self, proc: ProcessLike, childpid: int, signum: int) -> None:
+        """Send ``signum`` to ``childpid``, a child of ``proc``.
+
+        Raises:
+            ProcessNotFoundError: ``childpid`` is not (or no longer) a child of ``proc``.
+        """
+        from circus.process import is_child_of  # two /proc reads, not a children listing
+
+        if not is_child_of(childpid, proc.pid):
+            raise ProcessNotFoundError(self._w.name, childpid)
+        try:
+            os.kill(childpid, signum)
+        except ProcessLookupError:
+            raise ProcessNotFoundError(self._w.name, childpid) from None
 
     async def retire(
         self,

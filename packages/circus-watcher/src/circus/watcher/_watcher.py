@@ -23,14 +23,13 @@ public operations and the start sequence. Design (the why; the what is in the RE
 from __future__ import annotations
 
 import asyncio
-import os
 import signal as _signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from . import _settings, _stats
-from ._errors import OptionError, ProcessNotFoundError, SpawnFailedError, WatcherError
+from ._errors import OptionError, SpawnFailedError, WatcherError
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
 from ._hooks import HookRunner, resolve_all
@@ -259,13 +258,7 @@ class Watcher:
         self._on_demand.disarm()
 
     def _find(self, pid: int) -> ProcessLike:
-        try:
-            proc = self._procs.get(int(pid))
-        except (TypeError, ValueError):
-            proc = None
-        if proc is None:
-            raise ProcessNotFoundError(self.name, pid)
-        return proc
+        return self._procs.find(pid, self.name)
 
     # ------------------------------------------------------------------ starting
 
@@ -431,15 +424,7 @@ class Watcher:
         if childpid is not None:
             if pid is None:
                 raise OptionError("childpid", childpid, "to come with a pid")
-            proc = self._find(pid)
-            from circus.process import is_child_of  # two /proc reads, not a children listing
-
-            if not is_child_of(int(childpid), proc.pid):
-                raise ProcessNotFoundError(self.name, int(childpid))
-            try:
-                os.kill(int(childpid), number)
-            except ProcessLookupError:
-                raise ProcessNotFoundError(self.name, int(childpid)) from None
+            self._stopper.signal_child(self._find(pid), int(childpid), number)
             return
         procs = [self._find(pid)] if pid is not None else list(self._procs)
         await self._stopper.signal_all(number, procs, children=children, recursive=recursive)
