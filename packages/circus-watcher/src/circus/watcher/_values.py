@@ -99,7 +99,9 @@ class WatcherOptions:
         """
         values = dict(_DEFAULTS)
         for name, value in fold(given).items():
-            values[name] = convert(name, value)
+            spec = OPTIONS.get(name)
+            if spec is None or value is not spec.default:  # a default is converted already
+                values[name] = convert(name, value)
         result = _make(values, custom or {})
         result.check()
         return result
@@ -123,7 +125,8 @@ class WatcherOptions:
                 self, flapping=dataclasses.replace(self.flapping, **{tail: value})
             )
         else:
-            result = dataclasses.replace(self, **{name: _frozen(value)})
+            frozen = _frozen(value) if name in _MAPPINGS else value
+            result = dataclasses.replace(self, **{name: frozen})
         result.check()
         return result
 
@@ -146,17 +149,25 @@ class WatcherOptions:
             raise OptionError("virtualenv", self.virtualenv, "copy_env to be true as well")
 
 
+# The options whose value may be a mapping (a stream option may also be a stream object).
+_MAPPINGS = frozenset({"env", "rlimits", "hooks", "stdout_stream", "stderr_stream"})
+
+
 def _frozen(value: Any) -> Any:
     return MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
 
 
 def _make(values: Mapping[str, Any], custom: Mapping[str, Any]) -> WatcherOptions:
-    flat = {name: _frozen(value) for name, value in values.items() if "." not in name}
-    flapping = FlappingOptions(
-        **{name.partition(".")[2]: value for name, value in values.items() if "." in name}
-    )
+    flat = {name: values[name] for name in _FLAT}
+    for name in _MAPPINGS:
+        flat[name] = _frozen(flat[name])
+    flapping = FlappingOptions(**{field: values[name] for name, field in _FLAPPING})
     return WatcherOptions(**flat, flapping=flapping, custom=MappingProxyType(dict(custom)))
 
 
 # Defaults parsed once (``env`` None -> {} and so on), not at every construction.
 _DEFAULTS: dict[str, Any] = {name: spec.parse(spec.default) for name, spec in OPTIONS.items()}
+_FLAT = tuple(name for name in OPTIONS if "." not in name)
+_FLAPPING = tuple(
+    (name, name.partition(".")[2]) for name in OPTIONS if name.startswith("flapping.")
+)
