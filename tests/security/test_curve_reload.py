@@ -209,7 +209,8 @@ def test_curve_on_for_fixed_tcp_endpoints_in_place(
     daemon = circusd(start=False)
     daemon.endpoint = f"tcp://127.0.0.1:{_free_port()}"
     daemon.pubsub = f"tcp://127.0.0.1:{_free_port()}"
-    _config(daemon, daemon.endpoint, "", e2e)
+    # upstream's open access: a plain tcp peer may reloadconfig (by default it may not)
+    _config(daemon, daemon.endpoint, "unauthenticated_access = full\n", e2e)
     daemon.start(wait=False)
     with CircusClient(daemon.endpoint, timeout=1) as plain:
         e2e.wait(lambda: _served(plain), 20, "circusd to answer on tcp")

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCESS_CHOICES",
+    "HIDDEN",
+    "SECRET_READS",
     "OPERATE_COMMANDS",
     "OWNER_OPTIONS",
     "Policy",
@@ -52,6 +54,8 @@ __all__ = [
     "announce",
     "authorize",
     "check",
+    "hide_secrets",
+    "may_read_secrets",
     "needed_right",
     "parse_access",
     "runs_as",
@@ -228,8 +232,18 @@ class Policy:
         return self.owner_uid is not None and who.uid == self.owner_uid
 
     def granted(self, who: PeerIdentity) -> Right:
-        """The most ``who`` may do (an owner's CHANGE is checked option by option)."""
+        """The most ``who`` may do (an owner's CHANGE is checked option by option).
+
+        A loopback tcp peer's uid is looked up from the fd a message came in on, when the
+        message is handled; a connection closed meanwhile leaves that fd number to the next
+        one, so the uid is *advisory*: it never grants more than :attr:`Right.OPERATE`.
+        Changing what runs over tcp takes CURVE (or ``unauthenticated_access = full``).
+        """
         others = _GRANTED_TO_OTHERS.get(self.unauthenticated, Right.READ)
+        if who.via == "tcp" and who.key is None:
+            if self.is_admin(who) or self.is_owner(who):
+                return max(Right.OPERATE, others)
+            return others
         if self.is_admin(who):
             return Right.ADMIN
         if self.is_owner(who):
@@ -336,13 +350,18 @@ def authorize(
 
 
 def _role(policy: Policy, who: PeerIdentity) -> str:
+    if who.via == "tcp" and (policy.is_admin(who) or policy.is_owner(who)):
+        return (
+            "seen on tcp without CURVE, where a uid only ever grants operating (change what "
+            "runs through the ipc endpoint or with a CURVE key)"
+        )
     if policy.is_owner(who):
         return "the endpoint_owner"
     return "neither circusd's user nor its endpoint_owner"
 
 
 def _others_note(policy: Policy, who: PeerIdentity) -> str:
-    if policy.is_owner(who):
+    if policy.is_owner(who) or (who.via == "tcp" and policy.is_admin(who)):
         return ""
     return f" ([circus] unauthenticated_access = {policy.unauthenticated})"
 
@@ -463,17 +482,63 @@ def check(
     Raises:
         Refused: logged at WARNING (rate-limited).
     """
-    if peer is None or needed_right(command, props) is Right.READ:
+    need = needed_right(command, props)
+    if peer is None or (need is Right.READ and command not in SECRET_READS):
         return
     who = peer if isinstance(peer, PeerIdentity) else peer.identity()
-    if who is IN_PROCESS or who.key is not None or who.uid in (0, os.geteuid()):
+    if who is IN_PROCESS or who.key is not None:
+        return
+    if who.via != "tcp" and who.uid in (0, os.geteuid()):
         return  # an admin: no need to look the owner up
+    if command in SECRET_READS:
+        if command == "logs" and not may_read_secrets(arbiter, who):
+            raise _refuse(
+                "refused: permission denied: 'logs' needs the operate right; "
+                f"{who.describe()} may read"
+            )
+        return
     policy = Policy.of(arbiter)
     try:
         authorize(policy, who, command, props, lambda name: _watcher_ids(arbiter, name))
     except Refused as exc:
         _refusals.warning(f"refused: {exc.reason}")
         raise
+
+
+#: Read commands whose answer holds what the kernel keeps from other users: a watcher's
+#: environment (``options``, ``get``: its values are hidden) and its output (``logs``:
+#: refused). Shown to peers with the operate right or more.
+SECRET_READS = frozenset({"options", "get", "logs"})
+
+HIDDEN = "<hidden>"
+"""What ``options``/``get`` show for each environment value to a read-only peer."""
+
+
+def may_read_secrets(arbiter: Any, peer: MessagePeer | PeerIdentity | None) -> bool:
+    """Whether ``peer`` may see watchers' environment values and output lines."""
+    if peer is None:
+        return True
+    who = peer if isinstance(peer, PeerIdentity) else peer.identity()
+    if who is IN_PROCESS or who.key is not None:
+        return True
+    return Policy.of(arbiter).granted(who) >= Right.OPERATE
+
+
+def hide_secrets(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` of ``options``/``get`` with every environment value replaced by
+    :data:`HIDDEN` (the names stay: they say what is configured, not its value)."""
+    options = result.get("options")
+    if isinstance(options, dict):
+        env = options.get("env")
+        if isinstance(env, dict):
+            options = {**options, "env": dict.fromkeys(env, HIDDEN)}
+            result = {**result, "options": options}
+    return result
+
+
+def _refuse(message: str) -> Refused:
+    _refusals.warning(message)
+    return Refused(message.removeprefix("refused: "))
 
 
 def _watcher_ids(arbiter: Arbiter, name: str) -> tuple[object, object] | None:

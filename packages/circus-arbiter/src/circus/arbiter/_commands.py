@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from circus.ctl.protocol import COMMANDS as COMMANDS_TABLE
 from circus.ctl.protocol import Errno
 
-from ._authz import check
+from ._authz import SECRET_READS, check, hide_secrets, may_read_secrets
 from ._errors import CommandError
 from ._props import opt_bool
 
@@ -72,7 +72,10 @@ async def run_command(
     waiting = opt_bool(props, "waiting", False) or spec is None or not spec.waitable
     outcome = handler(ctx, props)
     if not inspect.isawaitable(outcome):
-        return dict(outcome or {})
+        result = dict(outcome or {})
+        if key in SECRET_READS and not may_read_secrets(ctx.daemon, peer):
+            result = hide_secrets(result)
+        return result
     if waiting:
         return dict(await outcome or {})
     task = asyncio.ensure_future(outcome)
