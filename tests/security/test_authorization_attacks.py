@@ -575,16 +575,18 @@ def test_owner_odd_spellings_and_foreign_pids_change_nothing(
     assert list(out.iterdir()) == []
 
 
-# POSTs one relayed command to the dashboard's API (retrying while it starts and connects);
-# the HTTP status and body.
+# POSTs one relayed command to the dashboard's API (retrying while it starts and connects),
+# with a Bearer token when one is given (argv[5]); the HTTP status and body.
 DASHBOARD_CLIENT = r"""
 import json, sys, time, urllib.error, urllib.request
 url = f"http://127.0.0.1:{sys.argv[2]}/api/daemons/0/call"
 body = json.dumps({"command": sys.argv[3], "properties": json.loads(sys.argv[4])}).encode()
+headers = {"Content-Type": "application/json"}
+if len(sys.argv) > 5:
+    headers["Authorization"] = "Bearer " + sys.argv[5]
 deadline = time.monotonic() + 30
 while True:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             print(json.dumps({"http": 200, "body": response.read().decode()}))
@@ -601,14 +603,6 @@ while True:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dashboard on loopback needs no login and relays start/stop/restart/reload/"
-    "incr/decr/signal/kill over its own admin connection (root's, or circusd's key): any "
-    "local user operates every watcher, and can restart the dashboard or a plugin to make "
-    "root connect (the tcp fd race above). Fix: a token on loopback too, or judge each HTTP "
-    "client by its uid (the loopback socket lookup of _peers) before relaying an action",
-)
 def test_loopback_dashboard_does_not_operate_for_anyone(
     circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
 ) -> None:
@@ -619,7 +613,35 @@ def test_loopback_dashboard_does_not_operate_for_anyone(
         "\n[watcher:victim]\ncmd = sleep 300\n"
     )
     e2e.wait(lambda: daemon.pids("circushttpd") and daemon.pids("victim"), 30)
-    answer = run_as_nobody(
-        nobody_python, DASHBOARD_CLIENT, str(port), "stop", json.dumps({"name": "victim"})
+    dashboard_pids = daemon.pids("circushttpd")
+    # Without a token the dashboard is read-only: it relays no action for anyone.
+    for command, properties in (("stop", {"name": "victim"}), ("restart", {"name": "circushttpd"})):
+        answer = run_as_nobody(
+            nobody_python, DASHBOARD_CLIENT, str(port), command, json.dumps(properties)
+        )
+        assert answer["http"] == 403 and "login token" in answer["body"], answer
+    assert daemon.call("status", name="victim")["status"] == "active"
+    assert daemon.pids("circushttpd") == dashboard_pids
+
+
+def test_dashboard_with_a_token_acts_for_whoever_has_it(
+    circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
+) -> None:
+    pytest.importorskip("prometheus_client", reason="the dashboard needs circus-ctl[web]")
+    token = "a-long-enough-dashboard-token"
+    token_file = tmp_path / "httpd.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = _free_port()
+    daemon = circusd(
+        f"[circus]\nhttpd = true\nhttpd_host = 127.0.0.1\nhttpd_port = {port}\n"
+        f"httpd_token_file = {token_file}\n\n[watcher:victim]\ncmd = sleep 300\n"
     )
-    assert daemon.call("status", name="victim")["status"] == "active", answer
+    e2e.wait(lambda: daemon.pids("circushttpd") and daemon.pids("victim"), 30)
+    stop = json.dumps({"name": "victim"})
+    refused = run_as_nobody(nobody_python, DASHBOARD_CLIENT, str(port), "stop", stop)
+    assert refused["http"] == 401, refused
+    assert daemon.call("status", name="victim")["status"] == "active"
+    answer = run_as_nobody(nobody_python, DASHBOARD_CLIENT, str(port), "stop", stop, token)
+    assert answer["http"] == 200, answer
+    assert daemon.call("status", name="victim")["status"] == "stopped"

@@ -6,6 +6,8 @@ installs chromium when it is missing; these tests skip, saying why, only if it i
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 CIRCUSCTL = str(Path(sys.executable).with_name("circusctl"))
+TOKEN = "open-sesame-open-sesame"
 
 CHILD = """\
 import sys, time
@@ -53,10 +56,24 @@ autostart = false
 
 @pytest.fixture
 def stack(tmp_path: Path, circusd: Callable[..., Any]) -> Iterator[tuple[Any, Circushttpd]]:
-    """A circusd with two watchers and a circushttpd watching it."""
+    """A circusd with two watchers and a circushttpd (with a token: it acts) watching it."""
     daemon = circusd(config(tmp_path))
-    with Circushttpd("--endpoint", daemon.endpoint, "--interval", "0.5", "--timeout", "1") as httpd:
+    env = {**os.environ, "CIRCUSHTTPD_TOKEN": TOKEN}
+    with Circushttpd(
+        "--endpoint", daemon.endpoint, "--interval", "0.5", "--timeout", "1", env=env
+    ) as httpd:
         yield daemon, httpd
+
+
+@contextlib.contextmanager
+def logged_in(url: str) -> Iterator[Page]:
+    """``url`` in chromium, past the login form."""
+    with chromium_page(url) as page:
+        expect(page).to_have_url(re.compile(r"/login$"))
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        expect(page.locator("#link-status")).to_have_text("live", timeout=15_000)
+        yield page
 
 
 def watcher_row(page: Page, name: str) -> Any:
@@ -65,7 +82,7 @@ def watcher_row(page: Page, name: str) -> Any:
 
 def test_page_shows_watchers_follows_incr_and_output(stack: tuple[Any, Circushttpd]) -> None:
     daemon, httpd = stack
-    with chromium_page(httpd.url) as page:
+    with logged_in(httpd.url) as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         greeter = watcher_row(page, "greeter")
@@ -112,7 +129,7 @@ def test_page_shows_watchers_follows_incr_and_output(stack: tuple[Any, Circushtt
 
 def test_errors_are_shown_not_swallowed(stack: tuple[Any, Circushttpd]) -> None:
     daemon, httpd = stack
-    with chromium_page(httpd.url) as page:
+    with logged_in(httpd.url) as page:
         idle = watcher_row(page, "idle")
         expect(idle.locator(".nprocs")).to_have_text("0", timeout=15_000)
         greeter = watcher_row(page, "greeter")
@@ -136,7 +153,7 @@ def test_a_daemon_that_goes_away_shows_disconnected_and_comes_back(
     stack: tuple[Any, Circushttpd],
 ) -> None:
     daemon, httpd = stack
-    with chromium_page(httpd.url) as page:
+    with logged_in(httpd.url) as page:
         head = page.locator('.daemon[data-daemon="0"] .daemon-head .state')
         expect(head).to_have_text("connected", timeout=15_000)
         daemon.stop()
@@ -153,8 +170,6 @@ def test_a_daemon_that_goes_away_shows_disconnected_and_comes_back(
 def test_login_page_guards_the_dashboard_when_a_token_is_set(
     tmp_path: Path, circusd: Callable[..., Any]
 ) -> None:
-    import os
-
     daemon = circusd(config(tmp_path))
     env = {**os.environ, "CIRCUSHTTPD_TOKEN": "open-sesame-open-sesame"}
     with (
@@ -173,6 +188,31 @@ def test_login_page_guards_the_dashboard_when_a_token_is_set(
         expect(page).to_have_url(re.compile(r"/login$"))
 
 
+def test_without_a_token_the_page_is_read_only(tmp_path: Path, circusd: Callable[..., Any]) -> None:
+    daemon = circusd(config(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k != "CIRCUSHTTPD_TOKEN"}
+    with (
+        Circushttpd("--endpoint", daemon.endpoint, "--interval", "0.5", env=env) as httpd,
+        chromium_page(httpd.url) as page,
+    ):
+        greeter = watcher_row(page, "greeter")
+        expect(greeter.locator(".nprocs")).to_have_text("1", timeout=15_000)
+        expect(page.locator("#read-only")).to_be_visible()
+        expect(page.locator("#read-only")).to_have_attribute("title", re.compile("--token-file"))
+        expect(greeter.locator('button[data-action="incr"]')).to_be_hidden()
+        expect(greeter.locator('button[data-action="incr"]')).to_be_disabled()
+        expect(page.locator("#logs")).to_contain_text("output needs a login token")
+        # Forcing a click through the DOM still acts on nothing: the button is disabled, and
+        # the server refuses the call anyway (test_web_api).
+        greeter.locator('button[data-action="incr"]').evaluate("button => button.click()")
+        # Events still come live (circusctl acts here, with its own access to circusd).
+        daemon.call("incr", name="greeter", waiting=True)
+        expect(page.locator("#events")).to_contain_text("watcher.greeter.spawn", timeout=10_000)
+        expect(greeter.locator(".nprocs")).to_have_text("2", timeout=10_000)
+        assert "hello from wid" not in page.locator("#logs").inner_text()
+    assert len(daemon.pids("greeter")) == 2
+
+
 WATCH_CSP = """
 window.__csp = [];
 document.addEventListener("securitypolicyviolation",
@@ -185,7 +225,7 @@ def test_the_page_works_under_its_content_security_policy(
 ) -> None:
     daemon, httpd = stack
     url = httpd.url.replace("127.0.0.1", "localhost")  # a loopback name, not the address
-    with chromium_page(url) as page:
+    with logged_in(url) as page:
         console: list[str] = []
         page.on("console", lambda message: console.append(message.text))
         page.add_init_script(WATCH_CSP)

@@ -26,6 +26,7 @@ from tornado.httpclient import HTTPRequest, HTTPResponse  # noqa: E402
 from tornado.simple_httpclient import SimpleAsyncHTTPClient  # noqa: E402
 from tornado.websocket import WebSocketClientConnection, websocket_connect  # noqa: E402
 
+TOKEN = "a-long-enough-dashboard-token"
 INFO = {"cpu": 1.5, "mem": 0.1, "mem_info1": "4.00M", "age": 2.0, "cmdline": "python3"}
 
 
@@ -69,15 +70,23 @@ class Env:
         )
         self.http = SimpleAsyncHTTPClient(force_instance=True)
         self.url = ""
+        self.token = token
 
     def close(self) -> None:
         self.http.close()
         self.daemon.close()
         self.publisher.close()
 
+    def _login(self, headers: dict[str, str] | None) -> dict[str, str]:
+        """``headers`` plus the Bearer token, when the dashboard has one."""
+        if self.token is None:
+            return dict(headers or {})
+        return {"Authorization": f"Bearer {self.token}", **(headers or {})}
+
     async def fetch(self, path: str, **kwargs: Any) -> HTTPResponse:
         kwargs.setdefault("raise_error", False)
         kwargs.setdefault("follow_redirects", False)
+        kwargs["headers"] = self._login(kwargs.get("headers"))
         return await self.http.fetch(self.url + path, **kwargs)
 
     async def state(self) -> dict[str, Any]:
@@ -87,7 +96,7 @@ class Env:
 
     async def ws(self, headers: dict[str, str] | None = None) -> WebSocketClientConnection:
         url = self.url.replace("http://", "ws://") + "/ws"
-        return await websocket_connect(HTTPRequest(url, headers=headers))
+        return await websocket_connect(HTTPRequest(url, headers=self._login(headers)))
 
 
 def run(
@@ -255,7 +264,7 @@ def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) ->
         finally:
             await close_websocket(ws)
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, token=TOKEN)
 
 
 async def _connected_snapshot(ws: WebSocketClientConnection) -> dict | None:
@@ -278,7 +287,7 @@ def test_websocket_backlog_carries_recent_output(tmp_path: Path) -> None:
         finally:
             await close_websocket(ws)
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, token=TOKEN)
 
 
 async def _is_connected(env: Env) -> bool:
@@ -320,7 +329,7 @@ def test_http_call_relays_actions_and_refuses_bad_requests(tmp_path: Path) -> No
         assert code == 403 and "cross-origin" in body["error"]
         assert env.daemon.commands().count("incr") == 1
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, token=TOKEN)
 
 
 def test_a_daemon_that_goes_away_shows_disconnected_then_comes_back(tmp_path: Path) -> None:
@@ -347,7 +356,7 @@ def test_a_daemon_that_goes_away_shows_disconnected_then_comes_back(tmp_path: Pa
         env.daemon = FakeDaemon(env.endpoint, daemon_replies(env.pubsub))
         await until(lambda: _is_connected(env), "the daemon to be picked up again")
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, token=TOKEN)
 
 
 def test_several_endpoints_show_side_by_side(tmp_path: Path) -> None:
@@ -443,4 +452,158 @@ def test_an_output_burst_reaches_the_page_in_a_few_batches(tmp_path: Path) -> No
         finally:
             await close_websocket(ws)
 
+    run(tmp_path, scenario, token=TOKEN)
+
+
+# ---------------------------------------------------------------- without a token: read-only
+
+ACTION_CALLS = (
+    ("start", {"name": "web"}),
+    ("stop", {"name": "web"}),
+    ("restart", {"name": "web"}),
+    ("reload", {"name": "web"}),
+    ("incr", {"name": "web"}),
+    ("decr", {"name": "web"}),
+    ("signal", {"name": "web", "pid": 1001, "signum": "TERM"}),
+    ("kill", {"name": "web"}),
+    ("STOP", {"name": "web"}),
+)
+
+
+def _says_how_to_log_in(error: str) -> bool:
+    return all(
+        word in error for word in ("read-only", "login token", "--token-file", "$CIRCUSHTTPD_TOKEN")
+    ) and ("httpd_token_file" in error)
+
+
+def test_without_a_token_actions_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        state = json.loads((await env.fetch("/api/state")).body)
+        assert state["read_only"] is True
+        for command, properties in ACTION_CALLS:
+            response = await env.fetch(
+                "/api/daemons/0/call",
+                method="POST",
+                body=json.dumps({"command": command, "properties": properties}),
+                headers={"Content-Type": "application/json"},
+            )
+            body = json.loads(response.body)
+            assert response.code == 403, (command, response.code, body)
+            assert body["ok"] is False and _says_how_to_log_in(body["error"]), body
+        # The output lines are the processes', not the caller's: refused too.
+        logs = await env.fetch("/api/daemons/0/logs")
+        assert logs.code == 403 and "output needs a login token" in json.loads(logs.body)["error"]
+        relayed_logs = await env.fetch(
+            "/api/daemons/0/call",
+            method="POST",
+            body=json.dumps({"command": "logs"}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert relayed_logs.code == 403
+        # Reads still work.
+        status = await env.fetch(
+            "/api/daemons/0/call",
+            method="POST",
+            body=json.dumps({"command": "status"}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert status.code == 200 and json.loads(status.body)["answer"]["statuses"]
+        assert (await env.fetch("/metrics")).code == 200
+        actions = {"start", "stop", "restart", "reload", "incr", "decr", "signal", "kill"}
+        assert not actions & set(env.daemon.commands())
+        assert (await env.state())["watchers"][0]["numprocesses"] == 2
+
     run(tmp_path, scenario)
+
+
+def test_without_a_token_the_websocket_shows_events_but_no_output_and_refuses_actions(
+    tmp_path: Path,
+) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        ws = await env.ws()
+        try:
+            hello = await next_of(ws, "hello")
+            assert hello["read_only"] is True and _says_how_to_log_in(hello["read_only_reason"])
+            backlog = await next_of(ws, "backlog")
+            assert backlog["logs"] == [] and env.dashboard.links[0].logs  # kept, not sent
+
+            async def relayed() -> dict | None:
+                env.publisher.send(protocol.output_message("web", 1001, "stdout", "secret\n"))
+                env.publisher.publish("watcher.web.spawn", {"process_pid": 1003, "time": 5.0})
+                try:
+                    return await next_of(ws, "event", timeout=0.3)
+                except TimeoutError:
+                    return None
+
+            await until(relayed, "an event on the websocket")
+            # The dashboard received output lines (it keeps them) yet sent none to this page.
+            await until(
+                _async(lambda: any(e["data"] == "secret\n" for e in env.dashboard.links[0].logs)),
+                "the output line to reach the dashboard",
+            )
+            for number, command in enumerate(("incr", "kill", "logs")):
+                ws.write_message(
+                    json.dumps(
+                        {
+                            "type": "call",
+                            "id": number,
+                            "daemon": 0,
+                            "command": command,
+                            "properties": {"name": "web"},
+                        }
+                    )
+                )
+            seen: list[dict] = []
+            while len([m for m in seen if m["type"] == "answer"]) < 3:
+                seen.append(json.loads(await asyncio.wait_for(ws.read_message(), 10)))
+            answers = [m for m in seen if m["type"] == "answer"]
+            assert all(not a["ok"] and "read-only" in a["error"] for a in answers), answers
+            # Output batches leave the dashboard 0.1 s after a line arrives: a page that may
+            # see them would have got one within this window.
+            seen += await _collect(ws, 1.5)
+            assert [m for m in seen if m["type"] == "snapshot"], "the page is still fed"
+            assert not [m for m in seen if m["type"] == "outputs"], seen
+        finally:
+            await close_websocket(ws)
+        assert "incr" not in env.daemon.commands() and "kill" not in env.daemon.commands()
+
+    run(tmp_path, scenario)
+
+
+def test_with_a_token_the_dashboard_is_not_read_only(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        assert json.loads((await env.fetch("/api/state")).body)["read_only"] is False
+        ws = await env.ws()
+        try:
+            hello = await next_of(ws, "hello")
+            assert hello["read_only"] is False and hello["read_only_reason"] is None
+        finally:
+            await close_websocket(ws)
+        logs = await env.fetch("/api/daemons/0/logs")
+        assert logs.code == 200
+
+    run(tmp_path, scenario, token=TOKEN)
+
+
+def _async(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    async def wrapped() -> Any:
+        return check()
+
+    return wrapped
+
+
+async def _collect(ws: WebSocketClientConnection, seconds: float) -> list[dict]:
+    """Every message received during the next ``seconds``."""
+    messages: list[dict] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            text = await asyncio.wait_for(ws.read_message(), left)
+        except TimeoutError:
+            break
+        assert text is not None, "websocket closed"
+        messages.append(json.loads(text))
+    return messages

@@ -34,6 +34,7 @@ from tornado.websocket import websocket_connect  # noqa: E402
 
 TOKEN = "a-long-enough-dashboard-token"
 JSON = {"Content-Type": "application/json"}
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 STOP = json.dumps({"command": "stop", "properties": {"name": "web"}})
 STATIC = Path(__file__).parents[1] / "src" / "circus" / "ctl" / "web" / "static"
 
@@ -220,8 +221,8 @@ def test_circushttpd_takes_allowed_hosts_from_its_option_and_environment(
 
 def test_cross_site_requests_change_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with site(tmp_path) as s:
-            await connected(s)
+        async with site(tmp_path, token=TOKEN) as s:
+            await connected(s, BEARER)
             for headers in (
                 {"Origin": "http://evil.example"},
                 {"Origin": "null"},
@@ -230,29 +231,32 @@ def test_cross_site_requests_change_nothing(tmp_path: Path) -> None:
                 {"Sec-Fetch-Site": "same-site", "Origin": f"http://{s.host}"},
             ):
                 call = await s.fetch(
-                    "/api/daemons/0/call", method="POST", body=STOP, headers={**JSON, **headers}
+                    "/api/daemons/0/call",
+                    method="POST",
+                    body=STOP,
+                    headers={**JSON, **BEARER, **headers},
                 )
                 assert call.code == 403, (headers, call.code)
                 login = await s.fetch("/login", method="POST", body="token=x", headers=headers)
                 assert login.code == 403, (headers, login.code)
-                handshake = await s.fetch("/ws", headers=upgrade(**headers))
+                handshake = await s.fetch("/ws", headers={**BEARER, **upgrade(**headers)})
                 assert handshake.code == 403, (headers, handshake.code)
             assert s.stops() == 0
             # A same-origin form post under Referrer-Policy: no-referrer says Origin: null.
             same = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
             call = await s.fetch(
-                "/api/daemons/0/call", method="POST", body=STOP, headers={**JSON, **same}
+                "/api/daemons/0/call", method="POST", body=STOP, headers={**JSON, **BEARER, **same}
             )
             assert call.code == 200 and s.stops() == 1
             call = await s.fetch(
                 "/api/daemons/0/call",
                 method="POST",
                 body=STOP,
-                headers={**JSON, "Origin": f"http://{s.host}"},
+                headers={**JSON, **BEARER, "Origin": f"http://{s.host}"},
             )
             assert call.code == 200 and s.stops() == 2
             ws = await websocket_connect(
-                HTTPRequest(f"ws://{s.host}/ws", headers={"Origin": f"http://{s.host}"})
+                HTTPRequest(f"ws://{s.host}/ws", headers={**BEARER, "Origin": f"http://{s.host}"})
             )
             try:
                 assert json.loads(await ws.read_message())["type"] == "hello"

@@ -2,8 +2,9 @@
 
 One page shows every watcher of one or more daemons with its state, process count and live
 CPU/memory charts, the event stream and the processes' output, and drives start, stop,
-restart, reload, incr, decr and signals. ``/metrics`` serves Prometheus text. It talks to
-daemons only through their control and pub/sub channels, like any client.
+restart, reload, incr, decr and signals (with a login token; without one it is read-only).
+``/metrics`` serves Prometheus text. It talks to daemons only through their control and
+pub/sub channels, like any client.
 
 Needs tornado and prometheus-client (the ``web`` extra); :func:`main` says so plainly when
 they are missing.

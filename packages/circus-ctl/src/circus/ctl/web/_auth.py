@@ -1,10 +1,15 @@
-"""Who may use the dashboard: open on loopback, a token everywhere else.
+"""Who may use the dashboard: read-only without a token (loopback only), everything with one.
 
 The token is at least :data:`MIN_TOKEN_LENGTH` characters and is checked with a
 constant-time comparison; a browser proves it once on the login page and then carries a
 signed cookie, scripts (Prometheus, curl) send ``Authorization: Bearer TOKEN``. Wrong tokens
 are limited per client address and overall (:class:`~._ratelimit.FailureLimiter`): past the
 limit a credential is not even compared until the window has moved on.
+
+Without a token the dashboard is only allowed on loopback, and even there it is read-only:
+any local user can reach it, and it acts with its own (often root's) control connection, so
+actions and the processes' output are refused (:data:`ACTIONS_NEED_TOKEN`,
+:data:`OUTPUT_NEEDS_TOKEN`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from pathlib import Path
 from ._ratelimit import FailureLimiter, LogThrottle
 from .errors import InsecureBindError, TooManyFailures, WebError
 
-__all__ = ["MIN_TOKEN_LENGTH", "TOKEN_ENV", "AuthPolicy", "is_loopback", "read_token"]
+__all__ = [
+    "ACTIONS_NEED_TOKEN",
+    "MIN_TOKEN_LENGTH",
+    "OUTPUT_NEEDS_TOKEN",
+    "TOKEN_ENV",
+    "AuthPolicy",
+    "is_loopback",
+    "read_token",
+]
 
 TOKEN_ENV = "CIRCUSHTTPD_TOKEN"
 """Environment variable holding the dashboard's token."""
@@ -33,6 +46,22 @@ MIN_TOKEN_LENGTH = 16
 log = logging.getLogger("circus.ctl.web")
 
 COOKIE = "circushttpd_auth"
+
+_HOW_TO_LOG_IN = (
+    "start circushttpd with --token-file PATH or $CIRCUSHTTPD_TOKEN (under circusd: "
+    "httpd_token_file = PATH) and log in with that token"
+)
+
+ACTIONS_NEED_TOKEN = (
+    "this dashboard is read-only: actions (start, stop, restart, reload, incr, decr, signal, "
+    f"kill) need a login token; {_HOW_TO_LOG_IN}"
+)
+"""The refusal of an action by a dashboard without a token."""
+
+OUTPUT_NEEDS_TOKEN = (
+    f"this dashboard is read-only: the processes' output needs a login token; {_HOW_TO_LOG_IN}"
+)
+"""The refusal of the processes' output by a dashboard without a token."""
 
 
 def is_loopback(host: str) -> bool:
@@ -120,6 +149,16 @@ class AuthPolicy:
     def required(self) -> bool:
         """True when requests must prove the token."""
         return self.token is not None
+
+    @property
+    def read_only(self) -> bool:
+        """True when there is no token: nobody may act or read the processes' output.
+
+        Whoever reaches a dashboard without a token (any local user, on loopback) is not
+        known, so it only shows states, events and metrics; with a token, whoever logged in
+        may do everything.
+        """
+        return self.token is None
 
     def check_bind(self, host: str) -> None:
         """Refuse to serve on ``host`` without a token unless it is loopback.

@@ -17,8 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__
 from ..errors import CallError
 from ._app import STATIC_DIR
-from ._auth import COOKIE
+from ._auth import ACTIONS_NEED_TOKEN, COOKIE, OUTPUT_NEEDS_TOKEN
 from ._hosts import cross_site
+from ._link import READ_COMMANDS
 from ._secure import Refused, SecureHeaders
 from .errors import DaemonDisconnected, TooManyFailures
 
@@ -153,22 +154,28 @@ class LogoutHandler(_Base):
 
 
 class StateHandler(_Api):
-    """``GET /api/state``: every daemon's latest snapshot."""
+    """``GET /api/state``: every daemon's latest snapshot, and whether actions are refused
+    (``read_only``: no token)."""
 
     def get(self) -> None:
         self.write_json(
             {
                 "version": __version__,
                 "interval": self.dashboard.interval,
+                "read_only": self.dashboard.auth.read_only,
                 "daemons": [state.to_json() for state in self.dashboard.states()],
             }
         )
 
 
 class LogsHandler(_Api):
-    """``GET /api/daemons/N/logs``: the output lines kept for daemon N (oldest first)."""
+    """``GET /api/daemons/N/logs``: the output lines kept for daemon N (oldest first);
+    403 on a read-only dashboard."""
 
     def get(self, index: str) -> None:
+        if self.dashboard.auth.read_only:
+            self.write_json({"ok": False, "error": OUTPUT_NEEDS_TOKEN}, 403)
+            return
         try:
             link = self.dashboard.link(int(index))
         except KeyError as exc:
@@ -179,11 +186,21 @@ class LogsHandler(_Api):
 
 async def relay(dashboard: Dashboard, index: Any, command: Any, properties: Any) -> dict[str, Any]:
     """Relay one command to daemon ``index``; return ``{"ok": True, "answer"}`` or
-    ``{"ok": False, "error", "errno"?}`` plus an HTTP-like ``status`` code."""
+    ``{"ok": False, "error", "errno"?}`` plus an HTTP-like ``status`` code.
+
+    A read-only dashboard (no token) relays only the reads of ``READ_COMMANDS`` but ``logs``
+    (the processes' output): anything else is refused with 403 before the daemon is asked.
+    """
     if not isinstance(index, int) or isinstance(index, bool):
         return {"ok": False, "status": 400, "error": "'daemon' must be an integer"}
     if not isinstance(command, str) or not command:
         return {"ok": False, "status": 400, "error": "'command' must be a command name"}
+    if dashboard.auth.read_only:
+        name = command.lower()
+        if name == "logs":
+            return {"ok": False, "status": 403, "error": OUTPUT_NEEDS_TOKEN}
+        if name not in READ_COMMANDS:
+            return {"ok": False, "status": 403, "error": ACTIONS_NEED_TOKEN}
     if properties is None:
         properties = {}
     if not isinstance(properties, dict):
@@ -243,7 +260,8 @@ class SocketHandler(_Base, tornado.websocket.WebSocketHandler):
 
     From the page: ``{"type": "call", "id", "daemon", "command", "properties"}``; answered by
     ``{"type": "answer", "id", "ok", "answer" | "error"}``. On connect the page gets ``hello``
-    (the daemons), each daemon's snapshot, then ``backlog`` (recent events and output lines).
+    (the daemons, and ``read_only``), each daemon's snapshot, then ``backlog`` (recent events
+    and output lines). A read-only dashboard sends no output lines and refuses actions.
     """
 
     def prepare(self) -> None:
@@ -258,11 +276,14 @@ class SocketHandler(_Base, tornado.websocket.WebSocketHandler):
     def open(self, *args: str, **kwargs: str) -> None:
         dashboard = self.dashboard
         self._tasks: set[asyncio.Task[None]] = set()
+        output = not dashboard.auth.read_only
         hello = {
             "type": "hello",
             "version": __version__,
             "interval": dashboard.interval,
             "login": dashboard.auth.required,
+            "read_only": not output,
+            "read_only_reason": None if output else ACTIONS_NEED_TOKEN,
             "daemons": [{"index": s.index, "endpoint": s.endpoint} for s in dashboard.states()],
         }
         self.write_message(json.dumps(hello))
@@ -273,10 +294,10 @@ class SocketHandler(_Base, tornado.websocket.WebSocketHandler):
                 "type": "backlog",
                 "daemon": link.index,
                 "events": list(link.events),
-                "logs": list(link.logs),
+                "logs": list(link.logs) if output else [],
             }
             self.write_message(json.dumps(backlog, default=str))
-        dashboard.hub.add(self._send)
+        dashboard.hub.add(self._send, output=output)
 
     def _send(self, text: str) -> None:
         self.write_message(text)

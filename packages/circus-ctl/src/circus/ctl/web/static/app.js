@@ -12,6 +12,7 @@ const pending = new Map();   // call id -> {resolve}
 let socket = null;
 let nextId = 1;
 let retryDelay = 500;
+let readOnly = true;         // until circushttpd says otherwise (hello)
 
 // ------------------------------------------------------------------ formatting
 
@@ -127,6 +128,7 @@ function describe(answer) {
 }
 
 async function act(button, daemon, command, properties) {
+  if (readOnly) return;
   button.disabled = true;
   const label = command + " " + (properties.name || "") + (properties.pid ? "[" + properties.pid + "]" : "");
   try {
@@ -134,8 +136,18 @@ async function act(button, daemon, command, properties) {
     if (answer.ok) toast(label + ": " + describe(answer), "ok");
     else toast(label + " failed: " + answer.error, "error");
   } finally {
-    button.disabled = false;
+    button.disabled = readOnly;
   }
+}
+
+// A dashboard without a token refuses actions and output: hide and disable the buttons.
+function setReadOnly(on, reason) {
+  readOnly = on;
+  document.body.classList.toggle("read-only", on);
+  const pill = document.getElementById("read-only");
+  pill.hidden = !on;
+  pill.title = on ? (reason || "") : "";
+  for (const node of document.querySelectorAll(".actions button, .actions select")) node.disabled = on;
 }
 
 // ------------------------------------------------------------------ daemons and watchers
@@ -154,6 +166,7 @@ function daemonView(index, endpoint) {
 
 function actionButton(daemon, name, command, label, title, extra) {
   const button = el("button", { "data-action": command, title: title || command }, label || command);
+  button.disabled = readOnly;
   button.addEventListener("click", () => act(button, daemon, command, Object.assign({ name }, extra || {})));
   return button;
 }
@@ -171,7 +184,7 @@ function watcherView(view, daemon, name) {
     actionButton(daemon, name, "incr", "+1", "incr: one more process"),
     actionButton(daemon, name, "decr", "−1", "decr: one process less"));
   const row = el("tr", { class: "watcher", "data-watcher": name },
-    nameCell, el("td", {}, state), nprocs, cpu.td, mem.td, el("td", {}, actions));
+    nameCell, el("td", {}, state), nprocs, cpu.td, mem.td, el("td", { class: "actions-cell" }, actions));
   w = { row, state, nprocs, cpu, mem, open: false, cpuHistory: [], memHistory: [], procs: new Map() };
   nameCell.addEventListener("click", () => {
     w.open = !w.open;
@@ -190,11 +203,12 @@ function processView(w, daemon, name, pid) {
   const cpu = metricCell("cpu"), mem = metricCell("mem");
   const select = el("select", { title: "signal to send" }, ...SIGNALS.map((s) => el("option", { value: s }, s)));
   const send = el("button", { "data-action": "signal", title: "send the signal to this process" }, "signal");
+  select.disabled = send.disabled = readOnly;
   send.addEventListener("click", () => act(send, daemon, "signal", { name, pid, signum: select.value }));
   const age = el("span", { class: "muted age" });
   const row = el("tr", { class: "proc", "data-pid": String(pid) },
     el("td", { class: "pid" }, String(pid), " ", age), el("td", { class: "muted wid" }),
-    el("td", {}), cpu.td, mem.td, el("td", {}, el("div", { class: "actions" }, select, send)));
+    el("td", {}), cpu.td, mem.td, el("td", { class: "actions-cell" }, el("div", { class: "actions" }, select, send)));
   row.hidden = !w.open;
   p = { row, age, wid: row.querySelector(".wid"), cpu, mem, cpuHistory: [], memHistory: [] };
   w.procs.set(pid, p);
@@ -314,9 +328,11 @@ function onMessage(event) {
     case "hello":
       document.getElementById("version").textContent = "circushttpd " + msg.version;
       document.getElementById("logout").hidden = !msg.login;
+      setReadOnly(Boolean(msg.read_only), msg.read_only_reason);
       for (const d of msg.daemons) daemonView(d.index, d.endpoint);
       document.getElementById("events").replaceChildren();
       document.getElementById("logs").replaceChildren();
+      if (msg.read_only) addNote("read-only dashboard: the processes' output needs a login token");
       break;
     case "snapshot": onSnapshot(msg); break;
     case "event": addEvent(msg); break;
