@@ -607,3 +607,15 @@ async def _collect(ws: WebSocketClientConnection, seconds: float) -> list[dict]:
         assert text is not None, "websocket closed"
         messages.append(json.loads(text))
     return messages
+
+
+def test_without_a_token_environment_values_are_hidden() -> None:
+    """What is configured, never its secrets: a read-only dashboard relays ``options`` and
+    ``get`` with every environment value hidden (names kept)."""
+    from circus.ctl.web._handlers import _hide_env
+
+    answer = {"status": "ok", "options": {"cmd": "run", "env": {"TOKEN": "s3cret", "A": "1"}}}
+    hidden = _hide_env(answer)
+    assert hidden["options"] == {"cmd": "run", "env": {"TOKEN": "<hidden>", "A": "<hidden>"}}
+    assert answer["options"]["env"]["TOKEN"] == "s3cret"  # the daemon's answer is not changed
+    assert _hide_env({"status": "ok", "statuses": {}}) == {"status": "ok", "statuses": {}}

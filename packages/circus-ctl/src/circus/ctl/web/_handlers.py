@@ -216,7 +216,19 @@ async def relay(dashboard: Dashboard, index: Any, command: Any, properties: Any)
         return {"ok": False, "status": 409, "error": exc.reason, "errno": exc.errno}
     except DaemonDisconnected as exc:
         return {"ok": False, "status": 503, "error": str(exc)}
+    if dashboard.auth.read_only:
+        answer = _hide_env(answer)
     return {"ok": True, "status": 200, "answer": answer}
+
+
+def _hide_env(answer: Any) -> Any:
+    """An ``options``/``get`` answer with its environment values hidden: without a token
+    the dashboard shows every local user what is configured, never its secrets."""
+    options = answer.get("options") if isinstance(answer, dict) else None
+    if isinstance(options, dict) and isinstance(options.get("env"), dict):
+        options = {**options, "env": dict.fromkeys(options["env"], "<hidden>")}
+        return {**answer, "options": options}
+    return answer
 
 
 class CallHandler(_Api):
