@@ -9,8 +9,9 @@ re-created when its section changed, removed with its section, added with a new 
 Watchers added at run time with ``add`` are left alone. A change in ``[circus]`` is applied in
 place (:meth:`Arbiter.apply_daemon_options`, which has ``Channels.move`` bind the new
 endpoints): the old control socket closes once it has answered its pending requests;
-upstream restarted the whole arbiter (every process) for any change there. The new ``[circus]``'s security applies with it (CURVE
-options, the refusal of exposed endpoints): all of it, or an error answer and nothing changed.
+upstream restarted the whole arbiter (every process) for any change there. The new
+``[circus]``'s security applies with it (CURVE options, the refusal of exposed endpoints): all
+of it, or an error answer and nothing changed.
 """
 
 from __future__ import annotations

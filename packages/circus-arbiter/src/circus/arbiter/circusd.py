@@ -71,8 +71,9 @@ class _HelpFormatter(argparse.HelpFormatter):
         try:
             columns = int(os.environ["COLUMNS"])
         except (KeyError, ValueError):
+            stdout = sys.__stdout__  # None when Python started without one
             try:
-                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                columns = os.get_terminal_size(stdout.fileno() if stdout else -1).columns
             except (AttributeError, OSError, ValueError):
                 columns = 80
         super().__init__(prog, width=max(columns - 2, 40))
