@@ -15,6 +15,10 @@ from typing import Any
 import psutil
 import pytest
 from circus.ctl import CircusClient
+from circus.process.testing import leak_check_fixture
+
+# No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
+no_leaks = leak_check_fixture()
 
 PY = sys.executable
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))

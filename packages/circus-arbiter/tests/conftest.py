@@ -11,6 +11,10 @@ from typing import Any
 import pytest
 from circus.arbiter import Arbiter
 from circus.ctl import AsyncCircusClient
+from circus.process.testing import leak_check_fixture
+
+# No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
+no_leaks = leak_check_fixture()
 
 Body = Callable[[Arbiter, AsyncCircusClient], Awaitable[Any]]
 

@@ -34,7 +34,9 @@ requests = st.fixed_dictionaries(
 )
 
 
-@pytest.fixture(scope="module")
+# Function-scoped (the module's one test shares it across every example): the leak check then
+# judges the daemon's stop too, and the workers it respawns for the examples are the test's.
+@pytest.fixture
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("fuzz")
     endpoint = f"ipc://{tmp}/ctl"

@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 from circus.ctl.testing import CANNED_REPLIES as CANNED
 from circus.ctl.testing import FakeDaemon, Publisher
+from circus.process.testing import leak_check_fixture
+
+# No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
+no_leaks = leak_check_fixture()
 
 
 @pytest.fixture

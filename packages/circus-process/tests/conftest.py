@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 from circus.process import Process
+from circus.process.testing import leak_check_fixture
+
+# No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
+no_leaks = leak_check_fixture()
 
 PY = sys.executable
 

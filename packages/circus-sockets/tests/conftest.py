@@ -10,7 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from circus.process.testing import leak_check_fixture
 from circus.sockets import SocketManager
+
+# No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
+no_leaks = leak_check_fixture()
 
 PID_APP = """
 import os

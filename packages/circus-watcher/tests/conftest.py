@@ -10,6 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from circus.process.testing import leak_check_fixture
+
+# No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
+no_leaks = leak_check_fixture()
 
 
 class Recorder:
