@@ -3,9 +3,10 @@
 What this module promises (it needs only the standard library and psutil; pytest is imported
 only by :func:`leak_check_fixture`, which makes a pytest fixture):
 
-- :func:`wait_until` calls a predicate until it returns something truthy and returns that
-  value; once ``timeout`` seconds have passed it raises :class:`AssertionError` naming what was
-  waited for and the last value seen. The predicate is always tried once more after the last
+- :func:`wait_until` (``predicate, timeout, message``, keyword ``interval``) calls the
+  predicate until it returns something truthy and returns that value; once ``timeout``
+  seconds have passed it raises :class:`AssertionError` naming what was waited for and the
+  last value seen. The predicate is always tried once more after the last
   sleep, so a condition met just before the deadline is never reported as missed. Exceptions
   raised by the predicate propagate at once (a predicate may abort the wait that way).
 - :func:`async_wait_until` does the same on the running event loop; the predicate may return
@@ -76,8 +77,9 @@ def _timed_out(predicate: Callable[..., object], timeout: float, message: str, l
 def wait_until(
     predicate: Callable[[], T],
     timeout: float = DEFAULT_TIMEOUT,
-    interval: float = DEFAULT_INTERVAL,
     message: str = "",
+    *,
+    interval: float = DEFAULT_INTERVAL,
 ) -> T:
     """Call ``predicate`` every ``interval`` s until it returns a truthy value; return it.
 
@@ -99,8 +101,9 @@ def wait_until(
 async def async_wait_until(
     predicate: Callable[[], Awaitable[T]],
     timeout: float = ...,  # noqa: ASYNC109 (a deadline is what this helper is for)
-    interval: float = ...,
     message: str = ...,
+    *,
+    interval: float = ...,
 ) -> T: ...
 
 
@@ -108,16 +111,18 @@ async def async_wait_until(
 async def async_wait_until(
     predicate: Callable[[], T],
     timeout: float = ...,  # noqa: ASYNC109 (a deadline is what this helper is for)
-    interval: float = ...,
     message: str = ...,
+    *,
+    interval: float = ...,
 ) -> T: ...
 
 
 async def async_wait_until(
     predicate: Callable[[], Any],
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109
-    interval: float = DEFAULT_INTERVAL,
     message: str = "",
+    *,
+    interval: float = DEFAULT_INTERVAL,
 ) -> Any:
     """:func:`wait_until` on the running loop: sleeps with ``asyncio.sleep``, and awaits the
     predicate's result when it is awaitable."""
@@ -347,9 +352,10 @@ def leak_check_fixture(*, grace: float = 5.0) -> Any:
 
     In a ``conftest.py``: ``no_leaks = leak_check_fixture()``. All such fixtures of one
     process share one check (the first one made sets ``grace``), so the descriptor allowance
-    is per process (per xdist worker), not per package. Being autouse and function scoped, the fixture is set up before the
-    test's other function-scoped fixtures and torn down after them: it judges the test with
-    its fixtures' teardown, and a leak is reported as an error at teardown.
+    is per process (per xdist worker), not per package. Being autouse and function scoped,
+    the fixture is set up before the test's other function-scoped fixtures and torn down
+    after them: it judges the test with its fixtures' teardown, and a leak is reported as an
+    error at teardown.
     """
     import pytest
 
