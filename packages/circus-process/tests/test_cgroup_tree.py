@@ -28,6 +28,7 @@ from circus.process import (
     tree_tracking,
     tree_tracking_reason,
 )
+from circus.process.testing import wait_until
 
 PY = sys.executable
 
@@ -266,15 +267,15 @@ def run_owner(mode: str) -> tuple[str, int, str]:
 
 
 def wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def gone() -> bool:
         try:
             if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
                 reap_orphans()
         except psutil.NoSuchProcess:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{pid} still there")
+            return True
+        return False
+
+    wait_until(gone, 30, f"{pid} to be gone")
 
 
 def test_an_owner_that_exits_removes_its_subtree_and_moves_survivors_out() -> None:

@@ -28,6 +28,7 @@ from circus.process import (
     reap_orphans,
     reap_waiting_orphans,
 )
+from circus.process.testing import wait_until
 
 FORKER = (
     "import os, sys, time\n"
@@ -122,10 +123,10 @@ def test_default_freshness_rescans_after_a_scans_duration(monkeypatch) -> None:
     index = _children._index
     assert index is not None
     before = _children.scan_count()
-    deadline = time.monotonic() + 10
-    while time.monotonic() - index.ended <= max(index.cost, _children._MIN_REUSE):
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    reuse = max(index.cost, _children._MIN_REUSE)
+    wait_until(
+        lambda: time.monotonic() - index.ended > reuse, 10, "the index to age", interval=0.005
+    )
     children_of(os.getpid())
     assert _children.scan_count() - before == 1
 
@@ -175,10 +176,8 @@ def test_exited_orphans_are_reaped_without_a_scan(subreaper, monkeypatch) -> Non
     for _ in range(3):
         out = subprocess.run([sys.executable, "-c", ORPHAN], capture_output=True, check=True)
         orphans.append(int(out.stdout))
-    deadline = time.monotonic() + 10
-    while not all(_zombie(pid) for pid in orphans):  # handed to us, then exited
-        assert time.monotonic() < deadline, "the orphans did not become our zombies"
-        time.sleep(0.01)
+    # handed to us, then exited
+    wait_until(lambda: all(_zombie(pid) for pid in orphans), 10, "the orphans to be our zombies")
     before = _children.scan_count()
     reaped, blocked_by = reap_waiting_orphans()
     assert reaped == {pid: 7 for pid in orphans}
@@ -189,10 +188,7 @@ def test_exited_orphans_are_reaped_without_a_scan(subreaper, monkeypatch) -> Non
 
 def test_a_child_of_our_own_session_is_left_to_its_waiter(subreaper) -> None:
     proc = subprocess.Popen(["true"])  # our session: its Popen reaps it
-    deadline = time.monotonic() + 10
-    while not _zombie(proc.pid):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: _zombie(proc.pid), 10, "the child to exit", interval=0.01)
     reaped, blocked_by = reap_waiting_orphans()
     assert (reaped, blocked_by) == ({}, "other")
     assert proc.wait(10) == 0  # its status was not stolen
@@ -203,10 +199,7 @@ def test_an_exited_process_of_ours_stops_the_look(subreaper) -> None:
 
     proc = Process("t", 1, "true")
     try:
-        deadline = time.monotonic() + 10
-        while not _zombie(proc.pid):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: _zombie(proc.pid), 10, "the process to exit", interval=0.01)
         assert reap_waiting_orphans() == ({}, "process")
         assert proc.wait(10) == 0  # reaped by its owner, status intact
     finally:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from circus.process import OutputRedirector, Process
 from circus.process.streams import FileStream, QueueStream
+from circus.process.testing import wait_until
 
 # Writes N deterministic, non-repeating-ish bytes in odd-sized writes, then exits at once.
 WRITER = (
@@ -82,19 +82,12 @@ def test_drain_at_exit_without_remove(spawn, py, tmp_path: Path) -> None:
     run(main)
 
 
-def wait_for_file(path: Path, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.005)
-
-
 def test_remove_drains_pending_output(spawn, tmp_path: Path) -> None:
     target = tmp_path / "out.log"
     marker = tmp_path / "written"
     # Writes, then keeps its pipes open: no EOF will come before we remove it.
     proc = spawn(f"sh -c 'echo one; echo two >&2; touch {marker}; exec sleep 60'")
-    wait_for_file(marker)
+    wait_until(marker.exists, 10, f"{marker} to appear")
 
     async def main() -> None:
         stream = FileStream(str(target))

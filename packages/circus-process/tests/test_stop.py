@@ -18,6 +18,7 @@ from circus.process import (
     is_subreaper,
     reap_orphans,
 )
+from circus.process.testing import wait_until
 
 READY_ON_TERM = (
     "import signal, sys, time\n"
@@ -125,11 +126,14 @@ def test_send_signal_recursive_hits_process_and_descendants(spawn, subreaper) ->
     grandchild = int(first_line(proc.stdout))
     proc.send_signal(signal.SIGKILL, recursive=True)
     assert proc.wait(10) == -signal.SIGKILL
-    deadline = time.monotonic() + 10
-    while not gone_or_reaped(grandchild):
+
+    def reaped() -> bool:
+        if gone_or_reaped(grandchild):
+            return True
         reap_orphans()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+        return False
+
+    wait_until(reaped, 10, "the grandchild to be gone or reaped", interval=0.01)
 
 
 def shell_tree_cmd(ignore_term: bool) -> str:
@@ -207,11 +211,8 @@ def test_reap_orphans_leaves_known_children_alone(spawn, subreaper) -> None:
     plain = subprocess.Popen(["true"])  # same session as us: never touched
     ours = spawn("true")
     try:
-        deadline = time.monotonic() + 10
-        while psutil.Process(plain.pid).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert proc_zombie(ours.pid, deadline)
+        wait_until(lambda: zombie(plain.pid), 10, "the plain child to exit", interval=0.01)
+        wait_until(lambda: zombie(ours.pid), 10, "our child to exit", interval=0.01)
         assert reap_orphans() == {}
         assert plain.wait(10) == 0
         assert ours.wait(10) == 0
@@ -219,12 +220,8 @@ def test_reap_orphans_leaves_known_children_alone(spawn, subreaper) -> None:
         plain.wait()
 
 
-def proc_zombie(pid: int, deadline: float) -> bool:
-    while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+def zombie(pid: int) -> bool:
+    return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_subreaper_toggle() -> None:
@@ -266,12 +263,13 @@ def test_reap_orphans_reaps_an_adopted_zombie(pysnippet, subreaper) -> None:
         assert proc.wait(10) == 0
         assert psutil.Process(orphan).ppid() == os.getpid()  # adopted by us
         os.write(w, b"x")
-        deadline = time.monotonic() + 10
         reaped: dict[int, int] = {}
-        while orphan not in reaped:
-            assert time.monotonic() < deadline
+
+        def reaped_orphan() -> bool:
             reaped.update(reap_orphans())
-            time.sleep(0.01)
+            return orphan in reaped
+
+        wait_until(reaped_orphan, 10, "the orphan to be reaped", interval=0.01)
         assert reaped[orphan] == 3
         assert gone_or_reaped(orphan)
     finally:

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from circus.process import OutputRedirector
 from circus.process.streams import FileStream, TimedRotatingFileStream, WatchedFileStream
+from circus.process.testing import async_wait_until
 
 # A child printing numbered lines continuously (about 1,000 a second, 60 bytes each).
 CHATTY = (
@@ -149,10 +149,7 @@ def test_full_disk_warns_rarely_and_resumes_when_space_is_back(
         redirector.add(proc, stream)
         try:
             # the disk is full: wait for the first drop, then 3 s of continuous dropping
-            deadline = time.monotonic() + 30
-            while stream.dropped[0] == 0:
-                assert time.monotonic() < deadline, "nothing was dropped"
-                await asyncio.sleep(0.05)
+            await async_wait_until(lambda: stream.dropped[0], 30, "a first drop")
             dropped_before = stream.dropped
             await asyncio.sleep(3.0)  # the window measured, not a synchronisation
             assert stream.dropped[0] > dropped_before[0], "the child stopped writing?"
@@ -165,10 +162,8 @@ def test_full_disk_warns_rarely_and_resumes_when_space_is_back(
             # space comes back: new lines arrive without anyone doing anything
             size_before = target.stat().st_size
             filler.unlink()
-            deadline = time.monotonic() + 30
-            while target.stat().st_size < size_before + 4096:
-                assert time.monotonic() < deadline, "writing did not resume"
-                await asyncio.sleep(0.05)
+            resumed = lambda: target.stat().st_size >= size_before + 4096  # noqa: E731
+            await async_wait_until(resumed, 30, "writing to resume")
             assert any("again" in r.getMessage() for r in warnings_seen)
         finally:
             proc.stop(graceful_timeout=2.0)

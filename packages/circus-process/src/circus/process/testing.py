@@ -51,7 +51,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 15.0
+DEFAULT_TIMEOUT = 20.0  # generous: the machine running the tests may be busy
 DEFAULT_INTERVAL = 0.02
 
 
