@@ -5,12 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from circus.process.testing import leak_check_fixture
+from circus.process.testing import leak_check_fixture, wait_until
 from circus.sockets import SocketManager
 
 # No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
@@ -93,16 +92,7 @@ def get() -> Callable[..., str]:
     return http_get
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    """Poll *condition* until true or fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def waiter() -> Callable[..., None]:
-    """The wait_for helper (poll a condition with a deadline)."""
-    return wait_for
+    """:func:`circus.process.testing.wait_until` (predicate, timeout, message)."""
+    return wait_until

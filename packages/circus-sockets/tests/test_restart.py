@@ -34,20 +34,20 @@ def test_full_restart_refuses_no_connection(
     thread.start()
     try:
         old = start_workers(fd, 2)
-        waiter(lambda: len(answered) >= 20 or errors, what="answers from the first workers")
+        waiter(lambda: len(answered) >= 20 or errors, message="answers from the first workers")
         for worker in old:
             worker.terminate()
         for worker in old:
             worker.wait(timeout=10)
         # No worker runs now: the client's next connection waits in the accept queue, which
         # the manager's still-open socket shows as readable.
-        waiter(lambda: select.select([web], [], [], 0)[0], what="a queued connection")
+        waiter(lambda: select.select([web], [], [], 0)[0], message="a queued connection")
         assert not errors
         new = start_workers(fd, 2)
         new_pids = {str(worker.pid) for worker in new}
         waiter(
             lambda: sum(pid in new_pids for pid in answered) >= 20 or errors,
-            what="answers from the restarted workers",
+            message="answers from the restarted workers",
         )
     finally:
         stop.set()

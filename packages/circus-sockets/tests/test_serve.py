@@ -54,7 +54,7 @@ def test_sigterm_finishes_the_request_in_progress(
     client = threading.Thread(target=lambda: bodies.append(get(("127.0.0.1", web.port))))
     client.start()
     try:
-        waiter(lambda: (tmp_path / "started").exists(), what="the request to start")
+        waiter(lambda: (tmp_path / "started").exists(), message="the request to start")
         worker.send_signal(signal.SIGTERM)
         (tmp_path / "release").touch()
         assert worker.wait(timeout=30) == 0
