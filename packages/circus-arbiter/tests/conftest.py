@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from circus.arbiter import Arbiter
 from circus.ctl import AsyncCircusClient
-from circus.process.testing import leak_check_fixture
+from circus.process.testing import async_wait_until, leak_check_fixture
 
 # No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
 no_leaks = leak_check_fixture()
@@ -47,23 +47,10 @@ def run_arbiter(endpoints: dict[str, str]) -> Callable[..., Any]:
     return run
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
-    """Poll ``predicate`` on the loop until truthy or the deadline passes (then fail)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 def waiter() -> Callable[..., Awaitable[Any]]:
-    """The :func:`wait_for` helper, for tests (no cross-test imports)."""
-    return wait_for
+    """:func:`circus.process.testing.async_wait_until` (predicate, timeout, message)."""
+    return async_wait_until
 
 
 def sleeper(name: str = "sleeper", n: int = 1, **options: Any) -> dict[str, Any]:

@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from circus.arbiter import _daemonize
 from circus.ctl import CircusClient
+from circus.process.testing import wait_until
 
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
 SLEEP = f"{sys.executable} -c 'import time; time.sleep(300)'"
@@ -36,26 +36,23 @@ def _config(tmp_path: Path, endpoint: str, body: str = "") -> Path:
     return path
 
 
-def _gone(pid: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
     return False
 
 
 def _end(pidfile: Path) -> None:
     """SIGTERM the daemon named by ``pidfile`` (waiting a while for it to be written)."""
-    deadline = time.monotonic() + 15
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pidfile.exists():
-        pid = int(pidfile.read_text())
-        os.kill(pid, signal.SIGTERM)
-        assert _gone(pid), "the daemon did not exit"
+    try:
+        wait_until(pidfile.exists, 15, "the pidfile")
+    except AssertionError:
+        return  # the test has failed already, saying why
+    pid = int(pidfile.read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: _gone(pid), 30, "the daemon to exit")
 
 
 def test_status_0_means_serving_and_a_second_daemon_fails_loudly(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from circus.arbiter import Arbiter
 from circus.arbiter._forward import FdWriter, OutputForwarder, forwardable
 from circus.arbiter._output import OutputHub
 from circus.ctl import AsyncCircusClient
+from circus.process.testing import async_wait_until, wait_until
 
 PY = sys.executable
 
@@ -156,10 +157,7 @@ def test_broken_pipe_stops_forwarding(
     os.close(r)
     writer = FdWriter(w, "stderr")
     writer.put(b"nobody reads this\n")
-    deadline = time.monotonic() + 10
-    while "no longer forwarded" not in caplog.text:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: "no longer forwarded" in caplog.text, 10, "the warning", interval=0.01)
     writer.put(b"dropped silently\n")
     assert writer.queued == 0
     writer.close()
@@ -236,11 +234,7 @@ def test_set_stream_class_switches_forwarding_off(
                 lines = arbiter.output.lines(["talk"], 10)
                 return any(line["data"] == f"hello {second}\n" for line in lines)
 
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while not logged():
-                assert loop.time() < deadline
-                await asyncio.sleep(0.02)
+            await async_wait_until(logged, 10, "the new process's line in the logs")
         finally:
             await arbiter.stop()
         return arbiter

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 import zmq.asyncio
 from circus.arbiter import Arbiter, ThreadedArbiter
 from circus.ctl import AsyncCircusClient, CircusClient
+from circus.process.testing import wait_until
 
 # Modules a plain daemon (no plugin, no CURVE, logging to stdout) must not load.
 NOT_LOADED = (
@@ -61,16 +61,6 @@ from circus.arbiter.circusd import main
 
 sys.exit(main([config]))
 """
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 @pytest.fixture

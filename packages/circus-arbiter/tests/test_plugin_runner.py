@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from circus.arbiter.circus_plugin import parse_config
 from circus.ctl import CircusClient
+from circus.process.testing import wait_until
 
 BIN = Path(sys.executable).parent
 PY = sys.executable
@@ -46,16 +46,6 @@ class Probe(CircusPlugin):
     def handle_stop(self):
         self._write("stopped")
 """
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll ``predicate`` until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
-    return value
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
@@ -135,15 +125,15 @@ def test_runs_a_plugin_against_circusd_and_stops_on_sigterm(daemon: dict[str, An
     try:
         lines = lambda: out.read_text().splitlines() if out.exists() else []  # noqa: E731
         # call() answered, with the command line's check delay
-        assert wait_until(lambda: "numwatchers 2 delay 0.5" in lines(), what="the call")
+        assert wait_until(lambda: "numwatchers 2 delay 0.5" in lines(), message="the call")
         # the cast was run by the daemon
         client = daemon["client"]
         wait_until(
             lambda: client.call("numprocesses", {"name": "sleeper"})["numprocesses"] == 2,
-            what="the cast incr",
+            message="the cast incr",
         )
         # events from the pub/sub channel reach handle_recv
-        wait_until(lambda: "event ticker spawn" in lines(), what="an event")
+        wait_until(lambda: "event ticker spawn" in lines(), message="an event")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (folder / "plugin.log").read_text()
         assert lines()[-1] == "stopped"  # handle_stop ran
@@ -217,7 +207,7 @@ def test_curve_keys_reach_a_curve_circusd(
     try:
         lines = lambda: out.read_text().splitlines() if out.exists() else []  # noqa: E731
         assert wait_until(lambda: any(line.startswith("numwatchers 2") for line in lines()))
-        wait_until(lambda: "event ticker spawn" in lines(), what="an event over CURVE")
+        wait_until(lambda: "event ticker spawn" in lines(), message="an event over CURVE")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (tmp_path / "plugin.log").read_text()
     finally:

@@ -11,6 +11,7 @@ import zmq
 import zmq.asyncio
 from circus.arbiter import Arbiter
 from circus.arbiter._output import OutputHub
+from circus.process.testing import wait_until
 
 
 async def _collect(sub: zmq.asyncio.Socket, until: Any, timeout: float = 10.0) -> list[Any]:  # noqa: ASYNC109
@@ -118,8 +119,6 @@ def test_output_hub_splits_and_buffers_lines() -> None:
 
 
 def test_publisher_sends_only_what_is_subscribed(tmp_path) -> None:
-    import time
-
     from circus.arbiter._publisher import Publisher
 
     endpoint = f"ipc://{tmp_path}/xpub"
@@ -131,20 +130,15 @@ def test_publisher_sends_only_what_is_subscribed(tmp_path) -> None:
         assert not pub.wanted(b"output.w.stdout")
         sub.subscribe(b"output.w.")
         sub.connect(endpoint)
-        deadline = time.monotonic() + 5
-        while not pub.wanted(b"output.w.stdout"):
-            assert time.monotonic() < deadline, "subscription never seen"
-            time.sleep(0.01)
+        wait_until(lambda: pub.wanted(b"output.w.stdout"), 5, "the subscription", interval=0.01)
         assert not pub.wanted(b"watcher.w.spawn")
         assert pub.anyone_under(b"output.") and not pub.anyone_under(b"stat.")
         pub.publish("output.w.stdout", {"data": "x\n"})
         assert sub.poll(5000)
         assert sub.recv_multipart() == [b"output.w.stdout", b'{"data": "x\\n"}']
         sub.unsubscribe(b"output.w.")
-        deadline = time.monotonic() + 5
-        while pub.wanted(b"output.w.stdout"):
-            assert time.monotonic() < deadline, "unsubscription never seen"
-            time.sleep(0.01)
+        unsubscribed = lambda: not pub.wanted(b"output.w.stdout")  # noqa: E731
+        wait_until(unsubscribed, 5, "the unsubscription", interval=0.01)
     finally:
         sub.close()
         pub.close()
