@@ -192,10 +192,7 @@ class Controller:
         except Exception as exc:
             answer = self._translate(msg_id, payload, exc)
         else:
-            if not isinstance(result, dict):
-                answer = error_answer(msg_id, "server error", Errno.BAD_MSG_DATA_ERROR)
-            else:
-                answer = ok_answer(msg_id, result)
+            answer = ok_answer(msg_id, result)  # run_command always gives a dict
         if request.cast:
             if answer["status"] == "error":
                 log.warning("cast %r failed: %s", request.command, answer["reason"])
