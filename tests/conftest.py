@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,25 +14,13 @@ from typing import Any
 import psutil
 import pytest
 from circus.ctl import CircusClient
-from circus.process.testing import leak_check_fixture
+from circus.process.testing import leak_check_fixture, wait_until
 
 # No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
 no_leaks = leak_check_fixture()
 
 PY = sys.executable
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    """Poll ``predicate`` until truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 class Daemon:
@@ -180,7 +167,7 @@ def is_alive() -> Callable[[int], bool]:
 
 @pytest.fixture
 def wait() -> Callable[..., Any]:
-    """The :func:`wait_until` helper."""
+    """:func:`circus.process.testing.wait_until` (predicate, timeout, message)."""
     return wait_until
 
 

@@ -28,7 +28,7 @@ def test_shipped_example_runs(circusd, e2e, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{sock['port']}/"
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read().startswith(b"hello from worker")
-    e2e.wait(lambda: (tmp_path / "ticker.log").exists(), what="ticker.log")
+    e2e.wait(lambda: (tmp_path / "ticker.log").exists(), message="ticker.log")
     assert daemon.stop() == 0
 
 
@@ -59,7 +59,7 @@ GREETING = hello from env
     got = daemon.call("get", name="env", keys=["custom_key", "env"])["options"]
     assert got["custom_key"] == "custom value"
     assert got["env"]["GREETING"] == "hello from env"
-    e2e.wait(lambda: daemon.call("logs", name="env")["logs"], what="output")
+    e2e.wait(lambda: daemon.call("logs", name="env")["logs"], message="output")
     assert daemon.call("logs", name="env")["logs"][0]["data"] == "hello from env\n"
     assert daemon.call("options", name="included")["options"]["priority"] == 5
 

@@ -32,7 +32,7 @@ def test_stop_signals_exit_0_and_leave_no_process(circusd, signum, e2e) -> None:
     wait_until, alive = e2e.wait, e2e.alive
     daemon = circusd(WATCHERS)
     wait_until(lambda: len(daemon.pids("sleeper")) == 2 and daemon.pids("forker"))
-    wait_until(lambda: len(daemon.track()) >= 4, what="the forker's grandchild")
+    wait_until(lambda: len(daemon.track()) >= 4, message="the forker's grandchild")
     pids = set(daemon.track())
     daemon.close_client()
     daemon.signal(signum)
@@ -100,7 +100,7 @@ def test_daemon_flag_detaches(circusd, tmp_path: Path, e2e) -> None:
     daemon = circusd(WATCHERS, "--daemon", "--pidfile", str(pidfile), start=False)
     daemon.start(wait=False)
     assert daemon.wait(30) == 0  # the launcher exits at once
-    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="pidfile")
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), message="pidfile")
     pid = int(pidfile.read_text())
     try:
         wait_until(lambda: daemon.call("numwatchers", timeout=1).get("numwatchers") == 2)

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import pytest
 from circus.ctl import CircusClient
+from circus.process.testing import wait_until
 
 PY = sys.executable
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
@@ -106,16 +107,6 @@ def _descendants(pid: int) -> list[int]:
         return [p.pid for p in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 @pytest.fixture

@@ -47,13 +47,13 @@ def test_reloadconfig_applies_only_the_difference(circusd, e2e, how) -> None:
         assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
     else:
         daemon.signal(signal.SIGHUP)
-        e2e.wait(lambda: "new" in daemon.call("list")["watchers"], what="new watcher")
+        e2e.wait(lambda: "new" in daemon.call("list")["watchers"], message="new watcher")
     e2e.wait(lambda: daemon.pids("new") and len(daemon.pids("resize")) == 2)
     assert daemon.pids("keep") == keep  # untouched: same processes
     assert set(resize) <= set(daemon.pids("resize"))  # resized in place
     e2e.wait(lambda: daemon.pids("change") and not set(daemon.pids("change")) & set(change))
     assert daemon.call("list")["watchers"] == ["change", "keep", "new", "resize"]
-    e2e.wait(lambda: not any(e2e.alive(p) for p in old + change), what="old processes gone")
+    e2e.wait(lambda: not any(e2e.alive(p) for p in old + change), message="old processes gone")
     assert daemon.call("get", name="change", keys=["cmd"])["options"]["cmd"].endswith("changed")
 
 

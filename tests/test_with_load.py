@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+from circus.process.testing import wait_until
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "with_load.py"
 MARKER = "circus-synthetic-load"
@@ -24,13 +24,8 @@ SIBLINGS = (
 )
 
 
-def _gone(pids: list[int], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(psutil.pid_exists(p) and _is_load(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
+def _gone(pids: list[int]) -> bool:
+    return not any(psutil.pid_exists(p) and _is_load(p) for p in pids)
 
 
 def _is_load(pid: int) -> bool:
@@ -52,7 +47,7 @@ def test_load_runs_beside_the_command_and_stops_with_it() -> None:
     assert done.returncode == 3, done.stderr  # the command's status
     busy = json.loads(done.stdout)
     assert len(busy) == 2, done
-    assert _gone(busy, timeout=1)  # killed and reaped before the script returned
+    assert _gone(busy)  # killed and reaped before the script returned
 
 
 def test_load_ends_when_the_launcher_is_killed() -> None:
@@ -62,18 +57,17 @@ def test_load_ends_when_the_launcher_is_killed() -> None:
     )
     command: list[int] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def started() -> list[int]:
             kids = psutil.Process(launcher.pid).children()
             busy = [k.pid for k in kids if _is_load(k.pid)]
-            command = [k.pid for k in kids if k.pid not in busy]
-            if len(busy) == 2 and command:
-                break
-            assert time.monotonic() < deadline, "the load did not start"
-            time.sleep(0.05)
+            command[:] = [k.pid for k in kids if k.pid not in busy]
+            return busy if len(busy) == 2 and command else []
+
+        busy = wait_until(started, 30, "the load to start")
         launcher.kill()  # no chance to clean up: each load process notices by itself
         launcher.wait()
-        assert _gone(busy), "load processes outlived their launcher"
+        wait_until(lambda: _gone(busy), 30, "the load processes to end with their launcher")
     finally:
         if launcher.poll() is None:
             launcher.kill()

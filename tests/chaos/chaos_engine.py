@@ -20,7 +20,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import psutil
 import zmq
 from circus.ctl import CircusClient
 from circus.ctl.errors import CallTimeout, CtlError, DaemonUnreachable
+from circus.process.testing import wait_until
 
 PY = sys.executable
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
@@ -74,18 +74,6 @@ elif mode == "chatty":
 
 MODES = ("plain", "forker", "exiter", "stubborn", "chatty")
 READ_ONLY = ("status", "list", "stats", "numprocesses")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until truthy; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def tagged(tag: str) -> list[psutil.Process]:

@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "reliability"))
 
-from chaos_engine import ChaosRun, tagged, wait_until  # noqa: E402
+from chaos_engine import ChaosRun, tagged  # noqa: E402
+from circus.process.testing import wait_until  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos_engine import GRACEFUL, ChaosRun, tagged, wait_until
+from chaos_engine import GRACEFUL, ChaosRun, tagged
+from circus.process.testing import wait_until
 
 pytestmark = pytest.mark.slow
 

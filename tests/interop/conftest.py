@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from circus.ctl.testing.upstream import (
     UpstreamUnavailable,
     ensure_upstream,
 )
+from circus.process.testing import wait_until
 
 SLEEPER = {"cmd": "sleep 1000", "numprocesses": 2, "graceful_timeout": 2}
 
@@ -60,19 +60,7 @@ def our_ctl() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy, failing after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def poll() -> Callable[..., Any]:
-    """The ``wait_for`` helper as a fixture (tests do not import each other)."""
-    return wait_for
+    """:func:`circus.process.testing.wait_until` (predicate, timeout, message) as a fixture."""
+    return wait_until

@@ -47,7 +47,7 @@ def _ctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def test_logs_history_and_follow(daemon: Any, wait: Callable[..., Any]) -> None:
     wait(
         lambda: len(daemon.call("logs", name="ticker", lines=5).get("logs", [])) >= 5,
-        what="five lines of ticker output",
+        message="five lines of ticker output",
     )
     history = _ctl("--endpoint", daemon.endpoint, "logs", "-n", "4", "ticker")
     assert history.returncode == 0, history.stderr

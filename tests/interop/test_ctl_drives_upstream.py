@@ -111,7 +111,7 @@ def test_incr_decr(ctl: Callable[..., Result], poll: Callable[..., Any]) -> None
     assert ok(ctl("incr", "sleeper", "2", "--waiting")) == "5\n"
     assert ok(ctl("decr", "sleeper", "3", "--waiting")) == "2\n"
     assert ok(ctl("incr", "sleeper")) == "ok\n"
-    poll(lambda: ok(ctl("numprocesses", "sleeper")) == "3\n", what="3 processes")
+    poll(lambda: ok(ctl("numprocesses", "sleeper")) == "3\n", message="3 processes")
 
 
 def test_stop_start_restart_reload(ctl: Callable[..., Result], poll: Callable[..., Any]) -> None:
@@ -127,7 +127,7 @@ def test_stop_start_restart_reload(ctl: Callable[..., Result], poll: Callable[..
     restarted = set(pids(ctl))
     assert len(restarted) == 2 and not restarted & started
     assert ok(ctl("reload", "sleeper", "--waiting")) == "ok\n"
-    poll(lambda: len(pids(ctl)) == 2 and not set(pids(ctl)) & restarted, what="reloaded pids")
+    poll(lambda: len(pids(ctl)) == 2 and not set(pids(ctl)) & restarted, message="reloaded pids")
     assert ok(ctl("reload", "sleeper", "--sequential", "--waiting")) == "ok\n"
     assert ok(ctl("status", "sleeper")) == "active\n"
     assert ok(ctl("reloadconfig", "--waiting")) == "ok\n"  # same file: nothing changes
@@ -136,28 +136,28 @@ def test_stop_start_restart_reload(ctl: Callable[..., Result], poll: Callable[..
 
 def test_add_set_get_rm(ctl: Callable[..., Result], poll: Callable[..., Any]) -> None:
     assert ok(ctl("add", "--start", "extra", "sleep", "500")) == "ok\n"
-    poll(lambda: ok(ctl("status", "extra")) == "active\n", what="extra active")
+    poll(lambda: ok(ctl("status", "extra")) == "active\n", message="extra active")
     assert ok(ctl("get", "extra", "cmd")) == "cmd: sleep 500\n"
     assert (
         ok(ctl("set", "extra", "numprocesses", "2", "graceful_timeout", "1.5", "--waiting"))
         == "ok\n"
     )
-    poll(lambda: len(pids(ctl, "extra")) == 2, what="two extra processes")
+    poll(lambda: len(pids(ctl, "extra")) == 2, message="two extra processes")
     assert ok(ctl("get", "extra", "graceful_timeout")) == "graceful_timeout: 1.5\n"
     # 0.19's own circusctl crashes on this one.
     assert ok(ctl("set", "extra", "env", "FOO=bar,BAZ=1", "--waiting")) == "ok\n"
     assert ok(ctl("get", "extra", "env")) == "env: BAZ=1,FOO=bar\n"
     assert ok(ctl("rm", "extra", "--waiting")) == "ok\n"
-    poll(lambda: ok(ctl("list")) == "sleeper\n", what="extra removed")
+    poll(lambda: ok(ctl("list")) == "sleeper\n", message="extra removed")
 
 
 def test_signal_and_kill(ctl: Callable[..., Result], poll: Callable[..., Any]) -> None:
     first, second = pids(ctl)
     assert ok(ctl("signal", "sleeper", str(first), "TERM")) == "ok\n"
-    poll(lambda: first not in pids(ctl) and len(pids(ctl)) == 2, what="respawn after TERM")
+    poll(lambda: first not in pids(ctl) and len(pids(ctl)) == 2, message="respawn after TERM")
     assert ok(ctl("signal", "sleeper", "CONT")) == "ok\n"  # harmless, to every process
     assert ok(ctl("kill", "sleeper", str(second), "--graceful_timeout", "1")) == "ok\n"
-    poll(lambda: second not in pids(ctl) and len(pids(ctl)) == 2, what="respawn after kill")
+    poll(lambda: second not in pids(ctl) and len(pids(ctl)) == 2, message="respawn after kill")
     rc, _, err = ctl("signal", "sleeper", "NOTASIGNAL")
     assert rc == 1 and "unknown signal" in err
 

@@ -13,10 +13,10 @@ if HERE not in sys.path:
 import os  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+from circus.process.testing import wait_until  # noqa: E402
 
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
 
@@ -38,12 +38,16 @@ class QuietDaemon:
             self.proc = subprocess.Popen(
                 [CIRCUSD, str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=directory
             )
-        deadline = time.monotonic() + 30
         sock_path = self.endpoint[len("ipc://") :]
-        while not os.path.exists(sock_path):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+        wait_until(self._listening(sock_path), 30, "circusd to bind its control socket")
+
+    def _listening(self, sock_path: str) -> Callable[[], bool]:
+        def listening() -> bool:
+            if self.proc.poll() is not None:
                 raise AssertionError(f"circusd did not start: {self.log.read_text()}")
-            time.sleep(0.02)
+            return os.path.exists(sock_path)
+
+        return listening
 
     def alive(self) -> bool:
         """circusd still runs."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 from circus.ctl import CircusClient
 from circus.ctl.errors import CtlError
+from circus.process.testing import wait_until
 
 PY = sys.executable
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
@@ -189,16 +190,14 @@ def _size(path: Path) -> int:
 
 
 def _wait_answer(client: CircusClient, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"circusd exited {proc.returncode}")
         try:
             client.timeout = 1
-            if client.call("numwatchers").get("status") == "ok":
-                client.timeout = 30
-                return
+            return client.call("numwatchers").get("status") == "ok"
         except CtlError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("circusd did not answer")
+            return False
+
+    wait_until(answers, 30, "circusd to answer")
+    client.timeout = 30

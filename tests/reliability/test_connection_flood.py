@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import zmq
 from circus.ctl import CircusClient
+from circus.process.testing import wait_until
 
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
 LIMIT = 512
@@ -59,17 +60,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out ({timeout} s) waiting for {what}")
-        time.sleep(0.05)
 
 
 def _fds(pid: int) -> int:
@@ -143,7 +133,7 @@ class LimitedDaemon:
                 preexec_fn=_limit_fds,
             )
         self.client = CircusClient(endpoint, timeout=5, check=False)
-        _wait(self._workers_up, 60, "circusd and its workers")
+        wait_until(self._workers_up, 60, "circusd and its workers")
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -226,7 +216,7 @@ def test_flood_survived_and_every_worker_back(daemon: LimitedDaemon, tmp_path: P
     try:
         assert flooder.stdout is not None and flooder.stdout.readline() == b"ready\n"
         began = time.monotonic()
-        _wait(lambda: _flooded(daemon, baseline), 60, "the flood to reach circusd")
+        wait_until(lambda: _flooded(daemon, baseline), 60, "the flood to reach circusd")
         assert daemon.proc.poll() is None, f"circusd died under the flood:\n{daemon.output()}"
         for victim in workers[:2]:
             os.kill(victim, signal.SIGKILL)
@@ -248,11 +238,11 @@ def test_flood_survived_and_every_worker_back(daemon: LimitedDaemon, tmp_path: P
         flooder.stdout.close()
     assert daemon.proc.poll() is None, daemon.output()
     _fresh_answer(daemon.endpoint, 60)
-    pids = _wait(daemon._workers_up, 60, f"{WORKERS} workers again")
+    pids = wait_until(daemon._workers_up, 60, f"{WORKERS} workers again")
     _children_left.extend(pids)
     assert not set(workers[:2]) & set(pids)
     daemon.client.close()
-    _wait(lambda: _fds(pid) <= baseline, 60, f"circusd's descriptors back to {baseline}")
+    wait_until(lambda: _fds(pid) <= baseline, 60, f"circusd's descriptors back to {baseline}")
     log = daemon.output()
     assert "connections shed" in log or "not accepting" in log, log  # the guard was needed
     assert "Too many open files" not in log, log

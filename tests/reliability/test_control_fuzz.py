@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import zmq
 from circus.ctl.protocol import COMMANDS, Errno
+from circus.process.testing import wait_until
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -300,13 +301,8 @@ def test_watcher_still_healthy_after_set_fuzzing(dealer: zmq.Socket[Any]) -> Non
     assert exchange(dealer, [json.dumps(message).encode()])["status"] == "ok"
     start = {"command": "start", "properties": {"name": "sleeper", "waiting": True}}
     assert exchange(dealer, [json.dumps(start).encode()])["status"] == "ok"
-    deadline = time.monotonic() + 20
-    while True:
-        pids = exchange(dealer, [b'{"command": "list", "properties": {"name": "sleeper"}}'])
-        if len(pids.get("pids", [])) == 1:
-            break
-        assert time.monotonic() < deadline, pids
-        time.sleep(0.05)
+    listing = [b'{"command": "list", "properties": {"name": "sleeper"}}']
+    wait_until(lambda: len(exchange(dealer, listing).get("pids", [])) == 1, 20, "one sleeper")
 
 
 BAD_MESSAGES: list[list[bytes]] = [

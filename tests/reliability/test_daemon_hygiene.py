@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from circus.process.testing import wait_until
 
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
 SLEEPER = f"""
@@ -132,10 +133,7 @@ def test_two_daemons_started_at_once_leave_one_reachable(circusd) -> None:
     daemon = circusd(SLEEPER, start=False)
     procs = [_spawn(daemon.config), _spawn(daemon.config)]
     try:
-        deadline = time.monotonic() + 60
-        while all(p.poll() is None for p in procs):
-            assert time.monotonic() < deadline, "neither circusd was refused"
-            time.sleep(0.05)
+        wait_until(lambda: any(p.poll() is not None for p in procs), 60, "one circusd refused")
         refused = next(p for p in procs if p.poll() is not None)
         running = next(p for p in procs if p is not refused)
         assert refused.returncode == 1, _reap(refused)
@@ -262,12 +260,10 @@ def test_pidfile_naming_an_older_live_process_refuses(circusd, tmp_path: Path) -
 def test_pidfile_naming_a_zombie_is_stale(circusd, tmp_path: Path) -> None:
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
-        deadline = time.monotonic() + 20
         import psutil
 
-        while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        exited = lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE  # noqa: E731
+        wait_until(exited, 20, "the child to exit", interval=0.01)
         pidfile = tmp_path / "circusd.pid"
         pidfile.write_text(f"{zombie.pid}\n")
         daemon = _start_with_pidfile(circusd, pidfile)
@@ -302,10 +298,7 @@ def test_two_daemons_on_one_pidfile_at_once_leave_one(circusd, tmp_path: Path) -
         configs.append(d / "circus.ini")
     procs = [_spawn(c, "--pidfile", str(pidfile)) for c in configs]
     try:
-        deadline = time.monotonic() + 60
-        while all(p.poll() is None for p in procs):
-            assert time.monotonic() < deadline, "neither circusd was refused"
-            time.sleep(0.05)
+        wait_until(lambda: any(p.poll() is not None for p in procs), 60, "one circusd refused")
         running = next(p for p in procs if p.poll() is None)
         assert pidfile.read_text() == f"{running.pid}\n"
     finally:
