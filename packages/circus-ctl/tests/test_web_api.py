@@ -22,6 +22,7 @@ from circus.ctl import protocol  # noqa: E402
 from circus.ctl.testing import FakeDaemon, Publisher  # noqa: E402
 from circus.ctl.web import Dashboard  # noqa: E402
 from circus.ctl.web.testing import close_websocket, serve  # noqa: E402
+from circus.process.testing import async_wait_until  # noqa: E402
 from tornado.httpclient import HTTPRequest, HTTPResponse  # noqa: E402
 from tornado.simple_httpclient import SimpleAsyncHTTPClient  # noqa: E402
 from tornado.websocket import WebSocketClientConnection, websocket_connect  # noqa: E402
@@ -119,18 +120,6 @@ def run(
     asyncio.run(main())
 
 
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10) -> Any:  # noqa: ASYNC109
-    """Await ``check()`` until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def next_of(ws: WebSocketClientConnection, kind: str, timeout: float = 10) -> dict:  # noqa: ASYNC109
     """Read websocket messages until one of type ``kind``; return it."""
     deadline = time.monotonic() + timeout
@@ -148,7 +137,7 @@ def test_state_api_shows_the_daemons_watchers(tmp_path: Path) -> None:
             state = await env.state()
             return state if state["connected"] else None
 
-        state = await until(connected, "the dashboard to reach the daemon")
+        state = await async_wait_until(connected, message="the dashboard to reach the daemon")
         (web,) = state["watchers"]
         assert web["name"] == "web" and web["status"] == "active"
         assert web["numprocesses"] == 2 and web["cpu"] == 3.0
@@ -171,7 +160,7 @@ def test_metrics_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
             text = response.body.decode()
             return text if "circus_process_cpu_percent{" in text else None
 
-        text = await until(scraped, "process metrics")
+        text = await async_wait_until(scraped, message="process metrics")
         endpoint = env.endpoint
         assert f'circus_daemon_up{{endpoint="{endpoint}"}} 1.0' in text
         assert f'circus_watcher_processes{{endpoint="{endpoint}",watcher="web"}} 2.0' in text
@@ -190,8 +179,8 @@ def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) ->
         try:
             hello = await next_of(ws, "hello")
             assert hello["daemons"] == [{"index": 0, "endpoint": env.endpoint}]
-            snapshot = await until(
-                lambda: _connected_snapshot(ws), "a connected snapshot on the websocket"
+            snapshot = await async_wait_until(
+                lambda: _connected_snapshot(ws), message="a connected snapshot on the websocket"
             )
             assert snapshot["watchers"][0]["numprocesses"] == 2
             # Publish until the subscription has reached the PUB socket (slow joiner).
@@ -204,7 +193,7 @@ def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) ->
                 except TimeoutError:
                     return None
 
-            message = await until(relayed, "the event on the websocket")
+            message = await async_wait_until(relayed, message="the event on the websocket")
             assert message["topic"] == "watcher.web.spawn" and message["payload"] == event
             assert message["watcher"] == "web" and message["event"] == "spawn"
             env.publisher.send(protocol.output_message("web", 1001, "stderr", "oops\n", 6.0))
@@ -230,8 +219,8 @@ def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) ->
             assert answer["answer"]["numprocesses"] == 3
             incr = env.daemon.last("incr")["properties"]
             assert incr == {"name": "web", "waiting": True}
-            snapshot = await until(
-                lambda: _snapshot_with(ws, 3), "the incremented count on the websocket"
+            snapshot = await async_wait_until(
+                lambda: _snapshot_with(ws, 3), message="the incremented count on the websocket"
             )
             assert snapshot["watchers"][0]["numprocesses"] == 3
 
@@ -279,7 +268,9 @@ async def _snapshot_with(ws: WebSocketClientConnection, count: int) -> dict | No
 
 def test_websocket_backlog_carries_recent_output(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         ws = await env.ws()
         try:
             backlog = await next_of(ws, "backlog")
@@ -296,7 +287,9 @@ async def _is_connected(env: Env) -> bool:
 
 def test_http_call_relays_actions_and_refuses_bad_requests(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         json_headers = {"Content-Type": "application/json"}
 
         async def post(path: str, body: Any, headers: dict[str, str] = json_headers):
@@ -334,14 +327,16 @@ def test_http_call_relays_actions_and_refuses_bad_requests(tmp_path: Path) -> No
 
 def test_a_daemon_that_goes_away_shows_disconnected_then_comes_back(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         env.daemon.close()
 
         async def disconnected() -> Any:
             state = await env.state()
             return state if not state["connected"] else None
 
-        state = await until(disconnected, "the daemon to show as disconnected")
+        state = await async_wait_until(disconnected, message="the daemon to show as disconnected")
         assert state["error"]
         response = await env.fetch(
             "/api/daemons/0/call",
@@ -354,7 +349,9 @@ def test_a_daemon_that_goes_away_shows_disconnected_then_comes_back(tmp_path: Pa
         assert f'circus_daemon_up{{endpoint="{env.endpoint}"}} 0.0' in metrics
         # The same endpoint comes back: picked up again without restarting circushttpd.
         env.daemon = FakeDaemon(env.endpoint, daemon_replies(env.pubsub))
-        await until(lambda: _is_connected(env), "the daemon to be picked up again")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the daemon to be picked up again"
+        )
 
     run(tmp_path, scenario, token=TOKEN)
 
@@ -366,10 +363,12 @@ def test_several_endpoints_show_side_by_side(tmp_path: Path) -> None:
             daemons = json.loads(response.body)["daemons"]
             return daemons if len(daemons) == 2 and daemons[0]["connected"] else None
 
-        daemons = await until(both, "two daemons")
+        daemons = await async_wait_until(both, message="two daemons")
         assert [d["endpoint"] for d in daemons] == [env.endpoint, f"ipc://{tmp_path}/none"]
         assert daemons[0]["watchers"][0]["name"] == "web"
-        await until(lambda: _second_disconnected(env), "the absent daemon to show an error")
+        await async_wait_until(
+            lambda: _second_disconnected(env), message="the absent daemon to show an error"
+        )
 
     run(tmp_path, scenario, more=(f"ipc://{tmp_path}/none",))
 
@@ -382,7 +381,9 @@ async def _second_disconnected(env: Env) -> bool:
 
 def test_restarts_count_processes_that_exit_on_their_own(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         ws = await env.ws()
         try:
             # Wait for the subscription: publish a harmless event until it is relayed.
@@ -394,7 +395,7 @@ def test_restarts_count_processes_that_exit_on_their_own(tmp_path: Path) -> None
                 except TimeoutError:
                     return False
 
-            await until(subscribed, "the pub/sub subscription")
+            await async_wait_until(subscribed, message="the pub/sub subscription")
             # Asked to stop (kill then reap): not a restart. Died alone (reap only): one.
             env.publisher.publish("watcher.web.kill", {"process_pid": 1001, "time": 2.0})
             env.publisher.publish(
@@ -419,7 +420,9 @@ def test_restarts_count_processes_that_exit_on_their_own(tmp_path: Path) -> None
 
 def test_an_output_burst_reaches_the_page_in_a_few_batches(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         ws = await env.ws()
         try:
 
@@ -431,7 +434,7 @@ def test_an_output_burst_reaches_the_page_in_a_few_batches(tmp_path: Path) -> No
                 except TimeoutError:
                     return False
 
-            await until(subscribed, "the pub/sub subscription")
+            await async_wait_until(subscribed, message="the pub/sub subscription")
             total = 3000
             for n in range(total):
                 env.publisher.send(protocol.output_message("web", 1001, "stdout", f"{n}\n"))
@@ -478,7 +481,9 @@ def _says_how_to_log_in(error: str) -> bool:
 
 def test_without_a_token_actions_are_refused_and_change_nothing(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         state = json.loads((await env.fetch("/api/state")).body)
         assert state["read_only"] is True
         for command, properties in ACTION_CALLS:
@@ -521,7 +526,9 @@ def test_without_a_token_the_websocket_shows_events_but_no_output_and_refuses_ac
     tmp_path: Path,
 ) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         ws = await env.ws()
         try:
             hello = await next_of(ws, "hello")
@@ -537,11 +544,11 @@ def test_without_a_token_the_websocket_shows_events_but_no_output_and_refuses_ac
                 except TimeoutError:
                     return None
 
-            await until(relayed, "an event on the websocket")
+            await async_wait_until(relayed, message="an event on the websocket")
             # The dashboard received output lines (it keeps them) yet sent none to this page.
-            await until(
+            await async_wait_until(
                 _async(lambda: any(e["data"] == "secret\n" for e in env.dashboard.links[0].logs)),
-                "the output line to reach the dashboard",
+                message="the output line to reach the dashboard",
             )
             for number, command in enumerate(("incr", "kill", "logs")):
                 ws.write_message(
@@ -574,7 +581,9 @@ def test_without_a_token_the_websocket_shows_events_but_no_output_and_refuses_ac
 
 def test_with_a_token_the_dashboard_is_not_read_only(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
-        await until(lambda: _is_connected(env), "the dashboard to reach the daemon")
+        await async_wait_until(
+            lambda: _is_connected(env), message="the dashboard to reach the daemon"
+        )
         assert json.loads((await env.fetch("/api/state")).body)["read_only"] is False
         ws = await env.ws()
         try:

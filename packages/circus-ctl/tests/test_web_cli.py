@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ pytest.importorskip("prometheus_client", reason="the dashboard needs the web ext
 
 from circus.ctl.testing import FakeDaemon  # noqa: E402
 from circus.ctl.web.testing import Circushttpd  # noqa: E402
+from circus.process.testing import wait_until  # noqa: E402
 
 REPLIES: dict[str, Any] = {
     "status": {"statuses": {"web": "active"}},
@@ -34,13 +34,11 @@ def get_json(url: str) -> Any:
 
 
 def wait_connected(base: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
-    while True:
-        state = get_json(base + "api/state")["daemons"][0]
-        if state["connected"]:
-            return state
-        assert time.monotonic() < deadline, f"never connected: {state}"
-        time.sleep(0.05)
+    def connected() -> dict[str, Any] | None:
+        state: dict[str, Any] = get_json(base + "api/state")["daemons"][0]
+        return state if state["connected"] else None
+
+    return wait_until(connected, 15, "the dashboard to reach the daemon")
 
 
 def test_circushttpd_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

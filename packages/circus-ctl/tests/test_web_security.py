@@ -14,7 +14,6 @@ import logging
 import re
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,6 +27,7 @@ pytest.importorskip("prometheus_client", reason="the dashboard needs the web ext
 from circus.ctl.testing import CANNED_REPLIES, FakeDaemon  # noqa: E402
 from circus.ctl.web import AuthPolicy, Dashboard, WebError, main  # noqa: E402
 from circus.ctl.web.testing import Circushttpd, close_websocket, serve  # noqa: E402
+from circus.process.testing import async_wait_until  # noqa: E402
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse  # noqa: E402
 from tornado.simple_httpclient import SimpleAsyncHTTPClient  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
@@ -86,13 +86,12 @@ async def site(
 
 async def connected(site: Site, headers: dict[str, str] | None = None) -> None:
     """Wait until the dashboard has reached the fake daemon (so an action would run)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    async def reached() -> bool:
         answer = await site.fetch("/api/state", headers=headers)
-        if answer.code == 200 and json.loads(answer.body)["daemons"][0]["connected"]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the dashboard never reached the fake daemon")
+        return answer.code == 200 and json.loads(answer.body)["daemons"][0]["connected"]
+
+    await async_wait_until(reached, 20, "the dashboard to reach the fake daemon")
 
 
 def upgrade(**more: str) -> dict[str, str]:
