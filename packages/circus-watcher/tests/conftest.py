@@ -1,16 +1,18 @@
-"""Shared fixtures for circus.watcher tests: an event recorder and hook helpers."""
+"""Shared fixtures for circus.watcher tests: an event recorder, a watcher factory, and
+``run_async``, which runs a test's async body and stops the watchers it made."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
-from circus.process.testing import leak_check_fixture
+from circus.process.testing import leak_check_fixture, wait_until
+
+T = TypeVar("T")
 
 # No test leaves a child process or a descriptor behind (DEVELOPERS.md, test rules).
 no_leaks = leak_check_fixture()
@@ -59,7 +61,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def watchers() -> list[Any]:
-    """Watchers made by ``make``; the async test runner stops them all after the test."""
+    """Watchers made by ``make``; ``run_async`` stops them all after the test's body."""
     return []
 
 
@@ -103,39 +105,27 @@ def _leftover_children() -> list[Any]:
     return left
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests on a fresh loop; stop their watchers; no process or fd may leak."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    made: list[Any] = pyfuncitem.funcargs.get("watchers", [])  # type: ignore[assignment]
-
+@pytest.fixture
+def run_async(watchers: list[Any]) -> Callable[[Callable[[], Awaitable[T]]], T]:
+    """``run_async(main)``: ``asyncio.run(main())``, then, on that loop, stop every watcher
+    ``make`` made; once the body passed, no process a watcher spawned may be left, not even
+    one reparented away from us (the autouse leak check sees only our own descendants)."""
     _SESSIONS.clear()
 
-    async def main() -> None:
+    def run(main: Callable[[], Awaitable[T]]) -> T:
+        async def body() -> T:
+            try:
+                return await main()
+            finally:
+                for watcher in watchers:
+                    await asyncio.wait_for(watcher.stop(), 30)
+
+        result = asyncio.run(body())
+        # a zombie's parent gets no event we could wait on: poll, with a deadline
         try:
-            await pyfuncitem.obj(**kwargs)
-        finally:
-            for watcher in made:
-                await asyncio.wait_for(watcher.stop(), 30)
-        # Every process the test started must be gone and reaped (no zombie).
-        deadline = time.monotonic() + 5
-        # A zombie's parent gets no event we could await: poll, with a deadline.
-        while _leftover_children() and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        left = _leftover_children()
-        assert not left, f"leftover processes: {left}"
+            wait_until(lambda: not _leftover_children(), 5, "no process left behind")
+        except AssertionError:
+            raise AssertionError(f"leftover processes: {_leftover_children()}") from None
+        return result
 
-    fds_before = set(os.listdir("/proc/self/fd"))
-    asyncio.run(main())
-    leaked = set(os.listdir("/proc/self/fd")) - fds_before
-    assert not leaked, f"fds left open: {[_describe(fd) for fd in leaked]}"
-    return True
-
-
-def _describe(fd: str) -> str:
-    try:
-        return f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}"
-    except OSError:
-        return fd
+    return run

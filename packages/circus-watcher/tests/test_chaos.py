@@ -42,32 +42,37 @@ async def operate(w: Any, rnd: random.Random) -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-async def test_random_operations_keep_the_state_sane(make: Any, recorder: Any, seed: int) -> None:
-    rnd = random.Random(seed)
-    w = make(
-        COMMANDS[seed % len(COMMANDS)],
-        numprocesses=rnd.randint(1, 3),
-        graceful_timeout=0.5,
-        backoff_initial=rnd.choice([0, 0.05]),
-        warmup_delay=rnd.choice([0, 0.02]),
-        max_age=rnd.choice([0, 0.3]),
-        max_age_variance=0.1,
-        **{"flapping.active": seed % 2 == 0, "flapping.retry_in": 0.2,
-           "flapping.attempts": 3, "flapping.max_retry": -1},
-    )  # fmt: skip
-    deadline = time.monotonic() + 1.5
+def test_random_operations_keep_the_state_sane(
+    make: Any, recorder: Any, seed: int, run_async: Any
+) -> None:
+    async def main() -> None:
+        rnd = random.Random(seed)
+        w = make(
+            COMMANDS[seed % len(COMMANDS)],
+            numprocesses=rnd.randint(1, 3),
+            graceful_timeout=0.5,
+            backoff_initial=rnd.choice([0, 0.05]),
+            warmup_delay=rnd.choice([0, 0.02]),
+            max_age=rnd.choice([0, 0.3]),
+            max_age_variance=0.1,
+            **{"flapping.active": seed % 2 == 0, "flapping.retry_in": 0.2,
+               "flapping.attempts": 3, "flapping.max_retry": -1},
+        )  # fmt: skip
+        deadline = time.monotonic() + 1.5
 
-    async def worker() -> None:
-        while time.monotonic() < deadline:
-            try:
-                await operate(w, rnd)
-            except WatcherError:
-                pass  # a pid that died meanwhile
-            await asyncio.sleep(rnd.random() * 0.03)
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                try:
+                    await operate(w, rnd)
+                except WatcherError:
+                    pass  # a pid that died meanwhile
+                await asyncio.sleep(rnd.random() * 0.03)
 
-    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(3))), 30)
-    await asyncio.wait_for(w.stop(), 30)
-    assert w.status() == "stopped" and w.pids == []
-    assert w._procs.idle and not (w._spawner.pending or w._spawner.timers)
-    await recorder.until(lambda: not w._tasks)
-    assert recorder.count("spawn") == recorder.count("reap")
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(3))), 30)
+        await asyncio.wait_for(w.stop(), 30)
+        assert w.status() == "stopped" and w.pids == []
+        assert w._procs.idle and not (w._spawner.pending or w._spawner.timers)
+        await recorder.until(lambda: not w._tasks)
+        assert recorder.count("spawn") == recorder.count("reap")
+
+    run_async(main)

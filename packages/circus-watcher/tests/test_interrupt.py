@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,20 +24,26 @@ async def _retrying(make, tmp_path: Path, caplog: pytest.LogCaptureFixture):  # 
     return watcher, start
 
 
-async def test_stop_interrupts_a_start_retrying_forever(
-    make, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_stop_interrupts_a_start_retrying_forever(
+    make, tmp_path: Path, caplog: pytest.LogCaptureFixture, run_async: Any
 ) -> None:
-    watcher, start = await _retrying(make, tmp_path, caplog)
-    assert await asyncio.wait_for(watcher.stop(), 10) == []
-    assert await asyncio.wait_for(start, 10) == {"started": [], "kept": []}
-    assert watcher.status() == "stopped"
-    assert "spawn attempt 2" not in caplog.text
+    async def main() -> None:
+        watcher, start = await _retrying(make, tmp_path, caplog)
+        assert await asyncio.wait_for(watcher.stop(), 10) == []
+        assert await asyncio.wait_for(start, 10) == {"started": [], "kept": []}
+        assert watcher.status() == "stopped"
+        assert "spawn attempt 2" not in caplog.text
+
+    run_async(main)
 
 
-async def test_interrupt_frees_the_lock_a_retrying_start_holds(
-    make, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_interrupt_frees_the_lock_a_retrying_start_holds(
+    make, tmp_path: Path, caplog: pytest.LogCaptureFixture, run_async: Any
 ) -> None:
-    watcher, start = await _retrying(make, tmp_path, caplog)
-    watcher.interrupt()  # what the arbiter does before queueing its stop behind that lock
-    await asyncio.wait_for(start, 10)
-    assert await asyncio.wait_for(watcher.stop(), 10) == []
+    async def main() -> None:
+        watcher, start = await _retrying(make, tmp_path, caplog)
+        watcher.interrupt()  # what the arbiter does before queueing its stop behind that lock
+        await asyncio.wait_for(start, 10)
+        assert await asyncio.wait_for(watcher.stop(), 10) == []
+
+    run_async(main)

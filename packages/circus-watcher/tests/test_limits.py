@@ -152,51 +152,57 @@ class SpawnGuard:
             watcher._factory = self
 
 
-async def test_refused_resize_changes_nothing_on_a_running_watcher(make: Any) -> None:
-    guard = SpawnGuard(most=6)
-    w = make("sleep 300", numprocesses=2, max_retry=1, process_factory=guard)
-    await w.start()
-    pids = sorted(w.pids)
-    assert len(pids) == 2
-    with pytest.raises(CeilingError, match="'nb'.*ceiling of 100000"):
-        await w.incr(2**70)
-    with pytest.raises(CeilingError, match="'nb'"):
-        await w.decr(10**30)
-    with pytest.raises(CeilingError, match="'numprocesses'"):
-        await w.set_numprocesses(MAX_PROCESSES + 1)
-    with pytest.raises(CeilingError, match="'numprocesses'"):
-        await w.set_opt("numprocesses", 10**30)
-    # an nb within its own ceiling that would take the watcher past numprocesses' ceiling
-    with pytest.raises(CeilingError, match="'numprocesses'"):
-        await w.incr(MAX_PROCESSES)
-    assert w.numprocesses == 2 and sorted(w.pids) == pids
-    assert guard.spawned == 2
-    assert all(_alive(pid) for pid in pids)
+def test_refused_resize_changes_nothing_on_a_running_watcher(make: Any, run_async: Any) -> None:
+    async def main() -> None:
+        guard = SpawnGuard(most=6)
+        w = make("sleep 300", numprocesses=2, max_retry=1, process_factory=guard)
+        await w.start()
+        pids = sorted(w.pids)
+        assert len(pids) == 2
+        with pytest.raises(CeilingError, match="'nb'.*ceiling of 100000"):
+            await w.incr(2**70)
+        with pytest.raises(CeilingError, match="'nb'"):
+            await w.decr(10**30)
+        with pytest.raises(CeilingError, match="'numprocesses'"):
+            await w.set_numprocesses(MAX_PROCESSES + 1)
+        with pytest.raises(CeilingError, match="'numprocesses'"):
+            await w.set_opt("numprocesses", 10**30)
+        # an nb within its own ceiling that would take the watcher past numprocesses' ceiling
+        with pytest.raises(CeilingError, match="'numprocesses'"):
+            await w.incr(MAX_PROCESSES)
+        assert w.numprocesses == 2 and sorted(w.pids) == pids
+        assert guard.spawned == 2
+        assert all(_alive(pid) for pid in pids)
+
+    run_async(main)
 
 
-async def test_refused_set_and_kill_change_nothing(make: Any) -> None:
-    w = make("sleep 300", numprocesses=1, max_retry=1, process_factory=SpawnGuard(most=3))
-    await w.start()
-    (pid,) = w.pids
-    for option, value in [
-        ("graceful_timeout", 1e308),
-        ("graceful_timeout", math.nan),
-        ("max_retry", 2**70),
-        ("flapping.max_retry", 2**70),
-        ("warmup_delay", math.inf),
-        ("max_age", 1e308),
-        ("rlimit_nofile", 2**64),
-        ("stdout_stream.backup_count", 10**30),
-    ]:
-        before = w.get_opt(option)
-        with pytest.raises(OptionError):
-            await w.set_opt(option, value)
-        assert w.get_opt(option) == before, option
-    with pytest.raises(CeilingError, match="'graceful_timeout'"):
-        await w.kill_process(pid, graceful_timeout=1e308)
-    with pytest.raises(OptionError, match="'graceful_timeout'"):
-        await w.kill_process(pid, graceful_timeout=math.nan)
-    assert w.pids == [pid] and _alive(pid)
+def test_refused_set_and_kill_change_nothing(make: Any, run_async: Any) -> None:
+    async def main() -> None:
+        w = make("sleep 300", numprocesses=1, max_retry=1, process_factory=SpawnGuard(most=3))
+        await w.start()
+        (pid,) = w.pids
+        for option, value in [
+            ("graceful_timeout", 1e308),
+            ("graceful_timeout", math.nan),
+            ("max_retry", 2**70),
+            ("flapping.max_retry", 2**70),
+            ("warmup_delay", math.inf),
+            ("max_age", 1e308),
+            ("rlimit_nofile", 2**64),
+            ("stdout_stream.backup_count", 10**30),
+        ]:
+            before = w.get_opt(option)
+            with pytest.raises(OptionError):
+                await w.set_opt(option, value)
+            assert w.get_opt(option) == before, option
+        with pytest.raises(CeilingError, match="'graceful_timeout'"):
+            await w.kill_process(pid, graceful_timeout=1e308)
+        with pytest.raises(OptionError, match="'graceful_timeout'"):
+            await w.kill_process(pid, graceful_timeout=math.nan)
+        assert w.pids == [pid] and _alive(pid)
+
+    run_async(main)
 
 
 def _alive(pid: int) -> bool:

@@ -90,20 +90,23 @@ def test_options_are_typed_and_frozen() -> None:
         settings.env["A"] = "1"  # type: ignore[index]
 
 
-async def test_set_makes_a_new_options_object(make: Any) -> None:
-    w = make("sleep 300")
-    before = w.settings
-    await w.set_opt("graceful_timeout", 2)
-    await w.set_opt("flapping.attempts", "4")
-    await w.set_opt("rlimit_core", 0)
-    assert before.graceful_timeout == 5.0 and before.flapping.attempts == 2
-    assert before.rlimits == {}
-    assert w.settings.graceful_timeout == 2.0 and w.settings.flapping.attempts == 4
-    assert w.settings.rlimits == {"core": 0}
-    w2 = make("sleep 300", singleton=True)
-    with pytest.raises(OptionError, match="singleton"):
-        w2.settings.replace("numprocesses", 2)
-    assert w2.settings.numprocesses == 1
+def test_set_makes_a_new_options_object(make: Any, run_async: Any) -> None:
+    async def main() -> None:
+        w = make("sleep 300")
+        before = w.settings
+        await w.set_opt("graceful_timeout", 2)
+        await w.set_opt("flapping.attempts", "4")
+        await w.set_opt("rlimit_core", 0)
+        assert before.graceful_timeout == 5.0 and before.flapping.attempts == 2
+        assert before.rlimits == {}
+        assert w.settings.graceful_timeout == 2.0 and w.settings.flapping.attempts == 4
+        assert w.settings.rlimits == {"core": 0}
+        w2 = make("sleep 300", singleton=True)
+        with pytest.raises(OptionError, match="singleton"):
+            w2.settings.replace("numprocesses", 2)
+        assert w2.settings.numprocesses == 1
+
+    run_async(main)
 
 
 def test_errors_use_the_table_words() -> None:

@@ -105,66 +105,75 @@ async def _reached(port: int, pids: list[int], tries: int = 64) -> set[int]:
     return answered
 
 
-async def test_each_worker_gets_its_own_socket_on_the_same_port(
-    make: Any, reserving: ReservingSocket, tmp_path: Path
+def test_each_worker_gets_its_own_socket_on_the_same_port(
+    make: Any, reserving: ReservingSocket, tmp_path: Path, run_async: Any
 ) -> None:
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    w = make(
-        f"{sys.executable} {script} $(circus.sockets.web)",
-        numprocesses=2,
-        use_sockets=True,
-    )
-    w.sockets = {"web": reserving}
-    ready = Ready()
-    w.add_output_observer(ready)
-    await w.start()
-    first = await ready.until(w.pids)
-    inodes = {inode for inode, _ in first.values()}
-    assert len(inodes) == 2, first  # two distinct sockets...
-    assert {port for _, port in first.values()} == {reserving.port}  # ...on the same port
-    assert len(reserving.children) == 2
-    assert all(child.fileno() == -1 for child in reserving.children)  # closed after spawn
-    assert await _reached(reserving.port, w.pids) == set(w.pids)  # the kernel balances
+    async def main() -> None:
+        script = tmp_path / "worker.py"
+        script.write_text(WORKER)
+        w = make(
+            f"{sys.executable} {script} $(circus.sockets.web)",
+            numprocesses=2,
+            use_sockets=True,
+        )
+        w.sockets = {"web": reserving}
+        ready = Ready()
+        w.add_output_observer(ready)
+        await w.start()
+        first = await ready.until(w.pids)
+        inodes = {inode for inode, _ in first.values()}
+        assert len(inodes) == 2, first  # two distinct sockets...
+        assert {port for _, port in first.values()} == {reserving.port}  # ...on the same port
+        assert len(reserving.children) == 2
+        assert all(child.fileno() == -1 for child in reserving.children)  # closed after spawn
+        assert await _reached(reserving.port, w.pids) == set(w.pids)  # the kernel balances
 
-    before = set(w.pids)
-    await w.restart()
-    assert not before & set(w.pids)
-    again = await ready.until(w.pids)
-    assert {port for _, port in again.values()} == {reserving.port}
-    assert len(reserving.children) == 4
-    assert all(child.fileno() == -1 for child in reserving.children)
-    assert await _reached(reserving.port, w.pids) == set(w.pids)
+        before = set(w.pids)
+        await w.restart()
+        assert not before & set(w.pids)
+        again = await ready.until(w.pids)
+        assert {port for _, port in again.values()} == {reserving.port}
+        assert len(reserving.children) == 4
+        assert all(child.fileno() == -1 for child in reserving.children)
+        assert await _reached(reserving.port, w.pids) == set(w.pids)
+
+    run_async(main)
     # the conftest runner checks no fd stays open in this process after the test
 
 
-async def test_command_without_the_socket_gets_the_shared_fd(
-    make: Any, reserving: ReservingSocket
+def test_command_without_the_socket_gets_the_shared_fd(
+    make: Any, reserving: ReservingSocket, run_async: Any
 ) -> None:
-    w = make("sleep 300", numprocesses=1, use_sockets=True)
-    w.sockets = {"web": reserving}
-    await w.start()
-    assert reserving.children == []
+    async def main() -> None:
+        w = make("sleep 300", numprocesses=1, use_sockets=True)
+        w.sockets = {"web": reserving}
+        await w.start()
+        assert reserving.children == []
+
+    run_async(main)
 
 
-async def test_stdin_socket_gets_a_per_child_listening_socket(
-    make: Any, reserving: ReservingSocket
+def test_stdin_socket_gets_a_per_child_listening_socket(
+    make: Any, reserving: ReservingSocket, run_async: Any
 ) -> None:
-    probe = (
-        "import socket; s = socket.socket(fileno=0); "
-        "print(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), s.getsockname()[1]); "
-        "s.detach()"
-    )
-    said: list[bytes] = []
-    done = asyncio.Event()
-    w = make(f"{sys.executable} -c '{probe}'", stdin_socket="web", respawn=False)
-    w.sockets = {"web": reserving}
-    w.add_output_observer(lambda pid, stream, data: said.append(data))
-    w.add_listener(lambda event, payload: event == "stop" and done.set())
-    await w.start()
-    await asyncio.wait_for(done.wait(), 20)
-    assert b"".join(said).split() == [b"1", str(reserving.port).encode()]
-    assert len(reserving.children) == 1 and reserving.children[0].fileno() == -1
+    async def main() -> None:
+        probe = (
+            "import socket; s = socket.socket(fileno=0); "
+            "print(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), s.getsockname()[1]); "
+            "s.detach()"
+        )
+        said: list[bytes] = []
+        done = asyncio.Event()
+        w = make(f"{sys.executable} -c '{probe}'", stdin_socket="web", respawn=False)
+        w.sockets = {"web": reserving}
+        w.add_output_observer(lambda pid, stream, data: said.append(data))
+        w.add_listener(lambda event, payload: event == "stop" and done.set())
+        await w.start()
+        await asyncio.wait_for(done.wait(), 20)
+        assert b"".join(said).split() == [b"1", str(reserving.port).encode()]
+        assert len(reserving.children) == 1 and reserving.children[0].fileno() == -1
+
+    run_async(main)
 
 
 def test_spawn_sockets_closes_what_it_bound_when_one_fails() -> None:
@@ -187,24 +196,27 @@ def test_spawn_sockets_closes_what_it_bound_when_one_fails() -> None:
         good.close()
 
 
-async def test_on_demand_waits_on_listening_sockets_not_reserved_ones(
-    make: Any, reserving: ReservingSocket
+def test_on_demand_waits_on_listening_sockets_not_reserved_ones(
+    make: Any, reserving: ReservingSocket, run_async: Any
 ) -> None:
-    # A reserved (bound, not listening) socket looks hung up, hence always readable: it
-    # must neither start the watcher at once nor count as something to wait on.
-    w = make("sleep 300", on_demand=True)
-    w.sockets = {"web": reserving}
-    with pytest.raises(WatcherError, match="so_reuseport"):
-        await w.start()
-    assert w.pids == []
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.setblocking(False)
-        w2 = make("sleep 300", name="both", on_demand=True)
-        w2.sockets = {"web": reserving, "plain": listener}
-        await w2.start()
-        await asyncio.sleep(0)  # let the loop poll the armed fds once
-        await asyncio.sleep(0.05)
-        assert w2.status() == "stopped" and w2.pids == []
-        await w2.stop()
+    async def main() -> None:
+        # A reserved (bound, not listening) socket looks hung up, hence always readable: it
+        # must neither start the watcher at once nor count as something to wait on.
+        w = make("sleep 300", on_demand=True)
+        w.sockets = {"web": reserving}
+        with pytest.raises(WatcherError, match="so_reuseport"):
+            await w.start()
+        assert w.pids == []
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.setblocking(False)
+            w2 = make("sleep 300", name="both", on_demand=True)
+            w2.sockets = {"web": reserving, "plain": listener}
+            await w2.start()
+            await asyncio.sleep(0)  # let the loop poll the armed fds once
+            await asyncio.sleep(0.05)
+            assert w2.status() == "stopped" and w2.pids == []
+            await w2.stop()
+
+    run_async(main)

@@ -47,53 +47,65 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM])
-async def test_respawn_short_of_resources_retried_until_it_works(
-    make: Any, recorder: Any, code: int
+def test_respawn_short_of_resources_retried_until_it_works(
+    make: Any, recorder: Any, code: int, run_async: Any
 ) -> None:
-    shortage = Shortage(code)
-    w = make("sleep 300", numprocesses=2, max_retry=1, process_factory=shortage)
-    await w.start()
-    victim = w.pids[0]
-    shortage.failing = True
-    os.kill(victim, signal.SIGKILL)
-    # more failed attempts than max_retry allows for a real failure: still active
-    await recorder.until(lambda: shortage.refused >= 4, within=20)
-    assert w.status() == "active"
-    assert len(w.pids) == 1
-    shortage.failing = False
-    await recorder.until(lambda: len(w.pids) == 2 and victim not in w.pids, within=20)
-    assert w.status() == "active" and all(_alive(pid) for pid in w.pids)
-    assert recorder.count("stop") == 0
-
-
-async def test_start_short_of_resources_completes_later(make: Any, recorder: Any) -> None:
-    shortage = Shortage()
-    shortage.failing = True
-    w = make("sleep 300", numprocesses=3, max_retry=1, process_factory=shortage)
-    info = await w.start()  # returns: the processes come once the host has room again
-    assert info["started"] == [] and w.status() == "active"
-    await recorder.until(lambda: shortage.refused >= 3, within=20)
-    shortage.failing = False
-    await recorder.until(lambda: len(w.pids) == 3, within=20)
-    assert w.status() == "active"
-
-
-async def test_stop_cancels_retries(make: Any, recorder: Any) -> None:
-    shortage = Shortage()
-    shortage.failing = True
-    w = make("sleep 300", numprocesses=2, max_retry=1, process_factory=shortage)
-    await w.start()
-    await recorder.until(lambda: shortage.refused >= 2, within=20)
-    await w.stop()
-    refused = shortage.refused
-    shortage.failing = False
-    await w.start()
-    assert len(w.pids) == 2
-    assert shortage.refused == refused
-
-
-async def test_a_bad_option_still_stops_the_watcher(make: Any) -> None:
-    w = make("/nonexistent/program", numprocesses=1, max_retry=2)
-    with pytest.raises(SpawnFailedError):
+    async def main() -> None:
+        shortage = Shortage(code)
+        w = make("sleep 300", numprocesses=2, max_retry=1, process_factory=shortage)
         await w.start()
-    assert w.status() == "stopped"
+        victim = w.pids[0]
+        shortage.failing = True
+        os.kill(victim, signal.SIGKILL)
+        # more failed attempts than max_retry allows for a real failure: still active
+        await recorder.until(lambda: shortage.refused >= 4, within=20)
+        assert w.status() == "active"
+        assert len(w.pids) == 1
+        shortage.failing = False
+        await recorder.until(lambda: len(w.pids) == 2 and victim not in w.pids, within=20)
+        assert w.status() == "active" and all(_alive(pid) for pid in w.pids)
+        assert recorder.count("stop") == 0
+
+    run_async(main)
+
+
+def test_start_short_of_resources_completes_later(make: Any, recorder: Any, run_async: Any) -> None:
+    async def main() -> None:
+        shortage = Shortage()
+        shortage.failing = True
+        w = make("sleep 300", numprocesses=3, max_retry=1, process_factory=shortage)
+        info = await w.start()  # returns: the processes come once the host has room again
+        assert info["started"] == [] and w.status() == "active"
+        await recorder.until(lambda: shortage.refused >= 3, within=20)
+        shortage.failing = False
+        await recorder.until(lambda: len(w.pids) == 3, within=20)
+        assert w.status() == "active"
+
+    run_async(main)
+
+
+def test_stop_cancels_retries(make: Any, recorder: Any, run_async: Any) -> None:
+    async def main() -> None:
+        shortage = Shortage()
+        shortage.failing = True
+        w = make("sleep 300", numprocesses=2, max_retry=1, process_factory=shortage)
+        await w.start()
+        await recorder.until(lambda: shortage.refused >= 2, within=20)
+        await w.stop()
+        refused = shortage.refused
+        shortage.failing = False
+        await w.start()
+        assert len(w.pids) == 2
+        assert shortage.refused == refused
+
+    run_async(main)
+
+
+def test_a_bad_option_still_stops_the_watcher(make: Any, run_async: Any) -> None:
+    async def main() -> None:
+        w = make("/nonexistent/program", numprocesses=1, max_retry=2)
+        with pytest.raises(SpawnFailedError):
+            await w.start()
+        assert w.status() == "stopped"
+
+    run_async(main)

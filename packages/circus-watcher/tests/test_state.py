@@ -50,25 +50,33 @@ def test_a_start_or_a_stop_supersedes_a_halt_and_the_generation_moves_on() -> No
     assert life.bump() == first + 1 == life.generation
 
 
-async def test_listeners_see_the_state_the_event_announces(make: Any, recorder: Any) -> None:
-    w = make("sleep 300", numprocesses=2)
-    seen: list[tuple[str, WatcherState]] = []
-    w.add_listener(lambda event, payload: seen.append((event, w.state)))
-    await w.start()
-    await w.stop()
-    by_event = [(event, state) for event, state in seen if event in ("start", "stop")]
-    assert by_event == [("start", S.ACTIVE), ("stop", S.STOPPED)]
-    spawns = [state for event, state in seen if event == "spawn"]
-    assert spawns == [S.STARTING, S.STARTING]
-    kills = {state for event, state in seen if event in ("kill", "reap")}
-    assert kills == {S.STOPPING}
+def test_listeners_see_the_state_the_event_announces(
+    make: Any, recorder: Any, run_async: Any
+) -> None:
+    async def main() -> None:
+        w = make("sleep 300", numprocesses=2)
+        seen: list[tuple[str, WatcherState]] = []
+        w.add_listener(lambda event, payload: seen.append((event, w.state)))
+        await w.start()
+        await w.stop()
+        by_event = [(event, state) for event, state in seen if event in ("start", "stop")]
+        assert by_event == [("start", S.ACTIVE), ("stop", S.STOPPED)]
+        spawns = [state for event, state in seen if event == "spawn"]
+        assert spawns == [S.STARTING, S.STARTING]
+        kills = {state for event, state in seen if event in ("kill", "reap")}
+        assert kills == {S.STOPPING}
+
+    run_async(main)
 
 
-async def test_a_refused_start_never_reports_a_stop(make: Any, recorder: Any) -> None:
-    async def refuse(**kwargs: Any) -> bool:
-        return False
+def test_a_refused_start_never_reports_a_stop(make: Any, recorder: Any, run_async: Any) -> None:
+    async def main() -> None:
+        async def refuse(**kwargs: Any) -> bool:
+            return False
 
-    w = make("sleep 300", hooks={"before_start": refuse})
-    assert await w.start() == {"started": [], "kept": []}
-    assert w.state is S.STOPPED
-    assert "start" not in recorder.names() and "stop" not in recorder.names()
+        w = make("sleep 300", hooks={"before_start": refuse})
+        assert await w.start() == {"started": [], "kept": []}
+        assert w.state is S.STOPPED
+        assert "start" not in recorder.names() and "stop" not in recorder.names()
+
+    run_async(main)
