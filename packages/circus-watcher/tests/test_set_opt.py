@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import tempfile
 from typing import Any
 
 import pytest
+from circus.process.testing import async_wait_until
 from circus.watcher import OptionError, UnknownOptionError
 
 
@@ -105,11 +105,10 @@ def test_set_stream_on_running_watcher_writes_new_output_there(
         (pid,) = w.pids
 
         async def wait_for_line(path: Any, pid: int) -> None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while f"line-{pid}" not in (path.read_text() if path.exists() else ""):
-                assert loop.time() < deadline, f"no output of {pid} in {path}"
-                await asyncio.sleep(0.02)
+            def written() -> bool:
+                return f"line-{pid}" in (path.read_text() if path.exists() else "")
+
+            await async_wait_until(written, 10, f"output of {pid} in {path}")
 
         await wait_for_line(first, pid)
         await w.set_opt("stdout_stream.filename", str(second))
