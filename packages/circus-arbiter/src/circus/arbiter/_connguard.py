@@ -15,18 +15,22 @@ events, on a thread of its own (it reacts while the event loop is busy), and act
   shed; on the pub/sub and stats endpoints the newest go first (subscribers already there
   keep their events).
 * **Pausing.** Clients that reconnect as soon as they are shed keep libzmq accepting and
-  closing, and a shed descriptor stays open until libzmq's I/O thread gets to it. When the
-  guarded connections and the shed-but-open descriptors reach half the budget (or the latter
-  an eighth of it), the flooded endpoint stops accepting for a while: 0.25 s, doubling up to
-  1 s while floods go on. circusd keeps the listening socket open meanwhile, so the ipc file
-  and the tcp port stay its own and new connections wait in the kernel's backlog; libzmq is
-  given that same socket back afterwards (``ZMQ_USE_FD``). Stopping to accept ends every
+  closing, and a shed descriptor stays open until libzmq has closed it (its I/O thread and
+  the socket's own thread both take part). When the guarded connections and the
+  shed-but-open descriptors reach a third of the budget (or the latter a sixteenth of it),
+  the flooded endpoint stops accepting for a while: 0.25 s, up to 1 s while floods go on
+  (``_connpause``). circusd keeps the listening socket open meanwhile,
+  so the ipc file and the tcp port stay its own and new connections wait in the kernel's
+  backlog (:data:`BACKLOG` of them: what is accepted at once when accepting resumes, which it
+  does once the ended connections' descriptors are closed). Stopping to accept ends every
   connection the endpoint had: its clients reconnect, a request in flight gets no answer.
 
 The cap of each endpoint is ``max_connections`` (1,024), lowered so that the guarded
-endpoints together use at most half of the budget: the soft limit minus the descriptors
+endpoints together use at most a third of the budget: the soft limit minus the descriptors
 open for anything else (counted every 0.25 s while connections come and go) minus a reserve
-of :data:`RESERVE`. The other half absorbs what libzmq accepts before the guard catches up.
+of :data:`RESERVE`. The rest absorbs what libzmq accepts before the guard catches up; the
+guard's thread runs at a higher priority (nice -10) where circusd may set one, so that it
+keeps up with libzmq's I/O thread on a crowded host.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ from typing import Any
 
 import zmq
 
+from ._connpause import forget, pause, same_local
+
 __all__ = [
+    "BACKLOG",
     "DEFAULT_MAX_CONNECTIONS",
     "MIN_CAP",
     "RESERVE",
@@ -64,9 +71,11 @@ _RECOUNT = 0.25  # seconds between two counts of the descriptor table
 _BATCH = 256  # monitor events read from one endpoint before looking at the others
 _PAUSE_FIRST = 0.25
 _PAUSE_MAX = 1.0
+BACKLOG = 32  # ZMQ_BACKLOG of a guarded socket: what a pause lets wait, what a resume takes at once
 _CALM = 30.0  # seconds without a pause after which the next one is short again
 _PAUSE_WAIT = 0.1  # the longest the guard thread waits for the loop to pause an endpoint
 _WARN_EVERY = 10.0
+_NICE = -10
 _EVENTS = (
     zmq.EVENT_LISTENING
     | zmq.EVENT_ACCEPTED
@@ -103,6 +112,8 @@ class _Endpoint:
     paused_until: float = 0.0
     held: int | None = None  # our duplicate of the listening socket while paused (loop thread)
     resume: asyncio.TimerHandle | None = None
+    fds_target: int = 0  # descriptors open once a pause's connections are closed
+    resume_by: float = 0.0  # resume then at the latest
     paused: threading.Event = field(default_factory=threading.Event)  # the loop has acted
     closed: bool = False
     warned_at: float = 0.0
@@ -161,6 +172,7 @@ class ConnectionGuard:
             zmq.ZMQError: the monitor cannot be attached (the socket is left unmonitored).
         """
         address = f"inproc://circus-guard-{id(self):x}-{id(sock):x}"
+        sock.setsockopt(zmq.BACKLOG, BACKLOG)
         sock.monitor(address, _EVENTS)
         reader: zmq.Socket[Any] = zmq.Context.shadow(sock.context.underlying).socket(zmq.PAIR)
         reader.linger = 0
@@ -191,7 +203,7 @@ class ConnectionGuard:
         watched = self._mine.pop(id(sock), None)
         if watched is None:
             return
-        self._closing_socket(watched)
+        forget(watched)
         try:
             sock.disable_monitor()
         except zmq.ZMQError:
@@ -229,12 +241,9 @@ class ConnectionGuard:
 
     def _post(self, verb: str, arg: Any, done: threading.Event | None = None) -> None:
         self._commands.put((verb, arg, done))
-        wake = self._wake
-        if wake is not None:
-            try:
-                os.eventfd_write(wake, 1)
-            except OSError:  # pragma: no cover - closed by an exiting thread: it drains first
-                pass
+        with self._lock:  # an exiting thread closes the eventfd under this lock
+            if self._wake is not None:
+                os.eventfd_write(self._wake, 1)
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -248,28 +257,49 @@ class ConnectionGuard:
         self._thread.start()
 
     def _run(self) -> None:
-        assert self._wake is not None
+        # Under CPU contention this thread must keep up with libzmq's I/O thread, which
+        # accepts at C speed: run it ahead of circusd's other threads when allowed to (the
+        # priority is this thread's own; children, spawned by the loop thread, keep theirs).
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+        except OSError:
+            pass
+        wake = self._wake
+        assert wake is not None
         poller = zmq.Poller()
-        poller.register(self._wake, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
         while self._apply_commands(poller):
-            pending = any(w.conns or w.closing for w in self._watched.values())
+            # Nothing to do between events, unless some excess could not be shed yet.
+            over = any(len(w.conns) > self._cap for w in self._watched.values())
             try:
-                ready = dict(poller.poll(1000 * _RECOUNT if pending else None))
+                ready = dict(poller.poll(1000 * _RECOUNT if over else None))
             except zmq.ZMQError as exc:  # pragma: no cover - a reader closed under us
                 log.debug("connection guard: %s", exc)
                 ready = {}
-            if self._wake in ready:
-                try:
-                    os.eventfd_read(self._wake)
-                except BlockingIOError:
-                    pass
-            for watched in list(self._watched.values()):
-                if watched.reader in ready:
-                    self._drain(watched)
-            self._enforce()
+            try:
+                if wake in ready:
+                    try:
+                        os.eventfd_read(wake)
+                    except BlockingIOError:
+                        pass
+                for watched in list(self._watched.values()):
+                    if watched.reader in ready:
+                        self._drain(watched)
+                self._enforce()
+            except Exception:  # pragma: no cover - a bug here must not end the protection
+                log.exception("connection guard")
 
     def _apply_commands(self, poller: zmq.Poller) -> bool:
-        """Apply queued commands; False once nothing is watched any more (the thread ends)."""
+        """Apply queued commands; False once nothing is watched any more: the thread ends,
+        its descriptors closed before the last ``unwatch`` returns."""
+        finished: list[threading.Event] = []
+        try:
+            return self._apply(poller, finished)
+        finally:
+            for done in finished:
+                done.set()
+
+    def _apply(self, poller: zmq.Poller, finished: list[threading.Event]) -> bool:
         while True:
             try:
                 verb, arg, done = self._commands.get_nowait()
@@ -291,11 +321,15 @@ class ConnectionGuard:
                     watched.conns.clear()
                     watched.closing.clear()
             if done is not None:
-                done.set()
+                finished.append(done)
         with self._lock:
             if self._watched or self._count or not self._commands.empty():
                 return True
             self._thread = None
+            for fd in (self._wake, self._slot, self._null):
+                if fd is not None:
+                    os.close(fd)
+            self._wake = self._slot = self._null = None
             return False
 
     def _drain(self, watched: _Endpoint) -> None:
@@ -381,7 +415,7 @@ class ConnectionGuard:
         if watched.closing or excess > 0:
             closing = sum(len(w.closing) for w in self._watched.values())
             used = closing + sum(len(w.conns) for w in self._watched.values())
-            if used * 2 >= self._budget or closing * 8 >= self._budget:
+            if used * 3 >= self._budget or closing * 16 >= self._budget:
                 self._ask_pause(watched)
 
     def _victims(self, watched: _Endpoint, count: int) -> list[int]:
@@ -413,7 +447,7 @@ class ConnectionGuard:
             in_use = soft
         ours = sum(len(w.conns) + len(w.closing) for w in self._watched.values())
         budget = max(0, soft - self.reserve - max(0, in_use - ours))
-        share = budget // (2 * max(1, len(self._watched)))
+        share = budget // (3 * max(1, len(self._watched)))
         self._budget = budget
         self._cap = max(MIN_CAP, min(self.max_connections, share))
 
@@ -429,127 +463,13 @@ class ConnectionGuard:
         watched.paused_until = now + seconds
         watched.paused.clear()
         try:
-            watched.loop.call_soon_threadsafe(self._pause, watched, seconds)
+            watched.loop.call_soon_threadsafe(pause, watched, seconds, self._cap)
         except RuntimeError:  # the loop is closed: nothing left to protect
             watched.pause_asked = False
             return
         # Step aside until the loop has stopped the listener: this thread would otherwise
         # hold the GIL the loop needs, while libzmq goes on accepting.
         watched.paused.wait(_PAUSE_WAIT)
-
-    # ------------------------------------------------------------------ pausing (loop thread)
-
-    def _pause(self, watched: _Endpoint, seconds: float) -> None:
-        try:
-            self._stop_accepting(watched, seconds)
-        finally:
-            watched.paused.set()
-
-    def _stop_accepting(self, watched: _Endpoint, seconds: float) -> None:
-        if watched.closed:
-            return
-        sock = watched.sock
-        held = self._hold(watched)
-        if held is None and watched.local is not None and isinstance(watched.local, int):
-            # a tcp port must stay ours while we do not listen: without a duplicate of the
-            # listening socket, keep accepting (and shedding)
-            watched.pause_asked = False
-            return
-        try:
-            sock.unbind(sock.getsockopt(zmq.LAST_ENDPOINT).decode())
-        except zmq.ZMQError as exc:
-            if held is not None:
-                os.close(held)
-            watched.pause_asked = False
-            log.debug("%s endpoint %s: cannot pause: %s", watched.name, watched.endpoint, exc)
-            return
-        watched.held = held
-        watched.listens_at_pause = watched.listens
-        watched.pauses += 1
-        log.warning(
-            "%s endpoint %s: flooded with connections; not accepting any for %.2f s "
-            "(its %d connections end; cap %d)",
-            watched.name,
-            watched.endpoint,
-            seconds,
-            len(watched.conns),
-            self._cap,
-        )
-        assert watched.loop is not None
-        watched.resume = watched.loop.call_later(seconds, self._resume, watched)
-
-    def _hold(self, watched: _Endpoint) -> int | None:
-        """A duplicate of libzmq's listening descriptor, if it still is the endpoint's."""
-        fd = watched.listener
-        if fd is None:
-            return None
-        try:
-            held = os.dup(fd)
-        except OSError:
-            return None
-        try:
-            sock = socket.socket(fileno=held)
-        except OSError:
-            os.close(held)
-            return None
-        try:
-            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-            ours = listening and _same_local(sock.getsockname(), watched.local)
-        except OSError:
-            ours = False
-        finally:
-            sock.detach()
-        if not ours:
-            os.close(held)
-            return None
-        return held
-
-    def _resume(self, watched: _Endpoint) -> None:
-        watched.resume = None
-        held, watched.held = watched.held, None
-        if watched.closed or watched.listens != watched.listens_at_pause:
-            # closed meanwhile, or its owner bound it again itself (a reload's undo)
-            if held is not None:
-                os.close(held)
-            watched.pause_asked = False
-            return
-        sock = watched.sock
-        try:
-            if held is not None:
-                # the same listening socket (the same file, the same port): what waited in
-                # its backlog is accepted now
-                sock.setsockopt(zmq.USE_FD, held)
-                try:
-                    sock.bind(watched.endpoint)
-                finally:
-                    sock.setsockopt(zmq.USE_FD, -1)
-            else:
-                from ._endpoints import bind_again
-
-                bind_again(sock, watched.endpoint, watched.owner)
-        except Exception as exc:
-            if held is not None:
-                os.close(held)
-            log.error(
-                "%s endpoint %s: cannot accept again: %s; retrying",
-                watched.name,
-                watched.endpoint,
-                exc,
-            )
-            assert watched.loop is not None
-            watched.resume = watched.loop.call_later(1.0, self._resume, watched)
-            return
-        watched.pause_asked = False
-        log.info("%s endpoint %s: accepting connections again", watched.name, watched.endpoint)
-
-    def _closing_socket(self, watched: _Endpoint) -> None:
-        watched.closed = True
-        if watched.resume is not None:
-            watched.resume.cancel()
-            watched.resume = None
-        if watched.held is not None:
-            os.close(watched.held)
-            watched.held = None
 
     # ------------------------------------------------------------------ descriptors
 
@@ -576,7 +496,7 @@ class ConnectionGuard:
         try:
             if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 return False
-            if local is None or not _same_local(sock.getsockname(), local):
+            if local is None or not same_local(sock.getsockname(), local):
                 return False
             sock.getpeername()
             if shut:
@@ -619,14 +539,6 @@ class ConnectionGuard:
         if reset:
             watched.shed_since_warning = 0
         log.warning("%s endpoint %s: %s", watched.name, watched.endpoint, what)
-
-
-def _same_local(name: Any, local: Any) -> bool:
-    if isinstance(local, int):
-        return isinstance(name, tuple) and len(name) >= 2 and name[1] == local
-    if isinstance(name, bytes):
-        name = name.decode(errors="replace")
-    return name == local
 
 
 _GUARD: ConnectionGuard | None = None
