@@ -143,6 +143,7 @@ def test_httpd_true_on_a_curve_daemon_uses_its_own_keys(
         assert daemon.stop() == 0
 
 
+@pytest.mark.slow
 def test_circushttpd_with_and_without_curve_keys(circusd: Any, wait: Any, tmp_path: Path) -> None:
     keys = Keys(tmp_path)
     daemon = curve_daemon(

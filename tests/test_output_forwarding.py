@@ -181,6 +181,7 @@ FLOOD = (
 )
 
 
+@pytest.mark.slow
 def test_a_stdout_nobody_reads_never_stalls_circusd(daemon: Any) -> None:
     read_end, write_end = os.pipe()
     worst: list[float] = []
@@ -229,6 +230,7 @@ def test_a_stdout_nobody_reads_never_stalls_circusd(daemon: Any) -> None:
             os.close(write_end)
 
 
+@pytest.mark.slow
 def test_circusd_logging_to_a_stdout_nobody_reads_never_stalls(daemon: Any) -> None:
     """circusd's own log lines (default: stdout) go through the same writer thread as the
     forwarded worker output: once that pipe is full, log lines are dropped, not waited for."""

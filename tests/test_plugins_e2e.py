@@ -24,6 +24,7 @@ def _replaced(daemon, e2e, name: str, timeout: float = 20.0) -> None:
     )
 
 
+@pytest.mark.slow
 def test_flapping_stops_a_crashing_watcher(circusd, e2e) -> None:
     daemon = circusd(
         f"""
@@ -189,6 +190,7 @@ restart_on_error = sleeper
     _replaced(daemon, e2e, "sleeper")
 
 
+@pytest.mark.slow
 def test_full_stats_sends_gauges(circusd, e2e) -> None:
     collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     collector.bind(("127.0.0.1", 0))

@@ -80,6 +80,7 @@ def test_readme_smoke_example_measures_every_raw_row(tmp_path: Path) -> None:
     assert "raw" not in doc["metrics"].get("rtt.list", {}).get("values", {})
 
 
+@pytest.mark.slow
 def test_small_run_against_ours_fills_every_row(tmp_path: Path) -> None:
     if importlib.util.find_spec("circus.arbiter.circusd") is None:
         pytest.skip("our circusd (circus.arbiter.circusd) is not importable yet")

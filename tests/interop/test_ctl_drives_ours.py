@@ -73,6 +73,7 @@ def test_logs_for_unknown_watcher(daemon: Any) -> None:
     assert "nosuch" in result.stderr
 
 
+@pytest.mark.slow
 def test_top_once_reads_our_stats_channel(daemon: Any) -> None:
     buffer = io.StringIO()
     rc = top.main(["--ctl-endpoint", daemon.endpoint, "--once", "--wait", "20"], stdout=buffer)

@@ -151,6 +151,7 @@ def test_add_set_get_rm(ctl: Callable[..., Result], poll: Callable[..., Any]) ->
     poll(lambda: ok(ctl("list")) == "sleeper\n", message="extra removed")
 
 
+@pytest.mark.slow
 def test_signal_and_kill(ctl: Callable[..., Result], poll: Callable[..., Any]) -> None:
     first, second = pids(ctl)
     assert ok(ctl("signal", "sleeper", str(first), "TERM")) == "ok\n"
@@ -162,6 +163,7 @@ def test_signal_and_kill(ctl: Callable[..., Result], poll: Callable[..., Any]) -
     assert rc == 1 and "unknown signal" in err
 
 
+@pytest.mark.slow
 def test_listen_sees_events(
     upstream_daemon: UpstreamDaemon, our_ctl: Callable[..., Any], ctl: Callable[..., Result]
 ) -> None:
@@ -199,6 +201,7 @@ def test_listen_sees_events(
     assert isinstance(message["payload"]["process_pid"], int)
 
 
+@pytest.mark.slow
 def test_installed_script_and_quit(upstream_daemon: UpstreamDaemon) -> None:
     script = Path(sys.executable).with_name("circusctl")
     argv = [str(script), "--endpoint", upstream_daemon.endpoint, "--timeout", "15"]
@@ -210,6 +213,7 @@ def test_installed_script_and_quit(upstream_daemon: UpstreamDaemon) -> None:
     assert upstream_daemon.process.wait(30) == 0
 
 
+@pytest.mark.slow
 def test_top_once_on_upstream_stats(upstream_circus: UpstreamCircus, tmp_path: Path) -> None:
     watchers = {"sleeper": {"cmd": "sleep 1000", "numprocesses": 2}}
     with UpstreamDaemon(upstream_circus, tmp_path / "s", watchers, statsd=True) as daemon:

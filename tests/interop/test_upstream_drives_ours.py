@@ -107,6 +107,7 @@ class Listener:
         self.proc.stdout.close()
 
 
+@pytest.mark.slow
 def test_upstream_circusctl_drives_our_circusd(upstream_circus, circusd, e2e) -> None:
     daemon = circusd(_config())
     e2e.wait(lambda: len(daemon.pids("sleeper")) == 2 and daemon.pids("other"))

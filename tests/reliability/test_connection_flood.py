@@ -200,6 +200,7 @@ def daemon(request: Any, tmp_path: Path, flooder_possible: None) -> Iterator[Lim
 _children_left: list[int] = []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_flood_survived_and_every_worker_back(daemon: LimitedDaemon, tmp_path: Path) -> None:
     pid = daemon.proc.pid

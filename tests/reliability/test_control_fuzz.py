@@ -100,6 +100,7 @@ def _is_request(data: bytes) -> bool:
     return isinstance(value, dict) and "command" in value
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.binary(max_size=300))
 def test_garbage_bytes(dealer: zmq.Socket[Any], data: bytes) -> None:
@@ -221,6 +222,7 @@ def test_one_megabyte_message(dealer: zmq.Socket[Any], payload: bytes) -> None:
     valid_request_answered(dealer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("payload", _big(10 * MAX_REQUEST))
 def test_ten_megabyte_message_ends_its_connection(quiet_daemon: Any, payload: bytes) -> None:
     context = zmq.Context()

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import zmq
 
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
@@ -42,6 +43,7 @@ def _ask(context: zmq.Context[zmq.Socket[bytes]], endpoint: str, timeout: float)
         sock.close()
 
 
+@pytest.mark.slow
 def test_never_reading_client_bounded(tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/ctl"
     env = "\n".join(f"VAR_{i:04d} = {'v' * 90}" for i in range(2000))

@@ -82,6 +82,7 @@ def test_only_stop_children_watchers_pay_for_a_leaf(tmp_path: Path, circusd: Any
     assert len(leaves(root)) == 3
 
 
+@pytest.mark.slow
 def test_stop_leaves_no_grandchild(tmp_path: Path, circusd: Any, e2e: Any) -> None:
     script = tmp_path / "tree.py"
     script.write_text(TREE)
@@ -112,6 +113,7 @@ def test_stop_leaves_no_grandchild(tmp_path: Path, circusd: Any, e2e: Any) -> No
     assert not root.exists(), "circusd left its cgroup subtree behind"
 
 
+@pytest.mark.slow
 def test_a_sigkilled_circusds_cgroups_are_swept_by_the_next(
     tmp_path: Path, circusd: Any, e2e: Any
 ) -> None:

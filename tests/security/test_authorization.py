@@ -328,6 +328,7 @@ def test_root_on_loopback_tcp_operates_but_never_changes_what_runs(
     daemon.wait(30)
 
 
+@pytest.mark.slow
 def test_unauthenticated_access_full_is_upstreams_and_reloadable(
     circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
 ) -> None:

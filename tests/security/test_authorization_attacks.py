@@ -252,6 +252,7 @@ def test_owner_env_cannot_expand_circusd_environment(
     assert [a["status"] for a in answers] == ["error", "error"], answers
 
 
+@pytest.mark.slow
 def test_owner_working_dir_stays_where_the_owner_can_go(
     circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
 ) -> None:
@@ -378,6 +379,7 @@ print(json.dumps(count))
 """
 
 
+@pytest.mark.slow
 def test_closed_connection_fd_reused_by_root_is_not_root(
     circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
 ) -> None:
@@ -390,6 +392,7 @@ def test_closed_connection_fd_reused_by_root_is_not_root(
     flood_while_root_connects(daemon, daemon.endpoint[len("tcp://") :], nobody_python, 30)
 
 
+@pytest.mark.slow
 def test_ipc_fd_reused_by_root_is_not_root(
     circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
 ) -> None:
@@ -525,6 +528,7 @@ def test_properties_a_client_claims_are_not_believed(
     assert "CURVE key" not in daemon.output()  # seen as nobody, or unknown once closed
 
 
+@pytest.mark.slow
 def test_owner_odd_spellings_and_foreign_pids_change_nothing(
     circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
 ) -> None:

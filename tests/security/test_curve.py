@@ -99,6 +99,7 @@ def test_keyed_client_is_served_others_get_nothing(
     assert "refused a client" in daemon.output()
 
 
+@pytest.mark.slow
 def test_pubsub_only_for_keyed_subscribers(circusd: Any, keys: Keys, e2e: Any) -> None:
     daemon = curve_daemon(circusd, keys, e2e)
     keyed = CircusConsumer(
@@ -121,6 +122,7 @@ def test_pubsub_only_for_keyed_subscribers(circusd: Any, keys: Keys, e2e: Any) -
         assert plain.recv(timeout=1.0) is None
 
 
+@pytest.mark.slow
 def test_circusctl_with_flags_and_environment(circusd: Any, keys: Keys, e2e: Any) -> None:
     daemon = curve_daemon(circusd, keys, e2e)
     flags = [
@@ -277,6 +279,7 @@ def test_bad_key_files_name_the_file(tmp_path: Path, keys: Keys) -> None:
         CurveServer(CurveSettings.make(str(keys.server_secret), None, str(tmp_path / "none")))
 
 
+@pytest.mark.slow
 def test_circus_top_with_curve(circusd: Any, keys: Keys, e2e: Any) -> None:
     daemon = curve_daemon(circusd, keys, e2e)
     result = subprocess.run(

@@ -80,6 +80,7 @@ def watcher_row(page: Page, name: str) -> Any:
     return page.locator(f'.daemon[data-daemon="0"] tr.watcher[data-watcher="{name}"]')
 
 
+@pytest.mark.slow
 def test_page_shows_watchers_follows_incr_and_output(stack: tuple[Any, Circushttpd]) -> None:
     daemon, httpd = stack
     with logged_in(httpd.url) as page:
@@ -127,6 +128,7 @@ def test_page_shows_watchers_follows_incr_and_output(stack: tuple[Any, Circushtt
         assert not errors
 
 
+@pytest.mark.slow
 def test_errors_are_shown_not_swallowed(stack: tuple[Any, Circushttpd]) -> None:
     daemon, httpd = stack
     with logged_in(httpd.url) as page:
@@ -149,6 +151,7 @@ def test_errors_are_shown_not_swallowed(stack: tuple[Any, Circushttpd]) -> None:
         assert pid > 0
 
 
+@pytest.mark.slow
 def test_a_daemon_that_goes_away_shows_disconnected_and_comes_back(
     stack: tuple[Any, Circushttpd],
 ) -> None:
@@ -167,6 +170,7 @@ def test_a_daemon_that_goes_away_shows_disconnected_and_comes_back(
         expect(watcher_row(page, "greeter").locator(".nprocs")).to_have_text("1", timeout=10_000)
 
 
+@pytest.mark.slow
 def test_login_page_guards_the_dashboard_when_a_token_is_set(
     tmp_path: Path, circusd: Callable[..., Any]
 ) -> None:
@@ -188,6 +192,7 @@ def test_login_page_guards_the_dashboard_when_a_token_is_set(
         expect(page).to_have_url(re.compile(r"/login$"))
 
 
+@pytest.mark.slow
 def test_without_a_token_the_page_is_read_only(tmp_path: Path, circusd: Callable[..., Any]) -> None:
     daemon = circusd(config(tmp_path))
     env = {k: v for k, v in os.environ.items() if k != "CIRCUSHTTPD_TOKEN"}
@@ -220,6 +225,7 @@ document.addEventListener("securitypolicyviolation",
 """
 
 
+@pytest.mark.slow
 def test_the_page_works_under_its_content_security_policy(
     stack: tuple[Any, Circushttpd],
 ) -> None:
@@ -240,6 +246,7 @@ def test_the_page_works_under_its_content_security_policy(
         assert not [text for text in console if "Content Security Policy" in text]
 
 
+@pytest.mark.slow
 def test_a_rebound_name_reaches_nothing_from_a_real_browser(
     stack: tuple[Any, Circushttpd],
 ) -> None:

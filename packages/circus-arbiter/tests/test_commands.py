@@ -7,6 +7,7 @@ import os
 import signal
 from typing import Any
 
+import pytest
 from circus.arbiter import Arbiter
 
 
@@ -132,6 +133,7 @@ def test_add_rm_signal_kill(run_arbiter, make_sleeper, waiter, tmp_path) -> None
     run_arbiter([make_sleeper()], body)
 
 
+@pytest.mark.slow
 def test_stopping_one_watcher_never_blocks_another(run_arbiter, make_sleeper, waiter) -> None:
     stubborn = {
         "name": "stubborn",

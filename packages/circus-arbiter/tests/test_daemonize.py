@@ -55,6 +55,7 @@ def _end(pidfile: Path) -> None:
     wait_until(lambda: _gone(pid), 30, "the daemon to exit")
 
 
+@pytest.mark.slow
 def test_status_0_means_serving_and_a_second_daemon_fails_loudly(tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/ctl"
     config = _config(tmp_path, endpoint)

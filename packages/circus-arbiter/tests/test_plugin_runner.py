@@ -183,6 +183,7 @@ def test_parse_config_both_forms() -> None:
         parse_config(["=1"])
 
 
+@pytest.mark.slow
 def test_curve_keys_reach_a_curve_circusd(
     start_daemon: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:

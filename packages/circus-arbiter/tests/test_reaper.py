@@ -32,6 +32,7 @@ def _fork_dying_children(n: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_other_signals_survive_a_sigchld_storm_on_a_busy_loop(
     capfd: pytest.CaptureFixture[str],

@@ -49,6 +49,7 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str, float]:
     return proc.returncode, out, err, time.monotonic() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["argument", "pubsub-endpoint", "global-endpoint"])
 def test_closed_tcp_port_gives_up(ctl_process: Callable, closed_port: str, where: str) -> None:
     args = {
@@ -96,6 +97,7 @@ def test_control_socket_is_refused_at_once(
     assert took < 15  # well before the 20 s timeout
 
 
+@pytest.mark.slow
 def test_connected_listen_waits_past_the_timeout(ctl_process: Callable, tmp_path: Path) -> None:
     """--timeout bounds the connection, not the wait for events (they may be rare)."""
     endpoint = f"ipc://{tmp_path}/xpub.sock"
@@ -118,6 +120,7 @@ def test_connected_listen_waits_past_the_timeout(ctl_process: Callable, tmp_path
     assert out.startswith("watcher.web.spawn: ")
 
 
+@pytest.mark.slow
 def test_without_timeout_listen_keeps_waiting(ctl_process: Callable) -> None:
     """As Circus 0.19: nothing there to talk to is no reason to give up."""
     # A plain tcp listener: accept() tells us listen is trying; it never gets a handshake.

@@ -130,6 +130,7 @@ def kill_leftovers(born: dict[int, float]) -> None:
     reap_orphans()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adopter", ["subreaper", "init"])
 def test_stop_children_ends_50_env_changing_double_forked_grandchildren(
     spawn, tmp_path, request, adopter
@@ -292,6 +293,7 @@ def test_an_owner_that_exits_removes_its_subtree_and_moves_survivors_out() -> No
         wait_gone(child)
 
 
+@pytest.mark.slow
 def test_a_killed_owners_subtree_is_cleaned_by_the_next_owner() -> None:
     cgroups_or_skip()
     root, child, leaf = run_owner("die")

@@ -133,6 +133,7 @@ def _chunk(data: bytes) -> dict[str, object]:
 # ------------------------------------------------------------------ a child on a full disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("time_format", [None, "%H:%M:%S"], ids=["splice", "prefixed"])
 def test_full_disk_warns_rarely_and_resumes_when_space_is_back(
     spawn, py, tiny_fs, warnings_seen, time_format: str | None

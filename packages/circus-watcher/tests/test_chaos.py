@@ -41,6 +41,7 @@ async def operate(w: Any, rnd: random.Random) -> None:
         await w.signal("CONT")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_random_operations_keep_the_state_sane(
     make: Any, recorder: Any, seed: int, run_async: Any

@@ -6,6 +6,8 @@ import asyncio
 import os
 from typing import Any
 
+import pytest
+
 NO_FLAP = {"flapping.active": False}
 
 
@@ -68,6 +70,7 @@ def test_user_actions_are_never_flapping(make: Any, recorder: Any, run_async: An
     run_async(main)
 
 
+@pytest.mark.slow
 def test_backoff_spaces_respawns_and_caps(make: Any, recorder: Any, run_async: Any) -> None:
     async def main() -> None:
         w = make("false", backoff_initial=0.2, backoff_factor=2, backoff_max=0.8, **NO_FLAP)

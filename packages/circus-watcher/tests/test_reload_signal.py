@@ -113,6 +113,7 @@ def test_send_hup_reload_and_signals(
     run_async(main)
 
 
+@pytest.mark.slow
 def test_signal_children_and_recursive(
     make: Any, recorder: Any, tmp_path: Path, run_async: Any
 ) -> None:
@@ -184,6 +185,7 @@ def test_stop_signal_option(make: Any, recorder: Any, run_async: Any) -> None:
     run_async(main)
 
 
+@pytest.mark.slow
 def test_stop_children(make: Any, recorder: Any, tmp_path: Path, run_async: Any) -> None:
     async def main() -> None:
         # sh waits on its child; with stop_children the child gets the stop signal too.

@@ -46,6 +46,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM])
 def test_respawn_short_of_resources_retried_until_it_works(
     make: Any, recorder: Any, code: int, run_async: Any
@@ -69,6 +70,7 @@ def test_respawn_short_of_resources_retried_until_it_works(
     run_async(main)
 
 
+@pytest.mark.slow
 def test_start_short_of_resources_completes_later(make: Any, recorder: Any, run_async: Any) -> None:
     async def main() -> None:
         shortage = Shortage()
