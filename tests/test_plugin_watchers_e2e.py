@@ -84,8 +84,19 @@ def test_reloadconfig_adds_and_changes_plugins(circusd: Any, e2e: Any) -> None:
     # a changed section re-creates it with the new options; other watchers are untouched
     daemon.write(WATCHER + FLAPPING.replace("window = 30", "window = 40"))
     assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
-    new = _plugin_pid(daemon, e2e, before=pid)
-    assert "window=40" in psutil.Process(new).cmdline()
+    _plugin_pid(daemon, e2e, before=pid)
+
+    def runs_with_new_options() -> bool:
+        # the plugin process may still be exec'ing (or, on a loaded machine, respawning)
+        for p in daemon.pids("plugin:flapping"):
+            try:
+                if "window=40" in psutil.Process(p).cmdline():
+                    return True
+            except psutil.Error:
+                pass
+        return False
+
+    e2e.wait(runs_with_new_options, 20, "the plugin to run with window=40")
     assert daemon.pids("w") == w_pids
 
 
