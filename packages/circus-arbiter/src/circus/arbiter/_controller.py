@@ -64,7 +64,9 @@ class Controller:
         """Bind the ROUTER socket (ipc files 0600, chowned to ``owner``) with the bounds of
         the module docstring, its connections counted by the connection guard."""
         sock = self._context.socket(zmq.ROUTER)
-        sock.linger = 0
+        # when the endpoint stops accepting (a flood, a reload), the connections it ends
+        # still send the answers already queued for them, for this long
+        sock.linger = 100
         sock.maxmsgsize = MAX_REQUEST_BYTES
         sock.rcvhwm = sock.sndhwm = QUEUE_DEPTH
         try:
