@@ -44,9 +44,10 @@ json_values = st.recursive(
 ids = st.none() | st.text(max_size=40) | st.integers() | st.lists(st.integers(), max_size=2)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dealer(quiet_daemon: Any) -> Iterator[zmq.Socket[Any]]:
-    """A raw DEALER on the daemon's control endpoint."""
+    """A raw DEALER on the daemon's control endpoint, one per test (its examples share it):
+    the connections it remakes when the daemon ends one are the test's, closed with it."""
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.linger = 0
