@@ -272,7 +272,7 @@ class ConnectionGuard:
             # Nothing to do between events, unless some excess could not be shed yet.
             over = any(len(w.conns) > self._cap for w in self._watched.values())
             try:
-                ready = dict(poller.poll(1000 * _RECOUNT if over else None))
+                ready = dict(poller.poll(int(1000 * _RECOUNT) if over else None))
             except zmq.ZMQError as exc:  # pragma: no cover - a reader closed under us
                 log.debug("connection guard: %s", exc)
                 ready = {}

@@ -63,7 +63,7 @@ def _stop_accepting(watched: _Endpoint, seconds: float, cap: int) -> None:
         return
     ending = len(watched.conns) + len(watched.closing)
     try:
-        sock.unbind(sock.getsockopt(zmq.LAST_ENDPOINT).decode())
+        sock.unbind(sock.getsockopt_string(zmq.LAST_ENDPOINT))
     except zmq.ZMQError as exc:
         if held is not None:
             os.close(held)
@@ -174,4 +174,4 @@ def same_local(name: Any, local: Any) -> bool:
         return isinstance(name, tuple) and len(name) >= 2 and name[1] == local
     if isinstance(name, bytes):
         name = name.decode(errors="replace")
-    return name == local
+    return bool(name == local)
