@@ -103,6 +103,7 @@ def test_built_wheels_install_and_run_in_a_fresh_venv(tmp_path: Path) -> None:
         names = zipfile.ZipFile(wheel).namelist()
         assert "circus/__init__.py" not in names, wheel.name
         assert not any(n.endswith("testing/upstream.py") for n in names), wheel.name
+        assert "circus/ctl/web/testing.py" not in names, wheel.name
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
