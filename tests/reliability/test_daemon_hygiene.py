@@ -286,6 +286,17 @@ def test_pidfile_of_a_killed_daemon_is_stale(circusd, tmp_path: Path) -> None:
     assert not pidfile.exists()
 
 
+def _answers(endpoint: str) -> bool:
+    from circus.ctl import CircusClient
+    from circus.ctl.errors import CtlError
+
+    try:
+        with CircusClient(endpoint, timeout=2) as client:
+            return bool(client.call("list")["status"] == "ok")
+    except CtlError:
+        return False
+
+
 def test_two_daemons_on_one_pidfile_at_once_leave_one(circusd, tmp_path: Path) -> None:
     pidfile = tmp_path / "circusd.pid"
     configs = []
@@ -301,6 +312,9 @@ def test_two_daemons_on_one_pidfile_at_once_leave_one(circusd, tmp_path: Path) -
         wait_until(lambda: any(p.poll() is not None for p in procs), 60, "one circusd refused")
         running = next(p for p in procs if p.poll() is None)
         assert pidfile.read_text() == f"{running.pid}\n"
+        # serving means its signal handlers are in place: the SIGTERM below ends it cleanly
+        where = configs[procs.index(running)].parent
+        wait_until(lambda: _answers(f"ipc://{where}/ctl"), 60, "the running circusd to serve")
     finally:
         results = [_reap(p) for p in procs]
     assert sorted(code for code, _ in results) == [0, 1], results
