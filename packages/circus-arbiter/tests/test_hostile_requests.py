@@ -19,7 +19,7 @@ async def _ask(sock: zmq.asyncio.Socket, payload: bytes) -> dict[str, Any]:
 
 def _run(run_arbiter: Any, make_sleeper: Any, body: Any) -> Any:
     async def wrapped(arbiter: Arbiter, client: Any) -> Any:
-        ctx = zmq.asyncio.Context.instance()
+        ctx = zmq.asyncio.Context()  # not the global instance: its descriptors would stay open
         sock = ctx.socket(zmq.DEALER)
         sock.linger = 0
         sock.rcvtimeo = 30_000
@@ -28,6 +28,7 @@ def _run(run_arbiter: Any, make_sleeper: Any, body: Any) -> Any:
             return await body(arbiter, sock)
         finally:
             sock.close()
+            ctx.term()
 
     return run_arbiter([make_sleeper("w")], wrapped)
 
