@@ -15,6 +15,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from circus.arbiter._connguard import ConnectionGuard
+from circus.process.testing import async_wait_until
 
 FLOOD = 40
 CAP = 10
@@ -22,15 +23,6 @@ CAP = 10
 
 def _fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
-
-
-async def _until(predicate: Any, within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        await asyncio.sleep(0.02)
 
 
 async def _serve(sock: zmq.asyncio.Socket, guard: ConnectionGuard) -> None:
@@ -91,14 +83,14 @@ def test_excess_shed_idle_first(tmp_path: Path) -> None:
         def stats() -> dict[str, int]:
             return guard.stats().get(endpoint, {"connections": -1, "shed": 0, "pauses": 0})
 
-        await _until(lambda: stats()["shed"] >= FLOOD + 1 - CAP)
-        await _until(lambda: stats()["connections"] <= CAP)
+        await async_wait_until(lambda: stats()["shed"] >= FLOOD + 1 - CAP)
+        await async_wait_until(lambda: stats()["connections"] <= CAP)
         # the client that asked something was not shed (it would not come back)
         assert await asyncio.to_thread(_ask, active)
         assert stats()["pauses"] == 0
         for sock in [active, *idle]:
             sock.close()
-        await _until(lambda: stats()["connections"] == 0)
+        await async_wait_until(lambda: stats()["connections"] == 0)
 
     _run(tmp_path, ConnectionGuard(max_connections=CAP), body)
 
@@ -116,7 +108,7 @@ def test_flooded_endpoint_pauses_and_accepts_again(tmp_path: Path) -> None:
         def stats() -> dict[str, int]:
             return guard.stats().get(endpoint, {"connections": -1, "shed": 0, "pauses": 0})
 
-        await _until(lambda: stats()["pauses"] >= 1)
+        await async_wait_until(lambda: stats()["pauses"] >= 1)
         for sock in flood:
             sock.close()
         # accepting again, on the same socket file
