@@ -68,7 +68,7 @@ def ensure_venv(spec: tuple[str, tuple[str, ...]]) -> Path:
 
 
 def upstream_circus_ready() -> bool:
-    """True when an upstream Circus venv (ours or engineer C's) is already built."""
+    """True when an upstream Circus venv is already built."""
     bindir = venv_dir(UPSTREAM_CIRCUS) / "bin"
     return (bindir / "circusd").exists() and (bindir / "circusctl").exists()
 

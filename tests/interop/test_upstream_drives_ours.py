@@ -1,6 +1,6 @@
 """Upstream Circus 0.19's circusctl and a raw 0.19 subscriber drive and watch OUR circusd.
 
-Upstream runs from its own venv (engineer C's ``upstream_circus`` fixture); our circusd is
+Upstream runs from its own venv (the ``upstream_circus`` fixture); our circusd is
 the ``circusd`` fixture of tests/conftest.py. Every command the 0.19 CLI sends is issued and
 its printed answer checked; the 0.19 ``circusctl listen`` (a plain SUB socket printing raw
 frames) must see our events with upstream's topics and payloads.
