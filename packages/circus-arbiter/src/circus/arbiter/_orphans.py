@@ -3,7 +3,6 @@ stopped at shutdown so that no process outlives the daemon."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -88,26 +87,9 @@ def _pin(pids: list[int]) -> dict[int, int]:
 
 async def _exited(pinned: dict[int, int], limit: float) -> bool:
     """Wait up to ``limit`` s until every pinned process has exited (a pidfd is readable then)."""
-    loop = asyncio.get_running_loop()
-    pending = set(pinned.values())
-    done = loop.create_future()
+    from circus.process._tree import wait_pidfds
 
-    def on_exit(fd: int) -> None:
-        loop.remove_reader(fd)
-        pending.discard(fd)
-        if not pending and not done.done():
-            done.set_result(None)
-
-    for fd in pending:
-        loop.add_reader(fd, on_exit, fd)
-    try:
-        await asyncio.wait_for(asyncio.shield(done), limit)
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        for fd in list(pending):
-            loop.remove_reader(fd)
+    return await wait_pidfds(set(pinned.values()), limit)
 
 
 def _reap(pinned: dict[int, int]) -> None:

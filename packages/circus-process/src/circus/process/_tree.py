@@ -275,26 +275,7 @@ class ProcessTree:
             return True
         if limit <= 0:
             return False
-        loop = asyncio.get_running_loop()
-        pending = {self.members[pid] for pid in alive}
-        done = loop.create_future()
-
-        def on_ready(fd: int) -> None:
-            loop.remove_reader(fd)
-            pending.discard(fd)
-            if not pending and not done.done():
-                done.set_result(None)
-
-        for fd in pending:
-            loop.add_reader(fd, on_ready, fd)
-        try:
-            await asyncio.wait_for(asyncio.shield(done), limit)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            for fd in list(pending):
-                loop.remove_reader(fd)
+        return await wait_pidfds({self.members[pid] for pid in alive}, limit)
 
     def reap(self) -> None:
         """Reap the members that have become our zombies (we are their subreaper)."""
@@ -307,3 +288,30 @@ class ProcessTree:
         for fd in self.members.values():
             os.close(fd)
         self.members = {}
+
+
+async def wait_pidfds(fds: set[int], limit: float) -> bool:
+    """Wait up to ``limit`` s until every pidfd in ``fds`` is readable (its process has
+    exited), as loop events; ``True`` if they all did in time."""
+    loop = asyncio.get_running_loop()
+    pending = set(fds)
+    if not pending:
+        return True
+    done = loop.create_future()
+
+    def on_ready(fd: int) -> None:
+        loop.remove_reader(fd)
+        pending.discard(fd)
+        if not pending and not done.done():
+            done.set_result(None)
+
+    for fd in pending:
+        loop.add_reader(fd, on_ready, fd)
+    try:
+        await asyncio.wait_for(asyncio.shield(done), limit)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        for fd in list(pending):
+            loop.remove_reader(fd)
