@@ -225,6 +225,7 @@ def test_owner_adds_only_as_itself() -> None:
         ("on_demand", True),
         ("stdin_socket", "web"),
         ("virtualenv", "/root/venv"),
+        ("env_file", "/etc/shadow"),
         ("my_custom_key", "x"),
     ],
 )

@@ -99,7 +99,7 @@ _CHANGE_COMMANDS = frozenset({"add", "set"})
 #: else is refused: ``hooks``/``hooks.*``/``hook_timeout`` (hooks run inside circusd),
 #: ``stdout_stream``/``stderr_stream`` and their ``.*`` keys (circusd opens and writes the
 #: files), ``rlimit_*`` (set by circusd before it drops privileges), ``copy_env``,
-#: ``copy_path``, ``virtualenv`` (circusd's environment, directories read by circusd),
+#: ``copy_path``, ``virtualenv``, ``env_file`` (circusd's environment, files read by circusd),
 #: ``use_sockets``, ``stdin_socket``, ``on_demand`` (sockets circusd bound), and any option not
 #: named here (custom keys included).
 OWNER_OPTIONS = frozenset(

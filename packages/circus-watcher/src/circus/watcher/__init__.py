@@ -36,6 +36,7 @@ from ._limits import (
 
 if TYPE_CHECKING:
     from ._convert import parse_bool, parse_signal
+    from ._envfile import EnvFileError, read_env_files, split_optional
     from ._events import EVENTS
     from ._lifecycle import WatcherState
     from ._options import HOOK_NAMES, OPTIONS, RESPAWN_MODES, Effect, OptionSpec
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "EVENTS": "._events",
     "Effect": "._options",
+    "EnvFileError": "._envfile",
     "FlappingOptions": "._values",
     "HOOK_NAMES": "._options",
     "OPTIONS": "._options",
@@ -56,6 +58,8 @@ _LAZY = {
     "WatcherState": "._lifecycle",
     "parse_bool": "._convert",
     "parse_signal": "._convert",
+    "read_env_files": "._envfile",
+    "split_optional": "._envfile",
 }
 
 
@@ -82,6 +86,7 @@ __all__ = [
     "RESPAWN_MODES",
     "CeilingError",
     "Effect",
+    "EnvFileError",
     "FlappingOptions",
     "HookError",
     "Limit",
@@ -99,5 +104,7 @@ __all__ = [
     "check_option",
     "parse_bool",
     "parse_signal",
+    "read_env_files",
     "shorten",
+    "split_optional",
 ]

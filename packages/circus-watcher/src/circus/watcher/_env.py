@@ -1,4 +1,5 @@
-"""The child environment of a watcher: ``env``, ``copy_env``, ``copy_path``, ``virtualenv``.
+"""The child environment of a watcher: ``env``, ``env_file``, ``copy_env``, ``copy_path``,
+``virtualenv``.
 
 Built once per start (and after ``set env``), not per spawn. Rules from
 shared/spec/config.md §4.1 and §7.3: without ``copy_env`` the child gets only ``env``; with
@@ -32,11 +33,18 @@ def build_env(
     virtualenv: str | None,
     virtualenv_py_ver: str | None,
     environ: Mapping[str, str] | None = None,
+    env_files: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Return the exact environment of the watcher's children."""
+    """Return the exact environment of the watcher's children.
+
+    ``env_files`` (the variables read from ``env_file``) override ``env``, as systemd's
+    ``EnvironmentFile=`` overrides ``Environment=``; their values are never expanded.
+    """
     base = dict(os.environ if environ is None else environ)
     result = dict(base) if copy_env else {}
     result.update({key: expand(value, base) for key, value in env.items()})
+    if env_files:
+        result.update(env_files)
     if copy_path:
         paths = [p for p in sys.path if p]
         if result.get("PYTHONPATH"):

@@ -76,6 +76,30 @@ def to_exit_codes(value: Any) -> frozenset[int]:
     return codes
 
 
+def to_paths(value: Any) -> tuple[str, ...]:
+    """``env_file``: a path, a list of paths, or a string of paths one per line, in order;
+    a leading ``-`` (optional file) is kept. Relative paths are the caller's to resolve."""
+    items: Iterable[Any]
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items = [line.strip() for line in value.splitlines()]
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        raise TypeError
+    paths = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError
+        if item.strip() in ("", "-") or "\0" in item:
+            if isinstance(value, str) and not item:
+                continue
+            raise ValueError
+        paths.append(item.strip())
+    return tuple(paths)
+
+
 def to_rlimits(value: Any) -> dict[str, int | None]:
     """A mapping of rlimit names (``nofile``, ``RLIMIT_CORE`` …) to an int, or None = infinity."""
     if value is None:

@@ -231,6 +231,9 @@ _ROWS = (
     _spec("backoff_max", 30.0, cv.to_float, **_OURS),
     _spec("backoff_reset", 10.0, cv.to_float, **_OURS),
     _spec("hook_timeout", 30.0, cv.to_float, **_OURS),
+    _spec("env_file", (), ot.to_paths,
+          "a path or a list of paths (one per line in a config file; -PATH: optional)",
+          **{**_OURS, "effect": Effect.RELOAD}),
     # Flapping: upstream's plugin names and defaults, built in here.
     _bool("flapping.active", False, **{**_OURS, "wire": "any"}),
     _spec("flapping.attempts", 2, cv.to_int, **_OURS),

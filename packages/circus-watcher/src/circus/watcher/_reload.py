@@ -2,6 +2,12 @@
 
 Both run with the watcher's lock held. A host short of resources ends a reload early: the
 old processes that were not replaced keep running.
+
+A watcher with readiness (``watcher.has_readiness``) rolls instead: one new process, wait
+until it is ready, then one old process stopped, and so on, so the count of *ready*
+processes never drops below what it was. A new process that is not ready in
+``readiness_timeout`` (or exits first) ends the roll: it is stopped, the old processes not
+yet replaced keep serving, and :class:`RolloutError` says which process and why.
 """
 
 from __future__ import annotations
@@ -11,13 +17,39 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ResourceShortage, WatcherError
+from ._procs import ProcessLike
 
 if TYPE_CHECKING:
     from ._watcher import Watcher
 
-__all__ = ["replace_all", "trim"]
+__all__ = ["RolloutError", "replace_all", "trim"]
 
 logger = logging.getLogger("circus.watcher")
+
+
+class RolloutError(WatcherError):
+    """A rolling reload stopped because a new process did not become ready.
+
+    Attributes:
+        reasons: ``{pid: why}`` of the new process(es) that failed (they were stopped).
+        started: pids of the new processes that became ready and stay.
+        stopped: pids of the old processes they replaced.
+        kept: pids of the old processes still serving.
+    """
+
+    def __init__(
+        self, watcher: str, reasons: dict[int, str], started: list[int], stopped: list[int],
+        kept: list[int],
+    ) -> None:  # fmt: skip
+        self.reasons = dict(reasons)
+        self.started = list(started)
+        self.stopped = list(stopped)
+        self.kept = list(kept)
+        why = "; ".join(f"process {pid}: {reason}" for pid, reason in sorted(reasons.items()))
+        super().__init__(
+            f"watcher {watcher!r}: reload stopped, new process not ready ({why}); "
+            f"{len(started)} replaced, {len(kept)} old kept running"
+        )
 
 
 async def replace_all(w: Watcher, sequential: bool) -> dict[str, Any]:
@@ -25,18 +57,104 @@ async def replace_all(w: Watcher, sequential: bool) -> dict[str, Any]:
     returns ``{"stopped", "started", "kept"}``.
 
     Raises:
+        OptionError: an ``env_file`` or the ``virtualenv`` cannot be read (nothing replaced).
         WatcherError: a stream changed by ``set`` cannot be opened (nothing replaced).
     """
     w._inputs.reset()
+    w._inputs.env()  # a bad env_file or virtualenv: nothing replaced, the old ones keep serving
     try:
         w._output.refresh()  # a stream changed by ``set``: new processes write there
     except Exception as exc:
         raise WatcherError(f"watcher {w.name!r}: cannot open its streams: {exc}") from exc
     generation = w._life.generation
-    info = await _replace_processes(w, sequential)
+    if getattr(w, "has_readiness", False):
+        info = await _roll(w)  # raises RolloutError: the old processes keep their streams
+    else:
+        info = await _replace_processes(w, sequential)
     if generation == w._life.generation:
         w._output.close_superseded()  # else the stop that interrupted us closes them
     return info
+
+
+async def _roll(w: Watcher) -> dict[str, Any]:
+    """One new process, ready, then one old one stopped; repeated for every old process."""
+    old = list(w._procs)
+    started: list[int] = []
+    stopped: list[int] = []
+    generation = w._life.generation
+    warmup = w.settings.warmup_delay
+    for index, proc in enumerate(old):
+        if generation != w._life.generation:
+            break  # a stop or restart is waiting for the lock: it wins
+        try:
+            new = await w._spawner.spawn(generation)
+        except ResourceShortage as exc:
+            logger.warning("watcher %s: reload stopped short: %s", w.name, exc)
+            break
+        if new is None:
+            break
+        reason = await _until_ready(w, new, generation)
+        if generation != w._life.generation:
+            break
+        if reason is not None:
+            await _discard(w, new)
+            kept = [p.pid for p in old[index:] if p.pid in w._procs]
+            logger.error("watcher %s: reload stopped: process %d %s", w.name, new.pid, reason)
+            raise RolloutError(w.name, {new.pid: reason}, started, stopped, kept)
+        started.append(new.pid)
+        if proc.pid in w._procs:  # it may have died meanwhile (then nothing to stop)
+            stopped += await w._stopper.retire([proc])
+        if warmup > 0 and index + 1 < len(old):
+            await asyncio.sleep(warmup)
+    if generation == w._life.generation:
+        await trim(w)
+    kept = [pid for pid in w.pids if pid not in started]
+    return {"stopped": stopped, "started": started, "kept": kept}
+
+
+async def _until_ready(w: Watcher, proc: ProcessLike, generation: int) -> str | None:
+    """Wait until ``proc`` is ready; the reason it is not, or None (ready, or the wait
+    was cut short by a stop, which the caller sees in the generation)."""
+    from ._errors import NotReady
+
+    loop = asyncio.get_running_loop()
+    ready = asyncio.ensure_future(w.wait_ready([proc.pid]))
+    try:
+        while not ready.done():
+            # Spawner.wake() (interrupt(), so every stop and restart) resolves the futures of
+            # this set: a stop does not wait out readiness_timeout behind our lock.
+            woken: asyncio.Future[None] = loop.create_future()
+            w._spawner._backoffs.add(woken)
+            try:
+                await asyncio.wait({ready, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                w._spawner._backoffs.discard(woken)
+            if generation != w._life.generation:
+                return None
+        exc = ready.exception()
+        if exc is None:
+            return None
+        if isinstance(exc, NotReady):
+            return exc.reasons.get(proc.pid) or str(exc)
+        raise exc
+    finally:
+        if not ready.done():
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
+
+
+async def _discard(w: Watcher, proc: ProcessLike) -> None:
+    """Stop a new process that failed its readiness, and anything spawned in its place, so
+    the watcher is back to its old processes only."""
+    if proc.pid in w._procs:
+        await w._stopper.retire([proc])
+    # Its death may have been taken for a crash and replaced: the newest go, never the old.
+    excess = len(w._procs) + w._spawner.pending - w.numprocesses
+    if excess > 0:
+        excess -= w._spawner.drop_pending(excess)
+    if excess > 0:
+        newest = sorted(w._procs, key=lambda p: p.started)[-excess:]
+        await w._stopper.retire(newest)
 
 
 async def _replace_processes(w: Watcher, sequential: bool) -> dict[str, Any]:

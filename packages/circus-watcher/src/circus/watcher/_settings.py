@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._env import build_env
+from ._envfile import EnvFileError, read_env_files
+from ._errors import OptionError
 from ._hooks import resolve_all
 from ._options import OPTIONS, SETTABLE_PREFIXES, Effect, convert, fold, not_settable, unknown
 from ._values import WatcherOptions
@@ -129,10 +131,12 @@ class ChildInputs:
         """The exact environment of the children.
 
         Raises:
-            OptionError: ``virtualenv`` names no virtualenv.
+            OptionError: ``virtualenv`` names no virtualenv, or an ``env_file`` cannot be
+                read or parsed (the files are read again at each start, reload and ``set``).
         """
         if self._env is None:
             o = self._watcher.settings
+            files = _read_env_files(o.env_file) if o.env_file else None
             self._env = MappingProxyType(
                 build_env(
                     o.env,
@@ -140,6 +144,7 @@ class ChildInputs:
                     copy_path=o.copy_path,
                     virtualenv=o.virtualenv,
                     virtualenv_py_ver=o.virtualenv_py_ver,
+                    env_files=files,
                 )
             )
         return self._env
@@ -159,3 +164,10 @@ class ChildInputs:
                     values[key] = "" if value is None else str(value)
             self._template, self._template_of = MappingProxyType(values), settings
         return self._template
+
+
+def _read_env_files(entries: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return read_env_files(entries)
+    except EnvFileError as exc:
+        raise OptionError("env_file", exc.path, f"a readable environment file ({exc})") from None

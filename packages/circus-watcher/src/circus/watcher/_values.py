@@ -83,6 +83,7 @@ class WatcherOptions:
     backoff_max: float
     backoff_reset: float
     hook_timeout: float
+    env_file: tuple[str, ...]
     flapping: FlappingOptions
     check_flapping: bool
     custom: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))

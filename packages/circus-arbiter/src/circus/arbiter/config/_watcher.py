@@ -8,12 +8,20 @@ the ``[env]``/``[env:…]`` variables as written (the watcher expands ``$NAME``)
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 from collections.abc import Mapping
 from typing import Any
 
-from circus.watcher import HOOK_NAMES, OPTIONS, OptionSpec
+from circus.watcher import (
+    HOOK_NAMES,
+    OPTIONS,
+    EnvFileError,
+    OptionSpec,
+    read_env_files,
+    split_optional,
+)
 
 from ._convert import EXPECTED_DOTTED, EXPECTED_RLIMIT, check_dotted, to_bool, to_rlimit
 from ._hookspec import HookSpec
@@ -156,6 +164,8 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
                 view.check_unknown(key, _KNOWN, "watcher option")
             free[key] = view.options[key].value
 
+    if "env_file" in free:
+        free["env_file"] = _env_files(view, OPTIONS["env_file"].parse(free["env_file"]))
     kwargs["env"] = dict(env)
     kwargs["rlimits"] = rlimits
     kwargs["hooks"] = hooks
@@ -174,6 +184,24 @@ def parse_watcher(view: SectionView, name: str, env: Mapping[str, str]) -> Watch
         filename=view.filename,
         lineno=view.lineno,
     )
+
+
+def _env_files(view: SectionView, entries: tuple[str, ...]) -> tuple[str, ...]:
+    """``env_file`` paths made absolute (relative ones from the folder of the file the option
+    is written in), each file read once now so a missing or malformed one is a config error."""
+    folder = os.path.dirname(os.path.abspath(view.options["env_file"].filename))
+    resolved = []
+    for entry in entries:
+        path, optional = split_optional(entry)
+        path = os.path.join(folder, os.path.expanduser(path))
+        resolved.append(("-" if optional else "") + path)
+    try:
+        read_env_files(resolved)
+    except EnvFileError as exc:
+        raise view.error(
+            "env_file", f"expected readable KEY=VALUE environment files: {exc}"
+        ) from None
+    return tuple(resolved)
 
 
 def _check_consistency(view: SectionView, kwargs: dict[str, Any]) -> None:

@@ -1,0 +1,145 @@
+"""``env_file``: environment files read the way systemd reads ``EnvironmentFile=``.
+
+One assignment per line, ``KEY=VALUE``; blank lines and lines starting with ``#`` or ``;``
+are skipped; whitespace around the key and an unquoted value is dropped. A value may be
+wrapped in single quotes (taken literally) or double quotes (``\\"``, ``\\\\``, ``\\$`` and
+``\\``-newline are unescaped), and an unquoted value continues on the next line when it ends
+with a backslash. ``$NAME`` is not expanded (systemd does not either). A line that is no
+assignment, or a key that is no valid variable name, is an :class:`EnvFileError` naming the
+file and line: a file meant to hold secrets is better refused than half applied.
+
+A path written with a leading ``-`` is optional: a missing file is skipped, as in systemd.
+Files stack in the order given, a later file overriding an earlier one. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["MAX_ENV_FILE_BYTES", "EnvFileError", "read_env_files", "split_optional"]
+
+#: Refuse files bigger than this: an environment is small, and a path pointing at a device
+#: or a huge log must not make the daemon read it all into memory.
+MAX_ENV_FILE_BYTES = 1 << 20
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DOUBLE_ESCAPES = {'"': '"', "\\": "\\", "$": "$", "`": "`", "\n": ""}
+
+
+class EnvFileError(ValueError):
+    """An environment file cannot be read or holds a line that is no ``KEY=VALUE``."""
+
+    def __init__(self, path: str, lineno: int | None, problem: str) -> None:
+        where = f"{path}:{lineno}" if lineno else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.lineno = lineno
+        self.problem = problem
+
+
+def split_optional(entry: str) -> tuple[str, bool]:
+    """``("-/etc/x.env")`` -> ``("/etc/x.env", True)``: the path and whether it may be missing."""
+    return (entry[1:], True) if entry.startswith("-") else (entry, False)
+
+
+def read_env_files(entries: Iterable[str]) -> dict[str, str]:
+    """Read every file of ``entries`` in order (``-PATH``: optional) into one mapping.
+
+    Raises:
+        EnvFileError: a required file is missing or unreadable, too big, not UTF-8, or
+            holds a line that is no assignment.
+    """
+    result: dict[str, str] = {}
+    for entry in entries:
+        path, optional = split_optional(entry)
+        text = _read(path, optional)
+        if text is not None:
+            result.update(parse_env_text(text, path))
+    return result
+
+
+def _read(path: str, optional: bool) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_ENV_FILE_BYTES + 1)
+    except FileNotFoundError:
+        if optional:
+            return None
+        raise EnvFileError(path, None, "no such file (write -PATH for an optional one)") from None
+    except OSError as exc:
+        raise EnvFileError(path, None, f"cannot read it: {exc.strerror or exc}") from None
+    if len(data) > MAX_ENV_FILE_BYTES:
+        raise EnvFileError(path, None, f"larger than {MAX_ENV_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvFileError(path, None, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def parse_env_text(text: str, path: str = "<env_file>") -> dict[str, str]:
+    """Parse the text of one environment file; ``path`` only names it in errors."""
+    result: dict[str, str] = {}
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        lineno = index + 1
+        line = lines[index].strip()
+        index += 1
+        if not line or line[0] in "#;":
+            continue
+        key, sep, rest = line.partition("=")
+        key = key.strip()
+        if not sep:
+            raise EnvFileError(path, lineno, "expected KEY=VALUE")
+        if not _KEY.match(key):
+            raise EnvFileError(path, lineno, f"{key!r} is not a variable name")
+        value, index = _value(rest.lstrip(), lines, index, path, lineno)
+        if "\0" in value:
+            raise EnvFileError(path, lineno, "a value cannot hold a NUL character")
+        result[key] = value
+    return result
+
+
+def _value(rest: str, lines: list[str], index: int, path: str, lineno: int) -> tuple[str, int]:
+    """The value starting at ``rest`` and the index of the next unread line."""
+    if rest[:1] in ("'", '"'):
+        return _quoted(rest, lines, index, path, lineno)
+    parts = []
+    while rest.endswith("\\"):
+        parts.append(rest[:-1])
+        if index >= len(lines):
+            rest = ""
+            break
+        rest = lines[index].strip()
+        index += 1
+    parts.append(rest)
+    return "".join(parts).rstrip(), index
+
+
+def _quoted(rest: str, lines: list[str], index: int, path: str, lineno: int) -> tuple[str, int]:
+    quote, text, out = rest[0], rest[1:], []
+    while True:
+        pos = 0
+        while pos < len(text):
+            char = text[pos]
+            if char == quote:
+                tail = text[pos + 1 :].strip()
+                if tail and not tail.startswith("#"):
+                    raise EnvFileError(path, lineno, f"text after the closing quote: {tail!r}")
+                return "".join(out), index
+            if char == "\\" and quote == '"' and pos + 1 < len(text):
+                nxt = text[pos + 1]
+                out.append(_DOUBLE_ESCAPES.get(nxt, "\\" + nxt))
+                pos += 2
+                continue
+            out.append(char)
+            pos += 1
+        if index >= len(lines):
+            raise EnvFileError(path, lineno, f"no closing {quote}")
+        if quote == '"' and out and out[-1] == "\\":
+            out.pop()  # a backslash-newline inside double quotes joins the lines
+        else:
+            out.append("\n")
+        text = lines[index]
+        index += 1
