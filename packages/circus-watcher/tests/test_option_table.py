@@ -70,7 +70,8 @@ def test_every_option_has_one_row_with_its_default_words_and_cost() -> None:
             assert spec.ceiling is LIMITS[name]
     reloading = {name for name, spec in OPTIONS.items() if spec.effect is Effect.RELOAD}
     assert reloading == {"cmd", "args", "working_dir", "shell", "uid", "gid", "env", "env_file",
-                         "max_age", "max_age_variance", "stdout_stream", "stderr_stream"}  # fmt: skip
+                         "max_age", "max_age_variance", "stdout_stream",
+                         "stderr_stream"}  # fmt: skip
     assert [n for n, s in OPTIONS.items() if s.effect is Effect.RESIZE] == ["numprocesses"]
     assert not OPTIONS["priority"].settable and OPTIONS["graceful_timeout"].settable
     fields = {f.name for f in dataclasses.fields(WatcherOptions)}
