@@ -7,6 +7,7 @@ exit detection, graceful tree stop, psutil info, and fast output streams. See th
 from __future__ import annotations
 
 from . import streams
+from ._attach import UNKNOWN_RETURNCODE, boot_id, process_start_time
 from ._cgroup import (
     release_tree_tracking,
     set_tree_tracking,
@@ -14,6 +15,7 @@ from ._cgroup import (
     tree_tracking_reason,
 )
 from ._children import children_of, is_child_of
+from ._cpus import usable_cpus
 from ._errors import ProcessError, ProcessGoneError, ProcessStateError, SpawnError, StreamError
 from ._fdlimit import free_fds, raise_nofile_limit, set_fd_reserve
 from ._info import INFO_KEYS, bytes2human, get_info
@@ -44,8 +46,10 @@ __all__ = [
     "ProcessTree",
     "SpawnError",
     "StreamError",
+    "UNKNOWN_RETURNCODE",
     "WaitingOrphans",
     "adopted_orphans",
+    "boot_id",
     "bytes2human",
     "children_of",
     "disable_subreaper",
@@ -54,12 +58,14 @@ __all__ = [
     "get_info",
     "is_child_of",
     "is_subreaper",
+    "process_start_time",
     "raise_nofile_limit",
     "reap_orphans",
     "reap_waiting_orphans",
     "release_tree_tracking",
     "set_fd_reserve",
     "set_tree_tracking",
+    "usable_cpus",
     "streams",
     "tree_tracking",
     "tree_tracking_reason",

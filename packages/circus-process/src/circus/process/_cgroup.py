@@ -46,6 +46,7 @@ from ._cgroup_subtree import PREFIX, Subtree
 __all__ = [
     "Entered",
     "adopt",
+    "claim",
     "leave",
     "new_leaf",
     "release_tree_tracking",
@@ -175,6 +176,14 @@ def adopt(leaf: Leaf) -> None:
     tree = _subtree
     if tree is not None:
         tree.adopt(leaf.members())
+
+
+def claim(path: str) -> None:
+    """Keep the leaf at ``path`` (of a dead daemon's subtree) from the sweep of stale
+    subtrees while a process attached in it is ours; released when the leaf is removed."""
+    from ._cgroup_leaf import CLAIMED
+
+    CLAIMED.add(os.path.normpath(path))
 
 
 def tree_tracking() -> str:

@@ -12,7 +12,12 @@ import os
 
 from . import _cgroup_fs as _fs
 
-__all__ = ["Leaf"]
+__all__ = ["CLAIMED", "Leaf"]
+
+#: Leaves of a dead daemon's subtree that a live process of ours was attached in (see
+#: ``Process.attach``): the sweep of dead owners' subtrees leaves them (and their subtree)
+#: alone until they are removed.
+CLAIMED: set[str] = set()
 
 
 class Leaf:
@@ -99,7 +104,16 @@ class Leaf:
         try:
             os.rmdir(self.path)
         except FileNotFoundError:
-            return True
+            pass
         except OSError:
             return False
+        if self.path in CLAIMED:
+            CLAIMED.discard(self.path)
+            # The dead owner's subtree goes with its last claimed leaf, if nothing else is in.
+            parent = os.path.dirname(self.path)
+            if not any(p.startswith(parent + "/") for p in CLAIMED):
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    pass
         return True

@@ -12,7 +12,7 @@ import os
 import threading
 
 from . import _cgroup_fs as _fs
-from ._cgroup_leaf import Leaf
+from ._cgroup_leaf import CLAIMED, Leaf
 
 __all__ = ["PREFIX", "Subtree", "sweep_stale"]
 
@@ -120,6 +120,9 @@ def _clean(path: str, rel: str, home: str) -> bool:
         return False
     for name in subdirs:
         sub, sub_rel = os.path.join(path, name), f"{rel}/{name}"
+        if sub in CLAIMED:  # a process attached from a dead owner's subtree lives there
+            keep = True
+            continue
         live_owner = name.startswith(PREFIX) and _owner_alive(sub, sub_rel)
         if live_owner or not _clean(sub, sub_rel, home):
             keep = True

@@ -143,12 +143,94 @@ class Process(Stopping):
         self._ps_create_time = None
         self._in_exit_event = False
         self._cgroup = None
+        self._foreign = False
+        self._start_ticks = None
         if spawn:
             self.spawn()
 
     def __repr__(self) -> str:
         state = "new" if self.pid is None else f"pid={self.pid} rc={self.returncode}"
         return f"<Process {self.name}#{self.wid} {state}>"
+
+    # -- attaching ----------------------------------------------------------------------------
+
+    @classmethod
+    def attach(
+        cls,
+        pid: int,
+        start_time: int,
+        *,
+        name: str = "",
+        wid: int = 0,
+        cmd: str = "",
+        started: float | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        cgroup: str | None = None,
+        env: Mapping[str, str] | None = None,
+        argv: Sequence[str] | None = None,
+        watcher: Any = None,
+    ) -> Process:
+        """Supervise the running process ``pid`` as if it had been spawned here.
+
+        The process must still be the one started at kernel tick ``start_time`` (see
+        :attr:`start_time`, :func:`process_start_time`); a reused pid is refused. It is held
+        through a pidfd from then on: signals, ``stop``/``astop`` (with its whole tree),
+        ``add_exit_callback``/``wait_async`` and ``info()`` work as on a spawned Process.
+
+        A child of this process (after an exec of the daemon) is reaped with its exit
+        status. A non-child's exit is seen on its pidfd, but its status belongs to its
+        parent: ``returncode`` is the exit code read from its zombie when the kernel still
+        shows one, else :data:`UNKNOWN_RETURNCODE` (255). See :attr:`is_child`.
+
+        Args:
+            pid, start_time: the process, and its start time in clock ticks since boot.
+            name, wid, cmd, watcher: as for the constructor (labels only: nothing is run).
+            started: its spawn time (epoch seconds); default: computed from ``start_time``.
+            stdout, stderr: read ends of pipes its output still flows into; they become
+                this object's (closed by :meth:`close`).
+            cgroup: the cgroup2 leaf it was spawned in; used for the tree stop only if the
+                process is in it now (kept from the sweep of dead daemons' subtrees);
+                otherwise its tree is found through /proc.
+            env: its environment as it was spawned with (used to attribute orphans).
+            argv: its command line; default: read from /proc.
+
+        Raises:
+            ProcessGoneError: no such process, a reused pid, or it has already exited.
+            ProcessError: pidfds are not available, or the pidfd cannot be opened.
+        """
+        from ._attach import attach
+
+        return attach(
+            cls,
+            pid,
+            start_time,
+            name=name,
+            wid=wid,
+            cmd=cmd,
+            started=started,
+            stdout=stdout,
+            stderr=stderr,
+            cgroup=cgroup,
+            env=env,
+            argv=argv,
+            watcher=watcher,
+        )
+
+    @property
+    def is_child(self) -> bool:
+        """Whether the process is a child of this one (its exit status can be collected)."""
+        return not self._foreign
+
+    @property
+    def start_time(self) -> int | None:
+        """The kernel start time (clock ticks since boot), read once; None before spawn or
+        when the process was reaped before it was first asked."""
+        if self._start_ticks is None and self.pid is not None and self.returncode is None:
+            from ._attach import process_start_time
+
+            self._start_ticks = process_start_time(self.pid)
+        return self._start_ticks
 
     # -- spawning -----------------------------------------------------------------------------
 

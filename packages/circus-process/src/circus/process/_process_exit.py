@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from . import _mux
+from ._attach import foreign_exit
 from ._errors import ProcessStateError
 from ._exitwatch import unwatch_exit, watch_exit
 from ._process_fields import ProcessFields
@@ -33,7 +34,10 @@ class ExitWatching(ProcessFields):
         """Reap the child if it has exited (never blocks); return its returncode or None."""
         if self.returncode is not None or self.pid is None:
             return self.returncode
-        rc = try_reap(self.pid, self.pidfd)
+        if self._foreign:
+            rc = foreign_exit(self.pid, self.pidfd, self._start_ticks, block=False)
+        else:
+            rc = try_reap(self.pid, self.pidfd)
         if rc is not None:
             self._reaped(rc)
         return self.returncode
@@ -51,6 +55,12 @@ class ExitWatching(ProcessFields):
         pid = self._require_pid()
         rc = self.poll()
         if rc is not None:
+            return rc
+        if timeout is None and self._foreign:
+            rc = foreign_exit(pid, self.pidfd, self._start_ticks, block=True)
+            if rc is None:  # pragma: no cover - a blocking poll returns on exit only
+                raise ProcessStateError(f"{self!r}: its pidfd said nothing")
+            self._reaped(rc)
             return rc
         if timeout is None:
             while rc is None:  # None only if interrupted, which PEP 475 retries anyway

@@ -69,6 +69,8 @@ class ProcessFields:
         "_ps_create_time",
         "_in_exit_event",
         "_cgroup",
+        "_foreign",
+        "_start_ticks",
         "__weakref__",
     )
 
@@ -123,6 +125,11 @@ class ProcessFields:
     _psutil: Any
     _ps_create_time: float | None
     _cgroup: Leaf | None
+
+    # Attached (``Process.attach``) rather than spawned: a non-child, whose exit is seen on
+    # its pidfd; the kernel start time (clock ticks since boot), read once when asked.
+    _foreign: bool
+    _start_ticks: int | None
 
     def _require_pid(self) -> int:
         if self.pid is None:

@@ -78,7 +78,11 @@ class Stopping(ExitWatching):
             tree = ProcessTree.snapshot(pid, leaf=leaf)  # exact: every member of the leaf
         else:
             tree = ProcessTree.snapshot(
-                pid, started=self.started or 0.0, env=self.child_env, with_orphans=is_subreaper()
+                pid,
+                started=self.started or 0.0,
+                env=self.child_env,
+                # A non-child's orphans went to its own parent's reaper, never to us.
+                with_orphans=is_subreaper() and not self._foreign,
             )
         if self.returncode is None:
             if stop_children:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import signal as _signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from . import _settings, _stats
@@ -348,6 +348,25 @@ class Watcher:
                 self._cancel_background()
                 return []
             return await self._stopper.stop()
+
+    async def adopt(self, processes: Iterable[ProcessLike], *, emit: bool = True) -> list[int]:
+        """Take in already-running processes with their worker ids; returns the pids kept.
+
+        ``processes`` are ``circus.process.Process`` objects made by ``Process.attach`` (or
+        any :class:`ProcessLike`), each with its ``wid``. No hook runs and nothing is spawned
+        for them; a stopped watcher becomes active (its streams opened, ``start`` emitted,
+        no ``before_start``/``after_start``). They count against ``numprocesses``: above
+        it the oldest are ended as by ``decr``, below it the missing are spawned. Their
+        exits are then handled as any other (reap, respawn). ``emit``: publish one
+        ``adopt`` event per process (``process_pid``, ``wid``, ``time``).
+
+        Raises:
+            WatcherError: a wid or pid is used twice or already in use, a process has
+                already exited, or the watcher is stopping (nothing is adopted then).
+        """
+        from ._adopt import adopt
+
+        return await adopt(self, processes, emit=emit)
 
     async def restart(self) -> dict[str, list[int]]:
         """Stop then start; returns ``{"stopped", "started", "kept"}``."""

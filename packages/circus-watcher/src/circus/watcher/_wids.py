@@ -25,6 +25,16 @@ class WidPool:
         self._next += 1
         return wid
 
+    def claim(self, wid: int) -> None:
+        """Mark ``wid`` as in use (a process adopted with its worker id); it must be free."""
+        if wid >= self._next:
+            for free in range(self._next, wid):
+                heapq.heappush(self._free, free)
+            self._next = wid + 1
+        else:
+            self._free.remove(wid)
+            heapq.heapify(self._free)
+
     def release(self, wid: int) -> None:
         """Make ``wid`` available again."""
         if wid == self._next - 1:
