@@ -116,3 +116,20 @@ def test_env_values_can_use_circus_env(tmp_path: Path) -> None:
         "base": "/opt",
         "BIN": "/opt/bin",
     }
+
+
+def test_circus_cpus_is_the_usable_cpu_count(tmp_path: Path) -> None:
+    from circus.process import usable_cpus
+
+    path = write(
+        tmp_path,
+        """
+        [watcher:w]
+        cmd = worker --threads $(circus.cpus)
+        numprocesses = $(CIRCUS.CPUS)
+        """,
+    )
+    (watcher,) = load_config(path).watchers
+    count = usable_cpus()
+    assert watcher.options["numprocesses"] == count
+    assert watcher.options["cmd"] == f"worker --threads {count}"

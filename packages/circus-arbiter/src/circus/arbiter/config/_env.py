@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 
 from ._reader import RawSection
 
-__all__ = ["EnvSections", "expand_circus_env"]
+__all__ = ["EnvSections", "expand_circus_cpus", "expand_circus_env"]
 
 _CIRCUS_ENV = re.compile(
     r"\$\(circus\.env\.(?P<a>\w+)\)|\(\(circus\.env\.(?P<b>\w+)\)\)", re.IGNORECASE
@@ -46,6 +46,22 @@ def expand_circus_env(value: str, variables: Mapping[str, str]) -> str:
         return folded.get(name.lower(), match.group(0))
 
     return _CIRCUS_ENV.sub(replace, value)
+
+
+_CIRCUS_CPUS = re.compile(r"\$\(circus\.cpus\)|\(\(circus\.cpus\)\)", re.IGNORECASE)
+
+
+def expand_circus_cpus(value: str) -> str:
+    """Replace ``$(circus.cpus)`` (or ``((circus.cpus))``) with the CPUs circusd may use: its
+    affinity mask and cgroup CPU quotas (``circus.process.usable_cpus``), at least 1."""
+    if "cpus" not in value.lower():
+        return value
+    match = _CIRCUS_CPUS.search(value)
+    if match is None:
+        return value
+    from circus.process import usable_cpus  # only a config that asks for it pays the import
+
+    return _CIRCUS_CPUS.sub(str(usable_cpus()), value)
 
 
 @dataclass

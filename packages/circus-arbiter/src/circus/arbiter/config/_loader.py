@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from circus.watcher import MAX_TOTAL_PROCESSES
 
 from ._daemon import parse_daemon
-from ._env import EnvSections, expand_circus_env
+from ._env import EnvSections, expand_circus_cpus, expand_circus_env
 from ._errors import ConfigError, ConfigWarning
 from ._model import CircusConfig, PluginConfig, SocketConfig, WatcherConfig
 from ._plugin import parse_plugin
@@ -74,7 +74,9 @@ def _read_file(filename: str, into: RawConfig, origin: tuple[SectionView, str] |
 
 def _view(section: RawSection, variables: Mapping[str, str]) -> SectionView:
     options = {
-        key: RawValue(expand_circus_env(raw.value, variables), raw.filename, raw.lineno)
+        key: RawValue(
+            expand_circus_cpus(expand_circus_env(raw.value, variables)), raw.filename, raw.lineno
+        )
         for key, raw in section.options.items()
     }
     return SectionView(section.name, section.filename, section.lineno, options)
