@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     CeilingError,
     HookError,
+    NotReady,
     OptionError,
     ProcessNotFoundError,
     ResourceShortage,
@@ -90,6 +91,7 @@ __all__ = [
     "FlappingOptions",
     "HookError",
     "Limit",
+    "NotReady",
     "OptionError",
     "OptionSpec",
     "ProcessNotFoundError",

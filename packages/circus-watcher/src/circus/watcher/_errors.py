@@ -125,3 +125,21 @@ class ResourceShortage(WatcherError):
 
     The watcher catches it itself and spawns the missing processes later (``_spawner``).
     """
+
+
+class NotReady(WatcherError):
+    """Processes did not become ready (``Watcher.wait_ready``).
+
+    Attributes:
+        watcher: the watcher's name.
+        reasons: ``{pid: why}`` for every process that is not ready.
+    """
+
+    def __init__(self, watcher: str, reasons: dict[int, str]) -> None:
+        self.watcher = watcher
+        self.reasons = dict(reasons)
+        listed = "; ".join(f"{pid}: {why}" for pid, why in sorted(self.reasons.items())[:20])
+        more = f" (and {len(self.reasons) - 20} more)" if len(self.reasons) > 20 else ""
+        super().__init__(
+            f"watcher {watcher!r}: {len(self.reasons)} process(es) not ready: {listed}{more}"
+        )

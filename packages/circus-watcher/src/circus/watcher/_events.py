@@ -29,6 +29,12 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "updated": ("time",),
     "hook_success": ("name", "time"),
     "hook_failure": ("name", "time", "error"),
+    # stopped for good on its own: spawn retries exhausted, or flapping with no retry left
+    "give_up": ("reason", "time"),
+    # readiness and liveness (README "Readiness and liveness")
+    "ready": ("process_pid", "process_id"),
+    "unready": ("process_pid", "process_id", "reason"),
+    "unhealthy": ("process_pid", "process_id", "reason"),
 }
 
 

@@ -27,6 +27,7 @@ from . import _option_types as ot
 from ._errors import OptionError, UnknownOptionError
 from ._limits import LIMITS, MAX_ID, MAX_SECONDS, Limit, check_limit
 from ._option_types import HOOK_NAMES, RESPAWN_MODES, RLIMIT_NAMES
+from ._probe_spec import to_probe
 
 __all__ = [
     "HOOK_NAMES",
@@ -153,6 +154,7 @@ _SET: dict[str, Any] = {"settable": True}
 _OURS: dict[str, Any] = {"upstream": False, "verbatim": True, "settable": True, "wire": "any"}
 _WHOLE_SECONDS = "an integer >= 0 (seconds{}) and <= " + f"{MAX_SECONDS} (its ceiling: 1 year)"
 _STREAM = "a stream object or a dict with 'class' or 'filename'"
+_PROBE = "notify, tcp://HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND, or None"
 
 
 def _id(name: str, user: str) -> OptionSpec:
@@ -234,6 +236,14 @@ _ROWS = (
     _spec("env_file", (), ot.to_paths,
           "a path or a list of paths (one per line in a config file; -PATH: optional)",
           **{**_OURS, "effect": Effect.RELOAD}),
+    # Readiness and liveness (README "Readiness and liveness").
+    _spec("readiness", None, to_probe, _PROBE, **_OURS),
+    _spec("readiness_timeout", 30.0, cv.to_float, **_OURS),
+    _spec("liveness", None, to_probe, _PROBE, **_OURS),
+    _spec("liveness_interval", 10.0, cv.to_float, **_OURS),
+    _spec("liveness_timeout", 5.0, cv.to_float, **_OURS),
+    _spec("liveness_failures", 3, cv.to_int, **_OURS),
+    _spec("watchdog_sec", 0.0, cv.to_float, **_OURS),
     # Flapping: upstream's plugin names and defaults, built in here.
     _bool("flapping.active", False, **{**_OURS, "wire": "any"}),
     _spec("flapping.attempts", 2, cv.to_int, **_OURS),

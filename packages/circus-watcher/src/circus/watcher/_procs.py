@@ -99,9 +99,12 @@ def _spawn(
 
     o = watcher.settings
     pipe_stdout, pipe_stderr = watcher._output.pipes()
-    return cast(
-        ProcessLike,
-        Process(
+    env = watcher._inputs.env()
+    extra = watcher._health.spawn_env()  # a notify socket of its own, if configured
+    if extra:
+        env = {**env, **extra}
+    try:
+        proc = Process(
             watcher.name,
             wid,
             o.cmd,
@@ -110,7 +113,7 @@ def _spawn(
             shell=o.shell,
             uid=o.uid,
             gid=o.gid,
-            env=watcher._inputs.env(),
+            env=env,
             rlimits=o.rlimits or None,
             executable=o.executable,
             use_fds=o.use_sockets,
@@ -129,5 +132,8 @@ def _spawn(
             copy_env=False,
             # A cgroup leaf per child (~0.17 ms a spawn) only where stop promises the tree.
             exact_tree=bool(o.stop_children),
-        ),
-    )
+        )
+    except BaseException:
+        watcher._health.drop_pending()
+        raise
+    return cast(ProcessLike, proc)

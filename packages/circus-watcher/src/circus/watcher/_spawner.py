@@ -95,6 +95,7 @@ class Spawner:
             delay = max_age + random.uniform(0, w.settings.max_age_variance)
             w._procs.arm_max_age(proc, delay, self._on_max_age)
         w._emit("spawn", {"process_pid": proc.pid, "time": proc.started})
+        w._health.track(proc)
 
     async def spawn(self, generation: int | None = None) -> ProcessLike | None:
         """Spawn one process with hooks and ``max_retry``; None when refused or stale.
@@ -225,10 +226,17 @@ class Spawner:
         else:
             close_process(proc)
 
-    def _after_death(self, proc: ProcessLike) -> None:
+    def after_failure(self, proc: ProcessLike) -> None:
+        """Count the end of ``proc``, ended by the watcher because it failed its readiness
+        or liveness, as a failed exit, and decide as for a crash (respawn, backoff, stop)."""
+        self._after_death(proc, failed=True)
+
+    def _after_death(self, proc: ProcessLike, failed: bool = False) -> None:
         """Decide what an unrequested death leads to: respawn now, later, or stop."""
         w = self._w
         exit_code = proc.returncode
+        if failed and (exit_code is None or exit_code in w.settings.success_exit_codes):
+            exit_code = -1  # ended by us: never a success, whatever status it left
         lifetime = time.time() - proc.started
         close_process(proc)
         if not w._life.running or w._life.halt:
@@ -333,6 +341,7 @@ class Spawner:
             if generation == w._life.generation:
                 self.pending -= 1
                 await w._stopper.stop_from_inside()
+                w._emit("give_up", {"reason": str(exc), "time": time.time()})
             return
         if generation == w._life.generation:
             self.pending -= 1

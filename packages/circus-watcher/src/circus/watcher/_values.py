@@ -84,6 +84,13 @@ class WatcherOptions:
     backoff_reset: float
     hook_timeout: float
     env_file: tuple[str, ...]
+    readiness: str | None
+    readiness_timeout: float
+    liveness: str | None
+    liveness_interval: float
+    liveness_timeout: float
+    liveness_failures: int
+    watchdog_sec: float
     flapping: FlappingOptions
     check_flapping: bool
     custom: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))

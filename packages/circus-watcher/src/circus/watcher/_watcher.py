@@ -32,6 +32,7 @@ from . import _settings, _stats
 from ._errors import OptionError, SpawnFailedError, WatcherError
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
+from ._health import HealthMonitor
 from ._hooks import HookRunner, resolve_all
 from ._lifecycle import Halt, Lifecycle, WatcherState
 from ._on_demand import OnDemand
@@ -44,6 +45,7 @@ from ._reload import replace_all, trim
 from ._spawner import Spawner
 from ._stopper import Stopper
 from ._tasks import Background
+from ._upstream_view import upstream_options
 from ._values import WatcherOptions
 
 
@@ -150,6 +152,7 @@ class Watcher:
         self._tasks = Background(name)
         self._policy = RestartPolicy()
         self._flapping = FlappingDetector()
+        self._health = HealthMonitor(self)
         self._lock: asyncio.Lock | None = None
         self._apply_policies()
 
@@ -205,6 +208,39 @@ class Watcher:
     def is_stopped(self) -> bool:
         """True when the watcher is stopped."""
         return self._life.state is WatcherState.STOPPED
+
+    # ------------------------------------------------------------------ readiness
+
+    @property
+    def has_readiness(self) -> bool:
+        """Whether processes must prove they are ready (the ``readiness`` option is set)."""
+        return self._health.has_readiness
+
+    async def wait_ready(
+        self,
+        pids: Iterable[int] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline for the whole wait
+    ) -> None:
+        """Return once every process of ``pids`` (default: every current one) is ready.
+
+        Without ``readiness``, a process is ready once spawned: this returns at once.
+
+        Raises:
+            NotReady: some are not, with ``reasons`` (pid -> why): not ready within
+                ``timeout`` seconds, missed ``readiness_timeout`` (unready), failed its
+                liveness, exited, or is not a process of this watcher.
+        """
+        await self._health.wait_ready(pids, timeout)
+
+    def health(self, pid: int) -> dict[str, Any]:
+        """``{"state", "status_text", "since"}`` of process ``pid``: ``state`` is
+        ``starting``, ``ready``, ``unready`` or ``unhealthy``; ``status_text`` the last
+        sd_notify ``STATUS=`` ("" if none); ``since`` when the state began (epoch).
+
+        Raises:
+            ProcessNotFoundError: ``pid`` is not one of this watcher's processes.
+        """
+        return self._health.health(int(pid))
 
     # ------------------------------------------------------------------ events
 
@@ -286,8 +322,9 @@ class Watcher:
         generation = life.generation
         try:
             started = await self._spawner.spawn_up_to_target()
-        except SpawnFailedError:
+        except SpawnFailedError as exc:
             await self._stopper.stop()
+            self._emit("give_up", {"reason": str(exc), "time": time.time()})
             raise
         if generation != life.generation:
             return {"started": started, "kept": []}  # a stop is waiting for the lock
@@ -470,8 +507,9 @@ class Watcher:
     # ------------------------------------------------------------------ options and stats
 
     def options(self) -> dict[str, Any]:
-        """Every option value, as upstream's ``options`` command answers (+ ours)."""
-        return _settings.listing(self.settings)
+        """What the ``options`` command answers: Circus 0.19's keys with its value types,
+        then ours that differ from their default (see ``UPSTREAM_OPTION_KEYS``)."""
+        return _settings.listing(self.settings)  # OLDCHECK
 
     def get_opt(self, key: str) -> Any:
         """One option's value (``hooks``, ``rlimits``, stream options included).
@@ -499,16 +537,23 @@ class Watcher:
     def process_info(self, pid: int) -> Any:
         """Upstream's per-process info dict (with ``wid``, ``started``, ``age``), or its
         "No such process (stopped?)" string for a process that vanished meanwhile."""
-        return _stats.info_of(self._find(pid))
+        proc = self._find(pid)
+        return self._health.extend(proc.pid, _stats.info_of(proc))
 
     def info(self) -> dict[int, Any]:
         """``{pid: info dict}`` for every process (a vanished one: upstream's string)."""
-        return _stats.info(list(self._procs.counted.items()))
+        result = _stats.info(list(self._procs.counted.items()))
+        if self._health.configured:
+            result = {pid: self._health.extend(pid, info) for pid, info in result.items()}
+        return result
 
     async def stats(self, extended: bool = False) -> dict[int, Any]:
         """Like :meth:`info`, read in a worker thread; with ``extended`` each dict also goes
         through the ``extended_stats`` hook."""
-        return await _stats.stats(self, extended)
+        result = await _stats.stats(self, extended)
+        if self._health.configured:
+            result = {pid: self._health.extend(pid, info) for pid, info in result.items()}
+        return result
 
     def summary(self) -> dict[str, Any]:
         """The per-watcher aggregate of upstream's stats channel: ``pid`` (list), ``cpu``

@@ -1,0 +1,237 @@
+"""The sd_notify protocol, server side: one datagram socket per process, read on the loop.
+
+Each process of a watcher using ``notify`` gets its own ``$NOTIFY_SOCKET``: a unix datagram
+socket ``<runtime dir>/<n>/notify``. The runtime dir (``circus-notify-*`` in
+``$XDG_RUNTIME_DIR``, else the temp dir) is mode 0711 (nobody may list it); each process's
+``<n>`` dir is 0700 and owned by the process's user, so another user cannot even reach the
+socket. A process of the same user could: every datagram therefore carries its sender's
+credentials (``SO_PASSCRED``), and only one sent by the process itself or by one of its
+descendants counts (its ancestry is read from ``/proc`` when the datagram is read; a sender
+gone by then is not counted). The socket and its dir are removed when the process goes.
+
+The sockets are read by the event loop (``add_reader``), never by a thread. A read takes at
+most :data:`_BURST` datagrams, so a child flooding its socket cannot hold the loop; a datagram
+larger than :data:`MAX_DATAGRAM`, without credentials, or with truncated ancillary data is
+dropped; descriptors passed with ``SCM_RIGHTS`` are closed at once.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import struct
+import tempfile
+from collections.abc import Callable
+
+__all__ = ["MAX_DATAGRAM", "NotifyChannel", "NotifyDir", "parse_message", "sender_in_tree"]
+
+logger = logging.getLogger("circus.watcher")
+
+#: The largest datagram read (systemd's own limit is about this); a longer one is dropped.
+MAX_DATAGRAM = 4096
+_BURST = 32  # datagrams read per wake-up of one socket
+_MAX_STATUS = 256  # characters of STATUS= kept
+_CREDS = struct.Struct("iII")  # struct ucred: pid, uid, gid
+_ANC_SIZE = socket.CMSG_SPACE(_CREDS.size) + socket.CMSG_SPACE(253 * 4)  # 253 = SCM_MAX_FD
+_SO_PASSCRED = getattr(socket, "SO_PASSCRED", 16)
+_SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
+_MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
+_UNIX_PATH_MAX = 107
+
+#: ``on_message(sender_pid, fields)``, fields ``{KEY: value}`` of one accepted datagram.
+MessageHandler = Callable[[int, dict[str, str]], None]
+
+
+def parse_message(data: bytes) -> dict[str, str]:
+    """``KEY=VALUE`` lines of one datagram; lines without ``=`` or with an odd key are skipped.
+
+    ``STATUS`` keeps printable characters only, at most 256 of them.
+    """
+    fields: dict[str, str] = {}
+    for raw in data.split(b"\n"):
+        key, eq, value = raw.partition(b"=")
+        if not eq or not key or len(key) > 64 or not key.replace(b"_", b"").isalnum():
+            continue
+        text = value.decode("utf-8", "replace")
+        name = key.decode("ascii", "replace")
+        if name == "STATUS":
+            text = "".join(ch for ch in text if ch.isprintable())[:_MAX_STATUS]
+        fields[name] = text
+    return fields
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # the comm field may hold spaces and parentheses: the fields after its last ')'
+    tail = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(tail[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def sender_in_tree(sender: int, root: int, depth: int = 64) -> bool:
+    """Whether ``sender`` is ``root`` or one of its descendants (read from /proc now)."""
+    pid: int | None = sender
+    for _ in range(depth):
+        if pid is None or pid <= 1:
+            return False
+        if pid == root:
+            return True
+        pid = _parent_of(pid)
+    return False
+
+
+def _runtime_base() -> str:
+    for base in (os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir(), "/tmp"):
+        # room for "/circus-notify-XXXXXXXX/NNNNNN/notify" within a unix socket path
+        fits = base and len(base) <= _UNIX_PATH_MAX - 48 and os.path.isdir(base)
+        if fits and os.access(base, os.W_OK | os.X_OK):
+            return base
+    return "/tmp"
+
+
+class NotifyDir:
+    """The runtime dir of one watcher's notify sockets: made on first use, removed when its
+    last channel is closed."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._open = 0
+        self._serial = 0
+
+    def channel(self, owner: int | None) -> NotifyChannel:
+        """A new bound channel (its socket owned by uid ``owner`` when given).
+
+        Raises:
+            OSError: the dir or socket cannot be made (no space, no descriptor…).
+        """
+        if self.path is None or not os.path.isdir(self.path):
+            self.path = tempfile.mkdtemp(prefix="circus-notify-", dir=_runtime_base())
+            os.chmod(self.path, 0o711)  # others may pass through to their own 0700 dir
+        self._serial += 1
+        sub = os.path.join(self.path, str(self._serial))
+        os.mkdir(sub, 0o700)
+        try:
+            chan = NotifyChannel(self, sub, owner)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(sub)
+            raise
+        self._open += 1
+        return chan
+
+    def released(self) -> None:
+        """One channel closed; the dir goes with the last one."""
+        self._open -= 1
+        if self._open <= 0 and self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+            self._open = 0
+
+
+class NotifyChannel:
+    """The ``$NOTIFY_SOCKET`` of one process, read on the loop once :meth:`attach` names it."""
+
+    def __init__(self, parent: NotifyDir, directory: str, owner: int | None) -> None:
+        self._parent = parent
+        self._dir = directory
+        self.path = os.path.join(directory, "notify")
+        self._sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._root = 0
+        self._handler: MessageHandler | None = None
+        self.dropped = 0  # datagrams refused (foreign sender, garbage, oversized)
+        try:
+            self._sock.setblocking(False)
+            self._sock.setsockopt(socket.SOL_SOCKET, _SO_PASSCRED, 1)
+            self._sock.bind(self.path)
+            os.chmod(self.path, 0o600)
+            if owner is not None and owner != os.geteuid():
+                os.chown(directory, owner, -1)
+                os.chown(self.path, owner, -1)
+        except BaseException:
+            self._sock.close()
+            self._sock = None
+            raise
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The variables the process gets: ``NOTIFY_SOCKET``."""
+        return {"NOTIFY_SOCKET": self.path}
+
+    def attach(self, root_pid: int, handler: MessageHandler) -> None:
+        """Start reading: datagrams from ``root_pid`` or its descendants go to ``handler``."""
+        if self._sock is None:
+            return
+        self._root = root_pid
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        """Stop reading, close the socket, remove it and its dir (idempotent)."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock.fileno())
+        sock.close()
+        self._handler = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+        self._parent.released()
+
+    def _readable(self) -> None:
+        for _ in range(_BURST):
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                data, ancdata, flags, _addr = sock.recvmsg(
+                    MAX_DATAGRAM, _ANC_SIZE, _MSG_CMSG_CLOEXEC
+                )
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("notify socket %s: %s", self.path, exc)
+                return
+            sender = _accept(ancdata, flags)
+            if sender is None or not data or not sender_in_tree(sender, self._root):
+                self.dropped += 1
+                continue
+            handler = self._handler
+            if handler is not None:
+                try:
+                    handler(sender, parse_message(data))
+                except Exception:
+                    logger.exception("notify handler failed on %s", self.path)
+
+
+def _accept(ancdata: list[tuple[int, int, bytes]], flags: int) -> int | None:
+    """The sender's pid when the datagram is whole and carries credentials; closes any
+    descriptor passed along (a child must not make us hold its files)."""
+    sender: int | None = None
+    for level, kind, payload in ancdata:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_RIGHTS:
+            fds = array.array("i")
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        elif kind == _SCM_CREDENTIALS and len(payload) >= _CREDS.size:
+            sender = _CREDS.unpack_from(payload)[0]
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        return None
+    return sender
