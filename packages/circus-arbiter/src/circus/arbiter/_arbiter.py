@@ -45,9 +45,12 @@ from ._watcher_set import WatcherSet
 if TYPE_CHECKING:
     from ._pidfile import Pidfile
 
-__all__ = ["Arbiter"]
+__all__ = ["CRITICAL_EXIT_STATUS", "Arbiter"]
 
 log = logging.getLogger("circus.arbiter")
+
+#: circusd's exit status when a watcher with ``critical = true`` gave up (README "Containers").
+CRITICAL_EXIT_STATUS = 3
 
 _KEEP: Any = object()  # apply_daemon_options: keep the running CURVE options
 
@@ -250,6 +253,9 @@ class Arbiter(ArbiterAPI):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._aio_loop: asyncio.AbstractEventLoop | None = None  # the loop the arbiter runs on
         self._ioloop: Any = None  # tornado's IOLoop for it, made on first use of .loop
+        #: What circusd exits with: 0, or CRITICAL_EXIT_STATUS once a critical watcher gave up.
+        self.exit_status = 0
+        self.watcher_set.on_give_up = self._on_give_up
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -348,6 +354,20 @@ class Arbiter(ArbiterAPI):
         if self.stopping:
             return
         self._spawn(self.quit())
+
+    def _on_give_up(self, watcher: Any, reason: str) -> None:
+        """A watcher stopped for good on its own; a ``critical`` one takes circusd down."""
+        if not getattr(watcher.settings, "critical", False):
+            log.error("watcher %s gave up: %s", watcher.name, reason)
+            return
+        log.critical(
+            "critical watcher %s gave up (%s): stopping circusd, exit status %d",
+            watcher.name,
+            reason,
+            CRITICAL_EXIT_STATUS,
+        )
+        self.exit_status = CRITICAL_EXIT_STATUS
+        self.request_quit()
 
     def request_reload(self) -> None:
         """SIGHUP: ``reloadconfig`` when started from a file, else reload every watcher."""

@@ -4,8 +4,11 @@ Built on :class:`~._registry.WatcherTable` (names, order, locks). A watcher that
 wired to the sockets it may use (:class:`~._sockets.SocketSet`), to the output hub (its lines
 published and kept for ``logs``, streams without a class forwarded to circusd's stdio) and to
 the events channel (through the ``publish`` callable given here; a reaped worker also makes
-the set look for orphans it left). Starts go in priority order, ``warmup_delay`` apart, one
-watcher's failure never keeping the others down; stops run all at once. Once
+the set look for orphans it left). Without ``depends_on``, starts go in priority order,
+``warmup_delay`` apart, one watcher's failure never keeping the others down, and stops run all
+at once. With it (:attr:`WatcherSet.deps`, ordered by ``_deporder``) a watcher starts once
+what it requires is ready and stops before it; starting one starts what it requires, stopping
+one stops what requires it, restarting one restarts what requires it and was running. Once
 :meth:`WatcherSet.shut` is called nothing starts any more. The sum of every watcher's
 ``numprocesses`` is capped by :meth:`WatcherSet.check_total`.
 """
@@ -20,7 +23,9 @@ from typing import Any
 
 from circus.ctl.protocol import event_topic
 
-from ._errors import ConflictError
+from ._depgraph import DepGraph, DependencyError, parse_names
+from ._deporder import failure_error, start_in_order, stop_in_order
+from ._errors import ArbiterError, ConflictError, MessageError
 from ._forward import OutputForwarder
 from ._limits import check_total
 from ._orphans import reap_adopted
@@ -59,6 +64,7 @@ class WatcherSet:
         owner: Any = None,
     ) -> None:
         self.table = WatcherTable()
+        self.deps = DepGraph()  # depends_on: which watcher requires which
         self.sockets = SocketSet(sockets)
         self.output = OutputHub(publish, keep=output_lines, wanted=wanted)
         self.warmup_delay = warmup_delay
@@ -67,6 +73,8 @@ class WatcherSet:
         self._shut = False
         self._shutting = asyncio.Event()  # cuts a warmup pause short
         self._orphan_check = False  # a reap_adopted is scheduled
+        #: ``on_give_up(watcher, reason)``: a watcher stopped for good on its own.
+        self.on_give_up: Callable[[Any, str], None] | None = None
 
     # ------------------------------------------------------------------ views
 
@@ -123,6 +131,8 @@ class WatcherSet:
             self._publish(event_topic(name, event), payload)
             if event == "updated":  # a `set` may have given a stream a class, or taken it
                 _route_output(self.output, watcher)
+            elif event == "give_up" and self.on_give_up is not None:
+                self.on_give_up(watcher, str(payload.get("reason", "")))
             elif event == "reap":
                 pid = payload.get("process_pid")
                 if isinstance(pid, int):
@@ -141,28 +151,75 @@ class WatcherSet:
         self.table.add(watcher)
 
     def register_spec(self, spec: Any) -> None:
-        """:meth:`register` a watcher object, or one made from a dict of its arguments."""
-        self.register(make_watcher(spec) if isinstance(spec, Mapping) else spec)
+        """:meth:`register` a watcher object, or one made from a dict of its arguments
+        (whose ``depends_on`` is recorded unchecked: :meth:`check_dependencies` once every
+        watcher is registered)."""
+        if isinstance(spec, Mapping):
+            spec = dict(spec)
+            deps = _names(spec.pop("depends_on", None))
+            self.register(make_watcher(spec))
+            self.deps.set(spec["name"], deps)
+        else:
+            self.register(spec)
+
+    def check_dependencies(self) -> None:
+        """Check every recorded ``depends_on`` against the registered watchers.
+
+        Raises:
+            ArbiterError: a dependency names no watcher, or closes a cycle.
+        """
+        edges = self.deps.as_dict()
+        self.deps = DepGraph()
+        for name, deps in edges.items():
+            try:
+                self.deps.check(name, deps, known=lambda d: d in self.table)
+            except DependencyError as exc:
+                raise ArbiterError(f"watcher {name!r}: {exc}") from None
+            self.deps.set(name, deps)
+
+    def set_dependencies(self, name: str, deps: Any, check: bool = True) -> tuple[str, ...]:
+        """Make watcher ``name`` require ``deps`` (names, or a string of comma-separated
+        names) from now on; nothing is started or stopped. Returns the names recorded.
+
+        Raises:
+            MessageError: ``deps`` is not a list of names, names no watcher (with ``check``),
+                or closes a cycle.
+        """
+        names = _names(deps)
+        try:
+            self.deps.check(name, names, known=lambda d: d in self.table or not check)
+        except DependencyError as exc:
+            raise MessageError(f"depends_on: {exc}") from None
+        self.deps.set(name, names)
+        return names
 
     def _reap_adopted(self) -> None:
         self._orphan_check = False
         reap_adopted()
 
-    def create(self, name: str, cmd: str, **options: Any) -> Any:
-        """Create and register a stopped watcher; publishes ``add``.
+    def create(self, name: str, cmd: str, depends_on: Any = None, **options: Any) -> Any:
+        """Create and register a stopped watcher; publishes ``add``. ``depends_on``: the
+        watchers it requires (names, or one string of comma-separated names).
 
         Raises:
             ConflictError: a watcher with that name exists (``'<name>' already exist``).
-            MessageError: an option is invalid (the watcher layer's message), or the name
-                is longer than a command may name a watcher by (256 characters).
+            MessageError: an option is invalid (the watcher layer's message), the name
+                is longer than a command may name a watcher by (256 characters), or
+                ``depends_on`` names no watcher or closes a cycle.
         """
         from ._patterns import check_pattern
 
         check_pattern(name)
         if name in self.table:
             raise ConflictError(f"'{name}' already exist")
+        deps = _names(depends_on)
+        try:
+            self.deps.check(name, deps, known=lambda d: d in self.table)
+        except DependencyError as exc:
+            raise MessageError(f"depends_on: {exc}") from None
         watcher = make_watcher({"name": name, "cmd": cmd, **options})
         self.register(watcher)
+        self.deps.set(name, deps)
         self.publish_event(name, "add")
         return watcher
 
@@ -175,6 +232,7 @@ class WatcherSet:
         self.publish_event(watcher.name, "remove")
         if not nostop:
             await self.stop(watcher)
+        self.deps.discard(watcher.name)
         _close_watcher(watcher)
         self.output.forget(watcher.name)
         self.table.drop_lock(watcher.name)
@@ -188,15 +246,59 @@ class WatcherSet:
     # ------------------------------------------------------------------ one watcher
 
     async def start(self, watcher: Any) -> Any:
-        """Start one watcher under its lock; the watcher's ``{"started", "kept"}`` (``None``
-        once shut, or when it was removed meanwhile)."""
+        """Start one watcher, after what it requires (``depends_on``) is started and ready;
+        the watcher's ``{"started", "kept"}`` (``None`` once shut, or when it was removed
+        meanwhile).
+
+        Raises:
+            CommandError: a requirement did not start or get ready (the watcher is left
+                stopped; ``dependency_failed`` was published), or the watcher itself did not.
+        """
+        name = watcher.name.lower()
+        if not self.deps.requires(name):
+            return await self.start_one(watcher)
+        infos: dict[str, Any] = {}
+        failures = await start_in_order(self, [name], infos)
+        failed = failures.get(name)
+        if failed is not None and not self._shut:
+            raise failure_error(watcher.name, failed)
+        return infos.get(name)
+
+    async def start_many(self, watchers: Iterable[Any]) -> None:
+        """Start ``watchers`` (and what they require): in dependency order when they have
+        any, else one after the other in priority order. A failure is logged, not raised."""
+        targets = [w for w in self.table.ordered() if w in list(watchers)]
+        if self.deps.involves(w.name for w in targets):
+            await start_in_order(self, [w.name.lower() for w in targets])
+            return
+        for watcher in targets:
+            try:
+                await self.start_one(watcher)
+            except Exception as exc:
+                log.error("watcher %s failed to start: %s", watcher.name, exc)
+
+    async def start_one(self, watcher: Any) -> Any:
+        """Start one watcher under its lock, whatever it requires; as :meth:`start`."""
         async with self.table.locked(watcher):
             if self._shut or watcher.name not in self.table:
                 return None
             return await watcher.start()
 
     async def stop(self, watcher: Any) -> None:
-        """Stop one watcher under its lock."""
+        """Stop one watcher, after every watcher requiring it (transitively) is stopped."""
+        name = watcher.name.lower()
+        if not self.deps.dependents(name):
+            await self.stop_one(watcher)
+            return
+        targets = {name: watcher}
+        for other in self.deps.dependent_closure([name]) - {name}:
+            found = self.table.find(other)
+            if found is not None:
+                targets[other] = found
+        await stop_in_order(self, targets)
+
+    async def stop_one(self, watcher: Any) -> None:
+        """Stop one watcher under its lock, whatever requires it."""
         # A start holding the lock may be retrying a spawn forever (max_retry = -1): tell it
         # to give up now, or this stop (and a quit) would wait behind it for good.
         interrupt = getattr(watcher, "interrupt", None)
@@ -206,7 +308,38 @@ class WatcherSet:
             await watcher.stop()
 
     async def restart(self, watcher: Any) -> Any:
-        """Restart one watcher under its lock; ``{"stopped", "started", "kept"}``."""
+        """Restart one watcher; ``{"stopped", "started", "kept"}``.
+
+        With ``depends_on``: the watchers requiring it that were running are stopped first
+        and started again once it is ready; what it requires is started first if stopped.
+
+        Raises:
+            CommandError: a requirement did not start or get ready (the watcher is stopped).
+        """
+        name = watcher.name.lower()
+        if not self.deps.requires(name) and not self.deps.dependents(name):
+            return await self.restart_one(watcher)
+        running = {}
+        for other in self.deps.dependent_closure([name]) - {name}:
+            found = self.table.find(other)
+            if found is not None and not found.is_stopped():
+                running[other] = found
+        if running:
+            await stop_in_order(self, running)
+        required = self.deps.required_closure([name]) - {name}
+        if required:
+            failures = await start_in_order(self, required)
+            failed = next((f for f in failures.values() if f is not None), None)
+            if failed is not None and not self._shut:
+                await self.stop_one(watcher)
+                raise failure_error(watcher.name, failed)
+        info = await self.restart_one(watcher)
+        if running and not self._shut:
+            await start_in_order(self, running)
+        return info
+
+    async def restart_one(self, watcher: Any) -> Any:
+        """Restart one watcher under its lock, whatever it requires or requires it."""
         async with self.table.locked(watcher):
             if self._shut:
                 return None
@@ -222,7 +355,17 @@ class WatcherSet:
     # ------------------------------------------------------------------ all of them
 
     async def start_all(self, only_autostart: bool = True) -> None:
-        """Start watchers in priority order, ``warmup_delay`` apart."""
+        """Start watchers in priority order, ``warmup_delay`` apart (with ``depends_on``:
+        each once what it requires is ready, with what it requires even if not
+        ``autostart``)."""
+        if self.deps:
+            names = [
+                w.name.lower()
+                for w in self.table.ordered()
+                if not only_autostart or getattr(w, "autostart", True)
+            ]
+            await start_in_order(self, names, pace=self._pacer())
+            return
         first = True
         for watcher in self.table.ordered():
             if self._shut:
@@ -238,6 +381,26 @@ class WatcherSet:
                 # one watcher that cannot spawn must not keep the others (or circusd) down
                 log.error("watcher %s failed to start: %s", watcher.name, exc)
 
+    def _pacer(self) -> Any:
+        """``await pace()`` before each launch: ``warmup_delay`` between two launches."""
+        lock = asyncio.Lock()
+        last: list[float] = []
+
+        async def pace() -> None:
+            async with lock:
+                delay = self.warmup_delay
+                if last and delay:
+                    wait = last[0] + float(delay) - asyncio.get_running_loop().time()
+                    if wait > 0:
+                        await self._pause(wait)
+                last[:] = [asyncio.get_running_loop().time()]
+
+        return pace
+
+    async def wait_shut(self) -> None:
+        """Return once :meth:`shut` is called."""
+        await self._shutting.wait()
+
     async def _pause(self, seconds: float) -> bool:
         # A warmup pause that a quit cuts short: False when it was.
         try:
@@ -247,9 +410,13 @@ class WatcherSet:
         return not self._shut
 
     async def stop_all(self) -> None:
-        """Stop every watcher concurrently (each under its own lock)."""
+        """Stop every watcher concurrently (each under its own lock; with ``depends_on``,
+        each once what requires it is stopped)."""
         watchers = self.table.ordered(reverse=True)
-        await asyncio.gather(*(self.stop(w) for w in watchers), return_exceptions=True)
+        if self.deps:
+            await stop_in_order(self, {w.name.lower(): w for w in watchers})
+            return
+        await asyncio.gather(*(self.stop_one(w) for w in watchers), return_exceptions=True)
 
     async def reload_all(self, graceful: bool = True, sequential: bool = False) -> None:
         """Reload every watcher in priority order."""
@@ -272,6 +439,13 @@ class WatcherSet:
         log lines go through it)."""
         if self.output.forwarder is not None:
             self.output.forwarder.close(timeout=1.0)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    try:
+        return parse_names(value)
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"depends_on: {exc}") from None
 
 
 def _route_output(hub: OutputHub, watcher: Any) -> None:

@@ -1,7 +1,8 @@
 """``circusd``: run the watchers of one INI file until told to stop (spec/features.md §2).
 
 Signals: SIGTERM, SIGINT and SIGQUIT stop every watcher gracefully and exit 0 once all
-children are gone; SIGHUP re-reads the config (``reloadconfig``); SIGWINCH is ignored.
+children are gone; SIGHUP re-reads the config (``reloadconfig``); SIGWINCH is ignored. A
+watcher with ``critical = true`` that gives up stops circusd the same way, exit status 3.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def _main(argv: list[str] | None) -> int:
     finally:
         if pidfile is not None:
             pidfile.unlink()
-    return 0
+    return arbiter.exit_status  # 0, or 3 when a critical watcher gave up
 
 
 async def _serve(arbiter: object, started: Callable[[], None] | None = None) -> None:

@@ -233,6 +233,7 @@ _ROWS = (
     _spec("backoff_max", 30.0, cv.to_float, **_OURS),
     _spec("backoff_reset", 10.0, cv.to_float, **_OURS),
     _spec("hook_timeout", 30.0, cv.to_float, **_OURS),
+    _bool("critical", False, **{**_OURS, "wire": "bool"}),
     _spec("env_file", (), ot.to_paths,
           "a path or a list of paths (one per line in a config file; -PATH: optional)",
           **{**_OURS, "effect": Effect.RELOAD}),

@@ -195,6 +195,9 @@ class Stopper:
                 return  # the user stopped or restarted it meanwhile: that wins
             logger.warning("watcher %s is flapping: %s", w.name, verdict.value)
             await self.stop()
+            if verdict is Verdict.GIVE_UP:
+                reason = f"flapping: {w._flapping.attempts} exits within {w._flapping.window} s"
+                w._emit("give_up", {"reason": reason + ", no retry left", "time": time.time()})
             if verdict is Verdict.RETRY_LATER:
                 loop = asyncio.get_running_loop()
                 self._flap_timer = loop.call_later(

@@ -83,6 +83,7 @@ class WatcherOptions:
     backoff_max: float
     backoff_reset: float
     hook_timeout: float
+    critical: bool
     env_file: tuple[str, ...]
     readiness: str | None
     readiness_timeout: float
