@@ -18,11 +18,14 @@ def test_upstream_defaults() -> None:
     assert opts["max_age"] == 0
     assert opts["max_age_variance"] == 30
     assert opts["close_child_stdin"] is True
-    assert opts["respawn"] == "always"
-    assert opts["flapping.attempts"] == 2
-    assert opts["flapping.window"] == 1.0
-    assert opts["flapping.retry_in"] == 7.0
-    assert opts["flapping.max_retry"] == 5
+    # upstream's view: respawn a boolean, our options only when they are set
+    assert opts["respawn"] is True
+    assert not any(key.startswith("flapping.") for key in opts)
+    assert w.get_opt("respawn") == "always"
+    assert w.get_opt("flapping.attempts") == 2
+    assert w.get_opt("flapping.window") == 1.0
+    assert w.get_opt("flapping.retry_in") == 7.0
+    assert w.get_opt("flapping.max_retry") == 5
     assert w.status() == "stopped"
     assert w.pids == []
 
@@ -93,7 +96,7 @@ def test_strings_as_from_an_ini_file() -> None:
     assert o["shell"] is False
     assert o["stop_signal"] == signal.SIGQUIT
     assert o["umask"] == 0o022
-    assert o["respawn"] == "never"
+    assert o["respawn"] is False
     assert o["max_retry"] == -1
     assert o["flapping.active"] is True
     assert o["flapping.window"] == 2.5
@@ -160,3 +163,15 @@ def test_empty_cmd_and_name_rejected() -> None:
         Watcher("w", "")
     with pytest.raises(OptionError, match="'name'"):
         Watcher("", "x")
+
+
+def test_options_view_is_upstreams_key_list() -> None:
+    from circus.watcher import UPSTREAM_OPTION_KEYS
+
+    opts = Watcher("w", "sleep 1").options()
+    assert list(opts) == sorted(UPSTREAM_OPTION_KEYS)
+    assert opts["args"] == "" and opts["stdout_stream_conf"] == {} and opts["env"] == {}
+    assert isinstance(opts["max_age"], int) and isinstance(opts["graceful_timeout"], float)
+    set_ours = Watcher("w", "sleep 1", respawn="on-failure", umask="022", custom_options={"t": 1})
+    extra = set(set_ours.options()) - set(UPSTREAM_OPTION_KEYS)
+    assert extra == {"respawn_mode", "umask", "t"}

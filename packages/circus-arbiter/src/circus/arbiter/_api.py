@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from ._settings import ArbiterSettings
+from ._settings import DEFAULT_STATS_ENDPOINT, ArbiterSettings
 
 if TYPE_CHECKING:
     import asyncio
@@ -185,10 +185,12 @@ class ArbiterAPI:
         return self.watcher_set.numprocesses()
 
     def globaloptions(self) -> dict[str, Any]:
-        """What ``globaloptions`` answers."""
+        """What ``globaloptions`` answers: upstream's five keys with upstream's value types
+        (``stats_endpoint`` is upstream's default address when no stats channel is bound,
+        as Circus 0.19 answers whether or not statsd runs)."""
         return {
             "endpoint": self.endpoint,
-            "stats_endpoint": self.stats_endpoint,
+            "stats_endpoint": self.stats_endpoint or DEFAULT_STATS_ENDPOINT,
             "pubsub_endpoint": self.pubsub_endpoint,
             "check_delay": self.check_delay,
             "multicast_endpoint": self.multicast_endpoint,

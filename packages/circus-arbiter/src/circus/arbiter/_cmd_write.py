@@ -228,9 +228,10 @@ def cmd_add(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     watcher = ctx.watchers.create(name, cmd, **options)
 
     async def run() -> dict[str, Any]:
-        if start:
-            await ctx.watchers.start(watcher)
-        return {}
+        if not start:
+            return {}
+        # upstream answers the watcher's own start result, at the top level (not in "info")
+        return _info(await ctx.watchers.start(watcher), ("started", "kept"))
 
     return run()
 

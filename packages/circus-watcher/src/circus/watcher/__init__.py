@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._events import EVENTS
     from ._lifecycle import WatcherState
     from ._options import HOOK_NAMES, OPTIONS, RESPAWN_MODES, Effect, OptionSpec
+    from ._upstream_view import UPSTREAM_OPTION_KEYS
     from ._values import FlappingOptions, WatcherOptions
     from ._watcher import Watcher
 
@@ -54,6 +55,7 @@ _LAZY = {
     "OPTIONS": "._options",
     "OptionSpec": "._options",
     "RESPAWN_MODES": "._options",
+    "UPSTREAM_OPTION_KEYS": "._upstream_view",
     "Watcher": "._watcher",
     "WatcherOptions": "._values",
     "WatcherState": "._lifecycle",
@@ -85,6 +87,7 @@ __all__ = [
     "MAX_TOTAL_PROCESSES",
     "OPTIONS",
     "RESPAWN_MODES",
+    "UPSTREAM_OPTION_KEYS",
     "CeilingError",
     "Effect",
     "EnvFileError",

@@ -509,7 +509,7 @@ class Watcher:
     def options(self) -> dict[str, Any]:
         """What the ``options`` command answers: Circus 0.19's keys with its value types,
         then ours that differ from their default (see ``UPSTREAM_OPTION_KEYS``)."""
-        return _settings.listing(self.settings)  # OLDCHECK
+        return upstream_options(self.settings)
 
     def get_opt(self, key: str) -> Any:
         """One option's value (``hooks``, ``rlimits``, stream options included).
