@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._base import Chunk, LineFramer, Stream, to_bool, to_int
 from ._console import FancyStdoutStream, StdoutStream
 from ._file import FileStream, WatchedFileStream
+from ._journal import JournalStream
 from ._loader import BUILTIN_STREAMS, load_stream, resolve_stream_class
 from ._queue import QueueStream
 from ._timed import TimedRotatingFileStream
@@ -18,6 +19,7 @@ __all__ = [
     "Chunk",
     "FancyStdoutStream",
     "FileStream",
+    "JournalStream",
     "LineFramer",
     "QueueStream",
     "StdoutStream",

@@ -8,6 +8,7 @@ from typing import Any
 from .._errors import StreamError
 from ._console import FancyStdoutStream, StdoutStream
 from ._file import FileStream, WatchedFileStream
+from ._journal import JournalStream
 from ._queue import QueueStream
 from ._timed import TimedRotatingFileStream
 
@@ -22,6 +23,7 @@ BUILTIN_STREAMS: dict[str, type] = {
         StdoutStream,
         FancyStdoutStream,
         QueueStream,
+        JournalStream,
     )
 }
 _LOWER = {k.lower(): v for k, v in BUILTIN_STREAMS.items()}
