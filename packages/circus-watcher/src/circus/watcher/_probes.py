@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Mapping
 
@@ -71,7 +72,7 @@ async def _connect(spec: ProbeSpec) -> socket.socket:
 
 
 def _why(spec: ProbeSpec, exc: OSError) -> str:
-    text = exc.strerror or str(exc) or type(exc).__name__
+    text = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
     return f"{spec.text}: {text}"
 
 
@@ -157,8 +158,11 @@ async def _exec(
                 await asyncio.wait_for(proc.astop(0, signal.SIGKILL, True), 10.0)
             return f"{spec.text}: still running after {limit:g} s (killed)"
         except BaseException:
+            # Cancelled (the process went, the watcher stops, the loop ends): no await may
+            # follow, so the tree is killed and reaped at once; SIGKILL leaves a zombie within
+            # microseconds, so this blocks the loop that long, on this rare path only.
             with contextlib.suppress(Exception):
-                await asyncio.shield(proc.astop(0, signal.SIGKILL, True))
+                proc.stop(0, signal.SIGKILL, True)
             raise
     finally:
         proc.close()

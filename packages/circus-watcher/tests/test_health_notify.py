@@ -1,0 +1,237 @@
+"""readiness = notify / liveness = notify over real datagram sockets, with real children."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import os
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from circus.process.testing import async_wait_until
+from circus.watcher import NotReady
+
+# A child of the watcher: reports its $NOTIFY_SOCKET, says STATUS=warming, then waits for
+# the test's "release" file and does what its mode says.
+CHILD = r"""
+import os, socket, subprocess, sys, time
+from pathlib import Path
+
+d, mode = Path(sys.argv[1]), sys.argv[2]
+addr = os.environ["NOTIFY_SOCKET"]
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+def send(text):
+    sock.sendto(text.encode(), addr)
+tmp = d / f"tmp.{os.getpid()}"
+tmp.write_text(addr + "\n" + os.environ.get("WATCHDOG_USEC", "-"))
+tmp.rename(d / f"env.{os.getpid()}")
+send("STATUS=warming")
+while not (d / "release").exists():
+    time.sleep(0.02)
+if mode == "self":
+    send("STATUS=serving\nREADY=1")
+elif mode == "grandchild":
+    # the grandchild says READY=1 and stays until this process goes (its stdin closes)
+    code = "import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); " \
+           "s.sendto(b'READY=1\\nSTATUS=from grandchild', sys.argv[1]); sys.stdin.read()"
+    subprocess.Popen([sys.executable, "-c", code, addr], stdin=subprocess.PIPE)
+elif mode == "watchdog":
+    send("READY=1")
+    while (d / "alive").exists():
+        send("WATCHDOG=1")
+        time.sleep(0.05)
+elif mode == "status":
+    send("STATUS=still warming")
+while True:
+    time.sleep(1)
+"""
+
+# Sends READY=1 to the socket named in its argv: a process of another watcher.
+INTRUDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1\nSTATUS=hijacked", sys.argv[1])
+"""
+
+
+def _cmd(tmp_path: Path, mode: str) -> str:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    return f"{sys.executable} {script} {tmp_path} {mode}"
+
+
+def _env_of(tmp_path: Path, pid: int) -> tuple[str, str]:
+    addr, watchdog = (tmp_path / f"env.{pid}").read_text().split("\n")
+    return addr, watchdog
+
+
+def test_ready_from_the_process_with_status_text(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> list[str]:
+        w = make(_cmd(tmp_path, "self"), numprocesses=2, readiness="notify")
+        assert w.has_readiness
+        await w.start()
+        pids = w.pids
+        for pid in pids:
+            await async_wait_until(
+                lambda pid=pid: w.health(pid)["status_text"] == "warming", 20, "STATUS=warming"
+            )
+            assert w.health(pid)["state"] == "starting"
+            info = w.process_info(pid)
+            assert info["health"] == "starting" and info["status_text"] == "warming"
+        with pytest.raises(NotReady) as caught:
+            await w.wait_ready(timeout=0.2)
+        assert set(caught.value.reasons) == set(pids)
+        # each process has a socket of its own, in a 0700 dir of its own
+        addrs = [_env_of(tmp_path, pid)[0] for pid in pids]
+        assert len(set(addrs)) == 2
+        for addr in addrs:
+            assert stat.S_IMODE(os.stat(os.path.dirname(addr)).st_mode) == 0o700
+            assert stat.S_ISSOCK(os.stat(addr).st_mode)
+        (tmp_path / "release").touch()
+        await w.wait_ready(timeout=20)
+        assert sorted(p["process_pid"] for p in recorder.of("ready")) == sorted(pids)
+        assert {p["process_id"] for p in recorder.of("ready")} == {1, 2}
+        for pid in pids:
+            health = w.health(pid)
+            assert health["state"] == "ready" and health["status_text"] == "serving"
+        await w.stop()
+        return addrs
+
+    for addr in run_async(main):  # removed with their process
+        assert not Path(addr).exists() and not Path(addr).parent.exists()
+
+
+def test_ready_from_a_grandchild(make: Any, recorder: Any, run_async: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        w = make(_cmd(tmp_path, "grandchild"), readiness="notify")
+        await w.start()
+        (tmp_path / "release").touch()
+        await w.wait_ready(timeout=20)
+        (pid,) = w.pids
+        assert w.health(pid) == {
+            "state": "ready",
+            "status_text": "from grandchild",
+            "since": w.health(pid)["since"],
+        }
+
+    run_async(main)
+
+
+def test_foreign_senders_and_garbage_do_not_count(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        w = make(_cmd(tmp_path, "status"), readiness="notify", readiness_timeout=60)
+        await w.start()
+        (pid,) = w.pids
+        await async_wait_until(lambda: (tmp_path / f"env.{pid}").exists(), 20, "child env")
+        addr = _env_of(tmp_path, pid)[0]
+        # a process of another watcher
+        intruder = tmp_path / "intruder.py"
+        intruder.write_text(INTRUDER)
+        other = make(f"{sys.executable} {intruder} {addr}", name="other", respawn=False)
+        await other.start()
+        await async_wait_until(lambda: recorder.count("reap") >= 1, 20, "the intruder's exit")
+        # this process (the watcher's own, not in the child's tree), garbage, an oversized
+        # datagram, and one passing a descriptor along
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"READY=1", addr)
+            sender.sendto(os.urandom(2000), addr)
+            sender.sendto(b"READY=1\n" + b"x" * 60000, addr)
+            r, wfd = os.pipe()
+            try:
+                fds = array.array("i", [r, wfd])
+                sender.sendmsg([b"READY=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], 0, addr)
+            finally:
+                os.close(r)
+                os.close(wfd)
+        # the child's own STATUS= comes after all of them on the same socket
+        (tmp_path / "release").touch()
+        await async_wait_until(
+            lambda: w.health(pid)["status_text"] == "still warming", 20, "the child's STATUS="
+        )
+        assert w.health(pid)["state"] == "starting"
+        assert recorder.count("ready") == 0
+        assert w._health._procs[pid].channel.dropped >= 5
+
+    run_async(main)
+
+
+def test_watchdog_silence_restarts_the_process(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        (tmp_path / "alive").touch()
+        w = make(
+            _cmd(tmp_path, "watchdog"),
+            readiness="notify",
+            liveness="notify",
+            watchdog_sec=0.5,
+            backoff_initial=0,
+            graceful_timeout=5,
+        )
+        await w.start()
+        (pid,) = w.pids
+        (tmp_path / "release").touch()
+        await w.wait_ready(timeout=20)
+        assert _env_of(tmp_path, pid)[1] == "500000"
+        # fed every 50 ms: still ready three watchdog periods later
+        await asyncio.sleep(1.5)
+        assert recorder.count("unhealthy") == 0 and w.pids == [pid]
+        (tmp_path / "alive").unlink()
+        await recorder.until(lambda: recorder.count("unhealthy") == 1, 20)
+        (event,) = recorder.of("unhealthy")
+        assert event["process_pid"] == pid and "WATCHDOG=1" in event["reason"]
+        # ended through the stop path (kill, reap), then replaced
+        await recorder.until(lambda: len(w.pids) == 1 and w.pids != [pid], 20)
+        names = [(e, p.get("process_pid")) for e, p in recorder.events]
+        assert names.index(("kill", pid)) < names.index(("reap", pid))
+        assert names.index(("reap", pid)) < names.index(("spawn", w.pids[0]))
+
+    run_async(main)
+
+
+def test_readiness_timeout_is_a_failed_start(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        w = make(_cmd(tmp_path, "self"), readiness="notify", readiness_timeout=0.5,
+                 backoff_initial=0.2)  # fmt: skip
+        await w.start()
+        (first,) = w.pids
+        with pytest.raises(NotReady) as caught:
+            await w.wait_ready([first], timeout=20)
+        assert "not ready after 0.5 s" in caught.value.reasons[first]
+        assert str(first) in str(caught.value)
+        await recorder.until(lambda: recorder.count("spawn") >= 2, 20)
+        (event,) = [p for p in recorder.of("unready") if p["process_pid"] == first]
+        assert event["process_id"] == 1 and "not ready after 0.5 s" in event["reason"]
+        assert first not in w.pids
+        # the replacement becomes ready once the child may say so
+        (tmp_path / "release").touch()
+        await recorder.until(lambda: recorder.count("ready") >= 1, 20)
+        await w.wait_ready(timeout=20)
+
+    run_async(main)
+
+
+def test_without_readiness_nothing_changes(make: Any, recorder: Any, run_async: Any) -> None:
+    async def main() -> None:
+        w = make("sleep 300", numprocesses=2)
+        assert not w.has_readiness
+        await w.start()
+        await asyncio.wait_for(w.wait_ready(), 5)
+        for pid in w.pids:
+            assert w.health(pid)["state"] == "ready"
+            assert "health" not in w.process_info(pid)
+        assert "NOTIFY_SOCKET" not in w._inputs.env()
+        with pytest.raises(NotReady):
+            await w.wait_ready([1])
+
+    run_async(main)
