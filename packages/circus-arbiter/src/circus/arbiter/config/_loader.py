@@ -29,7 +29,10 @@ _TYPED_PREFIXES = ("watcher", "socket", "plugin", "env")
 
 
 def load_config(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    format: str = "auto",
 ) -> CircusConfig:
     """Load a Circus 0.19 INI config file and everything it includes.
 
@@ -38,6 +41,10 @@ def load_config(
             section are relative to this file's directory.
         environ: circusd's environment, for ``$(circus.env.NAME)`` and ``$NAME`` expansion
             (default: ``os.environ``).
+        format: ``"circus"``, ``"supervisor"`` (a supervisord.conf, read by
+            :func:`circus.arbiter.supervisor.load_supervisor`; the result's ``supervisor``
+            is set) or ``"auto"`` (Supervisor's when its sections say so:
+            :func:`circus.arbiter.supervisor.detect_format`).
 
     Returns:
         The validated, immutable :class:`CircusConfig`.
@@ -49,6 +56,13 @@ def load_config(
     Suspicious but loadable things (typo'd option names, duplicate keys, an include glob
     matching nothing...) are reported with :func:`warnings.warn` as :class:`ConfigWarning`.
     """
+    if format not in ("auto", "circus", "supervisor"):
+        raise ValueError(f"format must be auto, circus or supervisor, not {format!r}")
+    if format != "circus":
+        from ..supervisor import detect_format, load_supervisor  # only paid for when used
+
+        if format == "supervisor" or detect_format(path) == "supervisor":
+            return load_supervisor(path, environ=environ).config
     environ = os.environ if environ is None else environ
     main = os.fspath(path)
     raw = RawConfig()

@@ -128,6 +128,8 @@ class CircusConfig:
     """A whole loaded config: ``[circus]``, watchers (sorted by name), sockets, plugins.
 
     ``sources`` lists the files read, main file first then includes in reading order.
+    ``supervisor`` is the :class:`circus.arbiter.supervisor.SupervisorConfig` when the file
+    was a supervisord.conf (``None`` for a Circus INI file); it does not count in equality.
     """
 
     path: str
@@ -136,6 +138,7 @@ class CircusConfig:
     sockets: tuple[SocketConfig, ...] = ()
     plugins: tuple[PluginConfig, ...] = ()
     sources: tuple[str, ...] = ()
+    supervisor: Any = field(default=None, compare=False, repr=False)
 
     def watcher(self, name: str) -> WatcherConfig:
         """The watcher called ``name`` (case-insensitive). Raises ``KeyError``."""

@@ -1,0 +1,38 @@
+"""``python -m circus.arbiter.supervisor convert FILE``: print the Circus INI equivalent of a
+supervisord.conf (what ``circusctl convert`` runs). Warnings go to stderr as ``file:line:``;
+an invalid file exits 1 with its error."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "convert":
+        print("usage: python -m circus.arbiter.supervisor convert FILE", file=sys.stderr)
+        return 2
+    from ..config import ConfigError
+    from . import ConvertError, load_supervisor, to_circus_ini
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            text = to_circus_ini(load_supervisor(args[1]))
+        except (ConfigError, ConvertError) as exc:
+            error: Exception | None = exc
+        else:
+            error = None
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
