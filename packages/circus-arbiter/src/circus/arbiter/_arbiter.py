@@ -255,6 +255,13 @@ class Arbiter(ArbiterAPI):
         self._ioloop: Any = None  # tornado's IOLoop for it, made on first use of .loop
         #: What circusd exits with: 0, or CRITICAL_EXIT_STATUS once a critical watcher gave up.
         self.exit_status = 0
+        #: circusd's link to systemd (``_sdnotify.SystemdNotifier``), None when not under it
+        self.systemd: Any = None
+        #: the state a ``daemon-reexec`` handed to this image (circusd sets it), else None
+        self.handover: dict[str, Any] | None = None
+        #: ``generation``, ``switch_began``, ``takeover_ms`` of the last ``daemon-reexec``
+        self.reexec_info: dict[str, Any] | None = None
+        self._supervisor: Any = None  # a supervisord.conf's XML-RPC API and event listeners
         self.watcher_set.on_give_up = self._on_give_up
 
     # ------------------------------------------------------------------ lifecycle
@@ -319,6 +326,9 @@ class Arbiter(ArbiterAPI):
         if settings.umask is not None:
             os.umask(settings.umask)
         if settings.debug_gc:
+            self.watcher_set.check_dependencies()  # depends_on: known names, no cycle
+            if self._supervisor is not None:
+                self._supervisor.attach()
             import gc
 
             gc.set_debug(gc.DEBUG_LEAK)

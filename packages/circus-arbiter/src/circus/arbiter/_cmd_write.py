@@ -237,7 +237,11 @@ def cmd_add(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
 
 
 @command("rm")
+    options = dict(options)
+    depends_on = options.pop("depends_on", None)  # the daemon's, not the watcher's
 def cmd_rm(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
+    if depends_on is not None:
+        options["depends_on"] = depends_on  # checked by create
     """Remove a watcher, stopping its processes unless ``nostop``."""
     watcher = ctx.watchers.get(req_str(props, "name"))
     nostop = opt_bool(props, "nostop", False)

@@ -11,7 +11,10 @@ place (:meth:`Arbiter.apply_daemon_options`, which has ``Channels.move`` bind th
 endpoints): the old control socket closes once it has answered its pending requests;
 upstream restarted the whole arbiter (every process) for any change there. The new
 ``[circus]``'s security applies with it (CURVE options, the refusal of exposed endpoints): all
-of it, or an error answer and nothing changed.
+of it, or an error answer and nothing changed. ``depends_on`` is applied whole and in place (a
+change of it alone restarts nothing); watchers are started in its order; a watcher stopped
+because what it requires was re-created is started again, and a running watcher's new
+requirement is started.
 """
 
 from __future__ import annotations
@@ -65,7 +68,22 @@ def check_security(arbiter: Arbiter) -> None:
 
 
 async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
-    """Re-read ``arbiter.config_file`` and apply it (everything re-created with ``force``)."""
+    """Re-read ``arbiter.config_file`` and apply it (everything re-created with ``force``).
+
+    Under systemd (``arbiter.systemd``), ``RELOADING=1`` is sent first and ``READY=1`` once
+    done, whatever the outcome."""
+    notifier = getattr(arbiter, "systemd", None)
+    if notifier is None:
+        await _reload_config(arbiter, force)
+        return
+    notifier.reloading()
+    try:
+        await _reload_config(arbiter, force)
+    finally:
+        notifier.reloaded()
+
+
+async def _reload_config(arbiter: Arbiter, force: bool) -> None:
     from .config import CircusConfig, DaemonConfig, diff_configs
 
     assert arbiter.config_file is not None
@@ -91,7 +109,9 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
     # A watcher of the file that is not running (removed by `rm`) is simply created again.
     recreate += [n for n in w.unchanged if not force and watchers.table.find(n) is None]
 
-    # Stop what goes away or changes, before touching the sockets it may use.
+    running = {x.name.lower() for x in watchers.ordered() if not x.is_stopped()}
+    # Stop what goes away or changes, before touching the sockets it may use (what requires
+    # it, under the old depends_on, stops first, and starts again below).
     for name in (*w.removed, *recreate):
         current = watchers.table.find(name)
         if current is not None:
@@ -108,14 +128,32 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
 
     configs = [new.watcher(n) for n in (*w.added, *recreate)]
     configs.sort(key=lambda c: (-c.priority, c.name.lower()))
+    made = set()
     for cfg in configs:
         current = watchers.table.find(cfg.name)
         if current is not None:  # a watcher added at run time under that name
             await watchers.remove(current)
+        made.add(cfg.name.lower())
+    # The file's depends_on, whole (the loader checked it; run-time watchers keep theirs):
+    # a change of it alone re-creates nothing.
+    for cfg in new.watchers:
+        watchers.set_dependencies(cfg.name, cfg.depends_on, check=False)
+    to_start = []
+    for cfg in configs:
         kwargs = cfg.kwargs
         watcher = watchers.create(kwargs.pop("name"), kwargs.pop("cmd"), **kwargs)
         if cfg.autostart:
-            await watchers.start(watcher)
+            to_start.append(watcher)
+    for current in watchers.ordered():
+        key = current.name.lower()
+        # stopped because what it requires was re-created or removed: started again;
+        # running with a requirement (maybe new) stopped: the requirement is started
+        stopped = current.is_stopped()
+        if (stopped and key in running and key not in made) or (
+            not stopped and _lacks_requirement(watchers, key)
+        ):
+            to_start.append(current)
+    await watchers.start_many(to_start)
     for name in resized:
         current = watchers.table.find(name)
         if current is not None:
@@ -137,3 +175,11 @@ async def reload_config(arbiter: Arbiter, force: bool = False) -> None:
     from ._authz import announce
 
     announce(arbiter)  # a reload that keeps (or sets) unauthenticated_access = full says so
+
+
+def _lacks_requirement(watchers: Any, name: str) -> bool:
+    for dep in watchers.deps.requires(name):
+        other = watchers.table.find(dep)
+        if other is not None and other.is_stopped() and not getattr(other, "on_demand", False):
+            return True
+    return False

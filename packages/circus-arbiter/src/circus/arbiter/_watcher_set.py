@@ -23,7 +23,7 @@ from typing import Any
 
 from circus.ctl.protocol import event_topic
 
-from ._depgraph import DepGraph, DependencyError, parse_names
+from ._depgraph import DependencyError, DepGraph, parse_names
 from ._deporder import failure_error, start_in_order, stop_in_order
 from ._errors import ArbiterError, ConflictError, MessageError
 from ._forward import OutputForwarder
@@ -267,7 +267,8 @@ class WatcherSet:
     async def start_many(self, watchers: Iterable[Any]) -> None:
         """Start ``watchers`` (and what they require): in dependency order when they have
         any, else one after the other in priority order. A failure is logged, not raised."""
-        targets = [w for w in self.table.ordered() if w in list(watchers)]
+        wanted = {id(w) for w in watchers}
+        targets = [w for w in self.table.ordered() if id(w) in wanted]
         if self.deps.involves(w.name for w in targets):
             await start_in_order(self, [w.name.lower() for w in targets])
             return

@@ -7,6 +7,7 @@ daemon half-started: either a complete :class:`CircusConfig` comes back or a
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import warnings
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from circus.watcher import MAX_TOTAL_PROCESSES
 
 from ._daemon import parse_daemon
+from ._depends import DependsOn, check_depends_on, take_depends_on
 from ._env import EnvSections, expand_circus_cpus, expand_circus_env
 from ._errors import ConfigError, ConfigWarning
 from ._model import CircusConfig, PluginConfig, SocketConfig, WatcherConfig
@@ -160,6 +162,7 @@ def _build(main: str, raw: RawConfig, environ: Mapping[str, str]) -> CircusConfi
     sockets: dict[str, SocketConfig] = {}
     plugins: dict[str, PluginConfig] = {}
     watcher_views: dict[str, SectionView] = {}
+    depends: dict[str, DependsOn] = {}
 
     for name, section in raw.sections.items():
         kind, colon, rest = name.partition(":")
@@ -178,7 +181,11 @@ def _build(main: str, raw: RawConfig, environ: Mapping[str, str]) -> CircusConfi
         if kind == "watcher":
             view = _view(section, env.lookup_for(rest, environ))
             _unique(watchers, rest.lower(), view, "watcher")
-            watchers[rest.lower()] = parse_watcher(view, rest, env.env_for(rest))
+            depends[rest.lower()] = take_depends_on(view, rest)
+            watcher = parse_watcher(view, rest, env.env_for(rest))
+            if depends[rest.lower()].names:
+                watcher = dataclasses.replace(watcher, depends_on=depends[rest.lower()].names)
+            watchers[rest.lower()] = watcher
             watcher_views[rest.lower()] = view
         elif kind == "socket":
             view = _view(section, general)
@@ -194,6 +201,7 @@ def _build(main: str, raw: RawConfig, environ: Mapping[str, str]) -> CircusConfi
     for key, watcher in watchers.items():
         _check_socket_refs(watcher_views[key], watcher, sockets)
     _check_total_processes(watchers, watcher_views)
+    check_depends_on(depends)
 
     return CircusConfig(
         path=main,

@@ -62,8 +62,11 @@ class WatcherConfig:
     ``kwargs`` is a fresh dict on every access, ready for ``circus.watcher.Watcher(**kwargs)``
     (it includes ``name``); mutating it does not change the config. ``sockets`` names
     (lowercase) the sockets the watcher refers to through ``$(circus.sockets.X)`` in
-    ``cmd``/``args`` or ``stdin_socket``. Two configs compare equal when name and options are
-    equal (where they were read does not count).
+    ``cmd``/``args`` or ``stdin_socket``. ``depends_on`` names (as written) the watchers it
+    requires; it is not a watcher option (``kwargs`` leaves it out). Two configs compare equal
+    when name and options are equal (where they were read does not count, nor does
+    ``depends_on``: a change of it alone is applied by ``reloadconfig`` without re-creating
+    the watcher).
     """
 
     name: str
@@ -71,6 +74,7 @@ class WatcherConfig:
     sockets: frozenset[str] = frozenset()
     filename: str = field(default="", compare=False)
     lineno: int = field(default=0, compare=False)
+    depends_on: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def kwargs(self) -> dict[str, Any]:
