@@ -16,6 +16,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Mapping
+from typing import Any
 
 from ._probe_spec import ProbeKind, ProbeSpec, is_template, parse_probe
 
@@ -52,9 +53,24 @@ async def run_probe(
     return f"{spec.text}: a notify probe is answered by the process itself"
 
 
+def _numeric(host: str, port: int) -> list[tuple[Any, ...]] | None:
+    """The address of a numeric host, without a resolver call."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return [(family, socket.SOCK_STREAM, 0, "", (host, port))]
+    return None
+
+
 async def _connect(spec: ProbeSpec) -> socket.socket:
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(spec.host, spec.port, type=socket.SOCK_STREAM)
+    # a host name goes through the loop's resolver (its small shared thread pool); an
+    # address, the usual case, costs no thread at all
+    infos = _numeric(spec.host, spec.port) or await loop.getaddrinfo(
+        spec.host, spec.port, type=socket.SOCK_STREAM
+    )
     error: OSError | None = None
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
