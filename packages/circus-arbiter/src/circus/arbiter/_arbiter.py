@@ -253,6 +253,7 @@ class Arbiter(ArbiterAPI):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._aio_loop: asyncio.AbstractEventLoop | None = None  # the loop the arbiter runs on
         self._ioloop: Any = None  # tornado's IOLoop for it, made on first use of .loop
+        self._supervisor: Any = None  # a supervisord.conf's XML-RPC API and event listeners
         #: What circusd exits with: 0, or CRITICAL_EXIT_STATUS once a critical watcher gave up.
         self.exit_status = 0
         #: circusd's link to systemd (``_sdnotify.SystemdNotifier``), None when not under it
@@ -305,9 +306,17 @@ class Arbiter(ArbiterAPI):
             self.channels.open(self.commands, self._stats_snapshot)
             self._initial += self.plugin_set.initial_watchers()
             self.watcher_set.bind_sockets()
+            supervisor = getattr(self.loaded_config, "supervisor", None)
+            if supervisor is not None:  # supervisord.conf: its API
+                from .supervisor._services import SupervisorServices
+
+                self._supervisor = SupervisorServices(self, supervisor)
+                self._initial = await self._supervisor.open(self._initial)
             for spec in self._initial:
                 self.watcher_set.register_spec(spec)
             self._initial = []
+            if self._supervisor is not None:
+                self._supervisor.attach()
             await self.channels.open_optional()
         except Exception:
             await self._shutdown()
@@ -395,6 +404,8 @@ class Arbiter(ArbiterAPI):
         if self._closed:
             return
         self._closed = True
+        if self._supervisor is not None:
+            await self._supervisor.close()
         self.watcher_set.shut()
         await self.watcher_set.stop_all()
         await stop_adopted()

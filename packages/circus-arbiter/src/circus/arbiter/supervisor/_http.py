@@ -1,0 +1,338 @@
+"""The HTTP side of Supervisor's control API: one listening socket (unix or tcp), HTTP/1.1
+POST requests handed to a handler with who sent them, answers written back.
+
+Bounds, so that no client can hold circusd's loop or memory: the request head is at most
+:data:`MAX_HEAD` bytes and must arrive within :data:`HEAD_TIMEOUT` seconds (an idle
+keep-alive connection is closed after :data:`IDLE_TIMEOUT`), a body at most
+:data:`MAX_BODY` bytes within :data:`BODY_TIMEOUT`; an answer a client does not read within
+:data:`WRITE_TIMEOUT` closes its connection; at most :data:`MAX_CONNECTIONS` connections are
+served at once (the next ones are closed at once, logged at most once a minute).
+
+Who the peer is comes from the kernel, once per connection: ``SO_PEERCRED`` on a unix socket,
+the owner of the client's socket on loopback tcp (circus.arbiter ``_peers``), nothing for any
+other tcp client. The ``username``/``password`` of the config, when set, are checked as well
+(HTTP basic auth, compared in constant time): a wrong or missing one is a 401 whoever asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+import os
+import socket
+import stat
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .._peers import PeerIdentity, tcp_owner_uid
+
+__all__ = ["HttpServerSpec", "RpcHttpServer", "MAX_BODY", "MAX_CONNECTIONS"]
+
+log = logging.getLogger("circus.arbiter")
+
+MAX_HEAD = 16 * 1024
+MAX_BODY = 1024 * 1024
+MAX_CONNECTIONS = 64
+HEAD_TIMEOUT = 30.0
+IDLE_TIMEOUT = 120.0
+BODY_TIMEOUT = 30.0
+WRITE_TIMEOUT = 30.0
+
+_PEERCRED = struct.Struct("3i")
+
+Handler = Callable[[bytes, PeerIdentity], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class HttpServerSpec:
+    """Where and how the control API listens (``[unix_http_server]`` / ``[inet_http_server]``).
+
+    Attributes:
+        kind: ``"unix"`` or ``"inet"``.
+        path: the socket file (unix).
+        chmod: its mode (unix; Supervisor's default 0700).
+        chown: ``(uid, gid)`` to give it (unix; ``-1`` keeps one), or ``None``.
+        host, port: where to listen (inet; ``""`` or ``*``: every address).
+        username, password: basic-auth credentials, or ``None`` for none; a password starting
+            with ``{SHA}`` is the hex SHA-1 of the real one, as in Supervisor.
+        where: ``file:line`` of the section, for messages.
+    """
+
+    kind: str
+    path: str | None = None
+    chmod: int = 0o700
+    chown: tuple[int, int] | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    username: str | None = None
+    password: str | None = None
+    where: str = ""
+
+    def url(self, bound_port: int | None = None) -> str:
+        """``SUPERVISOR_SERVER_URL`` for this server (what childutils/supervisorctl use)."""
+        if self.kind == "unix":
+            return f"unix://{self.path}"
+        host = self.host if self.host not in ("", "*", "0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{bound_port if bound_port is not None else self.port}"
+
+
+class _TooBig(Exception):
+    pass
+
+
+class RpcHttpServer:
+    """Serves ``handler(body, peer) -> xml bytes`` for POST requests on one socket.
+
+    Args:
+        spec: where to listen and the credentials.
+        handler: turns a request body into the response body (never raises for a bad request:
+            it answers an XML-RPC fault).
+    """
+
+    def __init__(self, spec: HttpServerSpec, handler: Handler) -> None:
+        self.spec = spec
+        self._handler = handler
+        self._server: asyncio.base_events.Server | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+        self._refused_logged = 0.0
+        self.port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Listen.
+
+        Raises:
+            OSError: the address is taken (another live server on the unix socket, or a
+                tcp port in use), with the section named.
+        """
+        spec = self.spec
+        if spec.kind == "unix":
+            assert spec.path is not None
+            _clear_stale(spec.path, spec.where)
+            # the socket is made private first and opened up by chmod/chown once bound, so
+            # nobody connects through a wider mode in between
+            old = os.umask(0o077)
+            try:
+                self._server = await asyncio.start_unix_server(
+                    self._serve, spec.path, limit=MAX_HEAD, backlog=128
+                )
+            finally:
+                os.umask(old)
+            os.chmod(spec.path, spec.chmod)
+            if spec.chown is not None:
+                os.chown(spec.path, spec.chown[0], spec.chown[1])
+        else:
+            host = None if spec.host in ("", "*") else spec.host
+            self._server = await asyncio.start_server(
+                self._serve, host, spec.port, limit=MAX_HEAD, backlog=128, reuse_address=True
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    def url(self) -> str:
+        """The URL clients use to reach this server."""
+        return self.spec.url(self.port)
+
+    async def close(self) -> None:
+        """Stop listening, end every connection, remove the socket file."""
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._conns):
+                task.cancel()
+            if self._conns:
+                await asyncio.gather(*self._conns, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+            if self.spec.kind == "unix" and self.spec.path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.spec.path)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._conns) >= MAX_CONNECTIONS:
+            now = time.monotonic()
+            if now - self._refused_logged > 60:
+                self._refused_logged = now
+                log.warning(
+                    "supervisor control API %s: %d connections open, refusing more",
+                    self.url(),
+                    MAX_CONNECTIONS,
+                )
+            writer.transport.abort()
+            return
+        assert task is not None
+        self._conns.add(task)
+        try:
+            peer = _identity(writer, self.spec.kind)
+            while await self._one_request(reader, writer, peer):
+                pass
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, _TooBig, ValueError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._conns.discard(task)
+            writer.transport.abort()
+
+    async def _one_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: PeerIdentity
+    ) -> bool:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+        except asyncio.LimitOverrunError:
+            await self._reply(writer, 431, b"request head too large", close=True)
+            return False
+        except asyncio.IncompleteReadError:
+            return False
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await self._reply(writer, 400, b"bad request line", close=True)
+            return False
+        method, _path, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, sep, value = line.partition(":")
+            if not sep:
+                await self._reply(writer, 400, b"bad header", close=True)
+                return False
+            headers[name.strip().lower()] = value.strip()
+        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if "transfer-encoding" in headers:
+            await self._reply(writer, 411, b"a Content-Length is required", close=True)
+            return False
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            await self._reply(writer, 400, b"bad Content-Length", close=True)
+            return False
+        if length < 0 or length > MAX_BODY:
+            await self._reply(writer, 413, b"request body too large", close=True)
+            return False
+        body = await asyncio.wait_for(reader.readexactly(length), BODY_TIMEOUT) if length else b""
+        if not self._authorized(headers.get("authorization")):
+            await self._reply(
+                writer,
+                401,
+                b"Unauthorized",
+                close=not keep,
+                extra=b'WWW-Authenticate: Basic realm="default"\r\n',
+            )
+            return keep
+        if method != "POST":
+            await self._reply(writer, 405, b"only POST is served", close=not keep)
+            return keep
+        answer = await self._handler(body, peer)
+        await self._reply(writer, 200, answer, close=not keep, content_type=b"text/xml")
+        return keep
+
+    def _authorized(self, header: str | None) -> bool:
+        spec = self.spec
+        if spec.username is None:
+            return True
+        if not header or header[:6].lower() != "basic ":
+            return False
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        if not sep:
+            return False
+        expected = (spec.password or "").encode()
+        if expected.startswith(b"{SHA}"):
+            import hashlib
+
+            given = hashlib.sha1(password).hexdigest().encode()
+            expected = expected[5:].lower()
+            password = given
+        # both compared in full, in constant time, whatever the first one says
+        ok_user = hmac.compare_digest(user, spec.username.encode())
+        ok_password = hmac.compare_digest(password, expected)
+        return ok_user and ok_password
+
+    async def _reply(
+        self,
+        writer: asyncio.StreamWriter,
+        code: int,
+        body: bytes,
+        *,
+        close: bool,
+        content_type: bytes = b"text/plain",
+        extra: bytes = b"",
+    ) -> None:
+        reason = _REASONS.get(code, b"Error")
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
+            code,
+            reason,
+            content_type,
+            len(body),
+            extra,
+            b"Connection: close\r\n" if close else b"",
+        )
+        writer.write(head + body)
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    405: b"Method Not Allowed",
+    411: b"Length Required",
+    413: b"Payload Too Large",
+    431: b"Request Header Fields Too Large",
+}
+
+
+def _identity(writer: asyncio.StreamWriter, kind: str) -> PeerIdentity:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return PeerIdentity("ipc" if kind == "unix" else "tcp")
+    if kind == "unix":
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        except OSError:
+            return PeerIdentity("ipc")
+        pid, uid, gid = _PEERCRED.unpack(raw)
+        return PeerIdentity("ipc", uid=uid, gid=gid, pid=pid)
+    try:
+        peer = sock.getpeername()[:2]
+        local = sock.getsockname()[:2]
+    except OSError:
+        return PeerIdentity("tcp")
+    address = f"{peer[0]}:{peer[1]}"
+    return PeerIdentity("tcp", uid=tcp_owner_uid(peer, local), address=address)
+
+
+def _clear_stale(path: str, where: str) -> None:
+    """Remove a socket file nobody listens on any more; refuse a live one or a non-socket."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OSError(f"{where}: {path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # stale: left by a daemon that died
+        return
+    finally:
+        probe.close()
+    raise OSError(f"{where}: another server is already listening on {path}")

@@ -1,0 +1,245 @@
+"""What a supervisord.conf adds to a running circusd besides its watchers: the XML-RPC control
+API (``[unix_http_server]``, ``[inet_http_server]``) and the event listeners
+(``[eventlistener:x]``), fed by Supervisor's view of the processes (``_tracker``).
+
+The arbiter calls, in order: :meth:`SupervisorServices.open` with the watcher specs before
+registering them (the servers are bound; listener commands are wrapped by ``_relay.py``;
+every process gets Supervisor's ``SUPERVISOR_*`` environment), :meth:`attach` once they are
+registered, :meth:`close` at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._events import EVENT_TYPES, log_payload, state_payload
+from ._http import RpcHttpServer
+from ._listener import ListenerHub, ListenerPool
+from ._rpc import RpcInterface
+from ._rpc_config import parse_inet_http_server, parse_unix_http_server
+from ._states import ProcState
+from ._tracker import ProcRecord, Tracker, Transition
+
+if TYPE_CHECKING:
+    from .._arbiter import Arbiter
+
+__all__ = ["SupervisorServices", "listener_options"]
+
+log = logging.getLogger("circus.arbiter")
+
+RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_relay.py")
+DEFAULT_BUFFER = 10
+MAX_BUFFER = 100_000
+
+
+def listener_options(section: Any) -> tuple[frozenset[str], int]:
+    """``events`` (required: known event type names, comma separated) and ``buffer_size``
+    (default 10) of an ``[eventlistener:x]`` section.
+
+    Raises:
+        ConfigError: an unknown event type, no events, a bad buffer size.
+    """
+    text = section.get("events") or ""
+    names = [n.strip().upper() for n in text.split(",") if n.strip()]
+    if not names:
+        raise section.error("events", "a comma-separated list of event types")
+    for name in names:
+        if name not in EVENT_TYPES:
+            raise section.error("events", f"known event types ({name!r} is not one)")
+    raw = (section.get("buffer_size") or str(DEFAULT_BUFFER)).strip()
+    try:
+        size = int(raw)
+    except ValueError:
+        raise section.error("buffer_size", "a positive integer") from None
+    if not 1 <= size <= MAX_BUFFER:
+        raise section.error("buffer_size", f"an integer between 1 and {MAX_BUFFER}")
+    handler = section.get("result_handler")
+    if handler and handler.strip() != "supervisor.dispatchers:default_handler":
+        section.warn("result_handler", "not supported; OK and FAIL answers are handled as usual")
+    return frozenset(names), size
+
+
+class SupervisorServices:
+    """The control API and event listeners of one supervisord.conf run by circusd.
+
+    Args:
+        arbiter: the daemon.
+        supervisor: the loaded ``SupervisorConfig`` (``processes``, ``sections``,
+            ``supervisord``).
+    """
+
+    def __init__(self, arbiter: Arbiter, supervisor: Any) -> None:
+        self.arbiter = arbiter
+        self.supervisor = supervisor
+        sections: Mapping[str, Any] = getattr(supervisor, "sections", {}) or {}
+        daemon = getattr(supervisor, "supervisord", None)
+        self.identifier = str(getattr(daemon, "identifier", None) or "supervisor")
+        records = [_record(p) for p in getattr(supervisor, "processes", ())]
+        self.tracker = Tracker(records, arbiter.table.find)
+        self.servers: list[RpcHttpServer] = []
+        for kind, parse in (
+            ("unix_http_server", parse_unix_http_server),
+            ("inet_http_server", parse_inet_http_server),
+        ):
+            section = sections.get(kind)
+            if section is not None:
+                spec = parse(section)
+                self.servers.append(RpcHttpServer(spec, self._handle))
+        self.rpc_interface = RpcInterface(
+            arbiter, self.tracker, self.identifier, getattr(daemon, "logfile", None)
+        )
+        pools = []
+        for key, section in sections.items():
+            if not key.startswith("eventlistener:"):
+                continue
+            name = key.partition(":")[2]
+            events, size = listener_options(section)
+            watchers = [r.watcher for r in records if r.group == name]
+            pools.append(ListenerPool(name, watchers, events, size, self.identifier))
+        self.listener_watchers = {w for p in pools for w in p.watchers}
+        self.hub = (
+            ListenerHub(f"circus-listeners-{os.getpid()}-{secrets.token_hex(8)}", pools, self._pids)
+            if pools
+            else None
+        )
+
+    async def _handle(self, body: bytes, peer: Any) -> bytes:
+        return await self.rpc_interface.handle(body, peer)
+
+    def _pids(self, watcher: str) -> list[int]:
+        found = self.arbiter.table.find(watcher)
+        return list(found.pids) if found is not None else []
+
+    @property
+    def server_url(self) -> str | None:
+        """``SUPERVISOR_SERVER_URL`` for children: the unix server's, else the inet one's."""
+        for server in self.servers:
+            return server.url()
+        return None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self, specs: Iterable[Any]) -> list[Any]:
+        """Bind the servers and listener socket; the watcher specs to register, listener
+        commands wrapped and Supervisor's environment added.
+
+        Raises:
+            OSError: a server cannot listen (the section is named).
+        """
+        for server in self.servers:
+            await server.start()
+            log.info("Supervisor's XML-RPC interface listening on %s", server.url())
+        if self.hub is not None:
+            await self.hub.start()
+        return [self._rewrite(spec) for spec in specs]
+
+    def _rewrite(self, spec: Any) -> Any:
+        if not isinstance(spec, Mapping):
+            return spec
+        name = spec.get("name")
+        record = self.tracker.records.get(name) if isinstance(name, str) else None
+        if record is None:
+            return spec
+        spec = dict(spec)
+        env = dict(spec.get("env") or {})
+        env.update(
+            {
+                "SUPERVISOR_ENABLED": "1",
+                "SUPERVISOR_PROCESS_NAME": record.name,
+                "SUPERVISOR_GROUP_NAME": record.group,
+            }
+        )
+        url = self.server_url
+        if url is not None:
+            env["SUPERVISOR_SERVER_URL"] = url
+        spec["env"] = env
+        if self.hub is not None and name in self.listener_watchers:
+            argv = _argv(spec)
+            spec["cmd"] = sys.executable
+            spec["args"] = shlex.join(["-I", "-S", RELAY, "@" + self.hub.address, "--", *argv])
+            spec["shell"] = False
+            spec.pop("executable", None)
+        return spec
+
+    def attach(self) -> None:
+        """Follow the registered watchers; start feeding the listeners."""
+        self.tracker.attach_all()
+        if self.hub is not None:
+            self.tracker.observers.append(self._state_event)
+            self.tracker.output_sinks.append(self._log_event)
+            self.hub.publish("SUPERVISOR_STATE_CHANGE_RUNNING", b"")
+
+    async def close(self) -> None:
+        """Stop serving and listening (before the watchers stop)."""
+        for server in self.servers:
+            await server.close()
+        if self.hub is not None:
+            await self.hub.close()
+        self.tracker.detach_all()
+
+    # ------------------------------------------------------------------ events
+
+    def _state_event(self, change: Transition) -> None:
+        assert self.hub is not None
+        if change.new is ProcState.STARTING:
+            self.hub.spawned()
+        name = f"PROCESS_STATE_{change.new.name}"
+        if not self.hub.wants(name):
+            return
+        record = change.record
+        payload = state_payload(
+            record.name,
+            record.group,
+            change.old,
+            change.new,
+            pid=change.pid,
+            tries=change.tries,
+            expected=change.expected,
+        )
+        self.hub.publish(name, payload)
+
+    def _log_event(self, record: ProcRecord, pid: int, stream: str, data: bytes) -> None:
+        assert self.hub is not None
+        enabled = record.stdout_events if stream == "stdout" else record.stderr_events
+        if not enabled or record.watcher in self.listener_watchers:
+            return
+        name = f"PROCESS_LOG_{stream.upper()}"
+        if self.hub.wants(name):
+            self.hub.publish(name, log_payload(record.name, record.group, pid, stream, data))
+
+
+def _record(process: Any) -> ProcRecord:
+    exitcodes = getattr(process, "exitcodes", (0,))
+    return ProcRecord(
+        namespec=process.namespec,
+        group=process.group,
+        name=process.name,
+        watcher=process.watcher,
+        startsecs=float(getattr(process, "startsecs", 1.0)),
+        exitcodes=tuple(exitcodes),
+        stdout_logfile=getattr(process, "stdout_logfile", None),
+        stderr_logfile=getattr(process, "stderr_logfile", None),
+        stdout_events=bool(getattr(process, "stdout_events_enabled", False)),
+        stderr_events=bool(getattr(process, "stderr_events_enabled", False)),
+    )
+
+
+def _argv(spec: Mapping[str, Any]) -> list[str]:
+    """The command line a watcher spec would run, as an argv."""
+    cmd = str(spec.get("cmd", ""))
+    args = spec.get("args")
+    if spec.get("shell"):
+        line = cmd if not args else f"{cmd} {args if isinstance(args, str) else shlex.join(args)}"
+        return ["/bin/sh", "-c", line]
+    argv = shlex.split(cmd)
+    if isinstance(args, str):
+        argv += shlex.split(args)
+    elif args:
+        argv += [str(a) for a in args]
+    return argv
