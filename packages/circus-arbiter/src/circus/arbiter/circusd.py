@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a logging config file (.ini, .json, .yaml) or 'default'",
     )
     parser.add_argument("--daemon", dest="daemonize", action="store_true", help="run in background")
+    parser.add_argument(
+        "--format",
+        choices=("auto", "circus", "supervisor"),
+        default="auto",
+        help="config file format: a Circus INI file or a supervisord.conf (default: auto, "
+        "from its sections)",
+    )
     parser.add_argument("--pidfile", dest="pidfile", help="write the pid to this file")
     parser.add_argument(
         "--version", action=_VersionAction, nargs=0, help="show the version and exit"
@@ -130,7 +137,7 @@ def _main(argv: list[str] | None) -> int:
         parser.print_usage()
         return 0
     readiness = None
-    if args.daemonize:
+    if args.daemonize or _supervisor_daemonizes(args.config, args.format):
         from ._daemonize import daemonize
 
         readiness = daemonize()  # errors until it is serving still reach the user's terminal
@@ -143,7 +150,7 @@ def _main(argv: list[str] | None) -> int:
         # Loader warnings are kept until logging is configured, then logged.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            config = load_config(args.config)
+            config = load_config(args.config, format=args.format)
     except ConfigError as exc:
         print(f"circusd: {exc}", file=sys.stderr)
         return 1
@@ -194,6 +201,26 @@ def _main(argv: list[str] | None) -> int:
         if pidfile is not None:
             pidfile.unlink()
     return arbiter.exit_status  # 0, or 3 when a critical watcher gave up
+
+
+def _supervisor_daemonizes(path: str, fmt: str) -> bool:
+    """A supervisord.conf whose ``[supervisord] nodaemon`` is false (Supervisor's default)
+    runs in the background, as ``circusd --daemon`` does."""
+    if fmt == "circus":
+        return False
+    from .supervisor._detect import detect_format
+
+    if fmt == "auto" and detect_format(path) != "supervisor":
+        return False
+    from .config import ConfigError
+    from .supervisor._loader import load_supervisor
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reported by the real load below
+            return not load_supervisor(path).supervisord.nodaemon
+    except (ConfigError, OSError):
+        return False  # the real load below reports the problem in the foreground
 
 
 async def _serve(arbiter: object, started: Callable[[], None] | None = None) -> None:

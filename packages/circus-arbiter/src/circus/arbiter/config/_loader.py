@@ -61,9 +61,11 @@ def load_config(
     if format not in ("auto", "circus", "supervisor"):
         raise ValueError(f"format must be auto, circus or supervisor, not {format!r}")
     if format != "circus":
-        from ..supervisor import detect_format, load_supervisor  # only paid for when used
+        from ..supervisor._detect import detect_format
 
         if format == "supervisor" or detect_format(path) == "supervisor":
+            from ..supervisor._loader import load_supervisor  # only paid for when used
+
             return load_supervisor(path, environ=environ).config
     environ = os.environ if environ is None else environ
     main = os.fspath(path)

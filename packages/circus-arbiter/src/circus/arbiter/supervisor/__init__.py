@@ -19,11 +19,34 @@ line. Sections this loader does not run (``[unix_http_server]``, ``[inet_http_se
 in :attr:`SupervisorConfig.sections` for the control API and event listeners.
 """
 
-from ._detect import FORMATS, detect_format
-from ._emit import ConvertError, to_circus_ini
-from ._loader import expand_program, load_supervisor
-from ._model import SupervisorConfig, SupervisordSection, SupProcess, SupSection, namespec
-from ._reader import SupValue
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._detect import FORMATS, detect_format
+    from ._emit import ConvertError, to_circus_ini
+    from ._loader import expand_program, load_supervisor
+    from ._model import SupervisorConfig, SupervisordSection, SupProcess, SupSection, namespec
+    from ._reader import SupValue
+
+# Imported on first use: circusd asks detect_format about every config file, and a Circus
+# file must not pay for the Supervisor loader (shlex, platform, the program mapping).
+_LAZY = {
+    "FORMATS": "._detect",
+    "detect_format": "._detect",
+    "ConvertError": "._emit",
+    "to_circus_ini": "._emit",
+    "expand_program": "._loader",
+    "load_supervisor": "._loader",
+    "SupervisorConfig": "._model",
+    "SupervisordSection": "._model",
+    "SupProcess": "._model",
+    "SupSection": "._model",
+    "namespec": "._model",
+    "SupValue": "._reader",
+}
 
 __all__ = [
     "FORMATS",
@@ -42,6 +65,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
 def is_supervisor_file(path: str) -> bool:
     """Whether ``circusd path`` reads ``path`` as a supervisord.conf."""
+    from ._detect import detect_format
+
     return detect_format(path) == "supervisor"

@@ -11,15 +11,16 @@ FORMATS = ("auto", "circus", "supervisor")
 _HEADER = re.compile(r"^[ \t]*\[([^\]\n]+)\]", re.MULTILINE)
 _SUPERVISOR = ("supervisord", "supervisorctl", "unix_http_server", "inet_http_server", "include")
 _SUPERVISOR_KINDS = ("program", "group", "fcgi-program", "eventlistener", "rpcinterface")
-_CIRCUS = ("circus", "env")
+_CIRCUS = ("env",)
 _CIRCUS_KINDS = ("watcher", "socket", "plugin", "env")
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
     """``"supervisor"`` when the file's sections are Supervisor's (``[supervisord]``,
-    ``[program:x]``, ``[group:x]``...) and none is Circus's (``[circus]``, ``[watcher:x]``,
-    ``[socket:x]``, ``[plugin:x]``, ``[env]``), else ``"circus"`` (also for an unreadable
-    file: the Circus loader then reports the problem)."""
+    ``[program:x]``, ``[group:x]``...) and none is Circus's (``[watcher:x]``, ``[socket:x]``,
+    ``[plugin:x]``, ``[env]``), else ``"circus"`` (also for an unreadable file: the Circus
+    loader then reports the problem). A ``[circus]`` section may appear in either: in a
+    supervisord.conf it sets circusd's own options (Supervisor ignores it)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as stream:
             text = stream.read(1 << 20)

@@ -132,6 +132,8 @@ def _build(
 ) -> SupervisorConfig:
     base_names: dict[str, Any] = {"host_node_name": v.host_node_name(), **v.env_expansions(environ)}
     sup, daemon, ctx = _supervisord(sections.get("supervisord"), base_names, main)
+    if "circus" in sections:
+        daemon = _circus_section(sections["circus"], daemon)
     base_names.update(v.env_expansions(sup.environment))
     ctx.names = base_names
 
@@ -140,7 +142,7 @@ def _build(
     groups_of: list[tuple[str, int, list[str], SupSection]] = []
     for name, section in sections.items():
         kind, colon, rest = name.partition(":")
-        if name in ("supervisord", "include"):
+        if name in ("supervisord", "include", "circus"):
             continue
         if name in PASSED_ON or (colon and kind in PASSED_ON_KINDS):
             passed[name] = _expanded(section, base_names) if kind != "eventlistener" else section
@@ -194,7 +196,7 @@ def _build(
         groups={name: tuple(specs) for name, specs in groups.items()},
         sections=passed,
         sources=tuple(files),
-        ini={**_daemon_ini(daemon), **ini, **_socket_ini(sockets)},
+        ini={**_daemon_ini(daemon, sections.get("circus")), **ini, **_socket_ini(sockets)},
     )
     object.__setattr__(config, "supervisor", result)  # the one back-reference, set once
     return result
@@ -210,6 +212,25 @@ def _expanded(section: SupSection, names: Mapping[str, Any]) -> SupSection:
         for key, raw in section.options.items()
     }
     return SupSection(section.name, section.filename, section.lineno, options)
+
+
+def _circus_section(section: SupSection, daemon: DaemonConfig) -> DaemonConfig:
+    """``[circus]`` in a supervisord.conf: circusd's own options (endpoints...), read as in a
+    Circus file; what it sets wins over the values mapped from ``[supervisord]``."""
+    import dataclasses
+
+    from ..config._daemon import parse_daemon
+
+    options = {
+        k: RawValue(raw.value, raw.filename, raw.lineno) for k, raw in section.options.items()
+    }
+    parsed = parse_daemon(SectionView("circus", section.filename, section.lineno, options))
+    mapped = {
+        key: getattr(daemon, key)
+        for key in ("loglevel", "logoutput", "pidfile", "umask")
+        if key not in section.options
+    }
+    return dataclasses.replace(parsed, **mapped)
 
 
 def _group(
@@ -476,12 +497,16 @@ def _watchers(
     return watchers, processes, ini
 
 
-def _daemon_ini(daemon: DaemonConfig) -> dict[str, tuple[tuple[str, str], ...]]:
-    pairs = [("loglevel", daemon.loglevel), ("logoutput", daemon.logoutput)]
+def _daemon_ini(
+    daemon: DaemonConfig, circus: SupSection | None
+) -> dict[str, tuple[tuple[str, str], ...]]:
+    pairs = [(key, raw.value) for key, raw in (circus.options.items() if circus else ())]
+    mapped = [("loglevel", daemon.loglevel), ("logoutput", daemon.logoutput)]
     if daemon.umask is not None:
-        pairs.append(("umask", f"{daemon.umask:03o}"))
+        mapped.append(("umask", f"{daemon.umask:03o}"))
     if daemon.pidfile:
-        pairs.append(("pidfile", daemon.pidfile))
+        mapped.append(("pidfile", daemon.pidfile))
+    pairs += [(key, value) for key, value in mapped if circus is None or key not in circus.options]
     return {"circus": tuple(pairs)}
 
 
