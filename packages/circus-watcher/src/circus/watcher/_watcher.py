@@ -45,11 +45,12 @@ from ._reload import replace_all, trim
 from ._spawner import Spawner
 from ._stopper import Stopper
 from ._tasks import Background
+from ._upstream_attrs import UpstreamAttributes
 from ._upstream_view import upstream_options
 from ._values import WatcherOptions
 
 
-class Watcher:
+class Watcher(UpstreamAttributes):
     """N copies of one command, kept alive; usable from plain asyncio.
 
     Constructor keywords are upstream Circus 0.19's watcher options with its defaults
