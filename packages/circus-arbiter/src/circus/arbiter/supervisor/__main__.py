@@ -4,6 +4,7 @@ an invalid file exits 1 with its error."""
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -15,7 +16,15 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m circus.arbiter.supervisor convert FILE", file=sys.stderr)
         return 2
     from ..config import ConfigError
-    from . import ConvertError, load_supervisor, to_circus_ini
+    from . import ConvertError, detect_format, load_supervisor, to_circus_ini
+
+    if detect_format(args[1]) != "supervisor" and os.path.isfile(args[1]):
+        print(
+            f"error: {args[1]}: not a supervisord.conf (no [supervisord], [program:x] or "
+            "[group:x] section, or Circus sections in it)",
+            file=sys.stderr,
+        )
+        return 1
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

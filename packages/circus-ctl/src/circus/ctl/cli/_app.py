@@ -155,6 +155,7 @@ def general_help() -> str:
         "",
         "Run 'circusctl help COMMAND' for a command's arguments.",
         "'circusctl keygen DIR [NAME]' makes a CURVE key pair (DIR/NAME.key, NAME.key_secret).",
+        "'circusctl convert supervisord.conf' prints the equivalent Circus INI file.",
     ]
     return "\n".join(lines)
 
@@ -228,6 +229,10 @@ def run_command(ctx: Context, name: str, args: list[str]) -> int:
         from ..keys import main as keygen
 
         return keygen(args)
+    if name == "convert":  # local: reads a supervisord.conf, talks to no daemon
+        from ._supconvert import convert
+
+        return convert(args)
     command: CliCommand | None = CLI_COMMANDS.get(name.lower())
     if command is None:
         ctx.err(f"circusctl: unknown command '{name}'.{suggest(name)}")
