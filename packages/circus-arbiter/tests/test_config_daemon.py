@@ -32,6 +32,8 @@ def test_defaults_without_a_circus_section(tmp_path: Path) -> None:
     assert circus.loglevel == "info"
     assert circus.logoutput == "-"
     assert circus.pidfile is None
+    assert circus.on_crash == "adopt"
+    assert circus.runtime_dir is None
     assert circus.endpoint_owner is None
     assert circus.debug is False
     assert circus.include == ()
@@ -56,6 +58,8 @@ def test_every_option_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         warmup_delay = 0.25
         umask = 027
         pidfile = /tmp/circusd.pid
+        on_crash = Replace
+        runtime_dir = /run/user/1000/circus
         loglevel = DEBUG
         logoutput = syslog:///dev/log?local0
         loggerconfig = default
@@ -83,6 +87,8 @@ def test_every_option_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "warmup_delay": 0.25,
         "umask": 0o027,
         "pidfile": "/tmp/circusd.pid",
+        "on_crash": "replace",
+        "runtime_dir": "/run/user/1000/circus",
         "loglevel": "debug",
         "logoutput": "syslog:///dev/log?local0",
         "loggerconfig": "default",
@@ -140,6 +146,7 @@ def test_unknown_keys_kept_in_extra_and_typos_warned(tmp_path: Path) -> None:
         ("loglevel = verbose", "expected one of debug, info, warning, error, critical"),
         ("httpd_port = 70000", "expected a port number"),
         ("unauthenticated_access = write", "expected read, operate or full"),
+        ("on_crash = ignore", "expected adopt or replace"),
     ],
 )
 def test_bad_values(tmp_path: Path, line: str, expected: str) -> None:

@@ -43,6 +43,7 @@ from ._settings import (
 from ._watcher_set import WatcherSet
 
 if TYPE_CHECKING:
+    from ._crashstate import CrashState
     from ._pidfile import Pidfile
 
 __all__ = ["CRITICAL_EXIT_STATUS", "Arbiter"]
@@ -248,6 +249,7 @@ class Arbiter(ArbiterAPI):
         self._initial = list(watchers)
         self._ignored = ignored_options(settings)
         self._pidfile: Pidfile | None = None
+        self.crash_state: CrashState | None = None  # see _crashstate (made at start)
         self._exit: asyncio.Event | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -324,6 +326,7 @@ class Arbiter(ArbiterAPI):
         self.channels.serve()
         log.info("Arbiter now waiting for commands on %s", self.endpoint)
         announce(self)
+        await self._recover()
         await self.watcher_set.start_all()
 
     def _apply_process_options(self) -> None:
@@ -350,6 +353,52 @@ class Arbiter(ArbiterAPI):
             except PidfileError as exc:
                 raise ArbiterError(str(exc)) from exc
             self._pidfile = pidfile
+        try:
+            self._open_crash_state()
+        except ArbiterError:
+            if self._pidfile is not None:
+                self._pidfile.unlink()
+                self._pidfile = None
+            raise
+
+    def _open_crash_state(self) -> None:
+        """Take the crash state lock (refused while another daemon runs this config and
+        endpoint); only for a daemon run from a config file or given a ``runtime_dir``."""
+        settings = self.settings
+        if self.crash_state is not None or not (settings.config_file or settings.runtime_dir):
+            return
+        from ._crashstate import CrashState, default_runtime_dir, state_key
+
+        crash = CrashState(
+            settings.runtime_dir or default_runtime_dir(),
+            state_key(settings.config_file, settings.endpoint),
+            self._crash_snapshot,
+        )
+        if crash.acquire():
+            self.crash_state = crash
+            self.watcher_set.process_changed = crash.changed
+
+    def _crash_snapshot(self) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        from ._crashstate import records, watcher_command
+
+        out: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        for watcher in self.watcher_set.ordered():
+            running = records(getattr(watcher, "processes", {}).values(), False)
+            ending = records(getattr(watcher, "ending", {}).values(), True)
+            if running or ending:
+                out[watcher.name] = (watcher_command(watcher), running + ending)
+        return out
+
+    async def _recover(self) -> None:
+        """Adopt or replace what a crashed predecessor left running (``on_crash``)."""
+        if self.crash_state is None:
+            return
+        from ._recover import recover
+
+        try:
+            await recover(self.crash_state, self.watcher_set, self.settings.on_crash)
+        except Exception:
+            log.exception("recovering from the previous circusd's crash failed")
 
     def _stats_snapshot(self) -> Any:
         from ._stats import snapshot
@@ -409,6 +458,9 @@ class Arbiter(ArbiterAPI):
         self.watcher_set.shut()
         await self.watcher_set.stop_all()
         await stop_adopted()
+        if self.crash_state is not None:
+            self.crash_state.close()  # everything is stopped: nothing left to find
+            self.crash_state = None
         self.watcher_set.close()
         await self.channels.close()
         if self._pidfile is not None:

@@ -72,6 +72,8 @@ def settings_from_config(config: Any) -> ArbiterSettings:
         debug_gc=daemon.debug_gc,
         umask=daemon.umask,
         pidfile=daemon.pidfile,
+        on_crash=daemon.on_crash,
+        runtime_dir=daemon.runtime_dir,
         fqdn_prefix=daemon.fqdn_prefix,
         statsd_close_outputs=daemon.statsd_close_outputs,
     )

@@ -71,6 +71,8 @@ class ArbiterSettings:
     debug_gc: bool = False
     umask: int | None = None
     pidfile: str | None = None
+    on_crash: str = "adopt"
+    runtime_dir: str | None = None
     fqdn_prefix: str | None = None
     # accepted for compatibility; nothing here acts on them (see ignored_options)
     statsd_close_outputs: bool = False

@@ -40,6 +40,9 @@ log = logging.getLogger("circus.arbiter")
 
 Publish = Callable[[str, Mapping[str, Any]], None]
 
+# Events after which the set of running processes differs.
+_PROCESS_EVENTS = frozenset({"spawn", "reap", "adopt"})
+
 
 class WatcherSet:
     """The daemon's watchers, their sockets and their output.
@@ -73,6 +76,8 @@ class WatcherSet:
         self._shut = False
         self._shutting = asyncio.Event()  # cuts a warmup pause short
         self._orphan_check = False  # a reap_adopted is scheduled
+        #: Called after a process started, was adopted or was reaped (the crash state file).
+        self.process_changed: Callable[[], None] | None = None
         #: ``on_give_up(watcher, reason)``: a watcher stopped for good on its own.
         self.on_give_up: Callable[[Any, str], None] | None = None
 
@@ -129,6 +134,8 @@ class WatcherSet:
 
         def on_event(event: str, payload: Mapping[str, Any]) -> None:
             self._publish(event_topic(name, event), payload)
+            if event in _PROCESS_EVENTS and self.process_changed is not None:
+                self.process_changed()
             if event == "updated":  # a `set` may have given a stream a class, or taken it
                 _route_output(self.output, watcher)
             elif event == "give_up" and self.on_give_up is not None:

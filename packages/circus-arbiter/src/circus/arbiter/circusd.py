@@ -173,6 +173,11 @@ def _main(argv: list[str] | None) -> int:
     if daemon.umask is not None:
         os.umask(daemon.umask)  # before the pidfile and log files are made (the arbiter again)
     _enable_subreaper()
+    # Before tree tracking sweeps the cgroups of dead daemons: a crashed predecessor's
+    # workers are still in theirs, which the recovery uses to stop their trees whole.
+    from ._recover import claim_previous_leaves
+
+    claim_previous_leaves(config)
     _start_tree_tracking()
     _raise_fd_limit()
 

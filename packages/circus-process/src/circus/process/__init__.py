@@ -7,7 +7,7 @@ exit detection, graceful tree stop, psutil info, and fast output streams. See th
 from __future__ import annotations
 
 from . import streams
-from ._attach import UNKNOWN_RETURNCODE, boot_id, process_start_time
+from ._attach import UNKNOWN_RETURNCODE, boot_id, claim_cgroup, process_start_time
 from ._cgroup import (
     release_tree_tracking,
     set_tree_tracking,
@@ -52,6 +52,7 @@ __all__ = [
     "boot_id",
     "bytes2human",
     "children_of",
+    "claim_cgroup",
     "disable_subreaper",
     "enable_subreaper",
     "free_fds",

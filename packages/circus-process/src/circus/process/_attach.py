@@ -37,6 +37,7 @@ __all__ = [
     "UNKNOWN_RETURNCODE",
     "attach",
     "boot_id",
+    "claim_cgroup",
     "foreign_exit",
     "process_start_time",
 ]
@@ -146,6 +147,16 @@ def _checked_leaf(path: str | None, pid: int) -> Leaf | None:
         return None
     _cgroup.claim(path)
     return Leaf(path)
+
+
+def claim_cgroup(path: str, pid: int) -> bool:
+    """Keep the cgroup leaf at ``path`` from the sweep of dead daemons' subtrees, if ``pid``
+    is in it now; True when claimed.
+
+    For a daemon about to :meth:`~circus.process.Process.attach` processes of a dead
+    predecessor: call it before ``tree_tracking()`` first runs (which sweeps).
+    """
+    return _checked_leaf(path, pid) is not None
 
 
 def attach(

@@ -360,10 +360,14 @@ def leak_check_fixture(*, grace: float = 5.0) -> Any:
     import pytest
 
     @pytest.fixture(autouse=True)
-    def no_leaks() -> Iterator[None]:
+    def no_leaks(tmp_path_factory: Any) -> Iterator[None]:
         global _process_check
         if _process_check is None:
             _process_check = LeakCheck(grace=grace)
+            # Daemons started by tests keep their crash state files (circus.arbiter) in a
+            # directory of the run, never in the host's /run/circus.
+            if not os.environ.get("CIRCUS_RUNTIME_DIR"):
+                os.environ["CIRCUS_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("circus-run"))
         _process_check.start()
         yield
         _process_check.finish()

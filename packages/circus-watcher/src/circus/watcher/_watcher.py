@@ -178,6 +178,12 @@ class Watcher(UpstreamAttributes):
         return dict(self._procs.counted)
 
     @property
+    def ending(self) -> dict[int, ProcessLike]:
+        """``{pid: Process}`` of the processes being ended (stop, decr, reload, kill), no
+        longer counted but not reaped yet (a copy)."""
+        return dict(self._procs.retiring)
+
+    @property
     def priority(self) -> int:
         """Start order among watchers (higher first); used by the arbiter."""
         return self.settings.priority

@@ -56,6 +56,13 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
+def _on_crash(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("adopt", "replace"):
+        raise ValueError(text)
+    return value
+
+
 def _access(text: str) -> str:
     value = text.strip().lower()
     if value not in ("read", "operate", "full"):
@@ -76,6 +83,8 @@ DAEMON_OPTIONS: dict[str, tuple[Any, str]] = {
     "warmup_delay": capped("warmup_delay", to_float),
     "umask": (to_octal, EXPECTED_OCTAL),
     "pidfile": (_optional, ""),
+    "on_crash": (_on_crash, "expected adopt or replace"),
+    "runtime_dir": (_optional, ""),
     "loglevel": (_level, "expected one of " + ", ".join(_LEVELS)),
     "logoutput": (str.strip, ""),
     "loggerconfig": (_optional, ""),

@@ -35,6 +35,8 @@ class DaemonConfig:
     warmup_delay: float = 0.0
     umask: int | None = None
     pidfile: str | None = None
+    on_crash: str = "adopt"
+    runtime_dir: str | None = None
     loglevel: str = "info"
     logoutput: str = "-"
     loggerconfig: str | None = None

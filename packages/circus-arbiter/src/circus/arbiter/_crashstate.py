@@ -1,0 +1,459 @@
+"""The crash state file: which processes this daemon runs, kept on disk for its successor.
+
+A SIGKILLed circusd cannot stop its workers; they keep running, unsupervised. So a running
+daemon keeps, in its runtime directory, one file per config and endpoint naming every process
+it runs: per watcher, each process's pid, worker id, kernel start time (a pid and its start
+time name one process for the life of the system) and cgroup leaf. The next circusd started
+with the same config reads it and adopts or replaces them (``_recover``).
+
+What makes the file trustworthy:
+
+* It lives in a directory of our own (mode 0700, owned by us) and is 0600; a file or
+  directory another user could have written is ignored with a warning: the file names
+  processes to signal.
+* A lock (``flock``) beside it is held for the daemon's life. The kernel drops it when the
+  daemon dies, however it dies, so a successor that gets it knows the previous daemon is
+  gone; a second daemon on the same config and endpoint is refused while the first lives.
+* It is replaced atomically (written beside, then renamed): a reader sees the old or the
+  new file, never half of one. Not fsync'ed: the file matters only while the processes it
+  names are alive, and a power loss ends them (the boot id, recorded, rules out the file of
+  an earlier boot).
+* Writes are batched: a change schedules one write no sooner than ``MIN_INTERVAL`` after
+  the previous one, so a thousand spawns in one loop pass cost one write.
+* A write that fails (disk full, read-only filesystem) is logged and the daemon carries on;
+  the next change tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import ArbiterError
+
+__all__ = [
+    "FORMAT",
+    "MIN_INTERVAL",
+    "ON_CRASH",
+    "CrashState",
+    "PreviousProcess",
+    "PreviousState",
+    "default_runtime_dir",
+    "parse_state",
+]
+
+log = logging.getLogger("circus.arbiter")
+
+#: Version of the file's format; a file with another one is ignored (with a warning).
+FORMAT = 1
+#: Seconds between two writes at least (a burst of changes is one write).
+MIN_INTERVAL = 0.05
+#: The values of ``[circus] on_crash``; the first is the default.
+ON_CRASH = ("adopt", "replace")
+#: Environment variable overriding the default runtime directory.
+RUNTIME_ENV = "CIRCUS_RUNTIME_DIR"
+# A state file larger than this is not one of ours.
+_MAX_SIZE = 64 * 1024 * 1024
+
+
+def default_runtime_dir() -> str:
+    """Where state files go when ``[circus] runtime_dir`` is not set.
+
+    ``$CIRCUS_RUNTIME_DIR``; else ``/run/circus`` for root; else ``$XDG_RUNTIME_DIR/circus``;
+    else ``<tmp>/circus-<uid>``.
+    """
+    env = os.environ.get(RUNTIME_ENV, "").strip()
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/run/circus"
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "").strip()
+    if xdg:
+        return os.path.join(xdg, "circus")
+    tmp = os.environ.get("TMPDIR", "").strip() or "/tmp"  # not tempfile: a daemon import
+    return os.path.join(tmp, f"circus-{os.geteuid()}")
+
+
+def state_key(config_file: str | None, endpoint: str) -> str:
+    """The name part shared by the state and lock files of one config and endpoint."""
+    ident = f"{os.path.abspath(config_file) if config_file else ''}\0{endpoint}"
+    return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class PreviousProcess:
+    """One process named by a previous daemon's state file."""
+
+    watcher: str
+    pid: int
+    wid: int
+    start_time: int
+    started: float
+    cgroup: str | None = None
+    ending: bool = False  # it was being stopped when the daemon died
+
+
+@dataclass(frozen=True)
+class PreviousState:
+    """What a previous daemon's state file says."""
+
+    daemon_pid: int
+    daemon_start_time: int
+    boot_id: str
+    written: float
+    processes: tuple[PreviousProcess, ...]
+    commands: dict[str, str] = field(default_factory=dict)  # watcher -> its cmd and args
+
+
+def _int(value: Any, what: str, minimum: int = 0) -> int:
+    if type(value) is not int or value < minimum:
+        raise ValueError(f"{what}: expected an integer >= {minimum}, got {value!r:.40}")
+    return value
+
+
+def _float(value: Any, what: str) -> float:
+    if type(value) not in (int, float) or value != value:
+        raise ValueError(f"{what}: expected a number, got {value!r:.40}")
+    return float(value)
+
+
+def _str(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{what}: expected a string, got {value!r:.40}")
+    return value
+
+
+def parse_state(data: bytes) -> PreviousState:
+    """Validate a state file's bytes.
+
+    Raises:
+        ValueError: not a state file of this format (the message says what is wrong).
+    """
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"format {doc.get('format')!r:.20}, expected {FORMAT}")
+    daemon = doc.get("daemon")
+    watchers = doc.get("watchers")
+    if not isinstance(daemon, dict) or not isinstance(watchers, dict):
+        raise ValueError("no 'daemon' or 'watchers' object")
+    procs: list[PreviousProcess] = []
+    commands: dict[str, str] = {}
+    seen: set[int] = set()
+    for name, entry in watchers.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("processes"), list):
+            raise ValueError(f"watcher {name!r:.60}: no 'processes' list")
+        commands[name] = _str(entry.get("command", ""), f"watcher {name!r:.60} command")
+        for item in entry["processes"]:
+            if not isinstance(item, dict):
+                raise ValueError(f"watcher {name!r:.60}: a process is not an object")
+            pid = _int(item.get("pid"), "pid", 2)
+            if pid in seen:
+                raise ValueError(f"pid {pid} is listed twice")
+            seen.add(pid)
+            cgroup = item.get("cgroup")
+            procs.append(
+                PreviousProcess(
+                    watcher=name,
+                    pid=pid,
+                    wid=_int(item.get("wid"), "wid", 1),
+                    start_time=_int(item.get("start_time"), "start_time"),
+                    started=_float(item.get("started"), "started"),
+                    cgroup=None if cgroup is None else _str(cgroup, "cgroup"),
+                    ending=bool(item.get("ending", False)),
+                )
+            )
+    return PreviousState(
+        daemon_pid=_int(daemon.get("pid"), "daemon pid", 1),
+        daemon_start_time=_int(daemon.get("start_time"), "daemon start_time"),
+        boot_id=_str(doc.get("boot_id", ""), "boot_id"),
+        written=_float(doc.get("written", 0.0), "written"),
+        processes=tuple(procs),
+        commands=commands,
+    )
+
+
+def watcher_command(watcher: Any) -> str:
+    """What identifies a watcher's program in the state file: its cmd and args."""
+    settings = getattr(watcher, "settings", None)
+    cmd = getattr(settings, "cmd", None) or getattr(watcher, "cmd", "")
+    args = getattr(settings, "args", None) or ""
+    return f"{cmd}\0{args}"
+
+
+def _private_dir(path: str) -> str | None:
+    """Make ``path`` (0700) if missing; why it cannot be trusted, or None."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot make {path}: {exc.strerror or exc}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to uid {st.st_uid}, not to us"
+    if st.st_mode & 0o022:
+        return f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+class CrashState:
+    """The state and lock files of one daemon (see the module docstring).
+
+    Args:
+        directory: the runtime directory.
+        key: :func:`state_key` of the config and endpoint.
+        snapshot: returns ``{watcher name: (command, [process records])}`` of what runs now.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        key: str,
+        snapshot: Callable[[], dict[str, tuple[str, list[dict[str, Any]]]]],
+    ) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, f"circusd-{key}.state")
+        self.lock_path = os.path.join(directory, f"circusd-{key}.lock")
+        self._snapshot = snapshot
+        self._lock_fd: int | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._last = 0.0
+        self._failing: int | None = None  # errno of the failing writes, logged once
+        self._me = (os.getpid(), _own_start_time())
+        self._boot = _boot_id()
+        self.writes = 0  # how many times the file was written (figures, tests)
+
+    # ------------------------------------------------------------------ lock
+
+    def acquire(self) -> bool:
+        """Take the lock; False (with an error logged) when the directory is not usable.
+
+        Raises:
+            ArbiterError: another daemon holds the lock (it runs this config and endpoint).
+        """
+        problem = _private_dir(self.directory)
+        if problem is not None:
+            log.error("crash state disabled (after a crash, workers cannot be found): %s", problem)
+            return False
+        for _ in range(10):
+            try:
+                fd = os.open(
+                    self.lock_path,
+                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                    0o600,
+                )
+            except OSError as exc:
+                log.error("crash state disabled: cannot open %s: %s", self.lock_path, exc)
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_small(fd).strip()
+                os.close(fd)
+                raise ArbiterError(
+                    f"another circusd (pid {holder.decode(errors='replace') or '?'}) runs "
+                    f"this config and endpoint: it holds {self.lock_path}"
+                ) from None
+            except OSError as exc:
+                os.close(fd)
+                log.error("crash state disabled: cannot lock %s: %s", self.lock_path, exc)
+                return False
+            # A predecessor's clean exit may have unlinked the file we opened: lock the new one.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+            except OSError:
+                same = False
+            if same:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+                self._lock_fd = fd
+                return True
+            os.close(fd)
+        log.error("crash state disabled: %s keeps being replaced", self.lock_path)
+        return False
+
+    @property
+    def active(self) -> bool:
+        """Whether the lock is held (and the file kept)."""
+        return self._lock_fd is not None
+
+    # ------------------------------------------------------------------ reading
+
+    def previous(self, quiet: bool = False) -> PreviousState | None:
+        """The previous daemon's state, or None: none, or unusable (a warning says why,
+        unless ``quiet``)."""
+        state, problem = self._load()
+        if problem is not None and not quiet:
+            log.warning("ignoring the crash state file %s: %s", self.path, problem)
+        return state
+
+    def _load(self) -> tuple[PreviousState | None, str | None]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, exc.strerror or str(exc)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                return None, "not a private file of ours (owner, mode or type)"
+            if st.st_size > _MAX_SIZE:
+                return None, f"too large ({st.st_size} bytes)"
+            data = _read_all(fd)
+        except OSError as exc:
+            return None, exc.strerror or str(exc)
+        finally:
+            os.close(fd)
+        try:
+            state = parse_state(data)
+        except ValueError as exc:
+            return None, f"corrupt: {exc}"
+        if state.boot_id and self._boot and state.boot_id != self._boot:
+            return None, "written before the last boot"
+        return state, None
+
+    # ------------------------------------------------------------------ writing
+
+    def changed(self) -> None:
+        """Something ran or ended: write the file soon (one write per burst)."""
+        if self._lock_fd is None or self._handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last + MIN_INTERVAL - time.monotonic())
+        self._handle = loop.call_later(delay, self._due)
+
+    def _due(self) -> None:
+        self._handle = None
+        self.write()
+
+    def write(self) -> bool:
+        """Write the file now; False (logged once per kind of failure) when it failed."""
+        if self._lock_fd is None:
+            return False
+        self._last = time.monotonic()
+        try:
+            watchers = self._snapshot()
+        except Exception:  # the daemon must not die of its bookkeeping
+            log.exception("crash state: cannot list the processes")
+            return False
+        doc = {
+            "format": FORMAT,
+            "boot_id": self._boot,
+            "written": time.time(),
+            "daemon": {"pid": self._me[0], "start_time": self._me[1]},
+            "watchers": {
+                name: {"command": command, "processes": records}
+                for name, (command, records) in watchers.items()
+            },
+        }
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+            )
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if self._failing != exc.errno:
+                self._failing = exc.errno
+                log.error(
+                    "cannot write the crash state file %s: %s (a crash now would leave "
+                    "workers that changed since the last write unknown; retried at the "
+                    "next change)",
+                    self.path,
+                    exc.strerror or exc,
+                )
+            return False
+        if self._failing is not None:
+            log.info("the crash state file %s is written again", self.path)
+            self._failing = None
+        self.writes += 1
+        return True
+
+    def close(self) -> None:
+        """At a clean exit: remove the file and the lock (nothing is left to find)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        for path in (self.path, self.lock_path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        os.close(fd)
+
+
+def records(procs: Iterable[Any], ending: bool) -> list[dict[str, Any]]:
+    """The state file entries of ``procs`` (those whose start time is known)."""
+    out: list[dict[str, Any]] = []
+    for proc in procs:
+        start = getattr(proc, "start_time", None)
+        if start is None or getattr(proc, "returncode", None) is not None:
+            continue
+        entry: dict[str, Any] = {
+            "pid": proc.pid,
+            "wid": proc.wid,
+            "start_time": start,
+            "started": float(proc.started or 0.0),
+        }
+        cgroup = getattr(proc, "cgroup", None)
+        if cgroup:
+            entry["cgroup"] = cgroup
+        if ending:
+            entry["ending"] = True
+        out.append(entry)
+    return out
+
+
+def _read_small(fd: int) -> bytes:
+    try:
+        return os.pread(fd, 64, 0)
+    except OSError:
+        return b""
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _own_start_time() -> int:
+    from circus.process import process_start_time
+
+    return process_start_time(os.getpid()) or 0
+
+
+def _boot_id() -> str:
+    from circus.process import boot_id
+
+    return boot_id()

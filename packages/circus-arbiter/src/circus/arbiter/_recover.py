@@ -1,0 +1,205 @@
+"""After a crash: finding the previous daemon's processes and adopting or replacing them.
+
+Run once at start, before the watchers are started, when the crash state file (see
+``_crashstate``) names processes of a previous daemon that is gone. Each one is taken only if
+it is still the process that was recorded (same pid *and* same kernel start time; the boot id
+was checked with the file): a pid reused by an unrelated process is neither adopted nor
+signalled. Then, per ``[circus] on_crash``:
+
+* ``adopt`` (default): the processes are supervised through pidfds by their watcher again,
+  with their worker ids; their exits are noticed and replaced, stop and signals reach them
+  and their trees. Processes of a watcher that is gone from the config, whose command
+  changed, or that were being stopped are stopped instead.
+* ``replace``: every tree is stopped (stop signal, ``graceful_timeout``, SIGKILL, the
+  grandchildren included) before any watcher starts.
+
+Either way no worker runs twice (adopted ones count against ``numprocesses``) and none is
+left unsupervised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._crashstate import CrashState, PreviousProcess, PreviousState, watcher_command
+
+if TYPE_CHECKING:
+    from ._watcher_set import WatcherSet
+
+__all__ = ["claim_leaves", "claim_previous_leaves", "recover"]
+
+log = logging.getLogger("circus.arbiter")
+
+# How long a process of a watcher that no longer exists gets between SIGTERM and SIGKILL.
+_ORPHAN_GRACE = 10.0
+
+
+def claim_leaves(state: PreviousState | None) -> None:
+    """Keep the cgroup leaves of the previous daemon's live processes from the sweep of
+    dead daemons' cgroups (to be called before tree tracking starts)."""
+    if state is None:
+        return
+    from circus.process import claim_cgroup, process_start_time
+
+    for rec in state.processes:
+        if rec.cgroup and process_start_time(rec.pid) == rec.start_time:
+            claim_cgroup(rec.cgroup, rec.pid)
+
+
+def claim_previous_leaves(config: Any) -> None:
+    """:func:`claim_leaves` for the daemon a loaded config runs (circusd, before tree
+    tracking starts); never raises."""
+    try:
+        from ._crashstate import CrashState, default_runtime_dir, state_key
+        from ._from_config import settings_from_config
+
+        settings = settings_from_config(config)
+        crash = CrashState(
+            settings.runtime_dir or default_runtime_dir(),
+            state_key(settings.config_file, settings.endpoint),
+            dict,
+        )
+        claim_leaves(crash.previous(quiet=True))
+    except Exception:  # pragma: no cover - the recovery itself logs what is wrong
+        log.debug("cannot look for the previous daemon's cgroups", exc_info=True)
+
+
+def _attach(rec: PreviousProcess) -> Any:
+    from circus.process import Process, ProcessError, ProcessGoneError
+
+    try:
+        return Process.attach(
+            rec.pid,
+            rec.start_time,
+            name=rec.watcher,
+            wid=rec.wid,
+            started=rec.started,
+            cgroup=rec.cgroup,
+        )
+    except ProcessGoneError:
+        return None
+    except ProcessError as exc:
+        log.error(
+            "pid %d of watcher %s survived the crash but cannot be supervised: %s",
+            rec.pid,
+            rec.watcher,
+            exc,
+        )
+        return None
+
+
+async def _stop_trees(procs: Iterable[tuple[Any, Any]]) -> int:
+    """Stop each ``(process, watcher or None)`` with its whole tree; return how many."""
+    stops = []
+    for proc, watcher in procs:
+        settings = getattr(watcher, "settings", None)
+        timeout = float(getattr(settings, "graceful_timeout", _ORPHAN_GRACE))
+        signum = int(getattr(settings, "stop_signal", signal.SIGTERM))
+        stops.append(_stop_one(proc, timeout, signum))
+    results = await asyncio.gather(*stops, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            log.error("stopping a process of the previous daemon: %s", result)
+    return len(stops)
+
+
+async def _stop_one(proc: Any, grace: float, signum: int) -> None:
+    try:
+        await proc.astop(grace, signum, True)
+    finally:
+        proc.close()
+
+
+async def recover(crash: CrashState, watchers: WatcherSet, mode: str) -> dict[str, int]:
+    """Adopt or replace what the previous daemon left running (see the module docstring).
+
+    Returns counts: ``adopted``, ``stopped``, ``gone`` (recorded but no longer running, or
+    a reused pid).
+    """
+    counts = {"adopted": 0, "stopped": 0, "gone": 0}
+    state = crash.previous()
+    if state is None or not state.processes:
+        return counts
+    from circus.process import process_start_time
+
+    if state.daemon_pid == os.getpid() and state.daemon_start_time == process_start_time(
+        os.getpid()
+    ):
+        return counts  # our own file, from before an exec of ourselves: handed over already
+    if (
+        state.daemon_pid != os.getpid()
+        and process_start_time(state.daemon_pid) == state.daemon_start_time
+    ):
+        log.error(
+            "the circusd (pid %d) that wrote %s still runs without its lock: its processes "
+            "are left to it",
+            state.daemon_pid,
+            crash.path,
+        )
+        return counts
+    by_watcher: dict[str, list[tuple[PreviousProcess, Any]]] = {}
+    for rec in state.processes:
+        proc = _attach(rec)
+        if proc is None:
+            counts["gone"] += 1
+            continue
+        by_watcher.setdefault(rec.watcher, []).append((rec, proc))
+    to_stop: list[tuple[Any, Any]] = []
+    to_adopt: list[tuple[Any, list[Any]]] = []
+    for name, pairs in by_watcher.items():
+        watcher = _find(watchers, name)
+        if watcher is None:
+            why = "its watcher is no longer in the config"
+        elif mode == "replace":
+            why = ""
+        elif state.commands.get(name) != watcher_command(watcher):
+            why = "its watcher's command changed"
+        else:
+            why = ""
+            keep = [proc for rec, proc in pairs if not rec.ending]
+            to_stop.extend((proc, watcher) for rec, proc in pairs if rec.ending)
+            if keep:
+                to_adopt.append((watcher, keep))
+            continue
+        if why:
+            log.warning(
+                "watcher %s: stopping %d process(es) of the previous circusd: %s",
+                name,
+                len(pairs),
+                why,
+            )
+        to_stop.extend((proc, watcher) for _rec, proc in pairs)
+    # The trees to end go first: nothing new starts while one of them still runs.
+    counts["stopped"] += await _stop_trees(to_stop)
+    for watcher, procs in to_adopt:
+        try:
+            async with watchers.table.locked(watcher):
+                kept = await watcher.adopt(procs)
+        except Exception as exc:
+            log.error("watcher %s: cannot adopt the previous processes: %s", watcher.name, exc)
+            counts["stopped"] += await _stop_trees((p, watcher) for p in procs if p.pid)
+            continue
+        counts["adopted"] += len(kept)
+    crash.changed()
+    log.warning(
+        "after a crash of circusd (pid %d): %d process(es) adopted, %d stopped, %d gone",
+        state.daemon_pid,
+        counts["adopted"],
+        counts["stopped"],
+        counts["gone"],
+    )
+    return counts
+
+
+def _find(watchers: WatcherSet, name: str) -> Any:
+    from ._errors import NotFoundError
+
+    try:
+        return watchers.get(name)
+    except NotFoundError:
+        return None
