@@ -235,3 +235,26 @@ def test_without_readiness_nothing_changes(make: Any, recorder: Any, run_async: 
             await w.wait_ready([1])
 
     run_async(main)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as nobody")
+def test_notify_for_a_process_of_another_user(make: Any, recorder: Any, run_async: Any) -> None:
+    code = (
+        "import os, socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+        "s.sendto(b'READY=1\\nSTATUS=as ' + str(os.getuid()).encode(), "
+        "os.environ['NOTIFY_SOCKET']); time.sleep(300)"
+    )
+
+    async def main() -> None:
+        w = make(f'/usr/bin/python3 -c "{code}"', uid="nobody", gid="nogroup",
+                 working_dir="/", readiness="notify")  # fmt: skip
+        await w.start()
+        await w.wait_ready(timeout=20)
+        (pid,) = w.pids
+        assert w.health(pid)["status_text"] == "as 65534"
+        sockdir = Path(w._health._procs[pid].channel.path).parent
+        assert sockdir.stat().st_uid == 65534
+        assert stat.S_IMODE(sockdir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(sockdir.parent.stat().st_mode) == 0o711
+
+    run_async(main)

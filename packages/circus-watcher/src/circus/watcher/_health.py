@@ -176,6 +176,23 @@ class HealthMonitor:
         if ph.readiness.kind != "notify":
             ph.task = loop.create_task(self._probe_ready(ph, loop.time() + o.readiness_timeout))
 
+    def adopted(self, proc: ProcessLike) -> None:
+        """Follow a process taken in already running (``Watcher.adopt``): it counts as ready
+        (it was serving), and its tcp/http/exec liveness probes resume. A notify watchdog
+        cannot: its ``$NOTIFY_SOCKET`` belonged to the daemon that spawned it."""
+        if not self.configured or proc.pid in self._procs:
+            return
+        ph = ProcessHealth(proc)
+        self._procs[proc.pid] = ph
+        proc.add_exit_callback(self._gone_cb)
+        live = (self._w.settings.liveness or "").strip()
+        if live and live.lower() != "notify":
+            try:
+                ph.liveness = parse_probe(self._render(live, proc))
+            except ValueError as exc:
+                logger.warning("watcher %s: bad liveness probe: %s", self._w.name, exc)
+        self._became_ready(ph, emit=False)
+
     def _render(self, text: str, proc: ProcessLike) -> str:
         from ._probes import is_template
 
