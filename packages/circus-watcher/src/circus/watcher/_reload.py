@@ -67,7 +67,7 @@ async def replace_all(w: Watcher, sequential: bool) -> dict[str, Any]:
     except Exception as exc:
         raise WatcherError(f"watcher {w.name!r}: cannot open its streams: {exc}") from exc
     generation = w._life.generation
-    if getattr(w, "has_readiness", False):
+    if w.has_readiness:
         info = await _roll(w)  # raises RolloutError: the old processes keep their streams
     else:
         info = await _replace_processes(w, sequential)
@@ -148,6 +148,10 @@ async def _discard(w: Watcher, proc: ProcessLike) -> None:
     the watcher is back to its old processes only."""
     if proc.pid in w._procs:
         await w._stopper.retire([proc])
+    else:  # the health monitor may be ending it already (readiness_timeout): see it gone
+        exit_seen = w._procs.exits.get(proc.pid)
+        if exit_seen is not None:
+            await asyncio.shield(exit_seen)
     # Its death may have been taken for a crash and replaced: the newest go, never the old.
     excess = len(w._procs) + w._spawner.pending - w.numprocesses
     if excess > 0:

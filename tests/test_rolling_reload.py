@@ -1,0 +1,115 @@
+"""Deploys that drop nothing: ``circusctl reload NAME --waiting`` on a watcher with readiness.
+
+A pre-fork HTTP app (examples/rolling/app.py) serves on a ``[socket:]`` circusd holds; each
+worker spends a second "loading" before it says ``READY=1`` and starts accepting. A client
+(examples/rolling/hammer.py) requests it at a steady rate, open loop, throughout; a request
+refused, failed or answered after more than 0.5 s counts as failed. Without a roll gated on
+readiness, a graceful reload stops the old workers while the new ones are still loading, and
+every request due in that second fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from circus.process.testing import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "rolling"
+CIRCUSCTL = str(Path(sys.executable).with_name("circusctl"))
+WORKERS = 3
+
+pytestmark = pytest.mark.slow
+
+
+def _hammer_module() -> Any:
+    spec = importlib.util.spec_from_file_location("rolling_hammer", EXAMPLE / "hammer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+Hammer = _hammer_module().Hammer
+
+
+def _app(circusd: Any, readiness: bool = True, timeout: float = 10) -> tuple[Any, int]:
+    """circusd running WORKERS ready workers of version v1; returns (daemon, port)."""
+    daemon = circusd(start=False)
+    shutil.copy(EXAMPLE / "app.py", daemon.dir / "app.py")
+    (daemon.dir / "version").write_text("v1\n")
+    ready = f"readiness = notify\nreadiness_timeout = {timeout}\n" if readiness else ""
+    daemon.write(
+        "[socket:web]\nhost = 127.0.0.1\nport = 0\n"
+        f"[watcher:web]\ncmd = {sys.executable} app.py $(circus.sockets.web)\n"
+        f"working_dir = {daemon.dir}\nuse_sockets = true\nnumprocesses = {WORKERS}\n"
+        f"graceful_timeout = 5\nautostart = false\n{ready}"
+        "[env:web]\nAPP_WARMUP = 1\n"
+    )
+    daemon.start()
+    answer = daemon.call("start", name="web", waiting=True, timeout=30)
+    assert answer["status"] == "ok", answer
+    (row,) = daemon.call("listsockets")["sockets"]
+    return daemon, int(row["port"])
+
+
+def _ctl(daemon: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CIRCUSCTL, "--endpoint", daemon.endpoint, "--timeout", "60", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def _serving(hammer: Any, version: str, count: int) -> None:
+    wait_until(
+        lambda: hammer.tally.versions[version] >= count,
+        30,
+        f"{count} answers from {version} ({hammer.tally})",
+    )
+
+
+def test_reload_waiting_drops_no_request(circusd: Any) -> None:
+    daemon, port = _app(circusd)
+    old = set(daemon.pids("web"))
+    assert len(old) == WORKERS
+    with Hammer(port, rate=100) as hammer:
+        _serving(hammer, "v1", 30)
+        (daemon.dir / "version").write_text("v2\n")
+        done = _ctl(daemon, "reload", "web", "--waiting")
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The answer came once the new workers were ready: every pid is new, all serve v2.
+        new = set(daemon.pids("web"))
+        assert len(new) == WORKERS and not new & old, (old, new)
+        _serving(hammer, "v2", 30)
+    tally = hammer.tally
+    assert tally.failed == 0, f"{tally}: {tally.samples}"
+    assert tally.refused == 0
+
+
+def test_broken_version_keeps_the_old_workers_serving(circusd: Any) -> None:
+    daemon, port = _app(circusd, timeout=2)
+    old = set(daemon.pids("web"))
+    with Hammer(port, rate=100) as hammer:
+        _serving(hammer, "v1", 30)
+        (daemon.dir / "version").write_text("broken\n")
+        done = _ctl(daemon, "reload", "web", "--waiting")
+        output = done.stdout + done.stderr
+        assert done.returncode != 0, output
+        assert "not ready" in output, output
+        # Still the old workers, still answering; the failed new one is gone.
+        assert set(daemon.pids("web")) == old
+        before = hammer.tally.versions["v1"]
+        _serving(hammer, "v1", before + 30)
+    tally = hammer.tally
+    assert tally.failed == 0, f"{tally}: {tally.samples}"
+    assert set(tally.versions) == {"v1"}, tally
+    assert daemon.call("status", name="web")["status"] == "active"
