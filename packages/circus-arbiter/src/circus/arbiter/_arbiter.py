@@ -255,9 +255,6 @@ class Arbiter(ArbiterAPI):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._aio_loop: asyncio.AbstractEventLoop | None = None  # the loop the arbiter runs on
         self._ioloop: Any = None  # tornado's IOLoop for it, made on first use of .loop
-        self._supervisor: Any = None  # a supervisord.conf's XML-RPC API and event listeners
-        #: What circusd exits with: 0, or CRITICAL_EXIT_STATUS once a critical watcher gave up.
-        self.exit_status = 0
         #: circusd's link to systemd (``_sdnotify.SystemdNotifier``), None when not under it
         self.systemd: Any = None
         #: the state a ``daemon-reexec`` handed to this image (circusd sets it), else None
@@ -265,6 +262,8 @@ class Arbiter(ArbiterAPI):
         #: ``generation``, ``switch_began``, ``takeover_ms`` of the last ``daemon-reexec``
         self.reexec_info: dict[str, Any] | None = None
         self._supervisor: Any = None  # a supervisord.conf's XML-RPC API and event listeners
+        #: What circusd exits with: 0, or CRITICAL_EXIT_STATUS once a critical watcher gave up.
+        self.exit_status = 0
         self.watcher_set.on_give_up = self._on_give_up
 
     # ------------------------------------------------------------------ lifecycle
@@ -304,12 +303,22 @@ class Arbiter(ArbiterAPI):
         self.started_at = time.time()
         self._apply_process_options()
         self.watcher_set.open()
+        handover, self.handover = self.handover, None
+        resumed: list[Any] = []
         try:
+            if handover is not None:
+                from ._reexec import resume
+
+                # the children are attached before anything awaits: the orphan reaper
+                # never takes one of them for an orphan
+                resumed = await resume(self, handover)
+                self._initial = []
             self.channels.open(self.commands, self._stats_snapshot)
-            self._initial += self.plugin_set.initial_watchers()
-            self.watcher_set.bind_sockets()
+            if handover is None:
+                self._initial += self.plugin_set.initial_watchers()
+                self.watcher_set.bind_sockets()
             supervisor = getattr(self.loaded_config, "supervisor", None)
-            if supervisor is not None:  # supervisord.conf: its API
+            if supervisor is not None and handover is None:  # supervisord.conf: its API
                 from .supervisor._services import SupervisorServices
 
                 self._supervisor = SupervisorServices(self, supervisor)
@@ -317,6 +326,7 @@ class Arbiter(ArbiterAPI):
             for spec in self._initial:
                 self.watcher_set.register_spec(spec)
             self._initial = []
+            self.watcher_set.check_dependencies()  # depends_on: known names, no cycle
             if self._supervisor is not None:
                 self._supervisor.attach()
             await self.channels.open_optional()
@@ -326,6 +336,11 @@ class Arbiter(ArbiterAPI):
         self.channels.serve()
         log.info("Arbiter now waiting for commands on %s", self.endpoint)
         announce(self)
+        if handover is not None:
+            from ._reexec import finish
+
+            await finish(self, resumed)  # the processes are ours: nothing to recover
+            return
         await self._recover()
         await self.watcher_set.start_all()
 
@@ -338,9 +353,6 @@ class Arbiter(ArbiterAPI):
         if settings.umask is not None:
             os.umask(settings.umask)
         if settings.debug_gc:
-            self.watcher_set.check_dependencies()  # depends_on: known names, no cycle
-            if self._supervisor is not None:
-                self._supervisor.attach()
             import gc
 
             gc.set_debug(gc.DEBUG_LEAK)

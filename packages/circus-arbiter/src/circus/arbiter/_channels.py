@@ -192,6 +192,23 @@ class Channels:
         if self._own_context:
             self.context.term()
 
+    async def reopen(self) -> None:
+        """Bind every endpoint again after :meth:`close` and serve (a ``daemon-reexec``
+        whose exec failed carries on this way).
+
+        Raises:
+            ArbiterError: as :meth:`open`.
+        """
+        if not self._closed:
+            return
+        assert self._stats_source is not None
+        self._closed = False
+        if self._own_context:
+            self.context = zmq.asyncio.Context()
+        self.open(self._commands, self._stats_source)
+        await self.open_optional()
+        self.serve()
+
     # ------------------------------------------------------------------ reload
 
     def move(self, new: ArbiterSettings) -> Moved:

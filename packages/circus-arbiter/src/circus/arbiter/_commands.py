@@ -97,4 +97,4 @@ def _load_handlers() -> None:
     # The handler modules register themselves on import; imported lazily to avoid a cycle
     # with the arbiter module.
     if not COMMANDS:
-        from . import _cmd_read, _cmd_write  # noqa: F401
+        from . import _cmd_read, _cmd_reexec, _cmd_write  # noqa: F401

@@ -217,6 +217,17 @@ class Controller:
         except zmq.ZMQError as exc:  # the client went away: nothing to answer to
             log.debug("cannot answer: %s", exc)
 
+    def idle(self) -> bool:
+        """No request is being run and none waits unread (``daemon-reexec`` switches then)."""
+        if self._requests:
+            return False
+        if self._socket is None:
+            return True
+        try:
+            return not int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN
+        except zmq.ZMQError:  # pragma: no cover - closed under us
+            return True
+
     async def drain(self, timeout: float = 1.0) -> None:  # noqa: ASYNC109
         """Wait a little for in-flight requests (their answers) before closing."""
         current = asyncio.current_task()

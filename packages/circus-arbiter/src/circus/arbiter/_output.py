@@ -119,6 +119,10 @@ class OutputHub:
         elif rest:
             self._partial[key] = rest
 
+    def partial(self, watcher: str, pid: int, stream: str) -> bytes:
+        """The unterminated line held back for one process's stream (kept)."""
+        return self._partial.get((watcher, pid, stream), b"")
+
     def flush_pid(self, watcher: str, pid: int) -> None:
         """Emit the unterminated last line of a finished process, if any."""
         for stream in ("stdout", "stderr"):

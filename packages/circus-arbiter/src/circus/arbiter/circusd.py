@@ -133,11 +133,25 @@ def _main(argv: list[str] | None) -> int:
         return 1
     parser = build_parser()
     args = parser.parse_args(argv)
+    handover = None
+    if "CIRCUS_HANDOVER_FD" in os.environ:  # exec'ed by daemon-reexec: the previous image's state
+        from ._handover import HandoverError
+        from ._reexec import take_state
+
+        try:
+            handover = take_state()
+        except HandoverError as exc:
+            print(f"circusd: daemon-reexec: {exc}", file=sys.stderr)
+            return 1
+        if handover is not None and handover.get("config_file"):
+            args.config = handover["config_file"]
     if not args.config:
         parser.print_usage()
         return 0
+    # resolved now: a daemon changes directory, and daemon-reexec hands this path over
+    args.config = os.path.abspath(args.config)
     readiness = None
-    if args.daemonize or _supervisor_daemonizes(args.config, args.format):
+    if (args.daemonize or _supervisor_daemonizes(args.config, args.format)) and handover is None:
         from ._daemonize import daemonize
 
         readiness = daemonize()  # errors until it is serving still reach the user's terminal
@@ -178,8 +192,17 @@ def _main(argv: list[str] | None) -> int:
     from ._recover import claim_previous_leaves
 
     claim_previous_leaves(config)
+    if handover is not None and str(handover.get("tree_tracking", "")).startswith("cgroup2:"):
+        # the handed children live in the previous image's cgroup leaves, which this image
+        # cannot take over: it tracks trees through /proc
+        from circus.process import set_tree_tracking
+
+        set_tree_tracking("process-tree")
     _start_tree_tracking()
     _raise_fd_limit()
+    from ._reexec import enable
+
+    enable()
 
     pidfile = None
     pidfile_path = args.pidfile or daemon.pidfile
@@ -195,6 +218,7 @@ def _main(argv: list[str] | None) -> int:
 
         # circusd holds the pidfile itself (written above, before anything binds)
         arbiter = Arbiter.from_config(config, pidfile=None)
+        arbiter.handover = handover
         log.info("Starting master on pid %d", os.getpid())
         try:
             asyncio.run(_serve(arbiter, readiness.ready if readiness else None))

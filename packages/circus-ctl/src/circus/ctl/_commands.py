@@ -178,6 +178,13 @@ _TABLE: tuple[CommandSpec, ...] = (
     ),
     _cmd("numwatchers", (), ("numwatchers",), read_only=True, summary="number of watchers"),
     _cmd("options", (_NAME_R,), ("options",), read_only=True, summary="all options of a watcher"),
+    _cmd(
+        "daemon-reexec",
+        (),
+        ("pid", "generation", "watchers", "processes"),
+        ours=True,
+        summary="re-exec circusd with the installed code, keeping its children",
+    ),
     _cmd("quit", (_WAITING,), waitable=True, summary="stop everything and exit circusd"),
     _cmd(
         "reload",

@@ -58,6 +58,14 @@ def _build_waiting_only(command: str) -> Build:
     return lambda ns: (command, {"waiting": ns.waiting})
 
 
+def _render_reexec(answer: Mapping[str, Any], ns: argparse.Namespace, palette: Palette) -> str:
+    return palette.ok(
+        f"ok: circusd (pid {answer.get('pid')}) re-executes with the installed code, keeping "
+        f"{answer.get('processes')} processes of {answer.get('watchers')} watchers "
+        f"(generation {answer.get('generation')})"
+    )
+
+
 def _conf_incr(p: argparse.ArgumentParser) -> None:
     name_req(p)
     p.add_argument("nb", nargs="?", metavar="N", help="how many (default 1)")
@@ -140,6 +148,18 @@ COMMANDS: tuple[CliCommand, ...] = (
         _conf_incr,
         _build_incr("incr"),
         _render_incr,
+    ),
+    CliCommand(
+        "daemon-reexec",
+        "re-exec circusd with the installed code; its processes keep running",
+        "",
+        "circusd checks in a separate process that the installed code loads its state, "
+        "answers, then execs itself in the same pid: processes, their output, sockets and "
+        "watcher state carry over; the control channel pauses briefly. An error answer means "
+        "nothing changed.",
+        None,
+        lambda ns: ("daemon-reexec", {}),
+        _render_reexec,
     ),
     CliCommand(
         "quit",

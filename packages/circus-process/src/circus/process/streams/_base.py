@@ -28,6 +28,8 @@ class Stream(Protocol):
     Optional, used when present:
       * ``open()`` / ``close()``: called when the owner starts / stops using the stream.
       * ``end(pid, name)``: the pipe of ``pid`` reached EOF (flush any partial line).
+      * ``partial(pid, name) -> bytes``: the unterminated line held back for that pipe (not
+        written yet), so that a new circusd image can be given it (``daemon-reexec``).
       * ``can_splice`` (bool) and ``splice_from(fd) -> int``: the stream can take bytes
         straight from a pipe fd with ``os.splice`` (no formatting); returns the bytes moved,
         0 at EOF, raises BlockingIOError when the pipe is empty.
@@ -118,6 +120,10 @@ class LineFramer:
         """The pending partial line of ``(pid, name)``, newline-terminated, if any."""
         rest = self._pending.pop((pid, name), b"")
         return [rest + b"\n"] if rest else []
+
+    def partial(self, pid: int, name: str) -> bytes:
+        """The bytes held back for ``(pid, name)`` (no newline added; kept)."""
+        return self._pending.get((pid, name), b"")
 
     def flush_all(self) -> list[tuple[int, bytes]]:
         """Every pending partial line as ``(pid, line)``, and forget them."""

@@ -74,6 +74,10 @@ class FancyStdoutStream:
         """Write the complete lines of one chunk."""
         self._emit(data["pid"], self._framer.feed(data["pid"], data["name"], data["data"]))
 
+    def partial(self, pid: int, name: str) -> bytes:
+        """The unterminated line held back for ``pid``'s pipe ``name`` (kept)."""
+        return self._framer.partial(pid, name)
+
     def end(self, pid: int, name: str) -> None:
         """EOF on ``pid``'s pipe: write its partial line."""
         self._emit(pid, self._framer.flush(pid, name))

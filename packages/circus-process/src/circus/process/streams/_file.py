@@ -146,6 +146,11 @@ class FileStream:
         if payload:
             self._write(payload)
 
+    def partial(self, pid: int, name: str) -> bytes:
+        """The unterminated line held back for ``pid``'s pipe ``name`` (kept; only with
+        ``time_format``, otherwise bytes are written as they come)."""
+        return self._framer.partial(pid, name) if self._framer is not None else b""
+
     def end(self, pid: int, name: str) -> None:
         """The pipe of ``pid`` hit EOF: write its pending partial line."""
         if self._framer is not None and self.time_format:
