@@ -215,7 +215,8 @@ def attach(
     proc._start_ticks = start_time
     proc._foreign = parent != os.getpid()
     proc._cgroup = leaf
-    registry[pid] = proc
+    if pid not in registry:  # a Process spawned here keeps its place
+        registry[pid] = proc
     return proc
 
 

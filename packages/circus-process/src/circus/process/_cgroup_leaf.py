@@ -111,7 +111,10 @@ class Leaf:
             CLAIMED.discard(self.path)
             # The dead owner's subtree goes with its last claimed leaf, if nothing else is in.
             parent = os.path.dirname(self.path)
-            if not any(p.startswith(parent + "/") for p in CLAIMED):
+            owner = os.path.basename(parent)
+            if owner != f"circus.{os.getpid()}" and not any(
+                p.startswith(parent + "/") for p in CLAIMED
+            ):
                 try:
                     os.rmdir(parent)
                 except OSError:
