@@ -263,6 +263,13 @@ def _group(
     return group, priority, programs, section
 
 
+def _level(text: str) -> str:
+    try:
+        return _LEVELS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(text) from None
+
+
 def _supervisord(
     section: SupSection | None, names: dict[str, Any], main: str
 ) -> tuple[SupervisordSection, DaemonConfig, ProgramContext]:
@@ -299,7 +306,7 @@ def _supervisord(
     nodaemon = typed("nodaemon", v.to_bool, False, "expected true or false")
     env = typed("environment", v.to_env, {}, "expected KEY=value pairs separated by commas")
     names.update(v.env_expansions(env))
-    level = typed("loglevel", lambda t: _LEVELS[t.strip().lower()], "info",
+    level = typed("loglevel", _level, "info",
                   "expected one of critical, error, warn, info, debug, trace, blather")  # fmt: skip
     umask = typed("umask", v.to_octal, 0o022, "expected an octal mask such as 022")
     minfds = typed("minfds", lambda t: v.to_int(t, 0), 1024, "expected an integer >= 0")

@@ -32,6 +32,7 @@ class SupSection:
     filename: str
     lineno: int
     options: dict[str, SupValue] = field(default_factory=dict)
+    _warned: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The option's text, or ``default`` when absent."""
@@ -57,10 +58,14 @@ class SupSection:
         )
 
     def warn(self, key: str | None, message: str) -> None:
-        """Issue a :class:`ConfigWarning` ``file:line: [section] key: message``."""
+        """Issue a :class:`ConfigWarning` ``file:line: [section] key: message`` (once: the
+        processes of one program share their section's warnings)."""
         filename, lineno = self.where(key)
         prefix = f"[{self.name}] {key}" if key is not None else f"[{self.name}]"
-        warnings.warn(f"{filename}:{lineno}: {prefix}: {message}", ConfigWarning, stacklevel=3)
+        text = f"{filename}:{lineno}: {prefix}: {message}"
+        if text not in self._warned:
+            self._warned.add(text)
+            warnings.warn(text, ConfigWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)

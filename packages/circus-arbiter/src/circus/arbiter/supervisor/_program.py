@@ -42,6 +42,15 @@ _DOLLAR = re.compile(r"\$[A-Z]")
 _SH_REDIRECT = 'exec "$@" 2>&1'
 _DEFAULT_MAXBYTES = 50 * 1024 * 1024
 _SUCCESS: tuple[int, ...] = (0,)
+_STD_FILES = {
+    f"{prefix}{suffix}": fd
+    for fd, names in ((1, ("stdout", "1")), (2, ("stderr", "2")))
+    for prefix, suffix in (
+        ("/dev/", names[0]),
+        ("/dev/fd/", names[1]),
+        ("/proc/self/fd/", names[1]),
+    )
+}
 # The backoff Circus applies between failed starts (Supervisor waits 1, 2, 3... s).
 BACKOFF_INITIAL = 1.0
 BACKOFF_FACTOR = 2.0
@@ -349,10 +358,10 @@ def _stream(
         path = os.path.join(ctx.childlogdir, f"{spec.replace(':', '_')}-{stream}.log")
     else:
         path = os.path.join(ctx.cwd, os.path.expanduser(value))
-    if path in ("/dev/stdout", "/dev/stderr", "/proc/self/fd/1", "/proc/self/fd/2"):
+    if path in _STD_FILES:
         if maxbytes and f"{key}_maxbytes" in s.options:
             s.warn(f"{key}_maxbytes", f"{value} is not rotated; ignored")
-        if path.endswith(("stdout", "/1")):
+        if _STD_FILES[path] == 1:
             put(f"{prefix}.class", "StdoutStream", key)
             return None
         put(f"{prefix}.class", "FileStream", key)
