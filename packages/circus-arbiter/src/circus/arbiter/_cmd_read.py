@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._commands import command
+from ._crashview import crash_loop_of, shown_status
 from ._errors import CommandError, MessageError, NotFoundError
 from ._props import opt_bool, opt_int, opt_names, opt_str, req_str
 
@@ -31,11 +32,21 @@ def cmd_list(ctx: CommandContext, props: Props) -> dict[str, Any]:
 
 @command("status")
 def cmd_status(ctx: CommandContext, props: Props) -> dict[str, Any]:
-    """``statuses`` of all watchers, or ``status`` replaced by one watcher's state."""
+    """``statuses`` of all watchers, or ``status`` replaced by one watcher's state; a
+    crash-looping watcher's details in ``crash_loops`` / ``crash_loop`` (see ``_crashview``)."""
     name = opt_str(props, "name")
     if name is None:
-        return {"statuses": ctx.watchers.statuses()}
-    return {"status": ctx.watchers.get(name).status()}
+        answer: dict[str, Any] = {"statuses": ctx.watchers.statuses()}
+        loops = ctx.watchers.crash_loops()
+        if loops:
+            answer["crash_loops"] = loops
+        return answer
+    watcher = ctx.watchers.get(name)
+    one: dict[str, Any] = {"status": shown_status(watcher)}
+    loop = crash_loop_of(watcher)
+    if loop is not None:
+        one["crash_loop"] = loop
+    return one
 
 
 @command("numwatchers")

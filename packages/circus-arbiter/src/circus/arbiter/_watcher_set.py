@@ -23,6 +23,7 @@ from typing import Any
 
 from circus.ctl.protocol import event_topic
 
+from ._crashview import crash_loop_of, shown_status
 from ._depgraph import DependencyError, DepGraph, parse_names
 from ._deporder import failure_error, start_in_order, stop_in_order
 from ._errors import ArbiterError, ConflictError, MessageError
@@ -97,8 +98,13 @@ class WatcherSet:
         return self.table.ordered(reverse=reverse)
 
     def statuses(self) -> dict[str, str]:
-        """``{watcher name: status}`` for every watcher."""
-        return {w.name: w.status() for w in self.table.ordered()}
+        """``{watcher name: status}`` for every watcher (:func:`shown_status`)."""
+        return {w.name: shown_status(w) for w in self.table.ordered()}
+
+    def crash_loops(self) -> dict[str, dict[str, Any]]:
+        """``{watcher name: crash loop details}`` of the watchers crash-looping now."""
+        loops = {w.name: crash_loop_of(w) for w in self.table.ordered()}
+        return {name: loop for name, loop in loops.items() if loop is not None}
 
     def numprocesses(self) -> int:
         """Running processes, all watchers together."""

@@ -31,6 +31,9 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "hook_failure": ("name", "time", "error"),
     # stopped for good on its own: spawn retries exhausted, or flapping with no retry left
     "give_up": ("reason", "time"),
+    # entered a crash loop (README "Crash loops"): failed exits in a row, the last code,
+    # epoch of the first and last exits and of the next retry
+    "crash_loop": ("time", "exits", "exit_code", "since", "last_exit", "next_retry"),
     # readiness and liveness (README "Readiness and liveness")
     "ready": ("process_pid", "process_id"),
     "unready": ("process_pid", "process_id", "reason"),

@@ -246,11 +246,16 @@ class Spawner:
             w._life.halt = Halt.FLAPPING  # until that stop runs (it may wait for the lock)
             w._tasks.run(w._stopper.flap(verdict, w._life.generation))
             return
+        failed = w._policy.is_failure(exit_code)
         if not w._policy.wants_respawn(exit_code):
+            w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=0,
+                            delay=None, reset_after=w.settings.backoff_reset)  # fmt: skip
             if not w._procs and not self.pending and w.status() == "active":
                 w._tasks.run(w._stopper.stop_from_inside(rearm=True, generation=w._life.generation))
             return
         delay = w._policy.record_exit(exit_code, lifetime)
+        w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=w._policy.streak,
+                        delay=delay, reset_after=w.settings.backoff_reset)  # fmt: skip
         if len(w._procs) + self.pending >= w.numprocesses:
             return  # e.g. decr raced the death
         self.pending += 1

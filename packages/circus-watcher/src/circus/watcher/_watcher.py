@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from . import _settings, _stats
+from ._crashloop import CrashWatch
 from ._errors import OptionError, SpawnFailedError, WatcherError
 from ._events import EventHub, Listener, OutputObserver
 from ._flapping import FlappingDetector
@@ -153,6 +154,8 @@ class Watcher(UpstreamAttributes):
         self._tasks = Background(name)
         self._policy = RestartPolicy()
         self._flapping = FlappingDetector()
+        self._crash = CrashWatch(name, self._emit)
+        self._events.add_listener(self._crash.on_event)
         self._health = HealthMonitor(self)
         self._lock: asyncio.Lock | None = None
         self._apply_policies()
@@ -215,6 +218,13 @@ class Watcher(UpstreamAttributes):
     def is_stopped(self) -> bool:
         """True when the watcher is stopped."""
         return self._life.state is WatcherState.STOPPED
+
+    def crash_loop(self) -> dict[str, Any] | None:
+        """While the active watcher is crash-looping (README "Crash loops"): ``{"exits",
+        "exit_code", "since", "last_exit", "next_retry"}`` (epoch seconds); else None."""
+        if self._life.state is not WatcherState.ACTIVE:
+            return None
+        return self._crash.details()
 
     # ------------------------------------------------------------------ readiness
 

@@ -18,7 +18,13 @@ _CODES = {
     "bold": "\033[1m",
     "dim": "\033[2m",
 }
-_STATE_COLORS = {"active": "green", "stopped": "red", "stopping": "yellow", "starting": "yellow"}
+_STATE_COLORS = {
+    "active": "green",
+    "stopped": "red",
+    "stopping": "yellow",
+    "starting": "yellow",
+    "crash-looping": "red",
+}
 _NAME_COLORS = ("cyan", "magenta", "blue", "yellow", "green")
 
 

@@ -97,6 +97,8 @@ class WatcherState:
     status: str = "unknown"
     processes: dict[int, ProcessStats] = field(default_factory=dict)
     restarts: int = 0
+    #: While ``status`` is ``crash-looping``: the daemon's details (exits, exit_code, ...).
+    crash_loop: dict[str, Any] | None = None
 
     @property
     def cpu(self) -> float | None:
@@ -123,6 +125,7 @@ class WatcherState:
             "mem": self.mem_percent,
             "rss": self.rss,
             "restarts": self.restarts,
+            "crash_loop": self.crash_loop,
             "processes": [p.to_json() for _, p in sorted(self.processes.items())],
         }
 
@@ -163,6 +166,8 @@ class DaemonState:
         for name in sorted(names):
             watcher = old.get(name) or WatcherState(name)
             watcher.status = str(statuses.get(name, watcher.status))
+            loop = (status.get("crash_loops") or {}).get(name)
+            watcher.crash_loop = dict(loop) if isinstance(loop, Mapping) else None
             processes: dict[int, ProcessStats] = {}
             table = infos.get(name)
             if isinstance(table, Mapping):

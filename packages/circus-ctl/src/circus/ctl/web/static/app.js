@@ -232,6 +232,10 @@ function onSnapshot(msg) {
     const w = watcherView(view, msg.daemon, watcher.name);
     w.state.textContent = watcher.status;
     w.state.className = "pill state " + watcher.status;
+    const loop = watcher.crash_loop;
+    w.state.title = loop ? loop.exits + " failed exits in a row, last exit code " + loop.exit_code +
+      (loop.next_retry ? ", next retry at " + new Date(loop.next_retry * 1000).toLocaleTimeString() : "")
+      : "";
     w.nprocs.textContent = String(watcher.numprocesses);
     w.cpu.value.textContent = fmtPercent(watcher.cpu);
     w.mem.value.textContent = fmtBytes(watcher.rss);
