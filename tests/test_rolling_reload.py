@@ -11,6 +11,7 @@ every request due in that second fails.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def _app(circusd: Any, readiness: bool = True, timeout: float = 10) -> tuple[Any
 
 def _ctl(daemon: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CIRCUSCTL, "--endpoint", daemon.endpoint, "--timeout", "60", *args],
+        [CIRCUSCTL, "--endpoint", daemon.endpoint, *args],
         capture_output=True,
         text=True,
         timeout=90,
@@ -95,8 +96,9 @@ def test_reload_waiting_drops_no_request(circusd: Any) -> None:
     assert tally.refused == 0
 
 
-def test_broken_version_keeps_the_old_workers_serving(circusd: Any) -> None:
-    daemon, port = _app(circusd, timeout=2)
+def test_broken_version_keeps_the_old_workers_serving(circusd: Any, is_alive: Any) -> None:
+    # readiness_timeout above circusctl's default 5 s: --waiting alone waits long enough
+    daemon, port = _app(circusd, timeout=6)
     old = set(daemon.pids("web"))
     with Hammer(port, rate=100) as hammer:
         _serving(hammer, "v1", 30)
@@ -104,9 +106,11 @@ def test_broken_version_keeps_the_old_workers_serving(circusd: Any) -> None:
         done = _ctl(daemon, "reload", "web", "--waiting")
         output = done.stdout + done.stderr
         assert done.returncode != 0, output
-        assert "not ready" in output, output
+        assert "not ready after 6 s" in output, output
+        failed = int(re.search(r"process (\d+)", output).group(1))  # type: ignore[union-attr]
         # Still the old workers, still answering; the failed new one is gone.
         assert set(daemon.pids("web")) == old
+        assert not is_alive(failed)
         before = hammer.tally.versions["v1"]
         _serving(hammer, "v1", before + 30)
     tally = hammer.tally

@@ -27,6 +27,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_ERROR_ANSWER = 3
+#: How long a ``--waiting`` command waits for its answer when no --timeout is given: a
+#: rolling reload takes one readiness wait per process, far more than the default 5 s.
+WAITING_TIMEOUT = 1800.0
 
 _GLOBAL_FLAGS = (
     "--json",
@@ -252,7 +255,7 @@ def run_command(ctx: Context, name: str, args: list[str]) -> int:
         ctx.err(ctx.palette.error(f"error: {exc}"))
         return EXIT_FAILURE
     try:
-        answer = ctx.get_client().call(request_name, props)
+        answer = _call(ctx, request_name, props)
     except (DaemonUnreachable, CallTimeout) as exc:
         return report_transport_error(ctx, exc)
     except CallError as exc:  # pragma: no cover - the client runs with check=False
@@ -264,6 +267,20 @@ def run_command(ctx: Context, name: str, args: list[str]) -> int:
         return _answer_failed(ctx, answer)
     ctx.out(command.render(answer, ns, ctx.palette))
     return EXIT_OK
+
+
+def _call(ctx: Context, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    """One request; a ``waiting`` one without --timeout may take up to WAITING_TIMEOUT once
+    a quick read-only call has shown that the daemon is there and answers."""
+    client = ctx.get_client()
+    if not props.get("waiting") or ctx.timeout_given:
+        return client.call(name, props)
+    client.call("numwatchers", {})
+    client.timeout = max(ctx.timeout, WAITING_TIMEOUT)
+    try:
+        return client.call(name, props)
+    finally:
+        client.timeout = ctx.timeout
 
 
 def report_usage_error(ctx: Context, name: str, exc: UsageError) -> int:

@@ -103,8 +103,13 @@ def name_req(p: argparse.ArgumentParser) -> None:
 
 
 def waiting_flag(p: argparse.ArgumentParser) -> None:
-    """``--waiting``: the daemon answers once the work is done."""
-    p.add_argument("--waiting", action="store_true", help="answer only once the work is done")
+    """``--waiting``: the daemon answers once the work is done (for start, restart, reload
+    and incr: once the processes started are ready); without --timeout, waits up to 30 min."""
+    p.add_argument(
+        "--waiting",
+        action="store_true",
+        help="answer only once the work is done and the processes started are ready",
+    )
 
 
 def with_name(ns: argparse.Namespace, props: dict[str, Any]) -> dict[str, Any]:
