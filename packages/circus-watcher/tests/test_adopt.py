@@ -1,0 +1,146 @@
+"""Watcher.adopt: running processes taken in with their worker ids; no hook, no spawn for
+them; counted against numprocesses; their exits handled as any other's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from circus.process import Process, process_start_time
+from circus.watcher import WatcherError
+
+SLEEP = f"{sys.executable} -c 'import time; time.sleep(300)'"
+
+
+@pytest.fixture
+def strays() -> Iterator[Callable[[int], list[Any]]]:
+    """``strays(n)``: n running processes that are not our children, attached (as a
+    restarted daemon finds its predecessor's workers); any left is SIGKILLed at teardown."""
+    pids: list[int] = []
+
+    def make(n: int) -> list[Any]:
+        script = f"for i in $(seq {n}); do sleep 300 </dev/null >/dev/null 2>&1 & echo $!; done"
+        out = subprocess.run(["sh", "-c", script], capture_output=True, check=True, timeout=30)
+        found = [int(line) for line in out.stdout.split()]
+        pids.extend(found)
+        return [Process.attach(pid, process_start_time(pid) or 0, name="w") for pid in found]
+
+    yield make
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _with_wids(procs: list[Any], wids: list[int]) -> list[Any]:
+    for proc, wid in zip(procs, wids, strict=True):
+        proc.wid = wid
+    return procs
+
+
+def test_adopt_counts_them_and_spawns_only_the_missing(
+    make: Any, run_async: Any, recorder: Any, strays: Any
+) -> None:
+    hook_calls: list[str] = []
+    watcher = make(SLEEP, numprocesses=4, hooks={"before_start": _hook(hook_calls, "start"),
+                   "before_spawn": _hook(hook_calls, "spawn")})  # fmt: skip
+    procs = _with_wids(strays(3), [2, 3, 5])
+
+    async def main() -> None:
+        kept = await watcher.adopt(procs)
+        assert kept == [p.pid for p in procs]
+        assert watcher.status() == "active"
+        assert len(watcher.pids) == 4  # 3 adopted, 1 spawned with the free wid 1
+        wids = sorted(p.wid for p in watcher.processes.values())
+        assert wids == [1, 2, 3, 5]
+        assert recorder.count("adopt") == 3 and recorder.count("spawn") == 1
+        assert hook_calls == ["spawn"]  # before_start never ran; the new spawn's hook did
+        assert await watcher.incr(1) == 5
+        assert sorted(p.wid for p in watcher.processes.values()) == [1, 2, 3, 4, 5]
+
+    run_async(main)
+
+
+def _hook(calls: list[str], name: str) -> Callable[..., bool]:
+    def hook(*args: Any, **kwargs: Any) -> bool:
+        calls.append(name)
+        return True
+
+    return hook
+
+
+def test_an_adopted_process_that_dies_is_replaced(
+    make: Any, run_async: Any, recorder: Any, strays: Any
+) -> None:
+    watcher = make(SLEEP, numprocesses=2)
+    procs = _with_wids(strays(2), [1, 2])
+
+    async def main() -> None:
+        await watcher.adopt(procs)
+        victim = procs[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        await recorder.until(lambda: recorder.count("spawn") == 1, 30)
+        assert victim.pid not in watcher.pids and len(watcher.pids) == 2
+        reaped = recorder.of("reap")
+        assert [r["process_pid"] for r in reaped] == [victim.pid]
+        # the replacement took the dead process's worker id
+        assert sorted(p.wid for p in watcher.processes.values()) == [1, 2]
+
+    run_async(main)
+
+
+def test_above_numprocesses_the_oldest_are_ended(
+    make: Any, run_async: Any, recorder: Any, strays: Any
+) -> None:
+    watcher = make(SLEEP, numprocesses=1, stop_children=True)
+    procs = _with_wids(strays(3), [1, 2, 3])
+    procs[0].started, procs[1].started, procs[2].started = 100.0, 300.0, 200.0
+
+    async def main() -> None:
+        kept = await watcher.adopt(procs)
+        assert kept == [procs[1].pid]  # the youngest stays
+        assert watcher.pids == [procs[1].pid]
+        assert recorder.count("spawn") == 0
+        assert procs[0].returncode is not None and procs[2].returncode is not None
+
+    run_async(main)
+
+
+def test_a_bad_batch_is_refused_whole(make: Any, run_async: Any, strays: Any) -> None:
+    watcher = make(SLEEP, numprocesses=3)
+    procs = strays(2)
+
+    async def main() -> None:
+        for wids in ([1, 1], [0, 2]):
+            _with_wids(procs, wids)
+            with pytest.raises(WatcherError):
+                await watcher.adopt(procs)
+            assert watcher.pids == [] and watcher.status() == "stopped"
+        _with_wids(procs, [1, 2])
+        await watcher.adopt(procs)
+        with pytest.raises(WatcherError, match="adopted twice|already in use"):
+            await watcher.adopt(procs)
+
+    run_async(main)
+
+
+def test_stop_ends_adopted_processes_and_their_trees(
+    make: Any, run_async: Any, strays: Any
+) -> None:
+    watcher = make(SLEEP, numprocesses=2, stop_children=True)
+    procs = _with_wids(strays(2), [1, 2])
+
+    async def main() -> None:
+        await watcher.adopt(procs)
+        stopped = await watcher.stop()
+        assert sorted(stopped) == sorted(p.pid for p in procs)
+        assert all(p.returncode is not None for p in procs)
+        assert watcher.status() == "stopped"
+
+    run_async(main)
