@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._commands import command
 from ._crashview import crash_loop_of, shown_status
 from ._errors import CommandError, MessageError, NotFoundError
+from ._healthview import health_of, health_table
 from ._props import opt_bool, opt_int, opt_names, opt_str, req_str
 
 if TYPE_CHECKING:
@@ -33,19 +34,26 @@ def cmd_list(ctx: CommandContext, props: Props) -> dict[str, Any]:
 @command("status")
 def cmd_status(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """``statuses`` of all watchers, or ``status`` replaced by one watcher's state; a
-    crash-looping watcher's details in ``crash_loops`` / ``crash_loop`` (see ``_crashview``)."""
+    crash-looping watcher's details in ``crash_loops`` / ``crash_loop`` (see ``_crashview``);
+    per-process readiness in ``health`` (see ``_healthview``)."""
     name = opt_str(props, "name")
     if name is None:
         answer: dict[str, Any] = {"statuses": ctx.watchers.statuses()}
         loops = ctx.watchers.crash_loops()
         if loops:
             answer["crash_loops"] = loops
+        health = health_table(ctx.watchers.ordered())
+        if health:
+            answer["health"] = health
         return answer
     watcher = ctx.watchers.get(name)
     one: dict[str, Any] = {"status": shown_status(watcher)}
     loop = crash_loop_of(watcher)
     if loop is not None:
         one["crash_loop"] = loop
+    health = health_of(watcher)
+    if health is not None:
+        one["health"] = health
     return one
 
 
