@@ -1,5 +1,6 @@
 """circus.arbiter.config stays import-light: no zmq, tornado, psutil, asyncio or lower layers,
-except the watcher's ceilings table, its option table and its parsers (standard library only)."""
+except the watcher's ceilings table, its option table and its parsers (standard library only:
+option values, env files, probe addresses)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ load_config({str(EXAMPLE)!r}, environ={{}})
 heavy = ("zmq", "tornado", "psutil", "asyncio", "circus.watcher", "circus.sockets",
          "circus.process", "circus.ctl")
 allowed = ("circus.watcher", "circus.watcher._limits", "circus.watcher._errors",
-           "circus.watcher._options", "circus.watcher._option_types", "circus.watcher._convert")
+           "circus.watcher._options", "circus.watcher._option_types", "circus.watcher._convert",
+           "circus.watcher._envfile", "circus.watcher._probe_spec")
 print(sorted(name for name in sys.modules if name not in allowed and (
     name.split(".")[0] in heavy or any(name == h or name.startswith(h + ".") for h in heavy))))
 """
