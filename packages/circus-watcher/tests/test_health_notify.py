@@ -46,6 +46,13 @@ elif mode == "watchdog":
         time.sleep(0.05)
 elif mode == "status":
     send("STATUS=still warming")
+elif mode == "litter":
+    here = Path(addr).parent
+    (here / "sub").mkdir()
+    (here / "sub" / "file").write_text("x")
+    (here / "link").symlink_to(d)
+    (here / "sub" / "link").symlink_to(d)
+    send("READY=1")
 while True:
     time.sleep(1)
 """
@@ -258,3 +265,21 @@ def test_notify_for_a_process_of_another_user(make: Any, recorder: Any, run_asyn
         assert stat.S_IMODE(sockdir.parent.stat().st_mode) == 0o711
 
     run_async(main)
+
+
+def test_what_a_child_leaves_in_its_notify_dir_goes_with_it(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> str:
+        w = make(_cmd(tmp_path, "litter"), readiness="notify")
+        await w.start()
+        (pid,) = w.pids
+        (tmp_path / "release").touch()
+        await w.wait_ready(timeout=20)
+        addr = _env_of(tmp_path, pid)[0]
+        await w.stop()
+        return addr
+
+    addr = run_async(main)
+    assert not Path(addr).parent.exists() and not Path(addr).parent.parent.exists()
+    assert (tmp_path / "child.py").exists()  # the symlinks' target is untouched

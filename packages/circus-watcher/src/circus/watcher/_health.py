@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import NotReady, ProcessNotFoundError
-from ._notify import NotifyChannel, NotifyDir
 from ._probes import ProbeSpec, parse_probe, run_probe
 from ._procs import ProcessLike
 
 if TYPE_CHECKING:
+    from ._notify import NotifyChannel, NotifyDir
     from ._watcher import Watcher
 
 __all__ = ["HealthMonitor", "ProcessHealth"]
@@ -88,7 +88,7 @@ class HealthMonitor:
     def __init__(self, watcher: Watcher) -> None:
         self._w = watcher
         self._procs: dict[int, ProcessHealth] = {}
-        self._dir = NotifyDir()
+        self._dir: NotifyDir | None = None  # made when a process first needs a socket
         self._pending: NotifyChannel | None = None  # made for the spawn under way
         self._gone_cb = self._gone
 
@@ -128,6 +128,10 @@ class HealthMonitor:
         self.drop_pending()
         if not self.configured or not self._uses_notify():
             return {}
+        if self._dir is None:
+            from ._notify import NotifyDir
+
+            self._dir = NotifyDir()
         channel = self._dir.channel(_uid_of(self._w.settings.uid))
         self._pending = channel
         env = channel.env

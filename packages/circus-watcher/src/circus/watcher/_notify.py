@@ -22,10 +22,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import struct
-import tempfile
 from collections.abc import Callable
 
 __all__ = ["MAX_DATAGRAM", "NotifyChannel", "NotifyDir", "parse_message", "sender_in_tree"]
@@ -92,12 +90,46 @@ def sender_in_tree(sender: int, root: int, depth: int = 64) -> bool:
 
 
 def _runtime_base() -> str:
-    for base in (os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir(), "/tmp"):
+    for base in (os.environ.get("XDG_RUNTIME_DIR", ""), os.environ.get("TMPDIR", ""), "/tmp"):
         # room for "/circus-notify-XXXXXXXX/NNNNNN/notify" within a unix socket path
         fits = base and len(base) <= _UNIX_PATH_MAX - 48 and os.path.isdir(base)
         if fits and os.access(base, os.W_OK | os.X_OK):
             return base
     return "/tmp"
+
+
+def _remove_tree(path: str) -> None:
+    """Remove ``path`` and what its process's user may have put in it. Everything goes
+    through descriptors of dirs already opened (``fwalk``, ``dir_fd``) and no link is
+    followed, so swapping a dir for a symlink meanwhile cannot make us remove anything else."""
+    with contextlib.suppress(OSError):
+        for _top, dirs, files, fd in os.fwalk(path, topdown=False):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+            for name in dirs:  # a symlink to a dir is listed here: unlinked, not followed
+                try:
+                    os.rmdir(name, dir_fd=fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _make_dir(base: str) -> str:
+    """A new ``circus-notify-XXXXXXXXXXXX`` dir in ``base``, mode 0711: others may pass
+    through it to their own 0700 dir, not list it. (tempfile and shutil stay unloaded in a
+    running daemon.)"""
+    for _ in range(100):
+        path = os.path.join(base, "circus-notify-" + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o711)
+        return path
+    raise FileExistsError(f"cannot make a unique dir in {base}")
 
 
 class NotifyDir:
@@ -116,8 +148,7 @@ class NotifyDir:
             OSError: the dir or socket cannot be made (no space, no descriptor…).
         """
         if self.path is None or not os.path.isdir(self.path):
-            self.path = tempfile.mkdtemp(prefix="circus-notify-", dir=_runtime_base())
-            os.chmod(self.path, 0o711)  # others may pass through to their own 0700 dir
+            self.path = _make_dir(_runtime_base())
         self._serial += 1
         sub = os.path.join(self.path, str(self._serial))
         os.mkdir(sub, 0o700)
@@ -134,7 +165,8 @@ class NotifyDir:
         """One channel closed; the dir goes with the last one."""
         self._open -= 1
         if self._open <= 0 and self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path)
             self.path = None
             self._open = 0
 
@@ -188,7 +220,7 @@ class NotifyChannel:
                 self._loop.remove_reader(sock.fileno())
         sock.close()
         self._handler = None
-        shutil.rmtree(self._dir, ignore_errors=True)
+        _remove_tree(self._dir)
         self._parent.released()
 
     def _readable(self) -> None:
