@@ -56,6 +56,10 @@ class ProcessStats:
     rss: float | None = None
     age: float | None = None
     cmdline: str = ""
+    #: Readiness (``starting``, ``ready``, ``unready``, ``unhealthy``) and the last sd_notify
+    #: ``STATUS=`` text, for a watcher with readiness or liveness; None / "" otherwise.
+    health: str | None = None
+    status_text: str = ""
 
     @classmethod
     def from_info(cls, pid: int, info: Mapping[str, Any]) -> ProcessStats:
@@ -69,6 +73,8 @@ class ProcessStats:
             rss=parse_bytes(info.get("mem_info1")),
             age=_number(info.get("age")),
             cmdline=str(info.get("cmdline") or ""),
+            health=str(info["health"]) if isinstance(info.get("health"), str) else None,
+            status_text=str(info.get("status_text") or ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +87,8 @@ class ProcessStats:
             "rss": self.rss,
             "age": self.age,
             "cmdline": self.cmdline,
+            "health": self.health,
+            "status_text": self.status_text,
         }
 
 
@@ -179,6 +187,7 @@ class DaemonState:
                     # A process that vanished between listing and sampling answers a string.
                     if isinstance(info, Mapping):
                         processes[pid] = ProcessStats.from_info(pid, info)
+            _fold_health(processes, (status.get("health") or {}).get(name))
             watcher.processes = processes
             fresh[name] = watcher
         self.watchers = fresh
@@ -211,3 +220,20 @@ class DaemonState:
             "circusd": self.circusd.to_json() if self.circusd else None,
             "watchers": [w.to_json() for _, w in sorted(self.watchers.items())],
         }
+
+
+def _fold_health(processes: dict[int, ProcessStats], table: Any) -> None:
+    """Readiness from the ``status`` answer's ``health`` table (fresher than ``stats``)."""
+    if not isinstance(table, Mapping):
+        return
+    for pid_text, row in table.items():
+        try:
+            proc = processes.get(int(pid_text))
+        except (TypeError, ValueError):
+            continue
+        if proc is None or not isinstance(row, Mapping):
+            continue
+        if isinstance(row.get("health"), str):
+            proc.health = row["health"]
+        if isinstance(row.get("status_text"), str):
+            proc.status_text = row["status_text"]

@@ -206,11 +206,14 @@ function processView(w, daemon, name, pid) {
   select.disabled = send.disabled = readOnly;
   send.addEventListener("click", () => act(send, daemon, "signal", { name, pid, signum: select.value }));
   const age = el("span", { class: "muted age" });
+  const health = el("span", { class: "pill health" });
+  const statusText = el("span", { class: "muted status-text" });
   const row = el("tr", { class: "proc", "data-pid": String(pid) },
     el("td", { class: "pid" }, String(pid), " ", age), el("td", { class: "muted wid" }),
-    el("td", {}), cpu.td, mem.td, el("td", { class: "actions-cell" }, el("div", { class: "actions" }, select, send)));
+    el("td", { class: "health-cell" }, health, " ", statusText), cpu.td, mem.td,
+    el("td", { class: "actions-cell" }, el("div", { class: "actions" }, select, send)));
   row.hidden = !w.open;
-  p = { row, age, wid: row.querySelector(".wid"), cpu, mem, cpuHistory: [], memHistory: [] };
+  p = { row, age, health, statusText, wid: row.querySelector(".wid"), cpu, mem, cpuHistory: [], memHistory: [] };
   w.procs.set(pid, p);
   return p;
 }
@@ -249,6 +252,11 @@ function onSnapshot(msg) {
       const p = processView(w, msg.daemon, watcher.name, proc.pid);
       p.age.textContent = fmtAge(proc.age);
       p.wid.textContent = proc.wid == null ? "" : "wid " + proc.wid;
+      // readiness, for a watcher with readiness or liveness: the state and its STATUS= text
+      p.health.style.display = proc.health == null ? "none" : "";  // .pill sets display
+      p.health.textContent = proc.health || "";
+      p.health.className = "pill health " + (proc.health || "");
+      p.statusText.textContent = proc.status_text || "";
       p.cpu.value.textContent = fmtPercent(proc.cpu);
       p.mem.value.textContent = fmtBytes(proc.rss);
       push(p.cpuHistory, proc.cpu); push(p.memHistory, proc.rss);
