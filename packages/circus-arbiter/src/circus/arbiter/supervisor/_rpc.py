@@ -238,7 +238,7 @@ class RpcInterface:
     def get_all_process_info(self, peer: PeerIdentity) -> list[dict[str, Any]]:
         self.tracker.attach_all()
         now = time.time()
-        return [self._info(r, now) for r in self.tracker.records.values()]
+        return [self._info(r, now) for r in self.tracker.lexical()]
 
     # ------------------------------------------------------------------ start / stop
 
@@ -323,7 +323,7 @@ class RpcInterface:
 
     async def start_all_processes(self, peer: PeerIdentity, wait: bool = True) -> Any:
         self.tracker.attach_all()
-        records = list(self.tracker.records.values())
+        records = self.tracker.by_priority()
         return await self._each(
             peer, records, lambda p, n: self.start_process(p, n, wait), _is_running
         )
@@ -341,7 +341,7 @@ class RpcInterface:
 
     async def stop_all_processes(self, peer: PeerIdentity, wait: bool = True) -> Any:
         self.tracker.attach_all()
-        records = list(self.tracker.records.values())
+        records = self.tracker.by_priority()
         return await self._each(
             peer, records, lambda p, n: self.stop_process(p, n, wait), _not_running
         )
@@ -376,7 +376,7 @@ class RpcInterface:
 
     async def signal_all_processes(self, peer: PeerIdentity, signal: object) -> Any:
         _signum(signal)
-        records = list(self.tracker.records.values())
+        records = self.tracker.by_priority()
         return await self._each(
             peer, records, lambda p, n: self.signal_process(p, n, signal), _not_running
         )

@@ -227,6 +227,8 @@ def _record(process: Any) -> ProcRecord:
         stderr_logfile=getattr(process, "stderr_logfile", None),
         stdout_events=bool(getattr(process, "stdout_events_enabled", False)),
         stderr_events=bool(getattr(process, "stderr_events_enabled", False)),
+        priority=int(getattr(process, "priority", 999)),
+        group_priority=int(getattr(process, "group_priority", getattr(process, "priority", 999))),
     )
 
 

@@ -45,6 +45,8 @@ class ProcRecord:
     stderr_logfile: str | None = None
     stdout_events: bool = False
     stderr_events: bool = False
+    priority: int = 999
+    group_priority: int = 999
     state: ProcState = ProcState.STOPPED
     pid: int = 0
     start: float = 0.0
@@ -274,5 +276,17 @@ class Tracker:
         return record
 
     def group(self, name: str) -> list[ProcRecord]:
-        """Every process of group ``name``, in display order."""
-        return [r for r in self.records.values() if r.group == name]
+        """Every process of group ``name``, in priority order (Supervisor's, then names)."""
+        found = [r for r in self.records.values() if r.group == name]
+        return sorted(found, key=lambda r: (r.priority, r.name))
+
+    def lexical(self) -> list[ProcRecord]:
+        """Every process by group name, then process name (``getAllProcessInfo``)."""
+        return sorted(self.records.values(), key=lambda r: (r.group, r.name))
+
+    def by_priority(self) -> list[ProcRecord]:
+        """Every process as Supervisor's ``*AllProcesses`` go through them: groups by
+        priority then name, processes by priority then name."""
+        return sorted(
+            self.records.values(), key=lambda r: (r.group_priority, r.group, r.priority, r.name)
+        )

@@ -1,0 +1,205 @@
+"""The real ``supervisorctl`` (Supervisor 4.3.0, in its own venv) against our ``circusd`` and
+against a real ``supervisord`` running the same supervisord.conf: the same commands print the
+same thing (pids, uptimes and dates aside) and exit with the same status."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from circus.process.testing import wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from benchkit.procs import BenchError  # noqa: E402 - bench/ is not a package
+from benchkit.settings import CACHE_DIR  # noqa: E402
+from benchkit.venvs import ensure_venv  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+CIRCUSD = str(Path(sys.executable).with_name("circusd"))
+SUPERLANCE = ("supervisor-superlance", ("supervisor==4.3.0", "superlance==2.0.0"))
+PROGRAM = "/usr/bin/env python3 -u -c"
+
+
+def supervisor_venv() -> Path:
+    """Supervisor 4.3.0 + superlance 2.0.0 in their own venv (built once, under a lock)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "supervisor-superlance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return ensure_venv(SUPERLANCE)
+        except BenchError as exc:
+            pytest.skip(f"cannot build the Supervisor venv: {exc}")
+    raise AssertionError("unreachable")
+
+
+CONF = """\
+[unix_http_server]
+file=%(here)s/supervisor.sock
+chmod=0700
+
+[supervisord]
+logfile=%(here)s/supervisord.log
+pidfile=%(here)s/supervisord.pid
+childlogdir=%(here)s/logs
+nodaemon=true
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://%(here)s/supervisor.sock
+
+[program:web]
+command={python} "import time; print('web says hello'); print('and more'); time.sleep(300)"
+startsecs=1
+stopwaitsecs=10
+
+[program:worker]
+command={python} "import time; time.sleep(300)"
+numprocs=2
+process_name=%(program_name)s_%(process_num)02d
+startsecs=1
+stopwaitsecs=10
+
+[program:idle]
+command={python} "import time; time.sleep(300)"
+autostart=false
+startsecs=0
+
+[program:broken]
+command={python} "raise SystemExit(4)"
+autostart=false
+startsecs=10
+startretries=0
+"""
+
+
+class Server:
+    """A daemon (circusd or supervisord) on a supervisord.conf; ``ctl`` runs supervisorctl."""
+
+    def __init__(self, argv: list[str], folder: Path, venv: Path) -> None:
+        self.folder = folder
+        self.conf = folder / "supervisord.conf"
+        self.venv = venv
+        (folder / "logs").mkdir(exist_ok=True)
+        self.conf.write_text(CONF.format(python=PROGRAM))
+        self.log = open(folder / "daemon.out", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*argv, str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT, cwd=folder
+        )
+        self.tree: set[int] = set()
+
+    def ctl(self, *args: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [str(self.venv / "bin" / "supervisorctl"), "-c", str(self.conf), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    def running(self, *names: str) -> bool:
+        assert self.proc.poll() is None, (self.folder / "daemon.out").read_text()
+        _, out = self.ctl("status")
+        lines = [line.split() for line in out.splitlines()]
+        states = {parts[0]: parts[1] for parts in lines if len(parts) > 1}
+        return all(states.get(name) == "RUNNING" for name in names)
+
+    def stop(self) -> None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.tree |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for pid in self.tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def server(kind: str, folder: Path, venv: Path) -> Iterator[Server]:
+    folder.mkdir()
+    argv = [CIRCUSD] if kind == "circusd" else [str(venv / "bin" / "supervisord"), "-n", "-c"]
+    srv = Server(argv, folder, venv)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+SCRIPT = [
+    ("status",),
+    ("stop", "web"),
+    ("status", "web"),
+    ("stop", "web"),
+    ("start", "web"),
+    ("start", "web"),
+    ("restart", "worker:*"),
+    ("stop", "worker:worker_01"),
+    ("status",),
+    ("start", "all"),
+    ("tail", "web"),
+    ("pid",),
+    ("pid", "web"),
+    ("status", "nope"),
+    ("start", "nope"),
+    ("stop", "idle"),
+    ("start", "broken"),
+    ("status", "idle", "broken"),
+    ("restart", "idle"),
+    ("stop", "all"),
+    ("status",),
+]
+
+
+def normalize(text: str) -> str:
+    text = re.sub(r"pid \d+, uptime \d+:\d\d:\d\d", "pid N, uptime T", text)
+    text = re.sub(r"^\d+$", "N", text, flags=re.M)
+    text = re.sub(r"[A-Z][a-z][a-z] \d\d \d\d:\d\d [AP]M", "DATE", text)
+    return text
+
+
+def transcript(srv: Server) -> list[tuple[tuple[str, ...], int, str]]:
+    out = []
+    for command in SCRIPT:
+        code, text = srv.ctl(*command)
+        text = normalize(text)
+        if command[0] != "status" and any(a == "all" or a.endswith(":*") for a in command):
+            # supervisord lists the results of a group's processes as they finish
+            text = "\n".join(sorted(text.splitlines()))
+        out.append((command, code, text))
+    return out
+
+
+def test_supervisorctl_prints_the_same_against_circusd(tmp_path: Path) -> None:
+    venv = supervisor_venv()
+    runs = {}
+    for kind in ("supervisord", "circusd"):
+        with server(kind, tmp_path / kind, venv) as srv:
+            wait_until(
+                lambda srv=srv: srv.running("web", "worker:worker_00", "worker:worker_01"),
+                60,
+                f"{kind}: every autostart program RUNNING",
+            )
+            runs[kind] = transcript(srv)
+            code, _ = srv.ctl("shutdown")
+            assert code == 0
+            assert srv.proc.wait(60) == 0
+    for expected, got in zip(runs["supervisord"], runs["circusd"], strict=True):
+        assert got == expected
