@@ -225,3 +225,16 @@ def test_exec_readiness_that_hangs_is_killed_and_unready(
                                                       recorder.events], 20)  # fmt: skip
 
     run_async(main)
+
+
+def test_unready_processes_count_as_flapping(make: Any, recorder: Any, run_async: Any) -> None:
+    async def main() -> None:
+        w = make("sleep 300", readiness="exec:false", readiness_timeout=0.3, backoff_initial=0,
+                 **{"flapping.active": True, "flapping.attempts": 2, "flapping.window": 60,
+                    "flapping.retry_in": 60})  # fmt: skip
+        await w.start()
+        await recorder.until(w.is_stopped, 30)
+        assert recorder.count("unready") == 2
+        assert recorder.count("spawn") == 2
+
+    run_async(main)
