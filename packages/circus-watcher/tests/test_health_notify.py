@@ -283,3 +283,39 @@ def test_what_a_child_leaves_in_its_notify_dir_goes_with_it(
     addr = run_async(main)
     assert not Path(addr).parent.exists() and not Path(addr).parent.parent.exists()
     assert (tmp_path / "child.py").exists()  # the symlinks' target is untouched
+
+
+def test_dirs_of_a_killed_daemon_are_swept(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="cn-", dir="/tmp"))  # short: unix socket paths
+    try:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        stale = base / f"circus-notify-{dead.pid}-0123456789ab"
+        (stale / "1").mkdir(parents=True)
+        (stale / "1" / "notify").write_text("")
+        alive = base / f"circus-notify-{os.getppid()}-0123456789ab"  # a live pid: kept
+        alive.mkdir()
+        other = base / f"circus-notify-{dead.pid}-link"  # not a real dir: kept
+        other.symlink_to(tmp_path)
+
+        async def main() -> None:
+            w = make(_cmd(tmp_path, "self"), readiness="notify")
+            await w.start()
+            (tmp_path / "release").touch()
+            await w.wait_ready(timeout=20)
+            (pid,) = w.pids
+            assert _env_of(tmp_path, pid)[0].startswith(f"{base}/circus-notify-{os.getpid()}-")
+
+        run_async(main)
+        assert not stale.exists()
+        assert alive.exists() and other.is_symlink() and (tmp_path / "child.py").exists()
+    finally:
+        for path in base.iterdir():
+            path.unlink() if path.is_symlink() else path.rmdir()
+        base.rmdir()

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+import stat
 import struct
 from collections.abc import Callable
 
@@ -40,6 +41,7 @@ _SO_PASSCRED = getattr(socket, "SO_PASSCRED", 16)
 _SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
 _MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
 _UNIX_PATH_MAX = 107
+_PREFIX = "circus-notify-"
 
 #: ``on_message(sender_pid, fields)``, fields ``{KEY: value}`` of one accepted datagram.
 MessageHandler = Callable[[int, dict[str, str]], None]
@@ -91,8 +93,8 @@ def sender_in_tree(sender: int, root: int, depth: int = 64) -> bool:
 
 def _runtime_base() -> str:
     for base in (os.environ.get("XDG_RUNTIME_DIR", ""), os.environ.get("TMPDIR", ""), "/tmp"):
-        # room for "/circus-notify-XXXXXXXX/NNNNNN/notify" within a unix socket path
-        fits = base and len(base) <= _UNIX_PATH_MAX - 48 and os.path.isdir(base)
+        # room for "/circus-notify-PPPPPPP-XXXXXXXXXXXX/NNNNNN/notify" in a unix socket path
+        fits = base and len(base) <= _UNIX_PATH_MAX - 56 and os.path.isdir(base)
         if fits and os.access(base, os.W_OK | os.X_OK):
             return base
     return "/tmp"
@@ -117,12 +119,41 @@ def _remove_tree(path: str) -> None:
         os.rmdir(path)
 
 
+def _sweep(base: str) -> None:
+    """Remove the notify dirs left in ``base`` by daemons of our user that are gone (killed
+    before they could clean up). A dir whose daemon pid is alive, even if reused by another
+    process, is left alone; so is anything not a real dir of our user."""
+    uid = os.geteuid()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(_PREFIX):
+            continue
+        pid_text = name[len(_PREFIX) :].partition("-")[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            os.kill(int(pid_text), 0)
+            continue  # its daemon (or a process with its pid) is alive
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == uid:
+            _remove_tree(entry.path)
+
+
 def _make_dir(base: str) -> str:
-    """A new ``circus-notify-XXXXXXXXXXXX`` dir in ``base``, mode 0711: others may pass
+    """A new ``circus-notify-PID-XXXXXXXXXXXX`` dir in ``base``, mode 0711: others may pass
     through it to their own 0700 dir, not list it. (tempfile and shutil stay unloaded in a
-    running daemon.)"""
+    running daemon.) Dirs left by dead daemons are swept first."""
+    _sweep(base)
     for _ in range(100):
-        path = os.path.join(base, "circus-notify-" + os.urandom(6).hex())
+        path = os.path.join(base, f"{_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
