@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import pytest
 from circus.process.testing import async_wait_until
-from circus.watcher import WatcherError
+from circus.watcher import NotReady, RolloutError
 
 # Waits for the test's order in go.PID: "ready" (READY=1, then stays), "exit" (exit 3), or
 # nothing (never ready). The processes of the first start are told "ready" at once by init.
@@ -111,9 +111,10 @@ def test_a_new_process_not_ready_stops_the_roll_and_keeps_the_old_ones(
         failed = _spawned(recorder)[-1]
         if order == "exit":
             _order(tmp_path, failed, "exit")
-        with pytest.raises(WatcherError) as caught:
+        with pytest.raises(RolloutError) as caught:
             await asyncio.wait_for(reload, 30)
-        exc: Any = caught.value
+        exc = caught.value
+        assert isinstance(exc, NotReady)  # what wait_ready raises: one except for both
         message = str(exc)
         assert str(failed) in message, message
         why = "exited with 3 before it was ready" if order == "exit" else "not ready after 1.5 s"

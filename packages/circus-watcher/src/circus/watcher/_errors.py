@@ -143,3 +143,28 @@ class NotReady(WatcherError):
         super().__init__(
             f"watcher {watcher!r}: {len(self.reasons)} process(es) not ready: {listed}{more}"
         )
+
+
+class RolloutError(NotReady):
+    """A rolling reload stopped: a new process did not become ready (it was stopped).
+
+    Attributes:
+        reasons: ``{pid: why}`` of the new process that failed.
+        started: pids of the new processes that became ready and stay.
+        stopped: pids of the old processes they replaced.
+        kept: pids of the old processes still running.
+    """
+
+    def __init__(
+        self, watcher: str, reasons: dict[int, str], started: list[int], stopped: list[int],
+        kept: list[int],
+    ) -> None:  # fmt: skip
+        super().__init__(watcher, reasons)
+        self.started = list(started)
+        self.stopped = list(stopped)
+        self.kept = list(kept)
+        why = "; ".join(f"process {pid}: {reason}" for pid, reason in sorted(reasons.items()))
+        self.args = (
+            f"watcher {watcher!r}: reload stopped, new process not ready ({why}); "
+            f"{len(started)} replaced, {len(kept)} old kept running",
+        )

@@ -16,40 +16,15 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ResourceShortage, WatcherError
+from ._errors import NotReady, ResourceShortage, RolloutError, WatcherError
 from ._procs import ProcessLike
 
 if TYPE_CHECKING:
     from ._watcher import Watcher
 
-__all__ = ["RolloutError", "replace_all", "trim"]
+__all__ = ["replace_all", "trim"]
 
 logger = logging.getLogger("circus.watcher")
-
-
-class RolloutError(WatcherError):
-    """A rolling reload stopped because a new process did not become ready.
-
-    Attributes:
-        reasons: ``{pid: why}`` of the new process(es) that failed (they were stopped).
-        started: pids of the new processes that became ready and stay.
-        stopped: pids of the old processes they replaced.
-        kept: pids of the old processes still serving.
-    """
-
-    def __init__(
-        self, watcher: str, reasons: dict[int, str], started: list[int], stopped: list[int],
-        kept: list[int],
-    ) -> None:  # fmt: skip
-        self.reasons = dict(reasons)
-        self.started = list(started)
-        self.stopped = list(stopped)
-        self.kept = list(kept)
-        why = "; ".join(f"process {pid}: {reason}" for pid, reason in sorted(reasons.items()))
-        super().__init__(
-            f"watcher {watcher!r}: reload stopped, new process not ready ({why}); "
-            f"{len(started)} replaced, {len(kept)} old kept running"
-        )
 
 
 async def replace_all(w: Watcher, sequential: bool) -> dict[str, Any]:
@@ -115,8 +90,6 @@ async def _roll(w: Watcher) -> dict[str, Any]:
 async def _until_ready(w: Watcher, proc: ProcessLike, generation: int) -> str | None:
     """Wait until ``proc`` is ready; the reason it is not, or None (ready, or the wait
     was cut short by a stop, which the caller sees in the generation)."""
-    from ._errors import NotReady
-
     loop = asyncio.get_running_loop()
     ready = asyncio.ensure_future(w.wait_ready([proc.pid]))
     try:
