@@ -263,6 +263,10 @@ def _check_socket_refs(
                 option,
                 "refers to a socket but use_sockets is false: the child will not inherit it",
             )
+    for option in ("readiness", "liveness"):  # a probe reads the socket's address
+        for ref in sorted(socket_references(kwargs.get(option))):
+            if ref not in sockets:
+                raise view.error(option, _no_socket(ref, sockets))
 
 
 def _no_socket(name: str, sockets: Mapping[str, SocketConfig]) -> str:
