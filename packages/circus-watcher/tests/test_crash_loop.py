@@ -42,6 +42,7 @@ def test_crash_loop_is_seen_said_and_logged(
         events = recorder.of("crash_loop")
         assert len(events) == 1 and events[0]["exits"] == CRASH_LOOP_EXITS
         assert events[0]["exit_code"] == 3
+        await w.reload()
         await w.stop()
         assert w.crash_loop() is None  # a stop ends it
 
@@ -53,6 +54,7 @@ def test_crash_loop_is_seen_said_and_logged(
     assert all("next retry at" in line for line in exits[1:]), exits
     assert any("crash-looping (3 failed exits in a row)" in line for line in exits), exits
     assert lines[0] == "w started" and lines[-1] == "w stopped", lines
+    assert "w reloaded" in lines
 
 
 def test_exit_lines_are_rate_limited(

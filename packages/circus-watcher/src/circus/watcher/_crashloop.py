@@ -16,8 +16,8 @@ What it shows: ``crash_loop()`` on the watcher (the details), a ``crash_loop`` e
 watcher enters one, and one log line per unrequested exit, with the exit code and when the
 replacement is due. The exit lines are rate-limited per watcher (a burst of
 :data:`LOG_BURST`, then :data:`LOG_RATE` a second); the next line logged says how many were
-left out. The start and stop of the watcher are logged too (``<name> started``,
-``<name> stopped``, Circus 0.19's lines).
+left out. The start, stop and reload of the watcher are logged too (``<name> started``,
+``<name> stopped``, ``<name> reloaded``: Circus 0.19's lines).
 """
 
 from __future__ import annotations
@@ -80,13 +80,16 @@ class CrashWatch:
     # ------------------------------------------------------------------ events
 
     def on_event(self, event: str, payload: dict[str, Any]) -> None:
-        """Listener of the watcher's events: a start or a stop ends a crash loop (logged)."""
+        """Listener of the watcher's events: a start or a stop ends a crash loop; both are
+        logged, and a reload."""
         if event == "start":
             self.clear()
             logger.info("%s started", self.name)
         elif event == "stop":
             self.clear()
             logger.info("%s stopped", self.name)
+        elif event == "reload":
+            logger.info("%s reloaded", self.name)
 
     def clear(self) -> None:
         """Forget the loop (the exit log's rate limit is kept)."""
