@@ -9,10 +9,10 @@ import time
 out = os.environ["APP_RECORD_DIR"]
 name = os.environ.get("SUPERVISOR_PROCESS_NAME", "unknown")
 record = {
+    "pid": os.getpid(),
     "argv": sys.argv[1:],
     "cwd": os.getcwd(),
     "env": {k: v for k, v in os.environ.items() if k.startswith(("APP_", "SUPERVISOR_"))},
-    "stdin_is_socket": False,
 }
 tmp = os.path.join(out, name + ".tmp")
 with open(tmp, "w") as fh:
