@@ -81,6 +81,20 @@ class SupervisorServices:
         daemon = getattr(supervisor, "supervisord", None)
         self.identifier = str(getattr(daemon, "identifier", None) or "supervisor")
         records = [_record(p) for p in getattr(supervisor, "processes", ())]
+        known = {r.watcher for r in records}
+        # [eventlistener:x] processes: mapped as programs are, unless the loader did it
+        self._listener_specs: list[dict[str, Any]] = []
+        listeners: dict[str, list[str]] = {}
+        for key, section in sections.items():
+            if not key.startswith("eventlistener:"):
+                continue
+            name = key.partition(":")[2]
+            listeners[name] = []
+            for process, watcher in _expand(section, name, supervisor):
+                listeners[name].append(process.watcher)
+                if process.watcher not in known:
+                    records.append(_record(process))
+                    self._listener_specs.append(watcher.kwargs)
         self.tracker = Tracker(records, arbiter.table.find)
         self.servers: list[RpcHttpServer] = []
         for kind, parse in (
@@ -95,12 +109,8 @@ class SupervisorServices:
             arbiter, self.tracker, self.identifier, getattr(daemon, "logfile", None)
         )
         pools = []
-        for key, section in sections.items():
-            if not key.startswith("eventlistener:"):
-                continue
-            name = key.partition(":")[2]
-            events, size = listener_options(section)
-            watchers = [r.watcher for r in records if r.group == name]
+        for name, watchers in listeners.items():
+            events, size = listener_options(sections[f"eventlistener:{name}"])
             pools.append(ListenerPool(name, watchers, events, size, self.identifier))
         self.listener_watchers = {w for p in pools for w in p.watchers}
         self.hub = (
@@ -137,7 +147,7 @@ class SupervisorServices:
             log.info("Supervisor's XML-RPC interface listening on %s", server.url())
         if self.hub is not None:
             await self.hub.start()
-        return [self._rewrite(spec) for spec in specs]
+        return [self._rewrite(spec) for spec in [*specs, *self._listener_specs]]
 
     def _rewrite(self, spec: Any) -> Any:
         if not isinstance(spec, Mapping):
@@ -157,7 +167,7 @@ class SupervisorServices:
         )
         url = self.server_url
         if url is not None:
-            env["SUPERVISOR_SERVER_URL"] = url
+            env.setdefault("SUPERVISOR_SERVER_URL", url)  # a program's serverurl wins
         spec["env"] = env
         if self.hub is not None and name in self.listener_watchers:
             argv = _argv(spec)
@@ -230,6 +240,15 @@ def _record(process: Any) -> ProcRecord:
         priority=int(getattr(process, "priority", 999)),
         group_priority=int(getattr(process, "group_priority", getattr(process, "priority", 999))),
     )
+
+
+def _expand(section: Any, group: str, supervisor: Any) -> list[tuple[Any, Any]]:
+    expand = getattr(supervisor, "expand_listener", None)
+    if expand is not None:  # a stand-in loader (tests) brings its own mapping
+        return list(expand(section, group))
+    from ._loader import expand_program
+
+    return expand_program(section, group, supervisor, kind="eventlistener")
 
 
 def _argv(spec: Mapping[str, Any]) -> list[str]:
