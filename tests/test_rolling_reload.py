@@ -117,3 +117,31 @@ def test_broken_version_keeps_the_old_workers_serving(circusd: Any, is_alive: An
     assert tally.failed == 0, f"{tally}: {tally.samples}"
     assert set(tally.versions) == {"v1"}, tally
     assert daemon.call("status", name="web")["status"] == "active"
+
+
+def test_the_readme_example_config_rolls(circusd: Any) -> None:
+    """examples/rolling/circus.ini, with its fixed endpoints and port made the test's own and
+    two workers instead of four, rolls to a new version with ``reload --waiting``."""
+    daemon = circusd(start=False)
+    for name in ("app.py", "hammer.py"):
+        shutil.copy(EXAMPLE / name, daemon.dir / name)
+    text = (EXAMPLE / "circus.ini").read_text()
+    text = re.sub(r"(?m)^(\[circus\]|endpoint = .*|pubsub_endpoint = .*)\n", "", text)
+    text = re.sub(r"(?m)^port = \d+$", "port = 0", text)
+    text = re.sub(r"(?m)^numprocesses = \d+$", "numprocesses = 2", text)
+    text = text.replace("working_dir = examples/rolling", f"working_dir = {daemon.dir}")
+    text = text.replace("cmd = python3 ", f"cmd = {sys.executable} ")
+    assert "readiness = notify" in text
+    daemon.write(text)
+    daemon.start()
+    assert _ctl(daemon, "start", "web", "--waiting").returncode == 0
+    old = set(daemon.pids("web"))
+    (daemon.dir / "version").write_text("v2\n")
+    done = _ctl(daemon, "reload", "web", "--waiting")
+    assert done.returncode == 0, done.stdout + done.stderr
+    new = set(daemon.pids("web"))
+    assert len(new) == 2 and not new & old
+    (row,) = daemon.call("listsockets")["sockets"]
+    with Hammer(int(row["port"]), rate=50) as hammer:
+        _serving(hammer, "v2", 10)
+    assert hammer.tally.failed == 0 and set(hammer.tally.versions) == {"v2"}, hammer.tally

@@ -2,11 +2,12 @@
 
 Usage: ``python3 app.py FD``. FD is a listening socket circusd bound for the watcher
 (``$(circus.sockets.web)``); every worker accepts on the same socket. At start the worker
-reads ``version`` (in its working directory), spends ``APP_WARMUP`` seconds (default 1)
-"loading", then tells its manager it is ready (sd_notify ``READY=1`` on ``$NOTIFY_SOCKET``
-when there is one) and only then starts accepting: a worker that is not ready never takes a
-connection off the shared queue. Each answer is ``VERSION PID``. A ``version`` file saying
-``broken`` makes a worker that never gets ready (a deploy whose database is unreachable).
+reads ``version`` (in its working directory; ``v1`` when there is none), spends
+``APP_WARMUP`` seconds (default 1) "loading", then tells its manager it is ready (sd_notify
+``READY=1`` on ``$NOTIFY_SOCKET`` when there is one) and only then starts accepting: a worker
+that is not ready never takes a connection off the shared queue. Each answer is
+``VERSION PID``. A ``version`` file saying ``broken`` makes a worker that never gets ready (a
+deploy whose database is unreachable).
 SIGTERM: the worker finishes the request in hand and exits; the connections still queued on
 the shared socket are taken by the other workers. Stdlib only.
 """
@@ -60,8 +61,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _on_term)
     listener = socket.socket(fileno=int(sys.argv[1]))
     listener.setblocking(False)
-    with open("version") as f:
-        version = f.read().strip() or "v0"
+    try:
+        with open("version") as f:
+            version = f.read().strip() or "v1"
+    except FileNotFoundError:
+        version = "v1"
     deadline = time.monotonic() + float(os.environ.get("APP_WARMUP", "1"))
     while not stopping and (version == "broken" or time.monotonic() < deadline):
         time.sleep(0.05)  # "loading"; a broken version never finishes
