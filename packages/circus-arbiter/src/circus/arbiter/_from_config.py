@@ -83,10 +83,18 @@ def parts_from_config(config: Any) -> dict[str, list[Any]]:
     """``{"watchers", "sockets", "plugins"}``: what a loaded config runs, as the arguments
     of the watcher, socket and plugin sets (inactive plugins left out)."""
     return {
-        "watchers": [w.kwargs for w in config.watchers],
+        "watchers": [_watcher_spec(w) for w in config.watchers],
         "sockets": [s.kwargs for s in config.sockets],
         "plugins": [plugin_spec(p) for p in config.plugins if p.active],
     }
+
+
+def _watcher_spec(watcher: Any) -> dict[str, Any]:
+    """A watcher's keyword arguments, with its ``depends_on`` (for the watcher set)."""
+    spec = watcher.kwargs
+    if watcher.depends_on:
+        spec["depends_on"] = watcher.depends_on
+    return spec
 
 
 def reloaded(current: ArbiterSettings, daemon: Any, curve: Any) -> ArbiterSettings:

@@ -77,6 +77,8 @@ class WatcherSet:
         self._shut = False
         self._shutting = asyncio.Event()  # cuts a warmup pause short
         self._orphan_check = False  # a reap_adopted is scheduled
+        #: ``observer(watcher_name, event)`` for every watcher event (circusd's STATUS=)
+        self.observers: list[Callable[[str, str], None]] = []
         #: Called after a process started, was adopted or was reaped (the crash state file).
         self.process_changed: Callable[[], None] | None = None
         #: ``on_give_up(watcher, reason)``: a watcher stopped for good on its own.
@@ -140,6 +142,8 @@ class WatcherSet:
 
         def on_event(event: str, payload: Mapping[str, Any]) -> None:
             self._publish(event_topic(name, event), payload)
+            for observer in self.observers:
+                observer(name, event)
             if event in _PROCESS_EVENTS and self.process_changed is not None:
                 self.process_changed()
             if event == "updated":  # a `set` may have given a stream a class, or taken it

@@ -16,6 +16,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["main", "check_no_upstream"]
 
@@ -150,6 +151,11 @@ def _main(argv: list[str] | None) -> int:
         return 0
     # resolved now: a daemon changes directory, and daemon-reexec hands this path over
     args.config = os.path.abspath(args.config)
+    systemd = None
+    if "NOTIFY_SOCKET" in os.environ:  # run by systemd (Type=notify): no child inherits it
+        from ._sdnotify import SystemdNotifier
+
+        systemd = SystemdNotifier.from_environ()
     readiness = None
     if (args.daemonize or _supervisor_daemonizes(args.config, args.format)) and handover is None:
         from ._daemonize import daemonize
@@ -221,7 +227,7 @@ def _main(argv: list[str] | None) -> int:
         arbiter.handover = handover
         log.info("Starting master on pid %d", os.getpid())
         try:
-            asyncio.run(_serve(arbiter, readiness.ready if readiness else None))
+            asyncio.run(_serve(arbiter, readiness.ready if readiness else None, systemd))
         except Exception as exc:
             log.error("circusd failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
             print(f"circusd: {exc}", file=sys.stderr)
@@ -252,11 +258,20 @@ def _supervisor_daemonizes(path: str, fmt: str) -> bool:
         return False  # the real load below reports the problem in the foreground
 
 
-async def _serve(arbiter: object, started: Callable[[], None] | None = None) -> None:
+async def _serve(
+    arbiter: object, started: Callable[[], None] | None = None, systemd: Any = None
+) -> None:
     from ._arbiter import Arbiter
 
     assert isinstance(arbiter, Arbiter)
     loop = asyncio.get_running_loop()
+    link: asyncio.Task[None] | None = None
+    if systemd is not None:  # READY=1, STATUS=, WATCHDOG=1, STOPPING=1 (see _sdnotify)
+        arbiter.systemd = systemd
+        arbiter.watcher_set.observers.append(systemd.changed)
+        up = asyncio.Event()
+        link = asyncio.ensure_future(systemd.run(arbiter, up))
+        started = _also(started, up.set)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, arbiter.request_quit)
     loop.add_signal_handler(signal.SIGHUP, arbiter.request_reload)
@@ -267,9 +282,21 @@ async def _serve(arbiter: object, started: Callable[[], None] | None = None) -> 
     try:
         await arbiter.run(started)
     finally:
+        if link is not None:
+            link.cancel()
+            await asyncio.gather(link, return_exceptions=True)
         unwatch_orphans()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def _also(first: Callable[[], None] | None, then: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        if first is not None:
+            first()
+        then()
+
+    return both
 
 
 def _raise_fd_limit() -> None:
