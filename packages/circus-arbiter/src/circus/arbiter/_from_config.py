@@ -91,7 +91,7 @@ def parts_from_config(config: Any) -> dict[str, list[Any]]:
 
 def _watcher_spec(watcher: Any) -> dict[str, Any]:
     """A watcher's keyword arguments, with its ``depends_on`` (for the watcher set)."""
-    spec = watcher.kwargs
+    spec: dict[str, Any] = watcher.kwargs
     if watcher.depends_on:
         spec["depends_on"] = watcher.depends_on
     return spec
