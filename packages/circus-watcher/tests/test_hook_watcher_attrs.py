@@ -119,3 +119,15 @@ def test_send_signal_reaches_one_process(make: Any, run_async: Any) -> None:
             w.send_signal(second, "NOPE")
 
     run_async(main)
+
+
+@pytest.mark.parametrize(("key", "value"), [("A=B", "1"), ("A", "x\0y"), ("", "v"), ("A", 1)])
+def test_env_writes_are_checked_as_the_option_is(key: Any, value: Any) -> None:
+    from circus.watcher import Watcher
+
+    w = Watcher("w", "sleep 1", env={"KEEP": "1"})
+    with pytest.raises(OptionError, match="'env'"):
+        w.env[key] = value
+    assert dict(w.settings.env) == {"KEEP": "1"}  # nothing changed
+    with pytest.raises(OptionError, match="'env'"):
+        Watcher("w", "sleep 1", env={"A": "x\0y"})  # execve could never pass it

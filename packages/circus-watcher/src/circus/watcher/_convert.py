@@ -173,5 +173,7 @@ def to_env(value: Any) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str) or not key or "=" in key:
             raise ValueError
+        if "\0" in key or "\0" in item:  # execve cannot pass it: every spawn would fail
+            raise ValueError
         result[key] = item.strip()
     return result

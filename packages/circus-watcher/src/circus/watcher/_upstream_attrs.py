@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._convert import parse_signal
 from ._errors import OptionError
+from ._options import convert
 from ._upstream_view import UPSTREAM_OPTION_KEYS
 
 if TYPE_CHECKING:
@@ -74,7 +75,9 @@ class LiveEnv(MutableMapping[str, str]):
 
     def _replace(self, env: dict[str, str]) -> None:
         w = self._w
-        w.settings = w.settings.replace("env", env)
+        # checked as the option is (strings only, no NUL or '=' in a name, its ceilings):
+        # a bad value fails the hook that wrote it, not every spawn after it
+        w.settings = w.settings.replace("env", convert("env", env))
         w._inputs.reset()
 
     def __repr__(self) -> str:
