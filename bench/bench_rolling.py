@@ -42,7 +42,7 @@ ROOT = BENCH.parent
 EXAMPLE = ROOT / "examples" / "rolling"
 sys.path.insert(0, str(BENCH))
 
-from benchkit import venvs  # noqa: E402 - bench/ is not a package
+from benchkit import procs, venvs  # noqa: E402 - bench/ is not a package
 
 PEERS = ("ours", "ours-plain", "circus", "supervisor", "ours-broken")
 
@@ -149,7 +149,7 @@ class Peer:
         self.log = open(work / "daemon.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             argv, cwd=work, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=procs.die_with_parent,
         )  # fmt: skip
 
     def start_workers(self) -> None:

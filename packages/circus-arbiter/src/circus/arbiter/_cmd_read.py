@@ -42,9 +42,9 @@ def cmd_status(ctx: CommandContext, props: Props) -> dict[str, Any]:
         loops = ctx.watchers.crash_loops()
         if loops:
             answer["crash_loops"] = loops
-        health = health_table(ctx.watchers.ordered())
-        if health:
-            answer["health"] = health
+        table = health_table(ctx.watchers.ordered())
+        if table:
+            answer["health"] = table
         return answer
     watcher = ctx.watchers.get(name)
     one: dict[str, Any] = {"status": shown_status(watcher)}
