@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,20 @@ elif mode == "watchdog":
         time.sleep(0.05)
 elif mode == "status":
     send("STATUS=still warming")
+elif mode == "daemonize":
+    # a grandchild that leaves the tree (its parent exits) before it says READY=1
+    top = os.getpid()
+    if os.fork() == 0:
+        middle = os.getpid()
+        if os.fork() == 0:
+            while os.getppid() == middle:
+                time.sleep(0.01)
+            send("READY=1\nSTATUS=from a daemon")
+            while os.path.exists(f"/proc/{top}"):  # ends with the process it left
+                time.sleep(0.01)
+            os._exit(0)
+        os._exit(0)
+    os.wait()
 elif mode == "litter":
     here = Path(addr).parent
     (here / "sub").mkdir()
@@ -319,3 +334,51 @@ def test_dirs_of_a_killed_daemon_are_swept(
         for path in base.iterdir():
             path.unlink() if path.is_symlink() else path.rmdir()
         base.rmdir()
+
+
+@pytest.fixture
+def subreaper() -> Iterator[None]:
+    """Orphans come to this process (as to circusd), which reaps them."""
+    from circus.process import disable_subreaper, enable_subreaper, is_subreaper, reap_orphans
+
+    was = is_subreaper()
+    enable_subreaper()
+    try:
+        yield
+    finally:
+        reap_orphans()
+        if not was:
+            disable_subreaper()
+
+
+@pytest.mark.parametrize("own_leaf", [True, False])
+def test_a_daemonized_descendant_counts_only_inside_the_process_cgroup(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path, own_leaf: bool, subreaper: None
+) -> None:
+    from circus.process import adopted_orphans, reap_orphans, tree_tracking
+
+    if own_leaf and not tree_tracking().startswith("cgroup2:"):
+        pytest.skip("cgroup2 tree tracking is not available here")
+
+    def no_orphan() -> bool:
+        reap_orphans()
+        return not adopted_orphans()
+
+    async def main() -> None:
+        w = make(_cmd(tmp_path, "daemonize"), readiness="notify", stop_children=own_leaf,
+                 readiness_timeout=60)  # fmt: skip
+        await w.start()
+        (pid,) = w.pids
+        (tmp_path / "release").touch()
+        if own_leaf:
+            await w.wait_ready(timeout=20)
+            assert w.health(pid)["status_text"] == "from a daemon"
+        else:
+            await async_wait_until(
+                lambda: w._health._procs[pid].channel.dropped >= 1, 20, "the daemon's READY=1"
+            )
+            assert w.health(pid)["state"] == "starting"
+        await w.stop()
+        await async_wait_until(no_orphan, 20, "the daemonized grandchild ended and reaped")
+
+    run_async(main)

@@ -171,7 +171,15 @@ class HealthMonitor:
             return
         if channel is not None:
             ph.channel = channel
-            channel.attach(proc.pid, lambda sender, fields: self._message(ph, fields))
+            leaf = None
+            path = getattr(proc, "cgroup", None)
+            if isinstance(path, str) and path:  # a leaf of its own (stop_children)
+                from ._notify import cgroup_of
+
+                leaf = cgroup_of(proc.pid)
+                if not leaf or leaf == "/" or not path.endswith(leaf):
+                    leaf = None  # not (or not yet) in its leaf: trust its tree only
+            channel.attach(proc.pid, lambda sender, fields: self._message(ph, fields), leaf)
         if ph.readiness is None:
             self._became_ready(ph, emit=False)
             return

@@ -91,6 +91,19 @@ def sender_in_tree(sender: int, root: int, depth: int = 64) -> bool:
     return False
 
 
+def cgroup_of(pid: int) -> str | None:
+    """The cgroup2 path of ``pid`` (``/a/b``), or None."""
+    try:
+        with open(f"/proc/{pid}/cgroup", "rb") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(b"0::"):
+            return line[3:].decode("utf-8", "replace")
+    return None
+
+
 def _runtime_base() -> str:
     for base in (os.environ.get("XDG_RUNTIME_DIR", ""), os.environ.get("TMPDIR", ""), "/tmp"):
         # room for "/circus-notify-PPPPPPP-XXXXXXXXXXXX/NNNNNN/notify" in a unix socket path
@@ -212,6 +225,7 @@ class NotifyChannel:
         self._sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._root = 0
+        self._cgroup: str | None = None
         self._handler: MessageHandler | None = None
         self.dropped = 0  # datagrams refused (foreign sender, garbage, oversized)
         try:
@@ -232,11 +246,16 @@ class NotifyChannel:
         """The variables the process gets: ``NOTIFY_SOCKET``."""
         return {"NOTIFY_SOCKET": self.path}
 
-    def attach(self, root_pid: int, handler: MessageHandler) -> None:
-        """Start reading: datagrams from ``root_pid`` or its descendants go to ``handler``."""
+    def attach(self, root_pid: int, handler: MessageHandler, cgroup: str | None = None) -> None:
+        """Start reading: datagrams from ``root_pid`` or its descendants go to ``handler``.
+
+        ``cgroup``: the cgroup2 leaf the process alone has (with all it forks); a sender
+        inside it counts too, even one that daemonized (reparented away from the process).
+        """
         if self._sock is None:
             return
         self._root = root_pid
+        self._cgroup = cgroup if cgroup and cgroup != "/" else None
         self._handler = handler
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._readable)
@@ -269,7 +288,7 @@ class NotifyChannel:
                 logger.debug("notify socket %s: %s", self.path, exc)
                 return
             sender = _accept(ancdata, flags)
-            if sender is None or not data or not sender_in_tree(sender, self._root):
+            if sender is None or not data or not self._trusted(sender):
                 self.dropped += 1
                 continue
             handler = self._handler
@@ -278,6 +297,14 @@ class NotifyChannel:
                     handler(sender, parse_message(data))
                 except Exception:
                     logger.exception("notify handler failed on %s", self.path)
+
+    def _trusted(self, sender: int) -> bool:
+        if sender_in_tree(sender, self._root):
+            return True
+        if self._cgroup is None:
+            return False
+        found = cgroup_of(sender)
+        return found is not None and (found == self._cgroup or found.startswith(self._cgroup + "/"))
 
 
 def _accept(ancdata: list[tuple[int, int, bytes]], flags: int) -> int | None:
