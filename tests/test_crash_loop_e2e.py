@@ -92,6 +92,7 @@ def test_crash_loop_everywhere(circusd: Any) -> None:
     wait_until(lambda: "crasher stopped" in daemon.output(), 20, "the stop in circusd's log")
     log = daemon.output()
     assert "crasher started" in log and "fine started" in log
+    assert "crasher: crash loop over (stopped)" in log
     exits = re.findall(r"crasher: process \d+ exited with code 3 after [\d.]+s; (.*)", log)
     assert len(exits) >= 3, log
     assert exits[0].startswith("respawning now")

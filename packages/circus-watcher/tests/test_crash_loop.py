@@ -43,8 +43,10 @@ def test_crash_loop_is_seen_said_and_logged(
         assert len(events) == 1 and events[0]["exits"] == CRASH_LOOP_EXITS
         assert events[0]["exit_code"] == 3
         await w.reload()
+        assert not recorder.of("crash_loop_end")
         await w.stop()
         assert w.crash_loop() is None  # a stop ends it
+        assert [e["reason"] for e in recorder.of("crash_loop_end")] == ["stopped"]
 
     run_async(main)
     lines = [r.getMessage() for r in caplog.records if r.name == "circus.watcher"]
@@ -95,6 +97,8 @@ def test_crash_loop_ends_when_a_process_stays_up(
             lambda: w.crash_loop() is None, 30, "the loop to end with a process up"
         )
         assert w.status() == "active" and len(w.pids) == 1
+        await recorder.until(lambda: recorder.count("crash_loop_end") == 1, 30)
+        assert recorder.of("crash_loop_end")[0]["reason"] == "no failure for 1s"
 
     run_async(main)
 

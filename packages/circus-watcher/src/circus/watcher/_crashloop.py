@@ -13,7 +13,9 @@ watcher whose processes are not respawned (``respawn = never``, or ``on-failure`
 success) is never crash-looping: it stops instead.
 
 What it shows: ``crash_loop()`` on the watcher (the details), a ``crash_loop`` event when a
-watcher enters one, and one log line per unrequested exit, with the exit code and when the
+watcher enters one and a ``crash_loop_end`` event (with the reason, also logged) when it
+ends (a timer armed at each exit of the loop sees the quiet end), and one log line per
+unrequested exit, with the exit code and when the
 replacement is due. The exit lines are rate-limited per watcher (a burst of
 :data:`LOG_BURST`, then :data:`LOG_RATE` a second); the next line logged says how many were
 left out. The start, stop and reload of the watcher are logged too (``<name> started``,
@@ -22,6 +24,7 @@ left out. The start, stop and reload of the watcher are logged too (``<name> sta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import time
@@ -72,7 +75,8 @@ class CrashWatch:
         self.last_exit = 0.0
         self.next_retry: float | None = None  # epoch the replacement is due
         self.reset_after = 10.0
-        self._looping = False
+        self._looping = False  # a crash_loop event was sent, its end not yet
+        self._timer: asyncio.TimerHandle | None = None
         self._tokens = float(LOG_BURST)
         self._refilled = time.monotonic()
         self._left_out = 0
@@ -83,19 +87,51 @@ class CrashWatch:
         """Listener of the watcher's events: a start or a stop ends a crash loop; both are
         logged, and a reload."""
         if event == "start":
-            self.clear()
+            self.clear("started")
             logger.info("%s started", self.name)
         elif event == "stop":
-            self.clear()
+            self.clear("stopped")
             logger.info("%s stopped", self.name)
         elif event == "reload":
             logger.info("%s reloaded", self.name)
 
-    def clear(self) -> None:
-        """Forget the loop (the exit log's rate limit is kept)."""
+    def clear(self, reason: str = "cleared") -> None:
+        """Forget the loop (the exit log's rate limit is kept); a loop that was announced
+        ends with a ``crash_loop_end`` event saying ``reason``."""
         self.exits = 0
         self.next_retry = None
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._looping:
+            return
         self._looping = False
+        logger.info("%s: crash loop over (%s)", self.name, reason)
+        self._emit("crash_loop_end", {"time": time.time(), "reason": reason})
+
+    def _arm(self) -> None:
+        """Check again when the loop would end if no process fails meanwhile."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.next_retry is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop: the state is still read correctly
+            return
+        delay = max(0.0, self.next_retry + self.reset_after - time.time()) + 0.05
+        self._timer = loop.call_later(delay, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self.active():
+            self._arm()
+        else:
+            self._end(f"no failure for {self.reset_after:g}s")
 
     # ------------------------------------------------------------------ exits
 
@@ -123,17 +159,23 @@ class CrashWatch:
         self.exit_code = exit_code
         self.last_exit = now
         self.next_retry = None if delay is None else now + delay
-        if not failed or delay is None:
-            self.clear()
+        if not failed:
+            self.clear("a process exited successfully")
+        elif delay is None:
+            self.clear("not respawned")
         else:
             if failures == 1 or self.exits == 0:
                 self.since = now
             self.exits = failures
+        if self._looping and not self.active(now):  # the streak began again
+            self._end(f"a process lived {lifetime:.1f}s")
         entering = self.active(now) and not self._looping
-        self._looping = self.active(now)
         self._log_exit(pid, exit_code, lifetime, delay, now, failed)
         if entering:
+            self._looping = True
             self._emit("crash_loop", {"time": now, **self._details()})
+        if self._looping:
+            self._arm()
 
     def active(self, now: float | None = None) -> bool:
         """Whether the watcher is crash-looping (given it is active)."""

@@ -34,6 +34,7 @@ EVENTS: dict[str, tuple[str, ...]] = {
     # entered a crash loop (README "Crash loops"): failed exits in a row, the last code,
     # epoch of the first and last exits and of the next retry
     "crash_loop": ("time", "exits", "exit_code", "since", "last_exit", "next_retry"),
+    "crash_loop_end": ("time", "reason"),
     # readiness and liveness (README "Readiness and liveness")
     "ready": ("process_pid", "process_id"),
     "unready": ("process_pid", "process_id", "reason"),
