@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import struct
 import time
@@ -38,6 +39,7 @@ log = logging.getLogger("circus.arbiter")
 MAX_LINE = 1024  # a READY or RESULT line
 MAX_RESULT = 64 * 1024  # a RESULT body
 CONNECT_WAIT = 10.0  # how long a connection may wait for its pid to be known as spawned
+MAX_WAIT = 64  # connections open at once beyond which an unknown one is not waited for
 _PEERCRED = struct.Struct("3i")
 
 
@@ -286,8 +288,10 @@ class ListenerHub:
             pid = _peer_pid(writer)
             pool = self._pool_of(pid) if pid else None
             deadline = time.monotonic() + CONNECT_WAIT
-            # the relay may connect before circusd has registered the pid it spawned
-            while pool is None and pid and time.monotonic() < deadline:
+            # the relay may connect before circusd has registered the pid it spawned; only a
+            # child of circusd's may wait for that, and only so many at once
+            waits = pool is None and _parent(pid) == os.getpid() and len(self._conns) <= MAX_WAIT
+            while waits and pool is None and time.monotonic() < deadline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._spawned.wait(), deadline - time.monotonic())
                 pool = self._pool_of(pid)
@@ -302,6 +306,18 @@ class ListenerHub:
         finally:
             self._conns.discard(task)
             writer.transport.abort()
+
+
+def _parent(pid: int) -> int:
+    """The parent pid of ``pid`` (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return 0
+    # the command name (2nd field) may hold spaces and parentheses: split after its end
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else 0
 
 
 def _peer_pid(writer: asyncio.StreamWriter) -> int:
