@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -29,7 +30,7 @@ from ._commands import run_command
 from ._connguard import guard
 from ._endpoints import bind_again, bind_endpoint, release, remove_ipc
 from ._errmap import answer_for
-from ._peers import MessagePeer
+from ._peers import MessagePeer, PeerIdentity
 from ._wire import encode
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class Controller:
         self._peer_args: tuple[str, bool, int | None] = (endpoint.partition("://")[0], False, None)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._guarded = False
+        #: ``time.monotonic()`` of the last answer handed to libzmq (0: none yet)
+        self.last_answer = 0.0
 
     def bind(self, owner: str | None = None) -> None:
         """Bind the ROUTER socket (ipc files 0600, chowned to ``owner``) with the bounds of
@@ -214,19 +217,88 @@ class Controller:
             return
         try:
             self._socket.send_multipart([identity, *envelope, encode(answer)], flags=zmq.NOBLOCK)
+            self.last_answer = time.monotonic()
         except zmq.ZMQError as exc:  # the client went away: nothing to answer to
             log.debug("cannot answer: %s", exc)
 
+    def stop_reading(self) -> None:
+        """Read no more requests (they wait in libzmq's queues; :meth:`start` reads on)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     def idle(self) -> bool:
-        """No request is being run and none waits unread (``daemon-reexec`` switches then)."""
-        if self._requests:
-            return False
+        """No request is being run (``daemon-reexec`` switches then)."""
+        return not self._requests
+
+    def cut(self) -> list[tuple[bytes, list[bytes], bytes, PeerIdentity]]:
+        """Stop serving and listening (the connections end; answers already queued still
+        leave) and return the requests received but not run: ``(routing id, envelope,
+        payload, sender)``. A new image (``daemon-reexec``) answers them with
+        :meth:`answer_later` once their clients, whose routing ids are stable, reconnect."""
+        self.stop_reading()
         if self._socket is None:
-            return True
+            return []
         try:
-            return not int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN
-        except zmq.ZMQError:  # pragma: no cover - closed under us
-            return True
+            # at once: a connection kept open to send what is queued would take requests
+            # that nobody reads
+            self._socket.setsockopt(zmq.LINGER, 0)
+            release(self._socket, self.endpoint)
+        except Exception as exc:  # the endpoint is closed anyway right after
+            log.debug("control endpoint: %s", exc)
+        return self.unread()
+
+    def unread(self) -> list[tuple[bytes, list[bytes], bytes, PeerIdentity]]:
+        """The requests waiting unread (after :meth:`cut`); see there."""
+        if self._socket is None:
+            return []
+        sync: zmq.Socket[Any] = zmq.Socket.shadow(self._socket.underlying)
+        found = []
+        while True:
+            try:
+                frames = sync.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.ZMQError:
+                break
+            identity, body = frames[0].bytes, frames[1:]
+            envelope: list[bytes] = []
+            if len(body) == 2 and body[0].bytes == b"":
+                envelope, body = [b""], body[1:]
+            if len(body) != 1:
+                continue
+            peer = MessagePeer(body[0], *self._peer_args).identity()
+            found.append((identity, envelope, body[0].bytes, peer))
+        return found
+
+    def answer_later(
+        self, identity: bytes, envelope: list[bytes], payload: bytes, peer: PeerIdentity,
+        within: float = 10.0,
+    ) -> None:  # fmt: skip
+        """Run a request another image received and send the answer to ``identity`` once
+        that client is connected again (for ``within`` seconds at most)."""
+        loop = asyncio.get_running_loop()
+
+        async def run() -> None:
+            answer = await self.dispatch(payload, peer)
+            if answer is None:
+                return
+            message = [identity, *envelope, encode(answer)]
+            deadline = loop.time() + within
+            while self._socket is not None and loop.time() < deadline:
+                sync: zmq.Socket[Any] = zmq.Socket.shadow(self._socket.underlying)
+                sync.setsockopt(zmq.ROUTER_MANDATORY, 1)
+                try:
+                    sync.send_multipart(message, flags=zmq.NOBLOCK)
+                    return
+                except zmq.ZMQError:
+                    pass  # not connected again yet
+                finally:
+                    sync.setsockopt(zmq.ROUTER_MANDATORY, 0)
+                await asyncio.sleep(0.01)
+            log.warning("a request handed over by the previous image could not be answered")
+
+        task = loop.create_task(run())
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
 
     async def drain(self, timeout: float = 1.0) -> None:  # noqa: ASYNC109
         """Wait a little for in-flight requests (their answers) before closing."""

@@ -188,6 +188,11 @@ def decode_state(data: bytes) -> dict[str, Any]:
             _need(isinstance(w.get(key), list), f"watcher {w['name']!r}: {key}")
             for p in w[key]:
                 _check_process(w["name"], p)
+    _need(isinstance(state.get("requests", []), list), "'requests' must be a list")
+    for r in state.get("requests", []):
+        _need(isinstance(r, dict) and isinstance(r.get("peer"), dict), "a request")
+        _need(isinstance(r.get("identity"), str) and isinstance(r.get("payload"), str), "request")
+        _need(set(r["peer"]) <= {"via", "uid", "gid", "pid", "key", "address"}, "request peer")
     for s in state["sockets"]:
         _need(isinstance(s, dict) and isinstance(s.get("name"), str), "a socket without name")
         _need(_is_int(s.get("fd")) and s["fd"] >= 0, f"socket {s.get('name')!r}: fd")

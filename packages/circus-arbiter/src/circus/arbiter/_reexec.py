@@ -54,7 +54,8 @@ __all__ = ["enable", "finish", "prepare", "resume", "snapshot", "switch", "take_
 
 log = logging.getLogger("circus.arbiter")
 
-QUIET_TIMEOUT = 5.0  # seconds the switch waits for a moment without control requests
+QUIET_TIMEOUT = 5.0  # seconds the switch waits for the control requests being run
+FLUSHED_AFTER = 0.02  # an answer handed to libzmq this long ago has left (its I/O thread)
 DRY_RUN_TIMEOUT = 60.0  # an import of the installed code on a loaded machine
 
 _enabled = False  # only circusd may re-exec its process (not an embedding program)
@@ -262,7 +263,9 @@ _tasks: set[asyncio.Task[Any]] = set()
 
 def _quiet(arbiter: Any) -> bool:
     controller = arbiter.channels.controller
-    return controller is None or controller.idle()
+    if controller is None:
+        return True
+    return controller.idle() and time.monotonic() - controller.last_answer >= FLUSHED_AFTER
 
 
 def _handed_fds(state: Mapping[str, Any]) -> list[int]:
@@ -281,14 +284,30 @@ async def switch(arbiter: Any, execve: Exec = os.execve) -> None:
     docstring). Returns only when the switch did not happen; the daemon then carries on."""
     try:
         loop = asyncio.get_running_loop()
+        began = time.time()
+        # New requests wait in libzmq's queues (read below, answered by the new image: our
+        # clients and upstream's keep their routing id when they reconnect); the ones being
+        # run finish and their answers leave.
+        controller = arbiter.channels.controller
+        if controller is not None:
+            controller.stop_reading()
         deadline = loop.time() + QUIET_TIMEOUT
         while not _quiet(arbiter):
             if loop.time() > deadline:
-                log.error("daemon-reexec: not done, control requests kept coming for %.0f s",
-                          QUIET_TIMEOUT)  # fmt: skip
+                log.error(
+                    "daemon-reexec: not done, control requests still running after %.0f s",
+                    QUIET_TIMEOUT,
+                )
+                if controller is not None:
+                    controller.start()
                 return
             await asyncio.sleep(0.002)
-        began = time.time()
+        # The control endpoint stops listening and its connections end at once; new
+        # connections are refused until the new image binds (ZeroMQ clients retry).
+        pending = controller.cut() if controller is not None else []
+        await asyncio.sleep(0.01)  # what libzmq's I/O thread was passing on as they ended
+        if controller is not None:
+            pending += controller.unread()
         await arbiter.channels.close()
         _flush_output(arbiter)
         # No await from here to the exec.
@@ -296,11 +315,12 @@ async def switch(arbiter: Any, execve: Exec = os.execve) -> None:
             state = snapshot(arbiter)
         except HandoverError as exc:
             log.error("daemon-reexec: not done: %s", exc)
-            await _carry_on(arbiter)
+            await _carry_on(arbiter, pending)
             return
         state["switch_began"] = began
+        state["requests"] = [_request_entry(*request) for request in pending]
         _exec(arbiter, state, execve)
-        await _carry_on(arbiter)
+        await _carry_on(arbiter, pending)
     finally:
         _switching.discard(id(arbiter))
 
@@ -352,8 +372,25 @@ def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
         os.close(fd)
 
 
-async def _carry_on(arbiter: Any) -> None:
-    """After a switch that did not happen: output and channels as they were."""
+def _request_entry(identity: bytes, envelope: list[bytes], payload: bytes, peer: Any) -> Any:
+    from dataclasses import asdict
+
+    return {"identity": b64(identity), "envelope": bool(envelope), "payload": b64(payload),
+            "peer": asdict(peer)}  # fmt: skip
+
+
+def _answer_handed(arbiter: Any, requests: list[Any]) -> None:
+    controller = arbiter.channels.controller
+    if requests:
+        log.info("daemon-reexec: answering %d request(s) read by the previous image", len(requests))
+    if controller is not None:
+        for request in requests:
+            controller.answer_later(*request)
+
+
+async def _carry_on(arbiter: Any, pending: list[Any]) -> None:
+    """After a switch that did not happen: output and channels as they were, and the
+    requests read meanwhile answered."""
     from ._forward import OutputForwarder
 
     output = arbiter.watcher_set.output
@@ -364,6 +401,7 @@ async def _carry_on(arbiter: Any) -> None:
         log.critical("daemon-reexec: cannot bind the control channel again: %s", exc)
         arbiter.request_quit()
         return
+    _answer_handed(arbiter, pending)
     log.info("daemon-reexec: carrying on in the running image")
 
 
@@ -463,9 +501,9 @@ def _attach(watcher: Any, entry: Mapping[str, Any]) -> Any:
     return None
 
 
-async def resume(arbiter: Any, state: Mapping[str, Any]) -> list[tuple[Any, str]]:
+async def resume(arbiter: Any, state: Mapping[str, Any]) -> dict[str, Any]:
     """Rebuild the daemon from ``state`` (called before anything is bound): sockets,
-    watchers, attached children; returns ``(watcher, status)`` pairs for :func:`finish`.
+    watchers, attached children; returns what :func:`finish` completes.
 
     Every child is attached (and so known to the process layer) before the first ``await``,
     and each watcher's pipes are registered and its held-back partial lines given back in
@@ -503,7 +541,16 @@ async def resume(arbiter: Any, state: Mapping[str, Any]) -> list[tuple[Any, str]
     }
     if state.get("started_at"):
         arbiter.started_at = state["started_at"]
-    return resumed
+    requests = [_request_of(r) for r in state.get("requests", [])]
+    return {"watchers": resumed, "requests": requests}
+
+
+def _request_of(entry: Mapping[str, Any]) -> tuple[bytes, list[bytes], bytes, Any]:
+    from ._peers import PeerIdentity
+
+    peer = PeerIdentity(**entry["peer"])
+    envelope = [b""] if entry["envelope"] else []
+    return unb64(entry["identity"]), envelope, unb64(entry["payload"]), peer
 
 
 async def _adopt(hub: Any, watcher: Any, entry: Mapping[str, Any], procs: list[Any]) -> None:
@@ -582,10 +629,11 @@ def _stop_later(watcher: Any, proc: Any) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-async def finish(arbiter: Any, resumed: list[Any]) -> None:
-    """Once serving: replace the processes that ended during the switch, arm on-demand
-    watchers, and log how long the takeover took."""
-    for watcher, status in resumed:
+async def finish(arbiter: Any, resumed: Mapping[str, Any]) -> None:
+    """Once serving: answer the requests the old image read last, replace the processes
+    that ended during the switch, and log how long the takeover took."""
+    _answer_handed(arbiter, resumed["requests"])
+    for watcher, status in resumed["watchers"]:
         try:
             if status == "active" and len(watcher.pids) < watcher.numprocesses:
                 await watcher.set_numprocesses(watcher.numprocesses)
