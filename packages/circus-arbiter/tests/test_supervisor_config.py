@@ -87,6 +87,7 @@ def test_django_celery_gunicorn_group() -> None:
     assert celery["graceful_timeout"] == 600 and celery["stop_children"] is True
     assert celery["stop_signal"] == signal.SIGTERM
     assert celery["respawn"] == "always" and celery["backoff_reset"] == "10"
+    assert celery["give_up_after"] == "4" and celery["max_retry"] == 3  # startretries=3
     assert celery["stdout_stream"]["filename"] == "/var/log/celery/worker.log"
     assert celery["stderr_stream"]["filename"] == "/var/log/celery/worker.log"
     assert celery["stdout_stream"]["max_bytes"] == 50 * 1024 * 1024
@@ -151,7 +152,7 @@ def test_docker_multi_service() -> None:
     assert worker["success_exit_codes"] == "0,3" and worker["respawn"] == "on-failure"
     assert worker["stop_signal"] == signal.SIGINT and worker["graceful_timeout"] == 5
     assert worker["stderr_stream"] == {"class": "FileStream", "filename": "/dev/stderr"}
-    assert "flapping.active" not in worker  # startsecs=0: running at once, never given up
+    assert "give_up_after" not in worker  # startsecs=0: running at once, never given up
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_WARNINGS))
@@ -250,7 +251,6 @@ def test_options_we_cannot_honour_warn_at_their_line(tmp_path: Path) -> None:
         "3: [supervisord] strip_ansi",
         "6: [program:x] killasgroup",
         "7: [program:x] stdout_syslog",
-        "8: [program:x] startretries",
         "9: [program:x] bogus",
         "10: [program:x] environment",
         "11: [unknown_section]",

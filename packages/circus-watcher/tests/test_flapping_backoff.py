@@ -107,3 +107,19 @@ def test_stop_cancels_a_pending_backoff(make: Any, recorder: Any, run_async: Any
         assert recorder.count("spawn") == spawned and w.pids == []
 
     run_async(main)
+
+
+def test_give_up_after_stops_for_good_after_n_quick_failures(
+    make: Any, recorder: Any, run_async: Any
+) -> None:
+    async def main() -> None:
+        w = make("false", backoff_initial=0, give_up_after=3, backoff_reset=30, **NO_FLAP)
+        await w.start()
+        await recorder.until(lambda: recorder.count("give_up") == 1)
+        assert w.status() == "stopped"
+        assert recorder.count("spawn") == 3
+        await w.start()  # a user start begins a new streak
+        await recorder.until(lambda: recorder.count("give_up") == 2)
+        assert recorder.count("spawn") == 6
+
+    run_async(main)

@@ -100,3 +100,16 @@ def test_wids_are_always_the_smallest_unused(steps: list[tuple[bool, int]]) -> N
             victim = sorted(used)[pick % len(used)]
             used.remove(victim)
             pool.release(victim)
+
+
+def test_give_up_after_counts_the_failure_streak() -> None:
+    policy = RestartPolicy(give_up_after=3, backoff_reset=5.0)
+    policy.record_exit(1, 0.1)
+    policy.record_exit(1, 0.1)
+    assert not policy.exhausted()
+    policy.record_exit(1, 6.0)  # up long enough: a fresh streak of one
+    policy.record_exit(1, 0.1)
+    assert not policy.exhausted()
+    policy.record_exit(-9, 0.1)
+    assert policy.exhausted()
+    assert not RestartPolicy(give_up_after=0, streak=100).exhausted()

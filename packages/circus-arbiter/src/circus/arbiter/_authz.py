@@ -128,6 +128,7 @@ OWNER_OPTIONS = frozenset(
         "backoff_factor",
         "backoff_max",
         "backoff_reset",
+        "give_up_after",
         "autostart",
         "priority",
         "umask",

@@ -107,6 +107,7 @@ LIMITS: Mapping[str, Limit] = MappingProxyType(
         "backoff_factor": Limit("number", 1, 1000),
         "backoff_max": _seconds(),
         "backoff_reset": _seconds(),
+        "give_up_after": _count(0, "0 = never"),
         "hook_timeout": _seconds(),
         "flapping.attempts": _count(1),
         "flapping.window": _seconds(),

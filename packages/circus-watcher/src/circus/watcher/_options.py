@@ -232,6 +232,7 @@ _ROWS = (
     _spec("backoff_factor", 2.0, cv.to_float, **_OURS),
     _spec("backoff_max", 30.0, cv.to_float, **_OURS),
     _spec("backoff_reset", 10.0, cv.to_float, **_OURS),
+    _spec("give_up_after", 0, cv.to_int, **_OURS),
     _spec("hook_timeout", 30.0, cv.to_float, **_OURS),
     _bool("critical", False, **{**_OURS, "wire": "bool"}),
     _spec("env_file", (), ot.to_paths,

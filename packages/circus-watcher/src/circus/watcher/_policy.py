@@ -8,6 +8,7 @@ Pure logic, no I/O, so it is tested without processes. Rules (README "Restart po
   streak; the first failure of a streak is replaced at once, the n-th after
   ``min(backoff_max, backoff_initial * backoff_factor ** (n - 2))`` seconds.
 * A success, or a process that ran at least ``backoff_reset`` seconds, ends the streak.
+* ``give_up_after`` > 0: a streak that long means giving up (the watcher stops for good).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RestartPolicy:
     backoff_factor: float = 2.0
     backoff_max: float = 30.0
     backoff_reset: float = 10.0
+    give_up_after: int = 0
     streak: int = 0
 
     def configure(self, options: WatcherOptions) -> None:
@@ -40,6 +42,7 @@ class RestartPolicy:
         self.backoff_factor = options.backoff_factor
         self.backoff_max = options.backoff_max
         self.backoff_reset = options.backoff_reset
+        self.give_up_after = options.give_up_after
 
     def is_failure(self, exit_code: int | None) -> bool:
         """True when ``exit_code`` (negative = killed by that signal) is not a success."""
@@ -61,6 +64,10 @@ class RestartPolicy:
                 return 0.0
         self.streak += 1
         return self.delay_for(self.streak)
+
+    def exhausted(self) -> bool:
+        """Whether the failure streak reached ``give_up_after`` (never when it is 0)."""
+        return 0 < self.give_up_after <= self.streak
 
     def delay_for(self, streak: int) -> float:
         """The backoff delay for the ``streak``-th consecutive failure."""

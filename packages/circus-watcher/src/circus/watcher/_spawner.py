@@ -256,6 +256,10 @@ class Spawner:
         delay = w._policy.record_exit(exit_code, lifetime)
         w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=w._policy.streak,
                         delay=delay, reset_after=w.settings.backoff_reset)  # fmt: skip
+        if w._policy.exhausted():
+            w._life.halt = Halt.FLAPPING  # until that stop runs (it may wait for the lock)
+            w._tasks.run(w._stopper.give_up(w._policy.streak, w._life.generation))
+            return
         if len(w._procs) + self.pending >= w.numprocesses:
             return  # e.g. decr raced the death
         self.pending += 1

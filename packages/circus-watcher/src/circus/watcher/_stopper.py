@@ -204,6 +204,18 @@ class Stopper:
                     w._flapping.retry_in, self._flap_retry_due, w._life.generation
                 )
 
+    async def give_up(self, failures: int, generation: int) -> None:
+        """Stop for good a watcher whose processes failed ``give_up_after`` times in a row
+        (each up less than ``backoff_reset``); emits ``give_up``."""
+        w = self._w
+        async with w._get_lock():
+            if generation != w._life.generation or not w._life.running:
+                return  # the user stopped or restarted it meanwhile: that wins
+            logger.warning("watcher %s gives up: %d failed exits in a row", w.name, failures)
+            await self.stop()
+            reason = f"{failures} failed exits in a row (give_up_after)"
+            w._emit("give_up", {"reason": reason, "time": time.time()})
+
     def _flap_retry_due(self, generation: int) -> None:
         self._flap_timer = None
         w = self._w

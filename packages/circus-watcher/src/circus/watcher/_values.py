@@ -82,6 +82,7 @@ class WatcherOptions:
     backoff_factor: float
     backoff_max: float
     backoff_reset: float
+    give_up_after: int
     hook_timeout: float
     critical: bool
     env_file: tuple[str, ...]

@@ -55,7 +55,6 @@ _STD_FILES = {
 BACKOFF_INITIAL = 1.0
 BACKOFF_FACTOR = 2.0
 BACKOFF_MAX = 30.0
-SLACK = 1.0  # per start, for a busy machine
 
 
 @dataclass
@@ -218,9 +217,6 @@ def _warn_unhonoured(s: SupSection, out: dict[str, Any], kind: str) -> None:
         if out[f"{stream}_syslog"]:
             s.warn(f"{stream}_syslog", "not sent to syslog; the output goes where "
                    f"{stream}_logfile says")  # fmt: skip
-    if out["startretries"] == 0 and out["startsecs"] > 0 and "startretries" in s.options:
-        s.warn("startretries", "0 is mapped to 1: the watcher gives up after the second "
-               "start that fails within startsecs, not the first")  # fmt: skip
 
 
 def _plan_one(
@@ -307,25 +303,20 @@ def _plan_one(
 
 
 def _restart_policy(put: Callable[..., None], common: dict[str, Any]) -> None:
-    """startsecs/startretries → backoff and flapping (README "Coming from Supervisor")."""
+    """startsecs/startretries: a process that exits before ``startsecs`` failed to start;
+    after ``startretries`` retries of such failures in a row, Supervisor marks it FATAL.
+    Here: the restart policy's failure streak ends when a process stayed up ``startsecs``
+    (``backoff_reset``), and ``give_up_after = startretries + 1`` failures in a row stop the
+    watcher for good (emitting ``give_up``). Failed spawns (no such executable...) are
+    retried ``startretries`` times too (``max_retry``)."""
     startsecs, retries = common["startsecs"], common["startretries"]
     put("max_retry", retries, "startretries")
     put("backoff_initial", BACKOFF_INITIAL, "startsecs")
     put("backoff_factor", BACKOFF_FACTOR, "startsecs")
     put("backoff_max", BACKOFF_MAX, "startsecs")
     put("backoff_reset", startsecs, "startsecs")
-    if startsecs <= 0:
-        return  # a process is RUNNING at once: Supervisor never gives up on it
-    attempts = max(2, retries + 1)
-    window = sum(
-        min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR ** (n - 2)) if n > 1 else 0.0
-        for n in range(1, attempts)
-    ) + (attempts - 1) * (startsecs + SLACK)
-    put("flapping.active", "true", "startretries")
-    put("flapping.attempts", attempts, "startretries")
-    put("flapping.window", round(window, 3), "startretries")
-    put("flapping.retry_in", 0, "startretries")
-    put("flapping.max_retry", 0, "startretries")
+    if startsecs > 0:  # with 0, a process is RUNNING at once: Supervisor never gives up
+        put("give_up_after", retries + 1, "startretries")
 
 
 def _stream(
