@@ -143,8 +143,16 @@ def test_notify_sequence_on_a_path_socket(tmp_path: Path, notify_path: Notify) -
         wait_until(lambda: env.read_text().endswith("]"), 20, "a whole dump")
         assert "NOTIFY_SOCKET" not in env.read_text()
         assert "WATCHDOG_USEC" not in env.read_text()
+        # a change updates STATUS= (no READY=1 again)
+        with CircusClient(f"ipc://{tmp_path}/ctl", timeout=30) as client:
+            assert client.call("stop", {"name": "app", "waiting": True})["status"] == "ok"
+        while True:
+            at = notify_path.wait_for("STATUS", after=ready + 1)
+            if notify_path.messages[at]["STATUS"].startswith("1/2 watchers active"):
+                break
+            ready = at
         proc.send_signal(signal.SIGTERM)
-        stopping = notify_path.wait_for("STOPPING", after=ready)
+        stopping = notify_path.wait_for("STOPPING", after=at)
         assert proc.wait(60) == 0
     finally:
         _stop(proc)
@@ -154,7 +162,7 @@ def test_notify_sequence_on_a_path_socket(tmp_path: Path, notify_path: Notify) -
     first_ready, stop_at = keys.index("READY"), keys.index("STOPPING")
     assert first_ready < stop_at and "WATCHDOG" in keys[first_ready:stop_at]
     assert keys.count("READY") == 1 and set(keys[stop_at + 1 :]) <= {"WATCHDOG"}
-    assert stopping > ready
+    assert stopping > at
 
 
 def test_abstract_socket_reload_and_readiness_gate(tmp_path: Path, notify_abstract: Notify) -> None:

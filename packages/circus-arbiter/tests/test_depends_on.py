@@ -329,3 +329,20 @@ def test_add_over_the_protocol_checks_depends_on(tmp_path: Path) -> None:
         assert ws.deps.requires("x") == ("a",)
 
     _run(tmp_path, [_watcher("a", autostart=False)], body)
+
+
+def test_rm_of_a_requirement_stops_its_dependents_then_their_start_fails(tmp_path: Path) -> None:
+    async def body(arbiter: Arbiter, events: list[tuple[str, str]]) -> Any:
+        ws = arbiter.watcher_set
+        b = ws.get("b")
+        assert len(b.pids) == 1
+        await ws.remove("a")
+        assert b.is_stopped() and "a" not in ws.table
+        with pytest.raises(Exception, match="'a' is not loaded"):
+            await ws.start(b)
+        # a new 'a' satisfies it again
+        ws.create("a", SLEEP, graceful_timeout=5)
+        await ws.start(b)
+        assert len(b.pids) == 1 and len(ws.get("a").pids) == 1
+
+    _run(tmp_path, [_watcher("a"), _watcher("b", depends_on=["a"])], body)

@@ -75,6 +75,7 @@ class DepGraph:
 
     def __init__(self) -> None:
         self._requires: dict[str, tuple[str, ...]] = {}
+        self._required_by: dict[str, set[str]] = {}  # the reverse edges, kept in step
 
     def __bool__(self) -> bool:
         """True when any watcher requires another."""
@@ -86,8 +87,7 @@ class DepGraph:
 
     def dependents(self, name: str) -> list[str]:
         """Who requires ``name`` directly (lowercase, sorted)."""
-        key = name.lower()
-        return sorted(n for n, deps in self._requires.items() if key in deps)
+        return sorted(self._required_by.get(name.lower(), ()))
 
     def involves(self, names: Iterable[str]) -> bool:
         """True when one of ``names`` requires, or is required by, another watcher."""
@@ -164,15 +164,22 @@ class DepGraph:
         """Record what ``name`` requires (replacing what it required); unchecked: call
         :meth:`check` first."""
         key = name.lower()
+        self.discard(key)
         wanted = tuple(dict.fromkeys(d.lower() for d in deps))
         if wanted:
             self._requires[key] = wanted
-        else:
-            self._requires.pop(key, None)
+            for dep in wanted:
+                self._required_by.setdefault(dep, set()).add(key)
 
     def discard(self, name: str) -> None:
         """Forget what ``name`` requires (who requires it keeps pointing at the name)."""
-        self._requires.pop(name.lower(), None)
+        key = name.lower()
+        for dep in self._requires.pop(key, ()):
+            users = self._required_by.get(dep)
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self._required_by[dep]
 
     def as_dict(self) -> dict[str, tuple[str, ...]]:
         """A copy of every edge: ``{name: required names}``."""
