@@ -132,7 +132,11 @@ def test_a_sigkilled_circusds_cgroups_are_swept_by_the_next(
     first.wait(30)
     try:
         assert old_root.is_dir() and len(leaves(old_root)) == 2
-        second = circusd(body)
+        # Another runtime directory: the next daemon finds no crash state naming the
+        # sleepers (with it, it would adopt them in their leaves: test_crash_recovery.py).
+        elsewhere = tmp_path / "run-elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        second = circusd(f"[circus]\nruntime_dir = {elsewhere}\n{body}")
         new_root = cgroup_root(second)
         assert new_root != old_root and new_root.parent == old_root.parent
         assert not old_root.exists(), "the dead circusd's subtree was not swept at start"

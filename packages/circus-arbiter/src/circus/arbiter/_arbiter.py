@@ -385,6 +385,7 @@ class Arbiter(ArbiterAPI):
             settings.runtime_dir or default_runtime_dir(),
             state_key(settings.config_file, settings.endpoint),
             self._crash_snapshot,
+            settings.endpoint,
         )
         if crash.acquire():
             self.crash_state = crash

@@ -218,6 +218,7 @@ class CrashState:
         directory: the runtime directory.
         key: :func:`state_key` of the config and endpoint.
         snapshot: returns ``{watcher name: (command, [process records])}`` of what runs now.
+        endpoint: the control endpoint, named when another daemon holds the lock.
     """
 
     def __init__(
@@ -225,8 +226,10 @@ class CrashState:
         directory: str,
         key: str,
         snapshot: Callable[[], dict[str, tuple[str, list[dict[str, Any]]]]],
+        endpoint: str = "",
     ) -> None:
         self.directory = directory
+        self.label = f" on {endpoint}" if endpoint else ""
         self.path = os.path.join(directory, f"circusd-{key}.state")
         self.lock_path = os.path.join(directory, f"circusd-{key}.lock")
         self._snapshot = snapshot
@@ -267,7 +270,7 @@ class CrashState:
                 os.close(fd)
                 raise ArbiterError(
                     f"another circusd (pid {holder.decode(errors='replace') or '?'}) runs "
-                    f"this config and endpoint: it holds {self.lock_path}"
+                    f"this config{self.label}: it holds {self.lock_path}"
                 ) from None
             except OSError as exc:
                 os.close(fd)
