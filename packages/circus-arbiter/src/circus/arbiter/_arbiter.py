@@ -304,7 +304,7 @@ class Arbiter(ArbiterAPI):
         self._apply_process_options()
         self.watcher_set.open()
         handover, self.handover = self.handover, None
-        resumed: list[Any] = []
+        resumed: dict[str, Any] = {}
         try:
             if handover is not None:
                 from ._reexec import resume

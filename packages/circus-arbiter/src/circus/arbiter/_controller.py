@@ -175,7 +175,7 @@ class Controller:
             self._send(identity, envelope, answer)
 
     async def dispatch(
-        self, payload: bytes, peer: MessagePeer | None = None
+        self, payload: bytes, peer: MessagePeer | PeerIdentity | None = None
     ) -> dict[str, Any] | None:
         """Run one request payload; the answer dict, or ``None`` for a cast.
 

@@ -196,7 +196,8 @@ def decode_state(data: bytes) -> dict[str, Any]:
     for s in state["sockets"]:
         _need(isinstance(s, dict) and isinstance(s.get("name"), str), "a socket without name")
         _need(_is_int(s.get("fd")) and s["fd"] >= 0, f"socket {s.get('name')!r}: fd")
-    return state
+    checked: dict[str, Any] = state
+    return checked
 
 
 def _check_process(watcher: str, p: Any) -> None:

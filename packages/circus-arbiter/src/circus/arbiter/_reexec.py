@@ -265,7 +265,8 @@ def _quiet(arbiter: Any) -> bool:
     controller = arbiter.channels.controller
     if controller is None:
         return True
-    return controller.idle() and time.monotonic() - controller.last_answer >= FLUSHED_AFTER
+    flushed = time.monotonic() - controller.last_answer >= FLUSHED_AFTER
+    return bool(controller.idle()) and flushed
 
 
 def _handed_fds(state: Mapping[str, Any]) -> list[int]:
