@@ -126,6 +126,11 @@ def test_a_new_process_not_ready_stops_the_roll_and_keeps_the_old_ones(
         assert sorted(w.pids) == sorted([*old[1:], first])
         assert _gone(failed)
         assert w.status() == "active" and w._spawner.pending == 0
+        unready = [p for p in recorder.of("unready") if p["process_pid"] == failed]
+        if order == "never":
+            # stopped by the roll, reported once, not counted as a failed exit of the watcher
+            assert [p["reason"] for p in unready] == ["not ready after 1.5 s"]
+            assert w._policy.streak == 0 and w.crash_loop() is None
 
     run_async(main)
 

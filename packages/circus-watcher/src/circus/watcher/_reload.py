@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._errors import NotReady, ResourceShortage, RolloutError, WatcherError
@@ -72,7 +73,7 @@ async def _roll(w: Watcher) -> dict[str, Any]:
         if generation != w._life.generation:
             break
         if reason is not None:
-            await _discard(w, new)
+            await _discard(w, new, reason)
             kept = [p.pid for p in old[index:] if p.pid in w._procs]
             logger.error("watcher %s: reload stopped: process %d %s", w.name, new.pid, reason)
             raise RolloutError(w.name, {new.pid: reason}, started, stopped, kept)
@@ -87,11 +88,20 @@ async def _roll(w: Watcher) -> dict[str, Any]:
     return {"stopped": stopped, "started": started, "kept": kept}
 
 
+# The roll's own deadline comes this much before the health monitor's readiness deadline
+# (both count readiness_timeout from the spawn): the roll then stops the process as part of
+# the reload, so a bad release is not also counted as a failed exit (backoff, crash loop,
+# flapping) of a watcher whose old processes are serving fine.
+_AHEAD = 0.2
+
+
 async def _until_ready(w: Watcher, proc: ProcessLike, generation: int) -> str | None:
     """Wait until ``proc`` is ready; the reason it is not, or None (ready, or the wait
     was cut short by a stop, which the caller sees in the generation)."""
+    limit = w.settings.readiness_timeout
+    budget = max(0.05, limit - (time.time() - proc.started) - _AHEAD)
     loop = asyncio.get_running_loop()
-    ready = asyncio.ensure_future(w.wait_ready([proc.pid]))
+    ready = asyncio.ensure_future(w.wait_ready([proc.pid], timeout=budget))
     try:
         while not ready.done():
             # Spawner.wake() (interrupt(), so every stop and restart) resolves the futures of
@@ -107,19 +117,23 @@ async def _until_ready(w: Watcher, proc: ProcessLike, generation: int) -> str | 
         exc = ready.exception()
         if exc is None:
             return None
-        if isinstance(exc, NotReady):
-            return exc.reasons.get(proc.pid) or str(exc)
-        raise exc
+        if not isinstance(exc, NotReady):
+            raise exc
+        if proc.pid in w._procs and w.health(proc.pid)["state"] == "starting":
+            return f"not ready after {limit:g} s"  # our deadline, just before the monitor's
+        return exc.reasons.get(proc.pid) or str(exc)
     finally:
         if not ready.done():
             ready.cancel()
             await asyncio.gather(ready, return_exceptions=True)
 
 
-async def _discard(w: Watcher, proc: ProcessLike) -> None:
+async def _discard(w: Watcher, proc: ProcessLike, reason: str) -> None:
     """Stop a new process that failed its readiness, and anything spawned in its place, so
     the watcher is back to its old processes only."""
     if proc.pid in w._procs:
+        # the health monitor reports (and counts) only processes it ends itself
+        w._emit("unready", {"process_pid": proc.pid, "process_id": proc.wid, "reason": reason})
         await w._stopper.retire([proc])
     else:  # the health monitor may be ending it already (readiness_timeout): see it gone
         exit_seen = w._procs.exits.get(proc.pid)
