@@ -145,3 +145,28 @@ def test_the_readme_example_config_rolls(circusd: Any) -> None:
     with Hammer(int(row["port"]), rate=50) as hammer:
         _serving(hammer, "v2", 10)
     assert hammer.tally.failed == 0 and set(hammer.tally.versions) == {"v2"}, hammer.tally
+
+
+def test_reload_of_every_watcher_goes_on_past_a_broken_one(circusd: Any) -> None:
+    daemon = circusd(start=False)
+    for name in ("a", "b"):
+        (daemon.dir / name).mkdir()
+        shutil.copy(EXAMPLE / "app.py", daemon.dir / name / "app.py")
+    body = "[socket:web]\nhost = 127.0.0.1\nport = 0\n"
+    for name, priority in (("a", 2), ("b", 1)):  # a is reloaded first
+        body += (
+            f"[watcher:{name}]\ncmd = {sys.executable} app.py $(circus.sockets.web)\n"
+            f"working_dir = {daemon.dir / name}\nuse_sockets = true\nnumprocesses = 2\n"
+            f"priority = {priority}\nreadiness = notify\nreadiness_timeout = 2\n"
+            f"graceful_timeout = 5\n[env:{name}]\nAPP_WARMUP = 0\n"
+        )
+    daemon.write(body)
+    daemon.start()
+    assert _ctl(daemon, "start", "--waiting").returncode == 0
+    old_a, old_b = set(daemon.pids("a")), set(daemon.pids("b"))
+    (daemon.dir / "a" / "version").write_text("broken\n")
+    done = _ctl(daemon, "reload", "--waiting")
+    assert done.returncode != 0 and "watcher 'a'" in done.stderr, done.stdout + done.stderr
+    assert set(daemon.pids("a")) == old_a
+    new_b = set(daemon.pids("b"))
+    assert len(new_b) == 2 and not new_b & old_b

@@ -364,7 +364,11 @@ class WatcherSet:
             return await watcher.restart()
 
     async def reload(self, watcher: Any, graceful: bool = True, sequential: bool = False) -> Any:
-        """Reload one watcher under its lock (a stopped watcher is started, as upstream)."""
+        """Reload one watcher under its lock (a stopped watcher is started, as upstream; with
+        ``depends_on``, as :meth:`start` starts it)."""
+        if watcher.is_stopped() and self.deps.requires(watcher.name):
+            info = await self.start(watcher)
+            return None if info is None else {"stopped": [], **info}
         async with self.table.locked(watcher):
             if self._shut:
                 return None
@@ -437,9 +441,25 @@ class WatcherSet:
         await asyncio.gather(*(self.stop_one(w) for w in watchers), return_exceptions=True)
 
     async def reload_all(self, graceful: bool = True, sequential: bool = False) -> None:
-        """Reload every watcher in priority order."""
+        """Reload every watcher in priority order; one that fails (a rolling reload whose
+        new release is not ready) does not keep the others from being reloaded.
+
+        Raises:
+            WatcherError: the first failure, or one naming every failed watcher.
+        """
+        from circus.watcher import WatcherError
+
+        failed: list[WatcherError] = []
         for watcher in self.table.ordered():
-            await self.reload(watcher, graceful=graceful, sequential=sequential)
+            try:
+                await self.reload(watcher, graceful=graceful, sequential=sequential)
+            except WatcherError as exc:
+                log.error("reload of watcher %s failed: %s", watcher.name, exc)
+                failed.append(exc)
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:
+            raise WatcherError("; ".join(str(exc) for exc in failed))
 
     def shut(self) -> None:
         """From now on nothing starts (a warmup pause in progress ends at once)."""
