@@ -31,6 +31,9 @@ tmp = d / f"tmp.{os.getpid()}"
 tmp.write_text(addr + "\n" + os.environ.get("WATCHDOG_USEC", "-"))
 tmp.rename(d / f"env.{os.getpid()}")
 send("STATUS=warming")
+if mode == "extend":
+    send("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=extended")
+    mode = "self"
 while not (d / "release").exists():
     time.sleep(0.02)
 if mode == "self":
@@ -381,5 +384,25 @@ def test_a_daemonized_descendant_counts_only_inside_the_process_cgroup(
             assert w.health(pid)["state"] == "starting"
         await w.stop()
         await async_wait_until(no_orphan, 20, "the daemonized grandchild ended and reaped")
+
+    run_async(main)
+
+
+@pytest.mark.slow
+def test_extend_timeout_usec_moves_the_deadline(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        # 1.5 s: time enough for a Python child to start on a loaded machine
+        w = make(_cmd(tmp_path, "extend"), readiness="notify", readiness_timeout=1.5)
+        await w.start()
+        (pid,) = w.pids
+        await async_wait_until(lambda: w.health(pid)["status_text"] == "extended", 20, "extend")
+        with pytest.raises(NotReady) as caught:  # past readiness_timeout, still starting
+            await w.wait_ready(timeout=2.0)
+        assert caught.value.reasons[pid] == "not ready after waiting 2 s"
+        assert recorder.count("unready") == 0 and w.pids == [pid]
+        (tmp_path / "release").touch()
+        await w.wait_ready(timeout=20)
 
     run_async(main)

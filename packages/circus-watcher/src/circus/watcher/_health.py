@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import NotReady, ProcessNotFoundError
+from ._limits import MAX_SECONDS
 from ._probes import ProbeSpec, parse_probe, run_probe
 from ._procs import ProcessLike
 
@@ -46,7 +47,8 @@ class ProcessHealth:
 
     __slots__ = (
         "proc", "state", "status_text", "since", "reason", "waiter", "channel", "timer",
-        "task", "failures", "last_watchdog", "readiness", "liveness", "watchdog",
+        "task", "failures", "last_watchdog", "readiness", "liveness", "watchdog", "deadline",
+        "extended",
     )  # fmt: skip
 
     def __init__(self, proc: ProcessLike) -> None:
@@ -64,6 +66,8 @@ class ProcessHealth:
         self.readiness: ProbeSpec | None = None
         self.liveness: ProbeSpec | None = None
         self.watchdog = 0.0  # seconds between WATCHDOG=1, 0 = none
+        self.deadline = 0.0  # loop time by which a starting process must be ready
+        self.extended = False  # the process moved the deadline (EXTEND_TIMEOUT_USEC)
 
     def as_dict(self) -> dict[str, Any]:
         """``{"state", "status_text", "since"}``."""
@@ -184,7 +188,8 @@ class HealthMonitor:
             self._became_ready(ph, emit=False)
             return
         loop = asyncio.get_running_loop()
-        ph.timer = loop.call_later(o.readiness_timeout, self._deadline, ph)
+        ph.deadline = loop.time() + o.readiness_timeout
+        ph.timer = loop.call_at(ph.deadline, self._deadline, ph)
         if ph.readiness.kind != "notify":
             ph.task = loop.create_task(self._probe_ready(ph, loop.time() + o.readiness_timeout))
 
@@ -250,11 +255,26 @@ class HealthMonitor:
             ph.status_text = fields["STATUS"]
         if fields.get("READY") == "1" and ph.state == STARTING:
             self._became_ready(ph)
+        elif "EXTEND_TIMEOUT_USEC" in fields and ph.state == STARTING:
+            self._extend(ph, fields["EXTEND_TIMEOUT_USEC"])
         watchdog = fields.get("WATCHDOG")
         if watchdog == "1":
             ph.last_watchdog = asyncio.get_running_loop().time()
         elif watchdog == "trigger" and ph.state == READY and ph.watchdog > 0:
             self._fail(ph, UNHEALTHY, "the process asked for it (WATCHDOG=trigger)")
+
+    def _extend(self, ph: ProcessHealth, text: str) -> None:
+        """``EXTEND_TIMEOUT_USEC=N`` (systemd's): ready within N µs from now, if that is later
+        than the current deadline (never earlier; at most a year)."""
+        if not text.isdigit() or len(text) > 15 or ph.timer is None:
+            return
+        loop = asyncio.get_running_loop()
+        wanted = loop.time() + min(int(text) / 1_000_000, MAX_SECONDS)
+        if wanted > ph.deadline:
+            ph.timer.cancel()
+            ph.deadline = wanted
+            ph.extended = True
+            ph.timer = loop.call_at(wanted, self._deadline, ph)
 
     async def _probe_ready(self, ph: ProcessHealth, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -280,7 +300,8 @@ class HealthMonitor:
             return
         timeout = self._w.settings.readiness_timeout
         last = f" (last probe: {ph.reason})" if ph.reason else ""
-        self._fail(ph, UNREADY, f"not ready after {timeout:g} s{last}")
+        extended = " and the delays it asked for (EXTEND_TIMEOUT_USEC)" if ph.extended else ""
+        self._fail(ph, UNREADY, f"not ready after {timeout:g} s{extended}{last}")
 
     def _became_ready(self, ph: ProcessHealth, emit: bool = True) -> None:
         ph.cancel()
