@@ -346,3 +346,17 @@ def test_rm_of_a_requirement_stops_its_dependents_then_their_start_fails(tmp_pat
         assert len(b.pids) == 1 and len(ws.get("a").pids) == 1
 
     _run(tmp_path, [_watcher("a"), _watcher("b", depends_on=["a"])], body)
+
+
+def test_reload_of_a_stopped_dependent_starts_what_it_requires(tmp_path: Path) -> None:
+    async def body(arbiter: Arbiter, events: list[tuple[str, str]]) -> Any:
+        ws = arbiter.watcher_set
+        info = await ws.reload(ws.get("b"))
+        assert info is not None and len(info["started"]) == 1 and info["stopped"] == []
+        assert len(ws.get("a").pids) == 1
+
+    _run(
+        tmp_path,
+        [_watcher("a", autostart=False), _watcher("b", depends_on="a", autostart=False)],
+        body,
+    )
