@@ -94,6 +94,15 @@ class SystemdNotifier:
             return None
         return notifier
 
+    def environ(self) -> dict[str, str]:
+        """The variables to give back to an image of circusd that replaces this one in the
+        same pid (``daemon-reexec``), so it keeps speaking to systemd."""
+        env = {"NOTIFY_SOCKET": self.address}
+        if self.watchdog_usec:
+            env["WATCHDOG_USEC"] = str(self.watchdog_usec)
+            env["WATCHDOG_PID"] = str(os.getpid())
+        return env
+
     # ------------------------------------------------------------------ sending
 
     def send(self, *fields: str) -> bool:
