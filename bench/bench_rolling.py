@@ -12,8 +12,11 @@ manager redeploys:
 * ``circus``: upstream Circus 0.19, ``circusctl reload web --waiting``;
 * ``supervisor``: Supervisor 4.3, ``[fcgi-program:web]`` (supervisord holds the socket),
   ``supervisorctl restart web:*``;
-* ``ours-broken``: ours again, the new version never gets ready (the command must fail and
-  the old workers keep serving).
+* ``circus-seq``: upstream Circus 0.19, ``circusctl reload web --sequential --waiting``
+  (one worker at a time: stop one, start its replacement);
+* ``…-broken`` (``ours-broken``, ``circus-broken``, ``circus-seq-broken``,
+  ``supervisor-broken``): the same deploy of a release that never gets ready (ours must
+  refuse it and keep the old workers serving; the others cannot tell).
 
 The hammer goes on until every worker of the new version has had time to be ready (the
 command returned, plus warmup + 1 s), then its tally is printed per peer.
@@ -44,7 +47,10 @@ sys.path.insert(0, str(BENCH))
 
 from benchkit import procs, venvs  # noqa: E402 - bench/ is not a package
 
-PEERS = ("ours", "ours-plain", "circus", "supervisor", "ours-broken")
+PEERS = (
+    "ours", "ours-plain", "circus", "circus-seq", "supervisor",
+    "ours-broken", "circus-broken", "circus-seq-broken", "supervisor-broken",
+)  # fmt: skip
 
 
 def _load_hammer() -> Any:
@@ -119,25 +125,28 @@ class Peer:
 
     def __init__(self, name: str, work: Path, workers: int, warmup: float) -> None:
         self.name = name
+        manager = name.removesuffix("-broken")
         self.work = work
         self.port = free_port()
         self.workers = workers
         self.warmup = warmup
         py = sys.executable
-        if name.startswith("ours"):
+        if manager in ("ours", "ours-plain"):
             bindir = Path(sys.executable).parent
             self.ctl = [str(bindir / "circusctl"), "--endpoint", f"ipc://{work}/ctl"]
             config = work / "circus.ini"
-            config.write_text(circus_ini(work, self.port, workers, name != "ours-plain", py))
+            config.write_text(circus_ini(work, self.port, workers, manager == "ours", py))
             argv = [str(bindir / "circusd"), str(config)]
             self.deploy_argv = [*self.ctl, "reload", "web", "--waiting"]
-        elif name == "circus":
+        elif manager in ("circus", "circus-seq"):
             bindir = venvs.upstream_circus_venv() / "bin"
             self.ctl = [str(bindir / "circusctl"), "--endpoint", f"ipc://{work}/ctl"]
             config = work / "circus.ini"
             config.write_text(circus_ini(work, self.port, workers, False, py))
             argv = [str(bindir / "circusd"), str(config)]
             self.deploy_argv = [*self.ctl, "reload", "web", "--waiting"]
+            if manager == "circus-seq":
+                self.deploy_argv.append("--sequential")
         else:
             bindir = venvs.ensure_venv(venvs.SUPERVISOR) / "bin"
             config = work / "supervisord.conf"
@@ -159,7 +168,7 @@ class Peer:
             if self.proc.poll() is not None:
                 log = (self.work / "daemon.log").read_text(errors="replace")[-1500:]
                 raise RuntimeError(f"{self.name}: daemon exited {self.proc.returncode}: {log}")
-            if self.name == "supervisor":
+            if self.name.startswith("supervisor"):
                 done = self._run([*self.ctl, "start", "web:*"])
             else:
                 done = self._run([*self.ctl, "start", "web", "--waiting"])
@@ -204,7 +213,7 @@ def run_peer(name: str, workers: int, warmup: float, hammer_mod: Any) -> dict[st
             peer.start_workers()
             hammer = hammer_mod.Hammer(peer.port).start()
             time.sleep(1.0)
-            (work / "version").write_text("broken\n" if name == "ours-broken" else "v2\n")
+            (work / "version").write_text("broken\n" if name.endswith("-broken") else "v2\n")
             took, status, output = peer.deploy()
             time.sleep(warmup + 1.0)
             tally = hammer.stop()
