@@ -31,6 +31,10 @@ tmp = d / f"tmp.{os.getpid()}"
 tmp.write_text(addr + "\n" + os.environ.get("WATCHDOG_USEC", "-"))
 tmp.rename(d / f"env.{os.getpid()}")
 send("STATUS=warming")
+if mode == "flood":
+    for n in range(150):
+        send(f"STATUS={n}")
+    mode = "self"
 if mode == "extend":
     send("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=extended")
     mode = "self"
@@ -404,5 +408,26 @@ def test_extend_timeout_usec_moves_the_deadline(
         assert recorder.count("unready") == 0 and w.pids == [pid]
         (tmp_path / "release").touch()
         await w.wait_ready(timeout=20)
+
+    run_async(main)
+
+
+@pytest.mark.slow
+def test_a_flooding_process_is_read_at_a_bounded_rate(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circus.watcher import _notify
+
+    monkeypatch.setattr(_notify, "_BUDGET", 60)  # the real budget is 256 a second
+
+    async def main() -> None:
+        w = make(_cmd(tmp_path, "flood"), readiness="notify")
+        await w.start()
+        (pid,) = w.pids
+        (tmp_path / "release").touch()
+        await w.wait_ready(timeout=30)
+        health = w._health._procs[pid]
+        assert health.channel.rests >= 1  # left unread a second at least once
+        assert w.health(pid)["status_text"] == "serving"  # nothing lost, in order
 
     run_async(main)

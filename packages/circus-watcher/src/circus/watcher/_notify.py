@@ -34,6 +34,7 @@ logger = logging.getLogger("circus.watcher")
 #: The largest datagram read (systemd's own limit is about this); a longer one is dropped.
 MAX_DATAGRAM = 4096
 _BURST = 32  # datagrams read per wake-up of one socket
+_BUDGET = 256  # datagrams read per socket per second; past it the socket rests a second
 _MAX_STATUS = 256  # characters of STATUS= kept
 _CREDS = struct.Struct("iII")  # struct ucred: pid, uid, gid
 _ANC_SIZE = socket.CMSG_SPACE(_CREDS.size) + socket.CMSG_SPACE(253 * 4)  # 253 = SCM_MAX_FD
@@ -228,14 +229,18 @@ class NotifyChannel:
         self._cgroup: str | None = None
         self._handler: MessageHandler | None = None
         self.dropped = 0  # datagrams refused (foreign sender, garbage, oversized)
+        self.rests = 0  # times the socket was left unread a second (flooded)
+        self._window = 0.0  # start of the current one-second budget window
+        self._spent = 0  # datagrams read in it
         try:
             self._sock.setblocking(False)
             self._sock.setsockopt(socket.SOL_SOCKET, _SO_PASSCRED, 1)
             self._sock.bind(self.path)
             os.chmod(self.path, 0o600)
             if owner is not None and owner != os.geteuid():
-                os.chown(directory, owner, -1)
-                os.chown(self.path, owner, -1)
+                # the socket first: once the dir is the user's, its entries are theirs to swap
+                os.chown(self.path, owner, -1, follow_symlinks=False)
+                os.chown(directory, owner, -1, follow_symlinks=False)
         except BaseException:
             self._sock.close()
             self._sock = None
@@ -274,6 +279,20 @@ class NotifyChannel:
         self._parent.released()
 
     def _readable(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        if now - self._window >= 1.0:
+            self._window, self._spent = now, 0
+        if self._spent >= _BUDGET:
+            # a flood: leave the socket unread for the rest of the window (the sender's queue
+            # fills and blocks it), so one process cannot take the loop
+            self.rests += 1
+            sock = self._sock
+            if sock is not None:
+                loop.remove_reader(sock.fileno())
+                loop.call_at(self._window + 1.0, self._resume)
+            return
         for _ in range(_BURST):
             sock = self._sock
             if sock is None:
@@ -287,6 +306,7 @@ class NotifyChannel:
             except OSError as exc:
                 logger.debug("notify socket %s: %s", self.path, exc)
                 return
+            self._spent += 1
             sender = _accept(ancdata, flags)
             if sender is None or not data or not self._trusted(sender):
                 self.dropped += 1
@@ -297,6 +317,10 @@ class NotifyChannel:
                     handler(sender, parse_message(data))
                 except Exception:
                     logger.exception("notify handler failed on %s", self.path)
+
+    def _resume(self) -> None:
+        if self._sock is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def _trusted(self, sender: int) -> bool:
         if sender_in_tree(sender, self._root):
