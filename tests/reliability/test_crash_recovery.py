@@ -417,3 +417,55 @@ def _write_state(d: Daemon, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", errors="surrogateescape") as fh:
         fh.write(text)
+
+
+TALKER = """
+import os, signal
+
+def again(*_):
+    print(f"again {os.getpid()}", flush=True)
+
+signal.signal(signal.SIGUSR1, again)
+print(f"started {os.getpid()}", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+@pytest.mark.slow
+def test_adopted_workers_output_keeps_flowing(daemon: Callable[[str, str], Daemon]) -> None:
+    d = daemon("adopt", "auto")
+    (d.dir / "talker.py").write_text(TALKER)
+    out = d.dir / "out.log"
+    d.config.write_text(
+        f"[circus]\nendpoint = {d.endpoint}\npubsub_endpoint = ipc://{d.dir}/pub\n"
+        f"runtime_dir = {d.runtime}\n\n[watcher:talk]\ncmd = {sys.executable} "
+        f"{d.dir}/talker.py\nnumprocesses = 3\nstdout_stream.class = FileStream\n"
+        f"stdout_stream.filename = {out}\n"
+    )
+
+    def lines(word: str) -> set[int]:
+        text = out.read_text() if out.exists() else ""
+        return {int(line.split()[1]) for line in text.splitlines() if line.startswith(word)}
+
+    d.start()
+    wait_until(lambda: len(lines("started")) == 3, 30, "3 workers to say they started")
+    pids = sorted(d.call("list", name="talk")["pids"])
+    assert sorted(lines("started")) == pids
+    files = list(d.runtime.glob("circusd-*.state"))
+    wait_until(
+        lambda: (
+            files and len(json.loads(files[0].read_text())["watchers"]["talk"]["processes"]) == 3
+        ),
+        30,
+        "the state file",
+    )
+    d.sigkill()
+
+    d.start()
+    assert sorted(d.call("list", name="talk")["pids"]) == pids
+    answer = d.call("signal", name="talk", signum="USR1")
+    assert answer.get("status") == "ok", answer
+    # what the adopted workers write goes on into the watcher's stream
+    wait_until(lambda: lines("again") == set(pids), 30, "every adopted worker's output")
+    d.stop()

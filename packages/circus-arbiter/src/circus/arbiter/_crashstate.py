@@ -101,6 +101,8 @@ class PreviousProcess:
     started: float
     cgroup: str | None = None
     ending: bool = False  # it was being stopped when the daemon died
+    stdout_pipe: int | None = None  # inode of the pipe its stdout went to
+    stderr_pipe: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,10 @@ def parse_state(data: bytes) -> PreviousState:
                 raise ValueError(f"pid {pid} is listed twice")
             seen.add(pid)
             cgroup = item.get("cgroup")
+            pipes = item.get("pipes", {})
+            if not isinstance(pipes, dict):
+                raise ValueError(f"pid {pid}: 'pipes' is not an object")
+            out, err = pipes.get("stdout"), pipes.get("stderr")
             procs.append(
                 PreviousProcess(
                     watcher=name,
@@ -175,6 +181,8 @@ def parse_state(data: bytes) -> PreviousState:
                     started=_float(item.get("started"), "started"),
                     cgroup=None if cgroup is None else _str(cgroup, "cgroup"),
                     ending=bool(item.get("ending", False)),
+                    stdout_pipe=None if out is None else _int(out, "stdout pipe", 1),
+                    stderr_pipe=None if err is None else _int(err, "stderr pipe", 1),
                 )
             )
     return PreviousState(
@@ -428,9 +436,25 @@ def records(procs: Iterable[Any], ending: bool) -> list[dict[str, Any]]:
         cgroup = getattr(proc, "cgroup", None)
         if cgroup:
             entry["cgroup"] = cgroup
+        pipes = _pipes(proc)
+        if pipes:
+            entry["pipes"] = pipes
         if ending:
             entry["ending"] = True
         out.append(entry)
+    return out
+
+
+def _pipes(proc: Any) -> dict[str, int]:
+    """``{"stdout": inode, "stderr": inode}`` of the pipes we read ``proc``'s output from."""
+    out: dict[str, int] = {}
+    for name in ("stdout", "stderr"):
+        fd = getattr(proc, name, None)
+        if isinstance(fd, int):
+            try:
+                out[name] = os.fstat(fd).st_ino
+            except OSError:
+                continue
     return out
 
 

@@ -73,7 +73,7 @@ def _attach(rec: PreviousProcess) -> Any:
     from circus.process import Process, ProcessError, ProcessGoneError
 
     try:
-        return Process.attach(
+        proc = Process.attach(
             rec.pid,
             rec.start_time,
             name=rec.watcher,
@@ -91,6 +91,17 @@ def _attach(rec: PreviousProcess) -> Any:
             exc,
         )
         return None
+    _reopen_output(proc, rec)
+    return proc
+
+
+def _reopen_output(proc: Any, rec: PreviousProcess) -> None:
+    """Give the pipes the process still writes to a reader again (see ``reopen_pipe``)."""
+    from circus.process import reopen_pipe
+
+    for name, fd, inode in (("stdout", 1, rec.stdout_pipe), ("stderr", 2, rec.stderr_pipe)):
+        if inode is not None:
+            setattr(proc, name, reopen_pipe(rec.pid, fd, inode))
 
 
 async def _stop_trees(procs: Iterable[tuple[Any, Any]]) -> int:

@@ -7,7 +7,13 @@ exit detection, graceful tree stop, psutil info, and fast output streams. See th
 from __future__ import annotations
 
 from . import streams
-from ._attach import UNKNOWN_RETURNCODE, boot_id, claim_cgroup, process_start_time
+from ._attach import (
+    UNKNOWN_RETURNCODE,
+    boot_id,
+    claim_cgroup,
+    process_start_time,
+    reopen_pipe,
+)
 from ._cgroup import (
     release_tree_tracking,
     set_tree_tracking,
@@ -63,6 +69,7 @@ __all__ = [
     "raise_nofile_limit",
     "reap_orphans",
     "reap_waiting_orphans",
+    "reopen_pipe",
     "release_tree_tracking",
     "set_fd_reserve",
     "set_tree_tracking",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import select
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ __all__ = [
     "claim_cgroup",
     "foreign_exit",
     "process_start_time",
+    "reopen_pipe",
 ]
 
 #: ``returncode`` of an attached non-child whose exit status the kernel did not show us.
@@ -134,6 +136,35 @@ def foreign_exit(pid: int, pidfd: int | None, start_time: int | None, *, block: 
         except ValueError:
             pass
     return UNKNOWN_RETURNCODE
+
+
+def reopen_pipe(pid: int, fd: int, inode: int) -> int | None:
+    """A new read end (non-blocking) of the pipe that ``pid`` holds as its descriptor ``fd``,
+    if it is still the pipe ``inode`` (``os.fstat(read_end).st_ino`` when it was spawned).
+
+    A pipe lives as long as one writer holds it: when the reader (a SIGKILLed daemon) is
+    gone, opening the writer's end through ``/proc/<pid>/fd/<fd>`` gives the pipe a reader
+    again, so output written from then on flows, and so does what was still buffered in it.
+    What was written while nobody read failed with EPIPE (or SIGPIPE) in the writer. None
+    when the descriptor is not that pipe any more or /proc does not let us open it (another
+    user's process, a non-dumpable one).
+    """
+    path = f"/proc/{pid}/fd/{fd}"
+    try:
+        st = os.stat(path)
+        if not stat.S_ISFIFO(st.st_mode) or st.st_ino != inode:
+            return None
+        new = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        same = os.fstat(new).st_ino == inode  # the descriptor may have changed meanwhile
+    except OSError:
+        same = False
+    if not same:
+        os.close(new)
+        return None
+    return new
 
 
 def _checked_leaf(path: str | None, pid: int) -> Leaf | None:
