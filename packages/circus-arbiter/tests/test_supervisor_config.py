@@ -361,3 +361,24 @@ def test_format_can_be_forced_and_circus_section_sets_circusd_options(tmp_path: 
         f"{plain}:1: no [supervisord] section (Supervisor refuses such a file); its defaults "
         "are used"
     ]
+
+
+def test_a_program_cannot_run_as_another_user_than_an_unprivileged_supervisord(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, HEAD + "user=nobody\n[program:x]\ncommand=true\nuser=root\n")
+    with pytest.raises(ConfigError) as info:
+        _load(path)
+    assert str(info.value).startswith(f"{path}:6: [program:x] user = 'root': expected nobody")
+    ok = _write(tmp_path, HEAD + "user=root\n[program:x]\ncommand=true\nuser=nobody\n", "ok.conf")
+    assert _load(ok)[0].config.watcher("x").kwargs["uid"] == "nobody"
+
+
+def test_the_process_ceiling_stops_a_huge_file_early(tmp_path: Path) -> None:
+    body = "[program:small]\ncommand=true\n[program:huge]\ncommand=true\nnumprocs=100000\n"
+    path = _write(tmp_path, HEAD + body + "process_name=%(program_name)s_%(process_num)d\n")
+    with pytest.raises(ConfigError) as info:
+        _load(path)  # refused before a single one of those processes is planned
+    assert str(info.value).startswith(
+        f"{path}:7: [program:huge] numprocs = '100000': expected at most 99999 more processes"
+    )

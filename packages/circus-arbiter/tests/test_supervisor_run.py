@@ -214,3 +214,24 @@ def test_nodaemon_false_daemonizes_like_circusd_daemon(tmp_path: Path) -> None:
     finally:
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not psutil.pid_exists(pid), 30, "the daemon to exit")
+
+
+def test_reloadconfig_rereads_the_supervisord_conf(tmp_path: Path) -> None:
+    sleep = f'{PY} -c "import time; time.sleep(300)"'
+    conf = _conf(
+        tmp_path,
+        f"[program:w]\ncommand={sleep}\nnumprocs=2\nprocess_name=%(program_name)s_%(process_num)d\n",
+    )
+
+    async def body(arbiter: Arbiter, client: AsyncCircusClient) -> None:
+        before = {n: (await client.call("list", {"name": n}))["pids"] for n in ("w:w_0", "w:w_1")}
+        conf.write_text(conf.read_text().replace("numprocs=2", "numprocs=3"))
+        answer = await client.call("reloadconfig", {"waiting": True})
+        assert answer["status"] == "ok", answer
+        listed = (await client.call("list", {}))["watchers"]
+        assert listed == ["w:w_0", "w:w_1", "w:w_2"]
+        for name, pids in before.items():  # untouched: same processes
+            assert (await client.call("list", {"name": name}))["pids"] == pids
+        assert arbiter.loaded_config is not None and arbiter.loaded_config.supervisor is not None
+
+    _run(conf, tmp_path, body)

@@ -34,12 +34,19 @@ __all__ = ["check_security", "load", "reload_config"]
 log = logging.getLogger("circus.arbiter")
 
 
-def load(path: str) -> Any:
-    """Load a config file; a bad file is a command error naming file, section and option."""
+def load(path: str, like: Any = None) -> Any:
+    """Load a config file; a bad file is a command error naming file, section and option.
+
+    ``like`` is the config the daemon runs: the file is read in its format (a daemon started
+    on a supervisord.conf keeps reading it as one, even when started with ``--format``).
+    """
     from .config import load_config
 
+    fmt = "auto"
+    if like is not None:
+        fmt = "supervisor" if getattr(like, "supervisor", None) is not None else "circus"
     try:
-        return load_config(path)
+        return load_config(path, format=fmt)
     except Exception as exc:
         raise CommandError(f"cannot reload {path}: {exc}") from exc
 
@@ -58,7 +65,7 @@ def check_security(arbiter: Arbiter) -> None:
     from ._from_config import stats_enabled
 
     assert arbiter.config_file is not None
-    new = load(arbiter.config_file)
+    new = load(arbiter.config_file, arbiter.loaded_config)
     daemon = new.circus
     stats = daemon.stats_endpoint if stats_enabled(daemon) else None
     try:
@@ -87,7 +94,7 @@ async def _reload_config(arbiter: Arbiter, force: bool) -> None:
     from .config import CircusConfig, DaemonConfig, diff_configs
 
     assert arbiter.config_file is not None
-    new = load(arbiter.config_file)
+    new = load(arbiter.config_file, arbiter.loaded_config)
     old = arbiter.loaded_config
     if old is None:
         old = CircusConfig(path=arbiter.config_file, circus=DaemonConfig())

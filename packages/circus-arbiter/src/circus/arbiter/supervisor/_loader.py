@@ -160,7 +160,8 @@ def _build(
             grouped.setdefault(program_section, group)
             section = sections[program_section]
             kind = program_section.partition(":")[0]
-            for plan in plan_processes(section, group, ctx, kind):
+            room = MAX_TOTAL_PROCESSES - len(plans)
+            for plan in plan_processes(section, group, ctx, kind, room):
                 own = -int(plan.options["priority"].value)
                 plans.append(((priority, own, plan.process.namespec), plan))
             if kind == "fcgi-program":
@@ -170,13 +171,15 @@ def _build(
         if not colon or kind not in ("program", "fcgi-program") or name in grouped:
             continue
         group = check_name(section, None, rest)
-        for plan in plan_processes(section, group, ctx, kind):
+        room = MAX_TOTAL_PROCESSES - len(plans)
+        for plan in plan_processes(section, group, ctx, kind, room):
             priority = int(plan.options["priority"].value)
-            plans.append(((-priority, 0, plan.process.namespec), plan))
+            plans.append(((-priority, -priority, plan.process.namespec), plan))
         if kind == "fcgi-program":
             _fcgi(section, sockets, base_names, plans, group)
 
-    watchers, processes, ini = _watchers(plans)
+    # with a [group:x], processes start by group priority, then their own
+    watchers, processes, ini = _watchers(plans, bool(groups_of))
     _check_total(watchers, plans)
     groups: dict[str, list[str]] = {}
     for proc in processes:
@@ -467,16 +470,27 @@ def _fcgi(
             plan.options["stdin_socket"] = type(plan.options["cmd"])(socket_name, filename, lineno)
 
 
+def circus_priority(first: int, second: int | None = None) -> int:
+    """Circus's priority (higher starts first) for Supervisor's (lower starts first): the
+    program's own, negated; with heterogeneous groups, the group's priority then the
+    process's, packed in one 32-bit integer (each clamped to -32768..32767). A pure function
+    of the priorities, so a reload that adds a process does not change the others'."""
+    if second is None:
+        return max(-(2**31), min(2**31 - 1, -first))
+    group = max(-32768, min(32767, first))
+    own = max(-32768, min(32767, second))
+    return max(-(2**31), min(2**31 - 1, -(group * 65536 + own + 32768)))
+
+
 def _watchers(
-    plans: list[tuple[tuple[int, int, str], ProcessPlan]],
+    plans: list[tuple[tuple[int, int, str], ProcessPlan]], grouped: bool
 ) -> tuple[list[WatcherConfig], list[SupProcess], dict[str, tuple[tuple[str, str], ...]]]:
     ordered = sorted(plans, key=lambda item: item[0])
-    total = len(ordered)
     watchers: list[WatcherConfig] = []
     processes: list[SupProcess] = []
     seen: dict[str, SupProcess] = {}
     ini: dict[str, tuple[tuple[str, str], ...]] = {}
-    for rank, (_key, plan) in enumerate(ordered):
+    for key, plan in ordered:
         proc = plan.process
         first = seen.get(proc.namespec.lower())
         if first is not None:
@@ -487,11 +501,11 @@ def _watchers(
                 lineno=proc.lineno,
             )
         seen[proc.namespec.lower()] = proc
-        # Supervisor starts lower priorities first, Circus higher: the rank keeps the order
-        # of (group priority, process priority, name) exactly.
         priority = plan.options["priority"]
         plan.options["priority"] = type(priority)(
-            str(total - rank), priority.filename, priority.lineno
+            str(circus_priority(key[0], key[1] if grouped else None)),
+            priority.filename,
+            priority.lineno,
         )
         options = {
             key: RawValue(val.value, val.filename, val.lineno) for key, val in plan.options.items()

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from circus.watcher import MAX_TOTAL_PROCESSES
+
 from . import _values as v
 from ._model import SupProcess, SupSection, namespec
 from ._reader import SupValue
@@ -98,13 +100,21 @@ def check_name(section: SupSection, key: str | None, name: str) -> str:
 
 
 def plan_processes(
-    section: SupSection, group: str, ctx: ProgramContext, kind: str = "program"
+    section: SupSection,
+    group: str,
+    ctx: ProgramContext,
+    kind: str = "program",
+    room: int | None = None,
 ) -> list[ProcessPlan]:
     """The processes of one program section, in ``process_num`` order.
 
+    ``room``: how many more processes the daemon's ceiling allows (checked before any is
+    planned).
+
     Raises:
         ConfigError: a missing command, an invalid value, ``numprocs > 1`` without
-            ``%(process_num)`` in ``process_name``, ``stopasgroup`` without ``killasgroup``.
+            ``%(process_num)`` in ``process_name``, ``stopasgroup`` without ``killasgroup``,
+            ``numprocs`` above ``room``.
     """
     program = check_name(section, None, section.name.partition(":")[2])
     base = {**ctx.names, "program_name": program, "group_name": group}
@@ -116,6 +126,12 @@ def plan_processes(
                       1, "expected an integer >= 1")  # fmt: skip
     start = _typed(section, "numprocs_start", text("numprocs_start"),
                    lambda t: v.to_int(t, 0), 0, "expected an integer >= 0")  # fmt: skip
+    if room is not None and numprocs > room:
+        raise section.error(
+            "numprocs" if "numprocs" in section.options else None,
+            f"expected at most {room} more processes: the daemon's ceiling is "
+            f"{MAX_TOTAL_PROCESSES} processes in all",
+        )
     raw_name = section.get("process_name", "%(program_name)s") or ""
     if numprocs > 1 and "%(process_num)" not in raw_name:
         raise section.error(
@@ -254,6 +270,10 @@ def _plan_one(
     elif ctx.directory is not None:
         put("working_dir", ctx.directory)
     user = common.get("user")
+    if user is not None and ctx.user is not None and user.pw_name != ctx.user and _uid(ctx.user):
+        # supervisord runs as [supervisord] user and cannot switch to another one
+        raise s.error("user", f"expected {ctx.user} or no user: [supervisord] user = "
+                      f"{ctx.user} cannot start a program as another user")  # fmt: skip
     if user is not None:
         put("uid", user.pw_name, "user")
         put("gid", user.pw_gid, "user")
@@ -300,6 +320,12 @@ def _plan_one(
         filename=filename, lineno=lineno,
     )  # fmt: skip
     return ProcessPlan(process, options, child_env)
+
+
+def _uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid
 
 
 def _restart_policy(put: Callable[..., None], common: dict[str, Any]) -> None:
