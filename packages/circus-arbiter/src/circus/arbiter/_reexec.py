@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -310,6 +311,9 @@ async def switch(arbiter: Any, execve: Exec = os.execve) -> None:
         if controller is not None:
             pending += controller.unread()
         await arbiter.channels.close()
+        if arbiter.stopping:  # told to quit meanwhile (SIGTERM): that wins
+            log.info("daemon-reexec: not done, circusd is stopping")
+            return
         _flush_output(arbiter)
         # No await from here to the exec.
         try:
@@ -319,6 +323,8 @@ async def switch(arbiter: Any, execve: Exec = os.execve) -> None:
             await _carry_on(arbiter, pending)
             return
         state["switch_began"] = began
+        log.info("daemon-reexec: channels closed and state taken in %.1f ms",
+                 (time.time() - began) * 1000)  # fmt: skip
         state["requests"] = [_request_entry(*request) for request in pending]
         _exec(arbiter, state, execve)
         await _carry_on(arbiter, pending)
@@ -341,6 +347,8 @@ def _flush_output(arbiter: Any) -> None:
 
 
 def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
+    from .circusd import HANDLED_SIGNALS
+
     fds = _handed_fds(state)
     try:
         fd = write_memfd(encode_state(state))
@@ -348,6 +356,7 @@ def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
         log.error("daemon-reexec: not done, cannot write the state: %s", exc)
         return
     made: list[int] = []
+    blocked = False
     try:
         for handed in fds:
             if not os.get_inheritable(handed):
@@ -360,11 +369,17 @@ def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
         log.info("daemon-reexec: exec %s", " ".join(argv))
         for handler in logging.getLogger().handlers:
             handler.flush()
+        # A SIGTERM between the exec and the new image's handlers would kill circusd and
+        # orphan every child: blocked (the mask survives the exec), handled once it serves.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        blocked = True
         execve(argv[0], argv, env)
         log.error("daemon-reexec: not done, exec returned")  # only a stand-in exec returns
     except OSError as exc:
         log.error("daemon-reexec: not done, exec failed: %s", exc)
     finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         for handed in made:
             try:
                 os.set_inheritable(handed, False)
@@ -515,6 +530,10 @@ async def resume(arbiter: Any, state: Mapping[str, Any]) -> dict[str, Any]:
     """
     from ._watchers import make_watcher
 
+    t0 = time.time()
+    if isinstance(state.get("switch_began"), (int, float)):
+        log.info("daemon-reexec: new image running %.1f ms after the switch began",
+                 (t0 - state["switch_began"]) * 1000)  # fmt: skip
     _adopt_sockets(arbiter, state)
     ws = arbiter.watcher_set
     made = []
@@ -527,6 +546,8 @@ async def resume(arbiter: Any, state: Mapping[str, Any]) -> dict[str, Any]:
         procs = [p for p in (_attach(watcher, e) for e in entry["processes"]) if p is not None]
         ending = [_attach_ending(watcher, e) for e in entry["retiring"]]
         made.append((watcher, entry, procs, [p for p in ending if p is not None]))
+    log.info("daemon-reexec: %d processes attached in %.1f ms",
+             sum(len(m[2]) for m in made), (time.time() - t0) * 1000)  # fmt: skip
     resumed = []
     for watcher, entry, procs, ending in made:
         if entry["status"] == "active":

@@ -24,6 +24,8 @@ log = logging.getLogger("circus.arbiter")
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 SPAWN_RESERVE = 32  # descriptors a spawn never takes (see _connguard for the rest)
+#: the signals circusd handles (blocked by daemon-reexec until the new image handles them)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
 
 
 def _version() -> str:
@@ -197,7 +199,8 @@ def _main(argv: list[str] | None) -> int:
     # workers are still in theirs, which the recovery uses to stop their trees whole.
     from ._recover import claim_previous_leaves
 
-    claim_previous_leaves(config)
+    if handover is None:  # after daemon-reexec the previous generation is this process
+        claim_previous_leaves(config)
     if handover is not None and str(handover.get("tree_tracking", "")).startswith("cgroup2:"):
         # the handed children live in the previous image's cgroup leaves, which this image
         # cannot take over: it tracks trees through /proc
@@ -275,6 +278,8 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, arbiter.request_quit)
     loop.add_signal_handler(signal.SIGHUP, arbiter.request_reload)
+    # a daemon-reexec blocks these across its exec: one sent meanwhile is handled now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
     signal.signal(signal.SIGWINCH, signal.SIG_IGN)
     from ._reaper import watch_orphans
 
