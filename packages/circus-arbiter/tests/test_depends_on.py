@@ -360,3 +360,27 @@ def test_reload_of_a_stopped_dependent_starts_what_it_requires(tmp_path: Path) -
         [_watcher("a", autostart=False), _watcher("b", depends_on="a", autostart=False)],
         body,
     )
+
+
+def test_watchers_registered_without_spec_get_the_configs_depends_on(tmp_path: Path) -> None:
+    # what a daemon-reexec does: watcher objects handed over, the config loaded again
+    from types import SimpleNamespace
+
+    from circus.arbiter._watcher_set import WatcherSet
+    from circus.watcher import Watcher
+
+    config = load_config(
+        _config(tmp_path, "[watcher:a]\ncmd = x\n\n[watcher:b]\ncmd = x\ndepends_on = a\n")
+    )
+
+    async def main() -> None:
+        ws = WatcherSet(
+            [], lambda t, p: None, lambda t: False, owner=SimpleNamespace(loaded_config=config)
+        )
+        for name in ("a", "b"):
+            ws.register(Watcher(name, SLEEP))
+        ws.check_dependencies()
+        assert ws.deps.requires("b") == ("a",)
+        ws.close()
+
+    asyncio.run(main())

@@ -151,7 +151,10 @@ class SystemdNotifier:
         """A watcher event: send the new summary, at most once per ``STATUS_INTERVAL``."""
         if self._status_timer is not None or not self._ready:
             return
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # an event emitted once the loop is gone: nothing to tell
+            return
         delay = max(0.0, self._status_at + STATUS_INTERVAL - loop.time())
         self._status_timer = loop.call_later(delay, self._send_status)
 

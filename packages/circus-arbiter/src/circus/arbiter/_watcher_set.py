@@ -186,6 +186,13 @@ class WatcherSet:
             ArbiterError: a dependency names no watcher, or closes a cycle.
         """
         edges = self.deps.as_dict()
+        # watchers registered without their spec (handed over by a daemon-reexec) get the
+        # depends_on of the config the daemon runs
+        config = getattr(self._owner, "loaded_config", None)
+        for cfg in getattr(config, "watchers", ()):
+            key = cfg.name.lower()
+            if cfg.depends_on and key not in edges and key in self.table:
+                edges[key] = tuple(cfg.depends_on)
         self.deps = DepGraph()
         for name, deps in edges.items():
             try:
