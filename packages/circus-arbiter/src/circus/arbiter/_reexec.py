@@ -133,6 +133,8 @@ def _watcher_entry(hub: Any, watcher: Any) -> dict[str, Any]:
         "processes": [e for e in entries if e is not None],
         "retiring": [e for e in ending if e is not None],
         "counters": _counters(watcher),
+        # an on_demand watcher waiting for its first connection
+        "armed": bool(getattr(getattr(watcher, "_on_demand", None), "_fds", None)),
     }
 
 
@@ -556,7 +558,8 @@ async def resume(arbiter: Any, state: Mapping[str, Any]) -> dict[str, Any]:
             ending += procs  # a stopped watcher runs nothing: stop what was left
         for proc in ending:
             _stop_later(watcher, proc)
-        resumed.append((watcher, entry["status"]))
+        status = "armed" if entry["status"] == "stopped" and entry.get("armed") else entry["status"]
+        resumed.append((watcher, status))
     arbiter.reexec_info = {
         "generation": state.get("generation", 1),
         "switch_began": state.get("switch_began"),
@@ -659,6 +662,8 @@ async def finish(arbiter: Any, resumed: Mapping[str, Any]) -> None:
         try:
             if status == "active" and len(watcher.pids) < watcher.numprocesses:
                 await watcher.set_numprocesses(watcher.numprocesses)
+            elif status == "armed":
+                await watcher.start()  # on_demand: waits for a connection again
         except Exception as exc:
             log.error("watcher %s: cannot spawn after the switch: %s", watcher.name, exc)
     info = getattr(arbiter, "reexec_info", None) or {}
