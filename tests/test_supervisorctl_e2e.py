@@ -203,3 +203,63 @@ def test_supervisorctl_prints_the_same_against_circusd(tmp_path: Path) -> None:
             assert srv.proc.wait(60) == 0
     for expected, got in zip(runs["supervisord"], runs["circusd"], strict=True):
         assert got == expected
+
+
+TICKER_CONF = """\
+[unix_http_server]
+file=%(here)s/supervisor.sock
+
+[supervisord]
+nodaemon=true
+
+[supervisorctl]
+serverurl=unix://%(here)s/supervisor.sock
+
+[program:ticker]
+command=/usr/bin/env python3 -u %(here)s/ticker.py
+startsecs=0
+"""
+
+
+def test_tail_follows_the_output(tmp_path: Path) -> None:
+    venv = supervisor_venv()
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(TICKER_CONF)
+    (tmp_path / "ticker.py").write_text(
+        "import itertools, time\nfor n in itertools.count():\n    print('tick', n)\n"
+        "    time.sleep(0.1)\n"
+    )
+    with open(tmp_path / "circusd.out", "wb") as out:
+        daemon = subprocess.Popen([CIRCUSD, str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    ctl = [str(venv / "bin" / "supervisorctl"), "-c", str(conf)]
+    try:
+        wait_until(
+            lambda: (
+                "RUNNING"
+                in subprocess.run(
+                    [*ctl, "status"], capture_output=True, text=True, timeout=60
+                ).stdout
+            ),
+            60,
+            "the ticker RUNNING",
+        )
+        follow = open(tmp_path / "follow.txt", "wb")  # noqa: SIM115 - closed below
+        tail = subprocess.Popen([*ctl, "tail", "-f", "ticker"], stdout=follow, stderr=follow)
+        try:
+
+            def ticks() -> list[int]:
+                text = (tmp_path / "follow.txt").read_text(errors="replace")
+                return [int(n) for n in re.findall(r"^tick (\d+)$", text, re.M)]
+
+            wait_until(lambda: len(ticks()) >= 5, 60, "tail -f to follow the ticks")
+            seen = ticks()
+            assert seen == list(range(seen[0], seen[0] + len(seen)))  # in order, none lost
+            first = seen[-1]
+            wait_until(lambda: ticks()[-1] >= first + 5, 60, "more ticks as they come")
+        finally:
+            tail.terminate()
+            tail.wait(30)
+            follow.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0

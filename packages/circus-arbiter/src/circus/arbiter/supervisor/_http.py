@@ -1,5 +1,7 @@
 """The HTTP side of Supervisor's control API: one listening socket (unix or tcp), HTTP/1.1
-POST requests handed to a handler with who sent them, answers written back.
+POST requests handed to a handler with who sent them, answers written back; a GET (the
+``/logtail/`` stream of ``supervisorctl tail -f``) handed to a streamer that writes its own
+answer until the client leaves.
 
 Bounds, so that no client can hold circusd's loop or memory: the request head is at most
 :data:`MAX_HEAD` bytes and must arrive within :data:`HEAD_TIMEOUT` seconds (an idle
@@ -47,6 +49,11 @@ WRITE_TIMEOUT = 30.0
 _PEERCRED = struct.Struct("3i")
 
 Handler = Callable[[bytes, PeerIdentity], Awaitable[bytes]]
+#: ``stream(path, peer, reader, writer)`` answers a GET itself (status line included) and returns
+#: ``None``, or returns the status to answer (404, 403...) without writing anything.
+Streamer = Callable[
+    [str, PeerIdentity, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[int | None]
+]
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,12 @@ class RpcHttpServer:
             it answers an XML-RPC fault).
     """
 
-    def __init__(self, spec: HttpServerSpec, handler: Handler) -> None:
+    def __init__(
+        self, spec: HttpServerSpec, handler: Handler, stream: Streamer | None = None
+    ) -> None:
         self.spec = spec
         self._handler = handler
+        self._stream = stream
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._refused_logged = 0.0
@@ -200,7 +210,7 @@ class RpcHttpServer:
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             await self._reply(writer, 400, b"bad request line", close=True)
             return False
-        method, _path, version = parts
+        method, path, version = parts
         headers: dict[str, str] = {}
         for line in lines[1:]:
             if not line:
@@ -232,6 +242,11 @@ class RpcHttpServer:
                 extra=b'WWW-Authenticate: Basic realm="default"\r\n',
             )
             return keep
+        if method == "GET" and self._stream is not None:
+            status = await self._stream(path, peer, reader, writer)
+            if status is not None:
+                await self._reply(writer, status, _REASONS.get(status, b"Error"), close=True)
+            return False
         if method != "POST":
             await self._reply(writer, 405, b"only POST is served", close=not keep)
             return keep
@@ -291,6 +306,8 @@ _REASONS = {
     200: b"OK",
     400: b"Bad Request",
     401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
     405: b"Method Not Allowed",
     411: b"Length Required",
     413: b"Payload Too Large",

@@ -200,11 +200,12 @@ class RpcInterface:
     def get_pid(self, peer: PeerIdentity) -> int:
         return os.getpid()
 
-    def read_log(self, peer: PeerIdentity, offset: int, length: int) -> str:
+    async def read_log(self, peer: PeerIdentity, offset: int, length: int) -> str:
         self._allow(peer, "logs", None)
-        if not self.logfile:
-            raise RpcError(Fault.NO_FILE, "no log file")
-        return _read_file(self.logfile, offset, length)
+        _check_ints(offset, length)
+        if not self.logfile or self.logfile in ("-", "/dev/stdout", "/dev/stderr"):
+            raise RpcError(Fault.NO_FILE, "circusd logs to no file")
+        return await asyncio.to_thread(_read_file, self.logfile, offset, length)
 
     def shutdown(self, peer: PeerIdentity) -> bool:
         self._allow(peer, "quit", None)
@@ -383,44 +384,38 @@ class RpcInterface:
 
     # ------------------------------------------------------------------ process logs
 
-    def _log(self, peer: PeerIdentity, name: object, stream: str) -> tuple[bytes, int]:
-        """``(data, absolute size)`` of one process's stream: its log file, or the bytes
-        kept in memory (their offsets count what was dropped)."""
+    async def _log(self, peer: PeerIdentity, name: object, stream: str) -> tuple[bytes, int]:
+        """``(data, absolute size)`` of one process's stream: the last MiB of its log file
+        (read in a worker thread: a slow disk never holds the loop), or the bytes kept in
+        memory (their offsets count what was dropped)."""
         record = self._process(name)
         self._allow(peer, "logs", record)
         path = record.stdout_logfile if stream == "stdout" else record.stderr_logfile
         if path:
-            try:
-                with open(path, "rb") as file:
-                    size = os.fstat(file.fileno()).st_size
-                    start = max(0, size - _MAX_READ)
-                    file.seek(start)
-                    return file.read(size - start), size
-            except FileNotFoundError:
-                return b"", 0
-            except OSError as exc:
-                raise RpcError(Fault.FAILED, f"{path}: {exc.strerror}") from None
+            return await asyncio.to_thread(_read_tail, path)
         buf = record.output[stream]
         return bytes(buf), record.dropped[stream] + len(buf)
 
-    def _read(self, peer: PeerIdentity, name: object, offset: int, length: int, stream: str) -> str:
+    async def _read(
+        self, peer: PeerIdentity, name: object, offset: int, length: int, stream: str
+    ) -> str:
         _check_ints(offset, length)
-        data, size = self._log(peer, name, stream)
+        data, size = await self._log(peer, name, stream)
         return _slice(data, size, offset, length)
 
-    def read_stdout(self, peer: PeerIdentity, name: object, offset: int, length: int) -> str:
-        return self._read(peer, name, offset, length, "stdout")
+    async def read_stdout(self, peer: PeerIdentity, name: object, offset: int, length: int) -> str:
+        return await self._read(peer, name, offset, length, "stdout")
 
-    def read_stderr(self, peer: PeerIdentity, name: object, offset: int, length: int) -> str:
-        return self._read(peer, name, offset, length, "stderr")
+    async def read_stderr(self, peer: PeerIdentity, name: object, offset: int, length: int) -> str:
+        return await self._read(peer, name, offset, length, "stderr")
 
-    def _tail(
+    async def _tail(
         self, peer: PeerIdentity, name: object, offset: int, length: int, stream: str
     ) -> list[Any]:
         _check_ints(offset, length)
         if offset < 0 or length < 0:
             raise RpcError(Fault.BAD_ARGUMENTS)
-        data, size = self._log(peer, name, stream)
+        data, size = await self._log(peer, name, stream)
         if offset >= size:
             return ["", size, False]
         overflow = size - offset > length
@@ -428,11 +423,64 @@ class RpcInterface:
             offset = size - length
         return [_text(_window(data, size, offset, size)), size, overflow]
 
-    def tail_stdout(self, peer: PeerIdentity, name: object, offset: int, length: int) -> Any:
-        return self._tail(peer, name, offset, length, "stdout")
+    async def tail_stdout(self, peer: PeerIdentity, name: object, offset: int, length: int) -> Any:
+        return await self._tail(peer, name, offset, length, "stdout")
 
-    def tail_stderr(self, peer: PeerIdentity, name: object, offset: int, length: int) -> Any:
-        return self._tail(peer, name, offset, length, "stderr")
+    async def tail_stderr(self, peer: PeerIdentity, name: object, offset: int, length: int) -> Any:
+        return await self._tail(peer, name, offset, length, "stderr")
+
+    async def logtail(
+        self,
+        path: str,
+        peer: PeerIdentity,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> int | None:
+        """``GET /logtail/NAME[/stdout|/stderr]`` (``supervisorctl tail -f``): the last
+        :data:`TAIL_BYTES` of the stream, then its output as it comes, until the client
+        leaves or reads too slowly (more than :data:`TAIL_BACKLOG` bytes waiting)."""
+        import urllib.parse
+
+        parts = urllib.parse.unquote(path.partition("?")[0]).strip("/").split("/")
+        if len(parts) not in (2, 3) or parts[0] != "logtail":
+            return 404
+        stream = parts[2] if len(parts) == 3 else "stdout"
+        if stream not in ("stdout", "stderr"):
+            return 404
+        try:
+            record = self._process(parts[1])
+            data, _ = await self._log(peer, parts[1], stream)
+        except RpcError as exc:
+            return 403 if exc.code is Fault.FAILED else 404
+        wake = asyncio.Event()
+        pending: list[bytes] = []
+
+        def sink(source: ProcRecord, pid: int, channel: str, chunk: bytes) -> None:
+            if source is record and channel == stream:
+                pending.append(chunk)
+                wake.set()
+
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain;charset=utf-8\r\n"
+            b"Connection: close\r\n\r\n" + data[-TAIL_BYTES:]
+        )
+        self.tracker.output_sinks.append(sink)
+        gone = asyncio.ensure_future(_until_eof(reader))  # the client hangs up
+        try:
+            while not gone.done():
+                waiting = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({gone, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                wake.clear()
+                if pending:
+                    writer.write(b"".join(pending))
+                    pending.clear()
+                if writer.transport.get_write_buffer_size() > TAIL_BACKLOG:
+                    break
+        finally:
+            self.tracker.output_sinks.remove(sink)
+            gone.cancel()
+        return None
 
     def clear_process_logs(self, peer: PeerIdentity, name: object) -> bool:
         record = self._process(name)
@@ -503,6 +551,8 @@ class RpcInterface:
 
 _STOPPED = frozenset({ProcState.STOPPED, ProcState.EXITED, ProcState.FATAL, ProcState.UNKNOWN})
 _MAX_READ = 1024 * 1024  # the most of a log file one read looks at
+TAIL_BYTES = 1024  # what tail -f shows first
+TAIL_BACKLOG = 1024 * 1024  # output waiting for a tail -f client that does not read
 
 
 def _is_running(record: ProcRecord) -> bool:
@@ -571,8 +621,27 @@ def _text(data: bytes) -> str:
 _XML_UNSAFE = {c: "\ufffd" for c in range(32) if c not in (9, 10, 13)}
 
 
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    # what a client sends after its request (supervisorctl adds an empty line) is dropped
+    while await reader.read(4096):
+        pass
+
+
+def _read_tail(path: str) -> tuple[bytes, int]:
+    """The last :data:`_MAX_READ` bytes of ``path`` and its size (empty when missing)."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            start = max(0, size - _MAX_READ)
+            file.seek(start)
+            return file.read(size - start), size
+    except FileNotFoundError:
+        return b"", 0
+    except OSError as exc:
+        raise RpcError(Fault.FAILED, f"{path}: {exc.strerror}") from None
+
+
 def _read_file(path: str, offset: int, length: int) -> str:
-    _check_ints(offset, length)
     try:
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size

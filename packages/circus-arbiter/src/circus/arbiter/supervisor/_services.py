@@ -104,7 +104,7 @@ class SupervisorServices:
             section = sections.get(kind)
             if section is not None:
                 spec = parse(section)
-                self.servers.append(RpcHttpServer(spec, self._handle))
+                self.servers.append(RpcHttpServer(spec, self._handle, self._stream))
         self.rpc_interface = RpcInterface(
             arbiter, self.tracker, self.identifier, getattr(daemon, "logfile", None)
         )
@@ -121,6 +121,9 @@ class SupervisorServices:
 
     async def _handle(self, body: bytes, peer: Any) -> bytes:
         return await self.rpc_interface.handle(body, peer)
+
+    async def _stream(self, path: str, peer: Any, reader: Any, writer: Any) -> int | None:
+        return await self.rpc_interface.logtail(path, peer, reader, writer)
 
     def _pids(self, watcher: str) -> list[int]:
         found = self.arbiter.table.find(watcher)
