@@ -23,9 +23,9 @@ ROOT = os.geteuid() == 0
 
 
 def _snapshot(n: int = 3) -> Any:
-    def snap() -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    def snap() -> dict[str, tuple[str, list[str]]]:
         procs = [
-            {"pid": 1000 + i, "wid": i + 1, "start_time": 5000 + i, "started": 1.5}
+            json.dumps({"pid": 1000 + i, "wid": i + 1, "start_time": 5000 + i, "started": 1.5})
             for i in range(n)
         ]
         return {"web": ("cmd\0args", procs)}

@@ -391,10 +391,10 @@ class Arbiter(ArbiterAPI):
             self.crash_state = crash
             self.watcher_set.process_changed = crash.changed
 
-    def _crash_snapshot(self) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    def _crash_snapshot(self) -> dict[str, tuple[str, list[str]]]:
         from ._crashstate import records, watcher_command
 
-        out: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        out: dict[str, tuple[str, list[str]]] = {}
         for watcher in self.watcher_set.ordered():
             running = records(getattr(watcher, "processes", {}).values(), False)
             ending = records(getattr(watcher, "ending", {}).values(), True)
