@@ -86,3 +86,31 @@ def test_reloadconfig_changes_the_graph_in_place(circusd: Callable[..., Any]) ->
     assert len(after["a"]) == 1 and after["a"] != running["a"]
     assert len(after["c"]) == 1 and after["c"] != running["c"]
     daemon.track()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_readme_example_runs(circusd: Callable[..., Any]) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "depends_on" / "circus.ini"
+    text = example.read_text().replace("python3", PY)
+    text = text.replace("8701", str(_free_port())).replace("8702", str(_free_port()))
+    daemon = circusd(text)
+    daemon.track()
+
+    def up() -> bool:
+        return all(len(daemon.pids(n)) == 1 for n in ("db", "web", "worker"))
+
+    from circus.process.testing import wait_until
+
+    wait_until(up, 60, "db, web and worker running")
+    status = daemon.call("status")["statuses"]
+    assert status == {"db": "active", "web": "active", "worker": "active"}
+    daemon.track()
+    assert daemon.call("stop", name="db", waiting=True)["status"] == "ok"
+    assert daemon.call("status")["statuses"] == dict.fromkeys(("db", "web", "worker"), "stopped")
