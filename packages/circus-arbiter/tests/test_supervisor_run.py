@@ -136,10 +136,13 @@ def test_autorestart_unexpected_respawns_only_unexpected_exit_codes(tmp_path: Pa
     _run(conf, tmp_path, body)
 
 
-def test_startretries_exhausted_is_fatal_after_startretries_plus_one_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("code", [1, 0])  # 0: a program that daemonizes and exits at once
+def test_startretries_exhausted_is_fatal_after_startretries_plus_one_starts(
+    tmp_path: Path, code: int
+) -> None:
     conf = _conf(
         tmp_path,
-        f'[program:broken]\ncommand={PY} -c "{COUNTER}" {tmp_path} broken 1\n'
+        f'[program:broken]\ncommand={PY} -c "{COUNTER}" {tmp_path} broken {code}\n'
         "autorestart=true\nstartsecs=2\nstartretries=2\n",
     )
 

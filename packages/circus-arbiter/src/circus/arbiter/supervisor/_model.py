@@ -74,7 +74,9 @@ class SupProcess:
 
     ``stdout_logfile``/``stderr_logfile`` are the absolute paths the output goes to, or
     ``None`` when it is not written to a file of its own (``NONE``, ``AUTO`` without
-    ``childlogdir``, ``/dev/stdout``, or stderr redirected to stdout).
+    ``childlogdir``, ``/dev/stdout``, or stderr redirected to stdout). ``autorestart``
+    (``always``/``never``/``on-failure``), ``exitcodes``, ``startsecs``, ``startretries``
+    and ``priority`` are the program's Supervisor values.
     """
 
     namespec: str
@@ -88,6 +90,11 @@ class SupProcess:
     redirect_stderr: bool = False
     stdout_events_enabled: bool = False
     stderr_events_enabled: bool = False
+    autorestart: str = "on-failure"
+    exitcodes: tuple[int, ...] = (0,)
+    startsecs: int = 1
+    startretries: int = 3
+    priority: int = 999
     filename: str = ""
     lineno: int = 0
 

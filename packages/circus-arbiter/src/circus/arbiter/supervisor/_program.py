@@ -287,7 +287,12 @@ def _plan_one(
     put("priority", -common["priority"], "priority")
     put("autostart", str(common["autostart"]).lower(), "autostart")
     put("respawn", common["autorestart"], "autorestart")
-    put("success_exit_codes", ",".join(map(str, common["exitcodes"])), "exitcodes")
+    if common["autorestart"] == "always":
+        # every exit is replaced anyway; an exit within startsecs, even with an expected code,
+        # is a failed start (a program that daemonizes and exits 0 at once is given up on)
+        put("success_exit_codes", "", "exitcodes")
+    else:
+        put("success_exit_codes", ",".join(map(str, common["exitcodes"])), "exitcodes")
     put("stop_signal", signal.Signals(common["stopsignal"]).name, "stopsignal")
     put("graceful_timeout", common["stopwaitsecs"], "stopwaitsecs")
     if common["killasgroup"]:
@@ -317,6 +322,9 @@ def _plan_one(
         redirect_stderr=common["redirect_stderr"],
         stdout_events_enabled=common["stdout_events_enabled"],
         stderr_events_enabled=common["stderr_events_enabled"],
+        autorestart=common["autorestart"], exitcodes=tuple(common["exitcodes"]),
+        startsecs=common["startsecs"], startretries=common["startretries"],
+        priority=common["priority"],
         filename=filename, lineno=lineno,
     )  # fmt: skip
     return ProcessPlan(process, options, child_env)
