@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["DepGraph", "DependencyError", "parse_names"]
 
-_SPLIT = re.compile(r"[,\s]+")
+_SPLIT = re.compile(r"[,\n]")
 _MAX_NAMES = 1000  # dependencies of one watcher; more is garbage, not a config
 
 
@@ -39,8 +39,9 @@ class DependencyError(ValueError):
 
 
 def parse_names(value: Any) -> tuple[str, ...]:
-    """``depends_on`` as watcher names: a string of names separated by commas, spaces or
-    newlines, or a list of strings. Duplicates (any case) are dropped, order is kept.
+    """``depends_on`` as watcher names: a string of names separated by commas or newlines
+    (each stripped; a watcher name may hold spaces), or a list of strings. Duplicates (any
+    case) are dropped, order is kept.
 
     Raises:
         TypeError: not a string or a list of strings.
@@ -49,7 +50,7 @@ def parse_names(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        items = [item for item in _SPLIT.split(value) if item]
+        items = [item.strip() for item in _SPLIT.split(value) if item.strip()]
     elif isinstance(value, list | tuple):
         items = []
         for item in value:
@@ -125,9 +126,7 @@ class DepGraph:
         missing = tuple(d for d in deps if not known(d) and d.lower() != key)
         if missing:
             listed = ", ".join(repr(m) for m in missing)
-            raise DependencyError(
-                f"depends on {listed}: no watcher of that name", name, missing=missing
-            )
+            raise DependencyError(f"no watcher named {listed}", name, missing=missing)
         cycle = self._path_back(key, wanted)
         if cycle:
             raise DependencyError(

@@ -198,7 +198,7 @@ class WatcherSet:
             try:
                 self.deps.check(name, deps, known=lambda d: d in self.table)
             except DependencyError as exc:
-                raise ArbiterError(f"watcher {name!r}: {exc}") from None
+                raise ArbiterError(f"watcher {name!r} depends_on: {exc}") from None
             self.deps.set(name, deps)
 
     def set_dependencies(self, name: str, deps: Any, check: bool = True) -> tuple[str, ...]:
