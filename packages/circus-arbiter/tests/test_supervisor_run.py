@@ -238,3 +238,35 @@ def test_reloadconfig_rereads_the_supervisord_conf(tmp_path: Path) -> None:
         assert arbiter.loaded_config is not None and arbiter.loaded_config.supervisor is not None
 
     _run(conf, tmp_path, body)
+
+
+def test_fcgi_program_processes_get_the_socket_as_stdin(tmp_path: Path) -> None:
+    script = tmp_path / "fcgi.py"
+    script.write_text(
+        "import json, os, socket, stat, sys, time\n"
+        "st = os.fstat(0)\n"
+        "s = socket.socket(fileno=os.dup(0))\n"
+        "rec = {'sock': stat.S_ISSOCK(st.st_mode), 'addr': s.getsockname(),\n"
+        "       'name': os.environ['SUPERVISOR_PROCESS_NAME']}\n"
+        "path = sys.argv[1] + '/' + rec['name'] + '.json'\n"
+        "open(path + '.tmp', 'w').write(json.dumps(rec))\n"
+        "os.replace(path + '.tmp', path)\n"
+        "time.sleep(300)\n"
+    )
+    sock = tmp_path / "app.sock"
+    conf = _conf(
+        tmp_path,
+        f"[fcgi-program:app]\ncommand={PY} {script} {tmp_path}\nsocket=unix://{sock}\n"
+        "socket_mode=0660\nnumprocs=2\nprocess_name=%(program_name)s_%(process_num)d\n",
+    )
+
+    async def body(arbiter: Arbiter, client: AsyncCircusClient) -> None:
+        await async_wait_until(
+            lambda: all((tmp_path / f"app_{n}.json").exists() for n in (0, 1)), 30, "2 records"
+        )
+        assert os.stat(sock).st_mode & 0o777 == 0o660  # socket_mode
+
+    _run(conf, tmp_path, body)
+    for n in (0, 1):
+        record = json.loads((tmp_path / f"app_{n}.json").read_text())
+        assert record == {"sock": True, "addr": str(sock), "name": f"app_{n}"}
