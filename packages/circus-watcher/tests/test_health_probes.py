@@ -238,3 +238,19 @@ def test_unready_processes_count_as_flapping(make: Any, recorder: Any, run_async
         assert recorder.count("spawn") == 2
 
     run_async(main)
+
+
+def test_a_probe_bad_after_substitution_is_a_failed_start(
+    make: Any, recorder: Any, run_async: Any
+) -> None:
+    async def main() -> None:
+        w = make("sleep 300", readiness="notify", liveness="tcp://$(circus.env.NOPE)",
+                 backoff_initial=60)  # fmt: skip
+        await w.start()
+        (pid,) = w.pids
+        await recorder.until(lambda: recorder.count("unready") == 1, 20)
+        (event,) = recorder.of("unready")
+        assert event["process_pid"] == pid and event["reason"].startswith("bad probe:")
+        await recorder.until(lambda: pid not in w.pids and recorder.count("reap") == 1, 20)
+
+    run_async(main)  # its notify socket closed with it: the leak check sees no descriptor left

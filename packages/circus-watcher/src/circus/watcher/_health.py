@@ -164,6 +164,7 @@ class HealthMonitor:
         proc.add_exit_callback(self._gone_cb)
         o = self._w.settings
         ph.watchdog = self._watchdog()
+        ph.channel = channel  # owned by the process from now on: closed when it goes
         try:
             if o.readiness:
                 ph.readiness = parse_probe(self._render(o.readiness, proc))
@@ -174,7 +175,6 @@ class HealthMonitor:
             self._fail(ph, UNREADY, f"bad probe: {exc}")
             return
         if channel is not None:
-            ph.channel = channel
             leaf = None
             path = getattr(proc, "cgroup", None)
             if isinstance(path, str) and path:  # a leaf of its own (stop_children)
@@ -391,11 +391,14 @@ class HealthMonitor:
         """End ``proc`` gracefully, then count its end as a failed exit (policy, backoff,
         flapping) and replace it as a crash would be."""
         w = self._w
-        if proc.pid not in w._procs or generation != w._life.generation:
-            return
-        await w._stopper.retire([proc])
-        if generation == w._life.generation:
-            w._spawner.after_failure(proc)
+        # under the lock: a stop meanwhile either comes first (and ends the process itself)
+        # or waits for this one to be ended, never leaving it half-retired behind it
+        async with w._get_lock():
+            if proc.pid not in w._procs or generation != w._life.generation:
+                return
+            await w._stopper.retire([proc])
+            if generation == w._life.generation:
+                w._spawner.after_failure(proc)
 
     # ------------------------------------------------------------------ queries
 
