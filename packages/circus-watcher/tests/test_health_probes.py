@@ -123,22 +123,25 @@ def test_run_probe_against_real_sockets(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def _server(tmp_path: Path, make: Any, **options: Any) -> tuple[Any, socket.socket]:
+def _server(
+    tmp_path: Path, make: Any, as_fd: bool = False, **options: Any
+) -> tuple[Any, socket.socket]:
     script = tmp_path / "server.py"
     script.write_text(SERVER)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     w = make(f"{sys.executable} {script} $(circus.sockets.web) {tmp_path}", use_sockets=True,
              **options)  # fmt: skip
-    w.sockets = {"web": sock}
+    w.sockets = {"web": sock.fileno() if as_fd else sock}  # circusd gives fds
     return w, sock
 
 
+@pytest.mark.parametrize("as_fd", [False, True])
 def test_tcp_readiness_with_a_socket_template(
-    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path, as_fd: bool
 ) -> None:
     async def main() -> None:
-        w, sock = _server(tmp_path, make, readiness="tcp://$(circus.sockets.web)")
+        w, sock = _server(tmp_path, make, as_fd, readiness="tcp://$(circus.sockets.web)")
         try:
             await w.start()
             (pid,) = w.pids
