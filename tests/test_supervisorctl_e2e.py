@@ -77,6 +77,10 @@ command={python} "import time; time.sleep(300)"
 autostart=false
 startsecs=0
 
+[program:ghost]
+command=/nonexistent/bin/ghost
+autostart=false
+
 [program:broken]
 command={python} "raise SystemExit(4)"
 autostart=false
@@ -161,6 +165,7 @@ SCRIPT = [
     ("start", "nope"),
     ("stop", "idle"),
     ("start", "broken"),
+    ("start", "ghost"),
     ("status", "idle", "broken"),
     ("restart", "idle"),
     ("stop", "all"),

@@ -251,6 +251,16 @@ class RpcInterface:
             await run_command(self.arbiter.commands, command, props, peer=peer)
         except Refused as exc:
             raise RpcError(Fault.FAILED, exc.reason) from None
+        except Exception as exc:  # the watcher layer's own errors, named
+            code = Fault.SPAWN_ERROR if command != "stop" else Fault.FAILED
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise RpcError(code, f"{record.namespec}: {reason}"[:500]) from None
+
+    def _watcher(self, record: ProcRecord) -> Any:
+        watcher = self.arbiter.table.find(record.watcher)
+        if watcher is None:
+            raise RpcError(Fault.FAILED, f"{record.namespec}: its watcher was removed")
+        return watcher
 
     async def start_process(self, peer: PeerIdentity, name: object, wait: bool = True) -> Any:
         self.tracker.attach_all()
@@ -260,7 +270,9 @@ class RpcInterface:
         if record.state in _RUNNING:
             raise RpcError(Fault.ALREADY_STARTED, str(name))
         changed = record.changed
-        watcher = self.arbiter.get_watcher(record.watcher)
+        watcher = self._watcher(record)
+        self._allow(peer, "start", record)
+        _check_command(watcher, str(name))
         # a watcher left active by a process that exited (autorestart false) is restarted
         command = "restart" if watcher.status() == "active" and not watcher.pids else "start"
         await self._run(peer, command, record)
@@ -301,15 +313,19 @@ class RpcInterface:
         skip: Callable[[ProcRecord], bool],
     ) -> list[dict[str, Any]]:
         chosen = [r for r in records if not skip(r)]
+        # in the order they finish, as Supervisor lists them: those refused at once first
+        results: list[dict[str, Any]] = []
 
-        async def one(record: ProcRecord) -> dict[str, Any]:
+        async def one(record: ProcRecord) -> None:
             try:
                 await act(peer, record.namespec)
             except RpcError as exc:
-                return _status(record, exc.code, exc.text)
-            return _status(record, Fault.SUCCESS, "OK")
+                results.append(_status(record, exc.code, exc.text))
+            else:
+                results.append(_status(record, Fault.SUCCESS, "OK"))
 
-        return list(await asyncio.gather(*(one(r) for r in chosen)))
+        await asyncio.gather(*(one(r) for r in chosen))
+        return results
 
     async def start_process_group(
         self, peer: PeerIdentity, name: object, wait: bool = True
@@ -553,6 +569,39 @@ _STOPPED = frozenset({ProcState.STOPPED, ProcState.EXITED, ProcState.FATAL, Proc
 _MAX_READ = 1024 * 1024  # the most of a log file one read looks at
 TAIL_BYTES = 1024  # what tail -f shows first
 TAIL_BACKLOG = 1024 * 1024  # output waiting for a tail -f client that does not read
+
+
+def _check_command(watcher: Any, name: str) -> None:
+    """Supervisor's check before a spawn: the program's file exists and is executable
+    (``NO_FILE``, ``NOT_EXECUTABLE``). A shell command is left to the shell."""
+    import shlex
+    import shutil
+
+    get = getattr(watcher, "get_opt", None)
+    if get is None or get("shell"):
+        return
+    program = get("executable")
+    if not program:
+        try:
+            words = shlex.split(str(get("cmd") or ""))
+        except ValueError:
+            return
+        if not words:
+            return
+        program = words[0]
+    program = str(program)
+    if "/" not in program:
+        env = get("env") or {}
+        found = shutil.which(program, path=env.get("PATH") or os.environ.get("PATH"))
+        if found is None:
+            raise RpcError(Fault.NO_FILE, f"{name}: can't find command {program!r}")
+        return
+    if "$(" in program:
+        return  # filled in by the watcher at spawn time
+    if not os.path.exists(program):
+        raise RpcError(Fault.NO_FILE, f"{name}: can't find command {program!r}")
+    if os.path.isdir(program) or not os.access(program, os.X_OK):
+        raise RpcError(Fault.NOT_EXECUTABLE, f"{name}: command at {program!r} is not executable")
 
 
 def _is_running(record: ProcRecord) -> bool:
