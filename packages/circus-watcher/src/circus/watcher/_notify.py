@@ -43,6 +43,7 @@ _SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
 _MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
 _UNIX_PATH_MAX = 107
 _PREFIX = "circus-notify-"
+_SWEPT: set[str] = set()  # runtime bases already swept by this process
 
 #: ``on_message(sender_pid, fields)``, fields ``{KEY: value}`` of one accepted datagram.
 MessageHandler = Callable[[int, dict[str, str]], None]
@@ -164,8 +165,10 @@ def _sweep(base: str) -> None:
 def _make_dir(base: str) -> str:
     """A new ``circus-notify-PID-XXXXXXXXXXXX`` dir in ``base``, mode 0711: others may pass
     through it to their own 0700 dir, not list it. (tempfile and shutil stay unloaded in a
-    running daemon.) Dirs left by dead daemons are swept first."""
-    _sweep(base)
+    running daemon.) Dirs left by dead daemons are swept first, once per base and daemon."""
+    if base not in _SWEPT:
+        _SWEPT.add(base)
+        _sweep(base)
     for _ in range(100):
         path = os.path.join(base, f"{_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
         try:
