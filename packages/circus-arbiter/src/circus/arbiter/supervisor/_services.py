@@ -148,6 +148,17 @@ class SupervisorServices:
         for server in self.servers:
             await server.start()
             log.info("Supervisor's XML-RPC interface listening on %s", server.url())
+            spec = server.spec
+            if spec.kind == "inet" and spec.host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning(
+                    "%s: [inet_http_server] port = %s:%s takes connections from other hosts; "
+                    "circusd cannot tell who they are, so they may only do what [circus] "
+                    "unauthenticated_access allows (read, by default): a password grants no "
+                    "right, and it crosses the network in clear text",
+                    spec.where,
+                    spec.host or "*",
+                    server.port,
+                )
         if self.hub is not None:
             await self.hub.start()
         return [self._rewrite(spec) for spec in [*specs, *self._listener_specs]]
