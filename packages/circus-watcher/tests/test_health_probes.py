@@ -4,6 +4,7 @@ driving readiness and liveness of real children."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from pathlib import Path
@@ -257,3 +258,15 @@ def test_a_probe_bad_after_substitution_is_a_failed_start(
         await recorder.until(lambda: pid not in w.pids and recorder.count("reap") == 1, 20)
 
     run_async(main)  # its notify socket closed with it: the leak check sees no descriptor left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as nobody")
+def test_exec_probe_runs_as_the_watcher_user(make: Any, recorder: Any, run_async: Any) -> None:
+    async def main() -> None:
+        w = make("sleep 300", uid="nobody", gid="nogroup", working_dir="/",
+                 readiness="exec:test $(id -u) = 65534 && test $(id -g) = 65534 && test $PWD = /",
+                 readiness_timeout=20)  # fmt: skip
+        await w.start()
+        await w.wait_ready(timeout=30)
+
+    run_async(main)
