@@ -469,3 +469,35 @@ def test_adopted_workers_output_keeps_flowing(daemon: Callable[[str, str], Daemo
     # what the adopted workers write goes on into the watcher's stream
     wait_until(lambda: lines("again") == set(pids), 30, "every adopted worker's output")
     d.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_spawned_after_the_last_write_is_stopped(
+    daemon: Callable[[str, str], Daemon],
+) -> None:
+    """One worker missing from the state file (spawned in the last moments before the crash):
+    found in the dead daemon's cgroup leaves and stopped with its tree, never left running."""
+    d = daemon("adopt", "auto")
+    d.write("adopt", numprocesses=3)
+    d.start()
+    wait_until(lambda: len(d.pids()) == 3, 30, "3 workers")
+    pids = d.pids()
+    wait_until(lambda: len(_grandchildren(pids)) == 3, 30, "their grandchildren")
+    wait_until(lambda: d.recorded() == pids, 30, "the state file")
+    state = d.state()
+    entries = state["watchers"]["work"]["processes"]
+    if not all("cgroup" in e for e in entries):
+        pytest.skip("trees are not tracked with cgroups here")
+    missing = next(e for e in entries if e["wid"] != 1)  # not the one with a setsid'd child
+    tree = {missing["pid"]: missing["start_time"], **_grandchildren([missing["pid"]])}
+    d.sigkill()
+    state["watchers"]["work"]["processes"] = [e for e in entries if e is not missing]
+    _write_state(d, json.dumps(state))
+
+    d.start()
+    wait_until(lambda: len(d.pids()) == 3, 30, "3 workers again")
+    assert missing["pid"] not in d.pids()
+    assert set(pids) - {missing["pid"]} <= set(d.pids())  # the recorded ones were adopted
+    assert not [pid for pid, start in tree.items() if _running(pid, start)]
+    _only_listed_run(d)
+    assert "after its last state write" in d.log()

@@ -44,11 +44,12 @@ def claim_leaves(state: PreviousState | None) -> None:
     dead daemons' cgroups (to be called before tree tracking starts)."""
     if state is None:
         return
-    from circus.process import claim_cgroup, process_start_time
+    from circus.process import claim_cgroup, process_start_time, sibling_leaves
 
     for rec in state.processes:
         if rec.cgroup and process_start_time(rec.pid) == rec.start_time:
             claim_cgroup(rec.cgroup, rec.pid)
+    sibling_leaves(rec.cgroup for rec in state.processes if rec.cgroup)
 
 
 def claim_previous_leaves(config: Any) -> None:
@@ -160,7 +161,13 @@ async def recover(crash: CrashState, watchers: WatcherSet, mode: str) -> dict[st
             counts["gone"] += 1
             continue
         by_watcher.setdefault(rec.watcher, []).append((rec, proc))
-    to_stop: list[tuple[Any, Any]] = []
+    to_stop: list[tuple[Any, Any]] = [(proc, None) for proc in _unrecorded(state)]
+    if to_stop:
+        log.warning(
+            "stopping %d process tree(s) the previous circusd started after its last state "
+            "write (found in its cgroup leaves)",
+            len(to_stop),
+        )
     to_adopt: list[tuple[Any, list[Any]]] = []
     for name, pairs in by_watcher.items():
         watcher = _find(watchers, name)
@@ -205,6 +212,25 @@ async def recover(crash: CrashState, watchers: WatcherSet, mode: str) -> dict[st
         counts["gone"],
     )
     return counts
+
+
+def _unrecorded(state: PreviousState) -> list[Any]:
+    """The roots of the trees in the previous daemon's cgroup leaves that its file does not
+    name (spawned after its last write), attached in their leaves."""
+    from circus.process import Process, ProcessError, process_start_time, sibling_leaves
+
+    roots = []
+    for path, members in sibling_leaves(r.cgroup for r in state.processes if r.cgroup).items():
+        born = {pid: process_start_time(pid) for pid in members}
+        known = [(start, pid) for pid, start in born.items() if start is not None]
+        if not known:
+            continue
+        start, pid = min(known)  # the worker itself was born first in its leaf
+        try:
+            roots.append(Process.attach(pid, start, cgroup=path))
+        except ProcessError:
+            continue  # gone meanwhile
+    return roots
 
 
 def _find(watchers: WatcherSet, name: str) -> Any:

@@ -13,6 +13,7 @@ from ._attach import (
     claim_cgroup,
     process_start_time,
     reopen_pipe,
+    sibling_leaves,
 )
 from ._cgroup import (
     release_tree_tracking,
@@ -73,6 +74,7 @@ __all__ = [
     "release_tree_tracking",
     "set_fd_reserve",
     "set_tree_tracking",
+    "sibling_leaves",
     "usable_cpus",
     "streams",
     "tree_tracking",

@@ -23,7 +23,7 @@ import os
 import select
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _cgroup
@@ -39,6 +39,7 @@ __all__ = [
     "attach",
     "boot_id",
     "claim_cgroup",
+    "sibling_leaves",
     "foreign_exit",
     "process_start_time",
     "reopen_pipe",
@@ -188,6 +189,36 @@ def claim_cgroup(path: str, pid: int) -> bool:
     predecessor: call it before ``tree_tracking()`` first runs (which sweeps).
     """
     return _checked_leaf(path, pid) is not None
+
+
+def sibling_leaves(leaves: Iterable[str]) -> dict[str, set[int]]:
+    """The other populated leaves of the subtrees that hold ``leaves``, with their processes.
+
+    For a daemon taking over from a dead predecessor whose record names ``leaves``: a child
+    it spawned after its last record lives in a leaf beside them. Each one found is claimed
+    (kept from the sweep of dead daemons' subtrees), like :func:`claim_cgroup`.
+    """
+    from . import _cgroup_fs
+
+    known = {os.path.normpath(path) for path in leaves}
+    found: dict[str, set[int]] = {}
+    for subtree in {os.path.dirname(path) for path in known}:
+        if not os.path.basename(subtree).startswith("circus."):
+            continue  # not a daemon's subtree: nothing of ours to look at beside it
+        try:
+            with os.scandir(subtree) as entries:
+                names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(subtree, name)
+            if not name.isdigit() or path in known:
+                continue
+            members = _cgroup_fs.processes(path, os.getpid())
+            if members:
+                _cgroup.claim(path)
+                found[path] = members
+    return found
 
 
 def attach(
