@@ -382,3 +382,15 @@ def test_the_process_ceiling_stops_a_huge_file_early(tmp_path: Path) -> None:
     assert str(info.value).startswith(
         f"{path}:7: [program:huge] numprocs = '100000': expected at most 99999 more processes"
     )
+
+
+def test_an_fcgi_program_in_two_groups_shares_its_socket(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "[fcgi-program:f]\ncommand=true\nsocket=tcp://127.0.0.1:9\n"
+        "[group:a]\nprograms=f\n[group:b]\nprograms=f\n",
+    )
+    config, _ = _load(path)
+    assert [p.namespec for p in config.processes] == ["a:f", "b:f"]
+    assert [s.name for s in config.config.sockets] == ["f"]
+    assert {config.config.watcher(n).kwargs["stdin_socket"] for n in ("a:f", "b:f")} == {"f"}

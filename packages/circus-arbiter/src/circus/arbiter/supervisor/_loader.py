@@ -411,6 +411,10 @@ def _fcgi(
 
     program = section.name.partition(":")[2]
     socket_name = program.lower()
+    filename, lineno = section.where("socket")
+    for _key, plan in plans:  # every process of it, whichever groups name it
+        if plan.process.program == program and plan.process.kind == "fcgi-program":
+            plan.options["stdin_socket"] = type(plan.options["cmd"])(socket_name, filename, lineno)
     if socket_name in sockets:
         return  # the same fcgi-program named by several groups shares its socket
     text = v.expand(section, "socket", {**names, "program_name": program})
@@ -464,10 +468,6 @@ def _fcgi(
         put("backlog", backlog.strip(), "socket_backlog")
     view = SectionView(f"socket:{socket_name}", section.filename, section.lineno, options)
     sockets[socket_name] = parse_socket(view, socket_name)
-    for _key, plan in plans:
-        if plan.process.program == program and plan.process.kind == "fcgi-program":
-            filename, lineno = section.where("socket")
-            plan.options["stdin_socket"] = type(plan.options["cmd"])(socket_name, filename, lineno)
 
 
 def circus_priority(first: int, second: int | None = None) -> int:
