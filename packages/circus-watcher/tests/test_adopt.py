@@ -117,7 +117,7 @@ def test_a_bad_batch_is_refused_whole(make: Any, run_async: Any, strays: Any) ->
     procs = strays(2)
 
     async def main() -> None:
-        for wids in ([1, 1], [0, 2]):
+        for wids in ([1, 1], [0, 2], [1, 10**12]):
             _with_wids(procs, wids)
             with pytest.raises(WatcherError):
                 await watcher.adopt(procs)

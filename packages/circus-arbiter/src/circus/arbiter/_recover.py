@@ -155,8 +155,9 @@ async def recover(crash: CrashState, watchers: WatcherSet, mode: str) -> dict[st
         )
         return counts
     by_watcher: dict[str, list[tuple[PreviousProcess, Any]]] = {}
+    never = {1, os.getpid(), os.getppid()}  # whatever a file says, not these
     for rec in state.processes:
-        proc = _attach(rec)
+        proc = None if rec.pid in never else _attach(rec)
         if proc is None:
             counts["gone"] += 1
             continue

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import WatcherError
 from ._lifecycle import WatcherState
+from ._limits import MAX_PROCESSES
 from ._procs import ProcessLike
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ def _check(w: Watcher, procs: list[ProcessLike]) -> None:
     used = {p.wid for p in [*w._procs.counted.values(), *w._procs.retiring.values()]}
     for proc in procs:
         wid = proc.wid
-        if not isinstance(wid, int) or isinstance(wid, bool) or wid <= 0:
+        # Worker ids stay below twice the ceiling of processes (a reload's peak): a larger
+        # one, from a corrupt record, would make the pool of free ids that large.
+        if not isinstance(wid, int) or isinstance(wid, bool) or not 0 < wid <= 2 * MAX_PROCESSES:
             raise WatcherError(f"watcher {w.name!r}: cannot adopt pid {proc.pid}: bad wid {wid!r}")
         if proc.pid in pids or proc.pid in w._procs.counted or proc.pid in w._procs.retiring:
             raise WatcherError(f"watcher {w.name!r}: pid {proc.pid} is adopted twice")
