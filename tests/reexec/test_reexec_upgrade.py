@@ -69,8 +69,16 @@ def test_changed_code_takes_over_and_bad_code_is_refused(circusd, tmp_path, monk
     assert daemon.pids("idle") == pids and daemon.proc.poll() is None
     assert "daemon-reexec: exec" not in daemon.output()
 
-    # changed code that can: it runs in the same pid, the children are kept
+    # a config file edited into one that does not load (the new image would read it): refused
     handover.write_text(good)
+    config = daemon.config.read_text()
+    daemon.config.write_text(config + "\n[watcher:broken]\nnumprocesses = many\n")
+    answer = daemon.call("daemon-reexec", timeout=60)
+    assert answer["status"] == "error" and "config file does not load" in answer["reason"]
+    assert daemon.pids("idle") == pids and "daemon-reexec: exec" not in daemon.output()
+    daemon.config.write_text(config)
+
+    # changed code that can: it runs in the same pid, the children are kept
     for version, generation in (("v2", 1), ("v3", 2)):
         _mark(package, version)
         answer = daemon.call("daemon-reexec", timeout=60)

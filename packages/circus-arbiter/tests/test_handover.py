@@ -202,6 +202,7 @@ def test_a_failed_exec_leaves_the_daemon_running(run_arbiter, make_sleeper) -> N
     async def body(arbiter: Arbiter, c: Any) -> None:
         watcher = arbiter.get_watcher("a")
         pids = watcher.pids
+        assert (await c.call("list", name="a"))["status"] == "ok"  # a client connected before
         await switch(arbiter, execve=failing_exec)
         assert seen and seen[0][0] == sys.executable
         assert watcher.pids == pids

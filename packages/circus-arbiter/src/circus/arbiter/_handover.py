@@ -228,12 +228,28 @@ def watcher_spec(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_state(state: Mapping[str, Any]) -> None:
-    """Build every watcher of a decoded state with the installed code (nothing starts).
+    """Load the config file the new image will read and build every watcher of a decoded
+    state with the installed code (nothing starts).
 
     Raises:
-        HandoverError: a watcher the installed code refuses (the message names it).
+        HandoverError: a config file that no longer loads, or a watcher the installed code
+            refuses (the message names it).
     """
+    import warnings
+
     from ._watchers import make_watcher
+    from .config import ConfigError, load_config
+
+    path = state.get("config_file")
+    if path:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_config(path)
+        except ConfigError as exc:
+            raise HandoverError(f"the config file does not load any more: {exc}") from exc
+        except OSError as exc:
+            raise HandoverError(f"cannot read the config file {path}: {exc}") from exc
 
     for entry in state["watchers"]:
         try:

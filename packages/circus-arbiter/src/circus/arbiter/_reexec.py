@@ -16,11 +16,12 @@ else happens. Then, right after the answer (:func:`switch`):
 4. Should the exec fail, the flags are set back, the channels re-bound, and the old image
    carries on.
 
-The new image (circusd with ``CIRCUS_HANDOVER_FD``): :func:`take_state` reads and checks the
-state; the arbiter then calls :func:`resume` before it binds anything (sockets adopted from
-their descriptors, watchers built from the handed options, children attached through
-pidfds), so the orphan reaper can never take one of our children for an orphan, and
-:func:`finish` once it serves (processes that died during the switch are replaced).
+The new image (circusd with ``CIRCUS_HANDOVER_FD``) is ``_resume``'s: :func:`take_state` reads
+and checks the state; the arbiter then calls :func:`resume` before it binds anything
+(sockets adopted from their descriptors, watchers built from the handed options, children
+attached through pidfds), so the orphan reaper can never take one of our children for an
+orphan, and :func:`finish` once it serves (processes that died during the switch are
+replaced).
 """
 
 from __future__ import annotations
@@ -42,16 +43,22 @@ from ._handover import (
     VERSION,
     HandoverError,
     b64,
-    decode_state,
     encode_state,
     encode_value,
-    read_fd,
-    unb64,
-    watcher_spec,
     write_memfd,
 )
+from ._resume import _answer_handed, _streams, _tasks, finish, resume, take_state
 
-__all__ = ["enable", "finish", "prepare", "resume", "snapshot", "switch", "take_state"]
+__all__ = [
+    "enable",
+    "finish",
+    "launch_argv",
+    "prepare",
+    "resume",
+    "snapshot",
+    "switch",
+    "take_state",
+]
 
 log = logging.getLogger("circus.arbiter")
 
@@ -60,22 +67,40 @@ FLUSHED_AFTER = 0.02  # an answer handed to libzmq this long ago has left (its I
 DRY_RUN_TIMEOUT = 60.0  # an import of the installed code on a loaded machine
 
 _enabled = False  # only circusd may re-exec its process (not an embedding program)
+_argv: list[str] = []  # what to exec: this process's command line, its script path resolved
 _switching: set[int] = set()  # id() of arbiters between an ok answer and their exec
 
 
-def enable() -> None:
-    """Allow ``daemon-reexec`` in this process (called by circusd, which owns it)."""
-    global _enabled
+def enable(argv: list[str] | None = None) -> None:
+    """Allow ``daemon-reexec`` in this process (called by circusd, which owns it);
+    ``argv``: what to exec (default :func:`launch_argv` now)."""
+    global _enabled, _argv
     _enabled = True
+    _argv = list(argv) if argv else launch_argv()
+
+
+def launch_argv() -> list[str]:
+    """This process's command line to exec again: ``sys.executable``, the interpreter's
+    own flags, the script (its path made absolute) or ``-m module``, and the arguments."""
+    orig = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    out = [sys.executable]
+    i = 1
+    while i < len(orig):
+        arg = orig[i]
+        if arg in ("-m", "-c"):
+            return out + orig[i:]
+        if arg in ("-X", "-W"):
+            out += orig[i : i + 2]
+            i += 2
+        elif arg.startswith("-") and arg != "-":
+            out.append(arg)
+            i += 1
+        else:
+            return [*out, os.path.abspath(arg), *orig[i + 1 :]]
+    return out
 
 
 # ---------------------------------------------------------------------- snapshot
-
-
-def _streams(watcher: Any) -> Mapping[str, Any]:
-    output = getattr(watcher, "_output", None)
-    streams = getattr(output, "_streams", None)
-    return streams if isinstance(streams, Mapping) else {}
 
 
 def _process_entry(
@@ -135,6 +160,18 @@ def _watcher_entry(hub: Any, watcher: Any) -> dict[str, Any]:
         "counters": _counters(watcher),
         # an on_demand watcher waiting for its first connection
         "armed": bool(getattr(getattr(watcher, "_on_demand", None), "_fds", None)),
+    }
+
+
+def _counters(watcher: Any) -> dict[str, Any]:
+    """The restart counters of a watcher: backoff streak, flapping retries and exit times
+    (monotonic clock: the same across an exec)."""
+    policy = getattr(watcher, "_policy", None)
+    flapping = getattr(watcher, "_flapping", None)
+    return {
+        "streak": int(getattr(policy, "streak", 0)),
+        "flapping_tries": int(getattr(flapping, "tries", 0)),
+        "flapping_times": [float(t) for t in getattr(flapping, "_times", ())],
     }
 
 
@@ -261,9 +298,6 @@ async def prepare(arbiter: Any) -> dict[str, Any]:
     }
 
 
-_tasks: set[asyncio.Task[Any]] = set()
-
-
 def _quiet(arbiter: Any) -> bool:
     controller = arbiter.channels.controller
     if controller is None:
@@ -367,7 +401,7 @@ def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
         env = dict(os.environ)
         env[ENV_FD] = str(fd)
         # the same interpreter, flags, script (or -m module) and arguments as this process
-        argv = [sys.executable, *getattr(sys, "orig_argv", [sys.executable, *sys.argv])[1:]]
+        argv = _argv or launch_argv()
         log.info("daemon-reexec: exec %s", " ".join(argv))
         for handler in logging.getLogger().handlers:
             handler.flush()
@@ -397,15 +431,6 @@ def _request_entry(identity: bytes, envelope: list[bytes], payload: bytes, peer:
             "peer": asdict(peer)}  # fmt: skip
 
 
-def _answer_handed(arbiter: Any, requests: list[Any]) -> None:
-    controller = arbiter.channels.controller
-    if requests:
-        log.info("daemon-reexec: answering %d request(s) read by the previous image", len(requests))
-    if controller is not None:
-        for request in requests:
-            controller.answer_later(*request)
-
-
 async def _carry_on(arbiter: Any, pending: list[Any]) -> None:
     """After a switch that did not happen: output and channels as they were, and the
     requests read meanwhile answered."""
@@ -421,257 +446,3 @@ async def _carry_on(arbiter: Any, pending: list[Any]) -> None:
         return
     _answer_handed(arbiter, pending)
     log.info("daemon-reexec: carrying on in the running image")
-
-
-# ---------------------------------------------------------------------- new image
-
-
-def take_state() -> dict[str, Any] | None:
-    """The state handed by the previous image (``CIRCUS_HANDOVER_FD``), or None when this
-    circusd was not started by a ``daemon-reexec``; the descriptor is closed and the variable
-    removed (children must not inherit either).
-
-    Raises:
-        HandoverError: the state cannot be read or loaded.
-    """
-    text = os.environ.pop(ENV_FD, None)
-    if text is None:
-        return None
-    if not text.isdigit():
-        raise HandoverError(f"{ENV_FD}={text!r} is not a descriptor")
-    fd = int(text)
-    try:
-        data = read_fd(fd)
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    return decode_state(data)
-
-
-def _adopt_sockets(arbiter: Any, state: Mapping[str, Any]) -> None:
-    from circus.sockets import CircusSocket
-
-    from ._sockets import SocketSet
-
-    sockets = []
-    for entry in state["sockets"]:
-        sock = CircusSocket.from_fd(entry["fd"], entry["name"])
-        sock.set_inheritable(False)
-        if not entry.get("adopted") and entry.get("file_id"):
-            # the file is ours, as it was the old image's: removed at exit
-            sock.adopted = False
-            sock._file_id = tuple(entry["file_id"])
-        sockets.append(sock)
-    arbiter.watcher_set.sockets = SocketSet(sockets)
-    arbiter.watcher_set.sockets.bind_all()  # all bound: only marks the set so
-
-
-def _drain_into(stream: Any, pid: int, name: str, fd: int) -> None:
-    """What a process that ended during the switch left in its pipe, to its stream."""
-    os.set_blocking(fd, False)
-    while True:
-        try:
-            data = os.read(fd, 1 << 16)
-        except OSError:
-            break
-        if not data:
-            break
-        if stream is not None:
-            stream({"data": data, "pid": pid, "name": name})
-    end = getattr(stream, "end", None)
-    if callable(end):
-        end(pid, name)
-
-
-def _attach(watcher: Any, entry: Mapping[str, Any]) -> Any:
-    """The attached Process of one process entry, or None if it ended during the switch
-    (then reaped, its pipes drained to the streams and closed)."""
-    from circus.process import Process, ProcessError
-
-    pid = entry["pid"]
-    try:
-        return Process.attach(
-            pid,
-            entry["start_time"],
-            name=watcher.name,
-            wid=entry["wid"],
-            cmd=watcher.settings.cmd,
-            started=entry["started"],
-            stdout=entry["stdout"],
-            stderr=entry["stderr"],
-            cgroup=entry.get("cgroup"),
-            watcher=watcher,
-        )
-    except ProcessError as exc:
-        log.info("watcher %s: pid %d ended during the switch (%s)", watcher.name, pid, exc)
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    streams = _streams(watcher)
-    for name in ("stdout", "stderr"):
-        fd = entry[name]
-        if fd is not None:
-            _drain_into(streams.get(name), pid, name, fd)
-            os.close(fd)
-    return None
-
-
-async def resume(arbiter: Any, state: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuild the daemon from ``state`` (called before anything is bound): sockets,
-    watchers, attached children; returns what :func:`finish` completes.
-
-    Every child is attached (and so known to the process layer) before the first ``await``,
-    and each watcher's pipes are registered and its held-back partial lines given back in
-    one step, before the loop can read a new byte from them.
-
-    Raises:
-        HandoverError: a part the running code refuses (the dry run makes this rare).
-    """
-    from ._watchers import make_watcher
-
-    t0 = time.time()
-    if isinstance(state.get("switch_began"), (int, float)):
-        log.info("daemon-reexec: new image running %.1f ms after the switch began",
-                 (t0 - state["switch_began"]) * 1000)  # fmt: skip
-    _adopt_sockets(arbiter, state)
-    ws = arbiter.watcher_set
-    made = []
-    for entry in state["watchers"]:
-        try:
-            watcher = make_watcher(watcher_spec(entry))
-        except Exception as exc:
-            raise HandoverError(f"watcher {entry['name']!r}: {exc}") from exc
-        ws.register(watcher)
-        procs = [p for p in (_attach(watcher, e) for e in entry["processes"]) if p is not None]
-        ending = [_attach_ending(watcher, e) for e in entry["retiring"]]
-        made.append((watcher, entry, procs, [p for p in ending if p is not None]))
-    log.info("daemon-reexec: %d processes attached in %.1f ms",
-             sum(len(m[2]) for m in made), (time.time() - t0) * 1000)  # fmt: skip
-    resumed = []
-    for watcher, entry, procs, ending in made:
-        if entry["status"] == "active":
-            await _adopt(ws.output, watcher, entry, procs)
-        else:
-            ending += procs  # a stopped watcher runs nothing: stop what was left
-        for proc in ending:
-            _stop_later(watcher, proc)
-        status = "armed" if entry["status"] == "stopped" and entry.get("armed") else entry["status"]
-        resumed.append((watcher, status))
-    arbiter.reexec_info = {
-        "generation": state.get("generation", 1),
-        "switch_began": state.get("switch_began"),
-    }
-    if state.get("started_at"):
-        arbiter.started_at = state["started_at"]
-    requests = [_request_of(r) for r in state.get("requests", [])]
-    return {"watchers": resumed, "requests": requests}
-
-
-def _request_of(entry: Mapping[str, Any]) -> tuple[bytes, list[bytes], bytes, Any]:
-    from ._peers import PeerIdentity
-
-    peer = PeerIdentity(**entry["peer"])
-    envelope = [b""] if entry["envelope"] else []
-    return unb64(entry["identity"]), envelope, unb64(entry["payload"]), peer
-
-
-async def _adopt(hub: Any, watcher: Any, entry: Mapping[str, Any], procs: list[Any]) -> None:
-    # Adopted with numprocesses = what is attached, so that adopt spawns nothing and returns
-    # without letting the loop run (no pipe is read before the partial lines are back); the
-    # real count is restored at once, and finish() spawns what ended during the switch.
-    target = watcher.settings
-    watcher.settings = target.replace("numprocesses", len(procs))
-    try:
-        await watcher.adopt(procs, emit=False)
-        _feed_partials(hub, watcher, entry["processes"])
-    finally:
-        watcher.settings = watcher.settings.replace("numprocesses", target.numprocesses)
-    _restore_counters(watcher, entry.get("counters") or {})
-
-
-def _attach_ending(watcher: Any, entry: Mapping[str, Any]) -> Any:
-    """A process the old image was stopping: its pipes drained to the streams and closed
-    (its last words are kept), the process attached so that its stop is finished here."""
-    proc = _attach(watcher, {**entry, "stdout": None, "stderr": None})
-    for name in ("stdout", "stderr"):
-        if entry[name] is not None:
-            _drain_into(_streams(watcher).get(name), entry["pid"], name, entry[name])
-            os.close(entry[name])
-    return proc
-
-
-def _counters(watcher: Any) -> dict[str, Any]:
-    """The restart counters of a watcher: backoff streak, flapping retries and exit times
-    (monotonic clock: the same across an exec)."""
-    policy = getattr(watcher, "_policy", None)
-    flapping = getattr(watcher, "_flapping", None)
-    return {
-        "streak": int(getattr(policy, "streak", 0)),
-        "flapping_tries": int(getattr(flapping, "tries", 0)),
-        "flapping_times": [float(t) for t in getattr(flapping, "_times", ())],
-    }
-
-
-def _restore_counters(watcher: Any, counters: Mapping[str, Any]) -> None:
-    policy = getattr(watcher, "_policy", None)
-    flapping = getattr(watcher, "_flapping", None)
-    if policy is not None:
-        policy.streak = int(counters.get("streak", 0))
-    if flapping is not None:
-        flapping.tries = int(counters.get("flapping_tries", 0))
-        times = getattr(flapping, "_times", None)
-        if times is not None:
-            times.clear()
-            times.extend(float(t) for t in counters.get("flapping_times", ()))
-
-
-def _feed_partials(hub: Any, watcher: Any, entries: list[Mapping[str, Any]]) -> None:
-    """Give the streams and the output hub back the unterminated lines the old image held,
-    before any new byte of those pipes is read."""
-    streams = _streams(watcher)
-    for entry in entries:
-        for name, held in entry.get("partial", {}).items():
-            if "stream" in held and streams.get(name) is not None:
-                streams[name]({"data": unb64(held["stream"]), "pid": entry["pid"], "name": name})
-            if "hub" in held:
-                hub.feed(watcher.name, entry["pid"], name, unb64(held["hub"]))
-
-
-def _stop_later(watcher: Any, proc: Any) -> None:
-    o = watcher.settings
-
-    async def stop() -> None:
-        try:
-            await proc.astop(o.graceful_timeout, o.stop_signal, o.stop_children)
-        finally:
-            proc.close()
-
-    task = asyncio.get_running_loop().create_task(stop())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
-
-
-async def finish(arbiter: Any, resumed: Mapping[str, Any]) -> None:
-    """Once serving: answer the requests the old image read last, replace the processes
-    that ended during the switch, and log how long the takeover took."""
-    _answer_handed(arbiter, resumed["requests"])
-    for watcher, status in resumed["watchers"]:
-        try:
-            if status == "active" and len(watcher.pids) < watcher.numprocesses:
-                await watcher.set_numprocesses(watcher.numprocesses)
-            elif status == "armed":
-                await watcher.start()  # on_demand: waits for a connection again
-        except Exception as exc:
-            log.error("watcher %s: cannot spawn after the switch: %s", watcher.name, exc)
-    info = getattr(arbiter, "reexec_info", None) or {}
-    began = info.get("switch_began")
-    if isinstance(began, (int, float)):
-        info["takeover_ms"] = round((time.time() - began) * 1000, 1)
-        log.info(
-            "daemon-reexec: generation %s serving, %.1f ms after the switch began",
-            info.get("generation"),
-            info["takeover_ms"],
-        )

@@ -136,6 +136,9 @@ def _main(argv: list[str] | None) -> int:
         return 1
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ._reexec import launch_argv
+
+    launched = launch_argv()  # resolved before anything changes directory
     handover = None
     if "CIRCUS_HANDOVER_FD" in os.environ:  # exec'ed by daemon-reexec: the previous image's state
         from ._handover import HandoverError
@@ -211,7 +214,7 @@ def _main(argv: list[str] | None) -> int:
     _raise_fd_limit()
     from ._reexec import enable
 
-    enable()
+    enable(launched)
 
     pidfile = None
     pidfile_path = args.pidfile or daemon.pidfile
