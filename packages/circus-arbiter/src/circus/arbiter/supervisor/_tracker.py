@@ -5,7 +5,8 @@ gets a state machine fed by its watcher's events, as Supervisor would see it.
 (STARTING → RUNNING is timed, the only timer). A process that dies while STARTING goes to
 BACKOFF, one that dies while RUNNING to EXITED (``expected`` when its exit code is one of
 ``exitcodes``); a stop signal (``kill`` event) makes it STOPPING and its death STOPPED. A
-watcher that stops on its own while its process is in BACKOFF gave up: FATAL.
+watcher that stops on its own while its process is in BACKOFF, or that gives up (``give_up``:
+spawn retries exhausted), gave up: FATAL.
 
 Every transition is handed to the observers (the event-listener pools) with the values
 Supervisor's ``PROCESS_STATE_*`` payloads carry. The last :data:`KEEP_OUTPUT` bytes of each
@@ -173,6 +174,8 @@ class Tracker:
                     self._move(record, ProcState.STOPPING)
             elif event == "stop":
                 self._watcher_stopped(record)
+            elif event == "give_up":
+                self._gave_up(record, payload)
 
         return on_event
 
@@ -241,6 +244,19 @@ class Tracker:
             record.expected = isinstance(code, int) and code in record.exitcodes
             self._move(record, ProcState.EXITED)
         record.pid = 0
+
+    def _gave_up(self, record: ProcRecord, payload: dict[str, Any]) -> None:
+        # spawn retries exhausted (a command that cannot run) or no retry left: FATAL
+        if record.state in (ProcState.STOPPED, ProcState.STARTING, ProcState.BACKOFF):
+            reason = str(payload.get("reason") or "")
+            if record.state is not ProcState.BACKOFF or not record.spawnerr:
+                record.spawnerr = reason[:200]
+            if record._timer is not None:
+                record._timer.cancel()
+                record._timer = None
+            record.stop = time.time()
+            record.pid = 0
+            self._move(record, ProcState.FATAL)
 
     def _watcher_stopped(self, record: ProcRecord) -> None:
         if record.state is ProcState.BACKOFF:
