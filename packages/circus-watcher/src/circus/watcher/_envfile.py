@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from ._errors import WatcherError
+
 __all__ = ["MAX_ENV_FILE_BYTES", "EnvFileError", "read_env_files", "split_optional"]
 
 #: Refuse files bigger than this: an environment is small, and a path pointing at a device
@@ -27,8 +29,11 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DOUBLE_ESCAPES = {'"': '"', "\\": "\\", "$": "$", "`": "`", "\n": ""}
 
 
-class EnvFileError(ValueError):
-    """An environment file cannot be read or holds a line that is no ``KEY=VALUE``."""
+class EnvFileError(WatcherError, ValueError):
+    """An environment file cannot be read or holds a line that is no ``KEY=VALUE``.
+
+    A watcher reports it as the :class:`OptionError` of ``env_file``; circusd's config loader
+    as a config error at the option's line."""
 
     def __init__(self, path: str, lineno: int | None, problem: str) -> None:
         where = f"{path}:{lineno}" if lineno else path
