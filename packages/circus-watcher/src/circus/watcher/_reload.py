@@ -91,7 +91,9 @@ async def _roll(w: Watcher) -> dict[str, Any]:
 # The roll's own deadline comes this much before the health monitor's readiness deadline
 # (both count readiness_timeout from the spawn): the roll then stops the process as part of
 # the reload, so a bad release is not also counted as a failed exit (backoff, crash loop,
-# flapping) of a watcher whose old processes are serving fine.
+# give_up_after, flapping) of a watcher whose old processes are serving fine. Should the
+# monitor's come first anyway (a loop running late), its ending of the process waits for the
+# watcher's lock, which the roll holds, and finds the process already ended by the roll.
 _AHEAD = 0.2
 
 
@@ -132,8 +134,11 @@ async def _discard(w: Watcher, proc: ProcessLike, reason: str) -> None:
     """Stop a new process that failed its readiness, and anything spawned in its place, so
     the watcher is back to its old processes only."""
     if proc.pid in w._procs:
-        # the health monitor reports (and counts) only processes it ends itself
-        w._emit("unready", {"process_pid": proc.pid, "process_id": proc.wid, "reason": reason})
+        # Ours to report when our deadline came first; else the health monitor did, and its
+        # own ending of the process (queued behind our lock) finds it gone and counts nothing.
+        if w.health(proc.pid)["state"] == "starting":
+            payload = {"process_pid": proc.pid, "process_id": proc.wid, "reason": reason}
+            w._emit("unready", payload)
         await w._stopper.retire([proc])
     else:  # the health monitor may be ending it already (readiness_timeout): see it gone
         exit_seen = w._procs.exits.get(proc.pid)
