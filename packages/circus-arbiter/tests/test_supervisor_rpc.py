@@ -269,6 +269,31 @@ async def _state(rpc: Any, name: str, wanted: str) -> bool:
     return (await call(rpc, "supervisor.getProcessInfo", name))["statename"] == wanted
 
 
+def test_a_command_that_cannot_run(tmp_path: Path) -> None:
+    sock = str(tmp_path / "supervisor.sock")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a program")
+    procs = [proc("ghost", "ghost"), proc("text", "text")]
+    watchers = [
+        {"name": "ghost", "cmd": str(tmp_path / "missing"), "autostart": False},
+        {"name": "text", "cmd": str(plain), "autostart": False},
+    ]
+    sup = supervisor(procs, unix_http_server=unix_section(tmp_path))
+
+    async def body(arbiter: Arbiter) -> None:
+        rpc = client(sock)
+        with pytest.raises(xmlrpc.client.Fault) as fault:
+            await call(rpc, "supervisor.startProcess", "ghost")
+        assert fault.value.faultCode == 20 and "can't find command" in fault.value.faultString
+        with pytest.raises(xmlrpc.client.Fault) as fault:
+            await call(rpc, "supervisor.startProcess", "text")
+        assert fault.value.faultCode == 21  # NOT_EXECUTABLE
+        info = await call(rpc, "supervisor.getProcessInfo", "ghost")
+        assert (info["statename"], info["description"]) == ("STOPPED", "Not started")
+
+    run(tmp_path, watchers, sup, body)
+
+
 def test_logs_read_and_tail(tmp_path: Path) -> None:
     sock = str(tmp_path / "supervisor.sock")
     code = (
@@ -372,6 +397,11 @@ NOBODY_CLIENT = textwrap.dedent(
             out[name] = call()
         except xmlrpc.client.Fault as exc:
             out[name] = [exc.faultCode, exc.faultString]
+    tail = socket.socket(socket.AF_UNIX)
+    tail.connect(sys.argv[1])
+    tail.sendall(b"GET /logtail/web HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    out["tail"] = tail.recv(100).decode().split("\\r\\n")[0]
+    tail.close()
     print(json.dumps(out))
     """
 )
@@ -428,6 +458,7 @@ def test_other_user_may_only_read(tmp_path: Path, open_dir: Path) -> None:
     for name in ("stop", "signal", "log", "shutdown"):
         code, text = out[name]
         assert code == 30 and "permission denied" in text, (name, text)
+    assert out["tail"] == "HTTP/1.1 403 Forbidden"
 
 
 def test_bounds_and_garbage(tmp_path: Path) -> None:

@@ -112,7 +112,9 @@ class Tracker:
 
     def __init__(self, records: Iterable[ProcRecord], find_watcher: Callable[[str], Any]) -> None:
         self.records: dict[str, ProcRecord] = {r.namespec: r for r in records}
-        self._by_watcher: dict[str, ProcRecord] = {r.watcher: r for r in self.records.values()}
+        self._groups: dict[str, list[ProcRecord]] = {}
+        for record in sorted(self.records.values(), key=lambda r: (r.priority, r.name)):
+            self._groups.setdefault(record.group, []).append(record)
         self._find = find_watcher
         self._attached: dict[str, tuple[Any, Any, Any]] = {}
         self.observers: list[Observer] = []
@@ -184,11 +186,13 @@ class Tracker:
             buf = record.output.get(stream)
             if buf is None:
                 return
-            buf += data
-            if len(buf) > KEEP_OUTPUT:
-                cut = len(buf) - KEEP_OUTPUT
-                del buf[:cut]
-                record.dropped[stream] += cut
+            # a stream with a log file is read from the file: nothing kept in memory
+            if not (record.stdout_logfile if stream == "stdout" else record.stderr_logfile):
+                buf += data
+                if len(buf) > KEEP_OUTPUT:
+                    cut = len(buf) - KEEP_OUTPUT
+                    del buf[:cut]
+                    record.dropped[stream] += cut
             for sink in tuple(self.output_sinks):
                 try:
                     sink(record, pid, stream, data)
@@ -293,8 +297,7 @@ class Tracker:
 
     def group(self, name: str) -> list[ProcRecord]:
         """Every process of group ``name``, in priority order (Supervisor's, then names)."""
-        found = [r for r in self.records.values() if r.group == name]
-        return sorted(found, key=lambda r: (r.priority, r.name))
+        return list(self._groups.get(name, ()))
 
     def lexical(self) -> list[ProcRecord]:
         """Every process by group name, then process name (``getAllProcessInfo``)."""
