@@ -186,6 +186,28 @@ def test_snapshot_carries_the_running_state(run_arbiter, make_sleeper, tmp_path)
     run_arbiter([make_sleeper("a"), make_sleeper("b")], body)
 
 
+def test_restart_counters_are_handed_over(run_arbiter, make_sleeper, waiter) -> None:
+    from circus.arbiter._resume import _restore_counters
+    from circus.arbiter._watchers import make_watcher
+
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        watcher = arbiter.get_watcher("a")
+        victim = watcher.pids[0]
+        os.kill(victim, 9)
+        await waiter(lambda: watcher.pids and watcher.pids[0] != victim, 30, "a respawn")
+        state = decode_state(encode_state(snapshot(arbiter)))
+        counters = state["watchers"][0]["counters"]
+        assert counters["streak"] == 1 and len(counters["flapping_times"]) == 1
+        fresh = make_watcher(watcher_spec(state["watchers"][0]))
+        _restore_counters(fresh, counters)
+        assert fresh._policy.streak == 1 and list(fresh._flapping._times) == list(
+            watcher._flapping._times
+        )
+
+    flapping = {"flapping.active": True, "flapping.attempts": 5}
+    run_arbiter([make_sleeper("a", **flapping)], body)
+
+
 def test_a_failed_exec_leaves_the_daemon_running(run_arbiter, make_sleeper) -> None:
     seen: list[tuple[str, list[str], dict[str, str]]] = []
 
