@@ -384,3 +384,41 @@ def test_watchers_registered_without_spec_get_the_configs_depends_on(tmp_path: P
         ws.close()
 
     asyncio.run(main())
+
+
+def test_stop_of_a_requirement_during_a_dependent_start(tmp_path: Path) -> None:
+    flag = tmp_path / "never"
+
+    async def body(arbiter: Arbiter, events: list[tuple[str, str]]) -> Any:
+        ws = arbiter.watcher_set
+        db, app = ws.get("db"), ws.get("app")
+        start = asyncio.ensure_future(ws.start(app))
+        await async_wait_until(lambda: db.pids, 20, "db spawned")
+        await ws.stop(db)  # while app waits for db to be ready
+        with pytest.raises(Exception, match="cannot start 'app': its dependency 'db'"):
+            await asyncio.wait_for(start, 60)
+        assert db.is_stopped() and app.is_stopped() and not app.pids
+
+    watchers = [
+        _watcher("db", autostart=False, readiness=f"exec:test -f {flag}", readiness_timeout=300),
+        _watcher("app", depends_on=["db"], autostart=False),
+    ]
+    _run(tmp_path, watchers, body)
+
+
+def test_warmup_delay_spaces_launches_in_the_graph(tmp_path: Path) -> None:
+    async def body(arbiter: Arbiter, events: list[tuple[str, str]]) -> Any:
+        ws = arbiter.watcher_set
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await ws.start_all(only_autostart=False)
+        # three launches, warmup_delay apart: at least two delays (a busy host only adds)
+        assert loop.time() - began >= 2 * 0.25
+        assert all(len(w.pids) == 1 for w in ws.ordered())
+
+    watchers = [
+        _watcher("a", autostart=False),
+        _watcher("b", autostart=False, depends_on="a"),
+        _watcher("c", autostart=False),
+    ]
+    _run(tmp_path, watchers, body, warmup_delay=0.25)
