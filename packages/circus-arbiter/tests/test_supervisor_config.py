@@ -88,8 +88,9 @@ def test_django_celery_gunicorn_group() -> None:
     assert celery["stop_signal"] == signal.SIGTERM
     assert celery["respawn"] == "always" and celery["backoff_reset"] == "10"
     assert celery["give_up_after"] == "4" and celery["max_retry"] == 3  # startretries=3
-    assert celery["stdout_stream"]["filename"] == "/var/log/celery/worker.log"
-    assert celery["stderr_stream"]["filename"] == "/var/log/celery/worker.log"
+    log = str(CORPUS / "django" / "log" / "celery-worker.log")
+    assert celery["stdout_stream"]["filename"] == log
+    assert celery["stderr_stream"]["filename"] == log
     assert celery["stdout_stream"]["max_bytes"] == 50 * 1024 * 1024
     gunicorn = config.config.watcher("myproject:gunicorn").kwargs
     assert gunicorn["env"]["DJANGO_SETTINGS_MODULE"] == "myproject.settings.production"
@@ -217,6 +218,7 @@ ERRORS = [
     ("[supervisord]\nloglevel=loud\n", 4, "expected one of critical"),
     ("[program:x]\ncommand=true\n[program:X]\ncommand=true\n", 3, "already used by the process"),
     ("[fcgi-program:f]\ncommand=true\nsocket=tcp://localhost\n", 5, "expected socket = tcp://"),
+    ("[program:x]\ncommand=true\nstdout_logfile=/no/such/dir/x.log\n", 5, "/no/such/dir does not"),
     ("oops\n", 1, "expected a [section] header"),
 ]
 

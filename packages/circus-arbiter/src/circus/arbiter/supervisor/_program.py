@@ -277,7 +277,7 @@ def _plan_one(
     if user is not None:
         put("uid", user.pw_name, "user")
         put("gid", user.pw_gid, "user")
-    elif ctx.user is not None:
+    elif ctx.user is not None and _uid(ctx.user) != os.geteuid():  # else: inherited anyway
         import pwd
 
         put("uid", ctx.user)
@@ -392,6 +392,9 @@ def _stream(
         put(f"{prefix}.class", "FileStream", key)
         put(f"{prefix}.filename", path, key)
         return None
+    if not os.path.isdir(os.path.dirname(path)):
+        raise s.error(key, f"expected a file in an existing directory; {os.path.dirname(path)} "
+                      "does not exist (Supervisor refuses it too)")  # fmt: skip
     put(f"{prefix}.class", "FileStream", key)
     put(f"{prefix}.filename", path, key)
     if maxbytes:
