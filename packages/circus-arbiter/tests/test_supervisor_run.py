@@ -270,3 +270,24 @@ def test_fcgi_program_processes_get_the_socket_as_stdin(tmp_path: Path) -> None:
     for n in (0, 1):
         record = json.loads((tmp_path / f"app_{n}.json").read_text())
         assert record == {"sock": True, "addr": str(sock), "name": f"app_{n}"}
+
+
+def test_nodaemon_flag_keeps_circusd_in_the_foreground(tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/ctl"
+    pidfile = tmp_path / "supervisord.pid"
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(
+        f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = ipc://{tmp_path}/pub\n"
+        f"[supervisord]\npidfile={pidfile}\nlogfile=%(here)s/d.log\n"  # nodaemon=false
+        f'[program:sleeper]\ncommand={PY} -c "import time; time.sleep(300)"\n'
+    )
+    daemon = subprocess.Popen([CIRCUSD, "-n", str(conf)], cwd=tmp_path)
+    try:
+        wait_until(pidfile.exists, 30, "the pidfile")
+        assert int(pidfile.read_text()) == daemon.pid  # not forked away
+        wait_until((tmp_path / "ctl").exists, 30, "the control socket")
+        with CircusClient(endpoint, timeout=10) as client:
+            assert client.call("list", {})["watchers"] == ["sleeper"]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0

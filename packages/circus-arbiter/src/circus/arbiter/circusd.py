@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file format: a Circus INI file or a supervisord.conf (default: auto, "
         "from its sections)",
     )
+    parser.add_argument(
+        "-n",
+        "--nodaemon",
+        action="store_true",
+        help="stay in the foreground even when a supervisord.conf says nodaemon = false "
+        "(as supervisord -n)",
+    )
     parser.add_argument("--pidfile", dest="pidfile", help="write the pid to this file")
     parser.add_argument(
         "--version", action=_VersionAction, nargs=0, help="show the version and exit"
@@ -162,7 +169,10 @@ def _main(argv: list[str] | None) -> int:
 
         systemd = SystemdNotifier.from_environ()
     readiness = None
-    if (args.daemonize or _supervisor_daemonizes(args.config, args.format)) and handover is None:
+    daemonize = args.daemonize or (
+        not args.nodaemon and _supervisor_daemonizes(args.config, args.format)
+    )
+    if daemonize and handover is None:
         from ._daemonize import daemonize
 
         readiness = daemonize()  # errors until it is serving still reach the user's terminal
