@@ -57,7 +57,9 @@ class Notify:
             self._drain(min(left, 0.5))
 
     def keys(self) -> list[str]:
-        return [k for m in self.messages for k in m if k != "STATUS"]
+        """The state keys sent, in order (not the values that go with them)."""
+        extra = {"STATUS", "EXTEND_TIMEOUT_USEC", "MONOTONIC_USEC"}
+        return [k for m in self.messages for k in m if k not in extra]
 
     def close(self) -> None:
         self.sock.close()
@@ -153,6 +155,8 @@ def test_notify_sequence_on_a_path_socket(tmp_path: Path, notify_path: Notify) -
             ready = at
         proc.send_signal(signal.SIGTERM)
         stopping = notify_path.wait_for("STOPPING", after=at)
+        # db still runs, graceful_timeout = 5: the stop timeout is stretched to at least that
+        assert int(notify_path.messages[stopping]["EXTEND_TIMEOUT_USEC"]) >= 5_000_000
         assert proc.wait(60) == 0
     finally:
         _stop(proc)
@@ -181,7 +185,9 @@ graceful_timeout = 5
 """
     proc = _circusd(tmp_path, body, {"NOTIFY_SOCKET": notify_abstract.address})
     try:
-        notify_abstract.wait_for("STATUS")  # circusd is up and speaking
+        first = notify_abstract.wait_for("STATUS")  # circusd is up and speaking
+        # systemd's start timeout is stretched to db's readiness_timeout (and a margin)
+        assert int(notify_abstract.messages[first]["EXTEND_TIMEOUT_USEC"]) >= 120_000_000
         wait_until(lambda: _pids(tmp_path, "db"), 30, "db spawned")
         # db is spawned but not ready: no READY=1, and app is not started
         with pytest.raises(AssertionError):

@@ -15,6 +15,12 @@ socket (a path, or ``@name`` in the abstract namespace):
   ``READY=1`` once it is applied;
 * ``STOPPING=1`` as soon as the shutdown begins.
 
+``EXTEND_TIMEOUT_USEC=`` goes with the first status (the ``readiness_timeout`` of every
+autostart watcher with readiness, summed, as a chain of ``depends_on`` may wait for each in
+turn) and with ``STOPPING=1`` (every running watcher's ``graceful_timeout``, summed, as
+``depends_on`` stops them in turn), plus a margin: systemd's own start and stop timeouts then
+never cut a start or stop that is going as configured.
+
 The variables are removed from circusd's environment at once, so no child inherits them (a
 worker with ``copy_env`` would otherwise be taken for circusd by systemd). A send never
 blocks and never raises: a full or vanished socket costs one log line.
@@ -193,7 +199,7 @@ class SystemdNotifier:
         watchers = arbiter.watcher_set
         shut = asyncio.ensure_future(watchers.wait_shut())
         try:
-            self.send("STATUS=starting the watchers")
+            self.send("STATUS=starting the watchers", *_extend(_start_budget(arbiter)))
             up = asyncio.ensure_future(self._until_up(started, watchers))
             await asyncio.wait({up, shut}, return_when=asyncio.FIRST_COMPLETED)
             if not shut.done():
@@ -204,7 +210,12 @@ class SystemdNotifier:
             else:
                 up.cancel()
             self._ready = False
-            self.send("STOPPING=1", "STATUS=stopping the watchers")
+            budget = sum(
+                float(getattr(w, "graceful_timeout", 30.0) or 0.0)
+                for w in watchers.ordered()
+                if not w.is_stopped()
+            )
+            self.send("STOPPING=1", "STATUS=stopping the watchers", *_extend(budget))
         finally:
             shut.cancel()
 
@@ -219,6 +230,27 @@ class SystemdNotifier:
         for outcome in await asyncio.gather(*waits, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.warning("not every process is ready: %s", outcome)
+
+
+_MARGIN = 30.0  # seconds added to a start or stop budget
+
+
+def _extend(seconds: float) -> tuple[str, ...]:
+    """``EXTEND_TIMEOUT_USEC=`` for ``seconds`` of work plus a margin (none for no work)."""
+    return (f"EXTEND_TIMEOUT_USEC={int((seconds + _MARGIN) * 1e6)}",) if seconds > 0 else ()
+
+
+def _start_budget(arbiter: Any) -> float:
+    """The ``readiness_timeout`` of every autostart watcher with readiness in the config."""
+    total = 0.0
+    for cfg in getattr(getattr(arbiter, "loaded_config", None), "watchers", ()):
+        options = cfg.options
+        if options.get("readiness") and cfg.autostart:
+            try:
+                total += float(options.get("readiness_timeout") or 30.0)
+            except (TypeError, ValueError):
+                total += 30.0
+    return total
 
 
 def summary(watchers: Any) -> str:
