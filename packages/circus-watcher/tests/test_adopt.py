@@ -144,3 +144,29 @@ def test_stop_ends_adopted_processes_and_their_trees(
         assert watcher.status() == "stopped"
 
     run_async(main)
+
+
+def test_adopted_processes_are_ready_and_probed_for_liveness(
+    make: Any, run_async: Any, recorder: Any, strays: Any
+) -> None:
+    # probes that never succeed: an adopted process (it was serving) is ready at once, and its
+    # liveness probe resumes, so it is found unhealthy and replaced
+    watcher = make(
+        SLEEP,
+        numprocesses=1,
+        readiness="tcp://127.0.0.1:1",
+        readiness_timeout=60,
+        liveness="tcp://127.0.0.1:1",
+        liveness_interval=0.2,
+        liveness_timeout=1,
+        liveness_failures=1,
+    )
+    procs = _with_wids(strays(1), [1])
+
+    async def main() -> None:
+        await watcher.adopt(procs)
+        await watcher.wait_ready(pids=[procs[0].pid], timeout=10)
+        await recorder.until(lambda: recorder.count("unhealthy") >= 1, 30)
+        assert recorder.of("unhealthy")[0]["process_pid"] == procs[0].pid
+
+    run_async(main)

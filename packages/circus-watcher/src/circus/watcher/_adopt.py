@@ -52,6 +52,7 @@ def _take(w: Watcher, proc: ProcessLike, emit: bool) -> None:
     w._procs.add(proc)
     proc.add_exit_callback(w._spawner._exit_callback)
     w._output.attach(proc)
+    w._health.adopted(proc)  # ready (it was serving); liveness probes resume
     max_age = w.settings.max_age
     if max_age > 0:
         # Its age counts from its spawn, not from the adoption.
