@@ -4,6 +4,7 @@ environments, users, restart and stop settings, and log files."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
@@ -16,9 +17,11 @@ from typing import Any
 import pytest
 from circus.arbiter.supervisor import load_supervisor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from test_supervisorctl_e2e import supervisor_venv  # noqa: E402
+from benchkit.procs import BenchError  # noqa: E402 - bench/ is not a package
+from benchkit.settings import CACHE_DIR  # noqa: E402
+from benchkit.venvs import ensure_venv  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +55,22 @@ for group in sorted(opts.process_group_configs):
         })
 print(json.dumps(out))
 """
+
+
+SUPERVISOR = ("supervisor-superlance", ("supervisor==4.3.0", "superlance==2.0.0"))
+
+
+def supervisor_venv() -> Path:
+    """Supervisor 4.3.0 in its own venv (the one the supervisorctl tests use, built once
+    under their lock)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "supervisor-superlance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return ensure_venv(SUPERVISOR)
+        except BenchError as exc:
+            pytest.skip(f"cannot build the Supervisor venv: {exc}")
+    raise AssertionError("unreachable")
 
 
 def _supervisor_view(path: Path) -> list[dict[str, Any]]:
