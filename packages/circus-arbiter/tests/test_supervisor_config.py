@@ -184,6 +184,11 @@ def test_circusctl_convert_prints_the_ini_and_refuses_garbage(tmp_path: Path) ->
         load_config(ini).watchers
         == _load(CORPUS / "docker" / "supervisord.conf")[0].config.watchers
     )
+    laravel = CORPUS / "laravel" / "supervisord.conf"
+    done = subprocess.run([CIRCUSCTL, "convert", str(laravel)], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.count("[watcher:") == 9
+    assert f"{laravel}:3: [unix_http_server]: not converted" in done.stderr
     bad = tmp_path / "bad.conf"
     bad.write_text("[program:x]\ncommand=true\nstartsecs=soon\n")
     done = subprocess.run(

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..config import ConfigError
     from . import ConvertError, detect_format, load_supervisor, to_circus_ini
+    from ._emit import unconverted
 
     if detect_format(args[1]) != "supervisor" and os.path.isfile(args[1]):
         print(
@@ -29,13 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            text = to_circus_ini(load_supervisor(args[1]))
+            loaded = load_supervisor(args[1])
+            text = to_circus_ini(loaded)
+            left_out = unconverted(loaded)
         except (ConfigError, ConvertError) as exc:
             error: Exception | None = exc
         else:
             error = None
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    for message in [] if error is not None else left_out:
+        print(f"warning: {message}", file=sys.stderr)
     if error is not None:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ import re
 
 from ._model import SupervisorConfig
 
-__all__ = ["to_circus_ini", "ConvertError"]
+__all__ = ["to_circus_ini", "unconverted", "ConvertError"]
 
 _INLINE_COMMENT = re.compile(r"\s;")
 _FNMATCH = re.compile(r"([*?\[])")
@@ -51,3 +51,15 @@ def to_circus_ini(supervisor: SupervisorConfig) -> str:
         out.append(f"[{header}]")
         out.extend(_line(header, key, value) for key, value in pairs)
     return "\n".join(out) + "\n"
+
+
+def unconverted(supervisor: SupervisorConfig) -> list[str]:
+    """``file:line: [section]: ...`` for each section the Circus INI leaves out: Supervisor's
+    XML-RPC servers and event listeners run only when circusd reads the supervisord.conf."""
+    out = []
+    for name, section in supervisor.sections.items():
+        out.append(
+            f"{section.filename}:{section.lineno}: [{name}]: not converted (served only when "
+            "circusd runs the supervisord.conf itself)"
+        )
+    return out
