@@ -268,3 +268,37 @@ def test_tail_follows_the_output(tmp_path: Path) -> None:
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0
+
+
+def test_sighup_reload_is_followed(tmp_path: Path) -> None:
+    venv = supervisor_venv()
+    conf = tmp_path / "supervisord.conf"
+    sleeper = '/usr/bin/env python3 -c "import time; time.sleep(300)"'
+    base = TICKER_CONF.replace("/usr/bin/env python3 -u %(here)s/ticker.py", sleeper)
+    conf.write_text(base)
+    with open(tmp_path / "circusd.out", "wb") as out:
+        daemon = subprocess.Popen([CIRCUSD, str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    ctl = [str(venv / "bin" / "supervisorctl"), "-c", str(conf)]
+
+    def status() -> dict[str, str]:
+        text = subprocess.run([*ctl, "status"], capture_output=True, text=True, timeout=60).stdout
+        return {p[0]: p[1] for p in (line.split() for line in text.splitlines()) if len(p) > 1}
+
+    try:
+        wait_until(lambda: status() == {"ticker": "RUNNING"}, 60, "the first program RUNNING")
+        conf.write_text(base + f"\n[program:extra]\ncommand={sleeper}\nstartsecs=0\n")
+        daemon.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: status() == {"ticker": "RUNNING", "extra": "RUNNING"},
+            60,
+            "the program the reload added, RUNNING",
+        )
+        done = subprocess.run([*ctl, "stop", "extra"], capture_output=True, text=True, timeout=60)
+        assert done.stdout == "extra: stopped\n"
+        assert status() == {"ticker": "RUNNING", "extra": "STOPPED"}
+        conf.write_text(base)
+        daemon.send_signal(signal.SIGHUP)
+        wait_until(lambda: status() == {"ticker": "RUNNING"}, 60, "the removed program gone")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0

@@ -145,12 +145,18 @@ async def _reload_config(arbiter: Arbiter, force: bool) -> None:
     # a change of it alone re-creates nothing.
     for cfg in new.watchers:
         watchers.set_dependencies(cfg.name, cfg.depends_on, check=False)
+    # a supervisord.conf: its control API and listeners follow the new processes
+    supervisor = getattr(arbiter, "_supervisor", None)
+    if supervisor is not None:
+        supervisor.reloaded(new)
     to_start = []
     for cfg in configs:
-        kwargs = cfg.kwargs
+        kwargs = cfg.kwargs if supervisor is None else supervisor.rewrite(cfg.kwargs)
         watcher = watchers.create(kwargs.pop("name"), kwargs.pop("cmd"), **kwargs)
         if cfg.autostart:
             to_start.append(watcher)
+    if supervisor is not None:
+        supervisor.tracker.attach_all()
     for current in watchers.ordered():
         key = current.name.lower()
         # stopped because what it requires was re-created or removed: started again;

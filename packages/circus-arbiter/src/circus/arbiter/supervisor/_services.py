@@ -163,6 +163,24 @@ class SupervisorServices:
             await self.hub.start()
         return [self._rewrite(spec) for spec in [*specs, *self._listener_specs]]
 
+    def reloaded(self, config: Any) -> None:
+        """``reloadconfig`` applied ``config``: follow its processes (event listeners are
+        kept as they run: a change of an ``[eventlistener:x]`` needs a restart of circusd)."""
+        supervisor = getattr(config, "supervisor", None)
+        if supervisor is None:
+            return
+        self.supervisor = supervisor
+        listeners = [
+            r for r in self.tracker.records.values() if r.watcher in self.listener_watchers
+        ]
+        records = [_record(p) for p in getattr(supervisor, "processes", ())]
+        self.tracker.replace([*records, *listeners])
+
+    def rewrite(self, spec: Any) -> Any:
+        """A watcher spec of the file as circusd runs it (see :meth:`open`); also used for the
+        watchers a reload creates."""
+        return self._rewrite(spec)
+
     def _rewrite(self, spec: Any) -> Any:
         if not isinstance(spec, Mapping):
             return spec

@@ -85,6 +85,20 @@ class ProcRecord:
         return ""
 
 
+#: What a reload may change in a kept record (the rest is its state).
+_SETTINGS = (
+    "watcher",
+    "startsecs",
+    "exitcodes",
+    "stdout_logfile",
+    "stderr_logfile",
+    "stdout_events",
+    "stderr_events",
+    "priority",
+    "group_priority",
+)
+
+
 @dataclass(frozen=True)
 class Transition:
     """One state change, with what ``PROCESS_STATE_*`` payloads carry."""
@@ -119,6 +133,25 @@ class Tracker:
         self._attached: dict[str, tuple[Any, Any, Any]] = {}
         self.observers: list[Observer] = []
         self.output_sinks: list[OutputSink] = []
+
+    def replace(self, records: Iterable[ProcRecord]) -> None:
+        """Follow a new set of processes (a reload): a process kept by name keeps its
+        record (state, pid, output) with the new settings; one gone is no longer followed."""
+        fresh: dict[str, ProcRecord] = {}
+        for record in records:
+            old = self.records.get(record.namespec)
+            if old is not None:
+                for name in _SETTINGS:
+                    setattr(old, name, getattr(record, name))
+                record = old
+            fresh[record.namespec] = record
+        for name in [n for n in self._attached if n not in {r.watcher for r in fresh.values()}]:
+            self._detach(name)
+        self.records = fresh
+        self._groups = {}
+        for record in sorted(fresh.values(), key=lambda r: (r.priority, r.name)):
+            self._groups.setdefault(record.group, []).append(record)
+        self.attach_all()
 
     # ------------------------------------------------------------------ wiring
 
