@@ -438,7 +438,12 @@ class Watcher(UpstreamAttributes):
         A stopped watcher is started. ``graceful=False`` is a restart. With ``send_hup``
         every process gets SIGHUP. Otherwise new processes are spawned *before* the old
         ones are stopped, so ``numprocesses`` stay up throughout: all at once, or one
-        old/new pair at a time when ``sequential``. Emits ``reload``.
+        old/new pair at a time when ``sequential``. With ``readiness`` it rolls: one new
+        process, ready, then one old one stopped, and so on. Emits ``reload``.
+
+        Raises:
+            RolloutError: a new process was not ready in time or exited first; it was
+                stopped and the old processes not yet replaced keep running.
         """
         async with self._get_lock():
             prereload = self.settings.prereload_fn
