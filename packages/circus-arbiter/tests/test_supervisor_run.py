@@ -87,6 +87,17 @@ def test_container_config_runs_the_right_processes(
             name: (await client.call("list", {"name": name}))["pids"]
             for name in ("app", "worker:worker-1", "worker:worker-2")
         }
+        # a group is a glob away: circusctl stop 'worker:*'
+        answer = await client.call("stop", {"name": "worker:*", "waiting": True})
+        assert answer["status"] == "ok", answer
+        statuses = {
+            n: await _status(client, n) for n in ("app", "worker:worker-1", "worker:worker-2")
+        }
+        assert statuses == {
+            "app": "active",
+            "worker:worker-1": "stopped",
+            "worker:worker-2": "stopped",
+        }
         return {"watchers": listed["watchers"], "pids": pids}
 
     seen = _run(CORPUS / "docker" / "supervisord.conf", tmp_path, body)
