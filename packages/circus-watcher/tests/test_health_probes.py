@@ -124,6 +124,10 @@ def test_run_probe_against_real_sockets(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def _events(recorder: Any) -> list[tuple[str, Any]]:
+    return [(event, payload.get("process_pid")) for event, payload in recorder.events]
+
+
 def _server(
     tmp_path: Path, make: Any, as_fd: bool = False, **options: Any
 ) -> tuple[Any, socket.socket]:
@@ -268,5 +272,49 @@ def test_exec_probe_runs_as_the_watcher_user(make: Any, recorder: Any, run_async
                  readiness_timeout=20)  # fmt: skip
         await w.start()
         await w.wait_ready(timeout=30)
+
+    run_async(main)
+
+
+@pytest.mark.slow
+def test_max_age_keeps_the_old_process_until_its_replacement_is_ready(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        (tmp_path / "ok.1").touch()
+        w = make("sleep 300", env={"D": str(tmp_path)}, max_age=1, max_age_variance=0,
+                 readiness="exec:test -e $(circus.env.D)/ok.$CIRCUS_WID",
+                 readiness_timeout=0.5, backoff_initial=0)  # fmt: skip
+        await w.start()
+        await w.wait_ready(timeout=20)
+        (old,) = w.pids
+        # its replacement (wid 2) is never ready: the old one stays
+        await recorder.until(lambda: recorder.count("unready") == 1, 20)
+        assert old in w.pids
+        reaped = [p["process_pid"] for p in recorder.of("reap")]
+        assert old not in reaped
+        (tmp_path / "ok.2").touch()  # the next replacement is ready: then the old one goes
+        await recorder.until(lambda: ("reap", old) in _events(recorder), 20)
+        events = _events(recorder)
+        readies = [i for i, (e, pid) in enumerate(events) if e == "ready" and pid != old]
+        assert readies and readies[0] < events.index(("reap", old))  # new ready, then old ends
+        await w.stop()
+
+    run_async(main)
+
+
+def test_stop_does_not_wait_for_a_max_age_replacement_to_be_ready(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        (tmp_path / "ok.1").touch()
+        w = make("sleep 300", env={"D": str(tmp_path)}, max_age=0.5, max_age_variance=0,
+                 readiness="exec:test -e $(circus.env.D)/ok.$CIRCUS_WID",
+                 readiness_timeout=300)  # fmt: skip
+        await w.start()
+        await w.wait_ready(timeout=20)
+        await recorder.until(lambda: recorder.count("spawn") == 2, 20)  # the replacement
+        stopped = await asyncio.wait_for(w.stop(), 20)  # not readiness_timeout (300 s)
+        assert len(stopped) == 2 and w.is_stopped()
 
     run_async(main)

@@ -369,7 +369,7 @@ class Spawner:
             if proc.pid not in w._procs or w.status() != "active":
                 return
             try:
-                await self.spawn(w._life.generation)
+                new = await self.spawn(w._life.generation)
             except ResourceShortage as exc:
                 # keep the old process until a replacement can be spawned
                 delay = self._shortage_delay()
@@ -378,4 +378,41 @@ class Spawner:
                 return
             except SpawnFailedError as exc:
                 logger.error("%s (max_age replacement)", exc)
+            else:
+                if new is not None and w.has_readiness:
+                    generation = w._life.generation
+                    ready = await self._ready(new)
+                    if generation != w._life.generation:
+                        return  # a stop or restart is waiting for the lock: it ends both
+                    if not ready:
+                        # the old process keeps serving; a replacement is tried again later
+                        delay = max(1.0, w.settings.readiness_timeout)
+                        w._procs.arm_max_age(proc, delay, self._on_max_age)
+                        return
             await w._stopper.retire([proc])
+
+    async def _ready(self, new: ProcessLike) -> bool:
+        """Whether the max_age replacement ``new`` became ready (readiness configured);
+        False at once when :meth:`wake` (a stop or restart) interrupts the wait."""
+        from ._errors import NotReady
+
+        w = self._w
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        waiter = loop.create_task(w.wait_ready([new.pid]))
+        self._backoffs.add(wake)
+        try:
+            await asyncio.wait([waiter, wake], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._backoffs.discard(wake)
+            if not waiter.done():
+                waiter.cancel()
+        if not waiter.done() or waiter.cancelled():
+            return False  # interrupted
+        exc = waiter.exception()
+        if isinstance(exc, NotReady):
+            logger.warning("watcher %s: max_age replacement not ready: %s", w.name, exc)
+            return False
+        if exc is not None:
+            raise exc
+        return True
