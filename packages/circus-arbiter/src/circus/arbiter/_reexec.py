@@ -229,9 +229,14 @@ async def dry_run(data: bytes) -> None:
         HandoverError: it cannot (its message), or it did not answer in time.
     """
     fd = write_memfd(data)
+    # -P: ``-m`` would put circusd's working directory first on sys.path, and a root
+    # circusd's working directory may belong to another user (an app's checkout)
+    flags = _interpreter()
+    if "-P" not in flags:
+        flags.append("-P")
     try:
         proc = await asyncio.create_subprocess_exec(
-            *_interpreter(),
+            *flags,
             "-m",
             "circus.arbiter._handover",
             "--check",
