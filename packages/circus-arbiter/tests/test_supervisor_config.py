@@ -401,3 +401,27 @@ def test_an_fcgi_program_in_two_groups_shares_its_socket(tmp_path: Path) -> None
     assert [p.namespec for p in config.processes] == ["a:f", "b:f"]
     assert [s.name for s in config.config.sockets] == ["f"]
     assert {config.config.watcher(n).kwargs["stdin_socket"] for n in ("a:f", "b:f")} == {"f"}
+
+
+def test_log_file_mapping(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o755)
+    path = _write(
+        tmp_path,
+        f"[supervisord]\nnodaemon=true\nchildlogdir={logs}\n"
+        "[program:auto]\ncommand=true\n"
+        "[program:none]\ncommand=true\nstdout_logfile=NONE\nstderr_logfile=none\n"
+        "[group:g]\nprograms=auto\n",
+    )
+    config, _ = _load(path)
+    auto = config.config.watcher("g:auto").kwargs
+    assert auto["stdout_stream"]["filename"] == f"{logs}/g_auto-stdout.log"
+    assert auto["stderr_stream"]["filename"] == f"{logs}/g_auto-stderr.log"
+    assert config.process("g:auto").stdout_logfile == f"{logs}/g_auto-stdout.log"
+    none = config.config.watcher("none").kwargs
+    assert none["stdout_stream"] is None and none["close_child_stdout"] is True
+    assert none["close_child_stderr"] is True
+    os.chmod(logs, 0o777)  # writable by anyone: not used, said so
+    config, messages = _load(path)
+    assert config.config.watcher("g:auto").kwargs["stdout_stream"] is None
+    assert any("childlogdir: is writable by every user" in m for m in messages)
