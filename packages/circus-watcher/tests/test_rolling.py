@@ -151,3 +151,18 @@ def test_a_stop_during_the_roll_does_not_wait_for_readiness(
         await async_wait_until(lambda: all(_gone(p) for p in _spawned(recorder)), 10, "all gone")
 
     run_async(main)
+
+
+def test_a_set_cmd_that_never_gets_ready_keeps_the_old_processes(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        w = _watcher(make, tmp_path, n=2, timeout=1.5)
+        old = await _started(w, tmp_path)
+        # the same child with one more argument: a new command, whose processes get no order
+        with pytest.raises(RolloutError, match="not ready after 1.5 s"):
+            await w.set_opt("cmd", f"{sys.executable} {tmp_path / 'child.py'} {tmp_path} v2")
+        assert w.pids == old
+        assert w.get_opt("cmd").endswith(" v2")  # as set: fix it, or set it back, and reload
+
+    run_async(main)
