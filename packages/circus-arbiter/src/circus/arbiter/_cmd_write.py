@@ -17,6 +17,7 @@ from ._commands import command
 from ._errors import CommandError, MessageError, NotFoundError
 from ._options import validate_set_options
 from ._props import opt_bool, opt_float, opt_int, opt_str, req_str, to_signum
+from ._readywait import until_ready
 from ._watchers import watcher_error
 
 if TYPE_CHECKING:
@@ -35,14 +36,19 @@ def _targets(watchers: WatcherSet, props: Props) -> list[Any] | None:
 
 @command("start")
 def cmd_start(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
-    """Start matching watchers, or every autostart watcher."""
+    """Start matching watchers, or every autostart watcher (``waiting``: until ready)."""
     targets = _targets(ctx.watchers, props)
+    waiting = opt_bool(props, "waiting", False)
 
     async def run() -> dict[str, Any]:
         if targets is None:
             await ctx.watchers.start_all()
+            if waiting:
+                await until_ready(ctx.watchers.ordered())
             return {}
         infos = [await ctx.watchers.start(w) for w in targets]
+        if waiting:
+            await until_ready(targets)
         if len(targets) != 1:
             return {}
         return {"info": _info(infos[0], ("started", "kept"))}
@@ -67,14 +73,20 @@ def cmd_stop(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
 
 @command("restart")
 def cmd_restart(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
-    """Restart matching watchers, or the whole arbiter in-process."""
+    """Restart matching watchers, or the whole arbiter in-process (``waiting``: until
+    the restarted watchers' processes are ready)."""
     targets = _targets(ctx.watchers, props)
+    waiting = opt_bool(props, "waiting", False)
 
     async def run() -> dict[str, Any]:
         if targets is None:
             await ctx.daemon.restart()
+            if waiting:
+                await until_ready(ctx.watchers.ordered())
             return {}
         infos = [await ctx.watchers.restart(w) for w in targets]
+        if waiting:
+            await until_ready(targets)
         if len(targets) != 1:
             return {}
         return {"info": _info(infos[0], ("stopped", "started", "kept"))}
@@ -89,17 +101,23 @@ def _info(info: Any, keys: tuple[str, ...]) -> dict[str, list[int]]:
 
 @command("reload")
 def cmd_reload(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
-    """Gracefully reload one watcher or all of them."""
+    """Gracefully reload one watcher or all of them (a watcher with readiness rolls; with
+    ``waiting`` the answer comes once every process is ready, or names those that are not)."""
     name = opt_str(props, "name")
     graceful = opt_bool(props, "graceful", True)
     sequential = opt_bool(props, "sequential", False)
+    waiting = opt_bool(props, "waiting", False)
     watcher = ctx.watchers.get(name) if name is not None else None
 
     async def run() -> dict[str, Any]:
         if watcher is None:
             await ctx.daemon.reload(graceful=graceful, sequential=sequential)
+            if waiting:
+                await until_ready(ctx.watchers.ordered())
             return {}
         info = await ctx.watchers.reload(watcher, graceful=graceful, sequential=sequential)
+        if waiting:
+            await until_ready([watcher])
         return {"info": _info(info, ("stopped", "started", "kept"))}
 
     return run()
@@ -144,16 +162,21 @@ def _scale(
         raise MessageError("'nb' must be >= 0")
     if getattr(watcher, "singleton", False):
         return {"numprocesses": len(watcher.pids), "singleton": True}
+    waiting = sign > 0 and opt_bool(props, "waiting", False)
 
     async def run() -> dict[str, Any]:
         async with watchers.table.locked(watcher):
             if sign > 0:
                 watchers.check_total(watcher.name, watcher.numprocesses + nb)
             method = watcher.incr if sign > 0 else watcher.decr
+            before = set(watcher.pids)
             try:
                 count = await method(nb)
             except (ValueError, TypeError) as exc:
                 raise watcher_error(exc) from exc
+            added = [pid for pid in watcher.pids if pid not in before]
+        if waiting and added:
+            await until_ready([watcher], added)
         return {"numprocesses": count if isinstance(count, int) else watcher.numprocesses}
 
     return run()
