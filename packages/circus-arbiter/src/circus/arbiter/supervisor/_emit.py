@@ -41,6 +41,8 @@ def to_circus_ini(supervisor: SupervisorConfig) -> str:
         f"# Converted from {supervisor.path} (circusctl convert).",
         "# One watcher per Supervisor process, named as supervisorctl names it.",
     ]
+    if not supervisor.supervisord.nodaemon:
+        out.append("# [supervisord] nodaemon = false: run it with 'circusd --daemon'.")
     for header, pairs in supervisor.ini.items():
         kind, _, name = header.partition(":")
         if kind == "env":
