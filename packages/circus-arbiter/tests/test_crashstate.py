@@ -198,3 +198,72 @@ def test_a_daemon_on_a_full_disk_carries_on(tiny_disk: Path, tmp_path: Path) -> 
             await arbiter.stop()
 
     asyncio.run(main())
+
+
+def _valid() -> dict[str, Any]:
+    return {
+        "format": 1,
+        "boot_id": "b",
+        "written": 1.0,
+        "daemon": {"pid": 10, "start_time": 5},
+        "watchers": {
+            "web": {
+                "command": "c",
+                "processes": [
+                    {"pid": 11, "wid": 1, "start_time": 6, "started": 2.0, "cgroup": "/x/1"},
+                    {"pid": 12, "wid": 2, "start_time": 7, "started": 2.0, "pipes": {"stdout": 3}},
+                ],
+            }
+        },
+    }
+
+
+_ODD: list[Any] = [None, True, -1, 0, 2**70, 1.5, float("inf"), "", "x", [], {}, [1], {"a": 1}]
+
+
+def _mutations(doc: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield path
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from _mutations(value, (*path, key))
+    elif isinstance(doc, list):
+        for index, value in enumerate(doc):
+            yield from _mutations(value, (*path, index))
+
+
+def _replaced(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    copy: Any = json.loads(json.dumps(doc))
+    node = copy
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return copy
+
+
+def test_any_malformed_state_is_a_value_error() -> None:
+    """Every field of a valid file replaced by every odd value, plus truncations and deep
+    nesting: parse_state accepts or raises ValueError, never anything else."""
+    doc = _valid()
+    assert len(parse_state(json.dumps(doc).encode()).processes) == 2
+    tried = 0
+    for path in _mutations(doc):
+        for odd in _ODD:
+            try:
+                data = json.dumps(_replaced(doc, path, odd), allow_nan=True).encode()
+            except ValueError:
+                continue
+            try:
+                parse_state(data)
+            except ValueError:
+                pass
+            tried += 1
+    text = json.dumps(doc).encode()
+    for cut in range(len(text)):
+        with pytest.raises(ValueError):
+            parse_state(text[:cut])
+    for nasty in (b"[" * 100_000, b'{"a":' * 100_000, b"\xff\xfe", b"null", b"1e999"):
+        with pytest.raises(ValueError):
+            parse_state(nasty)
+    assert tried > 300

@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import stat
 import time
@@ -125,7 +126,7 @@ def _int(value: Any, what: str, minimum: int = 0) -> int:
 
 
 def _float(value: Any, what: str) -> float:
-    if type(value) not in (int, float) or value != value:
+    if type(value) not in (int, float) or not math.isfinite(value):
         raise ValueError(f"{what}: expected a number, got {value!r:.40}")
     return float(value)
 
@@ -146,6 +147,8 @@ def parse_state(data: bytes) -> PreviousState:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("not JSON (nested too deeply)") from None
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     if doc.get("format") != FORMAT:
