@@ -302,3 +302,54 @@ def test_sighup_reload_is_followed(tmp_path: Path) -> None:
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0
+
+
+INET_CONF = """\
+[inet_http_server]
+port=127.0.0.1:0
+username=ops
+password={password}
+
+[supervisord]
+nodaemon=true
+
+[supervisorctl]
+
+[program:web]
+command=/usr/bin/env python3 -c "import time; time.sleep(300)"
+startsecs=0
+"""
+
+
+def test_inet_with_credentials(tmp_path: Path) -> None:
+    import hashlib
+
+    venv = supervisor_venv()
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(INET_CONF.format(password="{SHA}" + hashlib.sha1(b"s3cret").hexdigest()))
+    log = tmp_path / "circusd.out"
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen([CIRCUSD, str(conf)], stdout=out, stderr=subprocess.STDOUT)
+
+    def url() -> str | None:
+        found = re.search(r"XML-RPC interface listening on (http://\S+)", log.read_text())
+        return found.group(1) if found else None
+
+    try:
+        wait_until(url, 60, "circusd to say where the XML-RPC interface listens")
+        ctl = [str(venv / "bin" / "supervisorctl"), "-c", str(conf), "-s", str(url())]
+
+        def run(*args: str) -> tuple[int, str]:
+            done = subprocess.run([*ctl, *args], capture_output=True, text=True, timeout=60)
+            return done.returncode, done.stdout
+
+        wait_until(lambda: "RUNNING" in run("-u", "ops", "-p", "s3cret", "status")[1], 60, "web")
+        # (supervisorctl then retries once and prints the 401 as an error, as with supervisord)
+        for args in (("-u", "ops", "-p", "wrong"), ()):
+            code, text = run(*args, "status")
+            assert text.startswith("Server requires authentication\n") and "401" in text
+            assert "RUNNING" not in text
+        assert run("-u", "ops", "-p", "s3cret", "stop", "web") == (0, "web: stopped\n")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0
