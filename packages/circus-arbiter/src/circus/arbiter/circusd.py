@@ -169,10 +169,10 @@ def _main(argv: list[str] | None) -> int:
 
         systemd = SystemdNotifier.from_environ()
     readiness = None
-    daemonize = args.daemonize or (
+    background = args.daemonize or (
         not args.nodaemon and _supervisor_daemonizes(args.config, args.format)
     )
-    if daemonize and handover is None:
+    if background and handover is None:
         from ._daemonize import daemonize
 
         readiness = daemonize()  # errors until it is serving still reach the user's terminal
