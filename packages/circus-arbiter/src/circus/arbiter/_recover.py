@@ -42,8 +42,8 @@ _ORPHAN_GRACE = 10.0
 def claim_leaves(state: PreviousState | None) -> None:
     """Keep the cgroup leaves of the previous daemon's live processes from the sweep of
     dead daemons' cgroups (to be called before tree tracking starts)."""
-    if state is None:
-        return
+    if state is None or state.daemon_pid == os.getpid():
+        return  # none, or our own (written before an exec of ourselves: nothing to take over)
     from circus.process import claim_cgroup, process_start_time, sibling_leaves
 
     for rec in state.processes:
