@@ -8,7 +8,10 @@ Bounds, so that no client can hold circusd's loop or memory: the request head is
 keep-alive connection is closed after :data:`IDLE_TIMEOUT`), a body at most
 :data:`MAX_BODY` bytes within :data:`BODY_TIMEOUT`; an answer a client does not read within
 :data:`WRITE_TIMEOUT` closes its connection; at most :data:`MAX_CONNECTIONS` connections are
-served at once (the next ones are closed at once, logged at most once a minute).
+served at once (the next ones are closed at once, logged at most once a minute), of which
+:data:`ADMIN_RESERVE` are kept for root and circusd's own uid and at most :data:`PER_PEER`
+go to one other uid (the unknown peers count as one): a local user holding idle connections
+cannot keep root out of the API.
 
 Who the peer is comes from the kernel, once per connection: ``SO_PEERCRED`` on a unix socket,
 the owner of the client's socket on loopback tcp (circus.arbiter ``_peers``), nothing for any
@@ -34,13 +37,22 @@ from dataclasses import dataclass
 
 from .._peers import PeerIdentity, tcp_owner_uid
 
-__all__ = ["HttpServerSpec", "RpcHttpServer", "MAX_BODY", "MAX_CONNECTIONS"]
+__all__ = [
+    "ADMIN_RESERVE",
+    "MAX_BODY",
+    "MAX_CONNECTIONS",
+    "PER_PEER",
+    "HttpServerSpec",
+    "RpcHttpServer",
+]
 
 log = logging.getLogger("circus.arbiter")
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 1024 * 1024
 MAX_CONNECTIONS = 64
+ADMIN_RESERVE = 16
+PER_PEER = 24
 HEAD_TIMEOUT = 30.0
 IDLE_TIMEOUT = 120.0
 BODY_TIMEOUT = 30.0
@@ -112,6 +124,7 @@ class RpcHttpServer:
         self._stream = stream
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        self._held: dict[int | None, int] = {}  # connections per peer uid
         self._refused_logged = 0.0
         self.port: int | None = None
 
@@ -170,21 +183,27 @@ class RpcHttpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if len(self._conns) >= MAX_CONNECTIONS:
+        peer = _identity(writer, self.spec.kind)
+        admin = peer.uid is not None and peer.uid in (0, os.geteuid())
+        held = self._held.get(peer.uid, 0)
+        room = MAX_CONNECTIONS if admin else MAX_CONNECTIONS - ADMIN_RESERVE
+        if len(self._conns) >= room or (not admin and held >= PER_PEER):
             now = time.monotonic()
             if now - self._refused_logged > 60:
                 self._refused_logged = now
                 log.warning(
-                    "supervisor control API %s: %d connections open, refusing more",
+                    "supervisor control API %s: %d connections open (%d of %s), refusing more",
                     self.url(),
-                    MAX_CONNECTIONS,
+                    len(self._conns),
+                    held,
+                    peer.describe(),
                 )
             writer.transport.abort()
             return
         assert task is not None
         self._conns.add(task)
+        self._held[peer.uid] = held + 1
         try:
-            peer = _identity(writer, self.spec.kind)
             while await self._one_request(reader, writer, peer):
                 pass
         except (OSError, asyncio.IncompleteReadError, TimeoutError, _TooBig, ValueError):
@@ -193,6 +212,11 @@ class RpcHttpServer:
             pass
         finally:
             self._conns.discard(task)
+            left = self._held.get(peer.uid, 1) - 1
+            if left > 0:
+                self._held[peer.uid] = left
+            else:
+                self._held.pop(peer.uid, None)
             writer.transport.abort()
 
     async def _one_request(
