@@ -28,7 +28,7 @@ def test_parse_names_forms() -> None:
     for bad in (1, ["a", 2], {"a": 1}):
         with pytest.raises(TypeError):
             parse_names(bad)
-    for bad in (["a", " "], ["a\0"], ",".join(f"n{i}" for i in range(1001))):
+    for bad in (["a", " "], ["a\0"], ",".join(f"n{i}" for i in range(1001)), "x" * 257):
         with pytest.raises(ValueError):
             parse_names(bad)
 

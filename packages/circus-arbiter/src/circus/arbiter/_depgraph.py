@@ -18,6 +18,7 @@ __all__ = ["DepGraph", "DependencyError", "parse_names"]
 
 _SPLIT = re.compile(r"[,\n]")
 _MAX_NAMES = 1000  # dependencies of one watcher; more is garbage, not a config
+_MAX_NAME = 256  # characters: no command may name a watcher by a longer name
 
 
 class DependencyError(ValueError):
@@ -45,7 +46,8 @@ def parse_names(value: Any) -> tuple[str, ...]:
 
     Raises:
         TypeError: not a string or a list of strings.
-        ValueError: an empty name in a list, a name with a NUL, or more than 1000 names.
+        ValueError: an empty name in a list, a name with a NUL or over 256 characters, or
+            more than 1000 names.
     """
     if value is None:
         return ()
@@ -65,6 +67,8 @@ def parse_names(value: Any) -> tuple[str, ...]:
     for item in items:
         if "\0" in item:
             raise ValueError("expected watcher names; one holds a NUL character")
+        if len(item) > _MAX_NAME:
+            raise ValueError(f"expected watcher names of at most {_MAX_NAME} characters")
         names.setdefault(item.lower(), item)
     if len(names) > _MAX_NAMES:
         raise ValueError(f"expected at most {_MAX_NAMES} names")
@@ -125,7 +129,9 @@ class DepGraph:
         wanted = [d.lower() for d in deps]
         missing = tuple(d for d in deps if not known(d) and d.lower() != key)
         if missing:
-            listed = ", ".join(repr(m) for m in missing)
+            listed = ", ".join(repr(m) for m in missing[:5])
+            if len(missing) > 5:
+                listed += f" and {len(missing) - 5} more"
             raise DependencyError(f"no watcher named {listed}", name, missing=missing)
         cycle = self._path_back(key, wanted)
         if cycle:

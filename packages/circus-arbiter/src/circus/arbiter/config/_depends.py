@@ -76,10 +76,12 @@ def _located(
         import difflib
 
         words = []
-        for missing in exc.missing:
+        for missing in exc.missing[:5]:  # a garbage list must not cost a difflib each
             close = difflib.get_close_matches(missing.lower(), list(graph_of), n=1, cutoff=0.75)
             hint = f" (did you mean {graph_of[close[0]].name!r}?)" if close else ""
             words.append(f"{missing!r}{hint}")
+        if len(exc.missing) > 5:
+            words.append(f"and {len(exc.missing) - 5} more")
         expected = "expected names of [watcher:NAME] sections; no watcher named " + ", ".join(words)
     else:
         steps = []
