@@ -170,3 +170,38 @@ def test_adopted_processes_are_ready_and_probed_for_liveness(
         assert recorder.of("unhealthy")[0]["process_pid"] == procs[0].pid
 
     run_async(main)
+
+
+def test_a_child_adopted_with_its_pipes_keeps_its_output_and_status(
+    make: Any, run_async: Any, recorder: Any
+) -> None:
+    """As after an exec of the daemon: a real child, its output pipe handed over with it."""
+    watcher = make(SLEEP, numprocesses=1, respawn=False)
+    seen: list[bytes] = []
+    watcher.add_output_observer(lambda pid, stream, data: seen.append(data))
+    cue_r, cue_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            "/bin/sh",
+            ["sh", "-c", "read x; echo hello; exit 3"],
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, cue_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1)],
+        )
+    finally:
+        os.close(cue_r)
+        os.close(out_w)
+    proc = Process.attach(pid, process_start_time(pid) or 0, name="w", wid=1, stdout=out_r)
+
+    async def main() -> None:
+        await watcher.adopt([proc])
+        os.write(cue_w, b"go\n")
+        await recorder.until(
+            lambda: recorder.count("reap") == 1 and b"".join(seen) == b"hello\n", 30
+        )
+        assert recorder.of("reap")[0]["exit_code"] == 3  # a child: its exact status
+
+    try:
+        run_async(main)
+    finally:
+        os.close(cue_w)
