@@ -123,7 +123,8 @@ def _value(rest: str, lines: list[str], index: int, path: str, lineno: int) -> t
 
 
 def _quoted(rest: str, lines: list[str], index: int, path: str, lineno: int) -> tuple[str, int]:
-    quote, text, out = rest[0], rest[1:], []
+    quote, text = rest[0], rest[1:]
+    out: list[str] = []
     while True:
         pos = 0
         while pos < len(text):
