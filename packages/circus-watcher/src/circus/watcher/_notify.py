@@ -3,8 +3,10 @@
 Each process of a watcher using ``notify`` gets its own ``$NOTIFY_SOCKET``: a unix datagram
 socket ``<runtime dir>/<n>/notify``. The runtime dir (``circus-notify-*`` in
 ``$XDG_RUNTIME_DIR``, else the temp dir) is mode 0711 (nobody may list it); each process's
-``<n>`` dir is 0700 and owned by the process's user, so another user cannot even reach the
-socket. A process of the same user could: every datagram therefore carries its sender's
+``<n>`` dir is ours, 0700 (0711 for a process of another user, who may pass through it but
+put nothing in it: a tree of its own there would be ours to remove), and the socket is 0600,
+owned by the process's user, so another user cannot connect to it. A process of the same
+user could: every datagram therefore carries its sender's
 credentials (``SO_PASSCRED``), and only one sent by the process itself or by one of its
 descendants counts (its ancestry is read from ``/proc`` when the datagram is read; a sender
 gone by then is not counted). The socket and its dir are removed when the process goes.
@@ -119,7 +121,7 @@ def _remove_tree(path: str) -> None:
     """Remove ``path`` and what its process's user may have put in it. Everything goes
     through descriptors of dirs already opened (``fwalk``, ``dir_fd``) and no link is
     followed, so swapping a dir for a symlink meanwhile cannot make us remove anything else."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, RecursionError):
         for _top, dirs, files, fd in os.fwalk(path, topdown=False):
             for name in files:
                 with contextlib.suppress(OSError):
@@ -241,9 +243,10 @@ class NotifyChannel:
             self._sock.bind(self.path)
             os.chmod(self.path, 0o600)
             if owner is not None and owner != os.geteuid():
-                # the socket first: once the dir is the user's, its entries are theirs to swap
+                # the dir stays ours: a user owning it could fill it with a tree deeper than
+                # any recursion, or millions of entries, for us to remove on the loop
                 os.chown(self.path, owner, -1, follow_symlinks=False)
-                os.chown(directory, owner, -1, follow_symlinks=False)
+                os.chmod(directory, 0o711)
         except BaseException:
             self._sock.close()
             self._sock = None
