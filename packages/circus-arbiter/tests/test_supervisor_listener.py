@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
 import socket
 import sys
@@ -85,10 +86,18 @@ def watcher(name: str, code: str, *args: str, **options: Any) -> dict[str, Any]:
     }
 
 
-def run(tmp_path: Path, mode: str, events: str, body: Any, **listener: str) -> Any:
-    out = tmp_path / "events.txt"
+def run(
+    tmp_path: Path,
+    mode: str,
+    events: str,
+    body: Any,
+    out_dir: Path | None = None,
+    spec_options: dict[str, Any] | None = None,
+    **listener: str,
+) -> Any:
+    out = (out_dir or tmp_path) / "events.txt"
     flag = tmp_path / "flag"
-    spec = watcher("rec", LISTENER, str(out), mode)
+    spec = watcher("rec", LISTENER, str(out), mode, **(spec_options or {}))
 
     def expand(section: Any, group: str) -> list[tuple[Any, Any]]:
         return [(proc("rec", startsecs=0), SimpleNamespace(kwargs=spec))]
@@ -236,3 +245,36 @@ def test_bad_events_option_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="events"):
         run(tmp_path, "ok", "PROCESS_STATE, NOT_AN_EVENT", body)
+
+
+SYSTEM_PY = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a listener as nobody")
+@pytest.mark.skipif(not os.access(SYSTEM_PY, os.X_OK), reason=f"{SYSTEM_PY} missing")
+def test_a_listener_running_as_another_user(tmp_path: Path) -> None:
+    import shutil
+    import tempfile
+
+    # nobody can reach neither circusd's interpreter (a venv under /root here) nor pytest's
+    # temp dir: the relay must run on a Python nobody can use, and write where it may
+    folder = Path(tempfile.mkdtemp(prefix="suprpc-listener-"))
+    try:
+        folder.chmod(0o755)
+        os.chown(folder, 65534, 65534)
+
+        async def body(arbiter: Arbiter, out: Path, flag: Path) -> None:
+            await async_wait_until(lambda: lines(out), 30, "an event delivered to nobody")
+            pid = arbiter.get_watcher("rec").pids[0]
+            assert os.stat(f"/proc/{pid}").st_uid == 65534
+
+        run(
+            tmp_path,
+            "ok",
+            "PROCESS_STATE",
+            body,
+            out_dir=folder,
+            spec_options={"cmd": SYSTEM_PY, "uid": "nobody", "gid": 65534},
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

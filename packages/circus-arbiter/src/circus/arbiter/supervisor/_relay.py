@@ -1,10 +1,11 @@
 """Started as an event listener's command: connect to circusd's listener socket, make that
 connection the process's stdin and stdout, then exec the listener itself (same pid).
 
-Run as a plain script (``python -I -S _relay.py SOCKET -- argv...``): it imports nothing of
-circus, so it costs an interpreter start and nothing more. ``SOCKET`` starting with ``@`` is
-an abstract unix socket name. circusd knows the connection is this listener by the pid the
-kernel reports for it (``SO_PEERCRED``), which the exec keeps.
+Run as ``python -I -S -c <this file's text> SOCKET -- argv...``: it imports nothing of circus
+and needs no file of circus's (a listener running as another user may not be able to read
+them), so it costs an interpreter start and nothing more; it runs on any Python 3.
+``SOCKET`` starting with ``@`` is an abstract unix socket name. circusd knows the connection
+is this listener by the pid the kernel reports for it (``SO_PEERCRED``), which the exec keeps.
 """
 
 import os

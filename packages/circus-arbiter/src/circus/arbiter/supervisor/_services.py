@@ -203,8 +203,9 @@ class SupervisorServices:
         spec["env"] = env
         if self.hub is not None and name in self.listener_watchers:
             argv = _argv(spec)
-            spec["cmd"] = sys.executable
-            spec["args"] = shlex.join(["-I", "-S", RELAY, "@" + self.hub.address, "--", *argv])
+            spec["cmd"] = _interpreter(spec.get("uid"), spec.get("gid"))
+            relay = ["-I", "-S", "-c", _relay_code(), "@" + self.hub.address, "--", *argv]
+            spec["args"] = shlex.join(relay)
             spec["shell"] = False
             spec.pop("executable", None)
         return spec
@@ -281,6 +282,61 @@ def _expand(section: Any, group: str, supervisor: Any) -> list[tuple[Any, Any]]:
     from ._loader import expand_program
 
     return expand_program(section, group, supervisor, kind="eventlistener")
+
+
+def _relay_code() -> str:
+    with open(RELAY, encoding="utf-8") as file:
+        return file.read()
+
+
+def _interpreter(uid: object, gid: object) -> str:
+    """A Python the listener's user can run for the relay: circusd's own, else the system's
+    (circusd's may sit where that user cannot go, as a virtualenv under /root)."""
+    import pwd
+    import shutil
+
+    if uid is None:
+        return sys.executable
+    try:
+        entry = pwd.getpwuid(int(str(uid))) if str(uid).isdigit() else pwd.getpwnam(str(uid))
+    except (KeyError, ValueError, OverflowError):
+        return sys.executable
+    if entry.pw_uid == os.geteuid():
+        return sys.executable
+    groups = set(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    if isinstance(gid, int) or str(gid).isdigit():
+        groups.add(int(str(gid)))
+    candidates = [sys.executable, getattr(sys, "_base_executable", None)]
+    candidates += [shutil.which("python3"), "/usr/bin/python3"]
+    for candidate in candidates:
+        if candidate and _runs_as(candidate, entry.pw_uid, groups):
+            return candidate
+    return sys.executable
+
+
+def _runs_as(path: str, uid: int, groups: set[int]) -> bool:
+    """Whether ``uid`` (in ``groups``) may reach and execute ``path`` (symlinks followed)."""
+    import stat
+
+    real = os.path.realpath(path)
+    parts = real.split(os.sep)
+    for i in range(1, len(parts)):
+        folder = os.sep.join(parts[:i]) or os.sep
+        if not _allowed(folder, uid, groups, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return False
+    return _allowed(real, uid, groups, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+
+
+def _allowed(path: str, uid: int, groups: set[int], user: int, group: int, other: int) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    if info.st_uid == uid:
+        return bool(info.st_mode & user)
+    if info.st_gid in groups:
+        return bool(info.st_mode & group)
+    return bool(info.st_mode & other)
 
 
 def _argv(spec: Mapping[str, Any]) -> list[str]:
