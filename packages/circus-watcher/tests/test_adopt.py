@@ -205,3 +205,21 @@ def test_a_child_adopted_with_its_pipes_keeps_its_output_and_status(
         run_async(main)
     finally:
         os.close(cue_w)
+
+
+def test_adopt_events_carry_the_documented_payload(
+    make: Any, run_async: Any, recorder: Any, strays: Any
+) -> None:
+    from circus.watcher import EVENTS
+
+    watcher = make(SLEEP, numprocesses=1)
+    procs = _with_wids(strays(1), [1])
+
+    async def main() -> None:
+        await watcher.adopt(procs)
+        (payload,) = recorder.of("adopt")
+        assert tuple(payload) == EVENTS["adopt"]
+        assert payload["process_pid"] == procs[0].pid and payload["wid"] == 1
+        assert recorder.names().index("adopt") < recorder.names().index("start")
+
+    run_async(main)

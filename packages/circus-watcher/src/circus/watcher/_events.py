@@ -39,6 +39,8 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "ready": ("process_pid", "process_id"),
     "unready": ("process_pid", "process_id", "reason"),
     "unhealthy": ("process_pid", "process_id", "reason"),
+    # a running process taken in by Watcher.adopt (after a crash or an exec of the daemon)
+    "adopt": ("process_pid", "time", "wid"),
 }
 
 
