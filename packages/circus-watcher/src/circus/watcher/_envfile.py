@@ -14,7 +14,9 @@ Files stack in the order given, a later file overriding an earlier one. Standard
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable
 
 from ._errors import WatcherError
@@ -66,7 +68,11 @@ def read_env_files(entries: Iterable[str]) -> dict[str, str]:
 
 def _read(path: str, optional: bool) -> str | None:
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: a FIFO put in the file's place must not hold the daemon in open()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise EnvFileError(path, None, "not a regular file")
             data = handle.read(MAX_ENV_FILE_BYTES + 1)
     except FileNotFoundError:
         if optional:
