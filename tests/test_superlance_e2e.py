@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -81,6 +82,15 @@ events=TICK_5
 """
 
 
+def _with_log(folder: Path, wait: Any) -> None:
+    """Run ``wait``; a failure says what circusd logged."""
+    try:
+        wait()
+    except AssertionError as exc:
+        log = (folder / "circusd.out").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"{exc}\ncircusd's output:\n{log}") from None
+
+
 def test_crashmail_and_memmon_act_on_our_processes(tmp_path: Path) -> None:
     venv = supervisor_venv()
     (tmp_path / "crashy.py").write_text(CRASHY)
@@ -107,10 +117,15 @@ def test_crashmail_and_memmon_act_on_our_processes(tmp_path: Path) -> None:
         proc = subprocess.Popen([CIRCUSD, str(conf)], stdout=out, stderr=subprocess.STDOUT)
     tree: set[int] = set()
     try:
-        wait_until(
-            lambda: pid_of("crashy") and pid_of("hog") and pid_of("crashmail") and pid_of("memmon"),
-            60,
-            "every program and listener RUNNING",
+        _with_log(
+            tmp_path,
+            lambda: wait_until(
+                lambda: (
+                    pid_of("crashy") and pid_of("hog") and pid_of("crashmail") and pid_of("memmon")
+                ),
+                60,
+                "every program and listener RUNNING",
+            ),
         )
         crashed = pid_of("crashy")
         hog = pid_of("hog")
