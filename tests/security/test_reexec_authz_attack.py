@@ -1,0 +1,82 @@
+"""``daemon-reexec`` is for admins only: the endpoint's owner (a user circusd trusts to
+operate every watcher) must not make a root circusd re-execute itself, nor steer what it
+executes (only circusd's own command line, resolved at start, is exec'd)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a root circusd, a nobody owner)"),
+]
+
+NOBODY = 65534
+SITE = sysconfig.get_paths()["purelib"]
+SYSTEM_PY = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+CLIENT = r"""
+import json, site, sys
+site.addsitedir(sys.argv[1])
+from circus.ctl import CircusClient
+with CircusClient(sys.argv[2], timeout=20, check=False) as client:
+    print(json.dumps([client.call(c, p) for c, p in json.loads(sys.argv[3])]))
+"""
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="circus-reexec-authz-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_owner_cannot_reexec_a_root_circusd(circusd: Any, public_dir: Path) -> None:
+    if not os.access(SYSTEM_PY, os.X_OK):
+        pytest.skip(f"{SYSTEM_PY} missing (the nobody client's interpreter)")
+    daemon_class = type(circusd("", start=False))
+    daemon = daemon_class(
+        public_dir,
+        "[circus]\nendpoint_owner = nobody\n\n[watcher:w]\ncmd = /bin/sleep 300\n",
+    )
+    try:
+        daemon.start()
+        before = daemon.pids("w")
+        requests = [
+            ["incr", {"name": "w"}],  # proof the client is the owner: it may operate
+            ["daemon-reexec", {}],
+            ["daemon-reexec", {"argv": ["/bin/sh", "-c", "id"], "env": {"PYTHONPATH": "/tmp"}}],
+        ]
+        done = subprocess.run(
+            [SYSTEM_PY, "-c", CLIENT, SITE, daemon.endpoint, json.dumps(requests)],
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            capture_output=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "HOME": "/"},
+            timeout=90,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-500:]
+        owner, *answers = json.loads(done.stdout)
+        assert owner["status"] == "ok", owner
+        for answer in answers:
+            assert answer["status"] == "error" and answer["errno"] == 3, answer
+            assert "daemon-reexec" in answer["reason"], answer
+        assert "generation 1" not in daemon.output()
+        assert set(before) < set(daemon.pids("w"))
+    finally:
+        daemon.stop()
