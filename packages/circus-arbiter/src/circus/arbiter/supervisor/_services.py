@@ -219,12 +219,18 @@ class SupervisorServices:
             self.hub.publish("SUPERVISOR_STATE_CHANGE_RUNNING", b"")
 
     async def close(self) -> None:
-        """Stop serving and listening (before the watchers stop)."""
-        for server in self.servers:
-            await server.close()
-        if self.hub is not None:
-            await self.hub.close()
-        self.tracker.detach_all()
+        """Stop serving and listening (before the watchers stop). Never raises: the
+        daemon's shutdown goes on whatever happens here."""
+        parts: list[Any] = [*self.servers, *([self.hub] if self.hub is not None else [])]
+        for part in parts:
+            try:
+                await part.close()
+            except Exception:
+                log.exception("closing Supervisor's %s failed", type(part).__name__)
+        try:
+            self.tracker.detach_all()
+        except Exception:  # pragma: no cover - a watcher already closed
+            log.exception("detaching from the watchers failed")
 
     # ------------------------------------------------------------------ events
 
