@@ -62,6 +62,7 @@ class Controller:
         self._guarded = False
         #: ``time.monotonic()`` of the last answer handed to libzmq (0: none yet)
         self.last_answer = 0.0
+        self._held: list[Any] = []  # received as reading stopped, not run yet
 
     def bind(self, owner: str | None = None) -> None:
         """Bind the ROUTER socket (ipc files 0600, chowned to ``owner``) with the bounds of
@@ -113,8 +114,15 @@ class Controller:
         bind_again(self._socket, self.endpoint, owner)
 
     def start(self) -> None:
-        """Start receiving requests on the running loop."""
-        self._task = asyncio.get_running_loop().create_task(self._serve())
+        """Start receiving requests on the running loop (and run those received as
+        :meth:`stop_reading` stopped it)."""
+        loop = asyncio.get_running_loop()
+        held, self._held = self._held, []
+        for frames in held:
+            task = loop.create_task(self._handle(frames))
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+        self._task = loop.create_task(self._serve())
 
     async def _serve(self) -> None:
         assert self._socket is not None
@@ -123,10 +131,14 @@ class Controller:
             # past MAX_IN_FLIGHT running requests, the next ones wait unread in libzmq's
             # bounded queues, not in ours
             await self._slots.acquire()
+            receiving = asyncio.ensure_future(self._socket.recv_multipart(copy=False))
             try:
-                frames = await self._socket.recv_multipart(copy=False)
+                frames = await receiving
             except asyncio.CancelledError:
                 self._slots.release()
+                # stopped (stop_reading) just as a message was received: keep it
+                if receiving.done() and not receiving.cancelled() and not receiving.exception():
+                    self._held.append(receiving.result())
                 raise
             except zmq.ZMQError as exc:  # pragma: no cover - socket closed under us
                 self._slots.release()
@@ -254,11 +266,15 @@ class Controller:
             return []
         sync: zmq.Socket[Any] = zmq.Socket.shadow(self._socket.underlying)
         found = []
+        held, self._held = self._held, []
         while True:
-            try:
-                frames = sync.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.ZMQError:
-                break
+            if held:
+                frames = held.pop(0)
+            else:
+                try:
+                    frames = sync.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.ZMQError:
+                    break
             identity, body = frames[0].bytes, frames[1:]
             envelope: list[bytes] = []
             if len(body) == 2 and body[0].bytes == b"":

@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger("circus.arbiter")
 
 QUIET_TIMEOUT = 5.0  # seconds the switch waits for the control requests being run
-FLUSHED_AFTER = 0.02  # an answer handed to libzmq this long ago has left (its I/O thread)
+FLUSHED_AFTER = 0.1  # an answer handed to libzmq this long ago has left (its I/O thread)
 DRY_RUN_TIMEOUT = 60.0  # an import of the installed code on a loaded machine
 
 _enabled = False  # only circusd may re-exec its process (not an embedding program)
@@ -308,7 +308,51 @@ def _quiet(arbiter: Any) -> bool:
     if controller is None:
         return True
     flushed = time.monotonic() - controller.last_answer >= FLUSHED_AFTER
-    return bool(controller.idle()) and flushed
+    return bool(controller.idle()) and flushed and not _bytes_waiting(controller.endpoint)
+
+
+def _bytes_waiting(endpoint: str) -> bool:
+    """Whether a connection of the control endpoint has bytes libzmq has not read yet (a
+    request on its way: closing the connection now would lose it)."""
+    import fcntl
+    import socket
+    import stat
+    import struct
+    import termios
+
+    from ._endpoints import ipc_path
+
+    path = ipc_path(endpoint)
+    port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else None
+    if path is None and not (port and port.isdigit()):
+        return False
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                continue
+            name = sock.getsockname()
+            ours = (
+                name == path
+                if path is not None
+                else isinstance(name, tuple) and str(name[1]) == port
+            )
+            if ours and struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0" * 4))[0]:
+                return True
+        except OSError:
+            continue
+        finally:
+            sock.close()
+    return False
 
 
 def _handed_fds(state: Mapping[str, Any]) -> list[int]:
