@@ -422,3 +422,21 @@ def test_warmup_delay_spaces_launches_in_the_graph(tmp_path: Path) -> None:
         _watcher("c", autostart=False),
     ]
     _run(tmp_path, watchers, body, warmup_delay=0.25)
+
+
+def test_restart_with_a_requirement_that_cannot_start(tmp_path: Path) -> None:
+    async def body(arbiter: Arbiter, events: list[tuple[str, str]]) -> Any:
+        ws = arbiter.watcher_set
+        app = ws.get("app")
+        # app runs (started alone, before its requirement was known to be broken)
+        await ws.start_one(app)
+        assert len(app.pids) == 1
+        with pytest.raises(Exception, match="cannot start 'app': its dependency 'broken'"):
+            await ws.restart(app)
+        assert app.is_stopped() and ws.get("broken").is_stopped()
+
+    watchers = [
+        _watcher("broken", cmd=str(tmp_path / "no-such-program"), max_retry=0, autostart=False),
+        _watcher("app", depends_on=["broken"], autostart=False),
+    ]
+    _run(tmp_path, watchers, body)
