@@ -169,6 +169,7 @@ def test_notify_sequence_on_a_path_socket(tmp_path: Path, notify_path: Notify) -
     assert stopping > at
 
 
+@pytest.mark.slow  # about 2.5 s: a second watching that READY=1 does not come early
 def test_abstract_socket_reload_and_readiness_gate(tmp_path: Path, notify_abstract: Notify) -> None:
     flag = tmp_path / "db-ready"
     body = f"""
