@@ -223,3 +223,55 @@ def test_quadratic_blowup_within_the_body_limit_is_a_fault() -> None:
     answer, took = _handle(body)
     print(f"quadratic blowup: {len(body)} bytes, answered in {took:.2f} s")
     assert b"faultCode" in answer, answer[:300]
+
+
+# Run as nobody: every call that reads output or acts, and the tail -f stream.
+READER = r"""
+import http.client, json, sys, xmlrpc.client
+port = int(sys.argv[1])
+proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
+out = {}
+calls = {
+    "read": ("readProcessStdoutLog", "sleep:sleep_00", 0, 100),
+    "tail": ("tailProcessStdoutLog", "sleep:sleep_00", 0, 100),
+    "mainlog": ("readLog", 0, 100),
+    "stop": ("stopProcess", "sleep:sleep_00"),
+    "signal": ("signalProcess", "sleep:sleep_00", "KILL"),
+    "clear": ("clearProcessLogs", "sleep:sleep_00"),
+    "shutdown": ("shutdown",),
+}
+for key, (method, *args) in calls.items():
+    try:
+        getattr(proxy.supervisor, method)(*args)
+        out[key] = "allowed"
+    except xmlrpc.client.Fault as fault:
+        out[key] = fault.faultString
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+conn.request("GET", "/logtail/sleep:sleep_00")
+out["logtail"] = conn.getresponse().status
+print(json.dumps(out))
+"""
+
+
+def test_a_local_user_may_read_states_but_not_output_nor_act(daemon: Daemon) -> None:
+    import json
+
+    pids = {p.pid for p in psutil.Process(daemon.proc.pid).children()}
+    done = subprocess.run(
+        [_system_python(), "-c", READER, str(daemon.port)],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        capture_output=True,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    out = json.loads(done.stdout)
+    logtail = out.pop("logtail")
+    assert logtail != 200, out
+    for key, answer in out.items():
+        assert answer != "allowed" and "uid 65534" in answer, (key, answer)
+    assert daemon.state() == "RUNNING"
+    assert pids <= {p.pid for p in psutil.Process(daemon.proc.pid).children()}
