@@ -149,6 +149,7 @@ def server(kind: str, folder: Path, venv: Path) -> Iterator[Server]:
 
 SCRIPT = [
     ("status",),
+    ("avail",),
     ("stop", "web"),
     ("status", "web"),
     ("stop", "web"),
@@ -299,6 +300,16 @@ def test_sighup_reload_is_followed(tmp_path: Path) -> None:
         conf.write_text(base)
         daemon.send_signal(signal.SIGHUP)
         wait_until(lambda: status() == {"ticker": "RUNNING"}, 60, "the removed program gone")
+        # supervisorctl reload: every process stopped and started again, the file re-read
+        before = subprocess.run([*ctl, "pid", "ticker"], capture_output=True, text=True).stdout
+        done = subprocess.run([*ctl, "reload"], capture_output=True, text=True, timeout=60)
+        assert done.stdout == "Restarted supervisord\n"
+
+        def restarted() -> bool:
+            now = subprocess.run([*ctl, "pid", "ticker"], capture_output=True, text=True)
+            return now.stdout.strip() not in ("0", before.strip(), "")
+
+        wait_until(restarted, 60, "the ticker restarted by reload")
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0

@@ -84,6 +84,8 @@ class RpcInterface:
             "supervisor.readLog": self.read_log,
             "supervisor.readMainLog": self.read_log,
             "supervisor.shutdown": self.shutdown,
+            "supervisor.restart": self.restart,
+            "supervisor.getAllConfigInfo": self.get_all_config_info,
             "supervisor.getProcessInfo": self.get_process_info,
             "supervisor.getAllProcessInfo": self.get_all_process_info,
             "supervisor.startProcess": self.start_process,
@@ -212,7 +214,61 @@ class RpcInterface:
         self.arbiter.request_quit()
         return True
 
+    async def restart(self, peer: PeerIdentity) -> bool:
+        """Stop every process, re-read the file, start them again (``circusctl restart``,
+        which needs the admin right)."""
+        from .._commands import run_command
+
+        try:
+            await run_command(self.arbiter.commands, "restart", {}, peer=peer)
+        except Refused as exc:
+            raise RpcError(Fault.FAILED, exc.reason) from None
+        return True
+
     # ------------------------------------------------------------------ info
+
+    def get_all_config_info(self, peer: PeerIdentity) -> list[dict[str, Any]]:
+        """What each process is configured with (``supervisorctl avail``)."""
+        out = []
+        for record in self.tracker.by_priority():
+            conf = record.config
+            watcher = self.arbiter.table.find(record.watcher)
+            get = getattr(watcher, "get_opt", None)
+
+            def opt(key: str, default: Any = "", get: Any = get) -> Any:
+                try:
+                    value = get(key) if get is not None else default
+                except Exception:
+                    return default
+                return default if value is None else value
+
+            command = " ".join(str(p) for p in (opt("cmd"), opt("args")) if p)
+            out.append(
+                {
+                    "name": record.name,
+                    "group": record.group,
+                    "inuse": watcher is not None,
+                    "autostart": bool(getattr(watcher, "autostart", False)),
+                    "process_prio": record.priority,
+                    "group_prio": record.group_priority,
+                    "command": command,
+                    "directory": str(opt("working_dir")),
+                    "uid": str(opt("uid")),
+                    "exitcodes": list(record.exitcodes),
+                    "startsecs": int(record.startsecs),
+                    "startretries": int(getattr(conf, "startretries", 3)),
+                    "stopsignal": _signum_or(opt("stop_signal", "TERM"), 15),
+                    "stopwaitsecs": int(float(opt("graceful_timeout", 10))),
+                    "killasgroup": bool(opt("stop_children", False)),
+                    "redirect_stderr": bool(getattr(conf, "redirect_stderr", False)),
+                    "stdout_logfile": record.stdout_logfile or "",
+                    "stderr_logfile": record.stderr_logfile or "",
+                    "stdout_events_enabled": record.stdout_events,
+                    "stderr_events_enabled": record.stderr_events,
+                    "serverurl": "AUTO",
+                }
+            )
+        return out
 
     def _info(self, record: ProcRecord, now: float) -> dict[str, Any]:
         return {
@@ -633,6 +689,13 @@ def _signum(value: object) -> int:
     if number not in {int(s) for s in _signal.Signals}:
         raise RpcError(Fault.BAD_SIGNAL, str(value)[:50])
     return number
+
+
+def _signum_or(value: object, default: int) -> int:
+    try:
+        return _signum(value)
+    except RpcError:
+        return default
 
 
 def _check_ints(*values: object) -> None:

@@ -278,6 +278,7 @@ def _record(process: Any) -> ProcRecord:
         stderr_events=bool(getattr(process, "stderr_events_enabled", False)),
         priority=int(getattr(process, "priority", 999)),
         group_priority=int(getattr(process, "group_priority", getattr(process, "priority", 999))),
+        config=process,
     )
 
 

@@ -48,6 +48,7 @@ class ProcRecord:
     stderr_events: bool = False
     priority: int = 999
     group_priority: int = 999
+    config: Any = None  # the loader's description of the process (``SupProcess``)
     state: ProcState = ProcState.STOPPED
     pid: int = 0
     start: float = 0.0
@@ -96,6 +97,7 @@ _SETTINGS = (
     "stderr_events",
     "priority",
     "group_priority",
+    "config",
 )
 
 
