@@ -214,6 +214,29 @@ def test_overflow_drops_the_oldest(tmp_path: Path, caplog: Any) -> None:
     run(tmp_path, "gated", "PROCESS_COMMUNICATION", body, buffer_size="2")
 
 
+def test_a_second_ready_while_idle_changes_nothing() -> None:
+    from circus.arbiter.supervisor._events import Event
+    from circus.arbiter.supervisor._listener import ListenerPool
+
+    class Conn:
+        def __init__(self) -> None:
+            self.sent: list[tuple[int, int]] = []
+
+        def send(self, event: Event, poolserial: int) -> None:
+            self.sent.append((event.serial, poolserial))
+
+    pool = ListenerPool("p", ["w"], ["EVENT"])
+    conn = Conn()
+    pool.ready(conn)  # type: ignore[arg-type]
+    pool.ready(conn)  # type: ignore[arg-type]
+    pool.push(Event(1, "TICK_5", b"when:5"))
+    pool.push(Event(2, "TICK_5", b"when:10"))
+    assert conn.sent == [(1, 1)]  # one event until it answers, not one per READY
+    pool.done(Event(1, "TICK_5", b"when:5"))
+    pool.ready(conn)  # type: ignore[arg-type]
+    assert conn.sent == [(1, 1), (2, 2)]
+
+
 def test_a_stranger_is_hung_up_on(tmp_path: Path, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, "circus.arbiter")
 

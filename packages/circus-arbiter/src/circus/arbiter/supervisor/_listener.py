@@ -39,6 +39,7 @@ log = logging.getLogger("circus.arbiter")
 MAX_LINE = 1024  # a READY or RESULT line
 MAX_RESULT = 64 * 1024  # a RESULT body
 CONNECT_WAIT = 10.0  # how long a connection may wait for its pid to be known as spawned
+DROP_LOG_INTERVAL = 60.0  # seconds between two warnings of dropped events
 MAX_WAIT = 64  # connections open at once beyond which an unknown one is not waited for
 _PEERCRED = struct.Struct("3i")
 
@@ -71,6 +72,8 @@ class ListenerPool:
         self.poolserial = 0
         self.dropped = 0
         self._ready: deque[_Connection] = deque()
+        self._warned = -DROP_LOG_INTERVAL
+        self._unlogged = 0
         self._serials: dict[int, int] = {}  # event serial: its poolserial (kept on resend)
 
     def wants(self, name: str) -> bool:
@@ -90,18 +93,31 @@ class ListenerPool:
             lost = self.buffer.popleft()
             self._serials.pop(lost.serial, None)
             self.dropped += 1
-            log.warning(
-                "event listener pool %s: buffer of %d full, dropping event %d (%s)",
-                self.name,
-                self.buffer_size,
-                lost.serial,
-                lost.name,
-            )
+            self._warn_dropped(lost)
         self.dispatch()
 
+    def _warn_dropped(self, lost: Event) -> None:
+        # a chatty program's PROCESS_LOG events can overflow a pool thousands of times a
+        # second: one warning per minute, with the count of the others
+        now = time.monotonic()
+        if now - self._warned < DROP_LOG_INTERVAL:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more dropped since the last warning)" if self._unlogged else ""
+        self._warned, self._unlogged = now, 0
+        log.warning(
+            "event listener pool %s: buffer of %d full, dropping event %d (%s)%s",
+            self.name,
+            self.buffer_size,
+            lost.serial,
+            lost.name,
+            more,
+        )
+
     def ready(self, conn: _Connection) -> None:
-        """``conn`` said READY."""
-        self._ready.append(conn)
+        """``conn`` said READY (a second READY before an event changes nothing)."""
+        if conn not in self._ready:
+            self._ready.append(conn)
         self.dispatch()
 
     def gone(self, conn: _Connection) -> None:
