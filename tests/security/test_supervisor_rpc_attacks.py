@@ -275,3 +275,26 @@ def test_a_local_user_may_read_states_but_not_output_nor_act(daemon: Daemon) -> 
         assert answer != "allowed" and "uid 65534" in answer, (key, answer)
     assert daemon.state() == "RUNNING"
     assert pids <= {p.pid for p in psutil.Process(daemon.proc.pid).children()}
+
+
+def test_the_unix_socket_is_opened_up_never_through_a_link(tmp_path: Path) -> None:
+    """What the mode and owner of ``[unix_http_server]`` are applied to once the socket is
+    bound: a link put in its place (the socket's dir writable by another user) is refused,
+    its target left as it was; the real socket gets them."""
+    from circus.arbiter.supervisor._http import _open_up
+
+    target = tmp_path / "shadow"
+    target.write_text("secret\n")
+    target.chmod(0o600)
+    link = tmp_path / "supervisor.sock"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="replaced"):
+        _open_up(str(link), 0o777, (NOBODY, NOBODY))
+    info = target.stat()
+    assert (info.st_mode & 0o777, info.st_uid) == (0o600, 0)
+    link.unlink()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(link))
+        _open_up(str(link), 0o770, (NOBODY, NOBODY))
+        info = link.stat()
+        assert (info.st_mode & 0o777, info.st_uid, info.st_gid) == (0o770, NOBODY, NOBODY)

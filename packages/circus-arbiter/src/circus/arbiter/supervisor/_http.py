@@ -150,9 +150,7 @@ class RpcHttpServer:
                 )
             finally:
                 os.umask(old)
-            os.chmod(spec.path, spec.chmod)
-            if spec.chown is not None:
-                os.chown(spec.path, spec.chown[0], spec.chown[1])
+            _open_up(spec.path, spec.chmod, spec.chown)
         else:
             host = None if spec.host in ("", "*") else spec.host
             self._server = await asyncio.start_server(
@@ -357,6 +355,26 @@ def _identity(writer: asyncio.StreamWriter, kind: str) -> PeerIdentity:
         return PeerIdentity("tcp")
     address = f"{peer[0]}:{peer[1]}"
     return PeerIdentity("tcp", uid=tcp_owner_uid(peer, local), address=address)
+
+
+def _open_up(path: str, mode: int, owner: tuple[int, int] | None) -> None:
+    """chmod/chown the socket just bound at ``path``, never what a link put in its place
+    meanwhile (a socket dir writable by another user would let it aim them at any file).
+
+    Raises:
+        OSError: ``path`` is no longer our socket.
+    """
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
+            raise OSError(f"{path} was replaced while it was being bound; not opening it up")
+        target = f"/proc/self/fd/{fd}"  # the inode the descriptor holds, not a path lookup
+        os.chmod(target, mode)
+        if owner is not None:
+            os.chown(target, owner[0], owner[1])
+    finally:
+        os.close(fd)
 
 
 def _clear_stale(path: str, where: str) -> None:
