@@ -548,3 +548,29 @@ def test_stale_socket_replaced_live_one_refused(tmp_path: Path) -> None:
 
     run(tmp_path, [watcher("web")], sup, body)
     assert not sock.exists()
+
+
+def test_section_values_are_checked() -> None:
+    from circus.arbiter.supervisor._rpc_config import (
+        parse_inet_http_server,
+        parse_unix_http_server,
+    )
+
+    for options, key in (
+        ({}, "file"),
+        ({"file": "/tmp/x.sock", "chmod": "99x"}, "chmod"),
+        ({"file": "/tmp/x.sock", "chown": "no-such-user-here"}, "chown"),
+        ({"file": "/tmp/x.sock", "password": "p"}, "password"),
+        ({"file": "/tmp/" + "x" * 200}, "file"),
+    ):
+        with pytest.raises(ValueError, match=rf"\] {key}:"):
+            parse_unix_http_server(Section("unix_http_server", **options))
+    for port in ("", "host:abc", "127.0.0.1:70000"):
+        with pytest.raises(ValueError, match=r"\] port:"):
+            parse_inet_http_server(Section("inet_http_server", port=port))
+    spec = parse_unix_http_server(
+        Section("unix_http_server", file="/tmp/x.sock", chmod="0770", chown="nobody:65534")
+    )
+    assert (spec.chmod, spec.chown) == (0o770, (65534, 65534))
+    assert parse_inet_http_server(Section("inet_http_server", port="*:9001")).host == ""
+    assert parse_inet_http_server(Section("inet_http_server", port="9001")).port == 9001

@@ -27,6 +27,19 @@ class Section(Protocol):
 
     def error(self, key: str | None, expected: str) -> Exception: ...
 
+    def warn(self, key: str | None, message: str) -> None: ...
+
+
+_UNIX_OPTIONS = frozenset({"file", "chmod", "chown", "username", "password"})
+_INET_OPTIONS = frozenset({"port", "username", "password"})
+
+
+def _warn_unknown(section: Any, known: frozenset[str]) -> None:
+    options = getattr(section, "options", None) or {}
+    for key in options:
+        if key not in known:
+            section.warn(key, "unknown option (Supervisor ignores it); ignored")
+
 
 def _where(section: Any) -> str:
     return f"{section.filename}:{section.lineno}"
@@ -49,6 +62,7 @@ def parse_unix_http_server(section: Section) -> HttpServerSpec:
     Raises:
         ConfigError: a missing ``file``, a bad mode, an unknown user or group.
     """
+    _warn_unknown(section, _UNIX_OPTIONS)
     path = (section.get("file") or "").strip()
     if not path:
         raise section.error("file", "the socket's path is required")
@@ -96,6 +110,7 @@ def parse_inet_http_server(section: Section) -> HttpServerSpec:
     Raises:
         ConfigError: a missing or bad ``port``.
     """
+    _warn_unknown(section, _INET_OPTIONS)
     text = (section.get("port") or "").strip()
     if not text:
         raise section.error("port", "host:port")
