@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from circus.process.testing import wait_until
 
 pytestmark = [
     pytest.mark.root,
@@ -80,3 +81,25 @@ def test_the_owner_cannot_reexec_a_root_circusd(circusd: Any, public_dir: Path) 
         assert set(before) < set(daemon.pids("w"))
     finally:
         daemon.stop()
+
+
+def test_the_handover_state_is_gone_once_the_new_image_serves(circusd: Any) -> None:
+    """The state (watchers' environments included) travels in a memfd: once the new image
+    serves, circusd holds no memfd, and a worker spawned after the switch (here one running
+    as nobody) inherits neither the descriptor nor the variable naming it."""
+    daemon = circusd(
+        "[watcher:w]\ncmd = /bin/sleep 300\nuid = nobody\ncopy_env = true\n"
+        "[env:w]\nSECRET = s3cr3t\n"
+    )
+    before = daemon.pids("w")
+    assert daemon.call("daemon-reexec", timeout=60)["status"] == "ok"
+    wait_until(lambda: "generation 1 serving" in daemon.output(), 60, "the new image serving")
+    assert daemon.call("incr", name="w")["status"] == "ok"
+    wait_until(lambda: len(daemon.pids("w")) == 2, 30, "a worker spawned by the new image")
+    (new,) = set(daemon.pids("w")) - set(before)
+    assert daemon.proc is not None
+    for pid in (daemon.proc.pid, new):
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        assert not [link for link in links if "memfd" in link], (pid, links)
+    environ = Path(f"/proc/{new}/environ").read_bytes().split(b"\0")
+    assert not [v for v in environ if v.startswith(b"CIRCUS_HANDOVER")], environ
