@@ -501,3 +501,75 @@ def test_a_worker_spawned_after_the_last_write_is_stopped(
     assert not [pid for pid, start in tree.items() if _running(pid, start)]
     _only_listed_run(d)
     assert "after its last state write" in d.log()
+
+
+SERVER = """
+import os, socket, sys
+
+listener = socket.socket(fileno=int(sys.argv[1]))
+listener.setblocking(True)  # circusd's sockets are non-blocking by default
+while True:
+    conn, _ = listener.accept()
+    conn.sendall(f"{os.getpid()}\\n".encode())
+    conn.close()
+"""
+
+
+def _ask(port: int) -> int:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        return int(conn.makefile().readline())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("on_crash", ["adopt", "replace"])
+def test_a_socket_the_old_workers_hold_is_taken_over(
+    daemon: Callable[[str, str], Daemon], on_crash: str
+) -> None:
+    """The old workers keep the [socket:] bound: binding it again would fail and circusd
+    would not start at all; it takes the socket from them instead."""
+    d = daemon(on_crash, "auto")
+    (d.dir / "server.py").write_text(SERVER)
+    d.config.write_text(
+        f"[circus]\nendpoint = {d.endpoint}\npubsub_endpoint = ipc://{d.dir}/pub\n"
+        f"runtime_dir = {d.runtime}\non_crash = {on_crash}\n\n"
+        "[socket:web]\nhost = 127.0.0.1\nport = 0\n\n"
+        f"[watcher:web]\ncmd = {sys.executable} {d.dir}/server.py $(circus.sockets.web)\n"
+        "use_sockets = true\nnumprocesses = 2\nstop_children = true\ngraceful_timeout = 5\n"
+    )
+    d.start()
+    port = d.call("listsockets")["sockets"][0]["port"]
+    wait_until(lambda: len(d.call("list", name="web")["pids"]) == 2, 30, "2 servers")
+    old = sorted(d.call("list", name="web")["pids"])
+    assert _ask(port) in old
+    wait_until(
+        lambda: (
+            d.state().get("watchers", {}).get("web", {}).get("processes", [None]) != [None]
+            and len(d.state()["watchers"]["web"]["processes"]) == 2
+        ),
+        30,
+        "the state file",
+    )
+    d.sigkill()
+    assert _ask(port) in old  # the orphans still serve
+
+    d.start()  # was: "cannot bind: address already in use", and circusd exited
+    assert d.call("listsockets")["sockets"][0]["port"] == port
+    if on_crash == "adopt":
+        assert sorted(d.call("list", name="web")["pids"]) == old
+        assert d.call("incr", name="web").get("status") == "ok"  # a new one gets the socket
+        wait_until(lambda: len(d.call("list", name="web")["pids"]) == 3, 30, "3 servers")
+    else:
+        wait_until(
+            lambda: (
+                set(d.call("list", name="web")["pids"]).isdisjoint(old)
+                and len(d.call("list", name="web")["pids"]) == 2
+            ),
+            30,
+            "2 new servers",
+        )
+        assert not any(_running(pid) for pid in old)
+    new = set(d.call("list", name="web")["pids"])
+    assert all(_ask(port) in new for _ in range(5))
+    d.stop()

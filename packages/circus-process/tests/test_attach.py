@@ -208,3 +208,30 @@ def test_a_leaf_is_used_only_if_the_process_is_in_it(orphans: list[int]) -> None
     finally:
         spawned.stop(graceful_timeout=5, stop_children=True)
         spawned.close()
+
+
+def test_take_socket_copies_a_listening_socket_only_from_the_recorded_process() -> None:
+    import socket
+
+    from circus.process import process_is, take_socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        fd, inode = listener.fileno(), os.fstat(listener.fileno()).st_ino
+        child = subprocess.Popen(["sleep", "60"], pass_fds=[fd])
+    try:
+        start = process_start_time(child.pid) or 0
+        assert process_is(child.pid, start) and not process_is(child.pid, start + 1)
+        assert take_socket(child.pid, start + 1, fd, inode) is None  # a reused pid
+        assert take_socket(child.pid, start, fd, inode + 1) is None  # another socket
+        assert take_socket(child.pid, start, 0, inode) is None  # not a socket there
+        new = take_socket(child.pid, start, fd, inode)
+        assert new is not None
+        try:
+            assert os.fstat(new).st_ino == inode and not os.get_inheritable(new)
+        finally:
+            os.close(new)
+    finally:
+        child.kill()
+        child.wait(10)

@@ -316,6 +316,7 @@ class Arbiter(ArbiterAPI):
             self.channels.open(self.commands, self._stats_snapshot)
             if handover is None:
                 self._initial += self.plugin_set.initial_watchers()
+                self._take_previous_sockets()
                 self.watcher_set.bind_sockets()
             supervisor = getattr(self.loaded_config, "supervisor", None)
             if supervisor is not None and handover is None:  # supervisord.conf: its API
@@ -386,6 +387,7 @@ class Arbiter(ArbiterAPI):
             state_key(settings.config_file, settings.endpoint),
             self._crash_snapshot,
             settings.endpoint,
+            lambda: self.watcher_set.sockets.fd_map(),
         )
         if crash.acquire():
             self.crash_state = crash
@@ -401,6 +403,18 @@ class Arbiter(ArbiterAPI):
             if running or ending:
                 out[watcher.name] = (watcher_command(watcher), running + ending)
         return out
+
+    def _take_previous_sockets(self) -> None:
+        """The listening sockets a crashed predecessor's workers still hold (see
+        ``_recover.take_sockets``): taken before binding, which would fail."""
+        if self.crash_state is None:
+            return
+        from ._recover import take_sockets
+
+        try:
+            take_sockets(self.crash_state, self.watcher_set.sockets)
+        except Exception:
+            log.exception("taking the previous circusd's sockets over failed")
 
     async def _recover(self) -> None:
         """Adopt or replace what a crashed predecessor left running (``on_crash``)."""

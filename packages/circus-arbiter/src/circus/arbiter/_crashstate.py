@@ -37,7 +37,7 @@ import os
 import stat
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,7 @@ class PreviousState:
     written: float
     processes: tuple[PreviousProcess, ...]
     commands: dict[str, str] = field(default_factory=dict)  # watcher -> its cmd and args
+    sockets: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (fd, inode)
 
 
 def _int(value: Any, what: str, minimum: int = 0) -> int:
@@ -189,6 +190,14 @@ def parse_state(data: bytes) -> PreviousState:
                     stderr_pipe=None if err is None else _int(err, "stderr pipe", 1),
                 )
             )
+    sockets: dict[str, tuple[int, int]] = {}
+    listed = doc.get("sockets", {})
+    if not isinstance(listed, dict):
+        raise ValueError("'sockets' is not an object")
+    for name, entry in listed.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"socket {name!r:.60} is not an object")
+        sockets[name] = (_int(entry.get("fd"), "socket fd"), _int(entry.get("inode"), "inode", 1))
     return PreviousState(
         daemon_pid=_int(daemon.get("pid"), "daemon pid", 1),
         daemon_start_time=_int(daemon.get("start_time"), "daemon start_time"),
@@ -196,6 +205,7 @@ def parse_state(data: bytes) -> PreviousState:
         written=_float(doc.get("written", 0.0), "written"),
         processes=tuple(procs),
         commands=commands,
+        sockets=sockets,
     )
 
 
@@ -232,6 +242,8 @@ class CrashState:
         snapshot: returns ``{watcher name: (command, [process entries])}`` of what runs now
             (entries from :func:`records`).
         endpoint: the control endpoint, named when another daemon holds the lock.
+        sockets: returns ``{name: fd}`` of the daemon's listening sockets (the fds its
+            workers inherit under the same numbers).
     """
 
     def __init__(
@@ -240,12 +252,14 @@ class CrashState:
         key: str,
         snapshot: Callable[[], dict[str, tuple[str, list[str]]]],
         endpoint: str = "",
+        sockets: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.directory = directory
         self.label = f" on {endpoint}" if endpoint else ""
         self.path = os.path.join(directory, f"circusd-{key}.state")
         self.lock_path = os.path.join(directory, f"circusd-{key}.lock")
         self._snapshot = snapshot
+        self._sockets = sockets
         self._lock_fd: int | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._last = 0.0
@@ -366,6 +380,7 @@ class CrashState:
         self._last = time.monotonic()
         try:
             watchers = self._snapshot()
+            sockets = _socket_ids(self._sockets() if self._sockets is not None else {})
         except Exception:  # the daemon must not die of its bookkeeping
             log.exception("crash state: cannot list the processes")
             return False
@@ -375,6 +390,7 @@ class CrashState:
                 "boot_id": self._boot,
                 "written": time.time(),
                 "daemon": {"pid": self._me[0], "start_time": self._me[1]},
+                "sockets": sockets,
             },
             separators=(",", ":"),
         )
@@ -475,6 +491,17 @@ def _entry(proc: Any) -> str | None:
     if pipes:
         entry["pipes"] = pipes
     return json.dumps(entry, separators=(",", ":"))
+
+
+def _socket_ids(fds: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """``{name: {"fd", "inode"}}`` of the daemon's listening sockets."""
+    out: dict[str, dict[str, int]] = {}
+    for name, fd in fds.items():
+        try:
+            out[name] = {"fd": fd, "inode": os.fstat(fd).st_ino}
+        except OSError:
+            continue
+    return out
 
 
 def _pipes(proc: Any) -> dict[str, int]:

@@ -44,12 +44,34 @@ def claim_leaves(state: PreviousState | None) -> None:
     dead daemons' cgroups (to be called before tree tracking starts)."""
     if state is None or state.daemon_pid == os.getpid():
         return  # none, or our own (written before an exec of ourselves: nothing to take over)
-    from circus.process import claim_cgroup, process_start_time, sibling_leaves
+    from circus.process import claim_cgroup, process_is, sibling_leaves
 
     for rec in state.processes:
-        if rec.cgroup and process_start_time(rec.pid) == rec.start_time:
+        if rec.cgroup and process_is(rec.pid, rec.start_time):
             claim_cgroup(rec.cgroup, rec.pid)
     sibling_leaves(rec.cgroup for rec in state.processes if rec.cgroup)
+
+
+def _predecessor_gone(state: PreviousState, crash: CrashState, quiet: bool = False) -> bool:
+    """Whether the daemon that wrote ``state`` is gone (and is not ourselves before an exec).
+
+    We hold the lock, so it is; but a lock file removed by hand would let two daemons run:
+    a recorded daemon still running (not a zombie) keeps its processes.
+    """
+    from circus.process import process_is
+
+    if state.daemon_pid == os.getpid():
+        return False  # our own file, from before an exec of ourselves: handed over already
+    if process_is(state.daemon_pid, state.daemon_start_time):
+        if not quiet:
+            log.error(
+                "the circusd (pid %d) that wrote %s still runs without its lock: its "
+                "processes are left to it",
+                state.daemon_pid,
+                crash.path,
+            )
+        return False
+    return True
 
 
 def claim_previous_leaves(config: Any) -> None:
@@ -68,6 +90,66 @@ def claim_previous_leaves(config: Any) -> None:
         claim_leaves(crash.previous(quiet=True))
     except Exception:  # pragma: no cover - the recovery itself logs what is wrong
         log.debug("cannot look for the previous daemon's cgroups", exc_info=True)
+
+
+def take_sockets(crash: CrashState, sockets: Any) -> int:
+    """Before binding: take the ``[socket:]`` sockets the previous daemon's workers still hold.
+
+    While they run, their inherited listening socket keeps its address bound, so binding it
+    again fails (``address already in use``) and the daemon could not start at all. The
+    socket itself is taken from one of them (checked: the recorded process, the recorded
+    socket, the configured address) and used as if bound here: adopted workers keep
+    serving on it, new ones inherit it. Returns how many were taken.
+    """
+    state = crash.previous(quiet=True)
+    if state is None or not state.sockets or not _predecessor_gone(state, crash, quiet=True):
+        return 0
+    from circus.process import take_socket
+
+    taken = 0
+    for name, (fd, inode) in state.sockets.items():
+        if name not in sockets:
+            continue
+        for rec in state.processes:
+            new = take_socket(rec.pid, rec.start_time, fd, inode)
+            if new is not None:
+                taken += _use_socket(sockets, name, new)
+                break
+    if taken:
+        log.info("took %d listening socket(s) over from the previous circusd's workers", taken)
+    return taken
+
+
+def _use_socket(sockets: Any, name: str, fd: int) -> int:
+    from circus.sockets import CircusSocket, SocketError
+
+    try:
+        sock = CircusSocket.from_fd(fd, name)
+    except SocketError:
+        os.close(fd)
+        return 0
+    if not _same_address(sockets.get(name), sock):
+        sock.close()  # the config moved it: the old workers keep the old one alone
+        return 0
+    sock.set_inheritable(False)
+    if sock.path:
+        try:
+            st = os.stat(sock.path)
+        except OSError:
+            pass
+        else:  # the file is ours now, as it was our predecessor's: removed at exit
+            sock.adopted = False
+            sock._file_id = (st.st_dev, st.st_ino)
+    sockets.put(sock)
+    return 1
+
+
+def _same_address(wanted: Any, sock: Any) -> bool:
+    path = getattr(wanted, "path", None)
+    if path or sock.path:
+        return bool(path) and os.path.abspath(str(path)) == os.path.abspath(str(sock.path))
+    port = getattr(wanted, "port", 0) or 0
+    return bool(getattr(wanted, "family", sock.family) == sock.family) and port in (0, sock.port)
 
 
 def _attach(rec: PreviousProcess) -> Any:
@@ -137,22 +219,7 @@ async def recover(crash: CrashState, watchers: WatcherSet, mode: str) -> dict[st
     state = crash.previous()
     if state is None or not state.processes:
         return counts
-    from circus.process import process_start_time
-
-    if state.daemon_pid == os.getpid() and state.daemon_start_time == process_start_time(
-        os.getpid()
-    ):
-        return counts  # our own file, from before an exec of ourselves: handed over already
-    if (
-        state.daemon_pid != os.getpid()
-        and process_start_time(state.daemon_pid) == state.daemon_start_time
-    ):
-        log.error(
-            "the circusd (pid %d) that wrote %s still runs without its lock: its processes "
-            "are left to it",
-            state.daemon_pid,
-            crash.path,
-        )
+    if not _predecessor_gone(state, crash):
         return counts
     by_watcher: dict[str, list[tuple[PreviousProcess, Any]]] = {}
     never = {1, os.getpid(), os.getppid()}  # whatever a file says, not these

@@ -43,6 +43,15 @@ class SocketSet:
             _bind(sock)
         return sock
 
+    def put(self, sock: Any) -> None:
+        """Use ``sock`` (already bound) under its name, in place of the one configured
+        (closed): a socket taken over from a crashed daemon's workers."""
+        name = str(getattr(sock, "name", "")).lower()
+        old = self._sockets.get(name)
+        self._sockets[name] = sock
+        if old is not None and old is not sock:
+            old.close()
+
     def remove(self, name: str) -> None:
         """Close and forget one socket."""
         sock = self._sockets.pop(name.lower(), None)

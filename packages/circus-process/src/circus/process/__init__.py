@@ -11,9 +11,11 @@ from ._attach import (
     UNKNOWN_RETURNCODE,
     boot_id,
     claim_cgroup,
+    process_is,
     process_start_time,
     reopen_pipe,
     sibling_leaves,
+    take_socket,
 )
 from ._cgroup import (
     release_tree_tracking,
@@ -66,6 +68,7 @@ __all__ = [
     "get_info",
     "is_child_of",
     "is_subreaper",
+    "process_is",
     "process_start_time",
     "raise_nofile_limit",
     "reap_orphans",
@@ -77,6 +80,7 @@ __all__ = [
     "sibling_leaves",
     "usable_cpus",
     "streams",
+    "take_socket",
     "tree_tracking",
     "tree_tracking_reason",
 ]

@@ -40,7 +40,9 @@ __all__ = [
     "boot_id",
     "claim_cgroup",
     "sibling_leaves",
+    "take_socket",
     "foreign_exit",
+    "process_is",
     "process_start_time",
     "reopen_pipe",
 ]
@@ -77,6 +79,17 @@ def process_start_time(pid: int) -> int | None:
         return None if fields is None else int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def process_is(pid: int, start_time: int) -> bool:
+    """Whether ``pid`` runs (not a zombie) and is the process started at ``start_time``."""
+    fields = _stat_after_name(pid)
+    if fields is None or _is_zombie(fields):
+        return False
+    try:
+        return int(fields[19]) == start_time
+    except (IndexError, ValueError):
+        return False
 
 
 def _is_zombie(fields: list[bytes] | None) -> bool:
@@ -166,6 +179,62 @@ def reopen_pipe(pid: int, fd: int, inode: int) -> int | None:
         os.close(new)
         return None
     return new
+
+
+_PIDFD_GETFD = 438  # the system call's number, the same on every architecture Linux has
+
+
+def take_socket(pid: int, start_time: int, fd: int, inode: int) -> int | None:
+    """A copy (close-on-exec) of the socket that process ``pid`` holds as its descriptor
+    ``fd``, if that process is still the one started at ``start_time`` and the descriptor
+    is still the socket ``inode``; None otherwise.
+
+    For a daemon taking over from a dead predecessor: the listening socket its workers
+    inherited is still bound (they hold it), so binding the address again fails; this
+    takes the socket itself (``pidfd_getfd``, Linux >= 5.6, which needs the right to trace
+    the process: root, or the same user where ptrace is allowed).
+    """
+    path = f"/proc/{pid}/fd/{fd}"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode) or st.st_ino != inode:
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        if process_start_time(pid) != start_time:
+            return None  # the pid was reused: its descriptors are not ours to take
+        new = _pidfd_getfd(pidfd, fd)
+    finally:
+        os.close(pidfd)
+    if new is None:
+        return None
+    try:
+        same = stat.S_ISSOCK(os.fstat(new).st_mode) and os.fstat(new).st_ino == inode
+    except OSError:
+        same = False
+    if not same:
+        os.close(new)
+        return None
+    return new
+
+
+def _pidfd_getfd(pidfd: int, fd: int) -> int | None:
+    getfd = getattr(os, "pidfd_getfd", None)  # not in the os module of every Python
+    try:
+        if getfd is not None:
+            return int(getfd(pidfd, fd))
+        import ctypes  # only here: a daemon taking sockets over after a crash
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        new = int(libc.syscall(_PIDFD_GETFD, pidfd, fd, 0))
+    except (OSError, AttributeError):
+        return None
+    return new if new >= 0 else None
 
 
 def _checked_leaf(path: str | None, pid: int) -> Leaf | None:
