@@ -76,6 +76,11 @@ def test_changed_code_takes_over_and_bad_code_is_refused(circusd, tmp_path, monk
     answer = daemon.call("daemon-reexec", timeout=60)
     assert answer["status"] == "error" and "config file does not load" in answer["reason"]
     assert daemon.pids("idle") == pids and "daemon-reexec: exec" not in daemon.output()
+    # one edited but not applied: the new image would run it half (its [circus] part)
+    daemon.config.write_text(config.replace("numprocesses = 3", "numprocesses = 4"))
+    answer = daemon.call("daemon-reexec", timeout=60)
+    assert answer["status"] == "error" and "changed since it was loaded" in answer["reason"]
+    assert daemon.pids("idle") == pids and "daemon-reexec: exec" not in daemon.output()
     daemon.config.write_text(config)
 
     # changed code that can: it runs in the same pid, the children are kept

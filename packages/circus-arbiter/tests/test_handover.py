@@ -244,3 +244,34 @@ def test_an_embedded_arbiter_refuses_daemon_reexec(run_arbiter, make_sleeper) ->
         assert arbiter.get_watcher("a").pids == pids
 
     run_arbiter([make_sleeper("a")], body)
+
+
+def test_daemon_reexec_waits_for_commands_still_working(
+    run_arbiter, make_sleeper, waiter, monkeypatch
+) -> None:
+    from circus.arbiter import _reexec
+
+    switched: list[Any] = []
+
+    async def no_switch(arbiter: Any, execve: Any = None) -> None:
+        switched.append(arbiter)  # never exec the test's own process
+
+    monkeypatch.setattr(_reexec, "switch", no_switch)
+    monkeypatch.setattr(_reexec, "_enabled", True)
+    stubborn = (
+        f"{sys.executable} -c 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)'"
+    )
+
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        watcher = arbiter.get_watcher("a")
+        await waiter(lambda: watcher.pids, 30, "the process up")
+        assert (await c.call("stop", name="a"))["status"] == "ok"  # answered, still stopping
+        answer = await c.call("daemon-reexec")
+        assert answer["status"] == "error" and "still working" in answer["reason"], answer
+        await waiter(watcher.is_stopped, 30, "the stop done")
+        answer = await c.call("daemon-reexec", timeout=60)
+        assert answer["status"] == "ok" and answer["processes"] == 0, answer
+        assert switched == [arbiter]
+
+    run_arbiter([make_sleeper("a", cmd=stubborn, graceful_timeout=1)], body)

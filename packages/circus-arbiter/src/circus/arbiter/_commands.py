@@ -25,7 +25,7 @@ from ._props import opt_bool
 if TYPE_CHECKING:
     from ._context import CommandContext
 
-__all__ = ["run_command", "command", "COMMANDS"]
+__all__ = ["run_command", "command", "COMMANDS", "background_running"]
 
 log = logging.getLogger("circus.arbiter")
 
@@ -82,6 +82,11 @@ async def run_command(
     _background.add(task)
     task.add_done_callback(_report_background)
     return {}
+
+
+def background_running() -> bool:
+    """Whether a command answered before its work was done (no ``waiting``) still works."""
+    return bool(_background)
 
 
 def _report_background(task: asyncio.Task[Any]) -> None:

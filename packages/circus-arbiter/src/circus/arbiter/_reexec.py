@@ -62,7 +62,7 @@ __all__ = [
 
 log = logging.getLogger("circus.arbiter")
 
-QUIET_TIMEOUT = 5.0  # seconds the switch waits for the control requests being run
+QUIET_TIMEOUT = 5.0  # seconds the switch waits for the commands being run
 FLUSHED_AFTER = 0.1  # an answer handed to libzmq this long ago has left (its I/O thread)
 DRY_RUN_TIMEOUT = 60.0  # an import of the installed code on a loaded machine
 
@@ -283,8 +283,16 @@ async def prepare(arbiter: Any) -> dict[str, Any]:
         raise ArbiterError("circusd is stopping")
     if id(arbiter) in _switching:
         raise ConflictError("a daemon-reexec is already under way")
+    from ._commands import background_running
+
+    if background_running():
+        raise ConflictError(
+            "a command answered before its work was done is still working (a stop, start or "
+            "reload without --waiting): daemon-reexec once it is done"
+        )
     _switching.add(id(arbiter))
     try:
+        _check_config_unchanged(arbiter)
         state = snapshot(arbiter)
         await dry_run(encode_state(state))
     except BaseException:
@@ -303,12 +311,44 @@ async def prepare(arbiter: Any) -> dict[str, Any]:
     }
 
 
+def _check_config_unchanged(arbiter: Any) -> None:
+    """The new image reads the config file again (its ``[circus]`` settings, and what a later
+    ``reloadconfig`` compares with): it must still be the config running now.
+
+    Raises:
+        HandoverError: the file changed since it was loaded, or no longer loads.
+    """
+    loaded = getattr(arbiter, "loaded_config", None)
+    path = arbiter.config_file
+    if loaded is None or not path:
+        return
+    import warnings
+
+    from .config import ConfigError, load_config
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            current = load_config(path)
+    except (ConfigError, OSError) as exc:
+        raise HandoverError(f"the config file does not load any more: {exc}") from exc
+    if current != loaded:
+        raise HandoverError(
+            f"{path} changed since it was loaded: apply it first (reloadconfig), or put it "
+            "back, then daemon-reexec"
+        )
+
+
 def _quiet(arbiter: Any) -> bool:
     controller = arbiter.channels.controller
     if controller is None:
         return True
+    from ._commands import background_running
+
     flushed = time.monotonic() - controller.last_answer >= FLUSHED_AFTER
-    return bool(controller.idle()) and flushed and not _bytes_waiting(controller.endpoint)
+    if not controller.idle() or not flushed or background_running():
+        return False  # a command still works (the state is taken once it is done)
+    return not _bytes_waiting(controller.endpoint)
 
 
 def _bytes_waiting(endpoint: str) -> bool:
