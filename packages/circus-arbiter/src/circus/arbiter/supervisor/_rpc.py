@@ -10,7 +10,8 @@ config gate the socket (``_http``); they never grant a right.
 
 A request body is parsed by the standard library's ``xmlrpc.client.loads`` (expat, entity
 expansion bounded by expat itself); the body is at most ``_http.MAX_BODY`` bytes and a
-``system.multicall`` at most :data:`MAX_MULTICALL` calls.
+``system.multicall`` at most :data:`MAX_MULTICALL` calls, answering at most
+:data:`MAX_RECORDS_PER_REQUEST` process entries in all.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ __all__ = ["MAX_MULTICALL", "RpcError", "RpcInterface"]
 log = logging.getLogger("circus.arbiter")
 
 MAX_MULTICALL = 256
+#: Process entries one request may answer in all (``getAllProcessInfo`` counts every
+#: process): a 57 KB multicall open to any local user must not build hundreds of MB.
+MAX_RECORDS_PER_REQUEST = 10_000
 START_TIMEOUT = 600.0  # the longest a waiting start/stop holds its request
 _RUNNING = frozenset({ProcState.RUNNING, ProcState.STARTING, ProcState.BACKOFF})
 
@@ -601,6 +605,7 @@ class RpcInterface:
         if not isinstance(calls, list) or len(calls) > MAX_MULTICALL:
             raise RpcError(Fault.INCORRECT_PARAMETERS, f"a list of at most {MAX_MULTICALL} calls")
         results: list[Any] = []
+        budget = MAX_RECORDS_PER_REQUEST
         for call in calls:
             if not isinstance(call, dict) or not isinstance(call.get("methodName"), str):
                 results.append(_fault_dict(Fault.INCORRECT_PARAMETERS, "methodName missing"))
@@ -610,6 +615,16 @@ class RpcInterface:
             if name == "system.multicall":
                 results.append(_fault_dict(Fault.INCORRECT_PARAMETERS, "recursive multicall"))
                 continue
+            if name == "supervisor.getAllProcessInfo":
+                budget -= len(self.tracker.records)
+                if budget < 0:
+                    results.append(
+                        _fault_dict(
+                            Fault.FAILED,
+                            f"more than {MAX_RECORDS_PER_REQUEST} process entries in one request",
+                        )
+                    )
+                    continue
             try:
                 value = await self.call(
                     name, list(params) if isinstance(params, list) else [], peer
