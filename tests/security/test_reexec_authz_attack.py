@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -103,3 +104,30 @@ def test_the_handover_state_is_gone_once_the_new_image_serves(circusd: Any) -> N
         assert not [link for link in links if "memfd" in link], (pid, links)
     environ = Path(f"/proc/{new}/environ").read_bytes().split(b"\0")
     assert not [v for v in environ if v.startswith(b"CIRCUS_HANDOVER")], environ
+
+
+def test_root_on_loopback_tcp_cannot_reexec(circusd: Any) -> None:
+    """On tcp without CURVE the peer's uid is advisory (at most operate): even uid 0 is
+    refused ``daemon-reexec`` there; it is for ipc or CURVE admins."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = circusd(start=False)
+    daemon.endpoint = f"tcp://127.0.0.1:{port}"
+    daemon.config.write_text(
+        f"[circus]\nendpoint = {daemon.endpoint}\npubsub_endpoint = {daemon.pubsub}\n"
+        "[watcher:w]\ncmd = /bin/sleep 300\n"
+    )
+    daemon.start(wait=False)
+    wait_until(lambda: _answers(daemon), 30, "circusd to answer on tcp")
+    answer = daemon.call("daemon-reexec", timeout=30)
+    assert answer["status"] == "error" and answer["errno"] == 3, answer
+    assert "generation 1" not in daemon.output()
+
+
+def _answers(daemon: Any) -> bool:
+    try:
+        return bool(daemon.call("numwatchers", timeout=1).get("status") == "ok")
+    except Exception:
+        daemon.close_client()
+        return False
