@@ -168,7 +168,10 @@ def reopen_pipe(pid: int, fd: int, inode: int) -> int | None:
         st = os.stat(path)
         if not stat.S_ISFIFO(st.st_mode) or st.st_ino != inode:
             return None
-        new = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # O_NOCTTY: the process may swap a tty of its own in between the stat and the open,
+        # and a session leader without a terminal (circusd under systemd) would take it as
+        # its controlling terminal: the process could then ^C/^Z/hang up circusd
+        new = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
         return None
     try:
