@@ -215,11 +215,12 @@ def _main(argv: list[str] | None) -> int:
     if handover is None:  # after daemon-reexec the previous generation is this process
         claim_previous_leaves(config)
     if handover is not None and str(handover.get("tree_tracking", "")).startswith("cgroup2:"):
-        # the handed children live in the previous image's cgroup leaves, which this image
-        # cannot take over: it tracks trees through /proc
-        from circus.process import set_tree_tracking
+        # the previous image of this pid made the cgroup subtree we are in (the handed
+        # children are in its leaves): taken back as it is, or trees tracked through /proc
+        from circus.process import resume_tree_tracking, set_tree_tracking
 
-        set_tree_tracking("process-tree")
+        if not resume_tree_tracking(handover["tree_tracking"]):
+            set_tree_tracking("process-tree")
     _start_tree_tracking()
     _raise_fd_limit()
     from ._reexec import enable

@@ -19,6 +19,7 @@ from ._attach import (
 )
 from ._cgroup import (
     release_tree_tracking,
+    resume_tree_tracking,
     set_tree_tracking,
     tree_tracking,
     tree_tracking_reason,
@@ -75,6 +76,7 @@ __all__ = [
     "reap_waiting_orphans",
     "reopen_pipe",
     "release_tree_tracking",
+    "resume_tree_tracking",
     "set_fd_reserve",
     "set_tree_tracking",
     "sibling_leaves",

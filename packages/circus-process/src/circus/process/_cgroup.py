@@ -50,6 +50,7 @@ __all__ = [
     "leave",
     "new_leaf",
     "release_tree_tracking",
+    "resume_tree_tracking",
     "set_tree_tracking",
     "subtree",
     "tree_tracking",
@@ -222,6 +223,35 @@ def set_tree_tracking(mode: str) -> str:
         if mode == "auto" and _subtree is None:
             _probed = False  # try (again)
     return tree_tracking()
+
+
+def resume_tree_tracking(where: str) -> bool:
+    """After this process exec'd itself (``daemon-reexec``): take back the subtree the
+    previous image of this pid made, ``where`` being what its :func:`tree_tracking` said
+    (``"cgroup2:<path>"``). Children spawned from now on get leaves there again (numbered
+    after the existing ones) and the subtree is released at exit. False, and nothing
+    changed, when ``where`` is not such a subtree of ours that we are in.
+    """
+    global _subtree, _probed, _mode, _why
+    path = where[len("cgroup2:") :] if where.startswith("cgroup2:") else ""
+    rel = _fs.cgroup_of("self")
+    if not path or rel is None or os.path.basename(path) != f"{PREFIX}{os.getpid()}":
+        return False
+    if not os.path.isdir(path) or os.path.basename(rel) != os.path.basename(path):
+        return False
+    tree = Subtree(os.path.dirname(path), os.path.dirname(rel) or "/")
+    if tree.path != path or tree.rel != rel:
+        return False
+    try:
+        with os.scandir(path) as entries:
+            leaves = [int(e.name) for e in entries if e.is_dir() and e.name.isdigit()]
+    except OSError:
+        return False
+    tree._seq = max(leaves, default=0)
+    with _lock:
+        _subtree, _probed, _mode, _why = tree, True, "auto", ""
+    atexit.register(_release_at_exit)
+    return True
 
 
 def release_tree_tracking() -> None:
