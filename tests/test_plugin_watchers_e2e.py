@@ -37,7 +37,7 @@ def test_plugin_is_a_supervised_watcher(circusd: Any, e2e: Any) -> None:
     proc = psutil.Process(pid)
     assert daemon.proc is not None and proc.ppid() == daemon.proc.pid
     cmdline = proc.cmdline()
-    assert cmdline[:3] == [sys.executable, "-m", "circus.arbiter.circus_plugin"]
+    assert cmdline[:4] == [sys.executable, "-P", "-m", "circus.arbiter.circus_plugin"]
     assert "window=30" in cmdline and cmdline[-1] == "circus.plugins.flapping.Flapping"
     assert "--endpoint" in cmdline and daemon.endpoint in cmdline
     # the plugin in that process does its work: w got its flapping detection

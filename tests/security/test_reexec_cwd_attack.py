@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from circus.process.testing import wait_until
 
 pytestmark = [
     pytest.mark.root,
@@ -75,5 +76,38 @@ def test_dry_run_never_imports_from_circusds_working_dir(shared_dir: Path, circu
             f"the dry run ran another user's code as {pwned.read_text().strip()}: {answer}"
         )
         assert answer["status"] == "ok", answer
+    finally:
+        daemon.stop()
+
+
+def test_plugin_watchers_never_import_from_circusds_working_dir(
+    shared_dir: Path, circusd: Any
+) -> None:
+    """The same for the ``[plugin:x]`` watchers circusd runs as root with ``python -m``."""
+    (shared_dir / "circus/arbiter").mkdir(parents=True)
+    (shared_dir / "circus/arbiter/__init__.py").write_text(PLANTED)
+    for path in (shared_dir / "circus", shared_dir / "circus/arbiter"):
+        os.chown(path, NOBODY, NOBODY)
+    daemon_class = type(circusd("", start=False))
+    daemon = daemon_class(
+        shared_dir,
+        "[watcher:w]\ncmd = /bin/sleep 300\n\n"
+        "[plugin:flapping]\nuse = circus.plugins.flapping.Flapping\n",
+    )
+    try:
+        daemon.start()
+
+        def plugin_connected() -> bool:
+            pids = daemon.pids("plugin:flapping")
+            if (shared_dir / "PWNED").exists() or not pids:
+                return (shared_dir / "PWNED").exists()
+            links = [
+                os.readlink(f"/proc/{pids[0]}/fd/{fd}") for fd in os.listdir(f"/proc/{pids[0]}/fd")
+            ]
+            return sum(link.startswith("socket:") for link in links) >= 2
+
+        wait_until(plugin_connected, 30, "the plugin connected (or the planted code run)")
+        pwned = shared_dir / "PWNED"
+        assert not pwned.exists(), f"the plugin ran another user's code as {pwned.read_text()}"
     finally:
         daemon.stop()

@@ -107,6 +107,7 @@ def httpd_watcher(
     (``httpd_close_outputs``): the dashboard's stdout and stderr are closed, as upstream.
     """
     args = [
+        "-P",  # not the working directory (maybe another user's) first on sys.path: root runs it
         "-m",
         "circus.ctl.web",
         "--fd",

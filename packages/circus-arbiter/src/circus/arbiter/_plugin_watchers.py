@@ -51,6 +51,7 @@ def plugin_watcher(
     """
     use = str(spec["use"])
     args = [
+        "-P",  # not the working directory (maybe another user's) first on sys.path: root runs it
         "-m",
         "circus.arbiter.circus_plugin",
         "--endpoint",
