@@ -294,3 +294,48 @@ def test_the_unix_socket_is_opened_up_never_through_a_link(tmp_path: Path) -> No
         _open_up(str(link), 0o770, (NOBODY, NOBODY))
         info = link.stat()
         assert (info.st_mode & 0o777, info.st_uid, info.st_gid) == (0o770, NOBODY, NOBODY)
+
+
+# Run as nobody: find the event-listener socket in /proc/net/unix (abstract names are listed
+# for everyone) and connect to it N times.
+KNOCKER = r"""
+import socket, sys
+names = [line.split()[-1] for line in open("/proc/net/unix") if "@circus-listeners-" in line]
+name = names[0][1:]
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("\0" + name)
+    s.recv(1)  # closed by circusd
+    s.close()
+print(name)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ATTACK FINDINGS (SUPRPC _listener.py): every connection of a stranger to the "
+    "event-listener socket logs a WARNING, unthrottled: any local user floods circusd's log",
+)
+def test_strangers_on_the_listener_socket_cannot_flood_the_log(tmp_path: Path) -> None:
+    code = "import sys,time; sys.stdout.write('READY\\\\n'); sys.stdout.flush(); time.sleep(300)"
+    listener = f'{sys.executable} -c "{code}"'
+    d = Daemon(tmp_path, f"[eventlistener:ears]\ncommand={listener}\nevents=PROCESS_STATE\n")
+    try:
+        wait_until(d.answers, 30, "the XML-RPC server to answer")
+        done = subprocess.run(
+            [_system_python(), "-c", KNOCKER, "300"],
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            capture_output=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+            timeout=90,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-500:]
+        log = (tmp_path / "supervisord.log").read_text(errors="replace")
+        lines = log.count("is no event listener's process")
+        print(f"300 connections by uid {NOBODY}: {lines} warning lines")
+        assert lines <= 20, f"{lines} warning lines for 300 connections"
+    finally:
+        d.stop()
