@@ -121,14 +121,20 @@ class RpcInterface:
     async def handle(self, body: bytes, peer: PeerIdentity) -> bytes:
         """One request body → the response body (a result or a fault; never raises)."""
         try:
-            params, method = xmlrpc.client.loads(body, use_builtin_types=True)
+            if len(body) > _BIG:  # a big request is parsed off the loop
+                params, method = await asyncio.to_thread(_loads, body)
+            else:
+                params, method = _loads(body)
         except Exception as exc:
             return _fault(Fault.INCORRECT_PARAMETERS, f"cannot parse the request: {exc}"[:300])
         if not isinstance(method, str):
             return _fault(Fault.UNKNOWN_METHOD, "no method name")
         try:
-            result = await self.call(method, list(params), peer)
-            return xmlrpc.client.dumps((_marshallable(result),), methodresponse=True).encode()
+            result = _marshallable(await self.call(method, list(params), peer))
+            if isinstance(result, list) and len(result) > _BIG_LIST:
+                # thousands of processes: the XML is written off the loop
+                return await asyncio.to_thread(_dumps, result)
+            return _dumps(result)
         except RpcError as exc:
             return _fault(exc.code, exc.text)
         except Exception as exc:  # a bug must answer, not drop the connection
@@ -780,6 +786,18 @@ def _read_file(path: str, offset: int, length: int) -> str:
     except OSError as exc:
         raise RpcError(Fault.FAILED, f"{path}: {exc.strerror}") from None
     return _slice(data, size, offset, length)
+
+
+_BIG = 64 * 1024  # request bytes beyond which parsing moves to a worker thread
+_BIG_LIST = 200  # result entries beyond which writing the XML does
+
+
+def _loads(body: bytes) -> tuple[Any, Any]:
+    return xmlrpc.client.loads(body, use_builtin_types=True)
+
+
+def _dumps(result: Any) -> bytes:
+    return xmlrpc.client.dumps((result,), methodresponse=True).encode()
 
 
 def _fault(code: Fault, text: str) -> bytes:
