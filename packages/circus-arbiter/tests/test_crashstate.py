@@ -67,6 +67,17 @@ def test_a_burst_of_changes_is_one_write(rundir: Path) -> None:
     assert list(rundir.iterdir()) == []  # a clean exit leaves nothing to find
 
 
+def test_a_write_cut_short_leaves_nothing_for_long(rundir: Path) -> None:
+    crash = CrashState(str(rundir), "k", _snapshot())
+    (rundir / "circusd-k.state.4242.tmp").write_bytes(b'{"format": 1, "wat')  # killed mid-write
+    (rundir / "other.tmp").write_bytes(b"not ours")
+    assert crash.acquire()
+    try:
+        assert sorted(p.name for p in rundir.iterdir()) == ["circusd-k.lock", "other.tmp"]
+    finally:
+        crash.close()
+
+
 def test_the_lock_refuses_a_second_holder(rundir: Path) -> None:
     key = state_key("/etc/circus.ini", "ipc:///x")
     first = CrashState(str(rundir), key, _snapshot(), "ipc:///x")

@@ -313,10 +313,24 @@ class CrashState:
                     os.ftruncate(fd, 0)
                     os.pwrite(fd, b"%d\n" % os.getpid(), 0)
                 self._lock_fd = fd
+                self._drop_stale_temporaries()
                 return True
             os.close(fd)
         log.error("crash state disabled: %s keeps being replaced", self.lock_path)
         return False
+
+    def _drop_stale_temporaries(self) -> None:
+        """Remove the temporary files of writes a previous daemon was killed in the middle of
+        (we hold the lock: no other writer of this file runs)."""
+        prefix = os.path.basename(self.path) + "."
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.directory, name))
 
     @property
     def active(self) -> bool:
