@@ -360,6 +360,7 @@ def _unrelated() -> subprocess.Popen[bytes]:
     return subprocess.Popen(["sleep", "600"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corrupt", ["reused", "truncated", "garbage", "wrong-types"])
 def test_stale_or_corrupt_state_adopts_and_kills_nothing(
     daemon: Callable[[str, str], Daemon], corrupt: str
