@@ -47,9 +47,15 @@ def watch_orphans(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     def on_sigchld(signum: int, frame: object) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         try:
-            loop.call_soon_threadsafe(reap_once)
+            loop.call_soon_threadsafe(after_ready)
         except RuntimeError:  # the loop is closed: nothing left to reap for
             pass
+
+    # The SIGCHLD of a worker's death comes with its pidfd turning readable: the look waits
+    # one loop pass so that the worker's reap (and respawn) already queued in this pass run
+    # first; the look itself costs the same, it is just off that path.
+    def after_ready() -> None:
+        loop.call_soon(reap_once)
 
     armed = True
 
