@@ -263,6 +263,10 @@ async def recover(crash: CrashState, watchers: WatcherSet, mode: str) -> dict[st
     # The trees to end go first: nothing new starts while one of them still runs.
     counts["stopped"] += await _stop_trees(to_stop)
     for watcher, procs in to_adopt:
+        if watchers.stopping or watcher.name not in watchers.table:
+            # a quit (or a remove) came while we were stopping trees: nothing is adopted now
+            counts["stopped"] += await _stop_trees((p, watcher) for p in procs)
+            continue
         try:
             async with watchers.table.locked(watcher):
                 kept = await watcher.adopt(procs)
