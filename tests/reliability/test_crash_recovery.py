@@ -507,7 +507,12 @@ def test_a_worker_spawned_after_the_last_write_is_stopped(
 SERVER = """
 import os, socket, sys
 
-listener = socket.socket(fileno=int(sys.argv[1]))
+fd = int(sys.argv[1])
+if sys.argv[2:] == ["move"]:  # the socket moves to another descriptor number
+    os.dup2(fd, 100)
+    os.close(fd)
+    fd = 100
+listener = socket.socket(fileno=fd)
 listener.setblocking(True)  # circusd's sockets are non-blocking by default
 while True:
     conn, _ = listener.accept()
@@ -524,9 +529,9 @@ def _ask(port: int) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("on_crash", ["adopt", "replace"])
+@pytest.mark.parametrize(("on_crash", "move"), [("adopt", ""), ("replace", ""), ("adopt", "move")])
 def test_a_socket_the_old_workers_hold_is_taken_over(
-    daemon: Callable[[str, str], Daemon], on_crash: str
+    daemon: Callable[[str, str], Daemon], on_crash: str, move: str
 ) -> None:
     """The old workers keep the [socket:] bound: binding it again would fail and circusd
     would not start at all; it takes the socket from them instead."""
@@ -536,7 +541,7 @@ def test_a_socket_the_old_workers_hold_is_taken_over(
         f"[circus]\nendpoint = {d.endpoint}\npubsub_endpoint = ipc://{d.dir}/pub\n"
         f"runtime_dir = {d.runtime}\non_crash = {on_crash}\n\n"
         "[socket:web]\nhost = 127.0.0.1\nport = 0\n\n"
-        f"[watcher:web]\ncmd = {sys.executable} {d.dir}/server.py $(circus.sockets.web)\n"
+        f"[watcher:web]\ncmd = {sys.executable} {d.dir}/server.py $(circus.sockets.web) {move}\n"
         "use_sockets = true\nnumprocesses = 2\nstop_children = true\ngraceful_timeout = 5\n"
     )
     d.start()

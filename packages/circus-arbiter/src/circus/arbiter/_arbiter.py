@@ -316,7 +316,7 @@ class Arbiter(ArbiterAPI):
             self.channels.open(self.commands, self._stats_snapshot)
             if handover is None:
                 self._initial += self.plugin_set.initial_watchers()
-                self._take_previous_sockets()
+                await self._take_previous_sockets()
                 self.watcher_set.bind_sockets()
             supervisor = getattr(self.loaded_config, "supervisor", None)
             if supervisor is not None and handover is None:  # supervisord.conf: its API
@@ -404,7 +404,7 @@ class Arbiter(ArbiterAPI):
                 out[watcher.name] = (watcher_command(watcher), running + ending)
         return out
 
-    def _take_previous_sockets(self) -> None:
+    async def _take_previous_sockets(self) -> None:
         """The listening sockets a crashed predecessor's workers still hold (see
         ``_recover.take_sockets``): taken before binding, which would fail."""
         if self.crash_state is None:
@@ -412,7 +412,7 @@ class Arbiter(ArbiterAPI):
         from ._recover import take_sockets
 
         try:
-            take_sockets(self.crash_state, self.watcher_set.sockets)
+            await take_sockets(self.crash_state, self.watcher_set.sockets)
         except Exception:
             log.exception("taking the previous circusd's sockets over failed")
 

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import signal
+import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -92,14 +93,16 @@ def claim_previous_leaves(config: Any) -> None:
         log.debug("cannot look for the previous daemon's cgroups", exc_info=True)
 
 
-def take_sockets(crash: CrashState, sockets: Any) -> int:
+async def take_sockets(crash: CrashState, sockets: Any) -> int:
     """Before binding: take the ``[socket:]`` sockets the previous daemon's workers still hold.
 
     While they run, their inherited listening socket keeps its address bound, so binding it
     again fails (``address already in use``) and the daemon could not start at all. The
     socket itself is taken from one of them (checked: the recorded process, the recorded
     socket, the configured address) and used as if bound here: adopted workers keep
-    serving on it, new ones inherit it. Returns how many were taken.
+    serving on it, new ones inherit it. Where it cannot be taken (no right to, see
+    ``take_socket``), the old processes holding it are stopped, with their trees, so that
+    the address can be bound. Returns how many were taken.
     """
     state = crash.previous(quiet=True)
     if state is None or not state.sockets or not _predecessor_gone(state, crash, quiet=True):
@@ -110,14 +113,64 @@ def take_sockets(crash: CrashState, sockets: Any) -> int:
     for name, (fd, inode) in state.sockets.items():
         if name not in sockets:
             continue
-        for rec in state.processes:
+        new = None
+        for rec in state.processes:  # the number it was handed under, first
             new = take_socket(rec.pid, rec.start_time, fd, inode)
             if new is not None:
-                taken += _use_socket(sockets, name, new)
                 break
+        holders = [] if new is not None else _holders(state, inode)
+        for rec, number in holders:  # it moved to another descriptor (dup2)
+            new = take_socket(rec.pid, rec.start_time, number, inode)
+            if new is not None:
+                break
+        if new is not None:
+            taken += _use_socket(sockets, name, new)
+        elif holders:
+            log.warning(
+                "socket %s: the previous circusd's workers hold it and it cannot be taken "
+                "from them: stopping %d of them so that it can be bound",
+                name,
+                len({rec.pid for rec, _ in holders}),
+            )
+            await _stop_trees((p, None) for p in _attach_all(rec for rec, _ in holders))
     if taken:
         log.info("took %d listening socket(s) over from the previous circusd's workers", taken)
     return taken
+
+
+def _holders(state: PreviousState, inode: int) -> list[tuple[PreviousProcess, int]]:
+    """``(process, fd)`` of the recorded live processes holding the socket ``inode``."""
+    from circus.process import process_is
+
+    found = []
+    for rec in state.processes:
+        if not process_is(rec.pid, rec.start_time):
+            continue
+        try:
+            numbers = os.listdir(f"/proc/{rec.pid}/fd")
+        except OSError:
+            continue
+        for number in numbers:
+            try:
+                st = os.stat(f"/proc/{rec.pid}/fd/{number}")
+            except OSError:
+                continue
+            if stat.S_ISSOCK(st.st_mode) and st.st_ino == inode:
+                found.append((rec, int(number)))
+                break
+    return found
+
+
+def _attach_all(recs: Iterable[PreviousProcess]) -> list[Any]:
+    seen: set[int] = set()
+    out = []
+    for rec in recs:
+        if rec.pid not in seen:
+            seen.add(rec.pid)
+            proc = _attach(rec)
+            if proc is not None:
+                out.append(proc)
+    return out
 
 
 def _use_socket(sockets: Any, name: str, fd: int) -> int:
