@@ -223,3 +223,23 @@ def test_adopt_events_carry_the_documented_payload(
         assert recorder.names().index("adopt") < recorder.names().index("start")
 
     run_async(main)
+
+
+def test_a_process_that_died_before_adoption_is_replaced(
+    make: Any, run_async: Any, recorder: Any, strays: Any
+) -> None:
+    watcher = make(SLEEP, numprocesses=3)
+    procs = _with_wids(strays(3), [1, 2, 3])
+    unnoticed, reaped = procs[0], procs[1]
+    for proc in (unnoticed, reaped):
+        os.kill(proc.pid, signal.SIGKILL)
+    reaped.wait(10)  # its death was seen before the adoption
+
+    async def main() -> None:
+        kept = await watcher.adopt(procs)
+        assert reaped.pid not in kept and reaped.pidfd is None
+        await recorder.until(lambda: unnoticed.pid not in watcher.pids, 30)
+        await recorder.until(lambda: len(watcher.pids) == 3, 30)
+        assert procs[2].pid in watcher.pids  # the living one was kept
+
+    run_async(main)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ._errors import WatcherError
 from ._lifecycle import WatcherState
 from ._limits import MAX_PROCESSES
-from ._procs import ProcessLike
+from ._procs import ProcessLike, close_process
 
 if TYPE_CHECKING:
     from ._watcher import Watcher
@@ -41,8 +41,6 @@ def _check(w: Watcher, procs: list[ProcessLike]) -> None:
             raise WatcherError(f"watcher {w.name!r}: pid {proc.pid} is adopted twice")
         if wid in wids or wid in used:
             raise WatcherError(f"watcher {w.name!r}: wid {wid} is already in use")
-        if proc.returncode is not None:
-            raise WatcherError(f"watcher {w.name!r}: pid {proc.pid} has already exited")
         pids.add(proc.pid)
         wids.add(wid)
 
@@ -71,7 +69,12 @@ async def adopt(w: Watcher, processes: Iterable[ProcessLike], *, emit: bool = Tr
     """See :meth:`Watcher.adopt`."""
     from ._reload import trim
 
-    procs = list(processes)
+    procs = []
+    for proc in processes:
+        if proc.returncode is None:
+            procs.append(proc)
+        else:  # reaped already: nothing to take in (one that died unnoticed is reaped below)
+            close_process(proc)
     async with w._get_lock():
         _check(w, procs)
         if w._life.state is WatcherState.STOPPED:

@@ -414,9 +414,12 @@ class Watcher(UpstreamAttributes):
         exits are then handled as any other (reap, respawn). ``emit``: publish one
         ``adopt`` event per process (``process_pid``, ``wid``, ``time``).
 
+        A process already reaped is closed and left out; one that died unnoticed is
+        reaped and replaced as soon as it is watched.
+
         Raises:
-            WatcherError: a wid or pid is used twice or already in use, a process has
-                already exited, or the watcher is stopping (nothing is adopted then).
+            WatcherError: a wid or pid is used twice or already in use, or the watcher is
+                stopping (nothing is adopted then).
         """
         from ._adopt import adopt
 
