@@ -26,8 +26,9 @@ def convert(args: list[str]) -> int:
     )
     if subprocess.run([sys.executable, "-c", probe], check=False).returncode != 0:
         print(
-            "circusctl: convert needs circus-arbiter installed beside circusctl "
-            "(pip install circus-daemon)",
+            "circusctl: convert needs circus-arbiter installed beside circusctl (from a "
+            "clone: pip install ./packages/circus-arbiter ./packages/circus-daemon; once "
+            "published: pip install circus-daemon)",
             file=sys.stderr,
         )
         return 2
