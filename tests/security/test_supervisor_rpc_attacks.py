@@ -55,11 +55,12 @@ def _free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, folder: Path, programs: str) -> None:
+    def __init__(self, folder: Path, programs: str, extra: str = "", circus: str = "") -> None:
         self.port = _free_port()
         self.conf = folder / "supervisord.conf"
         self.conf.write_text(
-            f"[circus]\nendpoint = ipc://{folder}/ctl\npubsub_endpoint = ipc://{folder}/pub\n\n"
+            f"[circus]\nendpoint = ipc://{folder}/ctl\npubsub_endpoint = ipc://{folder}/pub\n"
+            f"{circus}\n{extra}"
             f"[supervisord]\nnodaemon=true\nlogfile={folder}/supervisord.log\n\n"
             f"[inet_http_server]\nport=127.0.0.1:{self.port}\n\n"
             "[rpcinterface:supervisor]\n"
@@ -339,3 +340,86 @@ def test_strangers_on_the_listener_socket_cannot_flood_the_log(tmp_path: Path) -
         assert lines <= 20, f"{lines} warning lines for 300 connections"
     finally:
         d.stop()
+
+
+# Run as nobody, the endpoint's owner: swap the program's log file (in nobody's own dir) for a
+# link to a root-only file, then read and clear the program's log through the unix socket.
+OWNER = r"""
+import http.client, json, os, socket, sys, xmlrpc.client
+sock_path, log, target = sys.argv[1:4]
+os.unlink(log)
+os.symlink(target, log)
+
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(30)
+        self.sock.connect(sock_path)
+
+class Unix(xmlrpc.client.Transport):
+    def make_connection(self, host):
+        return Conn("localhost")
+
+proxy = xmlrpc.client.ServerProxy("http://localhost/RPC2", Unix())
+out = {}
+for key, method, args in [
+    ("read", "readProcessStdoutLog", ("prog", 0, 0)),
+    ("tail", "tailProcessStdoutLog", ("prog", 0, 4096)),
+    ("clear", "clearProcessLogs", ("prog",)),
+]:
+    try:
+        out[key] = repr(getattr(proxy.supervisor, method)(*args))
+    except xmlrpc.client.Fault as fault:
+        out[key] = "fault: " + fault.faultString
+print(json.dumps(out))
+"""
+
+
+def test_the_owner_cannot_read_or_truncate_root_files_through_a_log_link(tmp_path: Path) -> None:
+    import json
+    import shutil
+    import tempfile
+
+    public = Path(tempfile.mkdtemp(prefix="circus-rpc-owner-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        logs = public / "logs"  # the app user's log dir
+        logs.mkdir()
+        os.chown(logs, NOBODY, NOBODY)
+        secret = tmp_path / "shadow"  # root only (pytest's tree is 0700)
+        secret.write_text("TOPSECRET\n")
+        secret.chmod(0o600)
+        d = Daemon(
+            public,
+            f"[program:prog]\ncommand=/bin/sleep 300\nstdout_logfile={logs}/prog.log\n",
+            extra=f"[unix_http_server]\nfile={public}/s.sock\nchmod=0777\n\n",
+            circus="endpoint_owner = nobody\n",
+        )
+        try:
+            wait_until(d.answers, 30, "the XML-RPC server to answer")
+            wait_until((logs / "prog.log").exists, 30, "the log file")
+            done = subprocess.run(
+                [
+                    _system_python(),
+                    "-c",
+                    OWNER,
+                    f"{public}/s.sock",
+                    f"{logs}/prog.log",
+                    str(secret),
+                ],
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[],
+                capture_output=True,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin"},
+                timeout=90,
+            )
+            assert done.returncode == 0, done.stderr.decode()[-500:]
+            out = json.loads(done.stdout)
+        finally:
+            d.stop()
+        assert "TOPSECRET" not in out["read"] + out["tail"], out
+        assert secret.read_text() == "TOPSECRET\n", f"truncated as root through a link: {out}"
+    finally:
+        shutil.rmtree(public, ignore_errors=True)

@@ -17,13 +17,15 @@ expansion bounded by expat itself); the body is at most ``_http.MAX_BODY`` bytes
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal as _signal
+import stat
 import time
 import xmlrpc.client
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .._authz import Refused, check
 from .._peers import PeerIdentity
@@ -572,7 +574,7 @@ class RpcInterface:
             record.output[stream].clear()
             if path:
                 try:
-                    with open(path, "r+b") as file:
+                    with _open_log(path, os.O_WRONLY) as file:
                         file.truncate(0)
                 except FileNotFoundError:
                     pass
@@ -760,10 +762,29 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
         pass
 
 
+def _open_log(path: str, flags: int = os.O_RDONLY) -> BinaryIO:
+    """``path`` opened as circusd (root) for a peer that may be far less: only a regular file
+    with one name, never through a link as its last component (a log dir writable by the
+    app's user must not give that user root's files to read or truncate).
+
+    Raises:
+        OSError: missing, a link, a FIFO or device, or a second hard link.
+    """
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise OSError(errno.EPERM, "not a plain log file (a link, a device, or linked twice)")
+        return open(fd, "rb" if flags == os.O_RDONLY else "wb", closefd=True)  # noqa: SIM115
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_tail(path: str) -> tuple[bytes, int]:
     """The last :data:`_MAX_READ` bytes of ``path`` and its size (empty when missing)."""
     try:
-        with open(path, "rb") as file:
+        with _open_log(path) as file:
             size = os.fstat(file.fileno()).st_size
             start = max(0, size - _MAX_READ)
             file.seek(start)
@@ -776,7 +797,7 @@ def _read_tail(path: str) -> tuple[bytes, int]:
 
 def _read_file(path: str, offset: int, length: int) -> str:
     try:
-        with open(path, "rb") as file:
+        with _open_log(path) as file:
             size = os.fstat(file.fileno()).st_size
             start = max(0, size - _MAX_READ)
             file.seek(start)
