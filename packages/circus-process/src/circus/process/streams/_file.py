@@ -75,7 +75,20 @@ class FileStream:
             raise StreamError("filename", self.filename, "its directory does not exist")
         # No O_APPEND: splice() refuses append-mode files. We are the only writer of this fd
         # and keep its offset at the end ourselves.
-        fd = self._fd = os.open(self.filename, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        if not _dir_is_ours(directory or "."):
+            # a link there may be another user's (the app's own log dir): followed as root,
+            # the program's output would be appended to any file (/etc/cron.d/x)
+            flags |= os.O_NOFOLLOW
+        try:
+            fd = self._fd = os.open(self.filename, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
+                raise OSError(
+                    exc.errno,
+                    f"{self.filename} is a link in a directory other users may write: not followed",
+                ) from None
+            raise
         self._size = os.lseek(fd, 0, os.SEEK_END)
         return fd
 
@@ -287,3 +300,12 @@ class WatchedFileStream(FileStream):
 
     def _before_io(self) -> None:
         self._follow_path()
+
+
+def _dir_is_ours(path: str) -> bool:
+    """Whether only root or we may change the entries of the directory ``path``."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return True  # the open that follows reports it
+    return info.st_uid in (0, os.geteuid()) and not info.st_mode & 0o022
