@@ -14,6 +14,7 @@ first.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ class Publisher:
     def __init__(self, context: zmq.Context[Any], endpoint: str, owner: str | None = None) -> None:
         self.endpoint = endpoint
         self._prefixes: set[bytes] = set()
+        self._fresh = False  # the notices were read in this pass of the event loop
         self._socket: zmq.Socket[Any] | None = context.socket(zmq.XPUB)
         self._socket.linger = 0
         self._socket.maxmsgsize = MAX_SUBSCRIPTION_BYTES
@@ -97,6 +99,16 @@ class Publisher:
                 self._prefixes.add(notice[1:])
             elif notice[0] == 0:
                 self._prefixes.discard(notice[1:])
+        if not self._fresh:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a test, a thread): every publish reads them
+            self._fresh = True
+            loop.call_soon(self._stale)
+
+    def _stale(self) -> None:
+        self._fresh = False
 
     def wanted(self, topic: bytes) -> bool:
         """Whether any subscriber's prefix matches ``topic``."""
@@ -115,7 +127,14 @@ class Publisher:
     def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
         """Send one message if anybody subscribed to it; silently nothing once closed."""
         raw_topic = topic.encode()
-        if not self.wanted(raw_topic):
+        # A topic a known prefix matches is sent without reading the notices again in the
+        # same loop pass (a stop publishes two events per process): XPUB itself drops what
+        # nobody wants any more, so a stale yes costs a send; a no is always decided afresh.
+        if not (
+            self._fresh
+            and self._socket is not None
+            and any(raw_topic.startswith(p) for p in self._prefixes)
+        ) and not self.wanted(raw_topic):
             return
         assert self._socket is not None
         data = json.dumps(payload, default=str).encode()
