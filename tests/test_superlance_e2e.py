@@ -98,6 +98,11 @@ def test_crashmail_and_memmon_act_on_our_processes(tmp_path: Path) -> None:
     (tmp_path / "sendmail.py").write_text(SENDMAIL)
     conf = tmp_path / "supervisord.conf"
     conf.write_text(CONF.format(py="/usr/bin/env python3 -u", venv=venv))
+    # circusd's own endpoints in tmp_path: Circus's default tcp ports are shared by every
+    # test running at once
+    with open(conf, "a") as file:
+        file.write(f"\n[circus]\nendpoint = ipc://{tmp_path}/ctl\n")
+        file.write(f"pubsub_endpoint = ipc://{tmp_path}/pub\n")
     mail = tmp_path / "mail.txt"
 
     def ctl(*args: str) -> str:

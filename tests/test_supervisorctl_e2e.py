@@ -97,7 +97,7 @@ class Server:
         self.conf = folder / "supervisord.conf"
         self.venv = venv
         (folder / "logs").mkdir(exist_ok=True)
-        self.conf.write_text(CONF.format(python=PROGRAM))
+        self.conf.write_text(CONF.format(python=PROGRAM) + circus_section(folder))
         self.log = open(folder / "daemon.out", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [*argv, str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT, cwd=folder
@@ -145,6 +145,7 @@ def server(kind: str, folder: Path, venv: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+        show(folder / "daemon.out")
 
 
 SCRIPT = [
@@ -177,6 +178,19 @@ SCRIPT = [
     ("stop", "all"),
     ("status",),
 ]
+
+
+def circus_section(folder: Path) -> str:
+    """circusd's own endpoints as ipc sockets in ``folder`` (without it, a supervisord.conf
+    gets Circus's default tcp ports, shared by every test running at once); supervisord
+    ignores the section."""
+    return f"\n[circus]\nendpoint = ipc://{folder}/ctl\npubsub_endpoint = ipc://{folder}/pub\n"
+
+
+def show(log: Path) -> None:
+    """Print the end of a daemon's output (pytest shows it when the test fails)."""
+    if log.exists():
+        print(f"--- {log}:\n{log.read_text(errors='replace')[-4000:]}")
 
 
 def normalize(text: str) -> str:
@@ -245,7 +259,7 @@ startsecs=0
 def test_tail_follows_the_output(tmp_path: Path) -> None:
     venv = supervisor_venv()
     conf = tmp_path / "supervisord.conf"
-    conf.write_text(TICKER_CONF)
+    conf.write_text(TICKER_CONF + circus_section(tmp_path))
     (tmp_path / "ticker.py").write_text(
         "import itertools, time\nfor n in itertools.count():\n    print('tick', n)\n"
         "    time.sleep(0.1)\n"
@@ -282,6 +296,7 @@ def test_tail_follows_the_output(tmp_path: Path) -> None:
             tail.wait(30)
             follow.close()
     finally:
+        show(tmp_path / "circusd.out")  # printed with a failure only (captured)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0
 
@@ -291,6 +306,7 @@ def test_sighup_reload_is_followed(tmp_path: Path) -> None:
     conf = tmp_path / "supervisord.conf"
     sleeper = '/usr/bin/env python3 -c "import time; time.sleep(300)"'
     base = TICKER_CONF.replace("/usr/bin/env python3 -u %(here)s/ticker.py", sleeper)
+    base += circus_section(tmp_path)
     conf.write_text(base)
     with open(tmp_path / "circusd.out", "wb") as out:
         daemon = subprocess.Popen([CIRCUSD, str(conf)], stdout=out, stderr=subprocess.STDOUT)
@@ -326,6 +342,7 @@ def test_sighup_reload_is_followed(tmp_path: Path) -> None:
 
         wait_until(restarted, 60, "the ticker restarted by reload")
     finally:
+        show(tmp_path / "circusd.out")  # printed with a failure only (captured)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0
 
@@ -352,7 +369,8 @@ def test_inet_with_credentials(tmp_path: Path) -> None:
 
     venv = supervisor_venv()
     conf = tmp_path / "supervisord.conf"
-    conf.write_text(INET_CONF.format(password="{SHA}" + hashlib.sha1(b"s3cret").hexdigest()))
+    password = "{SHA}" + hashlib.sha1(b"s3cret").hexdigest()
+    conf.write_text(INET_CONF.format(password=password) + circus_section(tmp_path))
     log = tmp_path / "circusd.out"
     with open(log, "wb") as out:
         daemon = subprocess.Popen([CIRCUSD, str(conf)], stdout=out, stderr=subprocess.STDOUT)
@@ -377,5 +395,6 @@ def test_inet_with_credentials(tmp_path: Path) -> None:
             assert "RUNNING" not in text
         assert run("-u", "ops", "-p", "s3cret", "stop", "web") == (0, "web: stopped\n")
     finally:
+        show(tmp_path / "circusd.out")  # printed with a failure only (captured)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0
