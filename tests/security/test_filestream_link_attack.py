@@ -55,3 +55,35 @@ def _echoed(daemon: Any) -> bool:
     """The app runs and is asleep after its echo (the output hub has its line)."""
     pids = daemon.pids("app")
     return bool(pids) and "sleep" in Path(f"/proc/{pids[0]}/cmdline").read_text()
+
+
+def test_rotation_never_truncates_through_a_link(tmp_path: Path) -> None:
+    """``max_bytes`` without backups truncates the file at each rotation: a link swapped in
+    meanwhile by the owner of the log dir must not aim that truncation at root's files."""
+    from circus.process.streams import FileStream
+
+    target = tmp_path / "shadow"
+    target.write_text("root:secret\n")
+    target.chmod(0o600)
+    public = Path(tempfile.mkdtemp(prefix="circus-filestream-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        logs = public / "logs"
+        logs.mkdir()
+        os.chown(logs, NOBODY, NOBODY)
+        path = logs / "out.log"
+        stream = FileStream(str(path), max_bytes=10)
+        try:
+            stream({"data": b"123456\n", "pid": 1, "name": "stdout"})
+            path.unlink()
+            os.symlink(target, path)  # the app's user, owner of logs/
+            os.lchown(path, NOBODY, NOBODY)
+            try:
+                stream({"data": b"abcdef\n", "pid": 1, "name": "stdout"})  # rotates
+            except OSError:
+                pass  # refused: what matters is the target
+        finally:
+            stream.close()
+        assert target.read_text() == "root:secret\n", "truncated through the app's link"
+    finally:
+        shutil.rmtree(public, ignore_errors=True)

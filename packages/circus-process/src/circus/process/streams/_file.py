@@ -279,8 +279,11 @@ class FileStream:
             if os.path.exists(self.filename):
                 os.replace(self.filename, f"{self.filename}.1")
         else:
-            with open(self.filename, "wb"):
-                pass
+            fd = self._open_fd()  # the same checks as any open: never truncate through a link
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            self._size = 0
+            return
         self._open_fd()
 
 
