@@ -489,6 +489,9 @@ def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
                 made.append(handed)
         env = dict(os.environ)
         env[ENV_FD] = str(fd)
+        systemd = getattr(arbiter, "systemd", None)
+        if systemd is not None:  # circusd took NOTIFY_SOCKET & co out of its environment
+            env.update(systemd.environ())
         # the same interpreter, flags, script (or -m module) and arguments as this process
         argv = _argv or launch_argv()
         log.info("daemon-reexec: exec %s", " ".join(argv))
