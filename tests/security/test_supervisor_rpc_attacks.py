@@ -312,11 +312,6 @@ print(name)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ATTACK FINDINGS (SUPRPC _listener.py): every connection of a stranger to the "
-    "event-listener socket logs a WARNING, unthrottled: any local user floods circusd's log",
-)
 def test_strangers_on_the_listener_socket_cannot_flood_the_log(tmp_path: Path) -> None:
     code = "import sys,time; sys.stdout.write('READY\\\\n'); sys.stdout.flush(); time.sleep(300)"
     listener = f'{sys.executable} -c "{code}"'

@@ -230,6 +230,8 @@ class ListenerHub:
         self._conns: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._spawned = asyncio.Event()
+        self._stranger_logged = -DROP_LOG_INTERVAL
+        self._strangers = 0
 
     def wants(self, name: str) -> bool:
         """Whether any pool wants events of type ``name`` (skip building them otherwise)."""
@@ -289,6 +291,19 @@ class ListenerHub:
 
     # ------------------------------------------------------------------ connections
 
+    def _stranger(self, pid: int) -> None:
+        # the socket is listed in /proc/net/unix for every user: one warning a minute, with
+        # the count of the others, or any local user floods circusd's log
+        now = time.monotonic()
+        if now - self._stranger_logged < DROP_LOG_INTERVAL:
+            self._strangers += 1
+            return
+        more = f" ({self._strangers} more since the last warning)" if self._strangers else ""
+        self._stranger_logged, self._strangers = now, 0
+        log.warning(
+            "event-listener socket: pid %s is no event listener's process; closed%s", pid, more
+        )
+
     def _pool_of(self, pid: int) -> ListenerPool | None:
         for pool in self.pools:
             for watcher in pool.watchers:
@@ -312,9 +327,7 @@ class ListenerHub:
                     await asyncio.wait_for(self._spawned.wait(), deadline - time.monotonic())
                 pool = self._pool_of(pid)
             if pool is None:
-                log.warning(
-                    "event-listener socket: pid %s is no event listener's process; closed", pid
-                )
+                self._stranger(pid)
                 return
             await _Connection(pool, reader, writer).run()
         except asyncio.CancelledError:
