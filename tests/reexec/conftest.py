@@ -1,6 +1,5 @@
 """Fixtures of the daemon-reexec proofs: the pieces of a busy daemon (a numbered-line
-printer, a pre-fork HTTP app on a [socket:], idle workers), HTTP and control load, and
-upstream's circusctl."""
+printer, a pre-fork HTTP app on a [socket:], idle workers), HTTP and control load."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from circus.ctl.testing.upstream import UpstreamCircus, UpstreamUnavailable, ensure_upstream
 
 PRINTER = """\
 import os, sys, time
@@ -160,15 +158,6 @@ class ControlLoad:
         """Stop and join the thread."""
         self._stop.set()
         self._thread.join(30)
-
-
-@pytest.fixture(scope="session")
-def upstream_circus() -> UpstreamCircus:
-    """Upstream Circus 0.19's venv (built on first use); skips if it cannot be built."""
-    try:
-        return ensure_upstream()
-    except UpstreamUnavailable as exc:
-        pytest.skip(f"upstream Circus 0.19 unavailable: {exc}")
 
 
 @pytest.fixture
