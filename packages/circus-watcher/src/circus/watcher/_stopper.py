@@ -102,18 +102,10 @@ class Stopper:
         hooks = w._hooks
         signal_hooks = hooks.any_of("before_signal", "after_signal")
         tree_stops: list[asyncio.Future[Any]] = []
-        if not signal_hooks and not stop_children:
-            # The common case signals the whole set back to back, so every process starts
-            # exiting at once, and only then publishes the kill events (same order).
-            signalled = [
-                proc for proc in procs if proc.pid in waits and signum and self.send(proc, signum)
-            ]
-            for proc in signalled:
-                w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
-            procs_to_signal: list[ProcessLike] = []
-        else:
-            procs_to_signal = procs
-        for proc in procs_to_signal:
+        # One at a time, each signal followed by its event: signalling 1,000 back to back
+        # first was measured slower on 2 cores (the children, all runnable at once, take the
+        # CPU from the daemon's own per-process work; bench/README.md, issue 19 notes).
+        for proc in procs:
             if proc.pid not in waits:
                 continue  # already dead
             sig = signum
