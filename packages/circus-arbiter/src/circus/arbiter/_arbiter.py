@@ -319,11 +319,13 @@ class Arbiter(ArbiterAPI):
                 await self._take_previous_sockets()
                 self.watcher_set.bind_sockets()
             supervisor = getattr(self.loaded_config, "supervisor", None)
-            if supervisor is not None and handover is None:  # supervisord.conf: its API
+            if supervisor is not None:  # supervisord.conf: its API
                 from .supervisor._services import SupervisorServices
 
                 self._supervisor = SupervisorServices(self, supervisor)
-                self._initial = await self._supervisor.open(self._initial)
+                specs = await self._supervisor.open(self._initial)
+                # after a daemon-reexec the watchers, listeners included, are already back
+                self._initial = specs if handover is None else []
             for spec in self._initial:
                 self.watcher_set.register_spec(spec)
             self._initial = []
