@@ -41,3 +41,52 @@ def test_env_file_swapped_for_a_fifo_or_device(circusd: Any, tmp_path: Path, kin
     except CallTimeout:
         pytest.fail(f"circusd stopped answering: restart of a watcher whose env_file is a {kind}")
     assert daemon.pids("w") == [], answer
+
+
+def test_the_apps_user_cannot_link_its_env_file_to_root_secrets(
+    circusd: Any, tmp_path: Path
+) -> None:
+    """circusd reads env_file as root and gives its values to the watcher's processes, here
+    running as nobody: a link nobody puts in place of its own env file may lead to a file of
+    nobody's (a deploy's shared .env), never to root's secrets."""
+    import shutil
+    import tempfile
+
+    secret = tmp_path / "root.env"  # root only (pytest's tree is 0700)
+    secret.write_text("DB_PASSWORD=rootsecret\n")
+    secret.chmod(0o600)
+    public = Path(tempfile.mkdtemp(prefix="circus-envfile-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        app = public / "app"  # the app's own dir
+        app.mkdir()
+        os.chown(app, 65534, 65534)
+        env = app / "app.env"
+        env.write_text("DB_PASSWORD=apps-own\n")
+        os.chown(env, 65534, 65534)
+        shared = app / "shared.env"  # a file of the app's own, reached through its link
+        shared.write_text("DB_PASSWORD=shared\n")
+        os.chown(shared, 65534, 65534)
+        report = app / "pw"
+        daemon = circusd(
+            f"[watcher:w]\ncmd = /bin/sh -c 'echo $DB_PASSWORD > {report}; exec sleep 300'\n"
+            f"uid = nobody\nworking_dir = /\nenv_file = {env}\n"
+        )
+        wait_until(lambda: report.exists() and report.read_text() == "apps-own\n", 30, "started")
+
+        def swap(to: Path) -> dict[str, Any]:
+            env.unlink()
+            env.symlink_to(to)
+            os.lchown(env, 65534, 65534)  # made by the app's user
+            report.unlink()
+            return daemon.call("restart", name="w", timeout=30)
+
+        swap(shared)
+        wait_until(lambda: report.exists() and report.read_text() == "shared\n", 30, "shared")
+        swap(secret)
+        wait_until(lambda: "another user's link" in daemon.output() or report.exists(), 30, "done")
+        leaked = report.read_text() if report.exists() else ""
+        assert "rootsecret" not in leaked, "root's secret reached nobody's process"
+        assert daemon.pids("w") == []
+    finally:
+        shutil.rmtree(public, ignore_errors=True)

@@ -71,8 +71,12 @@ def _read(path: str, optional: bool) -> str | None:
         # O_NONBLOCK: a FIFO put in the file's place must not hold the daemon in open()
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with open(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
                 raise EnvFileError(path, None, "not a regular file")
+            problem = _borrowed(path, opened)
+            if problem:
+                raise EnvFileError(path, None, problem)
             data = handle.read(MAX_ENV_FILE_BYTES + 1)
     except FileNotFoundError:
         if optional:
@@ -86,6 +90,30 @@ def _read(path: str, optional: bool) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EnvFileError(path, None, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def _borrowed(path: str, opened: os.stat_result) -> str | None:
+    """Why the file opened at ``path`` must not be used, or None.
+
+    The daemon reads as root what its processes, maybe another user's, then get in their
+    environment: a link made by another user (in the app's own dir) may only lead to a file
+    of that user, never to root's or another app's secrets. Checked after the open, so a
+    swap in between is refused, not raced.
+    """
+    try:
+        named = os.lstat(path)
+    except OSError as exc:
+        return f"changed while read ({exc.strerror or exc})"
+    if stat.S_ISLNK(named.st_mode):
+        if named.st_uid in (0, os.geteuid()) or named.st_uid == opened.st_uid:
+            return None
+        return (
+            f"a link of uid {named.st_uid} to a file of uid {opened.st_uid}: another user's "
+            "link may only lead to that user's own files"
+        )
+    if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+        return "changed while read"
+    return None
 
 
 def parse_env_text(text: str, path: str = "<env_file>") -> dict[str, str]:
