@@ -425,3 +425,19 @@ def test_log_file_mapping(tmp_path: Path) -> None:
     config, messages = _load(path)
     assert config.config.watcher("g:auto").kwargs["stdout_stream"] is None
     assert any("childlogdir: is writable by every user" in m for m in messages)
+
+
+def test_circusctl_convert_never_runs_the_current_directorys_modules(tmp_path: Path) -> None:
+    # a directory someone else may own: its circus/arbiter/__init__.py must not be imported
+    planted = tmp_path / "circus" / "arbiter"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "planted-code-ran"
+    (planted / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[program:x]\ncommand=sleep 60\n")
+    done = subprocess.run(
+        [CIRCUSCTL, "convert", str(conf)], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "[watcher:x]" in done.stdout and not marker.exists()

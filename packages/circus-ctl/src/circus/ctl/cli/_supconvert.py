@@ -1,8 +1,9 @@
 """``circusctl convert supervisord.conf``: print the equivalent Circus INI file.
 
 The conversion belongs to the daemon's config loader (``circus.arbiter.supervisor``), which
-circusctl never imports (ctl stands alone): it runs ``python -m circus.arbiter.supervisor
-convert FILE`` with this interpreter, so the output is exactly what circusd would run.
+circusctl never imports (ctl stands alone): it runs ``python -P -m circus.arbiter.supervisor
+convert FILE`` with this interpreter (``-P``: never the current directory's modules), so the
+output is exactly what circusd would run.
 Warnings (``file:line: ...``) go to stderr; an invalid file exits 1 with its error.
 """
 
@@ -24,7 +25,8 @@ def convert(args: list[str]) -> int:
     probe = (
         "import importlib.util, sys; sys.exit(importlib.util.find_spec('circus.arbiter') is None)"
     )
-    if subprocess.run([sys.executable, "-c", probe], check=False).returncode != 0:
+    # -P: the current directory (maybe another user's) is not put first on sys.path
+    if subprocess.run([sys.executable, "-P", "-c", probe], check=False).returncode != 0:
         print(
             "circusctl: convert needs circus-arbiter installed beside circusctl (from a "
             "clone: pip install ./packages/circus-arbiter ./packages/circus-daemon; once "
@@ -33,5 +35,5 @@ def convert(args: list[str]) -> int:
         )
         return 2
     sys.stdout.flush()
-    command = [sys.executable, "-m", "circus.arbiter.supervisor", "convert", args[0]]
+    command = [sys.executable, "-P", "-m", "circus.arbiter.supervisor", "convert", args[0]]
     return subprocess.run(command, check=False).returncode
