@@ -12,7 +12,7 @@ from circus.watcher import EnvFileError, OptionError, read_env_files
 from circus.watcher._envfile import parse_env_text
 
 PY = sys.executable
-PRINT_ENV = f"{PY} -c \"import os, json; print(json.dumps(dict(os.environ)))\""
+PRINT_ENV = f'{PY} -c "import os, json; print(json.dumps(dict(os.environ)))"'
 
 
 def test_syntax_follows_environment_file_rules() -> None:
