@@ -152,3 +152,5 @@ def test_the_shipped_dockerfile_runs_circusd_on_a_config_that_loads() -> None:
     names = {watcher.name for watcher in config.watchers}
     assert names == {"web", "worker"}
     assert any(watcher.options.get("critical") for watcher in config.watchers)
+    # `docker exec CONTAINER circusctl status` without options: circusctl's default is tcp
+    assert f"ENV CIRCUSCTL_ENDPOINT={config.circus.endpoint}" in dockerfile.splitlines()
