@@ -1,24 +1,29 @@
 """``reloadconfig`` and SIGHUP: apply the difference between the running and the new config.
 
-Watchers whose section did not change are not touched (same processes, same pids); a change
-of ``numprocesses`` alone resizes in place; any other change stops the old watcher and starts
-a new one; removed watchers are stopped and dropped; new ones are created (and started when
-``autostart``). Sockets: removed ones are closed, new ones bound, changed ones re-bound and
-every watcher referring to them re-created. A plugin's watcher (``plugin:NAME``) is
-re-created when its section changed, removed with its section, added with a new one.
-Watchers added at run time with ``add`` are left alone. A change in ``[circus]`` is applied in
-place (:meth:`Arbiter.apply_daemon_options`, which has ``Channels.move`` bind the new
-endpoints): the old control socket closes once it has answered its pending requests;
-upstream restarted the whole arbiter (every process) for any change there. The new
-``[circus]``'s security applies with it (CURVE options, the refusal of exposed endpoints): all
-of it, or an error answer and nothing changed. ``depends_on`` is applied whole and in place (a
-change of it alone restarts nothing); watchers are started in its order; a watcher stopped
-because what it requires was re-created is started again, and a running watcher's new
-requirement is started.
+Watchers whose section did not change are not touched (same processes, same pids); a change of
+``numprocesses`` alone resizes in place; any other change stops the old watcher and starts a new
+one, except a running watcher with readiness (before and after) whose changes a graceful reload
+can apply (``ConfigDiff.rollable``: a deploy by config, a new ``cmd``, ``args``, ``env``,
+``env_file``, ``working_dir``...), which takes the new options and rolls (one new process ready,
+one old one stopped, and so on): a new release that never gets ready leaves the old processes
+serving with the old options, the rest of the config is applied, and the answer is an error
+naming the watcher and why; removed watchers are stopped and dropped; new ones are created (and
+started when ``autostart``). Sockets: removed ones are closed, new ones bound, changed ones
+re-bound and every watcher referring to them re-created. A plugin's watcher (``plugin:NAME``) is
+re-created when its section changed, removed with its section, added with a new one. Watchers
+added at run time with ``add`` are left alone. A change in ``[circus]`` is applied in place
+(:meth:`Arbiter.apply_daemon_options`, which has ``Channels.move`` bind the new endpoints): the
+old control socket closes once it has answered its pending requests; upstream restarted the
+whole arbiter (every process) for any change there. The new ``[circus]``'s security applies with
+it (CURVE options, the refusal of exposed endpoints): all of it, or an error answer and nothing
+changed. ``depends_on`` is applied whole and in place (a change of it alone restarts nothing);
+watchers are started in its order; a watcher stopped because what it requires was re-created is
+started again, and a running watcher's new requirement is started.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +117,12 @@ async def _reload_config(arbiter: Arbiter, force: bool) -> None:
     watchers = arbiter.watcher_set
     w = diff.watchers
     resized = set() if force else set(diff.resized)
-    recreate = [n for n in (*w.changed, *(w.unchanged if force else ())) if n not in resized]
+    rolled = set() if force else _rolling(arbiter, diff.rollable)
+    recreate = [
+        n
+        for n in (*w.changed, *(w.unchanged if force else ()))
+        if n not in resized and n not in rolled
+    ]
     # A watcher of the file that is not running (removed by `rm`) is simply created again.
     recreate += [n for n in w.unchanged if not force and watchers.table.find(n) is None]
 
@@ -172,6 +182,7 @@ async def _reload_config(arbiter: Arbiter, force: bool) -> None:
         if current is not None:
             async with watchers.table.locked(current):
                 await current.set_numprocesses(int(new.watcher(name).options["numprocesses"]))
+    failed = await _roll(watchers, new, sorted(rolled))
 
     p = diff.plugins
     # plugins talk to the endpoints: all of them reconnect when those moved
@@ -184,10 +195,54 @@ async def _reload_config(arbiter: Arbiter, force: bool) -> None:
         }
         removed = [plugin_watcher_name(name) for name in p.removed]
         await arbiter.plugin_set.apply(specs, removed=removed)
+    if failed:
+        # What runs is the old section: the next reloadconfig tries the new one again.
+        keep = {name.lower(): old.watcher(name) for name in failed}
+        kept = tuple(keep.get(c.name.lower(), c) for c in new.watchers)
+        new = dataclasses.replace(new, watchers=kept)
     arbiter.loaded_config = new
     from ._authz import announce
 
     announce(arbiter)  # a reload that keeps (or sets) unauthenticated_access = full says so
+    if failed:
+        raise CommandError(
+            "reloadconfig applied, except: " + "; ".join(failed[name] for name in sorted(failed))
+        )
+
+
+def _rolling(arbiter: Arbiter, names: tuple[str, ...]) -> set[str]:
+    """The rollable watchers (``ConfigDiff.rollable``) that run now, with readiness."""
+    if getattr(arbiter, "_supervisor", None) is not None:
+        return set()  # a supervisord.conf's processes are re-created with its rewriting
+    result = set()
+    for name in names:
+        current = arbiter.watcher_set.table.find(name)
+        if current is not None and current.status() == "active" and current.has_readiness:
+            result.add(name)
+    return result
+
+
+async def _roll(watchers: Any, new: Any, names: list[str]) -> dict[str, str]:
+    """Roll each watcher of ``names`` to its new section, one after the other; ``{name:
+    why}`` of those that failed (their old processes and options are kept)."""
+    from ._watchers import make_watcher
+
+    failed: dict[str, str] = {}
+    for name in names:
+        current = watchers.table.find(name)
+        if current is None:
+            continue
+        try:
+            # the loader checked the section: a throwaway watcher turns it into settings
+            # exactly as creating it would (free-form options, hooks, cross-option rules)
+            model = make_watcher(new.watcher(name).kwargs)
+            settings = model.settings
+            async with watchers.table.locked(current):
+                await current.redeploy(settings)
+        except Exception as exc:  # noqa: BLE001 - one watcher's failure is answered, the rest applied
+            log.error("reloadconfig: watcher %s not rolled: %s", name, exc)
+            failed[name] = str(exc)
+    return failed
 
 
 def _lacks_requirement(watchers: Any, name: str) -> bool:

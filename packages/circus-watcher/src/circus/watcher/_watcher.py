@@ -465,6 +465,18 @@ class Watcher(UpstreamAttributes):
             self._emit("reload", {"time": time.time()})
             return info
 
+    async def redeploy(self, settings: WatcherOptions) -> dict[str, Any]:
+        """Take a whole new set of options and roll every process to them (a deploy by
+        config: see ``circus.watcher._redeploy``); a failed roll puts the old options back.
+
+        Raises:
+            WatcherError: not active with readiness before and after, or streams changed.
+            RolloutError: a new process was not ready; the old processes keep serving.
+        """
+        from ._redeploy import redeploy
+
+        return await redeploy(self, settings)
+
     async def set_numprocesses(self, n: int) -> int:
         """Set the target count, spawning or stopping (oldest first) as needed; returns it."""
         value = convert("numprocesses", n)

@@ -39,6 +39,12 @@ class ConfigDiff:
             whose ``cmd``, ``args`` or ``stdin_socket`` refers to a changed socket is changed.
         resized: the subset of ``watchers.changed`` whose only difference is
             ``numprocesses``, which the daemon may apply in place instead of re-creating.
+        rollable: the rest of ``watchers.changed`` that a rolling reload can apply: a
+            ``readiness`` probe before and after, the same sockets, and every option that
+            differs one ``set`` applies to a running watcher by a reload or at the next spawn
+            (``cmd``, ``args``, ``env``, ``env_file``, ``working_dir``, ``uid``, hooks, the
+            readiness options...), or ``numprocesses``. Output streams, free-form options
+            and the rest (``priority``, ``use_sockets``, ``autostart``...) are not.
     """
 
     circus_changed: bool
@@ -46,6 +52,7 @@ class ConfigDiff:
     sockets: Changes
     plugins: Changes
     resized: tuple[str, ...] = ()
+    rollable: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.circus_changed or self.watchers or self.sockets or self.plugins)
@@ -84,6 +91,7 @@ def diff_configs(old: CircusConfig, new: CircusConfig) -> ConfigDiff:
     watchers = _split(old_watchers, new_watchers, forced)
 
     resized = []
+    rollable = []
     for name in watchers.changed:
         key = name.lower()
         if key in forced:
@@ -92,8 +100,12 @@ def diff_configs(old: CircusConfig, new: CircusConfig) -> ConfigDiff:
         after = dict(new_watchers[key][1].options)
         before.pop("numprocesses")
         after.pop("numprocesses")
-        if before == after and old_watchers[key][1].sockets == new_watchers[key][1].sockets:
+        if old_watchers[key][1].sockets != new_watchers[key][1].sockets:
+            continue
+        if before == after:
             resized.append(name)
+        elif _rollable(before, after):
+            rollable.append(name)
 
     plugins = _split(
         {p.name.lower(): (p.name, p) for p in old.plugins},
@@ -105,4 +117,33 @@ def diff_configs(old: CircusConfig, new: CircusConfig) -> ConfigDiff:
         sockets=sockets,
         plugins=plugins,
         resized=tuple(resized),
+        rollable=tuple(rollable),
     )
+
+
+def _rollable(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a rolling reload can take a watcher from ``before`` to ``after`` (options
+    without ``numprocesses``): both have readiness, every difference is one ``set`` applies
+    to a running watcher by a reload or at the next spawn."""
+    from circus.watcher import OPTIONS, Effect
+
+    if not before.get("readiness") or not after.get("readiness"):
+        return False
+    for key in before.keys() | after.keys():
+        if before.get(key, _MISSING) == after.get(key, _MISSING):
+            continue
+        if key in _ROLLABLE_EXTRA:
+            continue
+        spec = OPTIONS.get(key)
+        if spec is None or not spec.settable or key in _NOT_ROLLED:
+            return False
+        if spec.effect not in (Effect.RELOAD, Effect.NEXT_SPAWN):
+            return False
+    return True
+
+
+_MISSING = object()
+#: not settable as a whole, but ``set rlimit_X`` changes each at the next spawn
+_ROLLABLE_EXTRA = frozenset({"rlimits"})
+#: opened when a roll starts: a failed roll could not give the old ones back
+_NOT_ROLLED = frozenset({"stdout_stream", "stderr_stream"})
