@@ -124,3 +124,32 @@ def test_numprocesses_and_socket_change_is_not_a_resize(tmp_path: Path) -> None:
     diff = diff_configs(load(tmp_path, OLD, "a.ini"), load(tmp_path, new, "b.ini"))
     assert "web" in diff.watchers.changed
     assert diff.resized == ()
+
+
+def _one(tmp_path: Path, name: str, body: str) -> CircusConfig:
+    return load(tmp_path, "[watcher:app]\ncmd = app\n" + body, name)
+
+
+def test_what_a_rolling_reload_can_apply_is_rollable(tmp_path: Path) -> None:
+    ready = "readiness = notify\n"
+    old = _one(tmp_path, "old.ini", ready + "args = --v1\nnumprocesses = 2\n")
+    rollable = {
+        "cmd/args/env": "args = --v2\nnumprocesses = 3\n[env:app]\nA = 1\n",
+        "probe changed": "args = --v1\nnumprocesses = 2\nreadiness = tcp://127.0.0.1:1\n",
+    }
+    for index, body in enumerate(rollable.values()):
+        new = _one(tmp_path, f"r{index}.ini", body if "readiness" in body else ready + body)
+        diff = diff_configs(old, new)
+        assert diff.rollable == ("app",) and diff.watchers.changed == ("app",), body
+    kept_stop_start = [
+        "args = --v2\nnumprocesses = 2\n",  # readiness dropped
+        ready + "args = --v2\npriority = 3\n",  # priority: not something set applies
+        ready + "args = --v2\nstdout_stream.class = StdoutStream\n",  # streams
+        ready + "args = --v2\nsomething = free-form\n",  # a free-form option
+    ]
+    for index, body in enumerate(kept_stop_start):
+        diff = diff_configs(old, _one(tmp_path, f"s{index}.ini", body))
+        assert diff.rollable == () and diff.watchers.changed == ("app",), body
+    # without readiness before, a new cmd is a stop/start as ever
+    plain = _one(tmp_path, "plain.ini", "args = --v1\n")
+    assert diff_configs(plain, _one(tmp_path, "plain2.ini", "args = --v2\n")).rollable == ()
