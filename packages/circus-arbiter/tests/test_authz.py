@@ -154,6 +154,21 @@ def test_refusal_names_command_right_and_peer() -> None:
     assert "an unknown peer on tcp 10.0.0.9:40000" in refused(UNKNOWN, "stop", name="w")
 
 
+def test_root_refused_on_tcp_is_told_what_to_do_instead() -> None:
+    root_tcp = PeerIdentity("tcp", uid=0, address="127.0.0.1:40000")
+    ask(root_tcp, "stop", name="rootly")
+    reason = refused(root_tcp, "reloadconfig")
+    assert "seen on tcp without CURVE" in reason
+    assert reason.endswith(
+        "; send it through an ipc:// control endpoint or with a CURVE key"
+        " (or send circusd SIGHUP, which re-reads the config)"
+    )
+    assert "SIGHUP" in refused(root_tcp, "restart")
+    reason = refused(root_tcp, "set", name="rootly", options={"numprocesses": 3})
+    assert reason.endswith("; send it through an ipc:// control endpoint or with a CURVE key")
+    assert "ipc://" not in refused(STRANGER, "stop", name="rootly")
+
+
 def test_operate_lets_others_operate_but_not_change() -> None:
     for command in ("stop", "start", "restart", "signal", "kill", "incr", "decr", "rm", "quit"):
         ask(STRANGER, command, "operate", name="rootly")

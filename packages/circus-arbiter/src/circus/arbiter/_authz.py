@@ -347,6 +347,18 @@ def authorize(
         f"permission denied: {command!r} needs the {need.words()} right; "
         f"{who.describe()} is {_role(policy, who)} and may {granted.words()}"
         + _others_note(policy, who)
+        + _tcp_hint(policy, who, command, props)
+    )
+
+
+def _tcp_hint(policy: Policy, who: PeerIdentity, command: str, props: Mapping[str, Any]) -> str:
+    """What root or circusd's user refused on loopback tcp can do instead: the rule is the
+    daemon's, the fix is the client's endpoint (or a signal, for a config reload)."""
+    if not (who.via == "tcp" and (policy.is_admin(who) or policy.is_owner(who))):
+        return ""
+    reread = command == "reloadconfig" or (command == "restart" and not props.get("name"))
+    return "; send it through an ipc:// control endpoint or with a CURVE key" + (
+        " (or send circusd SIGHUP, which re-reads the config)" if reread else ""
     )
 
 
