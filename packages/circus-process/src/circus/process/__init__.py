@@ -27,7 +27,7 @@ from ._cgroup import (
 from ._children import children_of, is_child_of
 from ._cpus import usable_cpus
 from ._errors import ProcessError, ProcessGoneError, ProcessStateError, SpawnError, StreamError
-from ._fdlimit import free_fds, raise_nofile_limit, set_fd_reserve
+from ._fdlimit import fd_reserve, free_fds, raise_nofile_limit, set_fd_reserve
 from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
 from ._redirector import Observer, OutputRedirector
@@ -65,6 +65,7 @@ __all__ = [
     "claim_cgroup",
     "disable_subreaper",
     "enable_subreaper",
+    "fd_reserve",
     "free_fds",
     "get_info",
     "is_child_of",

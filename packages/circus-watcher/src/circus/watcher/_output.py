@@ -9,6 +9,7 @@ splicing off.
 from __future__ import annotations
 
 import logging
+import resource
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,14 +30,33 @@ class OutputPump:
         self._superseded: list[Any] = []  # streams still fed by processes being replaced
         self._redirector: Any = None
         self._observing = False
+        self._unobserved_warned = False
 
     def pipes(self) -> tuple[bool, bool]:
-        """Whether new processes need a stdout / stderr pipe."""
-        observed = bool(self._watcher._events.observers)
-        return (
-            observed or self._watcher.settings.stdout_stream is not None,
-            observed or self._watcher.settings.stderr_stream is not None,
-        )
+        """Whether new processes need a stdout / stderr pipe.
+
+        A stream with a configured class always gets its pipe. A stream piped only for
+        observers (circusd's ``logs`` ring and ``output.*`` events) gets none once pipes
+        would take the descriptor table past half full (see :func:`_room_for_pipes`): the
+        process then writes straight to the supervisor's own stdout / stderr, and its
+        output is not observed. That keeps the other half for what each process needs
+        anyway (its exit descriptor), so thousands more processes fit under one limit.
+        """
+        settings = self._watcher.settings
+        to_out = settings.stdout_stream is not None
+        to_err = settings.stderr_stream is not None
+        if self._watcher._events.observers and not (to_out and to_err):
+            if _room_for_pipes():
+                return True, True
+            if not self._unobserved_warned:
+                self._unobserved_warned = True
+                logger.warning(
+                    "watcher %s: the descriptor table is half full; new processes write to "
+                    "circusd's own stdout/stderr unobserved (no logs, no output events) "
+                    "unless a stream class is configured",
+                    self._watcher.name,
+                )
+        return to_out, to_err
 
     def open(self) -> None:
         """Create and open the configured streams (at watcher start).
@@ -113,6 +133,20 @@ class OutputPump:
         self._streams.clear()
         self._superseded.clear()
         self._opened_with.clear()
+
+
+def _room_for_pipes() -> bool:
+    """True while at least half the descriptor limit is free, or no spawn reserve is set.
+
+    Only a supervisor that set a descriptor reserve (``circus.process.set_fd_reserve``, as
+    circusd does) budgets its table; a watcher embedded elsewhere always pipes.
+    """
+    from circus.process import fd_reserve, free_fds
+
+    if fd_reserve() <= 0:
+        return True
+    half = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
+    return free_fds(half) >= half
 
 
 def _open(conf: Any) -> Any:
