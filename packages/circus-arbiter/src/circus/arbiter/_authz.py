@@ -364,10 +364,7 @@ def _tcp_hint(policy: Policy, who: PeerIdentity, command: str, props: Mapping[st
 
 def _role(policy: Policy, who: PeerIdentity) -> str:
     if who.via == "tcp" and (policy.is_admin(who) or policy.is_owner(who)):
-        return (
-            "seen on tcp without CURVE, where a uid only ever grants operating (change what "
-            "runs through the ipc endpoint or with a CURVE key)"
-        )
+        return "seen on tcp without CURVE, where a uid never grants more than operating,"
     if policy.is_owner(who):
         return "the endpoint_owner"
     return "neither circusd's user nor its endpoint_owner"
