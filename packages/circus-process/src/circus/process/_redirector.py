@@ -110,6 +110,12 @@ class OutputRedirector:
             self._pipes[fd] = pipe
             pipes.append(pipe)
             _mux.mux_for(loop).add(fd, self._readable_cb, pipe)
+            attach = getattr(stream, "attach", None)
+            if attach is not None:
+                try:
+                    attach(process.pid or 0, name)
+                except Exception:
+                    log.exception("stream %r failed to attach pid %s", stream, process.pid)
         if not pipes:
             return
         self._by_process.setdefault(process, []).extend(pipes)

@@ -27,6 +27,8 @@ class Stream(Protocol):
 
     Optional, used when present:
       * ``open()`` / ``close()``: called when the owner starts / stops using the stream.
+      * ``attach(pid, name)``: the pipe ``name`` of ``pid`` starts feeding the stream (paired
+        with ``end``), so a stream shared by several processes knows it is shared.
       * ``end(pid, name)``: the pipe of ``pid`` reached EOF (flush any partial line).
       * ``partial(pid, name) -> bytes``: the unterminated line held back for that pipe (not
         written yet), so that a new circusd image can be given it (``daemon-reexec``).

@@ -12,6 +12,8 @@ from ._drops import DropReport
 
 __all__ = ["FileStream", "WatchedFileStream"]
 
+# A shared file holds back at most this much of one process's unterminated line.
+MAX_HELD = 64 * 1024
 # One splice call moves at most this much, so one busy pipe cannot hog the loop forever.
 SPLICE_CHUNK = 1 << 20
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -32,8 +34,12 @@ class FileStream:
         time_format: strftime format; when set every line becomes ``<time> [<pid>] | line``
             (lines split across reads are re-assembled first).
 
-    Without ``time_format`` the stream takes bytes straight from a pipe with ``os.splice``.
-    Writes are unbuffered (``os.write`` on the fd), i.e. flushed at once.
+    Without ``time_format`` the stream takes bytes straight from a pipe with ``os.splice``
+    while one process feeds it. Once several do (a watcher's processes sharing the file), it
+    reads instead and writes whole lines only: each process's unterminated tail is held back
+    until its newline arrives (or EOF, or :data:`MAX_HELD` bytes), so one process's line is
+    never cut by another's (a write larger than the pipe's atomic 4 KiB, or a block-buffered
+    program's, leaves half a line in the pipe). Writes are unbuffered (``os.write``).
 
     Output that cannot be written (a full disk, a quota, an I/O error, a rotation or reopen
     that fails) is dropped and counted, never raised: one WARNING says so at once, then at
@@ -65,6 +71,9 @@ class FileStream:
         self._fd: int | None = None
         self._size = 0
         self._framer = LineFramer() if self.time_format else None
+        # pipes feeding this stream (attach/end), and their held-back tails when shared
+        self._writers: set[tuple[int, str]] = set()
+        self._held: dict[tuple[int, str], bytes] = {}
         self._drops: DropReport | None = None  # made at the first write that fails
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -119,6 +128,9 @@ class FileStream:
         if self._framer is not None and self._fd is not None and self.time_format:
             for pid, line in self._framer.flush_all():
                 self._write(prefix_line(self.time_format, pid, line).encode())
+        held, self._held = self._held, {}
+        for tail in held.values():
+            self._write(tail)
         if self._drops is not None:
             self._drops.flush()
         if self._fd is not None:
@@ -156,20 +168,42 @@ class FileStream:
             payload = "".join(
                 prefix_line(self.time_format, data["pid"], line) for line in lines
             ).encode()
+        elif len(self._writers) > 1 or self._held:
+            payload = self._whole_lines((data["pid"], data["name"]), payload)
         if payload:
             self._write(payload)
 
+    def _whole_lines(self, key: tuple[int, str], data: bytes) -> bytes:
+        """``data`` after what ``key`` held back, up to its last newline; keep the rest."""
+        held = self._held.pop(key, None)
+        buf = held + data if held else data
+        end = buf.rfind(b"\n") + 1
+        if end == len(buf) or len(buf) - end >= MAX_HELD:
+            return buf
+        self._held[key] = buf[end:]
+        return buf[:end]
+
+    def attach(self, pid: int, name: str) -> None:
+        """Pipe ``name`` of ``pid`` feeds this stream from now on (until :meth:`end`)."""
+        self._writers.add((pid, name))
+
     def partial(self, pid: int, name: str) -> bytes:
         """The unterminated line held back for ``pid``'s pipe ``name`` (kept; only with
-        ``time_format``, otherwise bytes are written as they come)."""
-        return self._framer.partial(pid, name) if self._framer is not None else b""
+        ``time_format`` or a shared file, otherwise bytes are written as they come)."""
+        if self._framer is not None:
+            return self._framer.partial(pid, name)
+        return self._held.get((pid, name), b"")
 
     def end(self, pid: int, name: str) -> None:
         """The pipe of ``pid`` hit EOF: write its pending partial line."""
+        self._writers.discard((pid, name))
         if self._framer is not None and self.time_format:
             lines = self._framer.flush(pid, name)
             if lines:
                 self._write(prefix_line(self.time_format, pid, lines[0]).encode())
+        tail = self._held.pop((pid, name), None)
+        if tail:
+            self._write(tail)
 
     def _prepare(self) -> int:
         """Make ``self._fd`` point at the end of the current file before any I/O; return it.
@@ -226,8 +260,9 @@ class FileStream:
 
     @property
     def can_splice(self) -> bool:
-        """True when bytes can go to the file verbatim (no per-line formatting)."""
-        return not self.time_format
+        """True when bytes can go to the file verbatim: no per-line formatting, and at most
+        one process feeding it (a shared file gets whole lines only, see the class)."""
+        return not self.time_format and len(self._writers) <= 1 and not self._held
 
     def splice_from(self, fd: int) -> int:
         """Move up to 1 MiB from pipe ``fd`` into the file with ``os.splice``.
