@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -141,12 +142,28 @@ def _room_for_pipes() -> bool:
     Only a supervisor that set a descriptor reserve (``circus.process.set_fd_reserve``, as
     circusd does) budgets its table; a watcher embedded elsewhere always pipes.
     """
+    global _room
     from circus.process import fd_reserve, free_fds
 
     if fd_reserve() <= 0:
         return True
+    now = time.monotonic()
+    if _room is not None and now - _room[1] < _ROOM_RECHECK_S:
+        # each spawn since the count took up to three descriptors of the margin
+        left = _room[0] - 3
+        _room = (left, _room[1])
+        if left > 0 or _room[0] < -3:
+            return left > 0
+    # counting may mean listing every open descriptor: done at most once a second, or
+    # when the margin counted last is spent
     half = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
-    return free_fds(half) >= half
+    left = free_fds(half) - half
+    _room = (left if left > 0 else -1000, now)
+    return left > 0
+
+
+_ROOM_RECHECK_S = 1.0
+_room: tuple[int, float] | None = None  # descriptors left above half, when counted
 
 
 def _open(conf: Any) -> Any:
