@@ -20,7 +20,8 @@ Per peer (ours, upstream Circus 0.19, Supervisor 4.3), one fresh daemon:
 Checked afterwards: every line in the files parses, belongs to a writer, and each writer's
 sequence is complete (lost = written - distinct seen, torn = lines that do not parse,
 duplicated = seen twice). CPU per MB is the daemon's user+system CPU from the go signal until
-every written byte is in the files, divided by the MB written (10^6 bytes).
+every written byte is in the files, divided by the MB written (10^6 bytes); ``wait s`` is
+the time its threads spent runnable but waiting for a CPU in that window (``schedstat``).
 
 Usage: python bench/bench_chatty.py [--peers ours,ours+follow,circus,supervisor] [--n 1000]
        [--rate 50] [--seconds 10] [--line 100] [--cut]
@@ -277,6 +278,18 @@ class Follower(threading.Thread):
             self.checker.feed_block(json.loads(payload)["data"].encode())
 
 
+def sched_wait(pid: int) -> float:
+    """Seconds the daemon's threads have waited on a run queue (``schedstat``), summed."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
 def file_bytes(paths: list[Path]) -> int:
     total = 0
     for p in paths:
@@ -341,6 +354,7 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
             assert daemon is not None
             sampler.start()
             cpu0 = cpu_seconds(daemon)
+            wait0 = sched_wait(daemon)
             t0 = time.perf_counter()
             os.close(go_fd)
             go_fd = -1
@@ -357,6 +371,7 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
                 time.sleep(0.02)
             t1 = time.perf_counter()
             cpu1 = cpu_seconds(daemon)
+            wait1 = sched_wait(daemon)
             sampler.halt.set()
             sampler.join()
             call.close()
@@ -378,6 +393,7 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
                 wall_s=t1 - t0,
                 mb_per_s=mb / (t1 - t0),
                 daemon_cpu_s=cpu,
+                daemon_runq_wait_s=wait1 - wait0,
                 cpu_ms_per_mb=cpu * 1e3 / mb if mb else None,
                 status=sampler.summary(),
             )
@@ -411,7 +427,7 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
 
 def render(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'peer':<11} {'MB':>6} {'MB/s':>6} {'CPU s':>6} {'CPU ms/MB':>9} "
+        f"{'peer':<11} {'MB':>6} {'MB/s':>6} {'CPU s':>6} {'wait s':>6} {'CPU ms/MB':>9} "
         f"{'lost':>7} {'torn':>6} {'follow lost':>11} {'follow torn':>11} "
         f"{'status med/p99/max ms':>22} {'>10ms':>6}"
     )
@@ -424,7 +440,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         fl = r.get("follower")
         out.append(
             f"{r['peer']:<11} {r['mb_written']:>6.0f} {r['mb_per_s']:>6.1f} "
-            f"{r['daemon_cpu_s']:>6.2f} {r['cpu_ms_per_mb']:>9.1f} "
+            f"{r['daemon_cpu_s']:>6.2f} {r['daemon_runq_wait_s']:>6.2f} {r['cpu_ms_per_mb']:>9.1f} "
             f"{r['files']['lost']:>7} {r['files']['torn']:>6} "
             f"{(fl['lost'] if fl else '-'):>11} {(fl['torn'] if fl else '-'):>11} "
             f"{s['median_ms']:>6.2f}/{s['p99_ms']:.2f}/{s['max_ms']:.1f}".rjust(22 + 0)
