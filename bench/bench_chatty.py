@@ -15,7 +15,9 @@ Per peer (ours, upstream Circus 0.19, Supervisor 4.3), one fresh daemon:
   rotation;
 * while they write, a thread times ``status`` (circus) / ``supervisor.getState()`` every
   20 ms on its own connection; for ``ours+follow`` (ours again, followed) a SUB socket follows
-  ``output.<watcher>.stdout`` (what ``circusctl logs -f`` reads) and checks every line it gets.
+  ``output.<watcher>.stdout`` (what ``circusctl logs -f`` reads) and checks every line it gets;
+  ``ours+own-autogroup`` runs circusd in a session of its own (``setsid``) whose scheduling
+  autogroup gets nice -10 (root only), to see what the CPU scheduler's share does to ``status``.
 
 Checked afterwards: every line in the files parses, belongs to a writer, and each writer's
 sequence is complete (lost = written - distinct seen, torn = lines that do not parse,
@@ -24,7 +26,7 @@ every written byte is in the files, divided by the MB written (10^6 bytes); ``wa
 the time its threads spent runnable but waiting for a CPU in that window (``schedstat``).
 
 Usage: python bench/bench_chatty.py [--peers ours,ours+follow,circus,supervisor] [--n 1000]
-       [--rate 50] [--seconds 10] [--line 100] [--cut]
+       [--rate 50] [--seconds 10] [--line 100] [--cut] [--client-autogroup]
 Heavy: run it under ``flock /tmp/bench.lock``.
 """
 
@@ -336,7 +338,19 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
         )
         backend = make_backend(name)
         backend.prepare()
-        session = backend.open(spec, workdir)
+        if extra == "own-autogroup":
+            # circusd in a session (so a scheduling autogroup) of its own, weighted as nice -10
+            wrapper = workdir / "circusd"
+            real = Path(sys.executable).parent / "circusd"
+            wrapper.write_text(f'#!/bin/sh\nexec setsid {real} "$@"\n')
+            wrapper.chmod(0o755)
+            from benchkit.backends.circus import CircusSession
+
+            session = CircusSession(spec, workdir, str(wrapper), str(real.parent / "circusctl"))
+            with open(f"/proc/{session.daemon_pid}/autogroup", "w") as f:
+                f.write("-10")
+        else:
+            session = backend.open(spec, workdir)
         sampler = follower = None
         try:
             session.start(wait=True)
@@ -458,8 +472,19 @@ def main() -> int:
     ap.add_argument("--line", type=int, default=100, help="bytes per line, newline included")
     ap.add_argument("--cut", action="store_true", help="split each write mid-line")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--client-autogroup",
+        action="store_true",
+        help="run this bench (the status client) in an autogroup of its own at nice -10 (root)",
+    )
     args = ap.parse_args()
     raise_nofile()
+    if args.client_autogroup:
+        # The client's own wake-ups must not be what a round trip measures: 1,000 writers,
+        # each a session leader, are 1,000 scheduling groups beside the bench's.
+        os.setsid()
+        with open("/proc/self/autogroup", "w") as f:
+            f.write("-10")
     build = Path(tempfile.mkdtemp(prefix="ch-build-", dir="/tmp"))
     try:
         writer = build_writer(build)
@@ -474,7 +499,7 @@ def main() -> int:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  {platform.node()}  "
         f"{os.cpu_count()} cpus  load {os.getloadavg()[0]:.1f}  N={args.n} "
         f"rate={args.rate:g} MB/s  {args.seconds:g} s  line={args.line} B"
-        f"{'  cut' if args.cut else ''}"
+        f"{'  cut' if args.cut else ''}{'  client-autogroup' if args.client_autogroup else ''}"
     )
     print(render(rows))
     if args.json:
