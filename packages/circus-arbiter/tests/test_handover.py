@@ -269,9 +269,11 @@ def test_daemon_reexec_waits_for_commands_still_working(
         assert (await c.call("stop", name="a"))["status"] == "ok"  # answered, still stopping
         answer = await c.call("daemon-reexec")
         assert answer["status"] == "error" and "still working" in answer["reason"], answer
-        await waiter(watcher.is_stopped, 30, "the stop done")
+        await waiter(watcher.is_stopped, 60, "the stop done")
         answer = await c.call("daemon-reexec", timeout=60)
         assert answer["status"] == "ok" and answer["processes"] == 0, answer
         assert switched == [arbiter]
 
-    run_arbiter([make_sleeper("a", cmd=stubborn, graceful_timeout=1)], body)
+    # the stop lasts graceful_timeout (SIGTERM ignored): long enough that the next request
+    # still finds it working on a loaded machine
+    run_arbiter([make_sleeper("a", cmd=stubborn, graceful_timeout=5)], body)
