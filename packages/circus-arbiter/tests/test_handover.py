@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -246,6 +247,18 @@ def test_an_embedded_arbiter_refuses_daemon_reexec(run_arbiter, make_sleeper) ->
     run_arbiter([make_sleeper("a")], body)
 
 
+def _ignores_sigterm(pid: int) -> bool:
+    """True once ``pid`` ignores SIGTERM (its handler installed: a stop then lasts)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        pass
+    return False
+
+
 def test_daemon_reexec_waits_for_commands_still_working(
     run_arbiter, make_sleeper, waiter, monkeypatch
 ) -> None:
@@ -265,7 +278,9 @@ def test_daemon_reexec_waits_for_commands_still_working(
 
     async def body(arbiter: Arbiter, c: Any) -> None:
         watcher = arbiter.get_watcher("a")
-        await waiter(lambda: watcher.pids, 30, "the process up")
+        await waiter(
+            lambda: watcher.pids and _ignores_sigterm(watcher.pids[0]), 30, "SIGTERM ignored"
+        )
         assert (await c.call("stop", name="a"))["status"] == "ok"  # answered, still stopping
         answer = await c.call("daemon-reexec")
         assert answer["status"] == "error" and "still working" in answer["reason"], answer
