@@ -102,7 +102,8 @@ def start_tree(spawn: Callable[..., Process], tmp_path: Path, n: int = 50) -> tu
     born = {}
     for pid in map(int, pidfile.read_text().split()):
         born[pid] = psutil.Process(pid).create_time()
-        assert "MARK" not in psutil.Process(pid).environ()  # environment changed
+        # the pid is written just before the exec that drops the environment
+        wait_until(lambda p=pid: "MARK" not in psutil.Process(p).environ(), 30, "the exec")
         assert os.getsid(pid) != proc.pid
     assert len(born) == n
     return proc, born

@@ -115,13 +115,16 @@ def check_fd_reserve() -> int | None:
             return None
         _known = None
     free = free_fds(_reserve)
-    if free >= 4 * _reserve and not _cheap():
+    if free >= 4 * _reserve and not _cheap() and (_table_size() or 0) >= _COSTLY_TABLE:
         _known, _spent = (free, time.monotonic()), 0
     return None if free >= _reserve else free
 
 
 _PER_SPAWN = 4  # descriptors a spawn keeps at most (pidfd, stdout and stderr pipes), and one
 _REUSE_S = 1.0
+# Below this table size a listing costs well under a millisecond: always count exactly (a
+# small table near its limit, as under a connection flood, must never spawn on a stale count).
+_COSTLY_TABLE = 4096
 _known: tuple[int, float] | None = None  # an exact free count and when it was taken
 _spent = 0
 
