@@ -395,13 +395,18 @@ class RpcInterface:
         await asyncio.gather(*(one(r) for r in chosen))
         return results
 
-    async def start_process_group(
-        self, peer: PeerIdentity, name: object, wait: bool = True
-    ) -> list[dict[str, Any]]:
+    def _group(self, name: object) -> list[Any]:
+        """The records of group ``name`` (BAD_NAME when there is none)."""
         self.tracker.attach_all()
         records = self.tracker.group(str(name))
         if not records:
             raise RpcError(Fault.BAD_NAME, str(name)[:200])
+        return records
+
+    async def start_process_group(
+        self, peer: PeerIdentity, name: object, wait: bool = True
+    ) -> list[dict[str, Any]]:
+        records = self._group(name)
         return await self._each(
             peer, records, lambda p, n: self.start_process(p, n, wait), _is_running
         )
@@ -416,10 +421,7 @@ class RpcInterface:
     async def stop_process_group(
         self, peer: PeerIdentity, name: object, wait: bool = True
     ) -> list[dict[str, Any]]:
-        self.tracker.attach_all()
-        records = self.tracker.group(str(name))
-        if not records:
-            raise RpcError(Fault.BAD_NAME, str(name)[:200])
+        records = self._group(name)
         return await self._each(
             peer, records, lambda p, n: self.stop_process(p, n, wait), _not_running
         )
