@@ -31,6 +31,7 @@ from ._fdlimit import fd_reserve, free_fds, raise_nofile_limit, set_fd_reserve
 from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
 from ._redirector import Observer, OutputRedirector
+from ._safepath import dir_is_private, open_file, open_in, open_parent
 from ._subreaper import (
     adopted_orphans,
     disable_subreaper,
@@ -63,6 +64,7 @@ __all__ = [
     "bytes2human",
     "children_of",
     "claim_cgroup",
+    "dir_is_private",
     "disable_subreaper",
     "enable_subreaper",
     "fd_reserve",
@@ -70,6 +72,9 @@ __all__ = [
     "get_info",
     "is_child_of",
     "is_subreaper",
+    "open_file",
+    "open_in",
+    "open_parent",
     "process_is",
     "process_start_time",
     "raise_nofile_limit",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .._errors import StreamError
+from .._safepath import open_in, open_parent
 from ._base import Chunk, LineFramer, prefix_line, to_int, to_str_or_none
 from ._drops import DropReport
 
@@ -79,25 +82,30 @@ class FileStream:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _open_fd(self) -> int:
-        directory = os.path.dirname(self.filename)
-        if directory and not os.path.isdir(directory):
-            raise StreamError("filename", self.filename, "its directory does not exist")
-        # No O_APPEND: splice() refuses append-mode files. We are the only writer of this fd
-        # and keep its offset at the end ourselves.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        if not _dir_is_ours(directory or "."):
-            # a link there may be another user's (the app's own log dir): followed as root,
-            # the program's output would be appended to any file (/etc/cron.d/x)
-            flags |= os.O_NOFOLLOW
+        with self._directory() as (dir_fd, name):
+            return self._open_in(dir_fd, name)
+
+    @contextmanager
+    def _directory(self) -> Iterator[tuple[int, str]]:
+        """The directory holding the file, walked without following another user's link
+        (``circus.process._safepath``), and the file's name in it: every open, rename and
+        removal goes through it, so a path component swapped meanwhile leads nowhere."""
         try:
-            fd = self._fd = os.open(self.filename, flags, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
-                raise OSError(
-                    exc.errno,
-                    f"{self.filename} is a link in a directory other users may write: not followed",
-                ) from None
-            raise
+            dir_fd, name = open_parent(self.filename)
+        except (FileNotFoundError, NotADirectoryError):
+            raise StreamError("filename", self.filename, "its directory does not exist") from None
+        try:
+            yield dir_fd, name
+        finally:
+            os.close(dir_fd)
+
+    def _open_in(self, dir_fd: int, name: str) -> int:
+        # No O_APPEND: splice() refuses append-mode files. We are the only writer of this fd
+        # and keep its offset at the end ourselves. A link as the file itself is followed
+        # only in a directory no other user may write (root's /dev/stderr, not the app's
+        # own log dir: followed as root, the output would go to any file, /etc/cron.d/x).
+        flags = os.O_WRONLY | os.O_CREAT
+        fd = self._fd = open_in(dir_fd, name, flags, 0o644, self.filename)
         self._size = os.lseek(fd, 0, os.SEEK_END)
         return fd
 
@@ -306,20 +314,20 @@ class FileStream:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self.backup_count > 0:
+        with self._directory() as (dir_fd, name):
+            if self.backup_count <= 0:
+                # the same checks as any open: never truncate through a link
+                fd = self._open_in(dir_fd, name)
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                self._size = 0
+                return
             for i in range(self.backup_count - 1, 0, -1):
-                src = f"{self.filename}.{i}"
-                if os.path.exists(src):
-                    os.replace(src, f"{self.filename}.{i + 1}")
-            if os.path.exists(self.filename):
-                os.replace(self.filename, f"{self.filename}.1")
-        else:
-            fd = self._open_fd()  # the same checks as any open: never truncate through a link
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            self._size = 0
-            return
-        self._open_fd()
+                if entry_exists(dir_fd, f"{name}.{i}"):
+                    rename_in(dir_fd, f"{name}.{i}", f"{name}.{i + 1}")
+            if entry_exists(dir_fd, name):
+                rename_in(dir_fd, name, f"{name}.1")
+            self._open_in(dir_fd, name)
 
 
 class WatchedFileStream(FileStream):
@@ -340,10 +348,15 @@ class WatchedFileStream(FileStream):
         self._follow_path()
 
 
-def _dir_is_ours(path: str) -> bool:
-    """Whether only root or we may change the entries of the directory ``path``."""
+def entry_exists(dir_fd: int, name: str) -> bool:
+    """Whether the directory ``dir_fd`` has an entry ``name`` (a link counts, not followed)."""
     try:
-        info = os.stat(path)
-    except OSError:
-        return True  # the open that follows reports it
-    return info.st_uid in (0, os.geteuid()) and not info.st_mode & 0o022
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def rename_in(dir_fd: int, src: str, dst: str) -> None:
+    """``os.replace`` of ``src`` by ``dst``, both in the directory ``dir_fd``."""
+    os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

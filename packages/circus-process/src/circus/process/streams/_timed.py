@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from typing import Any
 
 from .._errors import StreamError
 from ._base import to_bool, to_int
-from ._file import FileStream
+from ._file import FileStream, entry_exists, rename_in
 
 __all__ = ["TimedRotatingFileStream"]
 
@@ -112,16 +111,17 @@ class TimedRotatingFileStream(FileStream):
             os.close(self._fd)
             self._fd = None
         tm = time.gmtime(stamp) if self.utc else time.localtime(stamp)
-        target = f"{self.filename}.{time.strftime(self.suffix, tm)}"
-        if os.path.exists(self.filename):
-            if os.path.exists(target):
-                os.remove(target)
-            os.replace(self.filename, target)
-        if self.backup_count > 0:
-            old = sorted(p for p in glob.glob(glob.escape(self.filename) + ".*") if p[-1].isdigit())
-            for path in old[: max(len(old) - self.backup_count, 0)]:
-                os.remove(path)
-        self._open_fd()
+        with self._directory() as (dir_fd, name):
+            target = f"{name}.{time.strftime(self.suffix, tm)}"
+            if entry_exists(dir_fd, name):
+                if entry_exists(dir_fd, target):
+                    os.remove(target, dir_fd=dir_fd)
+                rename_in(dir_fd, name, target)
+            if self.backup_count > 0:
+                old = sorted(_rotated(dir_fd, name))
+                for entry in old[: max(len(old) - self.backup_count, 0)]:
+                    os.remove(entry, dir_fd=dir_fd)
+            self._open_in(dir_fd, name)
 
     def rotate(self) -> None:
         """Rotate now, naming the old file after the current period."""
@@ -137,3 +137,14 @@ class TimedRotatingFileStream(FileStream):
 
     def _before_io(self) -> None:
         self._maybe_rotate()
+
+
+def _rotated(dir_fd: int, name: str) -> list[str]:
+    """The rotated files of ``name`` in the directory ``dir_fd`` (``name.<digits...>``)."""
+    listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        entries = os.listdir(listing)
+    finally:
+        os.close(listing)
+    prefix = name + "."
+    return [e for e in entries if e.startswith(prefix) and e[-1].isdigit()]
