@@ -185,3 +185,39 @@ def test_a_link_loop_ends(tmp_path: Path) -> None:
     os.symlink("a", tmp_path / "b")
     with pytest.raises(OSError, match="too many links"):
         open_file(str(tmp_path / "a" / "x"), os.O_RDONLY)
+
+
+def test_the_pidfile_never_writes_through_a_planted_temp_link(
+    user_tree: tuple[Path, Path],
+) -> None:
+    """A pidfile in the app user's dir (``/run/app``): the temp file written before the
+    rename must not be a link the user planted under a name it could guess."""
+    from circus.arbiter._pidfile import Pidfile
+
+    user, root_only = user_tree
+    shadow = root_only / "shadow"
+    shadow.write_text("root:secret\n")
+    path = user / "logs" / "circusd.pid"
+    pid = os.getpid()
+    for guess in (f"{path}.{pid}.tmp", f"{user}/logs/.circusd.pid.{pid}.tmp"):
+        os.symlink(shadow, guess)
+        os.lchown(guess, NOBODY, NOBODY)
+    pidfile = Pidfile(str(path))
+    try:
+        pidfile.create(pid)
+    except Exception:
+        pass  # refusing is fine too: what matters is the target
+    finally:
+        pidfile.unlink()
+    assert shadow.read_text() == "root:secret\n", "root wrote its pid through the user's link"
+
+
+def test_the_pidfile_never_lands_in_a_swapped_component(user_tree: tuple[Path, Path]) -> None:
+    from circus.arbiter._pidfile import Pidfile, PidfileError
+
+    user, root_only = user_tree
+    pidfile = Pidfile(str(user / "logs" / "circusd.pid"))
+    _swap_for_link(user / "logs", root_only)
+    with pytest.raises(PidfileError, match="not followed"):
+        pidfile.create()
+    assert os.listdir(root_only) == []

@@ -418,3 +418,67 @@ def test_the_owner_cannot_read_or_truncate_root_files_through_a_log_link(tmp_pat
         assert secret.read_text() == "TOPSECRET\n", f"truncated as root through a link: {out}"
     finally:
         shutil.rmtree(public, ignore_errors=True)
+
+
+def test_the_owner_cannot_read_or_truncate_root_files_through_a_swapped_directory(
+    tmp_path: Path,
+) -> None:
+    """The same owner, one level up: ``u/logs`` (a real directory at the config load) moved
+    away and replaced by a link to a root-only directory holding a file of the log's name."""
+    import json
+    import shutil
+    import tempfile
+
+    public = Path(tempfile.mkdtemp(prefix="circus-rpc-owner-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        user = public / "u"  # the app user's home
+        logs = user / "logs"
+        logs.mkdir(parents=True)
+        for path in (user, logs):
+            os.chown(path, NOBODY, NOBODY)
+        root_only = tmp_path / "rootdir"  # root only (pytest's tree is 0700)
+        root_only.mkdir(mode=0o700)
+        secret = root_only / "prog.log"
+        secret.write_text("TOPSECRET\n")
+        secret.chmod(0o600)
+        d = Daemon(
+            public,
+            f"[program:prog]\ncommand=/bin/sleep 300\nstdout_logfile={logs}/prog.log\n",
+            extra=f"[unix_http_server]\nfile={public}/s.sock\nchmod=0777\n\n",
+            circus="endpoint_owner = nobody\n",
+        )
+        try:
+            wait_until(d.answers, 30, "the XML-RPC server to answer")
+            wait_until((logs / "prog.log").exists, 30, "the log file")
+            done = subprocess.run(
+                [
+                    _system_python(),
+                    "-c",
+                    "import os, sys; os.rename(sys.argv[4], sys.argv[4] + '.old'); "
+                    "os.symlink(sys.argv[5], sys.argv[4]); sys.argv[1:] = sys.argv[1:4]; "
+                    "exec("
+                    + repr(OWNER.replace("os.unlink(log)\nos.symlink(target, log)\n", ""))
+                    + ")",
+                    f"{public}/s.sock",
+                    f"{logs}/prog.log",
+                    str(secret),
+                    str(logs),
+                    str(root_only),
+                ],
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[],
+                capture_output=True,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin"},
+                timeout=90,
+            )
+            assert done.returncode == 0, done.stderr.decode()[-500:]
+            out = json.loads(done.stdout)
+        finally:
+            d.stop()
+        assert "TOPSECRET" not in out["read"] + out["tail"], out
+        assert secret.read_text() == "TOPSECRET\n", f"truncated as root through a link: {out}"
+    finally:
+        shutil.rmtree(public, ignore_errors=True)

@@ -10,6 +10,9 @@ zombie, a pid now used by an unrelated younger process, garbage) is stale and re
 from __future__ import annotations
 
 import os
+import secrets
+
+from circus.process import open_file, open_in, open_parent
 
 from ._dirlock import dir_lock
 
@@ -35,17 +38,23 @@ class Pidfile:
         """Write our pid, atomically (a temp file renamed over the path).
 
         The check of the old file and the rename happen under a lock on the directory, so
-        two daemons started at once on the same pidfile cannot both pass the check.
+        two daemons started at once on the same pidfile cannot both pass the check. The
+        directory is reached without following another user's link (``open_parent``), and
+        the temp file is new (``O_EXCL``, a random name): a link planted in a directory the
+        pidfile shares with a user never makes root write or truncate elsewhere.
 
         Raises:
             PidfileError: the file names a running process other than us that holds it
                 (see the module docstring), or the file cannot be written.
         """
         pid = os.getpid() if pid is None else pid
-        tmp = f"{self.path}.{pid}.tmp"
+        dir_fd: int | None = None
+        tmp: str | None = None
         try:
+            dir_fd, name = open_parent(self.path)
+            tmp = f".{name}.{pid}.{secrets.token_hex(6)}.tmp"
             with dir_lock(self.path):
-                old, written_at = self._read_with_time()
+                old, written_at = self._read_with_time(dir_fd, name)
                 if old and old != pid:
                     holder = _holder(old, written_at)
                     if holder is not None:
@@ -53,15 +62,21 @@ class Pidfile:
                             f"pid file {self.path!r} names a running {holder}: not starting "
                             "(remove the file if that is not a circusd of this config)"
                         )
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(f"{pid}\n")
                     fh.flush()
                     st = os.fstat(fh.fileno())
-                os.replace(tmp, self.path)
+                os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                tmp = None
         except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
-            _discard(tmp)
             raise PidfileError(f"cannot write pid file {self.path!r}: {exc}") from exc
+        finally:
+            if dir_fd is not None:
+                if tmp is not None:
+                    _discard(tmp, dir_fd)
+                os.close(dir_fd)
         self._written = (pid, st.st_dev, st.st_ino)
 
     def unlink(self) -> None:
@@ -71,20 +86,34 @@ class Pidfile:
         pid, dev, ino = self._written
         self._written = None
         try:
-            st = os.stat(self.path)
+            dir_fd, name = open_parent(self.path)
+        except (OSError, ValueError):
+            return
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) == (dev, ino) and self._read(dir_fd, name) == pid:
+                _discard(name, dir_fd)
         except OSError:
             return
-        if (st.st_dev, st.st_ino) == (dev, ino) and self._read() == pid:
-            _discard(self.path)
+        finally:
+            os.close(dir_fd)
 
-    def _read(self) -> int | None:
-        return self._read_with_time()[0]
+    def _read(self, dir_fd: int | None = None, name: str | None = None) -> int | None:
+        return self._read_with_time(dir_fd, name)[0]
 
-    def _read_with_time(self) -> tuple[int | None, float]:
+    def _read_with_time(
+        self, dir_fd: int | None = None, name: str | None = None
+    ) -> tuple[int | None, float]:
         try:
-            with open(self.path, encoding="ascii") as fh:
-                mtime = os.fstat(fh.fileno()).st_mtime
-                text = fh.read(64).strip()
+            if dir_fd is None or name is None:
+                fd = open_file(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            else:
+                fd = open_in(dir_fd, name, os.O_RDONLY | os.O_NONBLOCK, path=self.path)
+            try:
+                mtime = os.fstat(fd).st_mtime
+                text = os.read(fd, 64).decode("ascii").strip()
+            finally:
+                os.close(fd)
         except (OSError, ValueError):
             return None, 0.0
         try:
@@ -94,9 +123,9 @@ class Pidfile:
         return (value if value > 0 else None), mtime
 
 
-def _discard(path: str) -> None:
+def _discard(name: str, dir_fd: int) -> None:
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
     except (OSError, ValueError):
         pass
 

@@ -27,6 +27,8 @@ import xmlrpc.client
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from circus.process import open_file
+
 from .._authz import Refused, check
 from .._peers import PeerIdentity
 from ._states import RPC_API_VERSION, SUPERVISOR_VERSION, Fault, ProcState
@@ -766,13 +768,14 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
 
 def _open_log(path: str, flags: int = os.O_RDONLY) -> BinaryIO:
     """``path`` opened as circusd (root) for a peer that may be far less: only a regular file
-    with one name, never through a link as its last component (a log dir writable by the
-    app's user must not give that user root's files to read or truncate).
+    with one name, never through a link as its last component, nor through a link another
+    user put on the way (``open_file``): a log dir writable by the app's user, or a dir
+    above it, must not give that user root's files to read or truncate.
 
     Raises:
         OSError: missing, a link, a FIFO or device, or a second hard link.
     """
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    fd = open_file(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
