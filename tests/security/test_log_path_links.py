@@ -221,3 +221,43 @@ def test_the_pidfile_never_lands_in_a_swapped_component(user_tree: tuple[Path, P
     with pytest.raises(PidfileError, match="not followed"):
         pidfile.create()
     assert os.listdir(root_only) == []
+
+
+def test_circusd_s_own_log_never_reopens_through_a_swapped_component(
+    user_tree: tuple[Path, Path],
+) -> None:
+    """``--log-output`` in a directory a user owns: the reopen after a move (logrotate) must
+    not follow the user's link."""
+    import logging
+
+    from circus.arbiter._logging import _handler
+
+    user, root_only = user_tree
+    handler = _handler(str(user / "logs" / "circusd.log"))
+    record = logging.LogRecord("circus", logging.INFO, __file__, 1, "ROOTLOG", None, None)
+    raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
+    try:
+        handler.emit(record)
+        _swap_for_link(user / "logs", root_only)
+        handler.emit(record)  # the file moved: reopened by path
+    finally:
+        logging.raiseExceptions = raise_exceptions
+        handler.close()
+    assert os.listdir(root_only) == [], "root reopened its log in root's directory"
+
+
+def test_env_file_never_read_through_a_swapped_component(user_tree: tuple[Path, Path]) -> None:
+    """``env_file = /srv/app/conf/app.env`` read as root for a nobody app: ``conf`` swapped
+    for a link to root's directory must not hand root's secrets to the app's environment."""
+    from circus.watcher import EnvFileError, read_env_files
+
+    user, root_only = user_tree
+    (user / "logs" / "app.env").write_text("MODE=app\n")
+    (root_only / "app.env").write_text("DB_PASSWORD=root-secret\n")
+    _swap_for_link(user / "logs", root_only)
+    try:
+        env = read_env_files([str(user / "logs" / "app.env")])
+    except EnvFileError as exc:
+        assert "not followed" in str(exc)
+    else:
+        assert "DB_PASSWORD" not in env, "root's secret read through the user's link"

@@ -79,8 +79,30 @@ def _handler(output: str) -> logging.Handler:
         return SysLogHandler(address=address, facility=facility)
     from logging.handlers import WatchedFileHandler
 
-    # External rotation (logrotate) safe: the file is reopened when moved.
-    return WatchedFileHandler(output)
+    from circus.process import open_file
+
+    class LogFileHandler(WatchedFileHandler):
+        """Reopened when moved (logrotate), the path walked each time without following
+        another user's link (circus.process ``open_file``): a log dir some user may change
+        never makes root append its log elsewhere."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                self.reopenIfNeeded()
+            except OSError:  # refused or gone: said on stderr, never raised to the logger
+                self.handleError(record)
+                return
+            logging.FileHandler.emit(self, record)
+
+        def _open(self) -> Any:
+            fd = open_file(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                return open(fd, "a", encoding=self.encoding, errors=self.errors)  # noqa: SIM115
+            except BaseException:
+                os.close(fd)
+                raise
+
+    return LogFileHandler(output)
 
 
 def configure_logging(

@@ -19,6 +19,8 @@ import re
 import stat
 from collections.abc import Iterable
 
+from circus.process import open_parent
+
 from ._errors import WatcherError
 
 __all__ = ["MAX_ENV_FILE_BYTES", "EnvFileError", "read_env_files", "split_optional"]
@@ -68,16 +70,22 @@ def read_env_files(entries: Iterable[str]) -> dict[str, str]:
 
 def _read(path: str, optional: bool) -> str | None:
     try:
-        # O_NONBLOCK: a FIFO put in the file's place must not hold the daemon in open()
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as handle:
-            opened = os.fstat(fd)
-            if not stat.S_ISREG(opened.st_mode):
-                raise EnvFileError(path, None, "not a regular file")
-            problem = _borrowed(path, opened)
-            if problem:
-                raise EnvFileError(path, None, problem)
-            data = handle.read(MAX_ENV_FILE_BYTES + 1)
+        # the directories on the way walked without following another user's link (its
+        # own ``current -> releases/42`` is fine, ``conf -> /root`` is not)
+        dir_fd, name = open_parent(path)
+        try:
+            # O_NONBLOCK: a FIFO put in the file's place must not hold the daemon in open()
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+            with open(fd, "rb") as handle:
+                opened = os.fstat(fd)
+                if not stat.S_ISREG(opened.st_mode):
+                    raise EnvFileError(path, None, "not a regular file")
+                problem = _borrowed(dir_fd, name, opened)
+                if problem:
+                    raise EnvFileError(path, None, problem)
+                data = handle.read(MAX_ENV_FILE_BYTES + 1)
+        finally:
+            os.close(dir_fd)
     except FileNotFoundError:
         if optional:
             return None
@@ -92,8 +100,8 @@ def _read(path: str, optional: bool) -> str | None:
         raise EnvFileError(path, None, f"not UTF-8 text (byte {exc.start})") from None
 
 
-def _borrowed(path: str, opened: os.stat_result) -> str | None:
-    """Why the file opened at ``path`` must not be used, or None.
+def _borrowed(dir_fd: int, name: str, opened: os.stat_result) -> str | None:
+    """Why the file opened as ``name`` in the directory ``dir_fd`` must not be used, or None.
 
     The daemon reads as root what its processes, maybe another user's, then get in their
     environment: a link made by another user (in the app's own dir) may only lead to a file
@@ -101,7 +109,7 @@ def _borrowed(path: str, opened: os.stat_result) -> str | None:
     swap in between is refused, not raced.
     """
     try:
-        named = os.lstat(path)
+        named = os.lstat(name, dir_fd=dir_fd)
     except OSError as exc:
         return f"changed while read ({exc.strerror or exc})"
     if stat.S_ISLNK(named.st_mode):
