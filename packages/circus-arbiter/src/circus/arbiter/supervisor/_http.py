@@ -4,8 +4,9 @@ POST requests handed to a handler with who sent them, answers written back; a GE
 answer until the client leaves.
 
 Bounds, so that no client can hold circusd's loop or memory: the request head is at most
-:data:`MAX_HEAD` bytes and must arrive within :data:`HEAD_TIMEOUT` seconds (an idle
-keep-alive connection is closed after :data:`IDLE_TIMEOUT`), a body at most
+:data:`MAX_HEAD` bytes and must arrive whole within :data:`HEAD_TIMEOUT` seconds of the
+connection or of its first byte (an idle keep-alive connection is closed after
+:data:`IDLE_TIMEOUT` without one), a body at most
 :data:`MAX_BODY` bytes within :data:`BODY_TIMEOUT`; an answer a client does not read within
 :data:`WRITE_TIMEOUT` closes its connection; at most :data:`MAX_CONNECTIONS` connections are
 served at once (the next ones are closed at once, logged at most once a minute), of which
@@ -202,8 +203,9 @@ class RpcHttpServer:
         self._conns.add(task)
         self._held[peer.uid] = held + 1
         try:
-            while await self._one_request(reader, writer, peer):
-                pass
+            first = True
+            while await self._one_request(reader, writer, peer, first):
+                first = False
         except (OSError, asyncio.IncompleteReadError, TimeoutError, _TooBig, ValueError):
             pass
         except asyncio.CancelledError:
@@ -218,10 +220,14 @@ class RpcHttpServer:
             writer.transport.abort()
 
     async def _one_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: PeerIdentity
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: PeerIdentity,
+        first: bool = True,
     ) -> bool:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+            head = await _read_head(reader, first)
         except asyncio.LimitOverrunError:
             await self._reply(writer, 431, b"request head too large", close=True)
             return False
@@ -335,6 +341,21 @@ _REASONS = {
     413: b"Payload Too Large",
     431: b"Request Header Fields Too Large",
 }
+
+
+async def _read_head(reader: asyncio.StreamReader, first: bool) -> bytes:
+    """One request head, whole within :data:`HEAD_TIMEOUT` of the connection (``first``) or
+    of its first byte (later requests on a kept-alive connection, which may wait up to
+    :data:`IDLE_TIMEOUT` before sending it): a client trickling a head byte by byte holds a
+    connection slot for HEAD_TIMEOUT at most.
+
+    Raises:
+        TimeoutError: too slow; asyncio.LimitOverrunError, asyncio.IncompleteReadError.
+    """
+    start = b""
+    if not first:
+        start = await asyncio.wait_for(reader.readexactly(1), IDLE_TIMEOUT)
+    return start + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
 
 
 def _identity(writer: asyncio.StreamWriter, kind: str) -> PeerIdentity:
