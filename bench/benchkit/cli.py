@@ -48,6 +48,9 @@ def measure(settings: Settings, backends: list[Backend]) -> Results:
         for n in settings.ns:
             for r in runners:
                 r.sized(n)
+        for n in settings.launch_ns:
+            for r in runners:
+                r.launch(n)
         for r in runners:
             r.respawn()
         for r in runners:

@@ -61,6 +61,7 @@ def rows_for(settings: Settings) -> list[Row]:
     rows = [Row(f"start.{n}", f"start {n:,}", "s") for n in settings.ns]
     rows += [Row(f"stop.{n}", f"stop {n:,}", "s") for n in settings.ns]
     rows += [Row(f"rss.{n}", f"daemon RSS, {n:,} procs", "MiB") for n in settings.ns]
+    rows += [Row(f"launch.{n}", f"launch to {n:,} running", "s") for n in settings.launch_ns]
     rows += [
         Row("idle_cpu", f"daemon CPU, {mn:,} procs, {settings.idle_seconds:g} s idle", "ms"),
         Row("rtt.status", f"status round trip, {mn:,} procs", "ms"),
@@ -81,6 +82,8 @@ def targets_for(settings: Settings) -> list[Target]:
         Target("stop.1000", "<= 2x raw", 2.0, "raw"),
         Target("rss.1000", "<= Circus", 1.0, "circus"),
         Target("respawn", "<= 3x raw", 3.0, "raw"),
+        Target("launch.200", "<= 0.5x Circus", 0.5, "circus"),
+        Target("launch.1000", "<= 0.5x Circus", 0.5, "circus"),
         Target("stdout", ">= 0.5x os.splice", 0.5, "raw", at_least=True),
         # "unmeasurable": not one clock tick (10 ms) of CPU over the idle window.
         Target("idle_cpu", "unmeasurable (< 1 tick)", 10.0),
@@ -158,6 +161,7 @@ def build(
         "machine": machine(),
         "settings": {
             "ns": list(settings.ns),
+            "launch_ns": list(settings.launch_ns),
             "metrics_n": settings.metrics_n,
             "stdout_bytes": settings.stdout_bytes,
             "respawns": settings.respawns,

@@ -12,9 +12,11 @@ CACHE_DIR = ROOT / ".cache"
 DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
 
 PEERS = ("raw", "ours", "circus", "supervisor")
-WORKLOADS = ("start", "stop", "rss", "idle_cpu", "rtt", "cli", "respawn", "stdout")
+WORKLOADS = ("start", "stop", "rss", "idle_cpu", "rtt", "cli", "respawn", "stdout", "launch")
 FULL_NS = (10, 100, 1000, 5000)
 SMALL_NS = (10,)
+LAUNCH_NS = (200, 1000)  # the N of the launch row (its target is set at these two)
+SMALL_LAUNCH_NS = (10,)
 METRICS_N = 1000  # the N at which idle CPU, round trips and the CLI call are measured
 
 
@@ -23,6 +25,7 @@ class Settings:
     """Everything a run measures; built from the command line by :func:`parse_args`."""
 
     ns: tuple[int, ...] = FULL_NS
+    launch_ns: tuple[int, ...] = LAUNCH_NS
     stdout_bytes: int = 200_000_000
     respawns: int = 20
     idle_seconds: float = 10.0
@@ -93,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--runs", type=int, help="repeat every measurement K times (default 3)")
     p.add_argument("--ns", type=_ns, help="override the N values, e.g. 10,100,1000")
+    p.add_argument(
+        "--launch-ns",
+        type=_ns,
+        help=f"the N values of the launch row (default {','.join(map(str, LAUNCH_NS))})",
+    )
     p.add_argument("--json", type=Path, help=f"where to write the JSON (default {DEFAULT_JSON})")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     return p
@@ -104,6 +112,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if a.small:
         s = Settings(
             ns=SMALL_NS,
+            launch_ns=SMALL_LAUNCH_NS,
             stdout_bytes=5_000_000,
             respawns=3,
             idle_seconds=1.0,
@@ -119,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     return replace(
         s,
         ns=a.ns or s.ns,
+        launch_ns=a.launch_ns or s.launch_ns,
         runs=a.runs or s.runs,
         peers=a.peers or s.peers,
         only=frozenset(a.only) if a.only else s.only,

@@ -1,6 +1,7 @@
 """The measurements, written once against the Session interface.
 
-Metric keys (units in ``report.METRICS``): ``start.N``/``stop.N`` seconds, ``rss.N`` MiB,
+Metric keys (units in ``report.METRICS``): ``start.N``/``stop.N`` seconds, ``launch.N``
+seconds (daemon exec to N autostarted copies running), ``rss.N`` MiB,
 ``idle_cpu`` CPU ms over the idle window, ``rtt.status``/``rtt.list`` ms, ``cli.status`` ms,
 ``respawn`` ms, ``stdout`` MB/s (raw: through os.splice), plus raw's ``stdout.direct`` (child
 writes the file itself) and ``stdout.cat`` (pipe through cat).
@@ -72,6 +73,7 @@ class Runner:
         self.s = settings
         self.r = results
         self.run = 0
+        self._launch_warm = False
 
     def _measure(self, metric: str, fn: Callable[[], float]) -> None:
         """Record ``fn()`` as ``metric``; a failure is filed as an error, never raised."""
@@ -158,6 +160,30 @@ class Runner:
             self._measure("rtt.list", lambda: _median_ms(sess.call_list, s.rtt_calls))
         if s.wants("cli"):
             self._measure("cli.status", lambda: _median_ms(sess.cli_status, s.cli_calls))
+
+    # -- launch ------------------------------------------------------------------------------
+    def launch(self, n: int) -> None:
+        """Exec of the daemon on a config with ``n`` autostarting sleepers to all ``n``
+        running (what a user waits for after ``circusd my.ini``); raw has no daemon."""
+        if not self.s.wants("launch") or self.b.name == "raw":
+            return
+        metric = f"launch.{n}"
+        if not self._launch_warm:
+            # One untimed launch first: the page cache and the bytecode cache are filled
+            # as on a machine where the daemon was installed and has run before.
+            self._launch_warm = True
+            warm = ProgramSpec("sleepers", (SLEEP, "3600"), "sleep", 1, autostart=True)
+            self._session(lambda wd: warm, [], lambda sess: None)
+        spec = ProgramSpec("sleepers", (SLEEP, "3600"), "sleep", n, autostart=True)
+        _log(f"run {self.run + 1}: {self.b.name} launch N={n}")
+
+        def body(sess: Session) -> None:
+            sess.track()
+            if sess.launch_took is None:
+                raise BenchError(f"{self.b.name}: launch not timed")
+            self.r.add(self.b.name, metric, sess.launch_took)
+
+        self._session(lambda wd: spec, [metric], body)
 
     # -- respawn -----------------------------------------------------------------------------
     def respawn(self) -> None:

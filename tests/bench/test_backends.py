@@ -1,4 +1,5 @@
-"""The configs the bench generates for each daemon, and its /proc helpers, without daemons."""
+"""The configs the bench generates for each daemon, its /proc helpers and launch timing,
+without real daemons."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from benchkit import procs  # noqa: E402 - bench/ is not a package
 from benchkit.backends import ProgramSpec  # noqa: E402
 from benchkit.backends.circus import OursBackend, UpstreamBackend, render_ini  # noqa: E402
+from benchkit.backends.daemon import PYCACHE, DaemonSession, daemon_env  # noqa: E402
 from benchkit.backends.supervisor import render_conf  # noqa: E402
 
 
@@ -72,3 +76,44 @@ def test_running_children_counts_exec_d_live_children_only() -> None:
         for k in kids:
             k.kill()
             k.wait()
+
+
+def test_autostart_reaches_both_configs(tmp_path: Path) -> None:
+    spec = ProgramSpec("w", ("/bin/sleep", "3600"), "sleep", 2, autostart=True)
+    assert parse(render_ini(spec, "c", "p"))["watcher:w"]["autostart"] == "true"
+    prog = parse(render_conf(spec, tmp_path / "s.sock", tmp_path))["program:w"]
+    assert (prog["autostart"], prog["startsecs"]) == ("true", "0")
+    plain = ProgramSpec("w", ("/bin/sleep", "3600"), "sleep", 2)
+    assert parse(render_ini(plain, "c", "p"))["watcher:w"]["autostart"] == "false"
+
+
+def test_daemons_get_a_bytecode_cache_whatever_the_caller_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = daemon_env()
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["PYTHONPYCACHEPREFIX"] == str(PYCACHE)
+
+
+def test_launch_is_timed_from_exec_to_every_copy_running(tmp_path: Path) -> None:
+    # A stand-in "daemon": a shell that starts three sleeps, one of them late.
+    script = "sleep 30 & sleep 30 & (sleep 0.3; exec sleep 30) & wait"
+    spec = ProgramSpec("w", ("/bin/sleep",), "sleep", 3, autostart=True)
+
+    class Shell(DaemonSession):
+        def start(self, wait: bool = True) -> None:
+            raise NotImplementedError
+
+        def stop(self) -> None:
+            raise NotImplementedError
+
+        def ask_quit(self) -> None:
+            self.proc.terminate()
+
+    with Shell(spec, tmp_path, ["/bin/sh", "-c", script], "sh.log") as sess:
+        assert sess.launch_took is not None and sess.launch_took >= 0.3
+        assert len(sess.pids()) == 3
+        kids = sess.pids()
+    for pid in kids:
+        procs.wait_for(lambda pid=pid: procs.comm_state(pid) is None, 30, f"pid {pid} gone")

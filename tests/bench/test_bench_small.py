@@ -34,6 +34,7 @@ DAEMON_ROWS = [
     "cli.status",
     "respawn",
     "stdout",
+    "launch.10",
 ]
 RAW_ROWS = ["start.10", "stop.10", "respawn", "stdout", "stdout.cat", "stdout.direct"]
 
@@ -78,6 +79,7 @@ def test_readme_smoke_example_measures_every_raw_row(tmp_path: Path) -> None:
     assert_rows(stdout, doc, "raw", RAW_ROWS)
     # raw has no daemon: its daemon-only rows stay empty rather than invented
     assert "raw" not in doc["metrics"].get("rtt.list", {}).get("values", {})
+    assert "raw" not in doc["metrics"].get("launch.10", {}).get("values", {})
 
 
 @pytest.mark.slow
@@ -90,6 +92,7 @@ def test_small_run_against_ours_fills_every_row(tmp_path: Path) -> None:
     for key in ("start.10", "stop.10", "respawn", "stdout"):
         assert doc["metrics"][key]["ratios"]["ours/raw"] > 0
     assert {t["metric"] for t in doc["targets"]} >= {"start.1000", "respawn", "stdout"}
+    assert {"launch.200", "launch.1000"} <= {t["metric"] for t in doc["targets"]}
 
 
 @pytest.mark.interop
@@ -99,7 +102,13 @@ def test_small_run_against_ours_fills_every_row(tmp_path: Path) -> None:
 )
 def test_small_run_against_the_peers_fills_every_row(tmp_path: Path) -> None:
     stdout, doc = run_bench(
-        ["--small", "--peers", "circus,supervisor", "--only", "start,stop,rss,rtt,cli,stdout"],
+        [
+            "--small",
+            "--peers",
+            "circus,supervisor",
+            "--only",
+            "start,stop,rss,rtt,cli,stdout,launch",
+        ],
         tmp_path,
     )
     rows = [r for r in DAEMON_ROWS if r not in ("idle_cpu", "respawn")]

@@ -78,6 +78,8 @@ def test_small_settings_and_metrics_n() -> None:
     small = parse_args(["--small"])
     assert (small.ns, small.respawns, small.idle_seconds, small.runs) == ((10,), 3, 1.0, 1)
     assert small.stdout_bytes == 5_000_000 and small.metrics_n == 10
+    assert small.launch_ns == (10,) and parse_args([]).launch_ns == (200, 1000)
+    assert parse_args(["--launch-ns", "5,50"]).launch_ns == (5, 50)
     full = parse_args([])
     assert full.ns == (10, 100, 1000, 5000) and full.metrics_n == 1000 and full.runs == 3
     assert parse_args(["--only", "rtt,cli"]).only == {"rtt", "cli"}

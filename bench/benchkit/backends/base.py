@@ -36,6 +36,8 @@ class ProgramSpec:
         no_backoff: replace copies at once even when they die in quick succession (turns off
             a manager's crash-loop backoff where it has one; the respawn workload kills
             back to back, and wants the respawn itself timed, not the policy's delays).
+        autostart: the manager starts the copies itself when it starts (the launch
+            workload: exec of the daemon to all copies running).
     """
 
     name: str
@@ -45,6 +47,7 @@ class ProgramSpec:
     respawn: bool = True
     stdout_file: Path | None = None
     no_backoff: bool = False
+    autostart: bool = False
 
 
 class Session(ABC):
@@ -63,6 +66,10 @@ class Session(ABC):
     def daemon_pid(self) -> int | None:
         """The daemon's pid (None for the raw reference, which has no daemon)."""
         return None
+
+    #: Seconds from the exec of the daemon to all copies running in /proc, measured when
+    #: the spec asks for ``autostart`` (None: no daemon, or not asked).
+    launch_took: float | None = None
 
     @abstractmethod
     def start(self, wait: bool = True) -> None:

@@ -49,7 +49,7 @@ def render_ini(
         f"cmd = {shlex.quote(spec.argv[0])}",
         f"args = {shlex.join(spec.argv[1:])}",
         f"numprocesses = {spec.numprocesses}",
-        "autostart = false",
+        f"autostart = {str(spec.autostart).lower()}",
         f"respawn = {str(spec.respawn).lower()}",
         "graceful_timeout = 10",
         "copy_env = true",
