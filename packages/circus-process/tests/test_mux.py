@@ -102,3 +102,87 @@ def test_a_failing_callback_is_reported_and_others_still_run() -> None:
     errors, ok = asyncio.run(main())
     assert ok
     assert [str(e["exception"]) for e in errors] == ["bad callback"]
+
+
+def test_the_loop_gets_a_turn_between_batches_of_busy_fds(monkeypatch) -> None:
+    """A control request (another reader of the loop) waits for a batch of callbacks, not for
+    a pass over every busy pipe; and every pipe is still served."""
+    monkeypatch.setattr(_mux, "MAX_EVENTS", 8)
+    count = 100
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        pipes = [os.pipe() for _ in range(count)]
+        ctl_r, ctl_w = os.pipe()
+        served: list[int] = []
+        before_control: list[int] = []
+        done = asyncio.Event()
+        try:
+
+            def on_pipe(r: int) -> None:
+                os.read(r, 10)
+                if not served:
+                    os.write(ctl_w, b"?")  # a request arrives while the flood is served
+                served.append(r)
+                if len(served) == count:
+                    done.set()
+
+            def on_control() -> None:
+                os.read(ctl_r, 10)
+                before_control.append(len(served))
+                loop.remove_reader(ctl_r)
+
+            loop.add_reader(ctl_r, on_control)
+            mux = _mux.mux_for(loop)
+            for r, w in pipes:
+                os.write(w, b"x")
+                mux.add(r, on_pipe, r)
+            await asyncio.wait_for(done.wait(), 10)
+            for r, _ in pipes:
+                _mux.release(loop, r)
+        finally:
+            for fd in (ctl_r, ctl_w, *(fd for p in pipes for fd in p)):
+                os.close(fd)
+        assert sorted(served) == sorted(r for r, _ in pipes)  # each once
+        return before_control[0], len(served)
+
+    first_seen_at, total = asyncio.run(main())
+    assert total == count
+    # at most two loop passes' worth of batches before the request is read (not all 100)
+    assert first_seen_at <= 4 * 8, first_seen_at
+
+
+def test_fds_that_stay_readable_are_served_in_turn(monkeypatch) -> None:
+    """With more always-readable fds than one batch holds, none is skipped for long."""
+    monkeypatch.setattr(_mux, "MAX_EVENTS", 8)
+    count = 50
+
+    async def main() -> dict[int, int]:
+        loop = asyncio.get_running_loop()
+        pipes = [os.pipe() for _ in range(count)]
+        calls: dict[int, int] = {}
+        snapshot: dict[int, int] = {}
+        done = asyncio.Event()
+        try:
+
+            def on_pipe(r: int) -> None:  # never drained: readable at every poll
+                calls[r] = calls.get(r, 0) + 1
+                if len(calls) == count and not done.is_set():
+                    snapshot.update(calls)  # when the last fd is first reached
+                    done.set()
+
+            mux = _mux.mux_for(loop)
+            for r, w in pipes:
+                os.write(w, b"x")
+                mux.add(r, on_pipe, r)
+            await asyncio.wait_for(done.wait(), 10)
+            for r, _ in pipes:
+                _mux.release(loop, r)
+        finally:
+            for fd in (fd for p in pipes for fd in p):
+                os.close(fd)
+        return snapshot
+
+    calls = asyncio.run(main())
+    assert len(calls) == count
+    assert max(calls.values()) <= 2, calls  # every fd reached before any is served a third time
