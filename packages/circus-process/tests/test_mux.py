@@ -186,3 +186,78 @@ def test_fds_that_stay_readable_are_served_in_turn(monkeypatch) -> None:
     calls = asyncio.run(main())
     assert len(calls) == count
     assert max(calls.values()) <= 2, calls  # every fd reached before any is served a third time
+
+
+def test_an_fd_made_readable_by_a_callback_is_served_in_the_same_dispatch() -> None:
+    """A dying child's pipes report EOF just before its pidfd turns readable: the mux asks
+    epoll again after its callbacks, so the later fd is served in the same loop pass."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        order: list[str] = []
+        (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+        try:
+
+            def first() -> None:
+                os.read(r1, 10)
+                order.append("first")
+                os.write(w2, b"2")  # readable only after the dispatch's first poll
+
+            def second() -> None:
+                os.read(r2, 10)
+                order.append("second")
+
+            mux = _mux.mux_for(loop)
+            mux.add(r1, first)
+            mux.add(r2, second)
+            os.write(w1, b"1")
+            mux._dispatch()  # one dispatch, as the loop runs it when the epoll fd is readable
+            _mux.release(loop, r1)
+            _mux.release(loop, r2)
+        finally:
+            for fd in (r1, w1, r2, w2):
+                os.close(fd)
+        return order
+
+    assert asyncio.run(main()) == ["first", "second"]
+
+
+def test_a_dispatch_that_empties_and_refills_the_mux_keeps_it() -> None:
+    """A respawn releases the dead child's fd and adds its replacement's in one callback: the
+    same epoll set serves both (not closed and made again); a dispatch that leaves the mux
+    empty still closes it, and nothing is left open."""
+    before = _open_fds()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+        replaced = asyncio.Event()
+        done = asyncio.Event()
+        try:
+            mux = _mux.mux_for(loop)
+
+            def dead() -> None:  # the old fd goes, the new one comes, in one callback
+                _mux.release(loop, r1)
+                _mux.mux_for(loop).add(r2, new)
+                replaced.set()
+
+            def new() -> None:
+                os.read(r2, 10)
+                _mux.release(loop, r2)  # the mux is empty when this dispatch ends
+                done.set()
+
+            mux.add(r1, dead)
+            os.close(w1)  # EOF: readable
+            w1 = -1
+            await asyncio.wait_for(replaced.wait(), 5)
+            assert _mux.mux_for(loop) is mux and len(mux) == 1
+            os.write(w2, b"x")
+            await asyncio.wait_for(done.wait(), 5)
+            assert _mux._muxes.get(loop) is None  # closed at the end of that dispatch
+        finally:
+            for fd in (r1, w1, r2, w2):
+                if fd >= 0:
+                    os.close(fd)
+
+    asyncio.run(main())
+    assert _open_fds() <= before

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["FdMux", "mux_for"]
 
 _READ = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
+_ROUNDS = 2  # epoll polls per dispatch: the second catches what the first one's callbacks met
 # Most fds served per dispatch. The loop gets a turn between batches, so a control request
 # waits for at most this many callbacks rather than for a pass over every busy pipe (1,000
 # chatty children left ``status`` seconds behind on a starved CPU share). Level-triggered
@@ -36,6 +37,7 @@ class FdMux:
         self._loop_ref = weakref.ref(loop)
         self._epoll = select.epoll()  # close-on-exec, so children never inherit it
         self._callbacks: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
+        self._dispatching = False
         loop.add_reader(self._epoll.fileno(), self._dispatch)
 
     def __len__(self) -> int:
@@ -59,23 +61,50 @@ class FdMux:
             pass  # closed already: the kernel dropped it with its last reference
 
     def _dispatch(self) -> None:
+        # An fd released by a callback leaves the mux open until the dispatch ends: a dead
+        # child's replacement, spawned in its exit callback, reuses it (no epoll set closed
+        # and made again, no loop reader removed and added again, per respawn).
+        self._dispatching = True
         try:
-            ready = self._epoll.poll(0, MAX_EVENTS)
-        except InterruptedError:
-            return
-        for fd, _events in ready:
-            entry = self._callbacks.get(fd)
-            if entry is None:
-                continue
-            callback, args = entry
-            try:
-                callback(*args)
-            except Exception as exc:  # one bad callback must not starve the others
+            self._dispatch_rounds()
+        finally:
+            self._dispatching = False
+            if not self._callbacks:
                 loop = self._loop_ref()
-                if loop is not None:
-                    loop.call_exception_handler(
-                        {"message": f"fd {fd} callback {callback!r} failed", "exception": exc}
-                    )
+                if loop is not None and _muxes.get(loop) is self:
+                    del _muxes[loop]
+                self.close()
+
+    def _dispatch_rounds(self) -> None:
+        # A dying child's pipes report EOF a few microseconds before its pidfd is readable
+        # (the kernel closes its files, then reports the exit): asking again after the
+        # callbacks usually finds the pidfd, handled in this pass rather than one loop pass
+        # later. At most MAX_EVENTS callbacks in all, so a flood of output cannot keep the
+        # loop here.
+        budget = MAX_EVENTS  # per dispatch, whatever the rounds
+        for _ in range(_ROUNDS):
+            try:
+                ready = self._epoll.poll(0, budget)
+            except InterruptedError:
+                return
+            if not ready:
+                return
+            budget -= len(ready)
+            for fd, _events in ready:
+                entry = self._callbacks.get(fd)
+                if entry is None:
+                    continue
+                callback, args = entry
+                try:
+                    callback(*args)
+                except Exception as exc:  # one bad callback must not starve the others
+                    loop = self._loop_ref()
+                    if loop is not None:
+                        loop.call_exception_handler(
+                            {"message": f"fd {fd} callback {callback!r} failed", "exception": exc}
+                        )
+            if budget <= 0:
+                return
 
     def close(self) -> None:
         """Unregister from the loop and close the epoll fd."""
@@ -110,6 +139,6 @@ def release(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     if mux is None:
         return
     mux.remove(fd)
-    if not mux:
+    if not mux and not mux._dispatching:  # else closed when the dispatch ends, if still empty
         del _muxes[loop]
         mux.close()
