@@ -77,9 +77,13 @@ def test_logs_follow_receives_output(circusd, e2e, tmp_path) -> None:
     finally:
         sub.close()
         ctx.term()
-    numbers = [int(entry["data"].split()[1]) for entry in seen]
+    # a message holds the complete lines one read delivered (one or more)
+    lines = [line for entry in seen for line in entry["data"].splitlines(keepends=True)]
+    numbers = [int(line.split()[1]) for line in lines]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # complete, in order
-    assert all(entry["data"].endswith("\n") for entry in seen)
+    assert all(line.endswith("\n") for line in lines)
+    seqs = [entry["seq"] for entry in seen]
+    assert seqs == [seqs[0] + numbers.index(int(e["data"].split()[1])) for e in seen]
     assert seen[0]["pid"] == daemon.pids("talker")[0]
     # the ring buffer answers the last lines, like `circusctl logs talker -n 2`
     logs = daemon.call("logs", name="talker", lines=2)["logs"]

@@ -87,11 +87,12 @@ def test_output_lines_published_and_kept(run_arbiter, endpoints, waiter) -> None
         finally:
             sub.close()
             ctx.term()
-        stdout = [p["data"] for t, p in seen if t == "output.talker.stdout"]
-        assert stdout[:2] == ["one\n", "two\n"]
+        stdout = [p for t, p in seen if t == "output.talker.stdout"]
+        assert [p["data"] for p in stdout[:2]] == ["one\n", "two\n"]
+        assert [p["seq"] for p in stdout[:2]] == [0, 1]  # lines published on the topic before
         err = next(p for t, p in seen if t == "output.talker.stderr")
         assert err["data"] == "oops\n" and err["watcher"] == "talker" and err["stream"] == "stderr"
-        assert set(err) == {"watcher", "pid", "stream", "time", "data"}
+        assert set(err) == {"watcher", "pid", "stream", "time", "data", "seq"} and err["seq"] == 0
         logs = (await c.call("logs", name="talker", lines=2))["logs"]
         assert [e["data"] for e in logs][-2:] == ["two\n", "oops\n"] or len(logs) == 2
         assert (await c.call("logs", name="nosuch"))["errno"] == 3
@@ -104,18 +105,41 @@ def test_output_lines_published_and_kept(run_arbiter, endpoints, waiter) -> None
 
 
 def test_output_hub_splits_and_buffers_lines() -> None:
+    # One message per chunk: its complete lines together (a line cut between two chunks
+    # goes with the chunk that completes it); ``seq`` counts the topic's lines before it.
     published: list[tuple[str, dict[str, Any]]] = []
     hub = OutputHub(lambda topic, payload: published.append((topic, payload)), keep=3)
     hub.feed("w", 1, "stdout", b"a\nb")
     hub.feed("w", 1, "stdout", b"c\n\nd\r\n")
     hub.feed("w", 2, "stderr", b"x")
-    assert [p["data"] for _, p in published] == ["a\n", "bc\n", "\n", "d\r\n"]
+    assert [(p["data"], p["seq"]) for _, p in published] == [("a\n", 0), ("bc\n\nd\r\n", 1)]
     hub.flush_pid("w", 2)
     assert published[-1][0] == "output.w.stderr" and published[-1][1]["data"] == "x"
+    assert published[-1][1]["seq"] == 0  # a topic of its own
     assert [e["data"] for e in hub.lines(["w"], 10)] == ["\n", "d\r\n", "x"]
     assert [e["data"] for e in hub.lines(["w"], 1)] == ["x"]
     hub.forget("w")
     assert hub.lines(["w"], 10) == []
+
+
+def test_output_seq_counts_published_lines_only() -> None:
+    published: list[tuple[str, dict[str, Any]]] = []
+    subscribed = {"on": False}
+    hub = OutputHub(
+        lambda topic, payload: published.append((topic, payload)),
+        wanted=lambda topic: subscribed["on"],
+    )
+    hub.feed("w", 1, "stdout", b"unseen\nunseen\n")  # nobody subscribed: not counted
+    subscribed["on"] = True
+    hub.feed("w", 1, "stdout", b"1\n2\n")
+    hub.feed("w", 2, "stdout", b"3\n")
+    hub.feed("w", 2, "stdout", b"x" * (70 * 1024))  # two unterminated pieces: a line each
+    hub.feed("w", 1, "stdout", b"4\n")
+    assert [p["seq"] for _, p in published] == [0, 2, 3, 4, 5]
+    assert [p["pid"] for _, p in published] == [1, 2, 2, 2, 1]
+    hub.forget("w")
+    hub.feed("w", 1, "stdout", b"again\n")
+    assert published[-1][1]["seq"] == 0  # a watcher added again starts afresh
 
 
 def test_publisher_sends_only_what_is_subscribed(tmp_path) -> None:

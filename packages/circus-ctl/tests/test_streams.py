@@ -115,6 +115,42 @@ def test_logs_follow_streams_live_output(
     assert "globaloptions" in logs_daemon.commands()
 
 
+def test_logs_follow_says_how_many_lines_it_missed(
+    logs_daemon: FakeDaemon, publisher: Publisher, ctl_process: Callable
+) -> None:
+    # Each message holds 2 lines, but seq jumps by 5: 3 lines dropped before every message.
+    proc = ctl_process("--endpoint", logs_daemon.endpoint, "logs", "-f", "--count", "3", "web")
+
+    def make(i: int) -> list[bytes]:
+        return protocol.output_message("web", 7, "stdout", f"m{i}a\nm{i}b\n", time.time(), 5 * i)
+
+    with publishing(publisher, make):
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert len([line for line in out.splitlines() if " | m" in line]) == 6
+    notes = [line for line in err.splitlines() if "missed" in line]
+    assert len(notes) == 2, err  # the first message is the baseline
+    assert all("3 lines of web stdout missed" in note for note in notes)
+
+
+def test_logs_follow_json_one_object_per_line(
+    logs_daemon: FakeDaemon, publisher: Publisher, ctl_process: Callable
+) -> None:
+    proc = ctl_process("--json", "--endpoint", logs_daemon.endpoint, "logs", "-f", "--count", "2")
+
+    def make(i: int) -> list[bytes]:
+        return protocol.output_message("web", 7, "stderr", f"a{i}\nb{i}\n", time.time(), 2 * i)
+
+    with publishing(publisher, make):
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    entries = [json.loads(line) for line in out.splitlines()][len(HISTORY) :]
+    assert len(entries) == 4, out
+    assert [e["data"][0] for e in entries] == ["a", "b", "a", "b"]
+    assert all(set(e) == {"watcher", "pid", "stream", "time", "data"} for e in entries)
+    assert all(e["data"].endswith("\n") and e["data"].count("\n") == 1 for e in entries)
+
+
 def test_listen_prints_events(publisher: Publisher, ctl_process: Callable) -> None:
     proc = ctl_process("--endpoint", publisher.endpoint, "listen", "--count", "2", "watcher.web.")
 

@@ -173,6 +173,41 @@ def test_metrics_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_websocket_output_one_entry_per_line_and_missed_lines_counted(tmp_path: Path) -> None:
+    async def scenario(env: Env) -> None:
+        ws = await env.ws()
+        try:
+            await next_of(ws, "hello")
+            await async_wait_until(
+                lambda: _connected_snapshot(ws), message="a connected snapshot on the websocket"
+            )
+
+            async def relayed() -> dict | None:  # until the subscription reached the PUB
+                env.publisher.publish("watcher.web.spawn", {"process_pid": 1, "time": 5.0})
+                try:
+                    return await next_of(ws, "event", timeout=0.3)
+                except TimeoutError:
+                    return None
+
+            await async_wait_until(relayed, message="an event on the websocket")
+            env.publisher.send(protocol.output_message("web", 7, "stdout", "a\nb\n", 6.0, 0))
+            # seq 5: lines 2, 3 and 4 were dropped by circusd before they reached the link
+            env.publisher.send(protocol.output_message("web", 7, "stdout", "c\n", 6.5, 5))
+            lines: list[dict] = []
+            dropped = 0
+            while len(lines) < 3:
+                batch = await next_of(ws, "outputs")
+                lines += batch["lines"]
+                dropped += batch["dropped"]
+            assert [line["data"] for line in lines] == ["a\n", "b\n", "c\n"]
+            assert dropped == 3
+            assert [e["data"] for e in env.dashboard.links[0].logs][-3:] == ["a\n", "b\n", "c\n"]
+        finally:
+            ws.close()
+
+    run(tmp_path, scenario, token=TOKEN)
+
+
 def test_websocket_relays_snapshots_events_output_and_answers(tmp_path: Path) -> None:
     async def scenario(env: Env) -> None:
         ws = await env.ws()

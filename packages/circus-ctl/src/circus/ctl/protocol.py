@@ -13,7 +13,10 @@ never answering a ``cast``. :class:`Errno` is the table of ``errno`` values and 
 
 Pub/sub channel (spec §2): two frames, topic ``watcher.<name>.<event>`` and a JSON payload.
 Our extension: topic ``output.<watcher>.<stdout|stderr>`` with payload
-``{"watcher", "pid", "stream", "time", "data"}`` (``data``: decoded text, complete lines).
+``{"watcher", "pid", "stream", "time", "data", "seq"}``: ``data`` is decoded text, one or
+more complete lines of one process's stream as one read delivered them (or one unterminated
+piece), ``seq`` the number of lines published on that topic before this message's first
+line, so a subscriber sees how many it missed (:mod:`._outputseq`).
 
 Stats channel (spec §3): two frames, topic ``stat.<watcher>[.<pid>]`` and a JSON payload.
 """
@@ -28,6 +31,7 @@ from typing import Any
 
 from ._commands import COMMANDS, CommandSpec, Prop, get_command, validate_properties
 from ._errno import Errno
+from ._outputseq import OutputGaps, output_line_count, split_output
 from .errors import ProtocolError
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "MAX_TRACEBACK",
     "CommandSpec",
     "Errno",
+    "OutputGaps",
     "Prop",
     "Request",
     "cast_request",
@@ -60,6 +65,7 @@ __all__ = [
     "make_request",
     "new_id",
     "ok_answer",
+    "output_line_count",
     "output_message",
     "output_payload",
     "output_topic",
@@ -68,6 +74,7 @@ __all__ = [
     "parse_stat_topic",
     "resource_name",
     "shorten",
+    "split_output",
     "stat_topic",
     "validate_properties",
 ]
@@ -389,28 +396,42 @@ def parse_output_topic(topic: bytes | str) -> tuple[str, str]:
 
 
 def output_payload(
-    watcher: str, pid: int, stream: str, data: str | bytes, when: float | None = None
+    watcher: str,
+    pid: int,
+    stream: str,
+    data: str | bytes,
+    when: float | None = None,
+    seq: int | None = None,
 ) -> dict[str, Any]:
     """Build the payload of an output message (also one entry of a ``logs`` answer).
 
-    ``data`` is decoded text made of complete lines; bytes are decoded as UTF-8 with
-    replacement so a binary-writing child cannot break the JSON.
+    ``data`` is decoded text made of complete lines (one or more); bytes are decoded as
+    UTF-8 with replacement so a binary-writing child cannot break the JSON. ``seq`` (output
+    messages only): lines published on the topic before this message's first line.
     """
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return {
+    payload: dict[str, Any] = {
         "watcher": watcher,
         "pid": pid,
         "stream": stream,
         "time": time.time() if when is None else when,
         "data": text,
     }
+    if seq is not None:
+        payload["seq"] = seq
+    return payload
 
 
 def output_message(
-    watcher: str, pid: int, stream: str, data: str | bytes, when: float | None = None
+    watcher: str,
+    pid: int,
+    stream: str,
+    data: str | bytes,
+    when: float | None = None,
+    seq: int | None = None,
 ) -> list[bytes]:
     """Return the two frames of an output message: topic and JSON payload."""
-    payload = output_payload(watcher, pid, stream, data, when)
+    payload = output_payload(watcher, pid, stream, data, when, seq)
     return [output_topic(watcher, stream).encode(), encode(payload)]
 
 

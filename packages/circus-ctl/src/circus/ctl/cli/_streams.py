@@ -228,11 +228,14 @@ def format_log_line(
 
 
 def _emit(ctx: Context, entry: Mapping[str, Any], colors: dict[str, int]) -> None:
+    """Print an entry (a live message may hold several lines): one output line, or one JSON
+    object, per line."""
     if ctx.json:
-        ctx.dump(dict(entry))
+        for line in protocol.split_output(entry):
+            line.pop("seq", None)
+            ctx.dump(line)
     else:
-        for line in format_log_line(entry, ctx.palette, colors):
-            ctx.out(line)
+        ctx.out("\n".join(format_log_line(entry, ctx.palette, colors)))
 
 
 def _discover_pubsub(ctx: Context) -> str:
@@ -278,14 +281,25 @@ def _logs(ctx: Context, ns: argparse.Namespace) -> int:
         if consumer is None:
             return 0
         seen = 0
+        gaps = protocol.OutputGaps()
         while True:
             message = consumer.recv()
             if message is None:  # pragma: no cover - recv() without timeout always returns
                 continue
-            _, payload = message
+            topic, payload = message
             name = protocol.resource_name(str(payload.get("watcher", "")))
             if wanted and name not in wanted:
                 continue  # a prefix match on a longer watcher name (web vs web.v2)
+            missed = gaps.feed(topic, payload)
+            if missed:
+                # never silent: circusd drops messages for a subscriber that falls behind
+                ctx.err(
+                    ctx.palette.error(
+                        f"circusctl: {missed} line{'s' if missed != 1 else ''} of "
+                        f"{name} {payload.get('stream', '')} missed (this follower fell "
+                        "behind and circusd dropped them)"
+                    )
+                )
             if float(payload.get("time") or 0.0) <= last_time:
                 continue  # already printed as history
             _emit(ctx, payload, colors)

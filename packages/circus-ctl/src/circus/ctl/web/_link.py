@@ -55,8 +55,9 @@ class DaemonLink:
 
     ``pubsub_endpoint`` defaults to what the daemon's ``globaloptions`` reports.
     ``publish`` receives plain JSON-able dicts: ``snapshot`` (see
-    :meth:`DaemonState.to_json`), ``event`` and ``outputs`` (a batch of output lines, with a
-    count of lines ``dropped`` in a burst) messages, each with the daemon's ``index``.
+    :meth:`DaemonState.to_json`), ``event`` and ``outputs`` (a batch of output lines, one
+    per line, with a count of lines ``dropped``: cut from a burst, or dropped by circusd
+    while this link fell behind) messages, each with the daemon's ``index``.
     :meth:`run` polls until :meth:`close`; :meth:`call` relays one command. ``curve`` makes
     every socket of the link (polls, actions, pub/sub) a CURVE client of the daemon.
     """
@@ -111,6 +112,8 @@ class DaemonLink:
     async def poll_once(self) -> None:
         """Refresh the snapshot once and publish it (or publish that the daemon is gone)."""
         was_connected = self.state.connected
+        self._gaps = protocol.OutputGaps()
+        self._missed = 0  # lines circusd dropped for us since the last batch
         try:
             client = self._poll_client()
             status = await client.call("status")
@@ -274,9 +277,13 @@ class DaemonLink:
 
     def _dispatch(self, topic: str, payload: Mapping[str, Any]) -> None:
         if topic.startswith("output."):
-            message = self._output_message(payload)
-            self.logs.append(message)
-            self._queue_output(message)
+            # A message holds one or more lines; the pages get one entry per line, and the
+            # lines circusd dropped while this link fell behind are counted as skipped.
+            self._missed += self._gaps.feed(topic, payload)
+            for line in protocol.split_output(payload):
+                message = self._output_message(line)
+                self.logs.append(message)
+                self._queue_output(message)
             return
         watcher, event = protocol.parse_event_topic(topic)
         pid = payload.get("process_pid")
@@ -315,7 +322,7 @@ class DaemonLink:
                 "type": "outputs",
                 "daemon": self.index,
                 "lines": lines,
-                "dropped": len(pending) - len(lines),
+                "dropped": len(pending) - len(lines) + missed,
             }
         )
 
@@ -329,3 +336,4 @@ class DaemonLink:
             "time": payload.get("time"),
             "data": str(payload.get("data", "")),
         }
+        missed, self._missed = self._missed, 0
