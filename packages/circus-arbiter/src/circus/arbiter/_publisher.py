@@ -5,6 +5,15 @@ to, so a message nobody wants (most output lines, usually) is not even serialise
 subscription notices are read without any reader task: :meth:`Publisher.publish` drains them
 (non-blocking) before deciding, so nothing runs while nothing is published.
 
+Messages published during one pass of the event loop are sent together at the start of the
+next one (``loop.call_soon``), in the order they were published: ZeroMQ's I/O thread is
+woken once per pass instead of once per message. A ``spawn`` event is sent at once, with
+whatever is held before it: a respawn publishes ``reap`` and then ``spawn`` from one
+callback, and sending the ``reap`` alone first would wake the I/O thread and every
+subscriber's threads while the replacement is being forked (on a small box, the very CPUs
+the fork and the ``spawn`` event wait for). Without a running loop, a message is sent at
+once. :meth:`Publisher.close` and :meth:`Publisher.release` send what is held first.
+
 A subscriber that does not keep up loses messages: past ``ZMQ_SNDHWM`` (libzmq's 1,000)
 messages queued for it, XPUB drops what is published to it, and nothing waits. A subscription
 message is at most :data:`MAX_SUBSCRIPTION_BYTES` (a bigger one ends that connection), and
@@ -30,6 +39,8 @@ __all__ = ["MAX_SUBSCRIPTION_BYTES", "Publisher"]
 log = logging.getLogger("circus.arbiter")
 
 MAX_SUBSCRIPTION_BYTES = 4096  # ZMQ_MAXMSGSIZE: a topic prefix is a few dozen bytes
+# Topics sent at once (with what is held before them): a new process is waited for.
+_AT_ONCE = b".spawn"
 
 
 class Publisher:
@@ -39,6 +50,7 @@ class Publisher:
         self.endpoint = endpoint
         self._prefixes: set[bytes] = set()
         self._fresh = False  # the notices were read in this pass of the event loop
+        self._held: list[tuple[bytes, bytes]] | None = None  # to send at the next pass
         self._socket: zmq.Socket[Any] | None = context.socket(zmq.XPUB)
         self._socket.linger = 0
         self._socket.maxmsgsize = MAX_SUBSCRIPTION_BYTES
@@ -71,6 +83,7 @@ class Publisher:
             ArbiterError: the endpoint cannot be released.
         """
         assert self._socket is not None
+        self.flush()
         release(self._socket, self.endpoint)
 
     def bind_again(self, owner: str | None = None) -> None:
@@ -125,7 +138,8 @@ class Publisher:
         return any(prefix.startswith(p) or p.startswith(prefix) for p in self._prefixes)
 
     def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
-        """Send one message if anybody subscribed to it; silently nothing once closed."""
+        """Send one message if anybody subscribed to it (at the next loop pass, or at once:
+        see the module's docstring); silently nothing once closed."""
         raw_topic = topic.encode()
         # A topic a known prefix matches is sent without reading the notices again in the
         # same loop pass (a stop publishes two events per process): XPUB itself drops what
@@ -136,18 +150,44 @@ class Publisher:
             and any(raw_topic.startswith(p) for p in self._prefixes)
         ) and not self.wanted(raw_topic):
             return
-        assert self._socket is not None
         data = json.dumps(payload, default=str).encode()
+        if self._held is not None:
+            self._held.append((raw_topic, data))
+            if raw_topic.endswith(_AT_ONCE):
+                self.flush()
+            return
+        if raw_topic.endswith(_AT_ONCE):
+            self._send(raw_topic, data)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._send(raw_topic, data)  # no loop (a test, a thread): at once
+            return
+        self._held = [(raw_topic, data)]
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send the messages held since the last flush, in the order they were published."""
+        held, self._held = self._held, None
+        if held:
+            for raw_topic, data in held:
+                self._send(raw_topic, data)
+
+    def _send(self, raw_topic: bytes, data: bytes) -> None:
+        if self._socket is None:
+            return
         try:
             self._socket.send_multipart([raw_topic, data], flags=zmq.NOBLOCK)
         except zmq.Again:  # pragma: no cover - PUB-like sockets drop rather than block
             pass
         except zmq.ZMQError as exc:  # pragma: no cover
-            log.warning("cannot publish %s: %s", topic, exc)
+            log.warning("cannot publish %s: %s", raw_topic.decode(errors="replace"), exc)
 
     def close(self) -> None:
         """Close the socket (idempotent) and remove its ipc file."""
         if self._socket is not None:
+            self.flush()
             if self._guarded:
                 guard().unwatch(self._socket)
                 self._guarded = False
