@@ -49,6 +49,7 @@ def test_every_option_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         endpoint = ipc:///tmp/x/ctrl.sock
         endpoint_owner = nobody
         unauthenticated_access = Operate
+        max_connections = 200
         pubsub_endpoint = tcp://127.0.0.1:7001
         stats_endpoint = tcp://127.0.0.1:7002
         statsd = yes
@@ -78,6 +79,7 @@ def test_every_option_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "endpoint": "ipc:///tmp/x/ctrl.sock",
         "endpoint_owner": "nobody",
         "unauthenticated_access": "operate",
+        "max_connections": 200,
         "pubsub_endpoint": "tcp://127.0.0.1:7001",
         "stats_endpoint": "tcp://127.0.0.1:7002",
         "statsd": True,

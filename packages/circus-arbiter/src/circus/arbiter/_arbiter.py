@@ -349,10 +349,11 @@ class Arbiter(ArbiterAPI):
 
     def _apply_process_options(self) -> None:
         """What an arbiter does to its process at start: options that nothing acts on are
-        named, then ``umask``, ``debug_gc`` and the ``pidfile``."""
+        named, then ``max_connections``, ``umask``, ``debug_gc`` and the ``pidfile``."""
         for option, why in self._ignored:
             log.warning("%s is ignored: %s", option, why)
         settings = self.settings
+        self._apply_max_connections()
         if settings.umask is not None:
             os.umask(settings.umask)
         if settings.debug_gc:
@@ -375,6 +376,15 @@ class Arbiter(ArbiterAPI):
                 self._pidfile.unlink()
                 self._pidfile = None
             raise
+
+    def _apply_max_connections(self) -> None:
+        """``max_connections`` to the connection guard and the supervisor API's servers."""
+        from ._connguard import configure
+
+        cap = self.settings.max_connections
+        configure(cap)
+        for server in self._supervisor.servers if self._supervisor is not None else ():
+            server.max_connections = cap
 
     def _open_crash_state(self) -> None:
         """Take the crash state lock (refused while another daemon runs this config and
@@ -527,8 +537,9 @@ class Arbiter(ArbiterAPI):
 
         ``curve``: the new config's CURVE options (as the ``curve`` argument; left out: the
         running ones). The new config's security applies in full, all or nothing (see
-        :meth:`Channels.move`); then ``unauthenticated_access``, ``check_delay``,
-        ``warmup_delay`` and the log level, and the dashboard is told the new endpoints.
+        :meth:`Channels.move`); then ``unauthenticated_access``, ``max_connections``,
+        ``check_delay``, ``warmup_delay`` and the log level, and the dashboard is told the new
+        endpoints.
 
         Raises:
             ArbiterError: an exposed endpoint without CURVE, bad CURVE settings or key
@@ -540,6 +551,7 @@ class Arbiter(ArbiterAPI):
         new = reloaded(self.settings, daemon, options)
         moved = self.channels.move(new)
         self.settings = new
+        self._apply_max_connections()
         self.watcher_set.warmup_delay = new.warmup_delay
         if daemon.loglevel:
             try:

@@ -25,8 +25,9 @@ events, on a thread of its own (it reacts while the event loop is busy), and act
   does once the ended connections' descriptors are closed). Stopping to accept ends every
   connection the endpoint had: its clients reconnect, a request in flight gets no answer.
 
-The cap of each endpoint is ``max_connections`` (1,024), lowered so that the guarded
-endpoints together use at most a third of the budget: the soft limit minus the descriptors
+The cap of each endpoint is ``[circus] max_connections`` (1,024 by default), lowered so
+that the guarded endpoints together use at most a third of the budget (never below
+:data:`MIN_CAP` that way): the soft limit minus the descriptors
 open for anything else (counted every 0.25 s while connections come and go) minus a reserve
 of :data:`RESERVE`. The rest absorbs what libzmq accepts before the guard catches up; the
 guard's thread runs at a higher priority (nice -10) where circusd may set one, so that it
@@ -40,7 +41,6 @@ import logging
 import os
 import queue
 import resource
-import socket
 import struct
 import threading
 import time
@@ -50,7 +50,8 @@ from typing import Any
 
 import zmq
 
-from ._connpause import forget, pause, same_local
+from ._connpause import forget, pause
+from ._connslot import checked, listening_address
 
 __all__ = [
     "BACKLOG",
@@ -151,7 +152,7 @@ class ConnectionGuard:
         self._cap = max_connections
         self._budget = 0  # descriptors the guarded connections may use in all
         self._cap_at = 0.0
-        self._slot: int | None = None  # see _checked
+        self._slot: int | None = None  # see _connslot.checked
         self._null: int | None = None
 
     # ------------------------------------------------------------------ loop-thread API
@@ -361,7 +362,7 @@ class ConnectionGuard:
                 watched.listener = value
                 watched.listeners.add(value)
                 watched.listens += 1
-                watched.local = self._listening_address(value)
+                watched.local = listening_address(value, *self._slots())
             elif event == zmq.EVENT_CLOSED and value in watched.listeners:
                 # a listener went (a pause, an unbind): libzmq ends every connection it
                 # accepted, without an event each
@@ -400,18 +401,13 @@ class ConnectionGuard:
             for fd in self._victims(watched, excess):
                 del watched.conns[fd]
                 self._active.pop(fd, None)
-                if self._checked(fd, watched.local, shut=True):
+                if checked(fd, watched.local, *self._slots(), shut=True):
                     shed += 1
                     watched.closing[fd] = now
             watched.shed += shed
             watched.shed_since_warning += shed
             if shed:
-                self._warn(
-                    watched,
-                    f"{watched.shed_since_warning} connections shed "
-                    f"(cap {cap}, {len(watched.conns)} kept)",
-                    reset=True,
-                )
+                self._warn(watched, _cap_reached(watched, cap, self.max_connections), reset=True)
         if watched.closing or excess > 0:
             closing = sum(len(w.closing) for w in self._watched.values())
             used = closing + sum(len(w.conns) for w in self._watched.values())
@@ -449,7 +445,8 @@ class ConnectionGuard:
         budget = max(0, soft - self.reserve - max(0, in_use - ours))
         share = budget // (3 * max(1, len(self._watched)))
         self._budget = budget
-        self._cap = max(MIN_CAP, min(self.max_connections, share))
+        # the budget never lowers a cap below MIN_CAP; a max_connections set lower holds
+        self._cap = min(self.max_connections, max(MIN_CAP, share))
 
     def _ask_pause(self, watched: _Endpoint) -> None:
         if watched.pause_asked or watched.loop is None or watched.closed:
@@ -471,65 +468,10 @@ class ConnectionGuard:
         # hold the GIL the loop needs, while libzmq goes on accepting.
         watched.paused.wait(_PAUSE_WAIT)
 
-    # ------------------------------------------------------------------ descriptors
-
-    def _checked(self, fd: int, local: Any, *, shut: bool) -> bool:
-        """Whether ``fd`` is a connection accepted on the endpoint whose sockets answer
-        ``local`` to getsockname(); ``shut``: then ``shutdown(2)`` it.
-
-        The descriptor number may have been closed by libzmq and reused for something else
-        (a child's pipe, a listening socket of a watcher) since its event was sent. So it is
-        first duplicated onto a slot of ours, which keeps the checked object and the one shut
-        down the same, and needs no new descriptor (the table may be full right now).
-        """
+    def _slots(self) -> tuple[int, int]:
         slot, null = self._slot, self._null
         assert slot is not None and null is not None
-        try:
-            os.dup2(fd, slot, inheritable=False)
-        except OSError:
-            return False
-        try:
-            sock = socket.socket(fileno=slot)
-        except OSError:
-            os.dup2(null, slot, inheritable=False)
-            return False
-        try:
-            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                return False
-            if local is None or not same_local(sock.getsockname(), local):
-                return False
-            sock.getpeername()
-            if shut:
-                sock.shutdown(socket.SHUT_RDWR)
-            return True
-        except OSError:
-            return False
-        finally:
-            sock.detach()
-            os.dup2(null, slot, inheritable=False)
-
-    def _listening_address(self, fd: int) -> Any:
-        slot, null = self._slot, self._null
-        assert slot is not None and null is not None
-        try:
-            os.dup2(fd, slot, inheritable=False)
-        except OSError:
-            return None
-        try:
-            sock = socket.socket(fileno=slot)
-        except OSError:
-            os.dup2(null, slot, inheritable=False)
-            return None
-        try:
-            name = sock.getsockname()
-        except OSError:
-            return None
-        finally:
-            sock.detach()
-            os.dup2(null, slot, inheritable=False)
-        if isinstance(name, tuple):
-            return int(name[1])  # tcp: the port tells our connections apart
-        return name.decode(errors="replace") if isinstance(name, bytes) else name
+        return slot, null
 
     def _warn(self, watched: _Endpoint, what: str, reset: bool = False) -> None:
         now = time.monotonic()
@@ -553,6 +495,21 @@ def guard() -> ConnectionGuard:
 
 
 def configure(max_connections: int | None = None) -> None:
-    """Set the per-endpoint cap (``[circus] max_connections``); ``None`` keeps it."""
-    if max_connections is not None:
-        guard().max_connections = max_connections
+    """Set the per-endpoint cap (``[circus] max_connections``; ``None``: the default), in
+    force from the next connection."""
+    watcher = guard()
+    watcher.max_connections = max_connections or DEFAULT_MAX_CONNECTIONS
+    watcher._cap_at = 0.0  # recount at the next event
+
+
+def _cap_reached(watched: _Endpoint, cap: int, option: int) -> str:
+    why = (
+        f"[circus] max_connections = {option}"
+        if cap >= option
+        else f"[circus] max_connections = {option}, lowered by the descriptor budget "
+        "(raise the nofile limit)"
+    )
+    return (
+        f"connection cap of {cap} reached ({why}): {watched.shed_since_warning} newer or idle "
+        f"connections shed, {len(watched.conns)} kept"
+    )

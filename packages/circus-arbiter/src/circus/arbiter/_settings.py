@@ -40,7 +40,8 @@ class ArbiterSettings:
     ``stats_endpoint`` ``None``: no stats channel; ``multicast_endpoint`` ``""``: no
     discovery. ``curve``: a ``CurveSettings``, the ``[circus]`` CURVE options as a dict, or
     ``None`` (checked when the channels open). ``unauthenticated_access`` is stored in its
-    canonical lowercase spelling.
+    canonical lowercase spelling. ``max_connections``: the cap on simultaneous connections
+    of each control endpoint (``None``: each endpoint's default, see ``_connguard``).
 
     Raises (constructor):
         OptionError: (a ValueError) ``check_delay``, ``warmup_delay``, ``stats_interval`` or
@@ -55,6 +56,7 @@ class ArbiterSettings:
     multicast_endpoint: str = ""
     endpoint_owner: str | None = None
     unauthenticated_access: str = "read"
+    max_connections: int | None = None
     curve: Any = None
     check_delay: float = 1.0
     warmup_delay: float = 0.0

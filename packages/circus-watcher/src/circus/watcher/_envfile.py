@@ -19,8 +19,6 @@ import re
 import stat
 from collections.abc import Iterable
 
-from circus.process import open_parent
-
 from ._errors import WatcherError
 
 __all__ = ["MAX_ENV_FILE_BYTES", "EnvFileError", "read_env_files", "split_optional"]
@@ -71,7 +69,10 @@ def read_env_files(entries: Iterable[str]) -> dict[str, str]:
 def _read(path: str, optional: bool) -> str | None:
     try:
         # the directories on the way walked without following another user's link (its
-        # own ``current -> releases/42`` is fine, ``conf -> /root`` is not)
+        # own ``current -> releases/42`` is fine, ``conf -> /root`` is not); imported here:
+        # a config that names no env file loads without the process layer
+        from circus.process import open_parent
+
         dir_fd, name = open_parent(path)
         try:
             # O_NONBLOCK: a FIFO put in the file's place must not hold the daemon in open()

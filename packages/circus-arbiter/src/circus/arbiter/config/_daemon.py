@@ -63,6 +63,10 @@ def _on_crash(text: str) -> str:
     return value
 
 
+def _connections(text: str) -> int:
+    return to_int(text, 1)
+
+
 def _access(text: str) -> str:
     value = text.strip().lower()
     if value not in ("read", "operate", "full"):
@@ -77,6 +81,7 @@ DAEMON_OPTIONS: dict[str, tuple[Any, str]] = {
     "multicast_endpoint": (_multicast, "expected udp://GROUP:PORT, or empty to disable"),
     "endpoint_owner": (_optional, ""),
     "unauthenticated_access": (_access, "expected read, operate or full"),
+    "max_connections": (_connections, "expected a whole number of connections, at least 1"),
     "statsd": (to_bool, EXPECTED_BOOL),
     "statsd_close_outputs": (to_bool, EXPECTED_BOOL),
     "check_delay": capped("check_delay", to_float),

@@ -29,6 +29,7 @@ class DaemonConfig:
     multicast_endpoint: str | None = None
     endpoint_owner: str | None = None
     unauthenticated_access: str = "read"
+    max_connections: int | None = None
     statsd: bool = False
     statsd_close_outputs: bool = False
     check_delay: float = 5.0

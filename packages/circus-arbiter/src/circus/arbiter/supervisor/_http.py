@@ -8,10 +8,11 @@ Bounds, so that no client can hold circusd's loop or memory: the request head is
 connection or of its first byte (an idle keep-alive connection is closed after
 :data:`IDLE_TIMEOUT` without one), a body at most
 :data:`MAX_BODY` bytes within :data:`BODY_TIMEOUT`; an answer a client does not read within
-:data:`WRITE_TIMEOUT` closes its connection; at most :data:`MAX_CONNECTIONS` connections are
-served at once (the next ones are closed at once, logged at most once a minute), of which
-:data:`ADMIN_RESERVE` are kept for root and circusd's own uid and at most :data:`PER_PEER`
-go to one other uid (the unknown peers count as one): a local user holding idle connections
+:data:`WRITE_TIMEOUT` closes its connection; at most :data:`MAX_CONNECTIONS` connections
+(``[circus] max_connections`` when set) are served at once (the next ones are closed at
+once, logged at most once a minute), of which :data:`ADMIN_RESERVE` (a quarter) are kept
+for root and circusd's own uid and at most :data:`PER_PEER` (three eighths) go to one other
+uid (the unknown peers count as one): a local user holding idle connections
 cannot keep root out of the API.
 
 Who the peer is comes from the kernel, once per connection: ``SO_PEERCRED`` on a unix socket,
@@ -118,9 +119,16 @@ class RpcHttpServer:
     """
 
     def __init__(
-        self, spec: HttpServerSpec, handler: Handler, stream: Streamer | None = None
+        self,
+        spec: HttpServerSpec,
+        handler: Handler,
+        stream: Streamer | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self.spec = spec
+        #: ``[circus] max_connections`` (``None``: :data:`MAX_CONNECTIONS`); may be changed
+        #: while serving (a reload): the reserve and the share of one peer follow it
+        self.max_connections = max_connections
         self._handler = handler
         self._stream = stream
         self._server: asyncio.base_events.Server | None = None
@@ -185,15 +193,21 @@ class RpcHttpServer:
         peer = _identity(writer, self.spec.kind)
         admin = peer.uid is not None and peer.uid in (0, os.geteuid())
         held = self._held.get(peer.uid, 0)
-        room = MAX_CONNECTIONS if admin else MAX_CONNECTIONS - ADMIN_RESERVE
-        if len(self._conns) >= room or (not admin and held >= PER_PEER):
+        cap, reserve, per_peer = _limits(self.max_connections)
+        room = cap if admin else cap - reserve
+        if len(self._conns) >= room or (not admin and held >= per_peer):
             now = time.monotonic()
             if now - self._refused_logged > 60:
                 self._refused_logged = now
                 log.warning(
-                    "supervisor control API %s: %d connections open (%d of %s), refusing more",
+                    "supervisor control API %s: %d connections open, refusing more (at most "
+                    "%d, [circus] max_connections; %d kept for root, %d per user; %d held by "
+                    "%s)",
                     self.url(),
                     len(self._conns),
+                    cap,
+                    reserve,
+                    per_peer,
                     held,
                     peer.describe(),
                 )
@@ -341,6 +355,14 @@ _REASONS = {
     413: b"Payload Too Large",
     431: b"Request Header Fields Too Large",
 }
+
+
+def _limits(max_connections: int | None) -> tuple[int, int, int]:
+    """``(cap, admin reserve, per peer)``: the defaults, or the same shares of the option."""
+    if max_connections is None:
+        return MAX_CONNECTIONS, ADMIN_RESERVE, PER_PEER
+    cap = max(1, max_connections)
+    return cap, cap * ADMIN_RESERVE // MAX_CONNECTIONS, max(1, cap * PER_PEER // MAX_CONNECTIONS)
 
 
 async def _read_head(reader: asyncio.StreamReader, first: bool) -> bytes:

@@ -104,7 +104,14 @@ class SupervisorServices:
             section = sections.get(kind)
             if section is not None:
                 spec = parse(section)
-                self.servers.append(RpcHttpServer(spec, self._handle, self._stream))
+                self.servers.append(
+                    RpcHttpServer(
+                        spec,
+                        self._handle,
+                        self._stream,
+                        max_connections=arbiter.settings.max_connections,
+                    )
+                )
         self.rpc_interface = RpcInterface(
             arbiter, self.tracker, self.identifier, getattr(daemon, "logfile", None)
         )
