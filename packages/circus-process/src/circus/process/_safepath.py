@@ -138,12 +138,11 @@ def _follow(fd: int, part: str, link: os.stat_result, path: str, budget: list[in
     if dir_is_private(holder) or _planted_by_owner(holder, link, os.fstat(new)):
         return new
     os.close(new)
-    raise OSError(
-        errno.ELOOP,
-        f"{part} -> {target} is a link another user may have put there, to a directory "
-        "that user does not own: not followed",
-        path,
-    )
+    if holder.st_mode & 0o022 and not holder.st_mode & stat.S_ISVTX:
+        who = "in a directory a group or everyone may write (any of them may replace it)"
+    else:
+        who = "another user may have put there, to a directory that user does not own"
+    raise OSError(errno.ELOOP, f"{part} -> {target} is a link {who}: not followed", path)
 
 
 def _planted_by_owner(holder: os.stat_result, link: os.stat_result, led: os.stat_result) -> bool:
