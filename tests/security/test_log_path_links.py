@@ -261,3 +261,42 @@ def test_env_file_never_read_through_a_swapped_component(user_tree: tuple[Path, 
         assert "not followed" in str(exc)
     else:
         assert "DB_PASSWORD" not in env, "root's secret read through the user's link"
+
+
+def _hard_link_of(target: Path, directory: Path, name: str) -> Path:
+    """What a user can do to any file when ``fs.protected_hardlinks`` is off."""
+    link = directory / name
+    try:
+        os.link(target, link)
+    except OSError as exc:
+        pytest.skip(f"cannot hard-link across these directories: {exc}")
+    return link
+
+
+def test_output_never_appended_to_a_hard_link_of_root_s_file(
+    user_tree: tuple[Path, Path],
+) -> None:
+    from circus.process.streams import FileStream
+
+    user, root_only = user_tree
+    shadow = root_only / "shadow"
+    shadow.write_text("root:secret\n")
+    _hard_link_of(shadow, user / "logs", "out.log")
+    stream = FileStream(str(user / "logs" / "out.log"))
+    try:
+        stream(CHUNK)
+    finally:
+        stream.close()
+    assert shadow.read_text() == "root:secret\n", "root appended to its own file's hard link"
+
+
+def test_env_file_never_reads_a_hard_link_of_root_s_file(user_tree: tuple[Path, Path]) -> None:
+    from circus.watcher import EnvFileError, read_env_files
+
+    user, root_only = user_tree
+    secret = root_only / "root.env"
+    secret.write_text("DB_PASSWORD=root-secret\n")
+    secret.chmod(0o600)
+    _hard_link_of(secret, user / "logs", "app.env")
+    with pytest.raises(EnvFileError, match="hard links"):
+        read_env_files([str(user / "logs" / "app.env")])

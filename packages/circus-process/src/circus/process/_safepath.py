@@ -20,7 +20,8 @@ anyway:
 The target of a link followed is walked the same way. The walk ends with a descriptor of the
 directory that holds the last component: the caller opens, renames or lists relative to it,
 so a swap after the walk changes nothing. The last component itself is the caller's rule
-(:func:`open_file` does not follow a link there unless the directory is private).
+(:func:`open_in` and :func:`open_file` do not follow a link there, nor open a file with
+other hard links, unless the directory is private).
 """
 
 from __future__ import annotations
@@ -74,17 +75,20 @@ def open_file(path: str, flags: int, mode: int = 0o644) -> int:
 
 
 def open_in(dir_fd: int, name: str, flags: int, mode: int = 0o644, path: str = "") -> int:
-    """``os.open(name, flags, mode, dir_fd=dir_fd)`` (close-on-exec), not following a link
-    at ``name`` unless the directory is private (:func:`dir_is_private`); ``path`` names the
-    file in errors.
+    """``os.open(name, flags, mode, dir_fd=dir_fd)`` (close-on-exec). Unless the directory
+    is private (:func:`dir_is_private`), a link at ``name`` is not followed and a regular
+    file with other hard links is refused (with ``fs.protected_hardlinks`` off, another user
+    may hard-link root's file into its own directory). ``path`` names the file in errors.
 
     Raises:
-        OSError: the open's (``ELOOP``: a link not followed, said so).
+        OSError: the open's (``ELOOP``: a link not followed, said so); ``EPERM``: a file
+            with other hard links.
     """
-    if not dir_is_private(os.fstat(dir_fd)):
+    private = dir_is_private(os.fstat(dir_fd))
+    if not private:
         flags |= os.O_NOFOLLOW
     try:
-        return os.open(name, flags | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+        fd = os.open(name, flags | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
             raise OSError(
@@ -92,6 +96,16 @@ def open_in(dir_fd: int, name: str, flags: int, mode: int = 0o644, path: str = "
                 f"{path or name} is a link in a directory other users may write: not followed",
             ) from None
         raise
+    if not private:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            os.close(fd)
+            raise OSError(
+                errno.EPERM,
+                f"{path or name} has {info.st_nlink} hard links, in a directory other users "
+                "may write: not opened",
+            )
+    return fd
 
 
 def _walk(fd: int, rest: str, path: str, budget: list[int]) -> int:

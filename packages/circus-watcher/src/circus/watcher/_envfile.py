@@ -122,6 +122,16 @@ def _borrowed(dir_fd: int, name: str, opened: os.stat_result) -> str | None:
         )
     if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
         return "changed while read"
+    if opened.st_nlink > 1:
+        from circus.process import dir_is_private
+
+        holder = os.fstat(dir_fd)
+        if not dir_is_private(holder) and opened.st_uid != holder.st_uid:
+            # with fs.protected_hardlinks off, anyone may hard-link root's file there
+            return (
+                f"a file of uid {opened.st_uid} with {opened.st_nlink} hard links, in a "
+                f"directory of uid {holder.st_uid} that others may write"
+            )
     return None
 
 
