@@ -300,3 +300,29 @@ def test_env_file_never_reads_a_hard_link_of_root_s_file(user_tree: tuple[Path, 
     _hard_link_of(secret, user / "logs", "app.env")
     with pytest.raises(EnvFileError, match="hard links"):
         read_env_files([str(user / "logs" / "app.env")])
+
+
+def test_virtualenv_pth_files_never_lead_to_root_s_files(user_tree: tuple[Path, Path]) -> None:
+    """``virtualenv = /srv/app/venv``, owned by the app's user: each ``*.pth`` line becomes a
+    PYTHONPATH entry of the app, so a ``.pth`` linked to root's file would hand its lines
+    over."""
+    import sys
+
+    from circus.watcher._env import build_env
+
+    user, root_only = user_tree
+    secret = root_only / "shadow"
+    secret.write_text("root:SECRETHASH:19000\n")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = user / "venv" / "lib" / version / "site-packages"
+    site.mkdir(parents=True)
+    (site / "ok.pth").write_text("mypkg\n")
+    os.symlink(secret, site / "evil.pth")
+    for path in [user / "venv", *(p for p in site.parents if user / "venv" in p.parents), site]:
+        os.lchown(path, NOBODY, NOBODY)
+    os.lchown(site / "evil.pth", NOBODY, NOBODY)
+    env = build_env(
+        {}, copy_env=False, copy_path=False, virtualenv=str(user / "venv"), virtualenv_py_ver=None
+    )
+    assert "SECRETHASH" not in env["PYTHONPATH"], "root's file handed to the app"
+    assert str(site / "mypkg") in env["PYTHONPATH"].split(os.pathsep)

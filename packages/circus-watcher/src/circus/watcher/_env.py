@@ -9,15 +9,16 @@ circusd's environment only for names starting with an uppercase letter (unset = 
 
 from __future__ import annotations
 
-import glob
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 
 from ._errors import OptionError
 
 _VAR = re.compile(r"\$([A-Z][A-Z0-9_]*)")
+_MAX_PTH = 1 << 20
 
 
 def expand(value: str, environ: Mapping[str, str]) -> str:
@@ -61,15 +62,48 @@ def _apply_virtualenv(env: dict[str, str], venv: str, py_ver: str | None) -> Non
     if not os.path.isdir(site):
         raise OptionError("virtualenv", venv, f"a virtualenv holding {site}")
     extra = [site]
-    for pth in sorted(glob.glob(os.path.join(site, "*.pth"))):
-        with open(pth, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                line = line.strip()
-                if line and not line.startswith(("#", "import ")):
-                    extra.append(os.path.normpath(os.path.join(site, line)))
+    for text in _pth_files(site):
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "import ")):
+                extra.append(os.path.normpath(os.path.join(site, line)))
     if env.get("PYTHONPATH"):
         extra.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(extra)
     bin_dir = os.path.join(venv, "bin")
     env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH", "")) if p)
     env["VIRTUAL_ENV"] = venv
+
+
+def _pth_files(site: str) -> list[str]:
+    """The text of each ``*.pth`` of ``site``, in name order, read as circusd (root) from a
+    virtualenv its app's user may own: the directories walked without following that
+    user's links elsewhere, each file a plain one (no link out of a user's directory, no
+    FIFO), at most :data:`_MAX_PTH` bytes. A file that cannot be read so is skipped: its
+    lines (another file's content, put in the child's PYTHONPATH) would reach the app."""
+    from circus.process import open_in, open_parent
+
+    try:
+        dir_fd, _ = open_parent(os.path.join(site, "x"))
+    except OSError:
+        return []
+    try:
+        listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            names = sorted(
+                n for n in os.listdir(listing) if n.endswith(".pth") and not n.startswith(".")
+            )
+        finally:
+            os.close(listing)
+        texts = []
+        for name in names:
+            try:
+                fd = open_in(dir_fd, name, os.O_RDONLY | os.O_NONBLOCK, path=f"{site}/{name}")
+            except OSError:
+                continue
+            with open(fd, "rb") as handle:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    texts.append(handle.read(_MAX_PTH).decode("utf-8", "replace"))
+        return texts
+    finally:
+        os.close(dir_fd)
