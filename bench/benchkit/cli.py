@@ -55,6 +55,8 @@ def measure(settings: Settings, backends: list[Backend]) -> Results:
             r.respawn()
         for r in runners:
             r.stdout()
+        for r in runners:
+            r.chatty()
     return results
 
 

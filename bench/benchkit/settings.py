@@ -12,7 +12,18 @@ CACHE_DIR = ROOT / ".cache"
 DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
 
 PEERS = ("raw", "ours", "circus", "supervisor")
-WORKLOADS = ("start", "stop", "rss", "idle_cpu", "rtt", "cli", "respawn", "stdout", "launch")
+WORKLOADS = (
+    "start",
+    "stop",
+    "rss",
+    "idle_cpu",
+    "rtt",
+    "cli",
+    "respawn",
+    "stdout",
+    "launch",
+    "chatty",
+)
 FULL_NS = (10, 100, 1000, 5000)
 SMALL_NS = (10,)
 LAUNCH_NS = (200, 1000)  # the N of the launch row (its target is set at these two)
@@ -28,6 +39,9 @@ class Settings:
     launch_ns: tuple[int, ...] = LAUNCH_NS
     stdout_bytes: int = 200_000_000
     respawns: int = 20
+    chatty_n: int = 1000  # chatty row: writers, MB/s in all, seconds of writing
+    chatty_rate: float = 50.0
+    chatty_seconds: float = 10.0
     idle_seconds: float = 10.0
     rtt_calls: int = 50
     cli_calls: int = 5
@@ -82,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--small",
         action="store_true",
-        help="CI smoke sizes: N=10, 5 MB of stdout, 3 respawns, 1 s idle, 1 run",
+        help="CI smoke sizes: N=10, 5 MB of stdout, 3 respawns, 1 s idle, 20 chatty writers "
+        "for 1 s, 1 run",
     )
     p.add_argument(
         "--only",
@@ -115,6 +130,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             launch_ns=SMALL_LAUNCH_NS,
             stdout_bytes=5_000_000,
             respawns=3,
+            chatty_n=20,
+            chatty_rate=1.0,
+            chatty_seconds=1.0,
             idle_seconds=1.0,
             rtt_calls=10,
             cli_calls=2,

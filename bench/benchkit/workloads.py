@@ -9,6 +9,7 @@ writes the file itself) and ``stdout.cat`` (pipe through cat).
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import statistics
@@ -240,6 +241,49 @@ class Runner:
             self.r.add(self.b.name, "stdout", size / 1e6 / (t1 - t0))
 
         self._session(make_spec, ["stdout"], body)
+
+    # -- chatty ------------------------------------------------------------------------------
+    def chatty(self) -> None:
+        """``chatty_n`` writers of short lines into one file (Supervisor: a file each):
+        the daemon's CPU per MB, lines lost or torn, ``status`` during the flood; ours also
+        followed by a ``logs -f`` subscriber. Needs ``cc`` for the writers; raw has no daemon."""
+        if not self.s.wants("chatty") or self.b.name == "raw":
+            return
+        from . import chatty
+
+        s = self.s
+        keys = ["chatty.cpu", "chatty.lost", "chatty.status", "chatty.status_max"]
+        writer = chatty.shared_writer()
+        if writer is None:
+            for key in keys:
+                self.r.fail(self.b.name, key, chatty.NO_CC)
+            if not self.run:
+                _log(f"{self.b.name} chatty: skipped: {chatty.NO_CC}")
+            return
+        args = argparse.Namespace(
+            n=s.chatty_n, rate=s.chatty_rate, seconds=s.chatty_seconds, line=100, cut=False
+        )
+        peers = [self.b.name] + (["ours+follow"] if self.b.name == "ours" else [])
+        for peer in peers:
+            _log(f"run {self.run + 1}: {peer} chatty N={s.chatty_n} {s.chatty_rate:g} MB/s")
+            row = chatty.run_peer(peer, args, writer)
+            prefix = "chatty.follow" if peer.endswith("+follow") else "chatty"
+            if "error" in row:
+                _log(f"{peer} chatty: {row['error']}")
+                for key in keys if prefix == "chatty" else ["chatty.follow.cpu"]:
+                    self.r.fail(self.b.name, key, row["error"])
+                continue
+            self.r.add(self.b.name, f"{prefix}.cpu", row["cpu_ms_per_mb"])
+            if prefix == "chatty":
+                files = row["files"]
+                self.r.add(self.b.name, "chatty.lost", files["lost"] + files["torn"])
+                status = row["status"]
+                if status.get("samples"):
+                    self.r.add(self.b.name, "chatty.status", status["median_ms"])
+                    self.r.add(self.b.name, "chatty.status_max", status["max_ms"])
+            else:
+                f = row["follower"]
+                self.r.add(self.b.name, "chatty.follow.missed", f["lost"] + f["torn"])
 
 
 def _median_ms(call: Callable[[], None], count: int) -> float:

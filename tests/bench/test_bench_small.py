@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +39,9 @@ DAEMON_ROWS = [
     "launch.10",
 ]
 RAW_ROWS = ["start.10", "stop.10", "respawn", "stdout", "stdout.cat", "stdout.direct"]
+# The chatty rows (a C writer built with cc): every daemon, and ours followed by logs -f.
+CHATTY_ROWS = ["chatty.cpu", "chatty.lost", "chatty.status", "chatty.status_max"]
+OURS_CHATTY_ROWS = [*CHATTY_ROWS, "chatty.follow.cpu", "chatty.follow.missed"]
 
 
 def run_bench(argv: list[str], tmp_path: Path) -> tuple[str, dict[str, Any]]:
@@ -89,6 +94,12 @@ def test_small_run_against_ours_fills_every_row(tmp_path: Path) -> None:
     stdout, doc = run_bench(["--small", "--peers", "raw,ours"], tmp_path)
     assert_rows(stdout, doc, "raw", RAW_ROWS)
     assert_rows(stdout, doc, "ours", DAEMON_ROWS)
+    if shutil.which("cc"):
+        assert_rows(stdout, doc, "ours", OURS_CHATTY_ROWS)
+        assert "raw" not in doc["metrics"]["chatty.cpu"]["values"]  # no daemon, no row
+        # 20 writers: nothing lost or torn, in the file or by the follower
+        assert doc["metrics"]["chatty.lost"]["values"]["ours"]["median"] == 0
+        assert doc["metrics"]["chatty.follow.missed"]["values"]["ours"]["median"] == 0
     for key in ("start.10", "stop.10", "respawn", "stdout"):
         assert doc["metrics"][key]["ratios"]["ours/raw"] > 0
     assert {t["metric"] for t in doc["targets"]} >= {"start.1000", "respawn", "stdout"}
@@ -115,6 +126,28 @@ def test_small_run_against_the_peers_fills_every_row(tmp_path: Path) -> None:
     assert_rows(stdout, doc, "circus", rows)
     assert_rows(stdout, doc, "supervisor", rows)
     assert doc["metrics"]["start.10"]["ratios"] == {}  # no raw, no ours: nothing to divide
+
+
+def test_chatty_row_without_a_compiler_says_why(tmp_path: Path) -> None:
+    # A PATH without cc (and nothing else the chatty row needs before its compiler check)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    out = tmp_path / "latest.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--small", "--peers", "ours"]
+        + ["--only", "chatty", "--json", str(out), "--no-plot"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env={**os.environ, "PATH": str(bin_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ours chatty: skipped: no C compiler (cc)" in done.stderr
+    doc = json.loads(out.read_text())
+    value = doc["metrics"]["chatty.cpu"]["values"]["ours"]
+    assert value["median"] is None and "no C compiler" in value["errors"][0]
 
 
 def test_unknown_peer_is_refused_with_the_valid_ones(tmp_path: Path) -> None:

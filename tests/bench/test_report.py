@@ -55,6 +55,28 @@ def test_targets_compare_ours_with_the_named_reference() -> None:
     assert by_metric["rtt.list"]["met"] is None
 
 
+def test_a_target_against_several_peers_takes_the_hardest() -> None:
+    settings = parse_args(["--runs", "1"])
+    r = Results()
+    r.add("ours", "chatty.cpu", 3.0)
+    r.add("circus", "chatty.cpu", 12.0)
+    r.add("supervisor", "chatty.cpu", 2.0)
+    r.add("ours", "chatty.lost", 0.0)
+    r.add("ours", "chatty.status_max", 40.0)
+    info = {p: {"available": True, "reason": None, "what": p} for p in settings.peers}
+    doc = report.build(settings, r, info)
+    by_metric = {t["metric"]: t for t in doc["targets"]}
+    assert by_metric["chatty.cpu"]["figure"] == 1.5  # ours/supervisor, not ours/circus 0.25
+    assert by_metric["chatty.cpu"]["met"] is False
+    assert by_metric["chatty.lost"]["met"] is True
+    assert by_metric["chatty.status_max"]["met"] is False
+    r.add("supervisor", "chatty.cpu", 6.0)  # median of 2 and 6: 4, ratio 0.75
+    doc = report.build(settings, r, info)
+    assert {t["metric"]: t for t in doc["targets"]}["chatty.cpu"]["met"] is True
+    small = report.build(parse_args(["--small"]), r, info)
+    assert "chatty.status_max" not in {t["metric"] for t in small["targets"]}  # 20 writers
+
+
 def test_table_marks_failures_partial_runs_and_skipped_backends() -> None:
     _, text = made_up()
     lines = text.splitlines()
@@ -78,6 +100,8 @@ def test_small_settings_and_metrics_n() -> None:
     small = parse_args(["--small"])
     assert (small.ns, small.respawns, small.idle_seconds, small.runs) == ((10,), 3, 1.0, 1)
     assert small.stdout_bytes == 5_000_000 and small.metrics_n == 10
+    assert (small.chatty_n, small.chatty_rate, small.chatty_seconds) == (20, 1.0, 1.0)
+    assert (parse_args([]).chatty_n, parse_args([]).chatty_rate) == (1000, 50.0)
     assert small.launch_ns == (10,) and parse_args([]).launch_ns == (200, 1000)
     assert parse_args(["--launch-ns", "5,50"]).launch_ns == (5, 50)
     full = parse_args([])

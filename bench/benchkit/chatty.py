@@ -1,0 +1,482 @@
+"""A thousand chatty children, the measurement itself (``bench/bench_chatty.py`` is its
+command line; ``make bench``'s chatty row runs it too): N tiny C writers (built with ``cc``),
+their stdout into a file through the manager, lines checked, daemon CPU and ``status`` round
+trips timed during the flood. See ``bench/bench_chatty.py`` for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from .backends import ProgramSpec, make_backend
+from .procs import cpu_seconds
+
+__all__ = ["NO_CC", "Checker", "build_writer", "run_peer", "shared_writer"]
+
+WRITER_C = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int write_all(const char *p, size_t n) {
+    while (n) {
+        ssize_t w = write(1, p, n);
+        if (w < 0) { if (errno == EINTR) continue; return -1; }
+        p += w; n -= (size_t)w;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 7) return 2;
+    double rate = atof(argv[1]), secs = atof(argv[2]);
+    int len = atoi(argv[3]), cut = atoi(argv[6]);
+    int fd = open(argv[4], O_RDONLY | O_NONBLOCK);
+    if (fd >= 0) {  /* wait for the bench to close its end: every writer starts at once */
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        char b;
+        while (read(fd, &b, 1) > 0) {}
+        close(fd);
+    }
+    static char buf[1 << 16];
+    int pid = (int)getpid();
+    long sent = 0;
+    struct timespec t0, now, tick = {0, 10 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (el >= secs) break;
+        long due = (long)(el * rate / len) + 1;
+        size_t n = 0;
+        while (sent < due && n + (size_t)len <= sizeof buf) {
+            int h = snprintf(buf + n, (size_t)len, "%d %ld ", pid, sent);
+            memset(buf + n + h, 'x', (size_t)(len - h - 1));
+            buf[n + len - 1] = '\n';
+            n += (size_t)len;
+            sent++;
+        }
+        if (n) {
+            size_t first = cut ? (size_t)(len / 2 + 7) % n : n;
+            if (first == 0) first = n;
+            if (write_all(buf, first) < 0 || write_all(buf + first, n - first) < 0) break;
+        }
+        nanosleep(&tick, NULL);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%d", argv[5], pid);
+    FILE *f = fopen(path, "w");
+    if (f) { fprintf(f, "%ld\n", sent); fclose(f); }
+    return 0;
+}
+"""
+
+
+def build_writer(workdir: Path) -> Path:
+    """Compile the writer into ``workdir``."""
+    src = workdir / "chatty.c"
+    src.write_text(WRITER_C)
+    exe = workdir / "chatty"
+    subprocess.run(["cc", "-O2", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+NO_CC = "no C compiler (cc) to build the chatty writers"
+
+_built: list[Path] = []
+
+
+def shared_writer() -> Path | None:
+    """The writer, built once per bench process (removed at exit); None without ``cc``."""
+    if _built:
+        return _built[0]
+    if shutil.which("cc") is None:
+        return None
+    build = Path(tempfile.mkdtemp(prefix="ch-build-", dir="/tmp"))
+    atexit.register(shutil.rmtree, build, True)
+    try:
+        _built.append(build_writer(build))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _built[0]
+
+
+class Checker:
+    """Checks lines ``"<pid> <seq> x...\\n"``: per-writer sets of sequence numbers."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+        self.seen: dict[int, set[int]] = {}
+        self.torn = 0
+        self.dups = 0
+        self.examples: list[bytes] = []
+
+    def feed_block(self, block: bytes) -> None:
+        """Check every line of a block of complete lines (a trailing piece counts as torn)."""
+        parts = block.split(b"\n")
+        tail = parts.pop()
+        for part in parts:
+            self.check(part)
+        if tail:
+            self._bad(tail)
+
+    def _bad(self, line: bytes) -> None:
+        self.torn += 1
+        if len(self.examples) < 3:
+            self.examples.append(line[:120])
+
+    def check(self, line: bytes) -> None:
+        """One line without its newline."""
+        if len(line) != self.line - 1:
+            self._bad(line)
+            return
+        head = line.split(b" ", 2)
+        if len(head) != 3 or not head[0].isdigit() or not head[1].isdigit():
+            self._bad(line)
+            return
+        if head[2].strip(b"x"):
+            self._bad(line)
+            return
+        seqs = self.seen.setdefault(int(head[0]), set())
+        seq = int(head[1])
+        if seq in seqs:
+            self.dups += 1
+        else:
+            seqs.add(seq)
+
+    def verdict(self, written: dict[int, int]) -> dict[str, Any]:
+        """Lost/torn/duplicated against what each writer says it wrote."""
+        lost = 0
+        strangers = 0
+        for pid, count in written.items():
+            got = self.seen.get(pid, set())
+            lost += count - len([s for s in got if s < count])
+            strangers += len([s for s in got if s >= count])
+        strangers += sum(len(v) for p, v in self.seen.items() if p not in written)
+        return {
+            "lines_written": sum(written.values()),
+            "lost": lost,
+            "torn": self.torn,
+            "duplicated": self.dups,
+            "unexpected": strangers,
+            "torn_examples": [e.decode(errors="replace") for e in self.examples],
+        }
+
+
+class StatusSampler(threading.Thread):
+    """Times one cheap status request every ``period`` s on its own connection."""
+
+    def __init__(self, call: Any, period: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.call = call
+        self.period = period
+        self.rtts: list[float] = []
+        self.errors: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            t0 = time.perf_counter()
+            try:
+                self.call()
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                self.errors.append(repr(exc)[:200])
+            self.rtts.append(time.perf_counter() - t0)
+            self.halt.wait(self.period)
+
+    def summary(self) -> dict[str, Any]:
+        """Count, median, p99, max (ms) and how many took over 10 ms."""
+        r = sorted(self.rtts)
+        if not r:
+            return {"samples": 0}
+        return {
+            "samples": len(r),
+            "median_ms": r[len(r) // 2] * 1e3,
+            "p99_ms": r[min(len(r) - 1, int(len(r) * 0.99))] * 1e3,
+            "max_ms": r[-1] * 1e3,
+            "over_10ms": sum(1 for x in r if x > 0.010),
+            "errors": len(self.errors),
+        }
+
+
+def circus_status_call(control: str) -> Any:
+    """A function sending ``status`` over its own DEALER and waiting for the answer."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(control)
+
+    def call() -> None:
+        mid = uuid.uuid4().hex
+        sock.send(json.dumps({"command": "status", "properties": {}, "id": mid}).encode())
+        while True:
+            if not sock.poll(5000):
+                raise TimeoutError("status: no answer within 5 s")
+            if json.loads(sock.recv()).get("id") == mid:
+                return
+
+    call.close = sock.close  # type: ignore[attr-defined]
+    return call
+
+
+def supervisor_status_call(sock_path: Path) -> Any:
+    """A function calling ``supervisor.getState()`` over its own connection."""
+    import xmlrpc.client
+
+    from .backends.supervisor import UnixTransport
+
+    proxy = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(str(sock_path)))
+
+    def call() -> None:
+        proxy.supervisor.getState()
+
+    call.close = lambda: proxy("close")()  # type: ignore[attr-defined]
+    return call
+
+
+class Follower(threading.Thread):
+    """Subscribes to ``output.<watcher>.stdout`` and checks every line it receives."""
+
+    def __init__(self, pubsub: str, watcher: str, line: int) -> None:
+        super().__init__(daemon=True)
+        from circus.ctl.protocol import OutputGaps
+
+        self.checker = Checker(line)
+        self.messages = 0
+        self.gaps = OutputGaps()  # what the messages' seq says was missed
+        self.gap_lines = 0
+        self.halt = threading.Event()
+        self.sock = zmq.Context.instance().socket(zmq.SUB)
+        self.sock.linger = 0
+        self.sock.rcvhwm = 0
+        self.sock.subscribe(f"output.{watcher}.stdout".encode())
+        self.sock.connect(pubsub)
+
+    def run(self) -> None:
+        while not self.halt.is_set() or self.sock.poll(0):
+            if not self.sock.poll(100):
+                continue
+            topic, payload = self.sock.recv_multipart()
+            self.messages += 1
+            message = json.loads(payload)
+            self.gap_lines += self.gaps.feed(topic.decode(), message)
+            self.checker.feed_block(message["data"].encode())
+
+
+def sched_wait(pid: int) -> float:
+    """Seconds the daemon's threads have waited on a run queue (``schedstat``), summed."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
+def file_bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+# How the children are placed, for the ``+pgroup`` / ``+setsid`` experiments: a wrapper that
+# runs circusd with ``subprocess.Popen`` patched (``start_new_session`` <-> ``process_group``).
+_POPEN_PATCH = """
+import subprocess, sys
+_Popen = subprocess.Popen
+class Popen(_Popen):
+    def __init__(self, *a, **k):
+        if {to_pgroup} and k.pop('start_new_session', False):
+            k['process_group'] = 0
+        if {to_setsid} and k.pop('process_group', None) == 0:
+            k['start_new_session'] = True
+        if {nice}:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)  # children are forked at nice 0
+        try:
+            super().__init__(*a, **k)
+        finally:
+            if {nice}:
+                os.setpriority(os.PRIO_PROCESS, 0, {nice})
+subprocess.Popen = Popen
+import os
+if {nice}:
+    os.setpriority(os.PRIO_PROCESS, 0, {nice})
+"""
+
+
+def _wrapped_circus(spec: ProgramSpec, workdir: Path, flags: set[str]) -> Any:
+    """Our circusd through a wrapper: ``pgroup``/``setsid`` choose how children are placed,
+    ``own-session`` runs circusd in a session (so an autogroup) of its own, ``own-autogroup``
+    also gives that autogroup nice -10 (root)."""
+    from .backends.circus import CircusSession
+
+    real = Path(sys.executable).parent / "circusd"
+    wrapper = workdir / "circusd"
+    nice = next((int(f[4:]) for f in flags if f.startswith("nice")), 0)
+    body = _POPEN_PATCH.format(to_pgroup="pgroup" in flags, to_setsid="setsid" in flags, nice=nice)
+    lines = [f"#!{sys.executable}", body]
+    if flags & {"own-session", "own-autogroup"} or any(f.startswith("ag-") for f in flags):
+        lines.append("import os; os.setsid()")
+    lines += ["from circus.arbiter.circusd import main", "sys.exit(main())", ""]
+    wrapper.write_text("\n".join(lines))
+    wrapper.chmod(0o755)
+    session = CircusSession(spec, workdir, str(wrapper), str(real.parent / "circusctl"))
+    ag = next(
+        (f[3:] for f in flags if f.startswith("ag-")), "-10" if "own-autogroup" in flags else ""
+    )
+    if ag:
+        with open(f"/proc/{session.daemon_pid}/autogroup", "w") as f:
+            f.write(ag)
+    return session
+
+
+def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any]:
+    """One daemon, N writers, the checks; returns the row (``ours+follow``: ours, followed)."""
+    name, _, extra = peer.partition("+")
+    workdir = Path(tempfile.mkdtemp(prefix=f"ch-{name}-", dir="/tmp"))
+    row: dict[str, Any] = {"peer": peer}
+    try:
+        counts = workdir / "counts"
+        counts.mkdir()
+        fifo = workdir / "go"
+        os.mkfifo(fifo)
+        go_fd = os.open(fifo, os.O_RDWR)  # held open: writers block until it is closed
+        outdir = workdir / "out"
+        outdir.mkdir()
+        if name == "supervisor":
+            stdout_file = outdir / "chatty-%(process_num)d.log"
+        else:
+            stdout_file = outdir / "chatty.log"
+        per_writer = args.rate * 1e6 / args.n
+        spec = ProgramSpec(
+            name="chatty",
+            argv=(
+                str(writer),
+                f"{per_writer:.1f}",
+                str(args.seconds),
+                str(args.line),
+                str(fifo),
+                str(counts),
+                "1" if args.cut else "0",
+            ),
+            comm="chatty",
+            numprocesses=args.n,
+            respawn=False,
+            stdout_file=stdout_file,
+        )
+        backend = make_backend(name)
+        backend.prepare()
+        flags = set(extra.split("+")) if extra else set()
+        wrapped = flags - {"follow"}
+        session = _wrapped_circus(spec, workdir, flags) if wrapped else backend.open(spec, workdir)
+        sampler = follower = None
+        try:
+            session.start(wait=True)
+            session.track()
+            if name == "supervisor":
+                call = supervisor_status_call(workdir / "sup.sock")
+            else:
+                call = circus_status_call(session.control)  # type: ignore[attr-defined]
+                if "follow" in flags:
+                    follower = Follower(session.pubsub, "chatty", args.line)  # type: ignore[attr-defined]
+                    follower.start()
+                    time.sleep(0.5)  # the subscription reaches the daemon (handshake, XPUB notice)
+            sampler = StatusSampler(call)
+            daemon = session.daemon_pid
+            assert daemon is not None
+            sampler.start()
+            cpu0 = cpu_seconds(daemon)
+            wait0 = sched_wait(daemon)
+            t0 = time.perf_counter()
+            os.close(go_fd)
+            go_fd = -1
+            # Wait for every writer's count, then for the files to hold all they wrote.
+            deadline = t0 + args.seconds + 300
+            while len(os.listdir(counts)) < args.n and time.perf_counter() < deadline:
+                time.sleep(0.05)
+            written = {
+                int(p.name): int(p.read_text() or 0) for p in counts.iterdir() if p.name.isdigit()
+            }
+            expected = sum(written.values()) * args.line
+            paths = lambda: list(outdir.iterdir())  # noqa: E731
+            while file_bytes(paths()) < expected and time.perf_counter() < deadline:
+                time.sleep(0.02)
+            t1 = time.perf_counter()
+            cpu1 = cpu_seconds(daemon)
+            wait1 = sched_wait(daemon)
+            sampler.halt.set()
+            sampler.join()
+            call.close()
+            if follower is not None:
+                flush_deadline = time.perf_counter() + 10
+                # stop once the follower has been idle a while (the daemon publishes as it reads)
+                last = -1
+                while time.perf_counter() < flush_deadline and follower.messages != last:
+                    last = follower.messages
+                    time.sleep(0.5)
+                follower.halt.set()
+                follower.join()
+                follower.sock.close()
+            mb = expected / 1e6
+            cpu = cpu1 - cpu0
+            row.update(
+                writers_reported=len(written),
+                mb_written=mb,
+                wall_s=t1 - t0,
+                mb_per_s=mb / (t1 - t0),
+                daemon_cpu_s=cpu,
+                daemon_runq_wait_s=wait1 - wait0,
+                cpu_ms_per_mb=cpu * 1e3 / mb if mb else None,
+                status=sampler.summary(),
+            )
+            checker = Checker(args.line)
+            for p in paths():
+                with open(p, "rb") as f:
+                    while True:
+                        block = f.read(1 << 24)
+                        if not block:
+                            break
+                        cut = block.rfind(b"\n") + 1
+                        rest = block[cut:]
+                        if rest:
+                            block = block[:cut] + rest + f.readline()
+                        checker.feed_block(block)
+            row["files"] = checker.verdict(written)
+            row["files"]["bytes"] = file_bytes(paths())
+            if follower is not None:
+                row["follower"] = follower.checker.verdict(written)
+                row["follower"]["messages"] = follower.messages
+                row["follower"]["missed_by_seq"] = follower.gap_lines
+        finally:
+            if go_fd >= 0:
+                os.close(go_fd)
+            session.close()
+    except Exception as exc:  # noqa: BLE001 - one peer failing must not lose the others
+        row["error"] = repr(exc)[:500]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return row
