@@ -1,9 +1,17 @@
 """DaemonLink: the dashboard's connection to one circusd, like any other client.
 
-It polls ``status``, ``stats`` and ``dstats`` over the control channel every ``interval``
-seconds into a :class:`DaemonState`, follows the pub/sub channel (``watcher.*`` events and our
-``output.*`` lines), and hands every resulting message to ``publish``. A daemon that stops
-answering is marked disconnected; polling goes on, so it is picked up again when it returns.
+It polls ``status`` and ``dstats`` over the control channel every ``interval`` seconds (on a
+fixed grid: a slow answer does not push the next poll back) into a :class:`DaemonState`,
+follows the pub/sub channel (``watcher.*`` events and our ``output.*`` lines), and hands every
+resulting message to ``publish``. A daemon that stops answering is marked disconnected;
+polling goes on, so it is picked up again when it returns.
+
+The per-process figures (``stats``) cost the daemon a few /proc reads per process: with
+thousands of processes an answer takes the daemon a good part of a second. So ``stats`` is
+asked on its own connection, in the background, and again only once its last answer's time
+divided by :data:`STATS_BUDGET` has passed (at least ``interval``): being watched costs the
+daemon at most that share of a core. Between two answers the process tables follow the
+``spawn`` and ``reap`` events, and a snapshot carries a process table only when it changed.
 """
 
 from __future__ import annotations
@@ -43,6 +51,13 @@ OUTPUT_FLUSH_DELAY = 0.1
 
 OUTPUT_BATCH_MAX = 500
 """Most output lines sent per batch; older ones in a burst are counted as ``dropped``."""
+
+STATS_BUDGET = 0.02
+"""Share of one core the ``stats`` polls may take from the daemon (its answer time is the
+measure): 1,000 processes (about 0.1 s an answer) are sampled every 5 s, 10,000 every ~50 s."""
+
+STATS_TIMEOUT = 60.0
+"""Seconds a ``stats`` answer may take (thousands of processes on a busy host)."""
 
 # Actions that wait for completion when asked with ``waiting``, so the answer confirms them.
 _WAITING = frozenset({"start", "stop", "restart", "reload", "incr", "decr"})
@@ -97,27 +112,45 @@ class DaemonLink:
         self._killed: deque[int] = deque(maxlen=1000)
         self._closed = asyncio.Event()
         self._pending_output: list[dict[str, Any]] = []
+        self._gaps = protocol.OutputGaps()
+        self._missed = 0  # lines circusd dropped for us since the last batch
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stats_client: AsyncCircusClient | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self._stats_due = 0.0  # loop time from which stats may be asked again
+        self._sent: dict[str, int] = {}  # process-table versions the pages have
 
     # ----------------------------------------------------------------- public
 
     async def run(self) -> None:
         """Poll every ``interval`` seconds until :meth:`close` is called."""
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
         while not self._closed.is_set():
             await self.poll_once()
+            tick = max(tick + self.interval, loop.time())  # behind: no burst to catch up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), self.interval)
+                await asyncio.wait_for(self._closed.wait(), tick - loop.time())
 
     async def poll_once(self) -> None:
-        """Refresh the snapshot once and publish it (or publish that the daemon is gone)."""
+        """Refresh the snapshot once and publish it (or publish that the daemon is gone).
+
+        ``stats`` is awaited here only on the first poll after (re)connecting; later ones
+        ask it in the background when it is due (see :data:`STATS_BUDGET`).
+        """
         was_connected = self.state.connected
-        self._gaps = protocol.OutputGaps()
-        self._missed = 0  # lines circusd dropped for us since the last batch
+        stats: Mapping[str, Any] | None = None
         try:
             client = self._poll_client()
             status = await client.call("status")
-            stats = await client.call("stats")
+            if not was_connected:
+                loop = asyncio.get_running_loop()
+                began = loop.time()
+                stats = await self._stats_client_().call("stats")
+                self._stats_due = loop.time() + self._stats_pause(loop.time() - began)
+            else:
+                self._maybe_poll_stats()
             try:
                 dstats: Mapping[str, Any] | None = await client.call("dstats")
             except CallError:
@@ -138,7 +171,7 @@ class DaemonLink:
                 return
             raise
         self.state.fold(status, stats, dstats)
-        self._publish(self.state.to_json())
+        self._publish_snapshot()
 
     async def call(self, command: str, properties: Mapping[str, Any] | None = None) -> Any:
         """Relay one command and return the daemon's whole answer.
@@ -187,6 +220,8 @@ class DaemonLink:
             self._flush_handle = None
         for task in self._tasks:
             task.cancel()
+        if self._stats_task is not None:
+            self._stats_task.cancel()
         self._stop_consumer()
         self._drop_clients()
         if self._own_context and not self._context.closed:
@@ -201,11 +236,56 @@ class DaemonLink:
             )
         return self._poller
 
+    def _stats_client_(self) -> AsyncCircusClient:
+        if self._stats_client is None:
+            self._stats_client = AsyncCircusClient(
+                self.endpoint,
+                max(self.timeout, STATS_TIMEOUT),
+                context=self._context,
+                curve_key=self.curve,
+            )
+        return self._stats_client
+
+    def _stats_pause(self, took: float) -> float:
+        """Seconds until the next ``stats``, after one that took ``took`` seconds."""
+        return max(self.interval, took / STATS_BUDGET)
+
+    def _maybe_poll_stats(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._stats_task is None and loop.time() >= self._stats_due:
+            self._stats_task = loop.create_task(self._poll_stats())
+
+    async def _poll_stats(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            stats = await self._stats_client_().call("stats")
+        except CtlError:
+            # Not answered (a poll of status notices a daemon that is gone): a fresh
+            # connection next time, after a pause as long as the budget asks for.
+            if self._stats_client is not None:
+                self._stats_client.close()
+                self._stats_client = None
+            stats = None
+        finally:
+            self._stats_due = loop.time() + self._stats_pause(loop.time() - began)
+            self._stats_task = None
+        if stats is not None and self.state.connected and not self._closed.is_set():
+            self.state.fold_stats(stats)
+            self._publish_snapshot()
+
+    def _publish_snapshot(self) -> None:
+        self._publish(self.state.to_json(self._sent))
+        self._sent = self.state.versions()
+
     def _drop_clients(self) -> None:
         self._drop_poller()
         if self._actor is not None:
             self._actor.close()
             self._actor = None
+        if self._stats_client is not None:
+            self._stats_client.close()
+            self._stats_client = None
 
     def _drop_poller(self) -> None:
         # A fresh DEALER after a failure: polls queued for a dead peer must not pile up and
@@ -290,10 +370,13 @@ class DaemonLink:
         if event == "kill" and isinstance(pid, int):
             self._killed.append(pid)
         elif event == "reap" and isinstance(pid, int):
+            self.state.process_gone(watcher, pid)
             if pid in self._killed:
                 self._killed.remove(pid)
             else:  # it died on its own: circus respawns it
                 self.state.count_restart(watcher)
+        elif event == "spawn" and isinstance(pid, int):
+            self.state.process_started(watcher, pid, payload.get("time"))
         message = {
             "type": "event",
             "daemon": self.index,
@@ -316,6 +399,7 @@ class DaemonLink:
     def _flush_output(self) -> None:
         self._flush_handle = None
         pending, self._pending_output = self._pending_output, []
+        missed, self._missed = self._missed, 0
         lines = pending[-OUTPUT_BATCH_MAX:]
         self._publish(
             {
@@ -336,4 +420,3 @@ class DaemonLink:
             "time": payload.get("time"),
             "data": str(payload.get("data", "")),
         }
-        missed, self._missed = self._missed, 0

@@ -107,6 +107,9 @@ class WatcherState:
     restarts: int = 0
     #: While ``status`` is ``crash-looping``: the daemon's details (exits, exit_code, ...).
     crash_loop: dict[str, Any] | None = None
+    #: Bumped whenever ``processes`` changes (a stats answer, a spawn or reap event), so a
+    #: snapshot can leave out a process table the pages already have.
+    version: int = 0
 
     @property
     def cpu(self) -> float | None:
@@ -123,8 +126,9 @@ class WatcherState:
         """Sum of the processes' memory percentages."""
         return _total([p.mem_percent for p in self.processes.values()])
 
-    def to_json(self) -> dict[str, Any]:
-        """The shape sent to the page."""
+    def to_json(self, processes: bool = True) -> dict[str, Any]:
+        """The shape sent to the page; without ``processes`` the process table is ``null``
+        (unchanged since the page's last snapshot)."""
         return {
             "name": self.name,
             "status": self.status,
@@ -134,7 +138,9 @@ class WatcherState:
             "rss": self.rss,
             "restarts": self.restarts,
             "crash_loop": self.crash_loop,
-            "processes": [p.to_json() for _, p in sorted(self.processes.items())],
+            "processes": [p.to_json() for _, p in sorted(self.processes.items())]
+            if processes
+            else None,
         }
 
 
@@ -158,16 +164,17 @@ class DaemonState:
     def fold(
         self,
         status: Mapping[str, Any],
-        stats: Mapping[str, Any],
+        stats: Mapping[str, Any] | None,
         dstats: Mapping[str, Any] | None = None,
     ) -> None:
         """Replace the watcher table with the answers of ``status``, ``stats`` and ``dstats``.
 
         Watchers missing from ``status`` are forgotten (removed with ``rm``); restart
-        counters of the others survive.
+        counters of the others survive. ``stats`` None keeps every process table as it is
+        (the per-process figures are asked for less often than ``status``, see DaemonLink).
         """
         statuses = status.get("statuses") or {}
-        infos = stats.get("infos") or {}
+        infos = (stats or {}).get("infos") or {}
         names = {str(n) for n in statuses} | {str(n) for n in infos}
         old = self.watchers
         fresh: dict[str, WatcherState] = {}
@@ -176,19 +183,16 @@ class DaemonState:
             watcher.status = str(statuses.get(name, watcher.status))
             loop = (status.get("crash_loops") or {}).get(name)
             watcher.crash_loop = dict(loop) if isinstance(loop, Mapping) else None
-            processes: dict[int, ProcessStats] = {}
-            table = infos.get(name)
-            if isinstance(table, Mapping):
-                for pid_text, info in table.items():
-                    try:
-                        pid = int(pid_text)
-                    except (TypeError, ValueError):
-                        continue
-                    # A process that vanished between listing and sampling answers a string.
-                    if isinstance(info, Mapping):
-                        processes[pid] = ProcessStats.from_info(pid, info)
-            _fold_health(processes, (status.get("health") or {}).get(name))
+            health = (status.get("health") or {}).get(name)
+            if stats is None:
+                if _fold_health(watcher.processes, health):
+                    watcher.version += 1
+                fresh[name] = watcher
+                continue
+            processes = _processes(infos.get(name))
+            _fold_health(processes, health)
             watcher.processes = processes
+            watcher.version += 1
             fresh[name] = watcher
         self.watchers = fresh
         info = (dstats or {}).get("info")
@@ -201,6 +205,41 @@ class DaemonState:
         self.error = None
         self.updated = time.time()
 
+    def fold_stats(self, stats: Mapping[str, Any]) -> None:
+        """Replace the process tables with a ``stats`` answer, keeping the watchers' states
+        and the readiness the last ``status`` gave (fresher than ``stats``)."""
+        infos = stats.get("infos") or {}
+        if not isinstance(infos, Mapping):
+            return
+        for name in sorted({str(n) for n in infos} | set(self.watchers)):
+            watcher = self.watchers.get(name)
+            if watcher is None:
+                watcher = self.watchers[name] = WatcherState(name)
+            processes = _processes(infos.get(name))
+            for pid, proc in processes.items():
+                old = watcher.processes.get(pid)
+                if old is not None and old.health is not None:
+                    proc.health, proc.status_text = old.health, old.status_text
+            watcher.processes = processes
+            watcher.version += 1
+        self.updated = time.time()
+
+    def process_started(self, watcher: str, pid: int, started: Any = None) -> None:
+        """A ``spawn`` event: ``pid`` joins ``watcher``'s table (figures come with the next
+        stats answer)."""
+        state = self.watchers.get(watcher)
+        if state is None or pid in state.processes:
+            return
+        age = time.time() - started if isinstance(_number(started), float) else None
+        state.processes[pid] = ProcessStats(pid=pid, age=age)
+        state.version += 1
+
+    def process_gone(self, watcher: str, pid: int) -> None:
+        """A ``reap`` event: ``pid`` leaves ``watcher``'s table."""
+        state = self.watchers.get(watcher)
+        if state is not None and state.processes.pop(pid, None) is not None:
+            state.version += 1
+
     def count_restart(self, watcher: str) -> None:
         """Count one process of ``watcher`` that exited without being asked to."""
         state = self.watchers.get(watcher)
@@ -208,8 +247,13 @@ class DaemonState:
             state = self.watchers[watcher] = WatcherState(watcher)
         state.restarts += 1
 
-    def to_json(self) -> dict[str, Any]:
-        """The snapshot message sent to the page (``type: snapshot``)."""
+    def to_json(self, known: Mapping[str, int] | None = None) -> dict[str, Any]:
+        """The snapshot message sent to the page (``type: snapshot``).
+
+        ``known`` maps watcher names to the :attr:`WatcherState.version` the pages already
+        have: those process tables are sent as ``null`` (unchanged). Without it, all are sent.
+        """
+        known = known or {}
         return {
             "type": "snapshot",
             "daemon": self.index,
@@ -218,14 +262,38 @@ class DaemonState:
             "error": self.error,
             "updated": self.updated,
             "circusd": self.circusd.to_json() if self.circusd else None,
-            "watchers": [w.to_json() for _, w in sorted(self.watchers.items())],
+            "watchers": [
+                w.to_json(processes=known.get(name) != w.version)
+                for name, w in sorted(self.watchers.items())
+            ],
         }
 
+    def versions(self) -> dict[str, int]:
+        """Each watcher's process-table version (what a snapshot just sent carried)."""
+        return {name: w.version for name, w in self.watchers.items()}
 
-def _fold_health(processes: dict[int, ProcessStats], table: Any) -> None:
-    """Readiness from the ``status`` answer's ``health`` table (fresher than ``stats``)."""
+
+def _processes(table: Any) -> dict[int, ProcessStats]:
+    """One watcher's process table from its part of a ``stats`` answer."""
+    processes: dict[int, ProcessStats] = {}
+    if isinstance(table, Mapping):
+        for pid_text, info in table.items():
+            try:
+                pid = int(pid_text)
+            except (TypeError, ValueError):
+                continue
+            # A process that vanished between listing and sampling answers a string.
+            if isinstance(info, Mapping):
+                processes[pid] = ProcessStats.from_info(pid, info)
+    return processes
+
+
+def _fold_health(processes: dict[int, ProcessStats], table: Any) -> bool:
+    """Readiness from the ``status`` answer's ``health`` table (fresher than ``stats``);
+    True when a process's readiness or status text changed."""
     if not isinstance(table, Mapping):
-        return
+        return False
+    changed = False
     for pid_text, row in table.items():
         try:
             proc = processes.get(int(pid_text))
@@ -233,7 +301,11 @@ def _fold_health(processes: dict[int, ProcessStats], table: Any) -> None:
             continue
         if proc is None or not isinstance(row, Mapping):
             continue
-        if isinstance(row.get("health"), str):
-            proc.health = row["health"]
-        if isinstance(row.get("status_text"), str):
-            proc.status_text = row["status_text"]
+        health, text = row.get("health"), row.get("status_text")
+        if isinstance(health, str) and health != proc.health:
+            proc.health = health
+            changed = True
+        if isinstance(text, str) and text != proc.status_text:
+            proc.status_text = text
+            changed = True
+    return changed

@@ -189,7 +189,13 @@ function watcherView(view, daemon, name) {
   nameCell.addEventListener("click", () => {
     w.open = !w.open;
     row.classList.toggle("open", w.open);
-    for (const p of w.procs.values()) p.row.hidden = !w.open;
+    if (!w.open) {
+      for (const p of w.procs.values()) if (p.view) p.view.row.remove();
+      return;
+    }
+    let after = row;
+    const procs = [...w.procs.values()].sort((a, b) => a.pid - b.pid);
+    for (const p of procs) after = showProcess(daemon, name, p, after);
   });
   view.tbody.append(row);
   view.watchers.set(name, w);
@@ -197,9 +203,9 @@ function watcherView(view, daemon, name) {
   return w;
 }
 
-function processView(w, daemon, name, pid) {
-  let p = w.procs.get(pid);
-  if (p) return p;
+// A process's figures are kept for every process; its table row exists only while its
+// watcher is open (thousands of hidden rows would be rewritten at every update otherwise).
+function processView(daemon, name, pid) {
   const cpu = metricCell("cpu"), mem = metricCell("mem");
   const select = el("select", { title: "signal to send" }, ...SIGNALS.map((s) => el("option", { value: s }, s)));
   const send = el("button", { "data-action": "signal", title: "send the signal to this process" }, "signal");
@@ -212,10 +218,26 @@ function processView(w, daemon, name, pid) {
     el("td", { class: "pid" }, String(pid), " ", age), el("td", { class: "muted wid" }),
     el("td", { class: "health-cell" }, health, " ", statusText), cpu.td, mem.td,
     el("td", { class: "actions-cell" }, el("div", { class: "actions" }, select, send)));
-  row.hidden = !w.open;
-  p = { row, age, health, statusText, wid: row.querySelector(".wid"), cpu, mem, cpuHistory: [], memHistory: [] };
-  w.procs.set(pid, p);
-  return p;
+  return { row, age, health, statusText, wid: row.querySelector(".wid"), cpu, mem };
+}
+
+// Fill (making it if needed) the row of process state ``p`` and place it after ``after``.
+function showProcess(daemon, name, p, after) {
+  const v = p.view || (p.view = processView(daemon, name, p.pid));
+  const proc = p.data;
+  v.age.textContent = fmtAge(proc.age);
+  v.wid.textContent = proc.wid == null ? "" : "wid " + proc.wid;
+  // readiness, for a watcher with readiness or liveness: the state and its STATUS= text
+  v.health.style.display = proc.health == null ? "none" : "";  // .pill sets display
+  v.health.textContent = proc.health || "";
+  v.health.className = "pill health " + (proc.health || "");
+  v.statusText.textContent = proc.status_text || "";
+  v.cpu.value.textContent = fmtPercent(proc.cpu);
+  v.mem.value.textContent = fmtBytes(proc.rss);
+  drawSpark(v.cpu.canvas, p.cpuHistory, "#3b6fd8", 5);
+  drawSpark(v.mem.canvas, p.memHistory, "#8b5cf6", 1 << 20);
+  if (after.nextSibling !== v.row) after.after(v.row);
+  return v.row;
 }
 
 function onSnapshot(msg) {
@@ -245,36 +267,27 @@ function onSnapshot(msg) {
     push(w.cpuHistory, watcher.cpu); push(w.memHistory, watcher.rss);
     drawSpark(w.cpu.canvas, w.cpuHistory, "#3b6fd8", 5);
     drawSpark(w.mem.canvas, w.memHistory, "#8b5cf6", 1 << 20);
+    // null: the process table did not change since the last snapshot (thousands of rows
+    // are not sent, parsed and walked again every second)
+    if (watcher.processes == null) continue;
     const pids = new Set();
     let after = w.row;
     for (const proc of watcher.processes) {
       pids.add(proc.pid);
-      const p = processView(w, msg.daemon, watcher.name, proc.pid);
-      p.age.textContent = fmtAge(proc.age);
-      p.wid.textContent = proc.wid == null ? "" : "wid " + proc.wid;
-      // readiness, for a watcher with readiness or liveness: the state and its STATUS= text
-      p.health.style.display = proc.health == null ? "none" : "";  // .pill sets display
-      p.health.textContent = proc.health || "";
-      p.health.className = "pill health " + (proc.health || "");
-      p.statusText.textContent = proc.status_text || "";
-      p.cpu.value.textContent = fmtPercent(proc.cpu);
-      p.mem.value.textContent = fmtBytes(proc.rss);
+      let p = w.procs.get(proc.pid);
+      if (!p) w.procs.set(proc.pid, p = { pid: proc.pid, view: null, cpuHistory: [], memHistory: [] });
+      p.data = proc;
       push(p.cpuHistory, proc.cpu); push(p.memHistory, proc.rss);
-      if (w.open) {
-        drawSpark(p.cpu.canvas, p.cpuHistory, "#3b6fd8", 5);
-        drawSpark(p.mem.canvas, p.memHistory, "#8b5cf6", 1 << 20);
-      }
-      if (after.nextSibling !== p.row) after.after(p.row);
-      after = p.row;
+      if (w.open) after = showProcess(msg.daemon, watcher.name, p, after);
     }
     for (const [pid, p] of w.procs) {
-      if (!pids.has(pid)) { p.row.remove(); w.procs.delete(pid); }
+      if (!pids.has(pid)) { if (p.view) p.view.row.remove(); w.procs.delete(pid); }
     }
   }
   for (const [name, w] of view.watchers) {
     if (!seen.has(name)) {
       w.row.remove();
-      for (const p of w.procs.values()) p.row.remove();
+      for (const p of w.procs.values()) if (p.view) p.view.row.remove();
       view.watchers.delete(name);
     }
   }
