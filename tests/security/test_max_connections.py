@@ -112,3 +112,24 @@ def _served(port: int) -> bool:
             return sock.recv(100).startswith(b"HTTP/1.1 200")
         except ConnectionResetError:
             return False
+
+
+def test_the_talking_client_is_served_through_a_reconnecting_flood(circusd: Any) -> None:
+    """Shed clients that reconnect at once (ZeroMQ's default) keep the cap busy: the client
+    that was already talking is still answered, every time."""
+    daemon = circusd(f"[circus]\nmax_connections = {CAP}\n")
+    assert daemon.call("numwatchers")["status"] == "ok"
+    context = zmq.Context()
+    try:
+        flood = []
+        for _ in range(FLOOD):
+            sock = context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.reconnect_ivl = 10
+            sock.connect(daemon.endpoint)
+            flood.append(sock)
+        wait_until(lambda: "connection cap of 6 reached" in daemon.output(), 30, "the cap hit")
+        answered = sum(daemon.call("numwatchers", timeout=10)["status"] == "ok" for _ in range(20))
+        assert answered == 20
+    finally:
+        context.destroy(linger=0)
