@@ -74,17 +74,18 @@ def fd_reserve() -> int:
     return _reserve
 
 
-def free_fds(at_least: int = 0) -> int:
+def free_fds(at_least: int = 0, status: bytes | None = None) -> int:
     """How many descriptors this process can still open (at most the soft limit).
 
     Exact when the answer is below ``at_least``; otherwise possibly an underestimate that
-    is still ``>= at_least``. Cheap (a read of ``/proc/self/status``) while the descriptor
-    table is far from the limit; a listing of ``/proc/self/fd`` otherwise.
+    is still ``>= at_least``. Cheap (a read of ``/proc/self/status``, or ``status``: that
+    file's text, already read) while the descriptor table is far from the limit; a
+    listing of ``/proc/self/fd`` otherwise.
     """
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:  # pragma: no cover - not on Linux
         return at_least
-    table = _table_size()
+    table = _table_size(status)
     if table is not None and soft - table >= at_least:
         return soft - table  # at most ``table`` descriptors are open
     try:
@@ -96,9 +97,10 @@ def free_fds(at_least: int = 0) -> int:
     return max(0, soft - in_use)
 
 
-def check_fd_reserve() -> int | None:
+def check_fd_reserve(status: bytes | None = None) -> int | None:
     """``None`` when a spawn may proceed, else the number of free descriptors (below the
-    reserve).
+    reserve). ``status``: the text of ``/proc/self/status`` (or ``thread-self``) if the
+    caller has just read it (the table size is taken from it).
 
     Once the table is too large for the cheap estimate, counting means listing every open
     descriptor (milliseconds at 10,000): an exact count far above the reserve is then
@@ -114,8 +116,10 @@ def check_fd_reserve() -> int | None:
         if free - _spent >= 2 * _reserve and time.monotonic() - at < _REUSE_S:
             return None
         _known = None
-    free = free_fds(_reserve)
-    if free >= 4 * _reserve and not _cheap() and (_table_size() or 0) >= _COSTLY_TABLE:
+    if status is None:
+        status = _read_status()
+    free = free_fds(_reserve, status)
+    if free >= 4 * _reserve and not _cheap(status) and (_table_size(status) or 0) >= _COSTLY_TABLE:
         _known, _spent = (free, time.monotonic()), 0
     return None if free >= _reserve else free
 
@@ -129,26 +133,32 @@ _known: tuple[int, float] | None = None  # an exact free count and when it was t
 _spent = 0
 
 
-def _cheap() -> bool:
+def _cheap(status: bytes | None = None) -> bool:
     """True while :func:`free_fds` answers from ``/proc/self/status`` alone."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    table = _table_size()
+    table = _table_size(status)
     return table is not None and soft - table >= _reserve
 
 
-def _table_size() -> int | None:
-    # FDSize: the size of the kernel's descriptor table, which only grows, and is above the
-    # highest descriptor open, hence above the number open.
+def _read_status() -> bytes | None:
     try:
         fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        data = os.read(fd, 8192)
+        return os.read(fd, 8192)
     except OSError:  # pragma: no cover
         return None
     finally:
         os.close(fd)
+
+
+def _table_size(status: bytes | None = None) -> int | None:
+    # FDSize: the size of the kernel's descriptor table, which only grows, and is above the
+    # highest descriptor open, hence above the number open.
+    data = _read_status() if status is None else status
+    if data is None:
+        return None
     start = data.find(b"FDSize:")
     if start < 0:  # pragma: no cover - not Linux
         return None

@@ -276,7 +276,8 @@ class Process(Stopping):
         try:
             # Our thread is in the leaf for the fork: the child is born there, before it runs.
             with _cgroup.Entered(leaf) as leaf:
-                launched = launch(plan)
+                # a child born in a leaf must be forked by this (entered) thread
+                launched = launch(plan, any_thread=leaf is None)
         except BaseException:
             if leaf is not None:
                 leaf.remove()

@@ -16,7 +16,7 @@ import os
 import signal
 from collections.abc import Callable
 
-__all__ = ["inherited_signal_state", "reset_signals"]
+__all__ = ["inherited_signal_state", "reset_signals", "thread_status"]
 
 # Nothing to undo for these: Popen restores SIGPIPE/SIGXFSZ itself, SIGKILL/SIGSTOP cannot
 # be ignored or blocked, and ignoring SIGWINCH/SIGURG is what their default action does.
@@ -47,20 +47,28 @@ def _mask_signals(mask: int) -> tuple[int, ...]:
     )
 
 
-def inherited_signal_state() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The signals a child spawned now by this thread would inherit as (ignored, blocked).
-
-    Read from ``/proc/thread-self/status`` (one read, and it sees dispositions set from C
-    too); elsewhere from :func:`signal.getsignal` and :func:`signal.pthread_sigmask`.
-    """
+def thread_status() -> bytes | None:
+    """The text of ``/proc/thread-self/status`` (None where there is none)."""
     try:
         fd = os.open("/proc/thread-self/status", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return _portable_state()
+        return None
     try:
-        data = os.read(fd, 8192)
+        return os.read(fd, 8192)
     finally:
         os.close(fd)
+
+
+def inherited_signal_state(status: bytes | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The signals a child spawned now by this thread would inherit as (ignored, blocked).
+
+    Read from ``/proc/thread-self/status`` (one read, and it sees dispositions set from C
+    too; ``status``: that text, if the caller just read it); elsewhere from
+    :func:`signal.getsignal` and :func:`signal.pthread_sigmask`.
+    """
+    data = thread_status() if status is None else status
+    if data is None:
+        return _portable_state()
     try:
         return _mask_signals(_field(data, b"SigIgn:")), _mask_signals(_field(data, b"SigBlk:"))
     except ValueError:

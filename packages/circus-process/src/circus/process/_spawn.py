@@ -1,11 +1,14 @@
 """Turning Process options into one ``subprocess.Popen`` call, fast and leak-free.
 
 Everything that can be checked is checked here in the parent, before forking, so a bad
-option raises SpawnError with no child and no fd left behind. The fork itself goes through
-Popen without ``preexec_fn`` unless rlimits are asked, or signals ignored or blocked here
-must be reset for the child (``_sigreset``): Popen's own ``start_new_session``,
-``user``/``group``/``extra_groups``, ``umask`` and ``pass_fds`` keep CPython on its vfork
-fast path (a Python preexec_fn forbids vfork and runs interpreter code in the child).
+option raises SpawnError with no child and no fd left behind. The fork itself is CPython's
+fork/exec primitive called directly (``_forkexec``; Popen on versions whose primitive is not
+known), without ``preexec_fn`` unless rlimits are asked, or signals ignored or blocked here
+must be reset for the child (``_sigreset``): ``setsid``, ``user``/``group``/
+``extra_groups``, ``umask`` and ``pass_fds`` keep CPython on its vfork fast path (a Python
+preexec_fn forbids vfork and runs interpreter code in the child). Once thousands of
+descriptors are open, a plain spawn forks from a thread with a small table of its own
+(``_smalltable``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from . import _fdlimit
+from . import _fdlimit, _forkexec, _smalltable
 from ._errors import SpawnError
 from ._ids import (
     Identity,
@@ -32,7 +35,7 @@ from ._ids import (
     parse_umask,
     resolve_identity,
 )
-from ._sigreset import inherited_signal_state, reset_signals
+from ._sigreset import inherited_signal_state, reset_signals, thread_status
 from ._template import substitute
 
 __all__ = ["SpawnPlan", "Launched", "build_env", "build_argv", "plan_spawn", "launch"]
@@ -316,13 +319,15 @@ def _chain(*steps: Callable[[], None] | None) -> Callable[[], None] | None:
     return run
 
 
-def launch(plan: SpawnPlan) -> Launched:
+def launch(plan: SpawnPlan, *, any_thread: bool = True) -> Launched:
     """Fork and exec the child described by ``plan``; raises SpawnError, leaks nothing.
 
     With a descriptor reserve set (``_fdlimit.set_fd_reserve``), a spawn that would eat into
     it is refused with ``errno == EMFILE`` before anything is opened.
     """
-    free = _fdlimit.check_fd_reserve()
+    # One read of our status serves the descriptor count and the signal state.
+    status = thread_status()
+    free = _fdlimit.check_fd_reserve(status)
     if free is not None:
         raise SpawnError(
             "nofile",
@@ -364,7 +369,7 @@ def launch(plan: SpawnPlan) -> Launched:
             raise SpawnError("pipe_stdout", True, exc.strerror or str(exc), exc.errno) from None
         ident = plan.identity
         kwargs: dict[str, Any] = {}
-        ignored, blocked = inherited_signal_state()
+        ignored, blocked = inherited_signal_state(status)
         reset = reset_signals(ignored, blocked) if ignored or blocked else None
         soft = _fdlimit.child_nofile()
         if soft is not None and not any(r.resource == resource.RLIMIT_NOFILE for r in plan.rlimits):
@@ -381,20 +386,27 @@ def launch(plan: SpawnPlan) -> Launched:
             if ident.groups is not None:
                 kwargs["extra_groups"] = list(ident.groups)
         try:
-            popen = subprocess.Popen(
-                plan.argv,
-                executable=plan.program,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                close_fds=True,
-                pass_fds=plan.pass_fds,
-                cwd=cwd,
-                env=plan.env,
-                start_new_session=True,
-                umask=plan.umask,
-                **kwargs,
-            )
+            if _forkexec.USABLE:
+                pid = _direct(plan, cwd, stdin, stdout, stderr, kwargs, to_close, any_thread)
+            else:
+                popen = subprocess.Popen(
+                    plan.argv,
+                    executable=plan.program,
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    close_fds=True,
+                    pass_fds=plan.pass_fds,
+                    cwd=cwd,
+                    env=plan.env,
+                    start_new_session=True,
+                    umask=plan.umask,
+                    **kwargs,
+                )
+                # From here on the pid is ours alone: mark the Popen finished so its
+                # finaliser neither warns nor reaps it.
+                popen.returncode = 0
+                pid = popen.pid
         except subprocess.SubprocessError as exc:
             # Only our preexec_fn can fail this way: it sets rlimits and ids.
             raise SpawnError("rlimits", {r.name: r.value for r in plan.rlimits}, str(exc)) from None
@@ -402,10 +414,8 @@ def launch(plan: SpawnPlan) -> Launched:
             if cwd != plan.cwd and getattr(exc, "filename", None) == cwd:
                 exc.filename = plan.cwd  # the directory by the name it was given
             raise _map_oserror(exc, plan) from None
-        # From here on the pid is ours alone: reaping goes through pidfd/waitid in
-        # _process.py. Mark the Popen finished so its finaliser neither warns nor reaps it.
-        popen.returncode = 0
-        return Launched(popen.pid, out_r, err_r)
+        # From here on reaping goes through pidfd/waitid in _process.py.
+        return Launched(pid, out_r, err_r)
     except BaseException:
         for fd in (out_r, err_r):
             if fd is not None:
@@ -414,6 +424,59 @@ def launch(plan: SpawnPlan) -> Launched:
     finally:
         for fd in to_close:
             os.close(fd)
+
+
+def _direct(
+    plan: SpawnPlan,
+    cwd: str | None,
+    stdin: int | None,
+    stdout: int | None,
+    stderr: int | None,
+    kwargs: dict[str, Any],
+    to_close: list[int],
+    any_thread: bool,
+) -> int:
+    """Popen's fork/exec without Popen (``_forkexec``): the same child, less parent work."""
+    streams = [stdin, stdout, stderr]
+    if subprocess.DEVNULL in streams:
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        to_close.append(devnull)
+        streams = [devnull if fd == subprocess.DEVNULL else fd for fd in streams]
+    fds = [-1 if fd is None else fd for fd in streams]
+    how: dict[str, Any] = {
+        "argv": plan.argv,
+        "program": plan.program,
+        "env": _forkexec.encode_env(plan.env),
+        "cwd": cwd,
+        "pass_fds": plan.pass_fds,
+        "setsid": True,
+        "uid": kwargs.get("user"),
+        "gid": kwargs.get("group"),
+        "extra_groups": kwargs.get("extra_groups"),
+        "umask": plan.umask,
+        "preexec_fn": kwargs.get("preexec_fn"),
+    }
+    # A descriptor just opened takes the lowest free number, so every number below the
+    # highest one opened here is in use: a cheap, exact sign of a large table.
+    if (
+        any_thread
+        and not plan.pass_fds
+        and plan.stdin_fd is None
+        and cwd == plan.cwd
+        and max(to_close, default=-1) >= SMALL_TABLE_FROM
+    ):
+        spawner = _smalltable.spawner()
+        if spawner is not None:
+            # "inherit" means our own 0/1/2, handed over like the others
+            stdio = (fds[0] if fds[0] >= 0 else 0, fds[1] if fds[1] >= 0 else 1,
+                     fds[2] if fds[2] >= 0 else 2)  # fmt: skip
+            return spawner.run(_forkexec.fork_exec, stdio, how)
+    return _forkexec.fork_exec(stdin=fds[0], stdout=fds[1], stderr=fds[2], **how)
+
+
+#: Spawns fork from the small-table thread (``_smalltable``) once this many descriptors
+#: are open; below it the hand-over costs more than the table copy it saves.
+SMALL_TABLE_FROM = 4096
 
 
 # Where a child can reach a directory descriptor of ours by path before exec (magic links).
