@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from circus.arbiter._output import MAX_RING_BYTES, OutputHub
+from circus.arbiter._output import MAX_RING_BYTES, RING_COUNT_WINDOW, OutputHub
 
 
 def _hub(keep: int = 1000) -> OutputHub:
@@ -37,3 +37,33 @@ def test_bytes_stay_bounded_over_many_chunks() -> None:
         hub.feed("w", 1, "stdout", chunk)
     assert hub._ring_bytes["w"] <= MAX_RING_BYTES
     assert len(hub.lines(["w"], 5000)) == 1000  # never more than ``keep``
+
+
+class _Scanned(bytes):
+    """Bytes that add up how many bytes ``count`` looked at."""
+
+    scanned = 0
+
+    def count(self, sub, start=None, end=None):  # type: ignore[no-untyped-def,override]
+        _Scanned.scanned += len(self[start:end])
+        return super().count(sub, start, end)
+
+
+def test_a_big_block_is_counted_in_its_tail_only() -> None:
+    # a fast writer's 256 KiB reads: the ring looks at a bounded tail of each, not all of it
+    hub = _hub()
+    line = b"q" * 99 + b"\n"
+    _Scanned.scanned = 0
+    for _ in range(8):
+        hub.feed("w", 1, "stdout", _Scanned(line * 2621))
+    assert _Scanned.scanned <= 8 * RING_COUNT_WINDOW
+
+
+def test_the_last_lines_survive_big_blocks_in_order() -> None:
+    hub = _hub(keep=1000)
+    numbered = [b"%07d\n" % i for i in range(60_000)]
+    for start in range(0, len(numbered), 12_000):  # 96 KB blocks, newlines counted in tails
+        hub.feed("w", 1, "stdout", b"".join(numbered[start : start + 12_000]))
+    got = [e["data"].encode() for e in hub.lines(["w"], 1000)]
+    assert got == numbered[-1000:]
+    assert hub._ring_bytes["w"] <= MAX_RING_BYTES
