@@ -194,8 +194,8 @@ def test_two_processes_share_one_file(spawn, py, tmp_path: Path) -> None:
 
 
 def test_only_a_busy_pipe_is_grown(py: str, tmp_path: Path) -> None:
-    """Pipes keep the kernel's default size until one read finds 64 KiB waiting: growing all
-    of them would cost kernel memory and an unprivileged user's pipe budget."""
+    """Pipes keep the kernel's default size until one read finds a busy writer's backlog:
+    growing all of them would cost kernel memory and an unprivileged user's pipe budget."""
     import fcntl
 
     from circus.process._redirector import PIPE_SIZE
@@ -234,3 +234,46 @@ def test_only_a_busy_pipe_is_grown(py: str, tmp_path: Path) -> None:
     default, busy_size, quiet_size = run(main)  # type: ignore[misc]
     assert quiet_size == default < PIPE_SIZE
     assert busy_size == PIPE_SIZE
+
+
+def test_a_writer_of_whole_line_blocks_gets_a_bigger_pipe(py: str) -> None:
+    """Blocks of 655 100-byte lines (65,500 bytes) fill the default pipe without ever leaving
+    64 KiB in it: such a writer is busy too, and its pipe is grown."""
+    import fcntl
+
+    from circus.process._redirector import PIPE_SIZE
+
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+    blocks = 40
+    script = (
+        "import os, sys; b = (b'x' * 99 + b'\\n') * 655\n"
+        f"for _ in range({blocks}): os.write(1, b)\n"
+        "sys.stdin.read()"
+    )
+
+    async def main() -> tuple[int, int]:
+        redirector = OutputRedirector()
+        got = [0]
+        done = asyncio.Event()
+        proc = Process("t", 1, py, args=["-c", script], close_child_stdin=False)
+        try:
+            assert proc.stdout is not None
+            default = fcntl.fcntl(proc.stdout, get_size)
+
+            def observe(pid: int, name: str, data: bytes) -> None:
+                got[0] += len(data)
+                if got[0] >= blocks * 65500:
+                    done.set()
+
+            redirector.add_observer(observe)
+            redirector.add(proc)
+            await asyncio.wait_for(done.wait(), 20)
+            return default, fcntl.fcntl(proc.stdout, get_size)
+        finally:
+            redirector.close()
+            await proc.astop(graceful_timeout=2.0)
+            proc.close()
+
+    default, size = run(main)  # type: ignore[misc]
+    assert default < PIPE_SIZE
+    assert size == PIPE_SIZE

@@ -27,11 +27,15 @@ log = logging.getLogger("circus.process")
 Observer = Callable[[int, str, bytes], None]
 
 PIPE_SIZE = 1 << 20
-# A pipe is grown to PIPE_SIZE only once one read finds this much waiting (a busy writer).
-# Growing every pipe up front would cost ~10 KiB of kernel memory per pipe, and an
-# unprivileged user's pipes share a budget (/proc/sys/fs/pipe-user-pages-soft, 64 MiB by
-# default): past it, Linux gives every new pipe of that user a single page.
-BUSY_READ = 64 * 1024
+# A pipe is grown to PIPE_SIZE only once one read finds this much waiting (a busy writer: the
+# pipe was half full before the loop got to it). Growing every pipe up front would cost
+# ~10 KiB of kernel memory per pipe, and an unprivileged user's pipes share a budget
+# (/proc/sys/fs/pipe-user-pages-soft, 64 MiB by default): past it, Linux gives every new pipe
+# of that user a single page. Not the default capacity (64 KiB): a full pipe holds less than
+# that when writes do not end on page boundaries, so a writer of 65,500-byte blocks (whole
+# 100-byte lines) never got a bigger pipe, and paid a wake-up and a read per 64 KiB
+# (the bigger pipe bought 1.2x on the read path and 1.7x on the splice path, bench/README.md).
+BUSY_READ = 32 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
