@@ -72,6 +72,7 @@ class OutputHub:
         self._ring_lines: dict[str, int] = {}
         self._partial: dict[tuple[str, int, str], bytes] = {}
         self._seq: dict[str, int] = {}  # topic: lines published on it so far
+        self._topics: dict[tuple[str, str], str] = {}  # (watcher, stream): its topic
         self._forwarder: OutputForwarder | None = None
         self._routes: dict[str, tuple[bool, bool]] = {}  # watcher: forward stdout, stderr
         self._targets: dict[tuple[str, str], FdWriter] = {}  # (watcher, stream): writer
@@ -156,6 +157,7 @@ class OutputHub:
             del self._partial[key]
         for stream in ("stdout", "stderr"):
             self._seq.pop(output_topic(watcher, stream), None)
+            self._topics.pop((watcher, stream), None)
 
     def lines(self, watchers: Iterable[str], count: int) -> list[dict[str, Any]]:
         """The last ``count`` (at most ``keep``) lines of each given watcher, oldest first."""
@@ -182,7 +184,9 @@ class OutputHub:
 
     def _emit(self, watcher: str, pid: int, stream: str, block: bytes, complete: bool) -> None:
         now = time.time()
-        topic = output_topic(watcher, stream)
+        topic = self._topics.get((watcher, stream))
+        if topic is None:
+            topic = self._topics[(watcher, stream)] = output_topic(watcher, stream)
         if self._wanted(topic):
             # One message per block (a read's complete lines, or one piece), numbered so a
             # subscriber that lost messages can tell how many lines: counted only when sent.

@@ -39,6 +39,10 @@ __all__ = ["MAX_SUBSCRIPTION_BYTES", "Publisher"]
 log = logging.getLogger("circus.arbiter")
 
 MAX_SUBSCRIPTION_BYTES = 4096  # ZMQ_MAXMSGSIZE: a topic prefix is a few dozen bytes
+# Plain ints: pyzmq's enum members cost an enum construction per use (``EVENTS`` is read for
+# every output chunk nobody may want: half of what circusd spent per chunk).
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 # Topics sent at once (with what is held before them): a new process is waited for.
 _AT_ONCE = b".spawn"
 
@@ -100,7 +104,7 @@ class Publisher:
     def _drain_subscriptions(self) -> None:
         sock = self._socket
         assert sock is not None
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        while int(sock.getsockopt(_EVENTS)) & _POLLIN:
             try:
                 notice = sock.recv(zmq.NOBLOCK)
             except zmq.Again:  # pragma: no cover - EVENTS said otherwise
