@@ -162,3 +162,25 @@ def test_without_the_thread_and_without_the_direct_path_spawns_still_work(
     assert proc.stdout is not None
     assert read_to_eof(proc.stdout) == b"popen\n"
     assert proc.wait(30) == 3
+
+
+def test_rlimits_and_a_user_switch_hold_through_the_thread(
+    spawn: Callable[..., Process], read_to_eof: Any, through_thread: None
+) -> None:
+    # rlimits need a preexec_fn: a full fork of the process, from the thread.
+    proc = spawn(
+        "sh",
+        args=["-c", "ulimit -n; ulimit -c"],
+        rlimits={"nofile": 200, "core": 0},
+        exact_tree=False,
+    )
+    assert proc.stdout is not None
+    assert read_to_eof(proc.stdout) == b"200\n0\n"
+    assert proc.wait(30) == 0
+    if os.geteuid() != 0:
+        return
+    user = spawn("id", args=["-u"], uid=65534, gid=65534, exact_tree=False)
+    assert user.stdout is not None
+    assert read_to_eof(user.stdout) == b"65534\n"
+    assert user.wait(30) == 0
+    _thread()  # both went through it

@@ -25,6 +25,7 @@ Rules that keep it sound:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -34,7 +35,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SmallTable", "spawner", "shutdown"]
+__all__ = ["HandOffError", "SmallTable", "spawner", "shutdown"]
 
 _CLONE_FILES = 0x400
 _ALL_SIGNALS = frozenset(signal.valid_signals())
@@ -54,6 +55,10 @@ def _unshare_files() -> None:
     err = _ctypes.get_errno()
     if err:
         raise OSError(err, os.strerror(err))
+
+
+class HandOffError(OSError):
+    """The request could not be handed to the spawn thread (nothing was started)."""
 
 
 class SmallTable:
@@ -93,7 +98,11 @@ class SmallTable:
         gc.disable()
         try:
             self._request = (fork, kwargs, mask)
-            socket.send_fds(self._sock, [b"s"], list(stdio))
+            try:
+                socket.send_fds(self._sock, [b"s"], list(stdio))
+            except OSError as exc:  # nothing reached the thread: the caller forks itself
+                self._request = None
+                raise HandOffError(str(exc)) from exc
             self._done.acquire()
             pid, error = self._result
             self._request = None
@@ -129,6 +138,9 @@ class SmallTable:
             self._serve(sock)
         finally:
             sock.close()
+            if self._request is not None:  # a requester waits: never leave it hanging
+                self._result = (0, OSError(0, "the spawn thread ended"))
+                self._done.release()
 
     def _serve(self, sock: socket.socket) -> None:
         anc_size = socket.CMSG_SPACE(3 * 4)
@@ -141,13 +153,13 @@ class SmallTable:
                 msg, ancdata, _flags, _addr = sock.recvmsg(16, anc_size, flags)
             except OSError:
                 return
-            fds = _received(ancdata)
             if not msg:
-                for fd in fds:
+                for fd in _received(ancdata):
                     os.close(fd)
                 return  # the requester closed its end
-            pid, error = 0, None
+            pid, error, fds = 0, None, []
             try:
+                fds = _received(ancdata)
                 request = self._request
                 if request is None or len(fds) != 3:
                     raise OSError(0, "spawn thread: malformed request")
@@ -161,7 +173,8 @@ class SmallTable:
                 error = exc
             finally:
                 for fd in fds:
-                    os.close(fd)
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
             self._result = (pid, error)
             self._done.release()
 

@@ -470,7 +470,10 @@ def _direct(
             # "inherit" means our own 0/1/2, handed over like the others
             stdio = (fds[0] if fds[0] >= 0 else 0, fds[1] if fds[1] >= 0 else 1,
                      fds[2] if fds[2] >= 0 else 2)  # fmt: skip
-            return spawner.run(_forkexec.fork_exec, stdio, how)
+            try:
+                return spawner.run(_forkexec.fork_exec, stdio, how)
+            except _smalltable.HandOffError:
+                pass  # e.g. our descriptor 0 is closed: fork from here, as below
     return _forkexec.fork_exec(stdin=fds[0], stdout=fds[1], stderr=fds[2], **how)
 
 
