@@ -221,7 +221,8 @@ def _main(argv: list[str] | None) -> int:
 
         if not resume_tree_tracking(handover["tree_tracking"]):
             set_tree_tracking("process-tree")
-    _start_tree_tracking()
+    if handover is not None:
+        _start_tree_tracking()
     _raise_fd_limit()
     from ._reexec import enable
 
@@ -244,7 +245,13 @@ def _main(argv: list[str] | None) -> int:
         arbiter.handover = handover
         log.info("Starting master on pid %d", os.getpid())
         try:
-            asyncio.run(_serve(arbiter, readiness.ready if readiness else None, systemd))
+            started = readiness.ready if readiness else None
+            if handover is None:
+                # Once the autostart watchers run: the cgroup subtree and the sweep of dead
+                # daemons' cgroups (~10 ms) are not what a user waits for after `circusd
+                # my.ini`. A watcher with `stop_children` makes the subtree at its first spawn.
+                started = _also(started, _start_tree_tracking)
+            asyncio.run(_serve(arbiter, started, systemd))
         except Exception as exc:
             log.error("circusd failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
             print(f"circusd: {exc}", file=sys.stderr)
@@ -346,8 +353,10 @@ def _enable_subreaper() -> None:
 
 
 def _start_tree_tracking() -> None:
-    # Decided now rather than at the first spawn, so that the cgroups a SIGKILLed circusd
-    # left beside ours are swept at start, and the log says how trees will be stopped.
+    # Decided once the daemon serves (a `stop_children` watcher's first spawn may have
+    # decided it already), not left to the first such spawn, so that the cgroups a
+    # SIGKILLed circusd left beside ours are swept soon, and the log says how trees are
+    # stopped.
     try:
         from circus.process import tree_tracking, tree_tracking_reason
     except ImportError:  # pragma: no cover - older process layer
