@@ -21,7 +21,9 @@ Per peer (ours, upstream Circus 0.19, Supervisor 4.3), one fresh daemon:
   More such experiments combine with ``+``: ``own-session`` (circusd in a session of its
   own), ``ag-<nice>`` (that session's autogroup nice, e.g. ``ag--20``), ``pgroup`` (children
   in circusd's session, each in a process group of its own, as Supervisor's), ``nice-<n>``
-  (circusd's threads at nice n, children forked at 0), e.g. ``ours+pgroup+own-session+nice-10``;
+  (circusd's threads at nice n, children forked at 0), ``lazy-<ms>`` (the loop stops
+  watching the shared epoll reader for that long after each dispatch: circusd sleeps between
+  batches of output), e.g. ``ours+pgroup+own-session+nice-10``;
   ``--client-session`` puts this bench (the status client) in a session of its own, as a
   user's shell is.
 

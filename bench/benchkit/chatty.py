@@ -328,6 +328,27 @@ if {nice}:
 """
 
 
+# ``+lazy-<ms>``: after each dispatch of the shared epoll reader, the loop stops watching it
+# for that long (pidfds included: an experiment, not a design), so circusd sleeps between
+# batches of output instead of being runnable through the whole flood.
+_LAZY_PATCH = """
+from circus.process import _mux
+_orig_dispatch = _mux.FdMux._dispatch
+def _lazy_dispatch(self):
+    _orig_dispatch(self)
+    loop = self._loop_ref()
+    if loop is None or self._epoll.closed:
+        return
+    fd = self._epoll.fileno()
+    loop.remove_reader(fd)
+    def back():
+        if not self._epoll.closed and _mux._muxes.get(loop) is self:
+            loop.add_reader(fd, self._dispatch)
+    loop.call_later({delay}, back)
+_mux.FdMux._dispatch = _lazy_dispatch
+"""
+
+
 def _wrapped_circus(spec: ProgramSpec, workdir: Path, flags: set[str]) -> Any:
     """Our circusd through a wrapper: ``pgroup``/``setsid`` choose how children are placed,
     ``own-session`` runs circusd in a session (so an autogroup) of its own, ``own-autogroup``
@@ -339,6 +360,9 @@ def _wrapped_circus(spec: ProgramSpec, workdir: Path, flags: set[str]) -> Any:
     nice = next((int(f[4:]) for f in flags if f.startswith("nice")), 0)
     body = _POPEN_PATCH.format(to_pgroup="pgroup" in flags, to_setsid="setsid" in flags, nice=nice)
     lines = [f"#!{sys.executable}", body]
+    lazy = next((float(f[5:]) / 1e3 for f in flags if f.startswith("lazy-")), 0.0)
+    if lazy:
+        lines.append(_LAZY_PATCH.format(delay=lazy))
     if flags & {"own-session", "own-autogroup"} or any(f.startswith("ag-") for f in flags):
         lines.append("import os; os.setsid()")
     lines += ["from circus.arbiter.circusd import main", "sys.exit(main())", ""]
