@@ -67,3 +67,22 @@ def test_the_last_lines_survive_big_blocks_in_order() -> None:
     got = [e["data"].encode() for e in hub.lines(["w"], 1000)]
     assert got == numbered[-1000:]
     assert hub._ring_bytes["w"] <= MAX_RING_BYTES
+
+
+def test_a_chunk_after_a_held_piece_is_copied_once() -> None:
+    import tracemalloc
+
+    hub = _hub(keep=20_000)
+    line = b"r" * 99 + b"\n"
+    chunk = line * 15_000 + b"tail without newline"  # 1.5 MB, ends mid-line
+    hub.feed("w", 1, "stdout", b"held piece ")
+    tracemalloc.start()
+    try:
+        hub.feed("w", 1, "stdout", chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * len(chunk)  # its complete lines, not held piece + chunk and them too
+    got = [e["data"] for e in hub.lines(["w"], 20_000)]
+    assert got == ["held piece " + line.decode()] + [line.decode()] * 14_999
+    assert hub.partial("w", 1, "stdout") == b"tail without newline"
