@@ -95,7 +95,7 @@ def targets_for(settings: Settings) -> list[Target]:
         Target("respawn", "<= 3x raw", 3.0, "raw"),
         Target("launch.200", "<= 0.5x Circus", 0.5, "circus"),
         Target("launch.1000", "<= 0.5x Circus", 0.5, "circus"),
-        Target("stdout", ">= 0.5x os.splice", 0.5, "raw", at_least=True),
+        Target("stdout", ">= Supervisor", 1.0, "supervisor", at_least=True),
         # "unmeasurable": not one clock tick (10 ms) of CPU over the idle window.
         Target("idle_cpu", "unmeasurable (< 1 tick)", 10.0),
         Target("chatty.cpu", "<= Circus and Supervisor", 1.0, "circus,supervisor"),

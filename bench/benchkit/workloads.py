@@ -10,6 +10,8 @@ writes the file itself) and ``stdout.cat`` (pipe through cat).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shutil
 import statistics
@@ -334,14 +336,25 @@ def _raw_cat(size: int, out: Path) -> float:
 
 
 def _raw_splice(size: int, out: Path) -> float:
-    """A pipe read by this process with os.splice straight into the file (zero copy)."""
+    """A pipe read by this process with os.splice straight into the file (zero copy).
+
+    The pipe is grown to 1 MiB first, as circusd grows a busy writer's pipe: with the
+    kernel's 64 KiB the reference paid a wake-up per 64 KiB and ran ~1.3x slower.
+    """
     with open(out, "wb") as f:
         t0 = time.perf_counter()
-        prod = subprocess.Popen(_producer(size), stdout=subprocess.PIPE)
-        assert prod.stdout is not None
-        src, dst = prod.stdout.fileno(), f.fileno()
-        while os.splice(src, dst, 1 << 20):
-            pass
-        prod.stdout.close()
+        src, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):  # past the user's pipe budget: keep 64 KiB
+                fcntl.fcntl(src, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+            prod = subprocess.Popen(_producer(size), stdout=w)
+            os.close(w)
+            w = -1
+            while os.splice(src, f.fileno(), 1 << 20):
+                pass
+        finally:
+            os.close(src)
+            if w >= 0:
+                os.close(w)
         prod.wait()
         return _checked(out, size, time.perf_counter() - t0)

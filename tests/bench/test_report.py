@@ -28,6 +28,7 @@ def made_up() -> tuple[dict, str]:
     r.add("circus", "rss.1000", 20.0)
     r.add("raw", "stdout", 1000.0)
     r.add("ours", "stdout", 400.0)
+    r.add("supervisor", "stdout", 800.0)
     r.fail("supervisor", "respawn", "no spawn")
     info = {p: {"available": True, "reason": None, "what": p} for p in settings.peers}
     info["supervisor"] = {"available": False, "reason": "not here", "what": None}
@@ -50,7 +51,7 @@ def test_targets_compare_ours_with_the_named_reference() -> None:
     assert by_metric["start.1000"]["figure"] == 2.0
     assert by_metric["start.1000"]["met"] is False  # 2x raw > 1.5x
     assert by_metric["rss.1000"]["met"] is False  # 30 MiB > Circus's 20
-    assert by_metric["stdout"]["figure"] == 0.4 and by_metric["stdout"]["met"] is False
+    assert by_metric["stdout"]["figure"] == 0.5 and by_metric["stdout"]["met"] is False
     assert by_metric["respawn"]["met"] is None  # not measured: neither met nor missed
     assert by_metric["rtt.list"]["met"] is None
 
