@@ -184,3 +184,34 @@ def test_rlimits_and_a_user_switch_hold_through_the_thread(
     assert read_to_eof(user.stdout) == b"65534\n"
     assert user.wait(30) == 0
     _thread()  # both went through it
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_signal_handler_raising_during_the_wait_leaves_no_child(
+    spawn: Callable[..., Process], monkeypatch: pytest.MonkeyPatch, through_thread: None
+) -> None:
+    # The child (a full fork: rlimits take a preexec_fn) signals us before it execs, while
+    # the thread still waits for that exec and we wait for the thread: the kernel hands a
+    # process-directed signal to the main thread, whose handler raises during the wait.
+    parent = os.getpid()
+
+    def signalling(*args: Any, **kwargs: Any) -> Callable[[], None]:
+        return lambda: os.kill(parent, signal.SIGUSR1)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    monkeypatch.setattr(_spawn, "_rlimit_preexec", signalling)
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        with pytest.raises(_Interrupted):
+            spawn("true", rlimits={"core": 0}, exact_tree=False)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    # the child was killed and reaped (the autouse leak check finds none); the thread
+    # answered and serves the next spawn
+    proc = spawn("true", exact_tree=False)
+    assert proc.wait(30) == 0

@@ -103,16 +103,33 @@ class SmallTable:
             except OSError as exc:  # nothing reached the thread: the caller forks itself
                 self._request = None
                 raise HandOffError(str(exc)) from exc
-            self._done.acquire()
+            interrupted = self._wait()
             pid, error = self._result
             self._request = None
             self._result = (0, None)
         finally:
             if collecting:
                 gc.enable()
+        if interrupted is not None:
+            if error is None:  # nobody will own this child: leave nothing behind
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+            raise interrupted
         if error is not None:
             raise error
         return pid
+
+    def _wait(self) -> BaseException | None:
+        """Wait for the thread's answer, even through an exception a signal handler raised
+        meanwhile (returned, to be raised once the answer is in)."""
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                self._done.acquire()
+                return interrupted
+            except BaseException as exc:  # e.g. KeyboardInterrupt: the thread still works
+                interrupted = exc
 
     def close(self) -> None:
         """End the thread (it closes its table) and release the socket pair."""
