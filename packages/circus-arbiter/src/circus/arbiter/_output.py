@@ -1,7 +1,8 @@
 """Process output as complete lines: published as ``output.<watcher>.<stream>`` and kept in a
 per-watcher in-memory ring buffer answered by the ``logs`` command (``circusctl logs -f``).
 
-One message carries the complete lines one read delivered (one process, one stream), with
+One message carries the complete lines one read delivered (one process, one stream; a read
+of more than MAX_PARTIAL bytes goes in several messages, cut at line ends), with
 ``seq``, the count of lines published on the topic before it, so a subscriber that fell
 behind (ZeroMQ drops messages for it) knows how many it missed: a message per line cost
 ~110 ms of circusd's CPU per MB and overflowed a follower's queue at 50 MB/s.
@@ -198,8 +199,17 @@ class OutputHub:
             # One message per block (a read's complete lines, or one piece), numbered so a
             # subscriber that lost messages can tell how many lines: counted only when sent.
             seq = self._seq.get(topic, 0)
-            self._seq[topic] = seq + (block.count(b"\n") if complete else 1)
-            self._publish(topic, output_payload(watcher, pid, stream, block, now, seq))
+            if len(block) <= MAX_PARTIAL:
+                self._seq[topic] = seq + (block.count(b"\n") if complete else 1)
+                self._publish(topic, output_payload(watcher, pid, stream, block, now, seq))
+            else:
+                # XPUB queues ZMQ_SNDHWM messages for a subscriber that does not read,
+                # whatever their size: a message stays within MAX_PARTIAL bytes so that
+                # what a stuck subscriber makes us hold stays within a bound.
+                for piece in _pieces(block):
+                    self._publish(topic, output_payload(watcher, pid, stream, piece, now, seq))
+                    seq += piece.count(b"\n") + (0 if piece.endswith(b"\n") else 1)
+                self._seq[topic] = seq
         if len(block) > MAX_RING_BYTES:  # keep the tail, cut at a line start
             cut = block.find(b"\n", len(block) - MAX_RING_BYTES) + 1
             block = block[cut:] if cut else block[-MAX_RING_BYTES:]
@@ -220,6 +230,24 @@ class OutputHub:
             lines -= old_count
         self._ring_bytes[watcher] = size
         self._ring_lines[watcher] = lines
+
+
+def _pieces(block: bytes) -> Iterable[bytes]:
+    """``block`` in pieces of at most MAX_PARTIAL bytes, cut after a newline; a line longer
+    than that is cut too, before a UTF-8 character's first byte (a piece without a newline
+    counts as one line, as readers count it)."""
+    start, size = 0, len(block)
+    while size - start > MAX_PARTIAL:
+        stop = start + MAX_PARTIAL
+        cut = block.rfind(b"\n", start, stop) + 1
+        if cut <= start:
+            cut = stop
+            while cut > stop - 3 and block[cut] & 0xC0 == 0x80:
+                cut -= 1
+        yield block[start:cut]
+        start = cut
+    if start < size:
+        yield block[start:]
 
 
 def _split(block: bytes) -> list[bytes]:
