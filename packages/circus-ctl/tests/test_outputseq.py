@@ -39,3 +39,13 @@ def test_gaps_counted_per_topic_from_seq() -> None:
         assert gaps.feed(out, odd) == 0
     assert gaps.feed(out, {"seq": 2, "data": "h\n"}) == 0
     assert gaps.missed == 9
+
+
+def test_split_output_cuts_at_newlines_only() -> None:
+    # A line is what circusd cut at b"\n" (the ``logs`` answer, the seq count): a carriage
+    # return (progress bars), form feed, NUL, NEL or U+2028 inside a line does not make two.
+    odd = "50%\r100%\n", "page\x0cbreak\n", "nul\x00byte\n", "nel\x85sep\n", "ls\u2028ps\x1cfs\n"
+    payload = protocol.output_payload("w", 3, "stdout", "".join(odd) + "tail\rpiece", 5.0, 0)
+    lines = [p["data"] for p in protocol.split_output(payload)]
+    assert lines == [*odd, "tail\rpiece"]
+    assert len(lines) == protocol.output_line_count(payload["data"])

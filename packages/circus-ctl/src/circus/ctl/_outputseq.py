@@ -1,8 +1,9 @@
 """Reading ``output.*`` messages: one message holds one or more lines, numbered per topic.
 
 circusd publishes the output of one process's stream as it reads it: one message per read
-chunk, its ``data`` holding one or more complete lines (or one unterminated piece, when a
-line is cut at 64 KiB or the process ends without a newline). Each message carries ``seq``:
+chunk (at most 64 KiB of it: a bigger chunk goes in several, cut at line ends), its ``data``
+holding one or more complete lines (or one unterminated piece, when a line is cut at 64 KiB
+or the process ends without a newline); lines end at "\n" only. Each message carries ``seq``:
 how many lines circusd had published on that topic before this message's first line. A
 subscriber that falls behind loses messages (ZeroMQ drops them for it once its queue is
 full); the gap in ``seq`` says how many lines it missed, so a follower can say so instead
@@ -27,7 +28,15 @@ def output_line_count(text: str) -> int:
 def split_output(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The message as one payload per line (each keeps its newline), other keys copied."""
     text = str(payload.get("data", ""))
-    lines = text.splitlines(keepends=True) if "\n" in text else [text]
+    if "\n" in text:
+        # At "\n" only, as circusd cut them (str.splitlines also cuts at \r, \f, NEL, U+2028)
+        lines = text.split("\n")
+        tail = lines.pop()  # after the last newline: "" when the text ends with one
+        lines = [line + "\n" for line in lines]
+        if tail:
+            lines.append(tail)
+    else:
+        lines = [text]
     if len(lines) == 1:
         return [dict(payload)]
     base = {k: v for k, v in payload.items() if k != "data"}
