@@ -56,8 +56,11 @@ def open_parent(path: str) -> tuple[int, str]:
     if not name or name in (".", ".."):
         raise IsADirectoryError(errno.EISDIR, "names a directory, not a file", path)
     budget = [MAX_LINKS]
-    start = os.open("/" if os.path.isabs(path) else ".", _DIR_FLAGS)
-    return _walk(start, head, path, budget), name
+    try:
+        start = os.open("/" if os.path.isabs(path) else ".", _DIR_FLAGS)
+        return _walk(start, head, path, budget), name
+    except OSError as exc:
+        raise _named(exc, path) from None
 
 
 def open_file(path: str, flags: int, mode: int = 0o644) -> int:
@@ -95,6 +98,8 @@ def open_in(dir_fd: int, name: str, flags: int, mode: int = 0o644, path: str = "
                 errno.ELOOP,
                 f"{path or name} is a link in a directory other users may write: not followed",
             ) from None
+        if path:
+            raise _named(exc, path) from None
         raise
     if not private:
         info = os.fstat(fd)
@@ -106,6 +111,17 @@ def open_in(dir_fd: int, name: str, flags: int, mode: int = 0o644, path: str = "
                 "may write: not opened",
             )
     return fd
+
+
+def _named(exc: OSError, path: str) -> OSError:
+    """``exc`` (same class and errno) naming ``path`` as given, with the component of the
+    step that failed in its message: one step's error names only that component."""
+    if exc.filename == path or exc.errno is None:
+        return exc
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        reason = f"{reason} (at {os.fsdecode(exc.filename)!r})"
+    return OSError(exc.errno, reason, path)
 
 
 def _walk(fd: int, rest: str, path: str, budget: list[int]) -> int:
