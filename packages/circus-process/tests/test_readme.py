@@ -26,5 +26,6 @@ def test_readme_example_runs(index: int, capsys) -> None:
     expected = {
         0: "hello from worker 1 in /tmp, GREETING=bonjour\n-15\n",
         1: "exited with 0\nline 1\nline 2\nline 3\n",
+        2: "None\n4096\n",
     }
     assert out == expected[index]

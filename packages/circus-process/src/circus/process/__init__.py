@@ -32,6 +32,7 @@ from ._info import INFO_KEYS, bytes2human, get_info
 from ._process import DEAD_OR_ZOMBIE, OTHER, RUNNING, UNEXISTING, Process
 from ._redirector import Observer, OutputRedirector
 from ._safepath import dir_is_private, open_file, open_in, open_parent
+from ._spawn import DEFAULT_SPAWN_THREAD_FROM, set_spawn_thread, spawn_thread
 from ._subreaper import (
     adopted_orphans,
     disable_subreaper,
@@ -44,6 +45,7 @@ from ._waiting import WaitingOrphans, reap_waiting_orphans
 
 __all__ = [
     "DEAD_OR_ZOMBIE",
+    "DEFAULT_SPAWN_THREAD_FROM",
     "INFO_KEYS",
     "OTHER",
     "RUNNING",
@@ -84,8 +86,10 @@ __all__ = [
     "release_tree_tracking",
     "resume_tree_tracking",
     "set_fd_reserve",
+    "set_spawn_thread",
     "set_tree_tracking",
     "sibling_leaves",
+    "spawn_thread",
     "usable_cpus",
     "streams",
     "take_socket",

@@ -38,7 +38,17 @@ from ._ids import (
 from ._sigreset import inherited_signal_state, reset_signals, thread_status
 from ._template import substitute
 
-__all__ = ["SpawnPlan", "Launched", "build_env", "build_argv", "plan_spawn", "launch"]
+__all__ = [
+    "DEFAULT_SPAWN_THREAD_FROM",
+    "SpawnPlan",
+    "Launched",
+    "build_env",
+    "build_argv",
+    "plan_spawn",
+    "launch",
+    "set_spawn_thread",
+    "spawn_thread",
+]
 
 
 def build_env(env: Mapping[str, object] | None, copy_env: bool) -> Mapping[str, str]:
@@ -463,6 +473,7 @@ def _direct(
         and not plan.pass_fds
         and plan.stdin_fd is None
         and cwd == plan.cwd
+        and SMALL_TABLE_FROM is not None
         and max(to_close, default=-1) >= SMALL_TABLE_FROM
     ):
         spawner = _smalltable.spawner()
@@ -479,7 +490,45 @@ def _direct(
 
 #: Spawns fork from the small-table thread (``_smalltable``) once this many descriptors
 #: are open; below it the hand-over costs more than the table copy it saves.
-SMALL_TABLE_FROM = 4096
+DEFAULT_SPAWN_THREAD_FROM = 4096
+#: The threshold in force (:func:`set_spawn_thread`); ``None``: never.
+SMALL_TABLE_FROM: int | None = DEFAULT_SPAWN_THREAD_FROM
+
+
+def set_spawn_thread(from_descriptors: int | None) -> None:
+    """Choose when this process's spawns fork from the small-table spawn thread.
+
+    ``from_descriptors``: a plain spawn (no ``pass_fds``, no ``stdin_fd``, no working
+    directory held by descriptor, no cgroup leaf) forks from the spawn thread once a
+    descriptor the spawn opens is numbered ``from_descriptors`` or more, i.e. once about
+    that many descriptors are open (0: every plain spawn); ``None``: never, every spawn
+    forks from the thread that calls it. The default is
+    :data:`DEFAULT_SPAWN_THREAD_FROM` (4,096).
+
+    Why turn it off: a child that set ``PR_SET_PDEATHSIG`` gets its parent-death signal
+    when the thread that forked it ends, and the spawn thread ends at an ``execve`` of this
+    process (circusd's ``daemon-reexec``). Only spawns made after the call are affected: a
+    running spawn thread is not stopped (that would signal the children it forked); they
+    keep their parent-death signal tied to it.
+
+    Raises:
+        TypeError: not an int (a bool is refused) or None.
+        ValueError: a negative number.
+    """
+    global SMALL_TABLE_FROM
+    if from_descriptors is not None:
+        if isinstance(from_descriptors, bool) or not isinstance(from_descriptors, int):
+            raise TypeError(
+                f"from_descriptors must be a whole number or None, not {from_descriptors!r}"
+            )
+        if from_descriptors < 0:
+            raise ValueError(f"from_descriptors must be 0 or more, not {from_descriptors}")
+    SMALL_TABLE_FROM = from_descriptors
+
+
+def spawn_thread() -> int | None:
+    """The threshold :func:`set_spawn_thread` set (``None``: the spawn thread is off)."""
+    return SMALL_TABLE_FROM
 
 
 # Where a child can reach a directory descriptor of ours by path before exec (magic links).
