@@ -50,6 +50,7 @@ def test_every_option_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         endpoint_owner = nobody
         unauthenticated_access = Operate
         max_connections = 200
+        spawn_thread = Off
         pubsub_endpoint = tcp://127.0.0.1:7001
         stats_endpoint = tcp://127.0.0.1:7002
         statsd = yes
@@ -80,6 +81,7 @@ def test_every_option_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "endpoint_owner": "nobody",
         "unauthenticated_access": "operate",
         "max_connections": 200,
+        "spawn_thread": None,
         "pubsub_endpoint": "tcp://127.0.0.1:7001",
         "stats_endpoint": "tcp://127.0.0.1:7002",
         "statsd": True,
@@ -149,6 +151,9 @@ def test_unknown_keys_kept_in_extra_and_typos_warned(tmp_path: Path) -> None:
         ("httpd_port = 70000", "expected a port number"),
         ("unauthenticated_access = write", "expected read, operate or full"),
         ("on_crash = ignore", "expected adopt or replace"),
+        ("spawn_thread = on", "expected auto, off or a whole number of open descriptors"),
+        ("spawn_thread = -1", "expected auto, off or a whole number of open descriptors"),
+        ("spawn_thread = 4k", "expected auto, off or a whole number of open descriptors"),
     ],
 )
 def test_bad_values(tmp_path: Path, line: str, expected: str) -> None:
@@ -160,6 +165,16 @@ def test_bad_values(tmp_path: Path, line: str, expected: str) -> None:
     assert message.startswith(f"{path}:3: [circus] {option} = {value!r}: ")
     assert expected in message
     assert (info.value.section, info.value.option, info.value.value) == ("circus", option, value)
+
+
+def test_spawn_thread(tmp_path: Path) -> None:
+    from circus.process import DEFAULT_SPAWN_THREAD_FROM
+
+    # auto (the default) is circus.process's own default threshold
+    assert DaemonConfig().spawn_thread == DEFAULT_SPAWN_THREAD_FROM == 4096
+    for text, value in (("auto", 4096), ("AUTO", 4096), ("off", None), ("0", 0), ("20000", 20000)):
+        path = write(tmp_path, f"[circus]\nspawn_thread = {text}\n")
+        assert load_config(path).circus.spawn_thread == value, text
 
 
 def test_env_expansion_in_circus_section(tmp_path: Path) -> None:

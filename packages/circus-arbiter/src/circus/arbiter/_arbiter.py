@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import zmq.asyncio
+from circus.process import DEFAULT_SPAWN_THREAD_FROM, set_spawn_thread
 
 from ._api import ArbiterAPI
 from ._authz import announce
@@ -93,6 +94,10 @@ class Arbiter(ArbiterAPI):
             ``httpd_close_outputs`` closes its stdout/stderr). One that would refuse to start
             raises :class:`ArbiterError` here.
         debug: plugins log at debug level. ``debug_gc``: ``gc.DEBUG_LEAK`` at start.
+        spawn_thread: set at start with ``circus.process.set_spawn_thread`` (process-wide):
+            spawns fork from the small-table spawn thread once that many descriptors are
+            open, never with ``None`` (its children then survive a ``daemon-reexec`` even
+            when they set a parent-death signal).
         umask: set at start. ``pidfile``: written at start (refused while it names a running
             daemon), removed at exit. ``fqdn_prefix``: :attr:`fqdn`. ``loglevel``,
             ``logoutput``: given to plugins.
@@ -137,6 +142,7 @@ class Arbiter(ArbiterAPI):
         output_lines: int = 1000,
         curve: Any = None,
         unauthenticated_access: str = "read",
+        spawn_thread: int | None = DEFAULT_SPAWN_THREAD_FROM,
     ) -> None:
         settings = ArbiterSettings(
             endpoint=endpoint,
@@ -147,6 +153,7 @@ class Arbiter(ArbiterAPI):
             multicast_endpoint=multicast_endpoint or "",
             endpoint_owner=endpoint_owner,
             unauthenticated_access=unauthenticated_access,
+            spawn_thread=spawn_thread,
             curve=curve,
             check_delay=check_delay,
             warmup_delay=warmup_delay,
@@ -349,11 +356,13 @@ class Arbiter(ArbiterAPI):
 
     def _apply_process_options(self) -> None:
         """What an arbiter does to its process at start: options that nothing acts on are
-        named, then ``max_connections``, ``umask``, ``debug_gc`` and the ``pidfile``."""
+        named, then ``max_connections``, ``spawn_thread``, ``umask``, ``debug_gc`` and the
+        ``pidfile``."""
         for option, why in self._ignored:
             log.warning("%s is ignored: %s", option, why)
         settings = self.settings
         self._apply_max_connections()
+        set_spawn_thread(settings.spawn_thread)
         if settings.umask is not None:
             os.umask(settings.umask)
         if settings.debug_gc:
@@ -538,8 +547,8 @@ class Arbiter(ArbiterAPI):
         ``curve``: the new config's CURVE options (as the ``curve`` argument; left out: the
         running ones). The new config's security applies in full, all or nothing (see
         :meth:`Channels.move`); then ``unauthenticated_access``, ``max_connections``,
-        ``check_delay``, ``warmup_delay`` and the log level, and the dashboard is told the new
-        endpoints.
+        ``spawn_thread`` (for the spawns that follow), ``check_delay``, ``warmup_delay`` and
+        the log level, and the dashboard is told the new endpoints.
 
         Raises:
             ArbiterError: an exposed endpoint without CURVE, bad CURVE settings or key
@@ -552,6 +561,7 @@ class Arbiter(ArbiterAPI):
         moved = self.channels.move(new)
         self.settings = new
         self._apply_max_connections()
+        set_spawn_thread(new.spawn_thread)
         self.watcher_set.warmup_delay = new.warmup_delay
         if daemon.loglevel:
             try:

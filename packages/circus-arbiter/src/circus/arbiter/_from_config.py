@@ -58,6 +58,7 @@ def settings_from_config(config: Any) -> ArbiterSettings:
         endpoint_owner=daemon.endpoint_owner,
         unauthenticated_access=daemon.unauthenticated_access,
         max_connections=daemon.max_connections,
+        spawn_thread=daemon.spawn_thread,
         curve=config_options(config),
         check_delay=daemon.check_delay,
         warmup_delay=daemon.warmup_delay,
@@ -101,8 +102,8 @@ def _watcher_spec(watcher: Any) -> dict[str, Any]:
 def reloaded(current: ArbiterSettings, daemon: Any, curve: Any) -> ArbiterSettings:
     """The settings after a ``reloadconfig`` whose ``[circus]`` is ``daemon`` (a
     ``DaemonConfig``) and CURVE options ``curve``: what a running daemon applies in place
-    (endpoints, owner, CURVE, access, ``max_connections``, ``check_delay``,
-    ``warmup_delay``); the rest is kept.
+    (endpoints, owner, CURVE, access, ``max_connections``, ``spawn_thread``,
+    ``check_delay``, ``warmup_delay``); the rest is kept.
     An empty endpoint keeps the running one."""
     return replace(
         current,
@@ -113,6 +114,7 @@ def reloaded(current: ArbiterSettings, daemon: Any, curve: Any) -> ArbiterSettin
         endpoint_owner=daemon.endpoint_owner,
         unauthenticated_access=daemon.unauthenticated_access,
         max_connections=daemon.max_connections,
+        spawn_thread=daemon.spawn_thread,
         curve=curve,
         check_delay=daemon.check_delay,
         warmup_delay=daemon.warmup_delay,

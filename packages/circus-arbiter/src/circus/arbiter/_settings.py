@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from circus.process import DEFAULT_SPAWN_THREAD_FROM
+
 from ._authz import parse_access
 from ._errors import ArbiterError
 from ._limits import check_arbiter_args
@@ -42,11 +44,15 @@ class ArbiterSettings:
     ``None`` (checked when the channels open). ``unauthenticated_access`` is stored in its
     canonical lowercase spelling. ``max_connections``: the cap on simultaneous connections
     of each control endpoint (``None``: each endpoint's default, see ``_connguard``).
+    ``spawn_thread``: the process's spawns fork from circus.process's small-table spawn
+    thread once that many descriptors are open (``None``: never); applied with
+    ``circus.process.set_spawn_thread`` at start and by a ``reloadconfig``.
 
     Raises (constructor):
         OptionError: (a ValueError) ``check_delay``, ``warmup_delay``, ``stats_interval`` or
             ``output_lines`` beyond its ceiling (``circus.watcher.LIMITS``).
-        ArbiterError: ``unauthenticated_access`` is not read, operate or full.
+        ArbiterError: ``unauthenticated_access`` is not read, operate or full, or
+            ``spawn_thread`` is neither None nor a whole number, 0 or more.
     """
 
     endpoint: str = DEFAULT_ENDPOINT
@@ -57,6 +63,7 @@ class ArbiterSettings:
     endpoint_owner: str | None = None
     unauthenticated_access: str = "read"
     max_connections: int | None = None
+    spawn_thread: int | None = DEFAULT_SPAWN_THREAD_FROM
     curve: Any = None
     check_delay: float = 1.0
     warmup_delay: float = 0.0
@@ -97,6 +104,14 @@ class ArbiterSettings:
                 "operate or full"
             ) from None
         object.__setattr__(self, "unauthenticated_access", access)
+        threshold = self.spawn_thread
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0
+        ):
+            raise ArbiterError(
+                f"spawn_thread = {threshold!r}: expected None (off) or a whole number of "
+                "open descriptors, 0 or more"
+            )
 
 
 def ignored_options(settings: ArbiterSettings, loop: Any = None) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ._convert import EXPECTED_BOOL, EXPECTED_OCTAL, capped, to_bool, to_float, to_int, to_octal
-from ._model import DaemonConfig
+from ._model import SPAWN_THREAD_AUTO, DaemonConfig
 from ._section import SectionView
 
 __all__ = ["parse_daemon", "DAEMON_OPTIONS"]
@@ -67,6 +67,15 @@ def _connections(text: str) -> int:
     return to_int(text, 1)
 
 
+def _spawn_thread(text: str) -> int | None:
+    value = text.strip().lower()
+    if value == "auto":
+        return SPAWN_THREAD_AUTO
+    if value == "off":
+        return None
+    return to_int(value, 0)
+
+
 def _access(text: str) -> str:
     value = text.strip().lower()
     if value not in ("read", "operate", "full"):
@@ -82,6 +91,10 @@ DAEMON_OPTIONS: dict[str, tuple[Any, str]] = {
     "endpoint_owner": (_optional, ""),
     "unauthenticated_access": (_access, "expected read, operate or full"),
     "max_connections": (_connections, "expected a whole number of connections, at least 1"),
+    "spawn_thread": (
+        _spawn_thread,
+        "expected auto, off or a whole number of open descriptors (0 or more)",
+    ),
     "statsd": (to_bool, EXPECTED_BOOL),
     "statsd_close_outputs": (to_bool, EXPECTED_BOOL),
     "check_delay": capped("check_delay", to_float),

@@ -12,6 +12,9 @@ __all__ = ["DaemonConfig", "WatcherConfig", "SocketConfig", "PluginConfig", "Cir
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_PUBSUB_ENDPOINT = "tcp://127.0.0.1:5556"
 DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
+#: ``spawn_thread = auto``: circus.process's ``DEFAULT_SPAWN_THREAD_FROM`` (not imported:
+#: loading a config stays light; a test keeps the two equal)
+SPAWN_THREAD_AUTO = 4096
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class DaemonConfig:
     ``multicast_endpoint`` is ``None`` (discovery off) unless the file sets it: upstream
     defaults to announcing the control endpoint on a multicast group bound to 0.0.0.0.
     ``extra`` holds keys we do not know, as written (upstream ignores them).
+    ``spawn_thread``: spawns fork from circus.process's small-table spawn thread once that
+    many descriptors are open (``auto``: its default, 4,096); ``None`` (``off``): never.
     """
 
     endpoint: str = DEFAULT_ENDPOINT
@@ -30,6 +35,7 @@ class DaemonConfig:
     endpoint_owner: str | None = None
     unauthenticated_access: str = "read"
     max_connections: int | None = None
+    spawn_thread: int | None = SPAWN_THREAD_AUTO
     statsd: bool = False
     statsd_close_outputs: bool = False
     check_delay: float = 5.0
