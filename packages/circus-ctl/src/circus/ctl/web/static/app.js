@@ -54,9 +54,13 @@ function push(history, value) {
   if (history.length > HISTORY) history.shift();
 }
 
+// The charts' CSS size (app.css, canvas.spark): not read from the canvas, since reading a
+// layout size after the DOM changed forces a layout, once per chart, thousands per update.
+const SPARK_W = 64, SPARK_H = 22;
+
 function drawSpark(canvas, values, color, floor) {
   const ratio = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 64, h = canvas.clientHeight || 24;
+  const w = SPARK_W, h = SPARK_H;
   if (canvas.width !== w * ratio) { canvas.width = w * ratio; canvas.height = h * ratio; }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
