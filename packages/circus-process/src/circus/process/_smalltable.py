@@ -76,6 +76,7 @@ class SmallTable:
         self._wakeup = _wakeup_fd()
         self._done = threading.Lock()
         self._done.acquire()
+        self._busy = threading.Lock()  # one request at a time (one slot, one answer)
         self._request: tuple[Callable[..., int], dict[str, Any], frozenset[int]] | None = None
         self._result: tuple[int, BaseException | None] = (0, None)
         self._ready = threading.Event()
@@ -97,7 +98,18 @@ class SmallTable:
     ) -> int:
         """``fork(stdin=, stdout=, stderr=, **kwargs)`` in the spawn thread, with ``stdio``
         (descriptors of ours) as the child's 0/1/2; returns what it returns, raises what it
-        raises."""
+        raises. Raises HandOffError, having started nothing, while another thread's
+        request is under way (that caller then forks itself)."""
+        if not self._busy.acquire(blocking=False):
+            raise HandOffError("the spawn thread serves another request")
+        try:
+            return self._run(fork, stdio, kwargs)
+        finally:
+            self._busy.release()
+
+    def _run(
+        self, fork: Callable[..., int], stdio: tuple[int, int, int], kwargs: dict[str, Any]
+    ) -> int:
         mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
         collecting = gc.isenabled()
         gc.disable()
@@ -240,6 +252,7 @@ def _wakeup_fd() -> int:
 
 _spawner: SmallTable | None = None
 _owner = 0
+_starting = threading.Lock()
 
 
 def spawner() -> SmallTable | None:
@@ -250,13 +263,19 @@ def spawner() -> SmallTable | None:
     current = _spawner
     if current is not None and _owner == os.getpid() and current.alive():
         return current
-    try:
-        current = SmallTable()
-    except OSError:
-        _broken = True  # e.g. unshare refused by a seccomp filter: never try again
-        return None
-    _spawner, _owner = current, os.getpid()
-    return current
+    with _starting:  # two threads' first spawns start one thread, not two
+        current = _spawner
+        if current is not None and _owner == os.getpid() and current.alive():
+            return current
+        if current is not None and _owner == os.getpid():
+            current.close()  # its thread ended: its end of the pair goes too
+        try:
+            current = SmallTable()
+        except OSError:
+            _broken = True  # e.g. unshare refused by a seccomp filter: never try again
+            return None
+        _spawner, _owner = current, os.getpid()
+        return current
 
 
 def shutdown() -> None:
@@ -268,8 +287,9 @@ def shutdown() -> None:
 
 
 def _forget_in_child() -> None:
-    global _spawner
+    global _spawner, _starting
     _spawner = None  # the thread does not exist in a forked copy
+    _starting = threading.Lock()  # nor the thread that may have held it
 
 
 _broken = False
