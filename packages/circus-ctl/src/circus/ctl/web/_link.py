@@ -54,7 +54,8 @@ OUTPUT_BATCH_MAX = 500
 
 STATS_BUDGET = 0.02
 """Share of one core the ``stats`` polls may take from the daemon (its answer time is the
-measure): 1,000 processes (about 0.1 s an answer) are sampled every 5 s, 10,000 every ~50 s."""
+measure): 1,000 processes (about 0.1 s an answer) are sampled every 5 s or so, 10,000 (about
+1 s an answer on a busy 2-core box) about once a minute."""
 
 STATS_TIMEOUT = 60.0
 """Seconds a ``stats`` answer may take (thousands of processes on a busy host)."""
