@@ -34,7 +34,8 @@ PIPE_SIZE = 1 << 20
 # of that user a single page. Not the default capacity (64 KiB): a full pipe holds less than
 # that when writes do not end on page boundaries, so a writer of 65,500-byte blocks (whole
 # 100-byte lines) never got a bigger pipe, and paid a wake-up and a read per 64 KiB
-# (the bigger pipe bought 1.2x on the read path and 1.7x on the splice path, bench/README.md).
+# (the bigger pipe bought 1.07-1.2x on the read path, 1.45-1.7x on the splice path:
+# bench/README.md, "stdout to a file, session 3").
 BUSY_READ = 32 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
