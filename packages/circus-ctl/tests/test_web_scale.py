@@ -130,3 +130,31 @@ def test_fold_without_stats_keeps_the_tables_and_takes_readiness() -> None:
     # a stats answer without readiness keeps what the status said
     state.fold_stats({"infos": infos})
     assert state.watchers["web"].processes[11].health == "ready"
+
+
+def test_a_poll_answered_while_the_link_closes_opens_no_socket_after_close(
+    tmp_path: Path,
+) -> None:
+    # A poll's answer can arrive as close() runs (asyncio.wait_for on 3.11 may return it
+    # instead of the cancellation); what the poll does next must not open a socket on the
+    # shared context, or the dashboard's context.term() at shutdown waits for it forever.
+    import threading
+
+    import zmq.asyncio
+
+    async def main() -> None:
+        endpoint, pubsub = f"ipc://{tmp_path}/ctrl.sock", f"ipc://{tmp_path}/pub.sock"
+        context = zmq.asyncio.Context()
+        with Publisher(pubsub), FakeDaemon(endpoint, replies(pubsub, [11, 12])):
+            link = DaemonLink(0, endpoint, lambda message: None, timeout=5.0, context=context)
+            await link.poll_once()  # connected: the next polls ask stats in the background
+            link.close()
+            await link.poll_once()
+            await asyncio.sleep(0)
+            with pytest.raises(Exception, match="not reachable|disconnected|closed"):
+                await link.call("status")
+        ended = threading.Event()
+        threading.Thread(target=lambda: (context.term(), ended.set()), daemon=True).start()
+        assert ended.wait(10), "a socket opened after close() keeps the context from ending"
+
+    asyncio.run(main())

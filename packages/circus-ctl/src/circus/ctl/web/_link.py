@@ -191,7 +191,7 @@ class DaemonLink:
         props = dict(properties or {})
         if command in _WAITING:
             props.setdefault("waiting", True)
-        if not self.state.connected:
+        if not self.state.connected or self._closed.is_set():
             raise DaemonDisconnected(self.endpoint, self.state.error or "")
         if self._actor is None:
             self._actor = AsyncCircusClient(
@@ -231,6 +231,7 @@ class DaemonLink:
     # ----------------------------------------------------------------- internals
 
     def _poll_client(self) -> AsyncCircusClient:
+        self._refuse_if_closed()
         if self._poller is None:
             self._poller = AsyncCircusClient(
                 self.endpoint, self.timeout, context=self._context, curve_key=self.curve
@@ -238,6 +239,7 @@ class DaemonLink:
         return self._poller
 
     def _stats_client_(self) -> AsyncCircusClient:
+        self._refuse_if_closed()
         if self._stats_client is None:
             self._stats_client = AsyncCircusClient(
                 self.endpoint,
@@ -251,8 +253,16 @@ class DaemonLink:
         """Seconds until the next ``stats``, after one that took ``took`` seconds."""
         return max(self.interval, took / STATS_BUDGET)
 
+    def _refuse_if_closed(self) -> None:
+        # A poll that was answered while close() ran (see poll_once) must not open a socket
+        # after close(): the context's term() would wait for it forever.
+        if self._closed.is_set():
+            raise RuntimeError("the link is closed")
+
     def _maybe_poll_stats(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._closed.is_set():
+            return
         if self._stats_task is None and loop.time() >= self._stats_due:
             self._stats_task = loop.create_task(self._poll_stats())
 
@@ -261,6 +271,10 @@ class DaemonLink:
         began = loop.time()
         try:
             stats = await self._stats_client_().call("stats")
+        except RuntimeError:
+            if not self._closed.is_set():
+                raise
+            stats = None
         except CtlError:
             # Not answered (a poll of status notices a daemon that is gone): a fresh
             # connection next time, after a pause as long as the budget asks for.
