@@ -31,6 +31,7 @@ thread would not. Hence only past a threshold of open descriptors (``_spawn``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import signal
@@ -82,7 +83,12 @@ class SmallTable:
         self._ready = threading.Event()
         self._failed: list[BaseException] = []  # what stopped the thread from starting
         self._thread = threading.Thread(target=self._main, name="circus-spawn", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # no thread to be had (RLIMIT_NPROC, pids.max)
+            self._sock.close()
+            os.close(self._theirs)
+            raise HandOffError(errno.EAGAIN, f"spawn thread: {exc}") from None
         self._ready.wait()
         os.close(self._theirs)  # ours: the thread has its own copy now
         if self._failed:
@@ -271,6 +277,8 @@ def spawner() -> SmallTable | None:
             current.close()  # its thread ended: its end of the pair goes too
         try:
             current = SmallTable()
+        except HandOffError:
+            return None  # for now (out of threads): the caller forks itself
         except OSError:
             _broken = True  # e.g. unshare refused by a seccomp filter: never try again
             return None
