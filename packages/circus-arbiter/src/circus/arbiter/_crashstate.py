@@ -401,7 +401,10 @@ class CrashState:
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="circus-crash-state")
-        self._writer.submit(self._store, *data)
+        try:
+            self._writer.submit(self._store, *data)
+        except RuntimeError:  # no thread to be had (RLIMIT_NPROC, pids.max): stored here
+            self._store(*data)
 
     def write(self) -> bool:
         """Write the file now; False (logged once per kind of failure) when it failed."""
