@@ -523,8 +523,18 @@ def test_properties_a_client_claims_are_not_believed(
     def evil() -> list[str]:
         return [n for n in root_call(daemon, "list")["watchers"] if n.startswith("evil")]
 
-    e2e.wait(lambda: daemon.output().count("cast 'add' failed") + len(evil()) >= 5, 20)
+    def judged() -> bool:
+        return daemon.output().count("cast 'add' failed") >= 5
+
+    # Only the log is polled while the casts are judged: a root connection opened meanwhile
+    # could take a closed cast's fd number, and on tcp that is the fd-reuse case of
+    # test_closed_connection_fd_reused_by_root_is_not_root (the uid there is advisory).
+    try:
+        e2e.wait(judged, 20)
+    except AssertionError:
+        pass  # a cast that was not refused: evil() names it
     assert not evil(), "added as root"
+    assert judged(), daemon.output()
     assert "CURVE key" not in daemon.output()  # seen as nobody, or unknown once closed
 
 
