@@ -15,8 +15,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._errors import WatcherError
-from ._hooks import resolve_all
 from ._reload import replace_all
+from ._settings import install
 from ._values import WatcherOptions
 
 if TYPE_CHECKING:
@@ -61,10 +61,5 @@ async def redeploy(w: Watcher, settings: WatcherOptions) -> dict[str, Any]:
 
 def _swap(w: Watcher, settings: WatcherOptions) -> None:
     """Replace the options (the caller holds the lock), as ``set`` does, one whole set at once."""
-    hooks = resolve_all(settings.hooks) if settings.hooks != w.settings.hooks else None
-    w.settings = settings
-    if hooks is not None:
-        w._hooks.hooks = hooks
-    w._inputs.reset()
-    w._apply_policies()
+    install(w, settings)
     w._emit("updated", {"time": time.time()})

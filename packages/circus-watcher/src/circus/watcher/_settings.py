@@ -99,13 +99,8 @@ async def set_value(watcher: Watcher, key: str, value: Any) -> None:
         watcher._emit("updated", {"time": time.time()})
         return
     candidate = watcher.settings.replace(name, new_value)
-    hooks = resolve_all(candidate.hooks) if name == "hooks" else None
     async with watcher._get_lock():
-        watcher.settings = candidate
-        if hooks is not None:
-            watcher._hooks.hooks = hooks
-        watcher._inputs.reset()
-        watcher._apply_policies()
+        install(watcher, candidate)
     watcher._emit("updated", {"time": time.time()})
     if spec.effect is Effect.RELOAD and watcher.status() == "active":
         await watcher.reload(graceful=True)
@@ -171,3 +166,15 @@ def _read_env_files(entries: tuple[str, ...]) -> dict[str, str]:
         return read_env_files(entries)
     except EnvFileError as exc:
         raise OptionError("env_file", exc.path, f"a readable environment file ({exc})") from None
+
+
+def install(watcher: Watcher, settings: WatcherOptions) -> None:
+    """Make ``settings`` the watcher's options (the caller holds its lock): hooks resolved
+    again when they changed, derived inputs (environment, env files) recomputed on next use,
+    policies (restart, flapping, backoff) re-read. Emits nothing."""
+    hooks = resolve_all(settings.hooks) if settings.hooks != watcher.settings.hooks else None
+    watcher.settings = settings
+    if hooks is not None:
+        watcher._hooks.hooks = hooks
+    watcher._inputs.reset()
+    watcher._apply_policies()
