@@ -11,7 +11,7 @@ SOAK_FLOOD_MB ?= 1024
 PYTEST_ARGS ?=
 LOAD_PROCS ?= 0
 
-.PHONY: help install test test-fast test-loaded test-layers lint typecheck format run bench bench-small soak build version clean
+.PHONY: help install test test-fast test-loaded test-layers lint typecheck format run bench bench-small bench-10k soak build version clean
 
 help:
 	@echo "make run          start circusd on $(CONFIG) (installs the daemon first, no dev tools)"
@@ -23,6 +23,7 @@ help:
 	@echo "make build        the six wheels and sdists into dist/"
 	@echo "make version V=X.Y.Z  one version into VERSION and every distribution"
 	@echo "make bench        the benchmark table (bench/README.md)"
+	@echo "make bench-10k    the 10,000-process rows (bench/README.md)"
 	@echo "make soak         chaos for SOAK_SECONDS (90), then a SOAK_FLOOD_MB (1024) output flood"
 
 $(TOOLS)/bin/uv:
@@ -78,6 +79,12 @@ bench: install
 
 bench-small: install
 	$(UV) run --locked python bench/run.py --small
+
+# 10,000 processes: start, stop and RSS at 1,000 and 10,000 (RSS's target is Circus's at
+# 1,000 + 20 MiB), idle CPU, round trips and the CLI call at 10,000 (RLIMIT_NOFILE 20,000: a hard limit that high, or root).
+bench-10k: install
+	ulimit -n 20000 && $(UV) run --locked python bench/run.py --ns 1000,10000 --metrics-n 10000 \
+		--only start,stop,rss,idle_cpu,rtt,cli --runs 1
 
 soak: install  # make soak SOAK_SECONDS=600 SOAK_FLOOD_MB=1024
 	$(UV) run --locked python tests/chaos/soak.py --seconds $(SOAK_SECONDS) --flood-mb $(SOAK_FLOOD_MB)

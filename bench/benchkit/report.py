@@ -40,14 +40,25 @@ class Target:
     bound: float
     ref: str | None = None
     at_least: bool = False
+    ref_key: str | None = None  # with ``ref``: ours <= ref's median of ref_key + bound
 
-    def check(self, medians: dict[str, float | None]) -> tuple[float | None, bool | None]:
-        """(the compared figure, met?) -- (None, None) when something was not measured."""
+    def check(
+        self, medians: dict[str, float | None], ref_medians: dict[str, float | None] | None = None
+    ) -> tuple[float | None, bool | None]:
+        """(the compared figure, met?) -- (None, None) when something was not measured.
+
+        ``ref_medians`` are the medians of ``ref_key`` (only for a target that has one).
+        """
         ours = medians.get("ours")
         if ours is None:
             return None, None
         if self.ref is None:
             return ours, ours <= self.bound
+        if self.ref_key is not None:
+            base = (ref_medians or {}).get(self.ref)
+            if base is None:
+                return None, None
+            return ours, ours <= base + self.bound
         # several peers ("circus,supervisor"): the figure is the ratio to the hardest of them
         refs = [medians.get(r) for r in self.ref.split(",")]
         if not all(refs):
@@ -102,8 +113,14 @@ def targets_for(settings: Settings) -> list[Target]:
         Target("chatty.lost", "none", 0.0),
         Target("chatty.follow.missed", "none", 0.0),
     ]
-    if settings.metrics_n == 1000:
+    if settings.metrics_n in (1000, 10_000):
         t.append(Target("rtt.list", "<= 10 ms", 10.0))
+    if settings.metrics_n == 10_000:
+        t.append(Target("cli.status", "<= 150 ms", 150.0))
+    t += [
+        Target("start.10000", "<= 1.5x raw", 1.5, "raw"),
+        Target("rss.10000", "<= Circus at 1,000 + 20 MiB", 20.0, "circus", ref_key="rss.1000"),
+    ]
     if settings.chatty_n == 1000:
         t.append(Target("chatty.status_max", "<= 10 ms throughout", 10.0))
     return t
@@ -169,7 +186,8 @@ def build(
     targets = []
     for t in targets_for(settings):
         medians = {b: v["median"] for b, v in metrics.get(t.key, {}).get("values", {}).items()}
-        figure, met = t.check(medians)
+        refs = metrics.get(t.ref_key, {}).get("values", {}) if t.ref_key else {}
+        figure, met = t.check(medians, {b: v["median"] for b, v in refs.items()})
         targets.append({"metric": t.key, "target": t.text, "figure": figure, "met": met})
     return {
         "schema": 1,

@@ -51,14 +51,17 @@ class Settings:
     json_path: Path = DEFAULT_JSON
     plot: bool = True
     small: bool = False
+    metrics_at: int | None = None  # --metrics-n: one of ``ns``
 
     @property
     def metrics_n(self) -> int:
         """The N used for idle CPU, control round trips and the CLI call.
 
-        1,000 when it is measured; otherwise the largest N below it (so --small still
-        exercises those workloads, on its tiny N).
+        ``--metrics-n`` when given; else 1,000 when it is measured; otherwise the largest N
+        below it (so --small still exercises those workloads, on its tiny N).
         """
+        if self.metrics_at is not None:
+            return self.metrics_at
         below = [n for n in self.ns if n <= METRICS_N]
         return max(below) if below else min(self.ns)
 
@@ -116,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_ns,
         help=f"the N values of the launch row (default {','.join(map(str, LAUNCH_NS))})",
     )
+    p.add_argument(
+        "--metrics-n",
+        type=int,
+        help="the N (one of --ns) at which idle CPU, round trips and the CLI call are measured "
+        f"(default {METRICS_N:,}, else the largest N below it)",
+    )
     p.add_argument("--json", type=Path, help=f"where to write the JSON (default {DEFAULT_JSON})")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     return p
@@ -143,9 +152,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         s = Settings()
     if a.runs is not None and a.runs < 1:
         build_parser().error("--runs must be >= 1")
+    ns = a.ns or s.ns
+    if a.metrics_n is not None and a.metrics_n not in ns:
+        build_parser().error(f"--metrics-n {a.metrics_n} is not one of --ns {ns}")
     return replace(
         s,
-        ns=a.ns or s.ns,
+        ns=ns,
+        metrics_at=a.metrics_n,
         launch_ns=a.launch_ns or s.launch_ns,
         runs=a.runs or s.runs,
         peers=a.peers or s.peers,
