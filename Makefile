@@ -81,7 +81,8 @@ bench-small: install
 	$(UV) run --locked python bench/run.py --small
 
 # 10,000 processes: start, stop and RSS at 1,000 and 10,000 (RSS's target is Circus's at
-# 1,000 + 20 MiB), idle CPU, round trips and the CLI call at 10,000 (RLIMIT_NOFILE 20,000: a hard limit that high, or root).
+# 1,000 + 20 MiB), idle CPU, round trips and the CLI call at 10,000 (RLIMIT_NOFILE 20,000:
+# a hard limit that high, or root).
 bench-10k: install
 	ulimit -n 20000 && $(UV) run --locked python bench/run.py --ns 1000,10000 --metrics-n 10000 \
 		--only start,stop,rss,idle_cpu,rtt,cli --runs 1
