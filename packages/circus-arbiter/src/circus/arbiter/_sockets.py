@@ -141,6 +141,12 @@ def _create(cls: Any, options: Mapping[str, Any]) -> Any:
 
 
 def _bind(sock: Any) -> None:
+    # The daemon binds as root in folders an app's user may own: reach a unix socket's folder
+    # (for the bind, and for the removal at close) without following that user's links.
+    from circus.process import open_parent
+    from circus.sockets import set_parent_opener
+
+    set_parent_opener(open_parent)
     # CircusSocket.bind_and_listen is idempotent: a bound or adopted socket is left as is.
     sock.bind_and_listen()
 

@@ -12,6 +12,7 @@ from ._errors import SocketError, SocketOptionError
 from ._manager import ChildSockets, SocketManager
 from ._socket import CircusSocket
 from ._systemd import LISTEN_FDS_START, listen_fds
+from ._unix import set_parent_opener
 
 __all__ = [
     "LISTEN_FDS_START",
@@ -21,4 +22,5 @@ __all__ = [
     "SocketOptionError",
     "SocketManager",
     "listen_fds",
+    "set_parent_opener",
 ]

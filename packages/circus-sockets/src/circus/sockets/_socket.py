@@ -11,7 +11,7 @@ from typing import Any
 
 from . import _options as opt
 from ._errors import SocketError, SocketOptionError
-from ._unix import FileId, bind_unix, prepare_path, remove_if_ours
+from ._unix import FileId, bind_unix, remove_if_ours
 
 _OPTION_NAMES = (
     "name",
@@ -295,8 +295,7 @@ class CircusSocket(socket.socket):
     def _bind_unix(self) -> None:
         assert self.path is not None
         try:
-            prepare_path(self.path, replace=self.replace)
-            self._file_id = bind_unix(self, self.path, self.umask)
+            self._file_id = bind_unix(self, self.path, self.umask, replace=self.replace)
         except FileExistsError as exc:
             raise SocketError(str(exc), name=self.name, address=self.path) from exc
         except OSError as exc:

@@ -1,4 +1,14 @@
-"""Binding and removing unix socket files (umask, replace, safe removal)."""
+"""Binding and removing unix socket files (umask, replace, safe removal).
+
+Every step on a socket file (the look at what is there, the unlink of a stale one, the bind,
+the removal at close) is made relative to one descriptor of the folder that holds it, opened
+once per step sequence. A folder on the path that another user may change can then not be
+swapped for a link between the look and the unlink (which would make root unlink a file of
+that user's choosing). The bind itself goes by the path (the address children read back
+must be the path), and the folder is checked to be the same one after it. How that folder
+is reached is :func:`set_parent_opener`'s business: plainly by default, and by a walk that
+refuses another user's links in the daemon (``circus.process.open_parent``).
+"""
 
 from __future__ import annotations
 
@@ -6,54 +16,104 @@ import os
 import socket
 import stat
 import threading
+from collections.abc import Callable
 
 # os.umask is process-wide: serialise our own umask windows so two sockets bound from two
 # threads never restore each other's mask.
 _UMASK_LOCK = threading.Lock()
 
 FileId = tuple[int, int]
+ParentOpener = Callable[[str], tuple[int, str]]
+"""``opener(path) -> (descriptor of the folder holding path's last component, that
+component)``; the caller closes the descriptor."""
 
 
-def prepare_path(path: str, *, replace: bool) -> None:
-    """Make room for a socket file at *path*: with *replace*, unlink a stale socket file.
+def _plain_parent(path: str) -> tuple[int, str]:
+    head, name = os.path.split(path)
+    fd = os.open(head or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return fd, name
 
-    Raises FileExistsError when something is there and may not be replaced, or when it is not a
-    socket at all (we never delete a regular file or a directory on an operator's behalf).
+
+_opener: ParentOpener = _plain_parent
+
+
+def set_parent_opener(opener: ParentOpener | None) -> None:
+    """Reach the folder of every socket file bound or removed from now on with ``opener``
+    (``None``: the plain ``open(folder, O_PATH)`` again). A daemon running as root passes
+    a walk that will not follow a link another user could have aimed
+    (``circus.process.open_parent``)."""
+    global _opener
+    _opener = opener or _plain_parent
+
+
+def bind_unix(sock: socket.socket, path: str, umask: int, *, replace: bool) -> FileId:
+    """Bind *sock* to a new socket file at *path* with *umask* in force; return the file's
+    (st_dev, st_ino).
+
+    What is at *path* already: with *replace*, a socket file is unlinked first; anything
+    else is refused.
+
+    Raises:
+        FileExistsError: something is there and may not be replaced, or it is not a socket
+            (a regular file or a folder is never deleted on an operator's behalf).
+        OSError: the folder cannot be reached, or the bind's own error.
     """
+    dir_fd, name = _opener(path)
     try:
-        st = os.lstat(path)
+        _make_room(dir_fd, name, path, replace)
+        with _UMASK_LOCK:
+            old = os.umask(umask)
+            try:
+                # bind() has no *at form, and the address it records is what children see
+                # (getsockname): the path itself, and a look after it that it still leads
+                # to the folder the other steps use
+                sock.bind(path)
+            finally:
+                os.umask(old)
+        _same_folder(dir_fd, path)
+        st = os.lstat(name, dir_fd=dir_fd)
+        return (st.st_dev, st.st_ino)
+    finally:
+        os.close(dir_fd)
+
+
+def _same_folder(dir_fd: int, path: str) -> None:
+    """Raise OSError unless ``path``'s folder, reached again, is the one ``dir_fd`` holds."""
+    again, _ = _opener(path)
+    try:
+        a, b = os.fstat(dir_fd), os.fstat(again)
+    finally:
+        os.close(again)
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        raise FileExistsError(f"the folder of {path} was replaced while it was being bound")
+
+
+def _make_room(dir_fd: int, name: str, path: str, replace: bool) -> None:
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise FileExistsError(f"{path} exists and is not a socket file; not replacing it")
     if not replace:
         raise FileExistsError(f"{path} already exists (set replace = true to replace it)")
-    os.unlink(path)
-
-
-def bind_unix(sock: socket.socket, path: str, umask: int) -> FileId:
-    """Bind *sock* to *path* with *umask* in force; return the file's (st_dev, st_ino)."""
-    with _UMASK_LOCK:
-        old = os.umask(umask)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-    st = os.lstat(path)
-    return (st.st_dev, st.st_ino)
+    os.unlink(name, dir_fd=dir_fd)
 
 
 def remove_if_ours(path: str, file_id: FileId | None) -> None:
     """Unlink *path* if it still is the socket file we created (same device and inode), so a
-    file that another daemon put there since is left alone."""
+    file that another daemon put there since is left alone; never raises."""
     if file_id is None:
         return
     try:
-        st = os.lstat(path)
+        dir_fd, name = _opener(path)
     except OSError:
         return
-    if (st.st_dev, st.st_ino) == file_id and stat.S_ISSOCK(st.st_mode):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+        if (st.st_dev, st.st_ino) == file_id and stat.S_ISSOCK(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

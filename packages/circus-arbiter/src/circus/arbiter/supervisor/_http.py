@@ -37,6 +37,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from circus.process import open_parent
+
 from .._peers import PeerIdentity, tcp_owner_uid
 
 __all__ = [
@@ -132,6 +134,7 @@ class RpcHttpServer:
         self._handler = handler
         self._stream = stream
         self._server: asyncio.base_events.Server | None = None
+        self._socket_file: tuple[int, int] | None = None  # (st_dev, st_ino) of ours
         self._conns: set[asyncio.Task[None]] = set()
         self._held: dict[int | None, int] = {}  # connections per peer uid
         self._refused_logged = 0.0
@@ -149,17 +152,15 @@ class RpcHttpServer:
         spec = self.spec
         if spec.kind == "unix":
             assert spec.path is not None
-            _clear_stale(spec.path, spec.where)
-            # the socket is made private first and opened up by chmod/chown once bound, so
-            # nobody connects through a wider mode in between
-            old = os.umask(0o077)
+            sock, self._socket_file = _bind_unix(spec)
             try:
                 self._server = await asyncio.start_unix_server(
-                    self._serve, spec.path, limit=MAX_HEAD, backlog=128
+                    self._serve, sock=sock, limit=MAX_HEAD, backlog=128
                 )
-            finally:
-                os.umask(old)
-            _open_up(spec.path, spec.chmod, spec.chown)
+            except BaseException:
+                sock.close()
+                self._remove_socket_file()
+                raise
         else:
             host = None if spec.host in ("", "*") else spec.host
             self._server = await asyncio.start_server(
@@ -182,9 +183,22 @@ class RpcHttpServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
-            if self.spec.kind == "unix" and self.spec.path:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.spec.path)
+            self._remove_socket_file()
+
+    def _remove_socket_file(self) -> None:
+        """Unlink the socket file if it still is the one we bound (a file another server
+        put there since is left alone); through the same walk as the bind."""
+        if self._socket_file is None or self.spec.path is None:
+            return
+        ours, self._socket_file = self._socket_file, None
+        with contextlib.suppress(OSError):
+            dir_fd, name = open_parent(self.spec.path)
+            try:
+                info = os.lstat(name, dir_fd=dir_fd)
+                if stat.S_ISSOCK(info.st_mode) and (info.st_dev, info.st_ino) == ours:
+                    os.unlink(name, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
 
     # ------------------------------------------------------------------ one connection
 
@@ -400,41 +414,93 @@ def _identity(writer: asyncio.StreamWriter, kind: str) -> PeerIdentity:
     return PeerIdentity("tcp", uid=tcp_owner_uid(peer, local), address=address)
 
 
-def _open_up(path: str, mode: int, owner: tuple[int, int] | None) -> None:
-    """chmod/chown the socket just bound at ``path``, never what a link put in its place
-    meanwhile (a socket dir writable by another user would let it aim them at any file).
+def _bind_unix(spec: HttpServerSpec) -> tuple[socket.socket, tuple[int, int]]:
+    """A listening socket bound at ``spec.path`` (a stale file removed first), opened up by
+    ``chmod``/``chown``; and its file's (st_dev, st_ino).
+
+    Every step is taken relative to one descriptor of the socket's folder, reached without
+    following a link another user could have aimed (``open_parent``): a folder on the path
+    that the app's user owns cannot be swapped for a link between the steps to make root
+    unlink, bind or chmod/chown in a folder of that user's choosing.
 
     Raises:
-        OSError: ``path`` is no longer our socket.
+        OSError: another server listens there, the path holds something else, the folder
+            cannot be reached, or the bind fails.
     """
-    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    assert spec.path is not None
+    dir_fd, name = open_parent(spec.path)
+    try:
+        # connect()/bind() have no *at form: the folder through /proc for the probe; the bind
+        # by the path (the address clients and getsockname see), the folder checked after it
+        here = f"/proc/self/fd/{dir_fd}/{name}"
+        if len(os.fsencode(here)) > 107 or not os.path.isdir(f"/proc/self/fd/{dir_fd}"):
+            here = spec.path
+        _clear_stale(dir_fd, name, here, spec)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            # private first, opened up once bound: nobody connects through a wider mode
+            old = os.umask(0o077)
+            try:
+                sock.bind(spec.path)
+            finally:
+                os.umask(old)
+            _same_folder(dir_fd, spec.path)
+            sock.listen(128)
+            return sock, _open_up(dir_fd, name, spec)
+        except BaseException:
+            sock.close()
+            raise
+    finally:
+        os.close(dir_fd)
+
+
+def _same_folder(dir_fd: int, path: str) -> None:
+    """Raise OSError unless ``path``'s folder, walked again, is the one ``dir_fd`` holds."""
+    again, _ = open_parent(path)
+    try:
+        a, b = os.fstat(dir_fd), os.fstat(again)
+    finally:
+        os.close(again)
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        raise OSError(f"the folder of {path} was replaced while it was being bound")
+
+
+def _open_up(dir_fd: int, name: str, spec: HttpServerSpec) -> tuple[int, int]:
+    """chmod/chown the socket file ``name`` just bound in ``dir_fd``, never what a link put
+    in its place meanwhile; its (st_dev, st_ino).
+
+    Raises:
+        OSError: ``name`` is no longer our socket.
+    """
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         info = os.fstat(fd)
         if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
-            raise OSError(f"{path} was replaced while it was being bound; not opening it up")
+            raise OSError(f"{spec.path} was replaced while it was being bound; not opening it up")
         target = f"/proc/self/fd/{fd}"  # the inode the descriptor holds, not a path lookup
-        os.chmod(target, mode)
-        if owner is not None:
-            os.chown(target, owner[0], owner[1])
+        os.chmod(target, spec.chmod)
+        if spec.chown is not None:
+            os.chown(target, spec.chown[0], spec.chown[1])
+        return (info.st_dev, info.st_ino)
     finally:
         os.close(fd)
 
 
-def _clear_stale(path: str, where: str) -> None:
+def _clear_stale(dir_fd: int, name: str, here: str, spec: HttpServerSpec) -> None:
     """Remove a socket file nobody listens on any more; refuse a live one or a non-socket."""
     try:
-        info = os.lstat(path)
+        info = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(info.st_mode):
-        raise OSError(f"{where}: {path} exists and is not a socket; not replacing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raise OSError(f"{spec.where}: {spec.path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     probe.settimeout(1.0)
     try:
-        probe.connect(path)
+        probe.connect(here)
     except OSError:
-        os.unlink(path)  # stale: left by a daemon that died
+        os.unlink(name, dir_fd=dir_fd)  # stale: left by a daemon that died
         return
     finally:
         probe.close()
-    raise OSError(f"{where}: another server is already listening on {path}")
+    raise OSError(f"{spec.where}: another server is already listening on {spec.path}")
