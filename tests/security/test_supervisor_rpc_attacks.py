@@ -278,25 +278,23 @@ def test_the_unix_socket_is_opened_up_never_through_a_link(tmp_path: Path) -> No
     """What the mode and owner of ``[unix_http_server]`` are applied to once the socket is
     bound: a link put in its place (the socket's dir writable by another user) is refused,
     its target left as it was; the real socket gets them."""
-    from circus.arbiter.supervisor._http import HttpServerSpec, _open_up
+    from circus.arbiter._sockfile import open_up
 
     target = tmp_path / "shadow"
     target.write_text("secret\n")
     target.chmod(0o600)
     link = tmp_path / "supervisor.sock"
     link.symlink_to(target)
-    spec = HttpServerSpec(kind="unix", path=str(link), chmod=0o777, chown=(NOBODY, NOBODY))
     dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
     try:
         with pytest.raises(OSError, match="replaced"):
-            _open_up(dir_fd, link.name, spec)
+            open_up(dir_fd, link.name, str(link), 0o777, (NOBODY, NOBODY))
         info = target.stat()
         assert (info.st_mode & 0o777, info.st_uid) == (0o600, 0)
         link.unlink()
         with socket.socket(socket.AF_UNIX) as sock:
             sock.bind(str(link))
-            spec = HttpServerSpec(kind="unix", path=str(link), chmod=0o770, chown=(NOBODY, NOBODY))
-            _open_up(dir_fd, link.name, spec)
+            open_up(dir_fd, link.name, str(link), 0o770, (NOBODY, NOBODY))
             info = link.stat()
             assert (info.st_mode & 0o777, info.st_uid, info.st_gid) == (0o770, NOBODY, NOBODY)
     finally:

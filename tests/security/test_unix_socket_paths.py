@@ -103,3 +103,28 @@ def test_a_folder_swapped_during_the_bind_is_caught(tmp_path: Path) -> None:
     finally:
         set_parent_opener(None)
     assert len(calls) == 2
+
+
+def test_a_control_endpoint_does_not_follow_the_app_users_link(
+    planted: tuple[Path, Path],
+) -> None:
+    """``endpoint = ipc://…`` with ``endpoint_owner``: nothing removed, bound or chowned
+    in root's folder (the old code unlinked root's "stale" socket there, bound its own in
+    its place and gave it to the app's user)."""
+    import zmq
+    from circus.arbiter._endpoints import bind_endpoint
+    from circus.arbiter._errors import ArbiterError
+
+    victim, app = planted
+    before = os.lstat(victim / "app.sock")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.linger = 0
+    try:
+        with pytest.raises(ArbiterError, match="not followed"):
+            bind_endpoint(sock, f"ipc://{app / 'run' / 'app.sock'}", owner=str(NOBODY))
+    finally:
+        sock.close()
+        ctx.term()
+    after = os.lstat(victim / "app.sock")
+    assert (after.st_ino, after.st_uid) == (before.st_ino, 0), "root's socket file was taken"

@@ -19,6 +19,7 @@ import zmq
 
 from ._dirlock import dir_lock
 from ._errors import ArbiterError
+from ._sockfile import folder_of, open_up, remove_if_ours, same_folder, through
 
 __all__ = [
     "bind_again",
@@ -108,20 +109,25 @@ def _bind(sock: zmq.Socket[Any], endpoint: str, owner: str | None) -> None:
             uid = owner_uid(owner)
             # ZeroMQ unlinks whatever is at the path before binding, so the check that nobody
             # else serves it and the bind are done under one lock another circusd also takes.
-            with dir_lock(path), _umask(0o177):
-                _claim_ipc(path, endpoint)
-                sock.bind(endpoint)
-                st = os.lstat(path)
-            _IPC_FILES[path] = (st.st_dev, st.st_ino)
-            if uid is not None:
-                os.chown(path, uid, -1)
+            # Every step but ZeroMQ's bind is taken relative to one descriptor of the
+            # socket's folder (_sockfile): a folder on the path another user may swap for a
+            # link cannot aim root's unlink or chown at a file of that user's choosing.
+            with folder_of(path) as (dir_fd, name):
+                with dir_lock(path), _umask(0o177):
+                    _claim_ipc(dir_fd, name, path, endpoint)
+                    sock.bind(endpoint)
+                same_folder(dir_fd, path)
+                owner_ids = (uid, -1) if uid is not None else None
+                _IPC_FILES[path] = open_up(dir_fd, name, path, owner=owner_ids)
         else:
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
         raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc
+    except OSError as exc:
+        raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc
 
 
-def _claim_ipc(path: str, endpoint: str) -> None:
+def _claim_ipc(dir_fd: int, name: str, path: str, endpoint: str) -> None:
     """Make sure binding ``path`` takes it from nobody: a socket file a live process listens
     on is refused, a stale one (nothing listening) is removed. A path one of our own sockets
     holds is left to the bind (a reload takes it over on purpose).
@@ -132,7 +138,7 @@ def _claim_ipc(path: str, endpoint: str) -> None:
     if _IPC_BOUND.get(path):
         return
     try:
-        st = os.lstat(path)
+        st = os.lstat(name, dir_fd=dir_fd)
     except OSError:
         return  # nothing there (or nothing we can see): the bind says what is wrong
     if not stat.S_ISSOCK(st.st_mode):
@@ -142,11 +148,11 @@ def _claim_ipc(path: str, endpoint: str) -> None:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         probe.setblocking(False)
-        probe.connect(path)
+        probe.connect(through(dir_fd, name, path))
     except ConnectionRefusedError:
         log.info("removing stale socket file %s (nothing listens on it)", path)
         try:
-            os.unlink(path)
+            os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -247,12 +253,5 @@ def remove_ipc(endpoint: str) -> None:
     if left > 0:
         _IPC_BOUND[path] = left
         return
-    ours = _IPC_FILES.pop(path, None)
-    try:
-        st = os.lstat(path)
-        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == ours:
-            os.unlink(path)
-        elif stat.S_ISSOCK(st.st_mode):
-            log.warning("not removing %s: another process bound it since we did", path)
-    except OSError:
-        pass
+    if remove_if_ours(path, _IPC_FILES.pop(path, None)) is False:
+        log.warning("not removing %s: another process bound it since we did", path)

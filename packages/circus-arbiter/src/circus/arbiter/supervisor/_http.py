@@ -37,9 +37,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from circus.process import open_parent
-
 from .._peers import PeerIdentity, tcp_owner_uid
+from .._sockfile import FileId, folder_of, open_up, remove_if_ours, same_folder, through
 
 __all__ = [
     "ADMIN_RESERVE",
@@ -187,18 +186,10 @@ class RpcHttpServer:
 
     def _remove_socket_file(self) -> None:
         """Unlink the socket file if it still is the one we bound (a file another server
-        put there since is left alone); through the same walk as the bind."""
-        if self._socket_file is None or self.spec.path is None:
-            return
-        ours, self._socket_file = self._socket_file, None
-        with contextlib.suppress(OSError):
-            dir_fd, name = open_parent(self.spec.path)
-            try:
-                info = os.lstat(name, dir_fd=dir_fd)
-                if stat.S_ISSOCK(info.st_mode) and (info.st_dev, info.st_ino) == ours:
-                    os.unlink(name, dir_fd=dir_fd)
-            finally:
-                os.close(dir_fd)
+        put there since is left alone)."""
+        if self.spec.path is not None:
+            remove_if_ours(self.spec.path, self._socket_file)
+        self._socket_file = None
 
     # ------------------------------------------------------------------ one connection
 
@@ -414,28 +405,18 @@ def _identity(writer: asyncio.StreamWriter, kind: str) -> PeerIdentity:
     return PeerIdentity("tcp", uid=tcp_owner_uid(peer, local), address=address)
 
 
-def _bind_unix(spec: HttpServerSpec) -> tuple[socket.socket, tuple[int, int]]:
+def _bind_unix(spec: HttpServerSpec) -> tuple[socket.socket, FileId]:
     """A listening socket bound at ``spec.path`` (a stale file removed first), opened up by
-    ``chmod``/``chown``; and its file's (st_dev, st_ino).
-
-    Every step is taken relative to one descriptor of the socket's folder, reached without
-    following a link another user could have aimed (``open_parent``): a folder on the path
-    that the app's user owns cannot be swapped for a link between the steps to make root
-    unlink, bind or chmod/chown in a folder of that user's choosing.
+    ``chmod``/``chown``; and its file's id. Every step but the bind is taken relative to one
+    descriptor of the socket's folder (:mod:`circus.arbiter._sockfile`).
 
     Raises:
         OSError: another server listens there, the path holds something else, the folder
-            cannot be reached, or the bind fails.
+            cannot be reached (a link another user could have aimed), or the bind fails.
     """
     assert spec.path is not None
-    dir_fd, name = open_parent(spec.path)
-    try:
-        # connect()/bind() have no *at form: the folder through /proc for the probe; the bind
-        # by the path (the address clients and getsockname see), the folder checked after it
-        here = f"/proc/self/fd/{dir_fd}/{name}"
-        if len(os.fsencode(here)) > 107 or not os.path.isdir(f"/proc/self/fd/{dir_fd}"):
-            here = spec.path
-        _clear_stale(dir_fd, name, here, spec)
+    with folder_of(spec.path) as (dir_fd, name):
+        _clear_stale(dir_fd, name, spec)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             # private first, opened up once bound: nobody connects through a wider mode
@@ -444,49 +425,15 @@ def _bind_unix(spec: HttpServerSpec) -> tuple[socket.socket, tuple[int, int]]:
                 sock.bind(spec.path)
             finally:
                 os.umask(old)
-            _same_folder(dir_fd, spec.path)
+            same_folder(dir_fd, spec.path)
             sock.listen(128)
-            return sock, _open_up(dir_fd, name, spec)
+            return sock, open_up(dir_fd, name, spec.path, spec.chmod, spec.chown)
         except BaseException:
             sock.close()
             raise
-    finally:
-        os.close(dir_fd)
 
 
-def _same_folder(dir_fd: int, path: str) -> None:
-    """Raise OSError unless ``path``'s folder, walked again, is the one ``dir_fd`` holds."""
-    again, _ = open_parent(path)
-    try:
-        a, b = os.fstat(dir_fd), os.fstat(again)
-    finally:
-        os.close(again)
-    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
-        raise OSError(f"the folder of {path} was replaced while it was being bound")
-
-
-def _open_up(dir_fd: int, name: str, spec: HttpServerSpec) -> tuple[int, int]:
-    """chmod/chown the socket file ``name`` just bound in ``dir_fd``, never what a link put
-    in its place meanwhile; its (st_dev, st_ino).
-
-    Raises:
-        OSError: ``name`` is no longer our socket.
-    """
-    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
-            raise OSError(f"{spec.path} was replaced while it was being bound; not opening it up")
-        target = f"/proc/self/fd/{fd}"  # the inode the descriptor holds, not a path lookup
-        os.chmod(target, spec.chmod)
-        if spec.chown is not None:
-            os.chown(target, spec.chown[0], spec.chown[1])
-        return (info.st_dev, info.st_ino)
-    finally:
-        os.close(fd)
-
-
-def _clear_stale(dir_fd: int, name: str, here: str, spec: HttpServerSpec) -> None:
+def _clear_stale(dir_fd: int, name: str, spec: HttpServerSpec) -> None:
     """Remove a socket file nobody listens on any more; refuse a live one or a non-socket."""
     try:
         info = os.lstat(name, dir_fd=dir_fd)
@@ -497,7 +444,7 @@ def _clear_stale(dir_fd: int, name: str, here: str, spec: HttpServerSpec) -> Non
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     probe.settimeout(1.0)
     try:
-        probe.connect(here)
+        probe.connect(through(dir_fd, name, spec.path or name))
     except OSError:
         os.unlink(name, dir_fd=dir_fd)  # stale: left by a daemon that died
         return
