@@ -4,6 +4,7 @@ logged without harm to the daemon."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -278,3 +279,11 @@ def test_any_malformed_state_is_a_value_error() -> None:
         with pytest.raises(ValueError):
             parse_state(nasty)
     assert tried > 300
+
+
+def test_state_key_is_stable_across_versions() -> None:
+    # a daemon finds the state file of the one before it (maybe an older version) by this
+    # name: SHA-256 of the absolute config path and the endpoint, whatever computes it
+    ident = b"/etc/circus.ini\0ipc:///x"
+    assert state_key("/etc/circus.ini", "ipc:///x") == hashlib.sha256(ident).hexdigest()[:20]
+    assert state_key(None, "tcp://127.0.0.1:5555") == "28919379d4ce3dce7e2c"

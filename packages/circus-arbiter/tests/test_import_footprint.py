@@ -2,8 +2,8 @@
 
 Tornado, ``logging.config``, ``ctypes``, ``difflib``, ``zmq.auth``, ``tempfile`` and ``shutil``
 each add to every daemon's memory and are only needed by a plugin, ``--logger-config``, CURVE,
-a typo message, a nameless file stream or ``--help``. ``Arbiter.loop`` still gives tornado's
-IOLoop on demand.
+a typo message, a nameless file stream or ``--help``; ``ssl`` and ``hashlib`` load OpenSSL,
+which only TLS needs. ``Arbiter.loop`` still gives tornado's IOLoop on demand.
 """
 
 from __future__ import annotations
@@ -37,6 +37,14 @@ NOT_LOADED = (
     "shutil",
     "bz2",
     "lzma",
+    # OpenSSL's libcrypto (about 4.5 MiB of RSS): asyncio's ssl is deferred until TLS is used
+    # (circus.arbiter._lean_asyncio), hashes come from CPython's own modules
+    "ssl",
+    "_ssl",
+    "hashlib",
+    "_hashlib",
+    "hmac",
+    "secrets",
 )
 
 # circusd's own main(), plus a thread that writes the daemon's sys.modules and VmRSS to a file

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
+import importlib
 import json
 import logging
 import math
@@ -95,7 +95,20 @@ def default_runtime_dir() -> str:
 def state_key(config_file: str | None, endpoint: str) -> str:
     """The name part shared by the state and lock files of one config and endpoint."""
     ident = f"{os.path.abspath(config_file) if config_file else ''}\0{endpoint}"
-    return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    digest: str = _sha256()(ident.encode("utf-8", "surrogateescape")).hexdigest()
+    return digest[:20]
+
+
+def _sha256() -> Callable[[bytes], Any]:
+    """CPython's built-in SHA-256; hashlib's would load OpenSSL (3.5 MiB of the daemon's RSS)."""
+    for module in ("_sha2", "_sha256"):  # 3.12+, 3.11
+        try:
+            return importlib.import_module(module).sha256  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    import hashlib  # pragma: no cover - a Python built without its own SHA-256
+
+    return hashlib.sha256  # pragma: no cover
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ zombie, a pid now used by an unrelated younger process, garbage) is stale and re
 from __future__ import annotations
 
 import os
-import secrets
 
 from circus.process import open_file, open_in, open_parent
 
@@ -52,7 +51,7 @@ class Pidfile:
         tmp: str | None = None
         try:
             dir_fd, name = open_parent(self.path)
-            tmp = f".{name}.{pid}.{secrets.token_hex(6)}.tmp"
+            tmp = f".{name}.{pid}.{os.urandom(6).hex()}.tmp"  # not secrets: loads OpenSSL
             with dir_lock(self.path):
                 old, written_at = self._read_with_time(dir_fd, name)
                 if old and old != pid:

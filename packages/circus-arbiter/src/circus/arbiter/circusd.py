@@ -7,6 +7,11 @@ watcher with ``critical = true`` that gives up stops circusd the same way, exit 
 
 from __future__ import annotations
 
+# first: asyncio without ssl (OpenSSL weighs 4.5 MiB in every daemon), see the module
+from . import _lean_asyncio  # noqa: F401
+
+# isort: split
+
 import argparse
 import asyncio
 import gc
