@@ -25,12 +25,25 @@ _ROUNDS = 2  # epoll polls per dispatch: the second catches what the first one's
 # epoll moves the fds it reports to the back of its ready list: those not reported this time
 # come first in the next poll, so every fd is served in turn.
 MAX_EVENTS = 64
+# A flood (at least FLOOD_MIN callbacks of one dispatch said they moved output and their fd
+# stays open) makes the mux stop watching for PAUSE seconds: the loop runs what else is ready
+# (a control request's few hops) with no output work between them, then sleeps, and a
+# sleeping circusd is woken at once when a request arrives, where one that is always runnable
+# waits behind the writers for a CPU (1,000 chatty children on 2 cores: the main thread sat
+# on the run queue for most of each slow ``status``; bench/README.md, "Chatty, session 4").
+# Output is not lost meanwhile: it waits in the pipes, and reads get bigger. Exits (pidfds)
+# wait at most PAUSE too, only while output floods.
+FLOOD_MIN = MAX_EVENTS // 2
+PAUSE = 0.005
 
 
 class FdMux:
     """Call ``callback(*args)`` on the loop whenever a registered fd is readable (or hung up).
 
-    Only the loop's thread may use it. Remove an fd before closing it.
+    A callback returning ``True`` says it moved data and its fd may have more (output, not an
+    exit): when a dispatch has :data:`FLOOD_MIN` such answers, the mux pauses for
+    :data:`PAUSE` seconds (see there). Only the loop's thread may use it. Remove an fd before
+    closing it.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -38,6 +51,7 @@ class FdMux:
         self._epoll = select.epoll()  # close-on-exec, so children never inherit it
         self._callbacks: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._dispatching = False
+        self._resume_at: asyncio.TimerHandle | None = None  # set while paused
         loop.add_reader(self._epoll.fileno(), self._dispatch)
 
     def __len__(self) -> int:
@@ -65,8 +79,9 @@ class FdMux:
         # child's replacement, spawned in its exit callback, reuses it (no epoll set closed
         # and made again, no loop reader removed and added again, per respawn).
         self._dispatching = True
+        busy = 0
         try:
-            self._dispatch_rounds()
+            busy = self._dispatch_rounds()
         finally:
             self._dispatching = False
             if not self._callbacks:
@@ -74,21 +89,37 @@ class FdMux:
                 if loop is not None and _muxes.get(loop) is self:
                     del _muxes[loop]
                 self.close()
+            elif busy >= FLOOD_MIN:
+                self._pause()
 
-    def _dispatch_rounds(self) -> None:
+    def _pause(self) -> None:
+        loop = self._loop_ref()
+        if loop is None or loop.is_closed() or self._epoll.closed or self._resume_at is not None:
+            return
+        loop.remove_reader(self._epoll.fileno())
+        self._resume_at = loop.call_later(PAUSE, self._resume)
+
+    def _resume(self) -> None:
+        self._resume_at = None
+        loop = self._loop_ref()
+        if loop is not None and not loop.is_closed() and not self._epoll.closed:
+            loop.add_reader(self._epoll.fileno(), self._dispatch)
+
+    def _dispatch_rounds(self) -> int:
         # A dying child's pipes report EOF a few microseconds before its pidfd is readable
         # (the kernel closes its files, then reports the exit): asking again after the
         # callbacks usually finds the pidfd, handled in this pass rather than one loop pass
         # later. At most MAX_EVENTS callbacks in all, so a flood of output cannot keep the
-        # loop here.
+        # loop here. Returns how many callbacks said they moved output (see the class).
         budget = MAX_EVENTS  # per dispatch, whatever the rounds
+        busy = 0
         for _ in range(_ROUNDS):
             try:
                 ready = self._epoll.poll(0, budget)
             except InterruptedError:
-                return
+                return busy
             if not ready:
-                return
+                return busy
             budget -= len(ready)
             for fd, _events in ready:
                 entry = self._callbacks.get(fd)
@@ -96,7 +127,8 @@ class FdMux:
                     continue
                 callback, args = entry
                 try:
-                    callback(*args)
+                    if callback(*args) is True:
+                        busy += 1
                 except Exception as exc:  # one bad callback must not starve the others
                     loop = self._loop_ref()
                     if loop is not None:
@@ -104,10 +136,14 @@ class FdMux:
                             {"message": f"fd {fd} callback {callback!r} failed", "exception": exc}
                         )
             if budget <= 0:
-                return
+                return busy
+        return busy
 
     def close(self) -> None:
         """Unregister from the loop and close the epoll fd."""
+        if self._resume_at is not None:
+            self._resume_at.cancel()
+            self._resume_at = None
         loop = self._loop_ref()
         if loop is not None and not loop.is_closed() and not self._epoll.closed:
             try:

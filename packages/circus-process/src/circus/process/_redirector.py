@@ -152,10 +152,12 @@ class OutputRedirector:
             if pipe.fd in self._pipes:
                 self._pump(pipe, limit=None)
 
-    def _on_readable(self, pipe: _Pipe) -> None:
-        self._pump(pipe, limit=self.budget)
+    def _on_readable(self, pipe: _Pipe) -> bool:
+        # True (output moved, the pipe still open) counts towards the mux's flood pause
+        return self._pump(pipe, limit=self.budget) > 0 and pipe.fd in self._pipes
 
-    def _pump(self, pipe: _Pipe, limit: int | None) -> None:
+    def _pump(self, pipe: _Pipe, limit: int | None) -> int:
+        """Move output from ``pipe`` (at most ``limit`` bytes); the bytes moved."""
         moved = 0
         stream = pipe.stream
         try:
@@ -164,7 +166,7 @@ class OutputRedirector:
                     try:
                         n = stream.splice_from(pipe.fd)
                     except BlockingIOError:
-                        return
+                        return moved
                     except OSError as exc:
                         # EINVAL & co: the target refuses splice; use reads from now on.
                         log.debug("splice refused for %s: %s", pipe.name, exc)
@@ -174,13 +176,13 @@ class OutputRedirector:
                     try:
                         data = os.read(pipe.fd, self.read_size)
                     except BlockingIOError:
-                        return
+                        return moved
                     n = len(data)
                     if n:
                         self._dispatch(pipe, data)
                 if n == 0:
                     self._end(pipe)
-                    return
+                    return moved
                 if n >= BUSY_READ and not pipe.grown:
                     pipe.grown = True
                     with contextlib.suppress(OSError):  # over the user's budget: keep it
@@ -189,6 +191,7 @@ class OutputRedirector:
         except OSError:
             log.exception("reading %s of pid %s failed", pipe.name, pipe.process.pid)
             self._end(pipe)
+        return moved
 
     def _dispatch(self, pipe: _Pipe, data: bytes) -> None:
         pid = pipe.process.pid or 0
