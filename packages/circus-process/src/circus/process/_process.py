@@ -108,7 +108,8 @@ class Process(Stopping):
         self.uid = uid
         self.gid = gid
         self.env = _shared_or_copy(env)
-        self.rlimits = dict(rlimits) if rlimits else {}
+        # empty: one shared read-only mapping, not a dict per child (thousands of children)
+        self.rlimits = dict(rlimits) if rlimits else _EMPTY
         self.executable = executable
         self.use_fds = use_fds
         self.watcher = watcher
@@ -118,7 +119,7 @@ class Process(Stopping):
         self.close_child_stdout = close_child_stdout
         self.close_child_stderr = close_child_stderr
         self.umask = umask
-        self.sockets = dict(sockets) if sockets else {}
+        self.sockets = dict(sockets) if sockets else _EMPTY
         self.stdin_fd = stdin_fd
         self.template_vars = _shared_or_copy(template_vars)
         self.copy_env = copy_env
@@ -132,7 +133,7 @@ class Process(Stopping):
         self.stderr = None
         self.argv = []
         self.child_env = _EMPTY
-        # The three lists are an empty tuple until used: thousands of children, little memory.
+        # Empty tuples until used (the close hooks stay a tuple): thousands of children.
         self._exit_callbacks = ()
         self._waiters = ()
         self._watch_loop = None
@@ -336,14 +337,14 @@ class Process(Stopping):
 
     def _add_close_hook(self, hook: Callable[[Process], None]) -> None:
         """Let an owner of our pipe fds (the redirector) let go of them before we close."""
-        if not self._close_hooks:
-            self._close_hooks = []
-        self._close_hooks.append(hook)
+        # a tuple, remade on change: one or two hooks, a list's spare room per child
+        self._close_hooks = (*self._close_hooks, hook)
 
     def _remove_close_hook(self, hook: Callable[[Process], None]) -> None:
-        hooks = self._close_hooks
-        if isinstance(hooks, list) and hook in hooks:  # () until the first hook
+        hooks = list(self._close_hooks)
+        if hook in hooks:
             hooks.remove(hook)
+            self._close_hooks = tuple(hooks)
 
     def close(self) -> None:
         """Release the pipes and the pidfd. Does not stop or reap the child."""

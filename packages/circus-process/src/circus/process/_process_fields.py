@@ -85,7 +85,7 @@ class ProcessFields:
     uid: int | str | None
     gid: int | str | None
     env: Mapping[str, Any]
-    rlimits: dict[str, object]
+    rlimits: Mapping[str, object]
     executable: str | None
     use_fds: bool
     watcher: Any
@@ -95,7 +95,7 @@ class ProcessFields:
     close_child_stdout: bool
     close_child_stderr: bool
     umask: int | str | None
-    sockets: dict[str, int]
+    sockets: Mapping[str, int]
     stdin_fd: int | None
     template_vars: Mapping[str, Any]
     copy_env: bool
@@ -121,7 +121,7 @@ class ProcessFields:
     _in_exit_event: bool
 
     # Owners of our pipe fds, psutil's view (made by info()), the cgroup leaf.
-    _close_hooks: list[Callable[[Process], None]] | tuple[()]
+    _close_hooks: tuple[Callable[[Process], None], ...]
     _psutil: Any
     _ps_create_time: float | None
     _cgroup: Leaf | None
