@@ -45,6 +45,10 @@ NOT_LOADED = (
     "_hashlib",
     "hmac",
     "secrets",
+    # daemon-reexec's machinery: loaded by the request (circusd records its argv in _launch)
+    "circus.arbiter._reexec",
+    "circus.arbiter._handover",
+    "circus.arbiter._resume",
 )
 
 # circusd's own main(), plus a thread that writes the daemon's sys.modules and VmRSS to a file

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import _launch
 from ._errors import ArbiterError, ConflictError
 from ._handover import (
     ENV_FD,
@@ -47,6 +48,7 @@ from ._handover import (
     encode_value,
     write_memfd,
 )
+from ._launch import launch_argv
 from ._resume import _answer_handed, _streams, _tasks, finish, resume, take_state
 
 __all__ = [
@@ -66,38 +68,14 @@ QUIET_TIMEOUT = 5.0  # seconds the switch waits for the commands being run
 FLUSHED_AFTER = 0.1  # an answer handed to libzmq this long ago has left (its I/O thread)
 DRY_RUN_TIMEOUT = 60.0  # an import of the installed code on a loaded machine
 
-_enabled = False  # only circusd may re-exec its process (not an embedding program)
-_argv: list[str] = []  # what to exec: this process's command line, its script path resolved
+_enabled = False  # also allowed when set (tests); circusd records its argv in _launch
 _switching: set[int] = set()  # id() of arbiters between an ok answer and their exec
 
 
 def enable(argv: list[str] | None = None) -> None:
     """Allow ``daemon-reexec`` in this process (called by circusd, which owns it);
     ``argv``: what to exec (default :func:`launch_argv` now)."""
-    global _enabled, _argv
-    _enabled = True
-    _argv = list(argv) if argv else launch_argv()
-
-
-def launch_argv() -> list[str]:
-    """This process's command line to exec again: ``sys.executable``, the interpreter's
-    own flags, the script (its path made absolute) or ``-m module``, and the arguments."""
-    orig = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-    out = [sys.executable]
-    i = 1
-    while i < len(orig):
-        arg = orig[i]
-        if arg in ("-m", "-c"):
-            return out + orig[i:]
-        if arg in ("-X", "-W"):
-            out += orig[i : i + 2]
-            i += 2
-        elif arg.startswith("-") and arg != "-":
-            out.append(arg)
-            i += 1
-        else:
-            return [*out, os.path.abspath(arg), *orig[i + 1 :]]
-    return out
+    _launch.enable(argv)
 
 
 # ---------------------------------------------------------------------- snapshot
@@ -274,7 +252,7 @@ async def prepare(arbiter: Any) -> dict[str, Any]:
         ConflictError: a switch is already under way.
         HandoverError: the state cannot be written or the installed code cannot load it.
     """
-    if not _enabled:
+    if not _enabled and _launch.enabled_argv() is None:
         raise ArbiterError(
             "daemon-reexec needs circusd: an arbiter embedded in another program cannot "
             "re-exec that program"
@@ -493,7 +471,7 @@ def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
         if systemd is not None:  # circusd took NOTIFY_SOCKET & co out of its environment
             env.update(systemd.environ())
         # the same interpreter, flags, script (or -m module) and arguments as this process
-        argv = _argv or launch_argv()
+        argv = _launch.enabled_argv() or launch_argv()
         log.info("daemon-reexec: exec %s", " ".join(argv))
         for handler in logging.getLogger().handlers:
             handler.flush()

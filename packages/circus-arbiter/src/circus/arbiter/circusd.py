@@ -159,7 +159,7 @@ def _main(argv: list[str] | None, collecting: bool = True) -> int:
         return 1
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ._reexec import launch_argv
+    from ._launch import launch_argv
 
     launched = launch_argv()  # resolved before anything changes directory
     handover = None
@@ -240,7 +240,7 @@ def _main(argv: list[str] | None, collecting: bool = True) -> int:
     if handover is not None:
         _start_tree_tracking()
     _raise_fd_limit()
-    from ._reexec import enable
+    from ._launch import enable
 
     enable(launched)
 
