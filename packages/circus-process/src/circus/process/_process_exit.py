@@ -131,9 +131,9 @@ class ExitWatching(ProcessFields):
         if self.returncode is not None:
             loop.call_soon(cb, self)
             return
-        if not self._exit_callbacks:
-            self._exit_callbacks = []
-        self._exit_callbacks.append((loop, cb))
+        # flat (loop, cb, loop, cb, ...), remade on change: two callbacks a child as a rule,
+        # one small tuple instead of a list of pairs (thousands of children)
+        self._exit_callbacks = (*self._exit_callbacks, loop, cb)
         self._ensure_watch(loop)
 
     async def wait_async(self) -> int:
@@ -166,10 +166,10 @@ class ExitWatching(ProcessFields):
         for fut in self._waiters:
             if not fut.done():
                 _call_on(fut.get_loop(), _set_result, fut, rc)
-        callbacks, self._exit_callbacks = self._exit_callbacks, ()
+        callbacks, self._exit_callbacks = iter(self._exit_callbacks), ()
         inline = self._in_exit_event
-        for loop, cb in callbacks:
-            if inline and loop is self._watch_loop:
+        for loop, cb in zip(callbacks, callbacks, strict=False):  # the (loop, cb) pairs
+            if inline and loop is self._watch_loop and loop is not None:
                 try:
                     cb(self)
                 except Exception as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ProcessStateError
 
@@ -111,9 +111,9 @@ class ProcessFields:
     argv: list[str]
     child_env: Mapping[str, str]
 
-    # Who waits for the exit. The lists are an empty tuple until used: thousands of
-    # children, little memory.
-    _exit_callbacks: list[tuple[asyncio.AbstractEventLoop, Callable[[Self], None]]] | tuple[()]
+    # Who waits for the exit: empty tuples until used (the callbacks stay a flat tuple),
+    # thousands of children, little memory.
+    _exit_callbacks: tuple[Any, ...]  # loop, callback, loop, callback, ...
     _waiters: list[asyncio.Future[int]] | tuple[()]
     _watch_loop: asyncio.AbstractEventLoop | None
     _watch_undo: Callable[[], None] | None
