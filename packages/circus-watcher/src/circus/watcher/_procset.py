@@ -17,7 +17,29 @@ from ._errors import ProcessNotFoundError
 from ._procs import ProcessLike
 from ._wids import WidPool
 
-__all__ = ["ProcessSet"]
+__all__ = ["ExitGroup", "ProcessSet"]
+
+
+class ExitGroup:
+    """The exits one ending operation waits for: a future per process and one for them all.
+
+    A stop of 1,000 processes awaits :attr:`all_exited` alone, resolved by a countdown,
+    rather than ``asyncio.wait`` over 1,000 futures (a done-callback, a loop callback and
+    its removal per process, all on the daemon's one CPU-bound thread).
+    """
+
+    __slots__ = ("waits", "all_exited", "left")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.waits: dict[int, asyncio.Future[int | None]] = {}
+        self.all_exited: asyncio.Future[None] = loop.create_future()
+        self.left = 0
+
+    def one_exited(self) -> None:
+        """Count one exit; resolve :attr:`all_exited` at the last."""
+        self.left -= 1
+        if self.left <= 0 and not self.all_exited.done():
+            self.all_exited.set_result(None)
 
 
 class ProcessSet:
@@ -29,6 +51,7 @@ class ProcessSet:
         self.exits: dict[int, asyncio.Future[int | None]] = {}
         self.age_timers: dict[int, asyncio.TimerHandle] = {}
         self.wids = WidPool()
+        self._groups: dict[int, ExitGroup] = {}  # retiring pid -> the group awaiting it
 
     def __len__(self) -> int:
         return len(self.counted)
@@ -88,19 +111,25 @@ class ProcessSet:
         if timer is not None:
             timer.cancel()
 
-    def retire(self, procs: list[ProcessLike]) -> dict[int, asyncio.Future[int | None]]:
-        """Move ``procs`` from counted to retiring; return a future per process still alive,
-        resolved with its return code by :meth:`exited`."""
+    def retire(self, procs: list[ProcessLike]) -> ExitGroup:
+        """Move ``procs`` from counted to retiring; return their :class:`ExitGroup`: a
+        future per process still alive, resolved with its return code by :meth:`exited`,
+        and one future resolved when the last of them has exited."""
         loop = asyncio.get_running_loop()
         for proc in procs:
             self.counted.pop(proc.pid, None)
             self.retiring[proc.pid] = proc
             self.disarm_max_age(proc.pid)
-        waits: dict[int, asyncio.Future[int | None]] = {}
+        group = ExitGroup(loop)
+        waits = group.waits
         for proc in procs:
             if proc.returncode is None:  # one already reaped has nothing to wait for
                 waits[proc.pid] = self.exits[proc.pid] = loop.create_future()
-        return waits
+                self._groups[proc.pid] = group
+        group.left = len(waits)
+        if not waits:
+            group.all_exited.set_result(None)
+        return group
 
     def exited(self, proc: ProcessLike) -> bool:
         """Record the exit of ``proc``; True when it was counted (it died on its own: its
@@ -109,14 +138,23 @@ class ProcessSet:
         future = self.exits.pop(pid, None)
         if future is not None and not future.done():
             future.set_result(proc.returncode)
+        group = self._groups.pop(pid, None)
+        if group is not None:
+            group.one_exited()
         self.disarm_max_age(pid)
         if self.counted.pop(pid, None) is None:
             return False
         self.wids.release(proc.wid)
         return True
 
-    def retired(self, proc: ProcessLike) -> None:
-        """Forget a process the watcher ended (after its reap was reported)."""
-        self.retiring.pop(proc.pid, None)
+    def retired(self, proc: ProcessLike) -> bool:
+        """Forget a process the watcher ended, whose reap is being reported; False when it
+        was forgotten already (its reap was reported when it exited)."""
+        if self.retiring.pop(proc.pid, None) is None:
+            return False
         self.exits.pop(proc.pid, None)
+        group = self._groups.pop(proc.pid, None)
+        if group is not None:
+            group.one_exited()
         self.wids.release(proc.wid)
+        return True

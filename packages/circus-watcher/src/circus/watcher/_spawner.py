@@ -190,7 +190,12 @@ class Spawner:
         """Exit callback of every process (bound once, shared by all)."""
         w = self._w
         if not w._procs.exited(proc):
-            return  # retiring: the operation that ends it reports the reap
+            # Being ended: its reap is reported now, while the others are still exiting,
+            # rather than in one run of reports after the last exit (a stop of 1,000); with
+            # reap hooks the operation ending it reports it, hooks awaited in order.
+            if not w._hooks.any_of("before_reap", "after_reap") and w._procs.retired(proc):
+                self.emit_reap(proc)
+            return
         if w._hooks.any_of("before_reap", "after_reap"):
             w._tasks.run(self._died_with_hooks(proc))
         else:

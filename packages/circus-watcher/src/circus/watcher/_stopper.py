@@ -96,8 +96,10 @@ class Stopper:
         signum = o.stop_signal if signum is None else signum
         timeout = o.graceful_timeout if graceful_timeout is None else graceful_timeout
         stop_children = o.stop_children
-        # A future per process only while it is being stopped (resolved by its exit).
-        waits = w._procs.retire(procs)
+        # A future per process only while it is being stopped (resolved by its exit), and
+        # one for the whole set.
+        group = w._procs.retire(procs)
+        waits = group.waits
         loop = asyncio.get_running_loop()
         hooks = w._hooks
         signal_hooks = hooks.any_of("before_signal", "after_signal")
@@ -106,8 +108,9 @@ class Stopper:
         # first was measured slower on 2 cores (the children, all runnable at once, take the
         # CPU from the daemon's own per-process work; bench/README.md, issue 19 notes).
         for proc in procs:
-            if proc.pid not in waits:
-                continue  # already dead
+            exit_seen = waits.get(proc.pid)
+            if exit_seen is None or exit_seen.done():
+                continue  # already dead (a signal hook awaited may let exits be seen)
             sig = signum
             if signal_hooks and not await hooks.call("before_signal", pid=proc.pid, signum=sig):
                 sig = 0  # refused: no stop signal, but the SIGKILL after the timeout still comes
@@ -122,9 +125,8 @@ class Stopper:
                 w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
             if signal_hooks:
                 await hooks.call("after_signal", pid=proc.pid, signum=sig)
-        pending = [fut for fut in waits.values() if not fut.done()]
-        if pending and timeout > 0:
-            await asyncio.wait(pending, timeout=timeout)
+        if timeout > 0 and not group.all_exited.done():
+            await asyncio.wait([group.all_exited], timeout=timeout)
         stubborn = [proc for proc in procs if proc.pid in waits and not waits[proc.pid].done()]
         for proc in stubborn:
             w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
@@ -133,16 +135,16 @@ class Stopper:
                 tree_stops.append(loop.create_task(proc.astop(0, _signal.SIGKILL, True)))
         if tree_stops:
             await self._await_trees(tree_stops, timeout + _KILL_WAIT)
-        pending = [fut for fut in waits.values() if not fut.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=_KILL_WAIT)
+        if not group.all_exited.done():
+            await asyncio.wait([group.all_exited], timeout=_KILL_WAIT)
         reap_hooks = hooks.any_of("before_reap", "after_reap")
         for proc in procs:
-            w._procs.retired(proc)
-            if reap_hooks:
-                await w._spawner.reap_with_hooks(proc)
-            else:
-                w._spawner.emit_reap(proc)
+            # Without reap hooks, one that exited had its reap reported then (Spawner.on_exit).
+            if w._procs.retired(proc):
+                if reap_hooks:
+                    await w._spawner.reap_with_hooks(proc)
+                else:
+                    w._spawner.emit_reap(proc)
             close_process(proc)
         return [proc.pid for proc in procs]
 
