@@ -4,14 +4,17 @@ loop hops run with no output work between them, and no line is lost or torn mean
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import struct
+import termios
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from circus.process import OutputRedirector, _mux
 from circus.process.streams import FileStream
-from circus.process.testing import async_wait_until
+from circus.process.testing import async_wait_until, wait_until
 
 HOPS = 3  # a control request: socket readable -> receiving task -> handler task
 
@@ -78,84 +81,48 @@ def test_a_full_batch_of_busy_fds_pauses_the_reader(monkeypatch) -> None:
     assert served == count * 20  # nothing skipped once the pause ended
 
 
-def test_a_request_waits_for_one_batch_at_most_and_no_line_is_lost(
+def test_real_children_flooding_a_shared_file_pause_the_reader_and_lose_no_line(
     spawn, tmp_path: Path, monkeypatch
 ) -> None:
-    """Real children flood one shared FileStream: a request arriving mid-batch is answered
-    before another batch starts, and the file holds every line of every child, whole."""
-    monkeypatch.setattr(_mux, "PAUSE", 1.0)
-    monkeypatch.setattr(_mux, "FLOOD_MIN", 8)
+    """Children whose pipes are full when the reader starts make it pause between batches
+    (their readable callbacks say they moved output), and the shared file still holds every
+    line of every child, whole, once they are done."""
+    monkeypatch.setattr(_mux, "PAUSE", 0.002)
+    monkeypatch.setattr(_mux, "MAX_EVENTS", 16)  # 24 children: a flood at 8 busy pipes
     children, lines = 24, 60_000
-    dispatches = 0
-    chunks = 0  # of the dispatch under way
+    paused = 0
     real_dispatch = _mux.FdMux._dispatch
 
     def counting_dispatch(self: _mux.FdMux) -> None:
-        nonlocal dispatches, chunks
-        dispatches += 1
-        chunks = 0
+        nonlocal paused
         real_dispatch(self)
+        paused += getattr(self, "_resume_at", None) is not None
 
     monkeypatch.setattr(_mux.FdMux, "_dispatch", counting_dispatch)
     target = tmp_path / "shared.log"
-    gate_r, gate_w = os.pipe()
-    try:
-        procs = [
-            spawn(
-                "/bin/sh",
-                args=["-c", f"read x; exec seq 1 {lines}"],
-                stdin_fd=gate_r,
-                pipe_stderr=False,
-            )
-            for _ in range(children)
-        ]
-    finally:
-        os.close(gate_r)
+    procs = [spawn("seq", args=["1", str(lines)], pipe_stderr=False) for _ in range(children)]
 
-    async def main() -> tuple[int, int]:
-        loop = asyncio.get_running_loop()
-        file_stream = FileStream(str(target))
+    def waiting(fd: int) -> int:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+
+    # every pipe full (seq then blocks), so the first batch is a flood
+    wait_until(lambda: all(waiting(p.stdout) >= 32 * 1024 for p in procs), 30, "pipes full")
+
+    async def main() -> None:
+        stream = FileStream(str(target))
         redirector = OutputRedirector()
-        at: dict[str, int] = {}
-        answered = asyncio.Event()
-        ctl_r, ctl_w = os.pipe()
-
-        def on_control() -> None:
-            os.read(ctl_r, 1)
-            loop.remove_reader(ctl_r)
-            _request_hops(loop, lambda k: at.setdefault(k, dispatches), answered)
-
-        def stream(chunk: dict[str, Any]) -> None:
-            nonlocal chunks
-            file_stream(chunk)
-            chunks += 1
-            if "asked" not in at and dispatches >= 2 and chunks == _mux.FLOOD_MIN:
-                at["asked"] = dispatches  # mid-batch, the flood under way
-                os.write(ctl_w, b"?")
-
-        for attr in ("attach", "end"):
-            setattr(stream, attr, getattr(file_stream, attr))
-        loop.add_reader(ctl_r, on_control)
         try:
             for proc in procs:
                 redirector.add(proc, stream)
-            os.close(gate_w)  # every child starts now
-            await asyncio.wait_for(answered.wait(), 60)
-            _mux.PAUSE = 0.001  # measured; the rest just drains (monkeypatch restores it)
             for proc in procs:
                 assert await asyncio.wait_for(proc.wait_async(), 60) == 0
             await async_wait_until(lambda: not redirector.processes, 60, "every EOF read")
         finally:
-            loop.remove_reader(ctl_r)
-            os.close(ctl_r)
-            os.close(ctl_w)
             redirector.close()
-            file_stream.close()
-        return at["asked"], at["answered"]
+            stream.close()
 
-    asked, answered = asyncio.run(main())
-    # the batch under way when the request came ends; no other one starts before the answer
-    assert answered == asked, f"{answered - asked} more batches of output before the answer"
+    asyncio.run(main())
+    assert paused, "the reader never paused"
     counts = Counter(target.read_bytes().split(b"\n"))
     assert counts.pop(b"") == 1  # the file ends with a newline, nothing after it
     assert counts == Counter({str(i).encode(): children for i in range(1, lines + 1)})

@@ -25,15 +25,17 @@ _ROUNDS = 2  # epoll polls per dispatch: the second catches what the first one's
 # epoll moves the fds it reports to the back of its ready list: those not reported this time
 # come first in the next poll, so every fd is served in turn.
 MAX_EVENTS = 64
-# A flood (at least FLOOD_MIN callbacks of one dispatch said they moved output and their fd
-# stays open) makes the mux stop watching for PAUSE seconds: the loop runs what else is ready
-# (a control request's few hops) with no output work between them, then sleeps, and a
-# sleeping circusd is woken at once when a request arrives, where one that is always runnable
-# waits behind the writers for a CPU (1,000 chatty children on 2 cores: the main thread sat
-# on the run queue for most of each slow ``status``; bench/README.md, "Chatty, session 4").
-# Output is not lost meanwhile: it waits in the pipes, and reads get bigger. Exits (pidfds)
-# wait at most PAUSE too, only while output floods.
-FLOOD_MIN = MAX_EVENTS // 2
+# A flood (at least half of one dispatch's callbacks said they moved output and their fd
+# stays open) makes the mux stop watching for PAUSE seconds, and serve at most FLOOD_BATCH
+# fds per dispatch while the flood lasts: the loop runs what else is ready (a control
+# request's few hops) with no output work between them, then sleeps; a sleeping circusd is
+# woken at once when a request arrives, where one that is always runnable waits behind the
+# writers for a CPU, and shorter bursts of work wait less (1,000 chatty children on 2 cores:
+# the main thread sat on the run queue for most of each slow ``status``; bench/README.md,
+# "Chatty, session 4"). Output is not lost meanwhile: it waits in the pipes, and reads get
+# bigger. Exits (pidfds) wait at most PAUSE too, only while output floods; a dispatch that is
+# mostly exits (a mass stop) ends the flood mode at once.
+FLOOD_BATCH = 16
 PAUSE = 0.005
 
 
@@ -41,9 +43,9 @@ class FdMux:
     """Call ``callback(*args)`` on the loop whenever a registered fd is readable (or hung up).
 
     A callback returning ``True`` says it moved data and its fd may have more (output, not an
-    exit): when a dispatch has :data:`FLOOD_MIN` such answers, the mux pauses for
-    :data:`PAUSE` seconds (see there). Only the loop's thread may use it. Remove an fd before
-    closing it.
+    exit): when half of a dispatch's callbacks do, the mux pauses for :data:`PAUSE` seconds
+    and serves :data:`FLOOD_BATCH` fds per dispatch until a dispatch is not a flood (see
+    there). Only the loop's thread may use it. Remove an fd before closing it.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -52,6 +54,7 @@ class FdMux:
         self._callbacks: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._dispatching = False
         self._resume_at: asyncio.TimerHandle | None = None  # set while paused
+        self._flooding = False
         loop.add_reader(self._epoll.fileno(), self._dispatch)
 
     def __len__(self) -> int:
@@ -80,16 +83,18 @@ class FdMux:
         # and made again, no loop reader removed and added again, per respawn).
         self._dispatching = True
         busy = 0
+        budget = FLOOD_BATCH if self._flooding else MAX_EVENTS
         try:
-            busy = self._dispatch_rounds()
+            busy = self._dispatch_rounds(budget)
         finally:
+            self._flooding = 2 * busy >= budget
             self._dispatching = False
             if not self._callbacks:
                 loop = self._loop_ref()
                 if loop is not None and _muxes.get(loop) is self:
                     del _muxes[loop]
                 self.close()
-            elif busy >= FLOOD_MIN:
+            elif self._flooding:
                 self._pause()
 
     def _pause(self) -> None:
@@ -105,13 +110,12 @@ class FdMux:
         if loop is not None and not loop.is_closed() and not self._epoll.closed:
             loop.add_reader(self._epoll.fileno(), self._dispatch)
 
-    def _dispatch_rounds(self) -> int:
+    def _dispatch_rounds(self, budget: int) -> int:
         # A dying child's pipes report EOF a few microseconds before its pidfd is readable
         # (the kernel closes its files, then reports the exit): asking again after the
         # callbacks usually finds the pidfd, handled in this pass rather than one loop pass
-        # later. At most MAX_EVENTS callbacks in all, so a flood of output cannot keep the
+        # later. At most ``budget`` callbacks in all, so a flood of output cannot keep the
         # loop here. Returns how many callbacks said they moved output (see the class).
-        budget = MAX_EVENTS  # per dispatch, whatever the rounds
         busy = 0
         for _ in range(_ROUNDS):
             try:
