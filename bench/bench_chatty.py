@@ -23,7 +23,13 @@ Per peer (ours, upstream Circus 0.19, Supervisor 4.3), one fresh daemon:
   in circusd's session, each in a process group of its own, as Supervisor's), ``nice-<n>``
   (circusd's threads at nice n, children forked at 0), ``lazy-<ms>`` (the loop stops
   watching the shared epoll reader for that long after each dispatch: circusd sleeps between
-  batches of output), e.g. ``ours+pgroup+own-session+nice-10``;
+  batches of output), ``pause-<ms>`` (the shared epoll reader's pause after a batch of
+  output, ``circus.process._mux.PAUSE``), ``batch-<n>`` (fds served per dispatch
+  while output floods, ``FLOOD_BATCH``), ``probe`` (circusd records its loop passes,
+  dispatches and when each ``status`` was handled and answered; the row then splits each call
+  into inbound / handler / outbound with the run-queue wait of the bench's calling thread and
+  of circusd's main thread meanwhile, and the machine's busy share and the writers' own CPU),
+  e.g. ``ours+pgroup+own-session+nice-10``;
   ``--client-session`` puts this bench (the status client) in a session of its own, as a
   user's shell is.
 

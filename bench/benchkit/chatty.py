@@ -181,6 +181,76 @@ class Checker:
         }
 
 
+def _children_cpu(pid: int) -> float:
+    """CPU seconds of the children ``pid`` has reaped (cutime + cstime), once it has reaped
+    them all (5 s at most: the figure is low if some are left)."""
+    deadline = time.perf_counter() + 5
+    while time.perf_counter() < deadline:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+            if not any(Path(f"/proc/{pid}/task/{t}/children").read_text().split() for t in tasks):
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def _host_cpu() -> tuple[int, int]:
+    """The machine's busy and total CPU ticks so far (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks)
+
+
+def _run_delay(path: str) -> float:
+    """Seconds a thread has waited on a run queue (its ``schedstat``), 0 if unreadable."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class DaemonWatch(threading.Thread):
+    """Every ~2 ms: the daemon's main thread's run-queue wait so far, and its state and
+    ``wchan`` when it sleeps uninterruptibly (D: a write throttled, a journal wait)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []
+        self.dstates: dict[str, int] = {}
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        sched = f"/proc/{self.pid}/task/{self.pid}/schedstat"
+        stat = f"/proc/{self.pid}/task/{self.pid}/stat"
+        while not self.halt.wait(0.002):
+            self.samples.append((time.perf_counter(), _run_delay(sched)))
+            try:
+                with open(stat, "rb") as f:
+                    raw = f.read()
+                if raw[raw.rindex(b")") + 2 : raw.rindex(b")") + 3] == b"D":
+                    with open(f"/proc/{self.pid}/task/{self.pid}/stack") as f:
+                        frames = [ln.split()[-1] for ln in f.read().splitlines()[:4]]
+                    key = "<".join(frames)
+                    self.dstates[key] = self.dstates.get(key, 0) + 1
+            except (OSError, ValueError):
+                pass
+
+    def wait_between(self, t0: float, t1: float) -> float:
+        """The main thread's run-queue wait between two instants (nearest samples)."""
+        before = [w for t, w in self.samples if t <= t0]
+        after = [w for t, w in self.samples if t >= t1]
+        if not before or not after:
+            return float("nan")
+        return after[0] - before[-1]
+
+
 class StatusSampler(threading.Thread):
     """Times one cheap status request every ``period`` s on its own connection."""
 
@@ -190,16 +260,24 @@ class StatusSampler(threading.Thread):
         self.period = period
         self.rtts: list[float] = []
         self.errors: list[str] = []
+        # id, sent, answered (monotonic), this thread's run-queue wait meanwhile
+        self.calls: list[tuple[str, float, float, float]] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
+        stat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
         while not self.halt.is_set():
+            w0 = _run_delay(stat)
             t0 = time.perf_counter()
+            mid = None
             try:
-                self.call()
+                mid = self.call()
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 self.errors.append(repr(exc)[:200])
-            self.rtts.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            self.rtts.append(t1 - t0)
+            if isinstance(mid, str):
+                self.calls.append((mid, t0, t1, _run_delay(stat) - w0))
             self.halt.wait(self.period)
 
     def summary(self) -> dict[str, Any]:
@@ -224,14 +302,14 @@ def circus_status_call(control: str) -> Any:
     sock.linger = 0
     sock.connect(control)
 
-    def call() -> None:
+    def call() -> str:
         mid = uuid.uuid4().hex
         sock.send(json.dumps({"command": "status", "properties": {}, "id": mid}).encode())
         while True:
             if not sock.poll(5000):
                 raise TimeoutError("status: no answer within 5 s")
             if json.loads(sock.recv()).get("id") == mid:
-                return
+                return mid
 
     call.close = sock.close  # type: ignore[attr-defined]
     return call
@@ -349,6 +427,118 @@ _mux.FdMux._dispatch = _lazy_dispatch
 """
 
 
+# ``+probe``: circusd records where its time goes (written as JSON to ``{path}`` at exit):
+# every loop pass and every dispatch of the shared epoll reader longer than 2 ms (wall and
+# the loop thread's CPU in it: wall >> CPU is time off a CPU, preempted or blocked), and per
+# control request when its handler began and when its answer went to libzmq
+# (``time.perf_counter``, CLOCK_MONOTONIC like the bench's), matched to the bench's calls.
+_PROBE_PATCH = """
+import asyncio, atexit, json, time
+from asyncio import base_events
+from circus.process import _mux
+from circus.arbiter import _controller
+_pc, _tt = time.perf_counter, time.thread_time
+_P = {{"passes": 0, "pass_max": 0.0, "slow_passes": [], "dispatches": 0, "disp_max": 0.0,
+      "disp_sum": 0.0, "slow_disp": [], "handled": {{}}, "sent": {{}}}}
+_orig_run_once = base_events.BaseEventLoop._run_once
+def _run_once(self):
+    t0, c0 = _pc(), _tt()
+    _orig_run_once(self)
+    dt = _pc() - t0
+    _P["passes"] += 1
+    if dt > _P["pass_max"]:
+        _P["pass_max"] = dt
+    if dt > 0.002 and len(_P["slow_passes"]) < 5000:
+        _P["slow_passes"].append((t0, dt, _tt() - c0))
+base_events.BaseEventLoop._run_once = _run_once
+_orig_dispatch = _mux.FdMux._dispatch
+def _dispatch(self):
+    t0, c0 = _pc(), _tt()
+    _orig_dispatch(self)
+    dt = _pc() - t0
+    _P["dispatches"] += 1
+    _P["disp_sum"] += dt
+    if dt > _P["disp_max"]:
+        _P["disp_max"] = dt
+    if dt > 0.002 and len(_P["slow_disp"]) < 5000:
+        _P["slow_disp"].append((t0, dt, _tt() - c0))
+_mux.FdMux._dispatch = _dispatch
+_orig_handle = _controller.Controller._handle
+async def _handle(self, frames):
+    try:
+        mid = json.loads(frames[-1].bytes).get("id")
+    except Exception:
+        mid = None
+    if mid:
+        _P["handled"][mid] = _pc()
+    await _orig_handle(self, frames)
+_controller.Controller._handle = _handle
+_orig_send = _controller.Controller._send
+def _send(self, identity, envelope, answer):
+    _orig_send(self, identity, envelope, answer)
+    mid = answer.get("id")
+    if mid:
+        _P["sent"][mid] = _pc()
+_controller.Controller._send = _send
+def _dump():
+    with open({path!r}, "w") as f:
+        json.dump(_P, f)
+atexit.register(_dump)
+"""
+
+
+def probe_breakdown(
+    probe: dict[str, Any], calls: list[tuple[str, float, float, float]], watch: DaemonWatch | None
+) -> dict[str, Any]:
+    """Split each status call of the bench into inbound (sent -> circusd's handler runs),
+    handler (-> answer to libzmq) and outbound (-> the bench has it), with the run-queue wait
+    of the bench's calling thread and of circusd's main thread meanwhile; summarise the slow
+    calls and the daemon's loop passes and dispatches."""
+    handled, sent = probe.get("handled", {}), probe.get("sent", {})
+    rows = []
+    for mid, t0, t1, cwait in calls:
+        if mid in handled and mid in sent:
+            dwait = watch.wait_between(t0, t1) if watch is not None else float("nan")
+            rows.append(
+                (t1 - t0, handled[mid] - t0, sent[mid] - handled[mid], t1 - sent[mid], cwait,
+                 dwait, t0)
+            )  # fmt: skip
+    slow = sorted(rows, reverse=True)[:10]
+    passes = probe.get("slow_passes", [])
+
+    def longest_pass(t0: float, t1: float) -> float:
+        return max((dt for s, dt, _c in passes if s < t1 and s + dt > t0), default=0.0)
+
+    def ms(x: float) -> float:
+        return round(x * 1e3, 2)
+
+    def median(i: int) -> float | None:
+        return ms(sorted(r[i] for r in rows)[len(rows) // 2]) if rows else None
+
+    return {
+        "matched": len(rows),
+        "passes": probe.get("passes"),
+        "pass_max_ms": ms(probe.get("pass_max", 0)),
+        "slow_passes": len(passes),
+        "slowest_passes_wall_cpu_ms": [
+            (ms(dt), ms(c)) for _s, dt, c in sorted(passes, key=lambda p: -p[1])[:8]
+        ],
+        "dispatches": probe.get("dispatches"),
+        "disp_mean_ms": ms(probe.get("disp_sum", 0) / max(1, probe.get("dispatches") or 1)),
+        "disp_max_ms": ms(probe.get("disp_max", 0)),
+        "slowest_disp_wall_cpu_ms": [
+            (ms(dt), ms(c))
+            for _s, dt, c in sorted(probe.get("slow_disp", []), key=lambda p: -p[1])[:5]
+        ],
+        "median_total_in_handler_out_ms": [median(i) for i in range(4)],
+        "slowest_total_in_handler_out_clientwait_daemonwait_longestpass_ms": [
+            (ms(a), ms(b), ms(c), ms(d), ms(e), ms(f), ms(longest_pass(t0, t0 + a)))
+            for a, b, c, d, e, f, t0 in slow
+        ],
+        "daemon_dstate_stacks": watch.dstates if watch is not None else {},
+    }
+
+
 def _wrapped_circus(spec: ProgramSpec, workdir: Path, flags: set[str]) -> Any:
     """Our circusd through a wrapper: ``pgroup``/``setsid`` choose how children are placed,
     ``own-session`` runs circusd in a session (so an autogroup) of its own, ``own-autogroup``
@@ -363,6 +553,14 @@ def _wrapped_circus(spec: ProgramSpec, workdir: Path, flags: set[str]) -> Any:
     lazy = next((float(f[5:]) / 1e3 for f in flags if f.startswith("lazy-")), 0.0)
     if lazy:
         lines.append(_LAZY_PATCH.format(delay=lazy))
+    if "probe" in flags:
+        lines.append(_PROBE_PATCH.format(path=str(workdir / "probe.json")))
+    pause = next((float(f[6:]) / 1e3 for f in flags if f.startswith("pause-")), None)
+    if pause is not None:  # the shared epoll reader's pause after a batch of output
+        lines.append(f"from circus.process import _mux; _mux.PAUSE = {pause!r}")
+    batch = next((int(f[6:]) for f in flags if f.startswith("batch-")), None)
+    if batch is not None:  # fds served per dispatch while output floods
+        lines.append(f"from circus.process import _mux; _mux.FLOOD_BATCH = {batch}")
     if flags & {"own-session", "own-autogroup"} or any(f.startswith("ag-") for f in flags):
         lines.append("import os; os.setsid()")
     lines += ["from circus.arbiter.circusd import main", "sys.exit(main())", ""]
@@ -417,7 +615,7 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
         flags = set(extra.split("+")) if extra else set()
         wrapped = flags - {"follow"}
         session = _wrapped_circus(spec, workdir, flags) if wrapped else backend.open(spec, workdir)
-        sampler = follower = None
+        sampler = follower = watch = None
         try:
             session.start(wait=True)
             session.track()
@@ -432,9 +630,13 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
             sampler = StatusSampler(call)
             daemon = session.daemon_pid
             assert daemon is not None
+            watch = DaemonWatch(daemon) if "probe" in flags else None
+            if watch is not None:
+                watch.start()
             sampler.start()
             cpu0 = cpu_seconds(daemon)
             wait0 = sched_wait(daemon)
+            host0 = _host_cpu()
             t0 = time.perf_counter()
             os.close(go_fd)
             go_fd = -1
@@ -452,8 +654,13 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
             t1 = time.perf_counter()
             cpu1 = cpu_seconds(daemon)
             wait1 = sched_wait(daemon)
+            host1 = _host_cpu()
+            kids = _children_cpu(daemon)
             sampler.halt.set()
             sampler.join()
+            if watch is not None:
+                watch.halt.set()
+                watch.join()
             call.close()
             if follower is not None:
                 flush_deadline = time.perf_counter() + 10
@@ -476,6 +683,8 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
                 daemon_runq_wait_s=wait1 - wait0,
                 cpu_ms_per_mb=cpu * 1e3 / mb if mb else None,
                 status=sampler.summary(),
+                host_busy=(host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
+                children_cpu_s=kids,
             )
             checker = Checker(args.line)
             for p in paths():
@@ -499,6 +708,9 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
             if go_fd >= 0:
                 os.close(go_fd)
             session.close()
+        probe_file = workdir / "probe.json"
+        if sampler is not None and probe_file.exists():
+            row["probe"] = probe_breakdown(json.loads(probe_file.read_text()), sampler.calls, watch)
     except Exception as exc:  # noqa: BLE001 - one peer failing must not lose the others
         row["error"] = repr(exc)[:500]
     finally:
