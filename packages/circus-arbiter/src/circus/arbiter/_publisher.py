@@ -45,6 +45,32 @@ _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 # Topics sent at once (with what is held before them): a new process is waited for.
 _AT_ONCE = b".spawn"
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_NOBLOCK = int(zmq.NOBLOCK)
+# Keys of the process events a stop or a respawn publishes by the thousand: a payload of only
+# these, with int / finite float / None values, is written without json.dumps (a third of
+# its cost; the same text: ints and floats as repr, as json does).
+_PLAIN_KEYS = frozenset({"process_pid", "process_id", "time", "exit_code"})
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """``payload`` as JSON (``json.dumps``'s text, ``default=str``)."""
+    parts = []
+    for key, value in payload.items():
+        kind = type(value)
+        if key not in _PLAIN_KEYS:
+            break
+        if kind is int:
+            parts.append(f'"{key}": {value}')
+        elif kind is float and value - value == 0.0:  # finite: json writes NaN/Infinity
+            parts.append(f'"{key}": {value!r}')
+        elif value is None:
+            parts.append(f'"{key}": null')
+        else:
+            break
+    else:
+        return ("{" + ", ".join(parts) + "}").encode()
+    return json.dumps(payload, default=str).encode()
 
 
 class Publisher:
@@ -154,7 +180,7 @@ class Publisher:
             and any(raw_topic.startswith(p) for p in self._prefixes)
         ) and not self.wanted(raw_topic):
             return
-        data = json.dumps(payload, default=str).encode()
+        data = encode(payload)
         if self._held is not None:
             self._held.append((raw_topic, data))
             if raw_topic.endswith(_AT_ONCE):
@@ -182,7 +208,9 @@ class Publisher:
         if self._socket is None:
             return
         try:
-            self._socket.send_multipart([raw_topic, data], flags=zmq.NOBLOCK)
+            # two plain sends: send_multipart's own Python costs more than both (1.6 vs 0.6 us)
+            self._socket.send(raw_topic, _SNDMORE_NOBLOCK)
+            self._socket.send(data, _NOBLOCK)
         except zmq.Again:  # pragma: no cover - PUB-like sockets drop rather than block
             pass
         except zmq.ZMQError as exc:  # pragma: no cover

@@ -190,11 +190,9 @@ class Spawner:
         """Exit callback of every process (bound once, shared by all)."""
         w = self._w
         if not w._procs.exited(proc):
-            # Being ended: its reap is reported now, while the others are still exiting,
-            # rather than in one run of reports after the last exit (a stop of 1,000); with
-            # reap hooks the operation ending it reports it, hooks awaited in order.
-            if not w._hooks.any_of("before_reap", "after_reap") and w._procs.retired(proc):
-                self.emit_reap(proc)
+            # Being ended: the operation ending it reports the reap, all in one loop pass
+            # (reported here, as each exits, a stop of 1,000 took 5 ms more of the daemon's
+            # CPU: a subscription read, a flush and a ZeroMQ wake-up per loop pass).
             return
         if w._hooks.any_of("before_reap", "after_reap"):
             w._tasks.run(self._died_with_hooks(proc))

@@ -139,7 +139,6 @@ class Stopper:
             await asyncio.wait([group.all_exited], timeout=_KILL_WAIT)
         reap_hooks = hooks.any_of("before_reap", "after_reap")
         for proc in procs:
-            # Without reap hooks, one that exited had its reap reported then (Spawner.on_exit).
             if w._procs.retired(proc):
                 if reap_hooks:
                     await w._spawner.reap_with_hooks(proc)
