@@ -3,12 +3,14 @@
 A minimal "daemon" (no circus code) keeps one ``sleep`` alive and publishes a ``spawn`` event
 on an XPUB socket over ipc, as circusd does; this script SIGKILLs the child and times the
 kill until the event arrives on its SUB socket (the bench's respawn row, without circusd's
-bookkeeping). Three daemons, and the raw reference (``kill``, ``wait``, ``Popen`` in this
+bookkeeping). Four daemons, and the raw reference (``kill``, ``wait``, ``Popen`` in this
 process, as ``run.py``'s raw row) alternated in one run:
 
 - ``bare``: a blocking ``epoll`` on the child's pidfd, then ``waitid(P_PIDFD)``,
   ``posix_spawn`` (vfork + exec), ``pidfd_open`` and one ``send_multipart`` of a
   ``json.dumps``'d payload: nothing else between the kill and the event;
+- ``bare -> pipe``: ``bare`` writing the event to a pipe this script polls, no ZeroMQ:
+  what ZeroMQ's trip (the daemon's I/O thread, ipc, this side's I/O thread) adds;
 - ``asyncio``: the same steps from an asyncio loop (the pidfd one ``add_reader``, the respawn
   and the publish done in that callback, no task): what the event loop itself adds;
 - ``asyncio+pipes``: as ``asyncio``, the child's stdout and stderr on pipes the loop watches
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import statistics
 import subprocess
@@ -41,9 +44,16 @@ _DAEMON = r"""
 import asyncio, json, os, select, signal, sys, time
 import zmq
 mode, endpoint = sys.argv[1], sys.argv[2]
-ctx = zmq.Context()
-pub = ctx.socket(zmq.XPUB); pub.linger = 0; pub.bind(endpoint)
-pub.recv()  # the subscription notice: the bench is listening
+if mode == "bare-pipe":  # the event on this process's stdout (a pipe the bench polls)
+    class _Pipe:
+        def send_multipart(self, parts):
+            os.write(1, parts[1] + b"\n")
+    pub = _Pipe()
+    mode = "bare"
+else:
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB); pub.linger = 0; pub.bind(endpoint)
+    pub.recv()  # the subscription notice: the bench is listening
 SLEEP = ["/usr/bin/sleep", "3600"]
 pipes = mode == "asyncio+pipes"
 devnull = os.open(os.devnull, os.O_RDWR)
@@ -123,6 +133,47 @@ def _raw(kills: int) -> list[float]:
     return took
 
 
+def _daemon_pipe(kills: int, wd: Path) -> list[float]:
+    """``bare`` with the event written to a pipe instead of ZeroMQ: what ZeroMQ's trip adds."""
+    script = wd / "floor_daemon.py"
+    script.write_text(_DAEMON)
+    daemon = subprocess.Popen(
+        [sys.executable, str(script), "bare-pipe", "-"], stdout=subprocess.PIPE, bufsize=0
+    )
+    assert daemon.stdout is not None
+    out = daemon.stdout.fileno()
+    poller = select.poll()
+    poller.register(out, select.POLLIN)
+    took: list[float] = []
+    pid = 0
+
+    def next_pid() -> int:
+        if not poller.poll(10_000):
+            raise SystemExit("bare-pipe: no spawn event within 10 s")
+        return int(json.loads(os.read(out, 4096).splitlines()[-1])["process_pid"])
+
+    try:
+        pid = next_pid()
+        for i in range(kills + 1):
+            t0 = time.perf_counter()
+            os.kill(pid, signal.SIGKILL)
+            new = next_pid()
+            if i:
+                took.append(time.perf_counter() - t0)
+            pid = new
+            time.sleep(0.002)
+    finally:
+        daemon.kill()
+        daemon.wait()
+        daemon.stdout.close()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return took
+
+
 def _daemon(mode: str, kills: int, wd: Path) -> list[float]:
     endpoint = f"ipc://{wd}/{mode}.sock"
     script = wd / "floor_daemon.py"
@@ -177,6 +228,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="respawn-floor-") as tmp:
         for _ in range(args.rounds):
             results.setdefault("raw kill-wait-Popen", []).append(_median_ms(_raw(args.kills)))
+            took = _daemon_pipe(args.kills, Path(tmp))
+            results.setdefault("bare -> pipe", []).append(_median_ms(took))
             for mode in ("bare", "asyncio", "asyncio+pipes"):
                 took = _daemon(mode, args.kills, Path(tmp))
                 results.setdefault(f"{mode} -> SUB", []).append(_median_ms(took))
