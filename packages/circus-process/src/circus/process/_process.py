@@ -16,10 +16,10 @@ from types import MappingProxyType
 from typing import Any
 
 from . import _cgroup
-from ._errors import ProcessStateError
+from ._errors import ProcessStateError, SpawnError
 from ._process_stop import Stopping
 from ._reaping import registry
-from ._spawn import SpawnPlan, launch, plan_spawn
+from ._spawn import Launched, SpawnPlan, launch, launch_many, plan_spawn
 
 __all__ = ["Process", "RUNNING", "DEAD_OR_ZOMBIE", "UNEXISTING", "OTHER"]
 
@@ -284,6 +284,9 @@ class Process(Stopping):
                 leaf.remove()
             raise
         self._cgroup = leaf
+        self._launched(plan, launched)
+
+    def _launched(self, plan: SpawnPlan, launched: Launched) -> None:
         self.started = time.time()
         self.pid = launched.pid
         self.stdout = launched.stdout
@@ -295,6 +298,43 @@ class Process(Stopping):
         except (AttributeError, OSError):
             self.pidfd = None  # old kernel: waitpid and SIGCHLD fallbacks
         registry[launched.pid] = self
+
+    @staticmethod
+    def spawn_many(processes: Sequence[Process]) -> list[SpawnError | None]:
+        """Start each of ``processes`` (made with ``spawn=False``), in order, as
+        :meth:`spawn` would, for less per child (``launch_many``: one status read, one
+        hand-over of the whole batch to the spawn thread once the table is large).
+
+        Returns, per process, ``None`` (started) or the :class:`SpawnError` it failed with
+        (nothing left behind for it; the others are still started). A process that needs a
+        cgroup leaf of its own (``exact_tree`` with cgroup tracking on) is spawned alone.
+
+        Raises:
+            ProcessStateError: one of them was already spawned (nothing was started).
+        """
+        for proc in processes:
+            if proc.pid is not None:
+                raise ProcessStateError(f"{proc!r} was already spawned")
+        errors: list[SpawnError | None] = [None] * len(processes)
+        batch: list[tuple[int, Process, SpawnPlan]] = []
+        leaves: bool | None = None  # asked only for a process that wants a leaf
+        for index, proc in enumerate(processes):
+            try:
+                if proc.exact_tree and leaves is None:
+                    leaves = _cgroup.tree_tracking() != _cgroup.PROCESS_TREE
+                if proc.exact_tree and leaves:
+                    proc.spawn()
+                else:
+                    batch.append((index, proc, proc._plan()))
+            except SpawnError as exc:
+                errors[index] = exc
+        results = launch_many([plan for _, _, plan in batch])
+        for (index, proc, plan), result in zip(batch, results, strict=True):
+            if isinstance(result, SpawnError):
+                errors[index] = result
+            else:
+                proc._launched(plan, result)
+        return errors
 
     # -- state --------------------------------------------------------------------------------
 

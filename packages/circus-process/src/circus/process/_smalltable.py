@@ -8,8 +8,10 @@ two pipe ends per child, so at 1,000 children each spawn pays for ~3,000 descrip
 Here one dedicated thread unshares its descriptor table (``unshare(CLONE_FILES)``), closes
 its copies of ours, and forks on request. A child forked by that thread is still our child
 (same process, same pid, reaped as any other), but its fork copies a table of a few
-descriptors. The three descriptors the child gets as 0/1/2 are handed to the thread per
-spawn over a socket pair (``SCM_RIGHTS``); the pipe read ends and the pidfd stay in ours.
+descriptors. The three descriptors the child gets as 0/1/2 are handed to the thread over a
+socket pair (``SCM_RIGHTS``), those of a whole batch of spawns in one message
+(:meth:`SmallTable.run_many`: one hand-over and one answer for up to ~80 children); the pipe
+read ends and the pidfd stay in ours.
 
 Rules that keep it sound:
 - The requesting thread waits while the spawn thread works, with the garbage collector
@@ -38,12 +40,18 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["HandOffError", "SmallTable", "spawner", "shutdown"]
+__all__ = ["HandOffError", "SmallTable", "kill_all", "spawner", "shutdown"]
 
 _CLONE_FILES = 0x400
+#: Most descriptors handed to the thread in one message (the kernel's SCM_MAX_FD is 253).
+MAX_HANDED_FDS = 250
+# (fork, [((stdin, stdout, stderr) as places in the message, kwargs)], signal mask)
+_Request = tuple[
+    Callable[..., int], list[tuple[tuple[int, int, int], dict[str, Any]]], frozenset[int]
+]
 _ALL_SIGNALS = frozenset(signal.valid_signals())
 
 
@@ -75,11 +83,11 @@ class SmallTable:
         self._sock = ours
         self._theirs = theirs.detach()  # a number in both tables until the thread is ready
         self._wakeup = _wakeup_fd()
-        self._done = threading.Lock()
-        self._done.acquire()
+        self._done = threading.Event()  # set while no request is outstanding
+        self._done.set()
         self._busy = threading.Lock()  # one request at a time (one slot, one answer)
-        self._request: tuple[Callable[..., int], dict[str, Any], frozenset[int]] | None = None
-        self._result: tuple[int, BaseException | None] = (0, None)
+        self._request: _Request | None = None
+        self._results: list[tuple[int, BaseException | None]] = []
         self._ready = threading.Event()
         self._failed: list[BaseException] = []  # what stopped the thread from starting
         self._thread = threading.Thread(target=self._main, name="circus-spawn", daemon=True)
@@ -106,50 +114,98 @@ class SmallTable:
         (descriptors of ours) as the child's 0/1/2; returns what it returns, raises what it
         raises. Raises HandOffError, having started nothing, while another thread's
         request is under way (that caller then forks itself)."""
-        if not self._busy.acquire(blocking=False):
-            raise HandOffError("the spawn thread serves another request")
-        try:
-            return self._run(fork, stdio, kwargs)
-        finally:
-            self._busy.release()
-
-    def _run(
-        self, fork: Callable[..., int], stdio: tuple[int, int, int], kwargs: dict[str, Any]
-    ) -> int:
-        mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            self._request = (fork, kwargs, mask)
-            try:
-                socket.send_fds(self._sock, [b"s"], list(stdio))
-            except OSError as exc:  # nothing reached the thread: the caller forks itself
-                self._request = None
-                raise HandOffError(str(exc)) from exc
-            interrupted = self._wait()
-            pid, error = self._result
-            self._request = None
-            self._result = (0, None)
-        finally:
-            if collecting:
-                gc.enable()
-        if interrupted is not None:
-            if error is None:  # nobody will own this child: leave nothing behind
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-            raise interrupted
+        ((pid, error),) = self.run_many(fork, [(stdio, kwargs)])
         if error is not None:
             raise error
         return pid
 
+    def run_many(
+        self,
+        fork: Callable[..., int],
+        jobs: Sequence[tuple[tuple[int, int, int], dict[str, Any]]],
+    ) -> list[tuple[int, BaseException | None]]:
+        """:meth:`run` for each ``(stdio, kwargs)`` of ``jobs``, in order, with one
+        hand-over per :data:`MAX_HANDED_FDS` distinct descriptors instead of one per child.
+
+        Returns ``(pid, None)`` for each child started and ``(0, exception)`` for each that
+        could not be (the others are still started). Raises HandOffError, having started
+        nothing, while another thread's request is under way or when nothing reached the
+        thread; an exception raised meanwhile in the calling thread (a signal handler's) is
+        raised once every child of the batch started so far has been killed and reaped.
+        """
+        if not self._busy.acquire(blocking=False):
+            raise HandOffError("the spawn thread serves another request")
+        done: list[tuple[int, BaseException | None]] = []  # the thread appends here
+        try:
+            for chunk in _chunks(jobs):
+                try:
+                    self._run(fork, chunk, done)
+                except HandOffError:
+                    if not done:
+                        raise
+                    # part of the batch started: the rest fails as a spawn that cannot fork
+                    done.extend((0, OSError(errno.EAGAIN, "spawn thread unavailable"))
+                                for _ in range(len(jobs) - len(done)))  # fmt: skip
+                    break
+        except BaseException:
+            # Nobody will own these children: leave nothing behind. A signal handler's
+            # exception can land anywhere, even between two steps of the wait: the thread
+            # is waited for again (at once when it answered) before anything is killed.
+            self._wait()
+            kill_all(pid for pid, error in done if error is None)
+            raise
+        finally:
+            self._busy.release()
+        return done
+
+    def _run(
+        self,
+        fork: Callable[..., int],
+        jobs: Sequence[tuple[tuple[int, int, int], dict[str, Any]]],
+        out: list[tuple[int, BaseException | None]],
+    ) -> None:
+        handed: dict[int, int] = {}  # our descriptor -> its place in the message
+        indexed: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
+        for (i, o, e), kwargs in jobs:
+            places = (handed.setdefault(i, len(handed)), handed.setdefault(o, len(handed)),
+                      handed.setdefault(e, len(handed)))  # fmt: skip
+            indexed.append((places, kwargs))
+        mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+        before = len(out)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._request = (fork, indexed, mask)
+            self._results = out
+            self._done.clear()
+            try:
+                socket.send_fds(self._sock, [b"s"], list(handed))
+            except OSError as exc:  # nothing reached the thread: the caller forks itself
+                self._request = None
+                self._done.set()
+                raise HandOffError(str(exc)) from exc
+            try:
+                interrupted = self._wait()
+            finally:
+                self._request = None
+        finally:
+            if collecting:
+                gc.enable()
+        if interrupted is not None:
+            raise interrupted  # the batch's children are killed by run_many
+        missing = len(jobs) - (len(out) - before)
+        if missing:
+            out.extend((0, OSError(0, "the spawn thread ended")) for _ in range(missing))
+
     def _wait(self) -> BaseException | None:
         """Wait for the thread's answer, even through an exception a signal handler raised
-        meanwhile (returned, to be raised once the answer is in)."""
+        meanwhile (returned, to be raised once the answer is in). Returns at once when the
+        thread has answered already: waiting twice is safe."""
         interrupted: BaseException | None = None
         while True:
             try:
-                self._done.acquire()
+                while not self._done.wait():
+                    pass
                 return interrupted
             except BaseException as exc:  # e.g. KeyboardInterrupt: the thread still works
                 interrupted = exc
@@ -179,11 +235,10 @@ class SmallTable:
         finally:
             sock.close()
             if self._request is not None:  # a requester waits: never leave it hanging
-                self._result = (0, OSError(0, "the spawn thread ended"))
-                self._done.release()
+                self._done.set()  # what was not done is reported missing
 
     def _serve(self, sock: socket.socket) -> None:
-        anc_size = socket.CMSG_SPACE(3 * 4)
+        anc_size = socket.CMSG_SPACE(MAX_HANDED_FDS * 4)
         flags = socket.MSG_CMSG_CLOEXEC
         while True:
             # Straight to the blocking call: nothing the collector tracks is allocated
@@ -197,26 +252,60 @@ class SmallTable:
                 for fd in _received(ancdata):
                     os.close(fd)
                 return  # the requester closed its end
-            pid, error, fds = 0, None, []
+            fds: list[int] = []
+            results = self._results
             try:
                 fds = _received(ancdata)
                 request = self._request
-                if request is None or len(fds) != 3:
+                if request is None or len(fds) > MAX_HANDED_FDS:
                     raise OSError(0, "spawn thread: malformed request")
-                fork, kwargs, mask = request
+                fork, jobs, mask = request
+                if any(place >= len(fds) for places, _ in jobs for place in places):
+                    raise OSError(0, "spawn thread: malformed request")
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 try:
-                    pid = fork(stdin=fds[0], stdout=fds[1], stderr=fds[2], **kwargs)
+                    for (i, o, e), kwargs in jobs:
+                        try:
+                            pid = fork(stdin=fds[i], stdout=fds[o], stderr=fds[e], **kwargs)
+                        except BaseException as exc:  # handed to the requester
+                            results.append((0, exc))
+                        else:
+                            results.append((pid, None))
                 finally:
                     signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
-            except BaseException as exc:  # handed to the requester
-                error = exc
+            except BaseException as exc:  # the whole request (nothing started by it)
+                if not results:
+                    results.append((0, exc))
             finally:
                 for fd in fds:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-            self._result = (pid, error)
-            self._done.release()
+            self._done.set()
+
+
+def _chunks(
+    jobs: Sequence[tuple[tuple[int, int, int], dict[str, Any]]],
+) -> Iterator[list[tuple[tuple[int, int, int], dict[str, Any]]]]:
+    """``jobs`` cut so that no chunk hands over more than MAX_HANDED_FDS descriptors."""
+    chunk: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
+    seen: set[int] = set()
+    for job in jobs:
+        new = seen.union(job[0])
+        if len(new) > MAX_HANDED_FDS:
+            yield chunk
+            chunk, new = [], set(job[0])
+        chunk.append(job)
+        seen = new
+    if chunk:
+        yield chunk
+
+
+def kill_all(pids: Iterable[int]) -> None:
+    """SIGKILL and reap each of ``pids`` (children nobody will own)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def _received(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

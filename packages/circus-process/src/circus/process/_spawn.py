@@ -8,7 +8,8 @@ must be reset for the child (``_sigreset``): ``setsid``, ``user``/``group``/
 ``extra_groups``, ``umask`` and ``pass_fds`` keep CPython on its vfork fast path (a Python
 preexec_fn forbids vfork and runs interpreter code in the child). Once thousands of
 descriptors are open, a plain spawn forks from a thread with a small table of its own
-(``_smalltable``).
+(``_smalltable``). :func:`launch_many` starts a batch (a watcher's start of many copies):
+one status read, one ``/dev/null``, and the whole batch handed to that thread at once.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "build_argv",
     "plan_spawn",
     "launch",
+    "launch_many",
     "set_spawn_thread",
     "spawn_thread",
 ]
@@ -337,6 +339,73 @@ def launch(plan: SpawnPlan, *, any_thread: bool = True) -> Launched:
     """
     # One read of our status serves the descriptor count and the signal state.
     status = thread_status()
+    _check_reserve(status)
+    job = _prepare(plan, status)
+    try:
+        try:
+            pid = _fork(job, any_thread)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise _fork_error(exc, job) from None
+        return Launched(pid, job.out_r, job.err_r)
+    except BaseException:
+        job.close_parent_ends()
+        raise
+    finally:
+        job.close_child_ends()
+
+
+def launch_many(plans: Sequence[SpawnPlan]) -> list[Launched | SpawnError]:
+    """Fork and exec one child per plan, in order: a :class:`Launched` for each child
+    started, the :class:`SpawnError` for each that could not be (the others still are).
+
+    The same children as :func:`launch` one by one, for less: the status read, the
+    signal state and ``/dev/null`` are shared, and once the descriptor table is large
+    (:data:`BATCH_SMALL_TABLE_FROM`) the batch goes to the small-table spawn thread in one
+    hand-over (``_smalltable``). Leaks nothing; an exception other than a SpawnError (a
+    signal handler's) is raised with every child of the batch killed and reaped.
+    """
+    results: list[Launched | SpawnError | None] = [None] * len(plans)
+    jobs: list[tuple[int, _Job]] = []
+    devnull = -1
+    try:
+        status: bytes | None = None
+        for index, plan in enumerate(plans):
+            if index % _STATUS_EVERY == 0:
+                status = thread_status()  # the table grows as the batch opens pipes
+            try:
+                _check_reserve(status)
+                jobs.append((index, _prepare(plan, status)))
+            except SpawnError as exc:
+                results[index] = exc
+        if any(subprocess.DEVNULL in job.streams for _, job in jobs):
+            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        pids = _fork_batch([job for _, job in jobs], devnull)
+        for (index, job), (pid, error) in zip(jobs, pids, strict=True):
+            if error is None:
+                results[index] = Launched(pid, job.out_r, job.err_r)
+            else:
+                job.close_parent_ends()
+                if isinstance(error, (OSError, subprocess.SubprocessError)):
+                    results[index] = _fork_error(error, job)
+                else:
+                    results[index] = SpawnError("cmd", job.plan.program, str(error))
+    except BaseException:
+        _smalltable.kill_all(r.pid for r in results if isinstance(r, Launched))
+        for _, job in jobs:
+            job.close_parent_ends()
+        raise
+    finally:
+        for _, job in jobs:
+            job.close_child_ends()
+        if devnull >= 0:
+            os.close(devnull)
+    return [r for r in results if r is not None]
+
+
+_STATUS_EVERY = 8  # plans of a batch checked against the reserve per read of our status
+
+
+def _check_reserve(status: bytes | None) -> None:
     free = _fdlimit.check_fd_reserve(status)
     if free is not None:
         raise SpawnError(
@@ -345,16 +414,50 @@ def launch(plan: SpawnPlan, *, any_thread: bool = True) -> Launched:
             f"only {free} file descriptors free, {_fdlimit.fd_reserve()} kept in reserve",
             errno.EMFILE,
         )
+
+
+@dataclass(slots=True)
+class _Job:
+    """One child ready to fork: its streams, the primitive's arguments, what to close."""
+
+    plan: SpawnPlan
+    cwd: str | None
+    streams: list[int | None]  # the child's 0/1/2: a descriptor, DEVNULL, or None (ours)
+    how: dict[str, Any]
+    to_close: list[int]  # the child's ends and a directory descriptor: closed after the fork
+    out_r: int | None = None
+    err_r: int | None = None
+    popen: dict[str, Any] = field(default_factory=dict)
+
+    def close_child_ends(self) -> None:
+        for fd in self.to_close:
+            os.close(fd)
+        self.to_close = []
+
+    def close_parent_ends(self) -> None:
+        for fd in (self.out_r, self.err_r):
+            if fd is not None:
+                os.close(fd)
+        self.out_r = self.err_r = None
+
+    def small_table_ok(self) -> bool:
+        """Whether the small-table thread may fork it (nothing passed by number)."""
+        return not self.plan.pass_fds and self.plan.stdin_fd is None and self.cwd == self.plan.cwd
+
+
+def _prepare(plan: SpawnPlan, status: bytes | None) -> _Job:
+    """Open what the child needs (pipes, its directory) and compute the primitive's
+    arguments; raises SpawnError with nothing left open."""
     to_close: list[int] = []
     out_r = err_r = None
     cwd = plan.cwd
-    if cwd is not None and plan.identity.uid not in (None, 0) and _PROC_FD:
-        # The child enters its directory as root, before the id switch: it goes through
-        # a descriptor of the directory checked for the user, never a path re-resolved.
-        dir_fd = open_working_dir(cwd, plan.identity)
-        to_close.append(dir_fd)
-        cwd = f"/proc/self/fd/{dir_fd}"
     try:
+        if cwd is not None and plan.identity.uid not in (None, 0) and _PROC_FD:
+            # The child enters its directory as root, before the id switch: it goes through
+            # a descriptor of the directory checked for the user, never a path re-resolved.
+            dir_fd = open_working_dir(cwd, plan.identity)
+            to_close.append(dir_fd)
+            cwd = f"/proc/self/fd/{dir_fd}"
         stdin: int | None
         if plan.stdin_fd is not None:
             stdin = plan.stdin_fd
@@ -377,115 +480,158 @@ def launch(plan: SpawnPlan, *, any_thread: bool = True) -> Launched:
                 to_close.append(stderr)
         except OSError as exc:  # EMFILE/ENFILE: out of descriptors
             raise SpawnError("pipe_stdout", True, exc.strerror or str(exc), exc.errno) from None
-        ident = plan.identity
-        kwargs: dict[str, Any] = {}
-        ignored, blocked = inherited_signal_state(status)
-        reset = reset_signals(ignored, blocked) if ignored or blocked else None
-        soft = _fdlimit.child_nofile()
-        if soft is not None and not any(r.resource == resource.RLIMIT_NOFILE for r in plan.rlimits):
-            reset = _chain(reset, _restore_nofile(soft))
-        if plan.rlimits:
-            kwargs["preexec_fn"] = _rlimit_preexec(plan.rlimits, ident, reset)
-        else:
-            if reset is not None:
-                kwargs["preexec_fn"] = reset
-            if ident.uid is not None:
-                kwargs["user"] = ident.uid
-            if ident.gid is not None:
-                kwargs["group"] = ident.gid
-            if ident.groups is not None:
-                kwargs["extra_groups"] = list(ident.groups)
-        try:
-            if _forkexec.USABLE:
-                pid = _direct(plan, cwd, stdin, stdout, stderr, kwargs, to_close, any_thread)
-            else:
-                popen = subprocess.Popen(
-                    plan.argv,
-                    executable=plan.program,
-                    stdin=stdin,
-                    stdout=stdout,
-                    stderr=stderr,
-                    close_fds=True,
-                    pass_fds=plan.pass_fds,
-                    cwd=cwd,
-                    env=plan.env,
-                    start_new_session=True,
-                    umask=plan.umask,
-                    **kwargs,
-                )
-                # From here on the pid is ours alone: mark the Popen finished so its
-                # finaliser neither warns nor reaps it.
-                popen.returncode = 0
-                pid = popen.pid
-        except subprocess.SubprocessError as exc:
-            # Only our preexec_fn can fail this way: it sets rlimits and ids.
-            raise SpawnError("rlimits", {r.name: r.value for r in plan.rlimits}, str(exc)) from None
-        except OSError as exc:
-            if cwd != plan.cwd and getattr(exc, "filename", None) == cwd:
-                exc.filename = plan.cwd  # the directory by the name it was given
-            raise _map_oserror(exc, plan) from None
-        # From here on reaping goes through pidfd/waitid in _process.py.
-        return Launched(pid, out_r, err_r)
     except BaseException:
-        for fd in (out_r, err_r):
+        for fd in (out_r, err_r, *to_close):
             if fd is not None:
                 os.close(fd)
         raise
-    finally:
-        for fd in to_close:
-            os.close(fd)
+    ident = plan.identity
+    kwargs: dict[str, Any] = {}
+    ignored, blocked = inherited_signal_state(status)
+    reset = reset_signals(ignored, blocked) if ignored or blocked else None
+    soft = _fdlimit.child_nofile()
+    if soft is not None and not any(r.resource == resource.RLIMIT_NOFILE for r in plan.rlimits):
+        reset = _chain(reset, _restore_nofile(soft))
+    if plan.rlimits:
+        kwargs["preexec_fn"] = _rlimit_preexec(plan.rlimits, ident, reset)
+    else:
+        if reset is not None:
+            kwargs["preexec_fn"] = reset
+        if ident.uid is not None:
+            kwargs["user"] = ident.uid
+        if ident.gid is not None:
+            kwargs["group"] = ident.gid
+        if ident.groups is not None:
+            kwargs["extra_groups"] = list(ident.groups)
+    how: dict[str, Any] = {}
+    if _forkexec.USABLE:
+        try:
+            env = _forkexec.encode_env(plan.env)
+        except BaseException:
+            for fd in (out_r, err_r, *to_close):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        how = {
+            "argv": plan.argv,
+            "program": plan.program,
+            "env": env,
+            "cwd": cwd,
+            "pass_fds": plan.pass_fds,
+            "setsid": True,
+            "uid": kwargs.get("user"),
+            "gid": kwargs.get("group"),
+            "extra_groups": kwargs.get("extra_groups"),
+            "umask": plan.umask,
+            "preexec_fn": kwargs.get("preexec_fn"),
+        }
+    return _Job(plan, cwd, [stdin, stdout, stderr], how, to_close, out_r, err_r, kwargs)
 
 
-def _direct(
-    plan: SpawnPlan,
-    cwd: str | None,
-    stdin: int | None,
-    stdout: int | None,
-    stderr: int | None,
-    kwargs: dict[str, Any],
-    to_close: list[int],
-    any_thread: bool,
-) -> int:
-    """Popen's fork/exec without Popen (``_forkexec``): the same child, less parent work."""
-    streams = [stdin, stdout, stderr]
+def _fork_error(exc: BaseException, job: _Job) -> SpawnError:
+    """The SpawnError for what the fork/exec of ``job`` raised."""
+    plan = job.plan
+    if isinstance(exc, subprocess.SubprocessError):
+        # Only our preexec_fn can fail this way: it sets rlimits and ids.
+        return SpawnError("rlimits", {r.name: r.value for r in plan.rlimits}, str(exc))
+    assert isinstance(exc, OSError)
+    if job.cwd != plan.cwd and getattr(exc, "filename", None) == job.cwd:
+        exc.filename = plan.cwd  # the directory by the name it was given
+    return _map_oserror(exc, plan)
+
+
+def _fork(job: _Job, any_thread: bool) -> int:
+    """Fork/exec one prepared child (directly, through the spawn thread, or by Popen)."""
+    plan = job.plan
+    if not _forkexec.USABLE:
+        popen = subprocess.Popen(
+            plan.argv,
+            executable=plan.program,
+            stdin=job.streams[0],
+            stdout=job.streams[1],
+            stderr=job.streams[2],
+            close_fds=True,
+            pass_fds=plan.pass_fds,
+            cwd=job.cwd,
+            env=plan.env,
+            start_new_session=True,
+            umask=plan.umask,
+            **job.popen,
+        )
+        # From here on the pid is ours alone: mark the Popen finished so its
+        # finaliser neither warns nor reaps it.
+        popen.returncode = 0
+        return popen.pid
+    streams = job.streams
     if subprocess.DEVNULL in streams:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        to_close.append(devnull)
+        job.to_close.append(devnull)
         streams = [devnull if fd == subprocess.DEVNULL else fd for fd in streams]
     fds = [-1 if fd is None else fd for fd in streams]
-    how: dict[str, Any] = {
-        "argv": plan.argv,
-        "program": plan.program,
-        "env": _forkexec.encode_env(plan.env),
-        "cwd": cwd,
-        "pass_fds": plan.pass_fds,
-        "setsid": True,
-        "uid": kwargs.get("user"),
-        "gid": kwargs.get("group"),
-        "extra_groups": kwargs.get("extra_groups"),
-        "umask": plan.umask,
-        "preexec_fn": kwargs.get("preexec_fn"),
-    }
     # A descriptor just opened takes the lowest free number, so every number below the
     # highest one opened here is in use: a cheap, exact sign of a large table.
     if (
         any_thread
-        and not plan.pass_fds
-        and plan.stdin_fd is None
-        and cwd == plan.cwd
+        and job.small_table_ok()
         and SMALL_TABLE_FROM is not None
-        and max(to_close, default=-1) >= SMALL_TABLE_FROM
+        and max(job.to_close, default=-1) >= SMALL_TABLE_FROM
     ):
         spawner = _smalltable.spawner()
         if spawner is not None:
-            # "inherit" means our own 0/1/2, handed over like the others
-            stdio = (fds[0] if fds[0] >= 0 else 0, fds[1] if fds[1] >= 0 else 1,
-                     fds[2] if fds[2] >= 0 else 2)  # fmt: skip
             try:
-                return spawner.run(_forkexec.fork_exec, stdio, how)
+                return spawner.run(_forkexec.fork_exec, _stdio(fds), job.how)
             except _smalltable.HandOffError:
                 pass  # e.g. our descriptor 0 is closed: fork from here, as below
-    return _forkexec.fork_exec(stdin=fds[0], stdout=fds[1], stderr=fds[2], **how)
+    return _forkexec.fork_exec(stdin=fds[0], stdout=fds[1], stderr=fds[2], **job.how)
+
+
+def _stdio(fds: list[int]) -> tuple[int, int, int]:
+    # "inherit" means our own 0/1/2, handed over like the others
+    return (fds[0] if fds[0] >= 0 else 0, fds[1] if fds[1] >= 0 else 1,
+            fds[2] if fds[2] >= 0 else 2)  # fmt: skip
+
+
+def _fork_batch(jobs: list[_Job], devnull: int) -> list[tuple[int, BaseException | None]]:
+    """Fork/exec each prepared child, in order: ``(pid, None)`` or ``(0, exception)``.
+
+    Past :func:`batch_threshold` descriptors, the children that may go through the
+    small-table thread go in one hand-over; the others fork from here, one by one.
+    """
+    done: dict[int, tuple[int, BaseException | None]] = {}
+    threshold = batch_threshold()
+    if _forkexec.USABLE and threshold is not None and len(jobs) > 1:
+        handed = [
+            i
+            for i, job in enumerate(jobs)
+            if job.small_table_ok() and max(*job.to_close, devnull, -1) >= threshold
+        ]
+        spawner = _smalltable.spawner() if handed else None
+        if spawner is not None:
+            requests = []
+            for i in handed:
+                fds = [devnull if fd == subprocess.DEVNULL else fd for fd in jobs[i].streams]
+                requests.append((_stdio([-1 if fd is None else fd for fd in fds]), jobs[i].how))
+            try:
+                results = spawner.run_many(_forkexec.fork_exec, requests)
+            except _smalltable.HandOffError:
+                results = []  # none started: each forks from here
+            for i, result in zip(handed, results, strict=False):  # none on a failed hand-over
+                done[i] = result
+    out: list[tuple[int, BaseException | None]] = []
+    for i, job in enumerate(jobs):
+        if i in done:
+            out.append(done[i])
+            continue
+        try:
+            if devnull >= 0:
+                job.streams = [devnull if fd == subprocess.DEVNULL else fd for fd in job.streams]
+            out.append((_fork(job, any_thread=False), None))
+        except (OSError, subprocess.SubprocessError) as exc:
+            out.append((0, exc))
+        except BaseException:
+            _smalltable.kill_all(pid for pid, error in [*out, *done.values()] if error is None)
+            raise
+    return out
 
 
 #: Spawns fork from the small-table thread (``_smalltable``) once this many descriptors
@@ -493,6 +639,18 @@ def _direct(
 DEFAULT_SPAWN_THREAD_FROM = 4096
 #: The threshold in force (:func:`set_spawn_thread`); ``None``: never.
 SMALL_TABLE_FROM: int | None = DEFAULT_SPAWN_THREAD_FROM
+#: With the default threshold, a batch (:func:`launch_many`) forks from the spawn thread
+#: from this many descriptors: one hand-over serves ~80 children, so the table copy it
+#: saves pays for it much sooner than for a single spawn.
+BATCH_SMALL_TABLE_FROM = 1024
+
+
+def batch_threshold() -> int | None:
+    """The descriptor number from which a batch forks from the spawn thread (None: never):
+    :data:`BATCH_SMALL_TABLE_FROM` under the default threshold, else the one set."""
+    if SMALL_TABLE_FROM == DEFAULT_SPAWN_THREAD_FROM:
+        return min(SMALL_TABLE_FROM, BATCH_SMALL_TABLE_FROM)
+    return SMALL_TABLE_FROM
 
 
 def set_spawn_thread(from_descriptors: int | None) -> None:

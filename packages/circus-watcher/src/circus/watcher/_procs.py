@@ -15,7 +15,9 @@ __all__ = [
     "ProcessFactory",
     "ProcessLike",
     "close_process",
+    "batchable",
     "make_process",
+    "make_processes",
     "process_status",
     "socket_fd",
 ]
@@ -92,8 +94,45 @@ def make_process(watcher: Watcher, wid: int) -> ProcessLike:
         return _spawn(watcher, wid, spawn.fds, spawn.fds[stdin_name] if stdin_name else None)
 
 
+def batchable(watcher: Watcher) -> bool:
+    """Whether :func:`make_processes` may start ``watcher``'s processes together: the default
+    factory, no sockets, no per-process health channel."""
+    return watcher._factory is None and not watcher.sockets and not watcher._health.configured
+
+
+def make_processes(watcher: Watcher, count: int) -> list[ProcessLike | Exception]:
+    """Spawn ``count`` processes of a :func:`batchable` watcher in one batch
+    (``Process.spawn_many``), each with a fresh worker id: per process, in order, the
+    process or what its spawn raised (its worker id released, nothing left behind)."""
+    from circus.process import Process
+
+    wids = watcher._procs.wids
+    procs: list[Any] = []
+    try:
+        for _ in range(count):
+            wid = wids.acquire()
+            try:
+                procs.append(_spawn(watcher, wid, {}, None, spawn=False))
+            except BaseException:
+                wids.release(wid)
+                raise
+        errors: list[Any] = Process.spawn_many(procs)
+    except BaseException:
+        for proc in procs:
+            wids.release(proc.wid)
+        raise
+    out: list[ProcessLike | Exception] = []
+    for proc, error in zip(procs, errors, strict=True):
+        if error is None:
+            out.append(cast(ProcessLike, proc))
+        else:
+            wids.release(proc.wid)
+            out.append(error)
+    return out
+
+
 def _spawn(
-    watcher: Watcher, wid: int, sockets: dict[str, int], stdin_fd: int | None
+    watcher: Watcher, wid: int, sockets: dict[str, int], stdin_fd: int | None, spawn: bool = True
 ) -> ProcessLike:
     from circus.process import Process
 
@@ -118,7 +157,7 @@ def _spawn(
             executable=o.executable,
             use_fds=o.use_sockets,
             watcher=watcher,
-            spawn=True,
+            spawn=spawn,
             pipe_stdout=pipe_stdout,
             pipe_stderr=pipe_stderr,
             close_child_stdin=o.close_child_stdin,

@@ -34,6 +34,8 @@ logger = logging.getLogger("circus.watcher")
 _SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 _SHORTAGE_FIRST = 0.1
 _SHORTAGE_MAX = 5.0
+#: Processes a start spawns together (one hand-over to the spawn thread, one loop pass).
+BATCH = 64
 
 
 def is_shortage(exc: BaseException) -> bool:
@@ -169,7 +171,16 @@ class Spawner:
         generation = w._life.generation
         warmup = w.settings.warmup_delay
         missing = w.numprocesses - len(w._procs) - self.pending
-        for index in range(missing):
+        first = 0
+        if missing > 1 and warmup <= 0 and not w._hooks.any_of("before_spawn", "after_spawn"):
+            from ._procs import batchable
+
+            if batchable(w):
+                done = await self._spawn_batches(missing, started, generation)
+                if done is None:
+                    return started
+                first = done
+        for index in range(first, missing):
             if generation != w._life.generation or w._life.halt or not w._life.running:
                 break
             try:
@@ -183,6 +194,41 @@ class Spawner:
             if warmup > 0 and index + 1 < missing:
                 await asyncio.sleep(warmup)
         return started
+
+    async def _spawn_batches(self, missing: int, started: list[int], generation: int) -> int | None:
+        """Spawn ``missing`` processes :data:`BATCH` at a time (``make_processes``), the
+        loop run between batches (a stop, a status request, output get their turn).
+
+        Returns how many are dealt with; after a failed spawn the caller spawns that one
+        and the rest one by one (their retries and ``max_retry``). None: the start ends
+        here (a stop came, or the host is short and the rest are spawned later).
+        """
+        from ._procs import make_processes
+
+        w = self._w
+        done = 0
+        while done < missing:
+            if generation != w._life.generation or w._life.halt or not w._life.running:
+                return None
+            results = make_processes(w, min(BATCH, missing - done))
+            failed: Exception | None = None
+            for result in results:
+                if isinstance(result, Exception):
+                    failed = failed or result
+                else:
+                    self._register(result)
+                    started.append(result.pid)
+            ok = sum(not isinstance(result, Exception) for result in results)
+            done += ok
+            if failed is not None:
+                if is_shortage(failed):
+                    self.spawn_later(missing - done, failed)
+                    return None
+                logger.warning("watcher %s: spawn failed: %s", w.name, failed)
+                return done
+            if done < missing:
+                await asyncio.sleep(0)
+        return done
 
     # ------------------------------------------------------------------ deaths
 
