@@ -39,6 +39,7 @@ from pathlib import Path
 import zmq
 
 SLEEP = ["/usr/bin/sleep", "3600"]
+GAP = 0.0  # seconds between a spawn event and the next kill (--gap)
 
 _DAEMON = r"""
 import asyncio, json, os, select, signal, sys, time
@@ -127,7 +128,7 @@ def _raw(kills: int) -> list[float]:
         proc.wait()
         proc = subprocess.Popen(SLEEP, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         took.append(time.perf_counter() - t0)
-        time.sleep(0.002)
+        time.sleep(GAP)
     proc.kill()
     proc.wait()
     return took
@@ -161,7 +162,7 @@ def _daemon_pipe(kills: int, wd: Path) -> list[float]:
             if i:
                 took.append(time.perf_counter() - t0)
             pid = new
-            time.sleep(0.002)
+            time.sleep(GAP)
     finally:
         daemon.kill()
         daemon.wait()
@@ -203,7 +204,7 @@ def _daemon(mode: str, kills: int, wd: Path) -> list[float]:
             pid = json.loads(sub.recv_multipart()[1])["process_pid"]
             if i:  # the first is a warm-up
                 took.append(t1 - t0)
-            time.sleep(0.002)
+            time.sleep(GAP)
     finally:
         daemon.kill()
         daemon.wait()
@@ -223,7 +224,16 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=int, default=2, help="each variant this many times, alternated"
     )
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=0.0,
+        help="ms between a spawn event and the next kill (run.py's row: none; idle vCPUs "
+        "sleep deeper and wake later)",
+    )
     args = ap.parse_args()
+    global GAP
+    GAP = args.gap / 1000
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="respawn-floor-") as tmp:
         for _ in range(args.rounds):
