@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,5 +78,34 @@ def test_a_command_that_cannot_exec_fails_the_start_as_before(
         with pytest.raises(SpawnFailedError):
             await w.start()
         assert w.pids == [] and w.is_stopped()
+
+    run_async(main)
+
+
+def test_a_batch_takes_output_pipes_only_within_the_descriptor_budget(
+    make: Any, run_async: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circus.process import _fdlimit
+    from circus.watcher import _output
+
+    monkeypatch.setattr(_output, "_room", None)  # no count cached by an earlier test
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    margin = 30  # above half the table: the pipes of 10 processes
+
+    async def main() -> None:
+        w = make("sleep 300", numprocesses=BATCH)
+        w.add_output_observer(lambda pid, stream, data: None)  # pipes for observers only
+        half = len(os.listdir("/proc/self/fd")) + margin
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2 * half, hard))
+        _fdlimit.set_fd_reserve(4)
+        try:
+            await w.start()
+        finally:
+            _fdlimit.set_fd_reserve(0)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        procs = [w._procs.find(pid, w.name) for pid in w.pids]
+        piped = sum(p.stdout is not None for p in procs)
+        assert len(procs) == BATCH
+        assert piped * 3 <= margin  # a batch is not given pipes past the budget
 
     run_async(main)

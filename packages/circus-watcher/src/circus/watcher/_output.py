@@ -33,8 +33,8 @@ class OutputPump:
         self._observing = False
         self._unobserved_warned = False
 
-    def pipes(self) -> tuple[bool, bool]:
-        """Whether new processes need a stdout / stderr pipe.
+    def pipes(self, count: int = 1) -> tuple[bool, bool]:
+        """Whether the ``count`` processes about to be spawned need a stdout / stderr pipe.
 
         A stream with a configured class always gets its pipe. A stream piped only for
         observers (circusd's ``logs`` ring and ``output.*`` events) gets none once pipes
@@ -47,7 +47,7 @@ class OutputPump:
         to_out = settings.stdout_stream is not None
         to_err = settings.stderr_stream is not None
         if self._watcher._events.observers and not (to_out and to_err):
-            if _room_for_pipes():
+            if _room_for_pipes(count):
                 return True, True
             if not self._unobserved_warned:
                 self._unobserved_warned = True
@@ -136,8 +136,9 @@ class OutputPump:
         self._opened_with.clear()
 
 
-def _room_for_pipes() -> bool:
-    """True while at least half the descriptor limit is free, or no spawn reserve is set.
+def _room_for_pipes(count: int = 1) -> bool:
+    """True while at least half the descriptor limit is free, or no spawn reserve is set,
+    with room above it for the pipes of ``count`` processes spawned together.
 
     Only a supervisor that set a descriptor reserve (``circus.process.set_fd_reserve``, as
     circusd does) budgets its table; a watcher embedded elsewhere always pipes.
@@ -148,16 +149,17 @@ def _room_for_pipes() -> bool:
     if fd_reserve() <= 0:
         return True
     now = time.monotonic()
+    extra = 3 * (max(1, count) - 1)  # the batch's others: none of their pipes is open yet
     if _room is not None and now - _room[1] < _ROOM_RECHECK_S:
         # each spawn since the count took up to three descriptors of the margin
-        left = _room[0] - 3
+        left = _room[0] - 3 - extra
         _room = (left, _room[1])
-        if left > 0 or _room[0] < -3:
+        if left > 0 or _room[0] < -3 - extra:
             return left > 0
     # counting may mean listing every open descriptor: done at most once a second, or
     # when the margin counted last is spent
     half = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
-    left = free_fds(half) - half
+    left = free_fds(half) - half - extra
     _room = (left if left > 0 else -1000, now)
     return left > 0
 

@@ -108,11 +108,12 @@ def make_processes(watcher: Watcher, count: int) -> list[ProcessLike | Exception
 
     wids = watcher._procs.wids
     procs: list[Any] = []
+    pipes = watcher._output.pipes(count)  # one decision for the batch: none is open yet
     try:
         for _ in range(count):
             wid = wids.acquire()
             try:
-                procs.append(_spawn(watcher, wid, {}, None, spawn=False))
+                procs.append(_spawn(watcher, wid, {}, None, spawn=False, pipes=pipes))
             except BaseException:
                 wids.release(wid)
                 raise
@@ -132,12 +133,17 @@ def make_processes(watcher: Watcher, count: int) -> list[ProcessLike | Exception
 
 
 def _spawn(
-    watcher: Watcher, wid: int, sockets: dict[str, int], stdin_fd: int | None, spawn: bool = True
+    watcher: Watcher,
+    wid: int,
+    sockets: dict[str, int],
+    stdin_fd: int | None,
+    spawn: bool = True,
+    pipes: tuple[bool, bool] | None = None,
 ) -> ProcessLike:
     from circus.process import Process
 
     o = watcher.settings
-    pipe_stdout, pipe_stderr = watcher._output.pipes()
+    pipe_stdout, pipe_stderr = watcher._output.pipes() if pipes is None else pipes
     env = watcher._inputs.env()
     extra = watcher._health.spawn_env()  # a notify socket of its own, if configured
     if extra:
