@@ -19,6 +19,7 @@ from . import _cgroup
 from ._errors import ProcessStateError, SpawnError
 from ._process_stop import Stopping
 from ._reaping import registry
+from ._smalltable import kill_all
 from ._spawn import Launched, SpawnPlan, launch, launch_many, plan_spawn
 
 __all__ = ["Process", "RUNNING", "DEAD_OR_ZOMBIE", "UNEXISTING", "OTHER"]
@@ -329,11 +330,21 @@ class Process(Stopping):
             except SpawnError as exc:
                 errors[index] = exc
         results = launch_many([plan for _, _, plan in batch])
-        for (index, proc, plan), result in zip(batch, results, strict=True):
-            if isinstance(result, SpawnError):
-                errors[index] = result
-            else:
-                proc._launched(plan, result)
+        try:
+            for (index, proc, plan), result in zip(batch, results, strict=True):
+                if isinstance(result, SpawnError):
+                    errors[index] = result
+                else:
+                    proc._launched(plan, result)
+        except BaseException:  # a signal handler's: nobody will own the batch's children
+            _abandon(
+                [
+                    (proc, r)
+                    for (_, proc, _), r in zip(batch, results, strict=True)
+                    if isinstance(r, Launched)
+                ]
+            )
+            raise
         return errors
 
     # -- state --------------------------------------------------------------------------------
@@ -419,3 +430,18 @@ def _shared_or_copy(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if isinstance(mapping, MappingProxyType):
         return mapping
     return dict(mapping) if mapping else {}
+
+
+def _abandon(launched: list[tuple[Process, Launched]]) -> None:
+    """Kill and reap the children of an interrupted batch, close what each holds and leave
+    its Process unspawned (nothing else will own them)."""
+    kill_all(r.pid for _, r in launched)
+    for proc, r in launched:
+        fds = {r.stdout, r.stderr}
+        if proc.pid == r.pid:
+            registry.pop(r.pid, None)
+            fds |= {proc.stdout, proc.stderr, proc.pidfd}
+            proc.pid = proc.stdout = proc.stderr = proc.pidfd = None
+        for fd in fds - {None}:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # type: ignore[arg-type]

@@ -366,6 +366,7 @@ def launch_many(plans: Sequence[SpawnPlan]) -> list[Launched | SpawnError]:
     """
     results: list[Launched | SpawnError | None] = [None] * len(plans)
     jobs: list[tuple[int, _Job]] = []
+    pids: list[tuple[int, BaseException | None]] = []
     devnull = -1
     try:
         status: bytes | None = None
@@ -378,7 +379,13 @@ def launch_many(plans: Sequence[SpawnPlan]) -> list[Launched | SpawnError]:
             except SpawnError as exc:
                 results[index] = exc
         if any(subprocess.DEVNULL in job.streams for _, job in jobs):
-            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            except OSError as exc:  # EMFILE/ENFILE: each spawn fails, as launch() would
+                for index, job in jobs:
+                    job.close_parent_ends()
+                    results[index] = _fork_error(exc, job)
+                return [r for r in results if r is not None]
         pids = _fork_batch([job for _, job in jobs], devnull)
         for (index, job), (pid, error) in zip(jobs, pids, strict=True):
             if error is None:
@@ -390,7 +397,8 @@ def launch_many(plans: Sequence[SpawnPlan]) -> list[Launched | SpawnError]:
                 else:
                     results[index] = SpawnError("cmd", job.plan.program, str(error))
     except BaseException:
-        _smalltable.kill_all(r.pid for r in results if isinstance(r, Launched))
+        # every child forked, not only those reported yet: nobody will own them
+        _smalltable.kill_all(pid for pid, error in pids if error is None)
         for _, job in jobs:
             job.close_parent_ends()
         raise
