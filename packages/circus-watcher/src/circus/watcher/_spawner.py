@@ -90,13 +90,15 @@ class Spawner:
         w = self._w
         self._shortages = 0
         w._procs.add(proc)
+        # The event first: what follows is not waited for (output waits in its pipes, and
+        # nothing of the loop runs before this function returns).
+        w._emit("spawn", {"process_pid": proc.pid, "time": proc.started})
         proc.add_exit_callback(self._exit_callback)
         w._output.attach(proc)
         max_age = w.settings.max_age
         if max_age > 0:
             delay = max_age + random.uniform(0, w.settings.max_age_variance)
             w._procs.arm_max_age(proc, delay, self._on_max_age)
-        w._emit("spawn", {"process_pid": proc.pid, "time": proc.started})
         w._health.track(proc)
 
     async def spawn(self, generation: int | None = None) -> ProcessLike | None:
@@ -281,41 +283,60 @@ class Spawner:
         self._after_death(proc, failed=True)
 
     def _after_death(self, proc: ProcessLike, failed: bool = False) -> None:
-        """Decide what an unrequested death leads to: respawn now, later, or stop."""
+        """Decide what an unrequested death leads to: respawn now, later, or stop.
+
+        A replacement spawned at once is forked and announced before the dead process is
+        closed and its exit recorded and logged: nobody waits for those, everybody waits
+        for the ``spawn`` event.
+        """
         w = self._w
         exit_code = proc.returncode
         if failed and (exit_code is None or exit_code in w.settings.success_exit_codes):
             exit_code = -1  # ended by us: never a success, whatever status it left
         lifetime = time.time() - proc.started
-        close_process(proc)
         if not w._life.running or w._life.halt:
+            close_process(proc)
             return  # stopping, or a stop from inside is on its way: no respawn
         verdict = w._flapping.record(time.monotonic())
         if verdict is not Verdict.OK:
+            close_process(proc)
             w._life.halt = Halt.FLAPPING  # until that stop runs (it may wait for the lock)
             w._tasks.run(w._stopper.flap(verdict, w._life.generation))
             return
         failed = w._policy.is_failure(exit_code)
         if not w._policy.wants_respawn(exit_code):
+            close_process(proc)
             w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=0,
                             delay=None, reset_after=w.settings.backoff_reset)  # fmt: skip
             if not w._procs and not self.pending and w.status() == "active":
                 w._tasks.run(w._stopper.stop_from_inside(rearm=True, generation=w._life.generation))
             return
         delay = w._policy.record_exit(exit_code, lifetime)
-        w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=w._policy.streak,
+        streak = w._policy.streak
+        if (
+            delay <= 0
+            and not w._policy.exhausted()
+            and len(w._procs) + self.pending < w.numprocesses
+        ):
+            self.pending += 1
+            try:
+                self._respawn()  # the fork and the spawn event first
+            finally:
+                close_process(proc)
+                w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=streak,
+                                delay=delay, reset_after=w.settings.backoff_reset)  # fmt: skip
+            return
+        close_process(proc)
+        w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=streak,
                         delay=delay, reset_after=w.settings.backoff_reset)  # fmt: skip
         if w._policy.exhausted():
             w._life.halt = Halt.FLAPPING  # until that stop runs (it may wait for the lock)
-            w._tasks.run(w._stopper.give_up(w._policy.streak, w._life.generation))
+            w._tasks.run(w._stopper.give_up(streak, w._life.generation))
             return
         if len(w._procs) + self.pending >= w.numprocesses:
             return  # e.g. decr raced the death
         self.pending += 1
-        if delay > 0:
-            self._later(delay)
-        else:
-            self._respawn()
+        self._later(delay)
 
     def _later(self, delay: float) -> None:
         """Spawn one (already pending) replacement in ``delay`` seconds."""
