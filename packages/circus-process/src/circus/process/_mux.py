@@ -33,8 +33,10 @@ MAX_EVENTS = 64
 # writers for a CPU, and shorter bursts of work wait less (1,000 chatty children on 2 cores:
 # the main thread sat on the run queue for most of each slow ``status``; bench/README.md,
 # "Chatty, session 4"). Output is not lost meanwhile: it waits in the pipes, and reads get
-# bigger. Exits (pidfds) wait at most PAUSE too, only while output floods; a dispatch that is
-# mostly exits (a mass stop) ends the flood mode at once.
+# bigger. Exits (pidfds, added with ``exit_fd=True``) are in an epoll set of their own that is
+# never paused and is served first: held behind the flooding pipes' turns, a reap (and so a
+# respawn or a stop) waited one PAUSE per FLOOD_BATCH of them (0.7 s behind 2,000 pipes).
+# A dispatch that is mostly pipes at EOF (a mass stop) ends the flood mode at once.
 FLOOD_BATCH = 16
 PAUSE = 0.005
 
@@ -51,31 +53,35 @@ class FdMux:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop_ref = weakref.ref(loop)
         self._epoll = select.epoll()  # close-on-exec, so children never inherit it
+        self._exits = select.epoll()  # exit fds: never paused (see FLOOD_BATCH)
         self._callbacks: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._dispatching = False
         self._resume_at: asyncio.TimerHandle | None = None  # set while paused
         self._flooding = False
         loop.add_reader(self._epoll.fileno(), self._dispatch)
+        loop.add_reader(self._exits.fileno(), self._dispatch_exits)
 
     def __len__(self) -> int:
         return len(self._callbacks)
 
-    def add(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Watch ``fd``; replaces an earlier callback for the same fd."""
+    def add(self, fd: int, callback: Callable[..., Any], *args: Any, exit_fd: bool = False) -> None:
+        """Watch ``fd``; replaces an earlier callback for the same fd. ``exit_fd``: a
+        process's exit (a pidfd), served first and never held back by a flood pause."""
         if fd in self._callbacks:
             self._callbacks[fd] = (callback, args)
             return
-        self._epoll.register(fd, _READ)
+        (self._exits if exit_fd else self._epoll).register(fd, _READ)
         self._callbacks[fd] = (callback, args)
 
     def remove(self, fd: int) -> None:
         """Stop watching ``fd`` (a no-op if it is not watched)."""
         if self._callbacks.pop(fd, None) is None:
             return
-        try:
-            self._epoll.unregister(fd)
-        except (OSError, ValueError):
-            pass  # closed already: the kernel dropped it with its last reference
+        for epoll in (self._epoll, self._exits):
+            try:
+                epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass  # not in this set, or closed already (the kernel dropped it)
 
     def _dispatch(self) -> None:
         # An fd released by a callback leaves the mux open until the dispatch ends: a dead
@@ -96,6 +102,25 @@ class FdMux:
                 self.close()
             elif self._flooding:
                 self._pause()
+
+    def _dispatch_exits(self) -> None:
+        self._dispatching = True
+        try:
+            self._serve_exits()
+        finally:
+            self._dispatching = False
+            if not self._callbacks:
+                loop = self._loop_ref()
+                if loop is not None and _muxes.get(loop) is self:
+                    del _muxes[loop]
+                self.close()
+
+    def _serve_exits(self) -> None:
+        try:
+            ready = self._exits.poll(0)
+        except InterruptedError:
+            return
+        self._run(ready)
 
     def _pause(self) -> None:
         loop = self._loop_ref()
@@ -118,6 +143,7 @@ class FdMux:
         # loop here. Returns how many callbacks said they moved output (see the class).
         busy = 0
         for _ in range(_ROUNDS):
+            self._serve_exits()
             try:
                 ready = self._epoll.poll(0, budget)
             except InterruptedError:
@@ -125,22 +151,28 @@ class FdMux:
             if not ready:
                 return busy
             budget -= len(ready)
-            for fd, _events in ready:
-                entry = self._callbacks.get(fd)
-                if entry is None:
-                    continue
-                callback, args = entry
-                try:
-                    if callback(*args) is True:
-                        busy += 1
-                except Exception as exc:  # one bad callback must not starve the others
-                    loop = self._loop_ref()
-                    if loop is not None:
-                        loop.call_exception_handler(
-                            {"message": f"fd {fd} callback {callback!r} failed", "exception": exc}
-                        )
+            busy += self._run(ready)
             if budget <= 0:
-                return busy
+                break
+        self._serve_exits()  # the exits of children whose pipes this dispatch saw close
+        return busy
+
+    def _run(self, ready: list[tuple[int, int]]) -> int:
+        busy = 0
+        for fd, _events in ready:
+            entry = self._callbacks.get(fd)
+            if entry is None:
+                continue
+            callback, args = entry
+            try:
+                if callback(*args) is True:
+                    busy += 1
+            except Exception as exc:  # one bad callback must not starve the others
+                loop = self._loop_ref()
+                if loop is not None:
+                    loop.call_exception_handler(
+                        {"message": f"fd {fd} callback {callback!r} failed", "exception": exc}
+                    )
         return busy
 
     def close(self) -> None:
@@ -149,13 +181,14 @@ class FdMux:
             self._resume_at.cancel()
             self._resume_at = None
         loop = self._loop_ref()
-        if loop is not None and not loop.is_closed() and not self._epoll.closed:
-            try:
-                loop.remove_reader(self._epoll.fileno())
-            except (RuntimeError, ValueError, OSError):
-                pass
+        for epoll in (self._epoll, self._exits):
+            if loop is not None and not loop.is_closed() and not epoll.closed:
+                try:
+                    loop.remove_reader(epoll.fileno())
+                except (RuntimeError, ValueError, OSError):
+                    pass
+            epoll.close()
         self._callbacks.clear()
-        self._epoll.close()
 
 
 _muxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FdMux] = weakref.WeakKeyDictionary()

@@ -98,7 +98,7 @@ class ExitWatching(ProcessFields):
         self._watch_loop = loop
         if self.pidfd is not None:
             # Straight into the loop's epoll set: no undo closure to keep per child.
-            _mux.mux_for(loop).add(self.pidfd, self._on_exit_event)
+            _mux.mux_for(loop).add(self.pidfd, self._on_exit_event, exit_fd=True)
             self._watch_undo = _PIDFD_WATCHED
         else:
             self._watch_undo = watch_exit(loop, self, self._on_exit_event)
