@@ -445,9 +445,16 @@ def _clear_stale(dir_fd: int, name: str, spec: HttpServerSpec) -> None:
     probe.settimeout(1.0)
     try:
         probe.connect(through(dir_fd, name, spec.path or name))
-    except OSError:
+    except ConnectionRefusedError:
         os.unlink(name, dir_fd=dir_fd)  # stale: left by a daemon that died
         return
+    except FileNotFoundError:
+        return  # gone meanwhile
+    except OSError as exc:  # a live server may be busy (backlog full, slow): not stale
+        raise OSError(
+            f"{spec.where}: cannot tell whether a server listens on {spec.path} ({exc}); "
+            "not replacing it"
+        ) from exc
     finally:
         probe.close()
     raise OSError(f"{spec.where}: another server is already listening on {spec.path}")
