@@ -9,6 +9,7 @@ import errno
 import os
 import resource
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,3 +136,41 @@ def test_no_descriptor_for_dev_null_fails_each_process_not_the_call(made: list[P
     assert all(isinstance(e, SpawnError) and e.errno == errno.EMFILE for e in errors), errors
     assert all(p.pid is None and p.stdout is None for p in procs)
     assert _fds() <= fds
+
+
+HAND_OVER = """
+import os, socket, sys
+from pathlib import Path
+from circus.process import Process, _spawn
+_spawn.SMALL_TABLE_FROM = 0  # every batch through the spawn thread
+
+class Interrupted(Exception):
+    pass
+
+fired = []
+def tracer(frame, event, arg):
+    if frame.f_code is socket.send_fds.__code__ and not fired:  # before its sendmsg
+        fired.append(True)
+        raise Interrupted
+    return None
+
+procs = [Process("t", i, "sleep", args=["300"], spawn=False, exact_tree=False) for i in range(3)]
+sys.settrace(tracer)
+try:
+    Process.spawn_many(procs)
+except Interrupted:
+    pass
+sys.settrace(None)
+kids = [p for t in Path("/proc/self/task").iterdir() for p in (t / "children").read_text().split()]
+print("interrupted" if fired else "not interrupted", "children", len(kids))
+again = [Process("t", 9, "/bin/true", spawn=False, exact_tree=False)]
+print(Process.spawn_many(again), again[0].wait(30))
+"""
+
+
+def test_an_exception_before_the_hand_over_is_sent_does_not_hang() -> None:
+    # An exception raised after the request's answer was cleared but before it was sent:
+    # waiting for an answer to a request the thread never got would hang for ever.
+    done = subprocess.run([sys.executable, "-c", HAND_OVER], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == ["interrupted children 0", "[None] 0"]

@@ -151,6 +151,11 @@ class SmallTable:
             # Nobody will own these children: leave nothing behind. A signal handler's
             # exception can land anywhere, even between two steps of the wait: the thread
             # is waited for again (at once when it answered) before anything is killed.
+            if not self._done.is_set():
+                # Landed between the answer's clear and the send: the request may never
+                # have reached the thread, whose answer would then never come. Our end
+                # closed, the thread serves what reached it, sees the end and answers.
+                self._sock.close()
             self._wait()
             kill_all(pid for pid, error in done if error is None)
             raise
