@@ -1,6 +1,7 @@
 """The publisher reads its subscription notices once per loop pass for topics it knows are
-wanted (a stop of N processes publishes 2N events in a pass or two), and afresh whenever the
-answer would be "nobody wants it": a subscription that just came in still gets its events."""
+wanted (a stop of N processes publishes 2N events in a pass or two), after sending them (off
+the path of a respawn's ``spawn``), and afresh whenever the answer would be "nobody wants
+it": a subscription that just came in still gets its events."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ def test_one_read_of_the_notices_per_pass_and_a_fresh_one_before_any_no(tmp_path
                 pub.publish("watcher.w.kill", {"process_pid": pid})
             return reads - before
 
-        assert asyncio.run(one_pass()) == 1
+        before_run = reads
+        # none before the sends (a known topic), one after them, in the flush
+        assert asyncio.run(one_pass()) == 0
+        assert reads - before_run == 1
         got = []
         while len(got) < 100 and sub.poll(5000):
             got.append(sub.recv_multipart())
@@ -71,3 +75,41 @@ def _notice_within(pub: Publisher, seconds: float) -> bool:
     sock = pub._socket
     assert sock is not None
     return bool(sock.poll(int(seconds * 1000), zmq.POLLIN))
+
+
+def test_a_spawn_is_sent_before_the_notices_are_read(tmp_path: Any) -> None:
+    endpoint = f"ipc://{tmp_path}/xpub"
+    ctx = zmq.Context()
+    pub = Publisher(ctx, endpoint)
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    calls: list[str] = []
+    real_drain, real_send = pub._drain_subscriptions, pub._send
+
+    def drain() -> None:
+        calls.append("read")
+        real_drain()
+
+    def send(topic: bytes, data: bytes) -> None:
+        calls.append(topic.decode())
+        real_send(topic, data)
+
+    try:
+        sub.subscribe(b"watcher.w.")
+        sub.connect(endpoint)
+        wait_until(lambda: pub.wanted(b"watcher.w.reap"), 5, "the subscription", interval=0.01)
+        pub._drain_subscriptions = drain  # type: ignore[method-assign]
+        pub._send = send  # type: ignore[method-assign]
+
+        async def respawn() -> None:
+            pub.publish("watcher.w.reap", {"process_pid": 1})
+            pub.publish("watcher.w.spawn", {"process_pid": 2})
+
+        asyncio.run(respawn())
+        assert calls == ["watcher.w.reap", "watcher.w.spawn", "read"], calls
+        got = [sub.recv_multipart()[0] for _ in range(2) if sub.poll(5000)]
+        assert got == [b"watcher.w.reap", b"watcher.w.spawn"]
+    finally:
+        sub.close()
+        pub.close()
+        ctx.term()

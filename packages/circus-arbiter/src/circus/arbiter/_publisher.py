@@ -3,7 +3,8 @@
 Subscribers see a plain PUB socket. XPUB lets us know which topic prefixes anybody subscribed
 to, so a message nobody wants (most output lines, usually) is not even serialised. The
 subscription notices are read without any reader task: :meth:`Publisher.publish` drains them
-(non-blocking) before deciding, so nothing runs while nothing is published.
+(non-blocking) before deciding nobody wants a topic, and once per loop pass after sending, so
+nothing runs while nothing is published.
 
 Messages published during one pass of the event loop are sent together at the start of the
 next one (``loop.call_soon``), in the order they were published: ZeroMQ's I/O thread is
@@ -171,13 +172,12 @@ class Publisher:
         """Send one message if anybody subscribed to it (at the next loop pass, or at once:
         see the module's docstring); silently nothing once closed."""
         raw_topic = topic.encode()
-        # A topic a known prefix matches is sent without reading the notices again in the
-        # same loop pass (a stop publishes two events per process): XPUB itself drops what
-        # nobody wants any more, so a stale yes costs a send; a no is always decided afresh.
+        # A topic a known prefix matches is sent without reading the notices first: XPUB
+        # itself drops what nobody wants any more, so a stale yes costs a send; the notices
+        # are read once the messages are sent (:meth:`flush`), off the path of a respawn's
+        # ``spawn``. A no is always decided afresh.
         if not (
-            self._fresh
-            and self._socket is not None
-            and any(raw_topic.startswith(p) for p in self._prefixes)
+            self._socket is not None and any(raw_topic.startswith(p) for p in self._prefixes)
         ) and not self.wanted(raw_topic):
             return
         data = encode(payload)
@@ -188,11 +188,13 @@ class Publisher:
             return
         if raw_topic.endswith(_AT_ONCE):
             self._send(raw_topic, data)
+            self._catch_up()
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._send(raw_topic, data)  # no loop (a test, a thread): at once
+            self._catch_up()
             return
         self._held = [(raw_topic, data)]
         loop.call_soon(self.flush)
@@ -203,6 +205,12 @@ class Publisher:
         if held:
             for raw_topic, data in held:
                 self._send(raw_topic, data)
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Read the subscription notices, once per loop pass, after a send."""
+        if self._socket is not None and not self._fresh:
+            self._drain_subscriptions()
 
     def _send(self, raw_topic: bytes, data: bytes) -> None:
         if self._socket is None:
