@@ -54,3 +54,44 @@ def test_an_exit_is_not_held_behind_flooding_pipes(monkeypatch: Any) -> None:
             proc.close()
 
     assert asyncio.run(main()) <= 2, "the exit waited behind the flooding pipes"
+
+
+def test_a_mass_exit_is_served_in_batches() -> None:
+    """Exits too are served MAX_EVENTS at a time: the loop gets a turn between batches (a
+    control request is not held behind a thousand reaps and their respawns)."""
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        pipes = [os.pipe() for _ in range(3 * _mux.MAX_EVENTS)]
+        served = 0
+        passes: list[int] = []  # exits served so far, at each loop pass
+        all_served = asyncio.Event()
+
+        def on_exit(r: int) -> None:
+            nonlocal served
+            served += 1
+            _mux.release(loop, r)
+            if served == len(pipes):
+                all_served.set()
+
+        def tick() -> None:
+            passes.append(served)
+            if not all_served.is_set():
+                loop.call_soon(tick)
+
+        try:
+            for r, w in pipes:
+                os.write(w, b"x")
+                _mux.mux_for(loop).add(r, on_exit, r, exit_fd=True)
+            loop.call_soon(tick)
+            await asyncio.wait_for(all_served.wait(), 30)
+            return next(n for n in passes if n), served
+        finally:
+            for r, w in pipes:
+                _mux.release(loop, r)
+                os.close(r)
+                os.close(w)
+
+    first, total = asyncio.run(main())
+    assert total == 3 * _mux.MAX_EVENTS
+    assert first <= 2 * _mux.MAX_EVENTS, "every exit was served in one loop pass"

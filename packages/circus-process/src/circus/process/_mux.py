@@ -115,12 +115,17 @@ class FdMux:
                     del _muxes[loop]
                 self.close()
 
-    def _serve_exits(self) -> None:
+    def _serve_exits(self, limit: int = MAX_EVENTS) -> int:
+        # At most ``limit`` exits: a mass exit (and the respawns it starts) gives the loop
+        # a turn between batches, as output does.
+        if limit <= 0:
+            return 0
         try:
-            ready = self._exits.poll(0)
+            ready = self._exits.poll(0, limit)
         except InterruptedError:
-            return
+            return 0
         self._run(ready)
+        return len(ready)
 
     def _pause(self) -> None:
         loop = self._loop_ref()
@@ -142,8 +147,9 @@ class FdMux:
         # later. At most ``budget`` callbacks in all, so a flood of output cannot keep the
         # loop here. Returns how many callbacks said they moved output (see the class).
         busy = 0
+        exits = MAX_EVENTS  # exits served in this dispatch, whatever the rounds
         for _ in range(_ROUNDS):
-            self._serve_exits()
+            exits -= self._serve_exits(exits)
             try:
                 ready = self._epoll.poll(0, budget)
             except InterruptedError:
@@ -154,7 +160,7 @@ class FdMux:
             busy += self._run(ready)
             if budget <= 0:
                 break
-        self._serve_exits()  # the exits of children whose pipes this dispatch saw close
+        self._serve_exits(exits)  # the exits of children whose pipes this dispatch saw close
         return busy
 
     def _run(self, ready: list[tuple[int, int]]) -> int:
