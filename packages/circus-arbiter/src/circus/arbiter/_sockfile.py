@@ -83,6 +83,11 @@ def open_up(
         if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
             raise OSError(f"{path} was replaced while it was being bound; not opening it up")
         target = f"/proc/self/fd/{fd}"  # the inode the descriptor holds, not a path lookup
+        if (mode is not None or owner is not None) and not os.path.exists(target):
+            raise OSError(
+                f"{path}: cannot chmod/chown the socket file safely without /proc "
+                "(/proc/self/fd is not there: mount /proc)"
+            )
         if mode is not None:
             os.chmod(target, mode)
         if owner is not None:
