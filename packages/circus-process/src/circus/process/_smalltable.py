@@ -25,9 +25,11 @@ Rules that keep it sound:
   thread). Anything else forks from the requesting thread as before.
 
 The price: ``PR_SET_PDEATHSIG`` fires when the *thread* that forked a child ends, and this
-thread ends with the process or at an ``execve`` of it (circusd's ``daemon-reexec``): a child
-forked here that asked for a parent-death signal gets it then, where one forked by the main
-thread would not. Hence only past a threshold of open descriptors (``_spawn``).
+thread ends with the process or at an ``execve`` of it (circusd's ``daemon-reexec``), or when
+an exception (a signal handler's) interrupts a request before it was surely handed over (see
+:meth:`SmallTable.run_many`): a child forked here that asked for a parent-death signal gets it
+then, where one forked by the main thread would not. Hence only past a threshold of open
+descriptors (``_spawn``).
 """
 
 from __future__ import annotations
