@@ -95,6 +95,12 @@ def _fresh_answer(endpoint: str, timeout: float) -> float:
         while time.monotonic() - began < timeout:
             sock = context.socket(zmq.DEALER)
             sock.linger = 0
+            # Under the ipc flood the endpoint pauses and then accepts the 32 connections
+            # waiting in its backlog, which the flood's 2,000 sockets retrying every 100 ms
+            # refill at once: a connect lands there by chance (about 1 in 40 resumes at
+            # ZeroMQ's default 100 ms retry, so 3 to 120 s were measured). Retrying every
+            # 10 ms, as a client that must get in can, makes that about 1 in 4.
+            sock.setsockopt(zmq.RECONNECT_IVL, 10)
             try:
                 sock.connect(endpoint)
                 request = {"command": "numwatchers", "properties": {}, "id": "fresh"}
