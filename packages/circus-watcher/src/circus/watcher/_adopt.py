@@ -48,8 +48,9 @@ def _check(w: Watcher, procs: list[ProcessLike]) -> None:
 def _take(w: Watcher, proc: ProcessLike, emit: bool) -> None:
     w._procs.wids.claim(proc.wid)
     w._procs.add(proc)
-    proc.add_exit_callback(w._spawner._exit_callback)
+    # the output first: its exit callback drains the pipes before ours reports the reap
     w._output.attach(proc)
+    proc.add_exit_callback(w._spawner._exit_callback)
     w._health.adopted(proc)  # ready (it was serving); liveness probes resume
     max_age = w.settings.max_age
     if max_age > 0:

@@ -93,8 +93,11 @@ class Spawner:
         # The event first: what follows is not waited for (output waits in its pipes, and
         # nothing of the loop runs before this function returns).
         w._emit("spawn", {"process_pid": proc.pid, "time": proc.started})
-        proc.add_exit_callback(self._exit_callback)
+        # The output first: exit callbacks run in the order they were added, and its drains
+        # the pipes, so every byte the process wrote is delivered before its reap (which
+        # flushes a held partial line: after the reap, the rest of that line came apart).
         w._output.attach(proc)
+        proc.add_exit_callback(self._exit_callback)
         max_age = w.settings.max_age
         if max_age > 0:
             delay = max_age + random.uniform(0, w.settings.max_age_variance)
