@@ -95,13 +95,18 @@ class FdMux:
         finally:
             self._flooding = 2 * busy >= budget
             self._dispatching = False
-            if not self._callbacks:
-                loop = self._loop_ref()
-                if loop is not None and _muxes.get(loop) is self:
-                    del _muxes[loop]
-                self.close()
-            elif self._flooding:
+            if not self._close_if_unused() and self._flooding:
                 self._pause()
+
+    def _close_if_unused(self) -> bool:
+        """Close this mux (and forget it for its loop) once no fd is left; True if closed."""
+        if self._callbacks:
+            return False
+        loop = self._loop_ref()
+        if loop is not None and _muxes.get(loop) is self:
+            del _muxes[loop]
+        self.close()
+        return True
 
     def _dispatch_exits(self) -> None:
         self._dispatching = True
@@ -109,11 +114,7 @@ class FdMux:
             self._serve_exits()
         finally:
             self._dispatching = False
-            if not self._callbacks:
-                loop = self._loop_ref()
-                if loop is not None and _muxes.get(loop) is self:
-                    del _muxes[loop]
-                self.close()
+            self._close_if_unused()
 
     def _serve_exits(self, limit: int = MAX_EVENTS) -> int:
         # At most ``limit`` exits: a mass exit (and the respawns it starts) gives the loop
