@@ -70,14 +70,28 @@ def inherited_signal_state(status: bytes | None = None) -> tuple[tuple[int, ...]
     if data is None:
         return _portable_state()
     try:
-        return _mask_signals(_field(data, b"SigIgn:")), _mask_signals(_field(data, b"SigBlk:"))
+        masks = _raw_field(data, b"SigIgn:"), _raw_field(data, b"SigBlk:")
     except ValueError:
         return _portable_state()
+    # The masks are the same from one spawn to the next as a rule: decoded once.
+    state = _STATES.get(masks)
+    if state is None:
+        try:
+            state = _mask_signals(int(masks[0], 16)), _mask_signals(int(masks[1], 16))
+        except ValueError:
+            return _portable_state()
+        if len(_STATES) >= 64:
+            _STATES.clear()
+        _STATES[masks] = state
+    return state
 
 
-def _field(data: bytes, name: bytes) -> int:
+_STATES: dict[tuple[bytes, bytes], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+
+
+def _raw_field(data: bytes, name: bytes) -> bytes:
     start = data.index(name) + len(name)
-    return int(data[start : data.index(b"\n", start)], 16)
+    return data[start : data.index(b"\n", start)]
 
 
 def _portable_state() -> tuple[tuple[int, ...], tuple[int, ...]]:

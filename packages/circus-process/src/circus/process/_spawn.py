@@ -165,7 +165,11 @@ def _which(program: str, path: str) -> str | None:
 
 @dataclass(slots=True)
 class SpawnPlan:
-    """Everything needed to start one child, already validated."""
+    """Everything needed to start one child, already validated.
+
+    A plan may serve several spawns (:func:`plan_spawn` hands the same one out again for
+    the same inputs): treat it, its ``argv`` and ``env`` included, as read-only.
+    """
 
     argv: list[str]
     program: str
@@ -209,7 +213,149 @@ def plan_spawn(
     pipe_stdout: bool,
     pipe_stderr: bool,
 ) -> SpawnPlan:
-    """Validate every option and compute the exact argv/env; raises SpawnError."""
+    """Validate every option and compute the exact argv/env; raises SpawnError.
+
+    A plan whose inputs are the same as a recent one's (a watcher respawning its command:
+    the same strings, the same shared read-only environment view with the same items, no
+    ``$(circus.*)`` token, no uid/gid, no copy of our own environment) is that plan again,
+    once what can change on disk is checked again: the working directory and the program
+    are looked at on every call, so a spawn whose directory or program is gone fails as
+    it would have the first time.
+    """
+    key = _plan_key(cmd, args, shell, shell_args, uid, gid, env, copy_env, rlimits, executable,
+                    use_fds, sockets, umask, stdin_fd, close_child_stdin, close_child_stdout,
+                    close_child_stderr, pipe_stdout, pipe_stderr)  # fmt: skip
+    if key is not None:
+        cached = _PLANS.get(key)
+        if cached is not None and cached[0] is env and cached[1] == (env or {}):
+            plan = cached[2]
+            # What can change outside our inputs, checked as the first plan checked it.
+            if check_working_dir(working_dir, plan.identity) == plan.cwd and (
+                _resolve_program(cached[3], cached[4], plan.env, plan.cwd) == plan.program
+            ):
+                _check_fds(plan.pass_fds, sockets if use_fds else None, stdin_fd)
+                return plan
+    plan = _plan_spawn(
+        cmd=cmd, args=args, wid=wid, working_dir=working_dir, shell=shell,
+        shell_args=shell_args, uid=uid, gid=gid, env=env, copy_env=copy_env,
+        rlimits=rlimits, executable=executable, use_fds=use_fds, sockets=sockets,
+        template_vars=template_vars, umask=umask, stdin_fd=stdin_fd,
+        close_child_stdin=close_child_stdin, close_child_stdout=close_child_stdout,
+        close_child_stderr=close_child_stderr, pipe_stdout=pipe_stdout,
+        pipe_stderr=pipe_stderr,
+    )  # fmt: skip
+    if key is not None:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        # The mapping is kept alive with its entry (its id cannot be reused meanwhile) and
+        # its items copied: a view whose dict changed is planned again.
+        unresolved = executable or ("/bin/sh" if shell else plan.argv[0])
+        _PLANS[key] = (env, dict(env or {}), plan, unresolved,
+                       "executable" if executable else "cmd")  # fmt: skip
+    return plan
+
+
+# (inputs) -> (env mapping, a copy of its items, the plan, the program as named, its option)
+_PLANS: dict[tuple[Any, ...], tuple[Any, dict[str, Any], SpawnPlan, str, str]] = {}
+_PLANS_MAX = 256
+
+
+def _plan_key(
+    cmd: str,
+    args: str | Sequence[str] | None,
+    shell: bool,
+    shell_args: str | Sequence[str] | None,
+    uid: int | str | None,
+    gid: int | str | None,
+    env: Mapping[str, object] | None,
+    copy_env: bool,
+    rlimits: Mapping[str, object] | None,
+    executable: str | None,
+    use_fds: bool,
+    sockets: Mapping[str, int] | None,
+    umask: int | str | None,
+    stdin_fd: int | None,
+    *flags: bool,
+) -> tuple[Any, ...] | None:
+    """The cache key of a plan, or None when it must be made afresh each time: ids to
+    resolve (the user database may change), a copy of our own environment (it may change),
+    an environment that is not a shared read-only view (a new dict per call would never
+    hit), or text with a substitution token (the plan then depends on the worker id)."""
+    if uid is not None or gid is not None or copy_env or rlimits:
+        return None  # rlimits: checked against our hard limits, which may change
+    if env is not None and type(env) is not MappingProxyType:
+        return None
+    if type(args) is not str and args is not None:
+        args = tuple(args)
+    if type(shell_args) is not str and shell_args is not None:
+        shell_args = tuple(shell_args)
+    if _has_token(cmd, args, shell_args):
+        return None
+    try:
+        return (
+            cmd, args, shell, shell_args, id(env),
+            executable, use_fds, tuple(sockets.items()) if sockets else None,
+            umask, stdin_fd, flags,
+        )  # fmt: skip
+    except TypeError:  # pragma: no cover - unhashable option values: no cache
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _has_token(
+    cmd: str, args: str | tuple[str, ...] | None, shell_args: str | tuple[str, ...] | None
+) -> bool:
+    texts = [cmd]
+    for part in (args, shell_args):
+        if isinstance(part, str):
+            texts.append(part)
+        elif part:
+            texts.extend(str(a) for a in part)
+    return any("circus" in t.lower() or "$WID" in t for t in texts)
+
+
+def _check_fds(
+    pass_fds: tuple[int, ...], sockets: Mapping[str, int] | None, stdin_fd: int | None
+) -> None:
+    """Each descriptor the child is handed is open; raises SpawnError."""
+    if sockets:
+        for name, fd in sockets.items():
+            try:
+                os.fstat(fd)
+            except (OSError, TypeError):
+                raise SpawnError("sockets", {name: fd}, "not an open file descriptor") from None
+    if stdin_fd is not None:
+        try:
+            os.fstat(stdin_fd)
+        except (OSError, TypeError):
+            raise SpawnError("stdin_fd", stdin_fd, "not an open file descriptor") from None
+
+
+def _plan_spawn(
+    *,
+    cmd: str,
+    args: str | Sequence[str] | None,
+    wid: int,
+    working_dir: str | os.PathLike[str] | None,
+    shell: bool,
+    shell_args: str | Sequence[str] | None,
+    uid: int | str | None,
+    gid: int | str | None,
+    env: Mapping[str, object] | None,
+    copy_env: bool,
+    rlimits: Mapping[str, object] | None,
+    executable: str | None,
+    use_fds: bool,
+    sockets: Mapping[str, int] | None,
+    template_vars: Mapping[str, object] | None,
+    umask: int | str | None,
+    stdin_fd: int | None,
+    close_child_stdin: bool,
+    close_child_stdout: bool,
+    close_child_stderr: bool,
+    pipe_stdout: bool,
+    pipe_stderr: bool,
+) -> SpawnPlan:
     child_env = build_env(env, copy_env)
     socks = dict(sockets or {})
     identity = resolve_identity(uid, gid)
@@ -228,18 +374,9 @@ def plan_spawn(
     option = "executable" if executable else "cmd"
     program = _resolve_program(program, option, child_env, cwd)
     pass_fds: tuple[int, ...] = ()
+    _check_fds((), socks if use_fds else None, stdin_fd)
     if use_fds and socks:
-        for name, fd in socks.items():
-            try:
-                os.fstat(fd)
-            except (OSError, TypeError):
-                raise SpawnError("sockets", {name: fd}, "not an open file descriptor") from None
         pass_fds = tuple(sorted(set(socks.values())))
-    if stdin_fd is not None:
-        try:
-            os.fstat(stdin_fd)
-        except (OSError, TypeError):
-            raise SpawnError("stdin_fd", stdin_fd, "not an open file descriptor") from None
     return SpawnPlan(
         argv=argv,
         program=program,

@@ -86,6 +86,8 @@ def make_process(watcher: Watcher, wid: int) -> ProcessLike:
         return watcher._factory(watcher, wid)
     o = watcher.settings
     stdin_name = o.stdin_socket
+    if not stdin_name and not watcher.sockets:
+        return _spawn(watcher, wid, {}, None)  # a respawn's usual case: no socket to hand
     if stdin_name and stdin_name not in watcher.sockets:
         raise WatcherError(f"watcher {watcher.name!r}: stdin_socket {stdin_name!r} is not a socket")
     command = " ".join(str(part) for part in (o.cmd, o.args) if part)
