@@ -479,6 +479,8 @@ def _exec(arbiter: Any, state: dict[str, Any], execve: Exec) -> None:
         # orphan every child: blocked (the mask survives the exec), handled once it serves.
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         blocked = True
+        if systemd is not None:  # the new image pings again as soon as it runs
+            systemd.ping()
         execve(argv[0], argv, env)
         log.error("daemon-reexec: not done, exec returned")  # only a stand-in exec returns
     except OSError as exc:

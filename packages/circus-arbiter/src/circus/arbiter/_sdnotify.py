@@ -10,7 +10,10 @@ socket (a path, or ``@name`` in the abstract namespace):
   when a watcher event changes it, at most once a second;
 * ``WATCHDOG=1`` every half of ``$WATCHDOG_USEC`` (unless ``$WATCHDOG_PID`` names another
   process), from a timer on the daemon's event loop: a loop that hangs stops the pings and
-  systemd restarts circusd;
+  systemd restarts circusd. Across a ``daemon-reexec`` the old image pings last thing before
+  its exec, and the new one at once when it starts, then from a thread (:meth:`bridge`)
+  until its loop serves (at most ``BRIDGE_LIMIT`` seconds): the new image's imports,
+  config and hand-over, done before its loop pings, are never a gap systemd sees;
 * ``RELOADING=1`` (with ``MONOTONIC_USEC=``) when ``reloadconfig`` or SIGHUP begins, and
   ``READY=1`` once it is applied;
 * ``STOPPING=1`` as soon as the shutdown begins.
@@ -32,6 +35,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -42,6 +46,9 @@ log = logging.getLogger("circus.arbiter")
 
 _VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 STATUS_INTERVAL = 1.0  # seconds between two STATUS= updates, at least
+# seconds a new image pings from its bridge thread at most: one that does not serve by then
+# is hung, and systemd's watchdog may act on it
+BRIDGE_LIMIT = 60.0
 
 
 def _address(value: str) -> str | None:
@@ -72,6 +79,7 @@ class SystemdNotifier:
         self._status_timer: asyncio.TimerHandle | None = None
         self._arbiter: Any = None
         self._ready = False
+        self._bridge: tuple[threading.Event, threading.Thread] | None = None
 
     @classmethod
     def from_environ(
@@ -129,8 +137,57 @@ class SystemdNotifier:
         self._failed = False
         return True
 
+    def ping(self) -> bool:
+        """One ``WATCHDOG=1`` now; False when there is no watchdog or it was not sent."""
+        return bool(self.watchdog_usec) and self.send("WATCHDOG=1")
+
+    def bridge(self, limit: float = BRIDGE_LIMIT) -> None:
+        """Ping now, then every half period from a thread of its own, until :meth:`unbridge`
+        or for ``limit`` seconds: what a new image of circusd (``daemon-reexec``) does while
+        it imports, loads its config and takes over its children, before its event loop can
+        ping. Nothing without a watchdog."""
+        if not self.watchdog_usec or self._target is None or self._bridge is not None:
+            return
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._bridge_pings, args=(stop, limit), name="sd-watchdog-bridge", daemon=True
+        )
+        self._bridge = (stop, thread)
+        thread.start()
+
+    def _bridge_pings(self, stop: threading.Event, limit: float) -> None:
+        # a socket of its own: the loop's may be in use meanwhile
+        target = self._target
+        assert target is not None
+        interval = self.watchdog_usec / 2e6
+        deadline = time.monotonic() + limit
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(False)
+            while True:
+                try:
+                    sock.sendto(b"WATCHDOG=1", target)
+                except OSError as exc:
+                    log.debug("sd_notify watchdog ping to %s failed: %s", self.address, exc)
+                if stop.wait(interval):
+                    return
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "not serving %.0f s after daemon-reexec: watchdog pings stop", limit
+                    )
+                    return
+
+    def unbridge(self) -> None:
+        """Stop the pings of :meth:`bridge` (the event loop's go on)."""
+        if self._bridge is None:
+            return
+        stop, thread = self._bridge
+        self._bridge = None
+        stop.set()
+        thread.join()
+
     def close(self) -> None:
         """Close the socket and forget pending updates."""
+        self.unbridge()
         if self._status_timer is not None:
             self._status_timer.cancel()
             self._status_timer = None
@@ -179,6 +236,8 @@ class SystemdNotifier:
         tasks = [asyncio.ensure_future(self._lifecycle(arbiter, started))]
         if self.watchdog_usec:
             tasks.append(asyncio.ensure_future(self._watchdog()))
+        if self._bridge is not None:
+            tasks.append(asyncio.ensure_future(self._end_bridge(started)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -194,6 +253,10 @@ class SystemdNotifier:
         while True:
             self.send("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+    async def _end_bridge(self, started: asyncio.Event) -> None:
+        await started.wait()  # serving: the loop's pings are enough from now on
+        self.unbridge()
 
     async def _lifecycle(self, arbiter: Any, started: asyncio.Event) -> None:
         watchers = arbiter.watcher_set

@@ -184,6 +184,8 @@ def _main(argv: list[str] | None, collecting: bool = True) -> int:
         from ._sdnotify import SystemdNotifier
 
         systemd = SystemdNotifier.from_environ()
+        if systemd is not None and handover is not None:
+            systemd.bridge()  # the previous image pinged last thing before its exec
     readiness = None
     background = args.daemonize or (
         not args.nodaemon and _supervisor_daemonizes(args.config, args.format)
