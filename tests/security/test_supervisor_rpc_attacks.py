@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -275,10 +276,11 @@ def test_a_local_user_may_read_states_but_not_output_nor_act(daemon: Daemon) -> 
 
 
 def test_the_unix_socket_is_opened_up_never_through_a_link(tmp_path: Path) -> None:
-    """What the mode and owner of ``[unix_http_server]`` are applied to once the socket is
-    bound: a link put in its place (the socket's dir writable by another user) is refused,
-    its target left as it was; the real socket gets them."""
-    from circus.arbiter._sockfile import open_up
+    """The mode and owner of ``[unix_http_server]`` are given to the socket before it is
+    moved into place: a link put at its name (the socket's dir writable by another user)
+    is never followed (refused, or replaced itself when taking a file of ours over), its
+    target left as it was; the real socket gets them."""
+    from circus.arbiter._bindaside import bind_aside
 
     target = tmp_path / "shadow"
     target.write_text("secret\n")
@@ -287,16 +289,21 @@ def test_the_unix_socket_is_opened_up_never_through_a_link(tmp_path: Path) -> No
     link.symlink_to(target)
     dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
     try:
-        with pytest.raises(OSError, match="replaced"):
-            open_up(dir_fd, link.name, str(link), 0o777, (NOBODY, NOBODY))
-        info = target.stat()
-        assert (info.st_mode & 0o777, info.st_uid) == (0o600, 0)
-        link.unlink()
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(str(link))
-            open_up(dir_fd, link.name, str(link), 0o770, (NOBODY, NOBODY))
-            info = link.stat()
-            assert (info.st_mode & 0o777, info.st_uid, info.st_gid) == (0o770, NOBODY, NOBODY)
+        for replace in (False, True):
+            with socket.socket(socket.AF_UNIX) as sock:
+                if replace:
+                    bind_aside(sock, dir_fd, link.name, str(link), mode=0o770,
+                               owner=(NOBODY, NOBODY), replace=True)  # fmt: skip
+                else:
+                    with pytest.raises(FileExistsError, match="not replacing it"):
+                        bind_aside(sock, dir_fd, link.name, str(link), mode=0o777,
+                                   owner=(NOBODY, NOBODY))  # fmt: skip
+            info = target.stat()
+            assert (info.st_mode & 0o777, info.st_uid) == (0o600, 0)
+        info = link.lstat()
+        assert stat.S_ISSOCK(info.st_mode)
+        assert (info.st_mode & 0o777, info.st_uid, info.st_gid) == (0o770, NOBODY, NOBODY)
+        assert sorted(os.listdir(tmp_path)) == ["shadow", "supervisor.sock"]
     finally:
         os.close(dir_fd)
 

@@ -5,10 +5,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,25 +51,3 @@ def test_a_stale_socket_file_is_still_replaced(tmp_path: Path) -> None:
     finally:
         sock.close()
         os.unlink(path)
-
-
-NO_PROC = """
-from circus.arbiter.supervisor._http import HttpServerSpec, _bind_unix
-try:
-    _bind_unix(HttpServerSpec(kind="unix", path=%r, where="t.conf:1"))
-except OSError as exc:
-    print(exc)
-"""
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root, unshare")
-def test_without_proc_the_start_says_why(tmp_path: Path) -> None:
-    script = NO_PROC % str(tmp_path / "s.sock")
-    done = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c",
-         'umount -l /proc && exec "$0" -c "$1"', sys.executable, script],
-        capture_output=True, timeout=60,
-    )  # fmt: skip
-    if done.returncode != 0 and b"umount" in done.stderr:
-        pytest.skip(f"cannot unmount /proc here: {done.stderr.decode()}")
-    assert "without /proc" in done.stdout.decode(), (done.stdout, done.stderr)

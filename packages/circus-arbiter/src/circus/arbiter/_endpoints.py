@@ -11,15 +11,14 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import zmq
 
 from ._dirlock import dir_lock
 from ._errors import ArbiterError
-from ._sockfile import folder_of, open_up, remove_if_ours, same_folder, through
+from ._sockfile import folder_of, remove_if_ours, same_folder, through
 
 __all__ = [
     "bind_again",
@@ -49,17 +48,6 @@ def ipc_path(endpoint: str) -> str | None:
     if endpoint.startswith("ipc://"):
         return endpoint[len("ipc://") :]
     return None
-
-
-@contextmanager
-def _umask(mask: int) -> Iterator[None]:
-    # The process umask is global, so it is only changed for the duration of the bind call,
-    # which runs on the loop thread with no await in between.
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def owner_uid(owner: str | None) -> int | None:
@@ -105,26 +93,71 @@ def bind_again(sock: zmq.Socket[Any], endpoint: str, owner: str | None = None) -
 def _bind(sock: zmq.Socket[Any], endpoint: str, owner: str | None) -> None:
     path = ipc_path(endpoint)
     try:
-        if path is not None and not path.startswith("@"):
-            uid = owner_uid(owner)
-            # ZeroMQ unlinks whatever is at the path before binding, so the check that nobody
-            # else serves it and the bind are done under one lock another circusd also takes.
-            # Every step but ZeroMQ's bind is taken relative to one descriptor of the
-            # socket's folder (_sockfile): a folder on the path another user may swap for a
-            # link cannot aim root's unlink or chown at a file of that user's choosing.
-            with folder_of(path) as (dir_fd, name):
-                with dir_lock(path), _umask(0o177):
-                    _claim_ipc(dir_fd, name, path, endpoint)
-                    sock.bind(endpoint)
-                same_folder(dir_fd, path)
-                owner_ids = (uid, -1) if uid is not None else None
-                _IPC_FILES[path] = open_up(dir_fd, name, path, owner=owner_ids)
+        if path is not None and not path.startswith("@") and path != "*":
+            _bind_ipc(sock, endpoint, path, owner_uid(owner))
         else:
             sock.bind(endpoint)
     except zmq.ZMQError as exc:
         raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc
     except OSError as exc:
         raise ArbiterError(f"cannot bind {endpoint}: {exc}") from exc
+
+
+def _bind_ipc(sock: zmq.Socket[Any], endpoint: str, path: str, uid: int | None) -> None:
+    """Bind ``sock`` on the socket file ``path``, which ZeroMQ never touches by path.
+
+    libzmq's ipc bind unlinks whatever is at the path, by path, then binds by path: in a
+    folder another user may swap for a link, root's libzmq would unlink or bind where that
+    user points. So every step is taken relative to one descriptor of the socket's folder
+    (_sockfile): the stale-file look, and the bind itself, made aside in a private folder and
+    moved into place (_bindaside); libzmq is then handed the listening socket (``ZMQ_USE_FD``:
+    it unlinks nothing, at the bind or at the close) under the endpoint's own address.
+    """
+    from ._bindaside import bind_aside
+
+    with folder_of(path) as (dir_fd, name):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            # the check that nobody else serves the path and the bind, under one lock
+            # another circusd also takes
+            with dir_lock(path):
+                ours = bool(_IPC_BOUND.get(path))  # a reload taking our own path over
+                _claim_ipc(dir_fd, name, path, endpoint)
+                file_id = bind_aside(
+                    listener,
+                    dir_fd,
+                    name,
+                    path,
+                    mode=0o600,
+                    owner=(uid, -1) if uid is not None else None,
+                    replace=ours,
+                    backlog=int(sock.getsockopt(zmq.BACKLOG)),
+                )
+            try:
+                same_folder(dir_fd, path)  # the path still leads to where the file is
+                listener.setblocking(False)
+                sock.setsockopt(zmq.USE_FD, listener.fileno())
+                try:
+                    sock.bind(endpoint)
+                finally:
+                    sock.setsockopt(zmq.USE_FD, -1)
+            except BaseException:
+                _unlink_if(dir_fd, name, file_id)
+                raise
+        except BaseException:
+            listener.close()
+            raise
+        listener.detach()  # libzmq's now: it closes it at unbind or close
+        _IPC_FILES[path] = file_id
+
+
+def _unlink_if(dir_fd: int, name: str, file_id: tuple[int, int]) -> None:
+    try:
+        info = os.lstat(name, dir_fd=dir_fd)
+        if (info.st_dev, info.st_ino) == file_id:
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
 
 
 def _claim_ipc(dir_fd: int, name: str, path: str, endpoint: str) -> None:

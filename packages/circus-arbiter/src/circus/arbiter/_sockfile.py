@@ -5,9 +5,10 @@ bound, chowned to the app's user, and later removed, by root. If ``/srv/app`` is
 user's, the user can swap ``run`` for a link between two of those steps and have root unlink
 or chown a file of the user's choosing (another daemon's socket, for one). So the folder is
 reached once, by ``open_parent``'s walk (which does not follow a link another user could
-have aimed), and every step but the bind is made relative to that descriptor; the bind goes
-by the path (it is the address clients and children see) and is refused if the folder
-reached again after it is not the same one.
+have aimed), and every step is made relative to that descriptor: the bind, its mode and its
+owner in a private folder made there (:mod:`circus.arbiter._bindaside`), the file then moved
+into place; a bind whose folder, reached again by the path after it, is not the same one is
+refused (the path clients use would not lead to it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 
 from circus.process import open_parent
 
-__all__ = ["FileId", "folder_of", "open_up", "remove_if_ours", "same_folder", "through"]
+__all__ = ["FileId", "folder_of", "remove_if_ours", "same_folder", "through"]
 
 FileId = tuple[int, int]
 """(st_dev, st_ino) of a socket file we bound."""
@@ -62,39 +63,6 @@ def same_folder(dir_fd: int, path: str) -> None:
         a, b = os.fstat(dir_fd), os.fstat(again)
     if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
         raise OSError(f"the folder of {path} was replaced while it was being bound")
-
-
-def open_up(
-    dir_fd: int,
-    name: str,
-    path: str,
-    mode: int | None = None,
-    owner: tuple[int, int] | None = None,
-) -> FileId:
-    """chmod (``mode``) and chown (``owner``: uid, gid, -1 keeps one) the socket file
-    ``name`` of ``dir_fd`` we just bound, never what a link put in its place; its FileId.
-
-    Raises:
-        OSError: ``name`` is not a socket file of our euid any more.
-    """
-    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
-            raise OSError(f"{path} was replaced while it was being bound; not opening it up")
-        target = f"/proc/self/fd/{fd}"  # the inode the descriptor holds, not a path lookup
-        if (mode is not None or owner is not None) and not os.path.exists(target):
-            raise OSError(
-                f"{path}: cannot chmod/chown the socket file safely without /proc "
-                "(/proc/self/fd is not there: mount /proc)"
-            )
-        if mode is not None:
-            os.chmod(target, mode)
-        if owner is not None:
-            os.chown(target, owner[0], owner[1])
-        return (info.st_dev, info.st_ino)
-    finally:
-        os.close(fd)
 
 
 def remove_if_ours(path: str, ours: FileId | None) -> bool | None:

@@ -37,8 +37,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .._bindaside import bind_aside
 from .._peers import PeerIdentity, tcp_owner_uid
-from .._sockfile import FileId, folder_of, open_up, remove_if_ours, same_folder, through
+from .._sockfile import FileId, folder_of, remove_if_ours, same_folder, through
 
 __all__ = [
     "ADMIN_RESERVE",
@@ -406,9 +407,12 @@ def _identity(writer: asyncio.StreamWriter, kind: str) -> PeerIdentity:
 
 
 def _bind_unix(spec: HttpServerSpec) -> tuple[socket.socket, FileId]:
-    """A listening socket bound at ``spec.path`` (a stale file removed first), opened up by
-    ``chmod``/``chown``; and its file's id. Every step but the bind is taken relative to one
-    descriptor of the socket's folder (:mod:`circus.arbiter._sockfile`).
+    """A listening socket bound at ``spec.path`` (a stale file removed first) with its
+    ``chmod``/``chown``; and its file's id. Every step is taken relative to one descriptor
+    of the socket's folder (:mod:`circus.arbiter._sockfile`); the bind itself is made in a
+    private folder, the mode and owner set there, and the file moved into place
+    (:mod:`circus.arbiter._bindaside`): nobody connects through a wider mode, and no
+    ``/proc`` is needed.
 
     Raises:
         OSError: another server listens there, the path holds something else, the folder
@@ -419,15 +423,18 @@ def _bind_unix(spec: HttpServerSpec) -> tuple[socket.socket, FileId]:
         _clear_stale(dir_fd, name, spec)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            # private first, opened up once bound: nobody connects through a wider mode
-            old = os.umask(0o077)
+            file_id = bind_aside(
+                sock, dir_fd, name, spec.path, mode=spec.chmod, owner=spec.chown, backlog=128
+            )
             try:
-                sock.bind(spec.path)
-            finally:
-                os.umask(old)
-            same_folder(dir_fd, spec.path)
-            sock.listen(128)
-            return sock, open_up(dir_fd, name, spec.path, spec.chmod, spec.chown)
+                same_folder(dir_fd, spec.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    info = os.lstat(name, dir_fd=dir_fd)
+                    if (info.st_dev, info.st_ino) == file_id:
+                        os.unlink(name, dir_fd=dir_fd)
+                raise
+            return sock, file_id
         except BaseException:
             sock.close()
             raise

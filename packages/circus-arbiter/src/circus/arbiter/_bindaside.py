@@ -1,0 +1,193 @@
+"""Binding a unix socket file in a folder another user may own, with no step taken by path.
+
+``bind()`` has no ``*at`` form: the kernel resolves the path it is given, so a bind by the
+socket's path in a folder another user controls is sent wherever that user's swap of the
+folder for a link points; and ZeroMQ's ipc bind first unlinks whatever is at the path, by
+path (root's libzmq would unlink a file of that user's choosing). Here nothing is done by the
+path:
+
+* a private folder is made inside the checked folder (``mkdirat`` on its descriptor: the same
+  file system, so a rename can move the socket out of it), 0700, ours, empty; nobody else can
+  put anything in it;
+* the socket is bound there by a short-lived thread with a root, working directory and umask
+  of its own (``unshare(CLONE_FS)``): chrooted into the private folder, it binds the socket's
+  own path string, which lands inside the private folder (the folders on the way are made
+  there), so the address the socket reports (``getsockname``, ``/proc/net/unix``, a
+  client's ``getpeername``) is the real path. Without the right to chroot (circusd not
+  root), the thread binds the bare name from inside the private folder's last folder, and
+  the socket reports that bare name;
+* its mode and owner are set there (``fchmodat``/``fchownat`` in a folder only we write to:
+  no ``/proc`` needed, no link to follow), it listens, and it is moved into place relative to
+  the checked folder's descriptor: ``renameat`` taking over a file of ours, otherwise
+  ``linkat`` (which refuses whatever appeared at the name meanwhile, link or not) then the
+  private name unlinked;
+* the private folders go (an interrupted bind, a SIGKILL, leaves an empty
+  ``.circus-bind-*`` folder of root's behind, harmless).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import threading
+
+__all__ = ["PRIVATE_PREFIX", "bind_aside"]
+
+PRIVATE_PREFIX = ".circus-bind-"
+FileId = tuple[int, int]
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def bind_aside(
+    sock: socket.socket,
+    dir_fd: int,
+    name: str,
+    path: str,
+    *,
+    mode: int,
+    owner: tuple[int, int] | None = None,
+    replace: bool = False,
+    backlog: int = 128,
+) -> FileId:
+    """Bind the unix socket ``sock`` so that it listens at ``name`` in the folder ``dir_fd``
+    (``path`` is how clients name it), with ``mode`` and ``owner`` (uid, gid; -1 keeps one)
+    set before anyone can reach it; the socket file's (st_dev, st_ino).
+
+    Args:
+        replace: a file at ``name`` is replaced (a socket of ours taken over); otherwise
+            anything there makes the bind fail and is left alone.
+
+    Raises:
+        FileExistsError: ``name`` is taken (without ``replace``).
+        OSError: the private folder cannot be made or is not ours, or a system call failed.
+    """
+    tag = PRIVATE_PREFIX + os.urandom(6).hex()
+    os.mkdir(tag, 0o700, dir_fd=dir_fd)
+    root = -1
+    try:
+        root = os.open(tag, _DIR, dir_fd=dir_fd)
+        _check_private(root, path)
+        made: list[tuple[int, str, int]] = []  # (parent fd, name, fd) of the folders made
+        try:
+            leaf = _mirror(root, path, made)
+            base = os.path.basename(path)
+            try:
+                _bind_confined(sock, root, leaf, path, base, 0o777 & ~mode)
+                info = os.lstat(base, dir_fd=leaf)
+                if not stat.S_ISSOCK(info.st_mode):  # pragma: no cover - only we write here
+                    raise OSError(f"{path}: the bind made no socket file")
+                # a folder only we write to: nothing here can be a link of someone else's
+                if owner is not None:
+                    os.chown(base, owner[0], owner[1], dir_fd=leaf, follow_symlinks=False)
+                os.chmod(base, mode, dir_fd=leaf)
+                sock.listen(backlog)  # before it is reachable: a connect is never refused
+                _move_into_place(leaf, base, dir_fd, name, path, replace)
+                return (info.st_dev, info.st_ino)
+            finally:
+                try:
+                    os.unlink(base, dir_fd=leaf)
+                except OSError:
+                    pass
+        finally:
+            for parent, entry, fd in reversed(made):
+                os.close(fd)
+                try:
+                    os.rmdir(entry, dir_fd=parent)
+                except OSError:
+                    pass
+    finally:
+        _remove_private(dir_fd, tag, root)
+
+
+def _check_private(root: int, path: str) -> None:
+    """The folder just made is ours, private and empty (not one another user renamed in)."""
+    info = os.fstat(root)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077 or os.listdir(root):
+        raise OSError(f"{path}: the private folder made for the bind was replaced; not binding")
+
+
+def _mirror(root: int, path: str, made: list[tuple[int, str, int]]) -> int:
+    """Make in ``root`` the folders ``path``'s folder part walks through, as a chrooted
+    bind of ``path`` will; the descriptor of the last one (``root`` itself if none)."""
+    here = [root]
+    for part in os.path.dirname(path).split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if len(here) > 1:  # ".." at a root stays there
+                here.pop()
+            continue
+        try:
+            os.mkdir(part, 0o700, dir_fd=here[-1])
+        except FileExistsError:
+            pass
+        fd = os.open(part, _DIR, dir_fd=here[-1])
+        made.append((here[-1], part, fd))
+        here.append(fd)
+    return here[-1]
+
+
+def _bind_confined(
+    sock: socket.socket, root: int, leaf: int, path: str, base: str, umask: int
+) -> None:
+    """``sock.bind`` inside the private folder, from a thread with a file-system context of
+    its own (the process's root, working directory and umask are never changed)."""
+    from ._unshare import unshare_fs
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            unshare_fs()  # raises before any chdir if it cannot be done
+            os.umask(umask)
+            os.fchdir(root)
+            try:
+                os.chroot(".")
+                target = path
+            except PermissionError:
+                os.fchdir(leaf)
+                target = base
+            sock.bind(target)
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="circus-bind", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError as exc:  # no thread to be had (RLIMIT_NPROC, pids.max)
+        raise OSError(f"{path}: cannot start the bind's thread: {exc}") from None
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
+def _move_into_place(
+    leaf: int, base: str, dir_fd: int, name: str, path: str, replace: bool
+) -> None:
+    if replace:
+        os.replace(base, name, src_dir_fd=leaf, dst_dir_fd=dir_fd)
+        return
+    try:
+        os.link(base, name, src_dir_fd=leaf, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path} appeared while the socket was being bound; not replacing it"
+        ) from None
+
+
+def _remove_private(dir_fd: int, tag: str, root: int) -> None:
+    """rmdir the private folder, if the name still is it (never raises)."""
+    try:
+        if root >= 0:
+            mine = os.fstat(root)
+            there = os.lstat(tag, dir_fd=dir_fd)
+            if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+                return
+        os.rmdir(tag, dir_fd=dir_fd)
+    except OSError:
+        pass
+    finally:
+        if root >= 0:
+            os.close(root)
