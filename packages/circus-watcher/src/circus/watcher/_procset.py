@@ -131,6 +131,17 @@ class ProcessSet:
             group.all_exited.set_result(None)
         return group
 
+    def abandon(self, group: ExitGroup) -> None:
+        """Forget the exit futures and countdown entries of ``group``, whose ending was
+        given up (cancelled): its processes stay :attr:`retiring` (a later stop ends them)."""
+        for pid, future in group.waits.items():
+            if self._groups.get(pid) is group:
+                del self._groups[pid]
+            if self.exits.get(pid) is future:
+                del self.exits[pid]
+            future.cancel()
+        group.all_exited.cancel()
+
     def exited(self, proc: ProcessLike) -> bool:
         """Record the exit of ``proc``; True when it was counted (it died on its own: its
         wid is free again), False when it was being ended (:meth:`retired` frees it)."""

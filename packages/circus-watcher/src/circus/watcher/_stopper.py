@@ -20,6 +20,7 @@ from ._lifecycle import WatcherState
 from ._procs import ProcessLike, close_process
 
 if TYPE_CHECKING:
+    from ._procset import ExitGroup
     from ._watcher import Watcher
 
 __all__ = ["Stopper"]
@@ -35,6 +36,7 @@ class Stopper:
     def __init__(self, watcher: Watcher) -> None:
         self._w = watcher
         self._flap_timer: asyncio.TimerHandle | None = None
+        self._endings: set[asyncio.Task[list[int]]] = set()  # retirements under way
 
     def send(self, proc: ProcessLike, signum: int, **how: bool) -> bool:
         """Send ``signum`` to ``proc`` (``children``/``recursive`` as the process layer takes
@@ -88,17 +90,64 @@ class Stopper:
         signum: int | None = None,
         graceful_timeout: float | None = None,
     ) -> list[int]:
-        """End ``procs`` (stop signal, wait, SIGKILL the tree); emit kill then reap events."""
+        """End ``procs`` (stop signal, wait, SIGKILL the tree); emit kill then reap events.
+
+        A caller cancelled meanwhile stops waiting, the ending does not: it runs to its end
+        (SIGKILL after the timeout, the reap events, the descriptors closed), and
+        :meth:`stop` waits for it. Abandoned half-way, the processes would be neither
+        counted nor ended by anyone: alive for good, their exits never reported.
+        """
         if not procs:
             return []
+        # Moved out of the counted set now, before the caller's next step.
+        group = self._w._procs.retire(procs)
+        task = asyncio.get_running_loop().create_task(
+            self._end(procs, group, signum, graceful_timeout)
+        )
+        self._endings.add(task)
+        task.add_done_callback(self._ended)
+        return await asyncio.shield(task)
+
+    def _ended(self, task: asyncio.Task[list[int]]) -> None:
+        self._endings.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # retrieved here: a caller cancelled meanwhile never sees it
+            logger.debug(
+                "watcher %s: ending processes failed", self._w.name, exc_info=task.exception()
+            )
+
+    async def wait_endings(self) -> None:
+        """Wait until no retirement is under way (one a cancelled caller left running)."""
+        while self._endings:
+            await asyncio.wait(list(self._endings))
+
+    async def _end(
+        self,
+        procs: list[ProcessLike],
+        group: ExitGroup,
+        signum: int | None,
+        graceful_timeout: float | None,
+    ) -> list[int]:
+        try:
+            return await self._end_group(procs, group, signum, graceful_timeout)
+        except BaseException:
+            # Cancelled itself (the loop shutting down) or failed: the countdown's entries go
+            # with it, none left waiting for an exit nobody awaits.
+            self._w._procs.abandon(group)
+            raise
+
+    async def _end_group(
+        self,
+        procs: list[ProcessLike],
+        group: ExitGroup,
+        signum: int | None,
+        graceful_timeout: float | None,
+    ) -> list[int]:
         w = self._w
         o = w.settings
         signum = o.stop_signal if signum is None else signum
         timeout = o.graceful_timeout if graceful_timeout is None else graceful_timeout
         stop_children = o.stop_children
-        # A future per process only while it is being stopped (resolved by its exit), and
-        # one for the whole set.
-        group = w._procs.retire(procs)
         waits = group.waits
         loop = asyncio.get_running_loop()
         hooks = w._hooks
@@ -169,10 +218,15 @@ class Stopper:
         w = self._w
         if w._life.state is WatcherState.STOPPED:
             return []
-        w._life.change(WatcherState.STOPPING)
+        if w._life.state is not WatcherState.STOPPING:  # else a stop cancelled half-way
+            w._life.change(WatcherState.STOPPING)
         w._cancel_background()
         await w._hooks.call("before_stop")
         stopped = await self.retire(list(w._procs))
+        await self.wait_endings()  # a decr, reload, or stop whose caller was cancelled
+        abandoned = list(w._procs.retiring.values())  # an ending itself given up half-way
+        if abandoned:
+            stopped += await self.retire(abandoned)
         w._output.close()
         w._life.change(WatcherState.STOPPED)
         await w._hooks.call("after_stop")
