@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from circus.process.testing import async_wait_until
-from circus.watcher import OptionError, UnknownOptionError
+from circus.watcher import OptionError, UnknownOptionError, WatcherError
 
 
 def test_set_cmd_reloads_gracefully(make: Any, recorder: Any, run_async: Any) -> None:
@@ -117,5 +117,83 @@ def test_set_stream_on_running_watcher_writes_new_output_there(
         await wait_for_line(second, new_pid)
         assert f"line-{new_pid}" not in first.read_text()
         await w.stop()
+
+    run_async(main)
+
+
+def test_set_opts_applies_keys_together_with_one_reload(
+    make: Any, recorder: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, run_async: Any
+) -> None:
+    """``set_opts``: a stream's class and file in one call reload once, straight onto the
+    file (the class alone is never a nameless stream meanwhile)."""
+
+    async def main() -> None:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+        (tmp_path / "tmp").mkdir()
+        log = tmp_path / "out.log"
+        w = make("sh -c 'echo line-$$; exec sleep 300'", numprocesses=2)
+        await w.start()
+        old = set(w.pids)
+        await w.set_opts(
+            {
+                "stdout_stream.class": "FileStream",
+                "stdout_stream.filename": str(log),
+                "graceful_timeout": 2.0,
+                "numprocesses": 1,
+            }
+        )
+        assert recorder.names().count("reload") == 1
+        assert recorder.names().count("updated") == 1
+        (pid,) = w.pids
+        assert pid not in old and w.get_opt("graceful_timeout") == 2.0
+
+        def written() -> bool:
+            return f"line-{pid}" in (log.read_text() if log.exists() else "")
+
+        await async_wait_until(written, 10, "the new process's line in the file")
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    run_async(main)
+
+
+def test_set_opts_refuses_a_bad_set_whole(
+    make: Any, recorder: Any, tmp_path: Any, run_async: Any
+) -> None:
+    """One bad key, a stream its class refuses, a stream that cannot be opened, a broken
+    cross-option rule: nothing of the set is applied, no process replaced."""
+
+    async def main() -> None:
+        w = make("sleep 300")
+        await w.start()
+        pids, settings = w.pids, w.settings
+        bad_sets = [
+            ({"numprocesses": 3, "graceful_timeout": "soon"}, OptionError),
+            ({"numprocesses": 3, "bogus": 1}, UnknownOptionError),
+            ({"cmd": "sleep 301", "stdout_stream.class": "NoSuchStream"}, OptionError),
+            (
+                {"numprocesses": 2, "stdout_stream.filename": str(tmp_path / "x"),
+                 "stdout_stream.backup_count": "many"},
+                OptionError,
+            ),
+            (
+                {"numprocesses": 2, "cmd": "sleep 302",
+                 "stderr_stream.filename": str(tmp_path / "no" / "dir" / "x.log")},
+                WatcherError,
+            ),
+            ({"numprocesses": 2, "singleton": True}, OptionError),
+        ]  # fmt: skip
+        for options, error in bad_sets:
+            if error is not WatcherError:  # what only opening the stream tells
+                with pytest.raises(error):
+                    w.check_opts(options)
+            with pytest.raises(error):
+                await w.set_opts(options)
+            assert w.settings == settings and w.pids == pids, options
+        assert recorder.names().count("updated") == 0
+        assert "reload" not in recorder.names()
+        # changed together, a pair that one at a time would break the rule on the way
+        await w.set_opts({"numprocesses": 2})
+        await w.set_opts({"singleton": True, "numprocesses": 1})
+        assert w.singleton and len(w.pids) == 1
 
     run_async(main)

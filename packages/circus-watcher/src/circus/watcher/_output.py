@@ -85,7 +85,15 @@ class OutputPump:
             for name in ("stdout", "stderr")
             if self._watcher.settings.get(f"{name}_stream") != self._opened_with.get(name)
         }
-        opened = {name: _open(conf) for name, conf in changed.items() if conf is not None}
+        opened: dict[str, Any] = {}
+        try:
+            for name, conf in changed.items():
+                if conf is not None:
+                    opened[name] = _open(conf)
+        except BaseException:
+            for stream in opened.values():  # stdout's opened, stderr's refused: none kept
+                _close(stream)
+            raise
         for name, conf in changed.items():
             old = self._streams.pop(name, None)
             if old is not None:

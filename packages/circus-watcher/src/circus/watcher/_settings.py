@@ -7,7 +7,6 @@ one option table; a change makes a new options object and swaps it in under the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from ._env import build_env
 from ._envfile import EnvFileError, read_env_files
 from ._errors import OptionError
 from ._hooks import resolve_all
-from ._options import OPTIONS, SETTABLE_PREFIXES, Effect, convert, fold, not_settable, unknown
+from ._options import OPTIONS, unknown
 from ._values import WatcherOptions
 
 if TYPE_CHECKING:
@@ -79,31 +78,9 @@ async def set_value(watcher: Watcher, key: str, value: Any) -> None:
         UnknownOptionError: no such option, or one that cannot change at run time.
         OptionError: bad value (nothing changed).
     """
-    folded = fold({key: value})
-    if key in watcher.settings.custom and key not in OPTIONS:
-        watcher.settings = watcher.settings.with_custom(key, value)
-        watcher._emit("updated", {"time": time.time()})
-        return
-    ((name, raw),) = folded.items()
-    spec = OPTIONS.get(name)
-    if spec is None:
-        raise unknown(key)
-    if not spec.settable and not key.startswith(SETTABLE_PREFIXES):
-        raise not_settable(key)
-    current = watcher.settings.get(name)
-    if key != name and isinstance(raw, Mapping):  # a prefixed key merges into the mapping
-        raw = {**(current if isinstance(current, Mapping) else {}), **raw}
-    new_value = convert(name, raw)
-    if spec.effect is Effect.RESIZE:
-        await watcher.set_numprocesses(new_value)
-        watcher._emit("updated", {"time": time.time()})
-        return
-    candidate = watcher.settings.replace(name, new_value)
-    async with watcher._get_lock():
-        install(watcher, candidate)
-    watcher._emit("updated", {"time": time.time()})
-    if spec.effect is Effect.RELOAD and watcher.status() == "active":
-        await watcher.reload(graceful=True)
+    from ._setopts import apply_options  # it builds on this module
+
+    await apply_options(watcher, {key: value})
 
 
 class ChildInputs:

@@ -129,14 +129,24 @@ class WatcherOptions:
         Raises:
             OptionError: the result breaks a cross-option rule (nothing changed).
         """
-        head, dot, tail = name.partition(".")
-        if dot and head == "flapping":
-            result = dataclasses.replace(
-                self, flapping=dataclasses.replace(self.flapping, **{tail: value})
-            )
-        else:
-            frozen = _frozen(value) if name in _MAPPINGS else value
-            result = dataclasses.replace(self, **{name: frozen})
+        return self.replace_many({name: value})
+
+    def replace_many(self, values: Mapping[str, Any]) -> WatcherOptions:
+        """A copy with every option of ``values`` set (already converted), checked once
+        all are in: options that must change together (``copy_env`` and ``copy_path``) can.
+
+        Raises:
+            OptionError: the result breaks a cross-option rule (nothing changed).
+        """
+        result = self
+        for name, value in values.items():
+            head, dot, tail = name.partition(".")
+            if dot and head == "flapping":
+                flapping = dataclasses.replace(result.flapping, **{tail: value})
+                result = dataclasses.replace(result, flapping=flapping)
+            else:
+                frozen = _frozen(value) if name in _MAPPINGS else value
+                result = dataclasses.replace(result, **{name: frozen})
         result.check()
         return result
 

@@ -449,21 +449,27 @@ class Watcher(UpstreamAttributes):
                 stopped and the old processes not yet replaced keep running.
         """
         async with self._get_lock():
-            prereload = self.settings.prereload_fn
-            if prereload is not None:
-                prereload(self)
-            if self.is_stopped():
-                info: dict[str, Any] = {"stopped": [], **await self._start()}
-            elif not graceful:
-                stopped = await self._stopper.stop()
-                info = {"stopped": stopped, **await self._start()}
-            elif self.settings.send_hup:
-                await self._stopper.signal_all(_signal.SIGHUP, list(self._procs))
-                info = {"stopped": [], "started": [], "kept": self.pids}
-            else:
-                info = await replace_all(self, sequential)
-            self._emit("reload", {"time": time.time()})
-            return info
+            return await self._reload_locked(graceful, sequential)
+
+    async def _reload_locked(
+        self, graceful: bool = True, sequential: bool = False
+    ) -> dict[str, Any]:
+        """:meth:`reload`, the caller holding the lock."""
+        prereload = self.settings.prereload_fn
+        if prereload is not None:
+            prereload(self)
+        if self.is_stopped():
+            info: dict[str, Any] = {"stopped": [], **await self._start()}
+        elif not graceful:
+            stopped = await self._stopper.stop()
+            info = {"stopped": stopped, **await self._start()}
+        elif self.settings.send_hup:
+            await self._stopper.signal_all(_signal.SIGHUP, list(self._procs))
+            info = {"stopped": [], "started": [], "kept": self.pids}
+        else:
+            info = await replace_all(self, sequential)
+        self._emit("reload", {"time": time.time()})
+        return info
 
     async def redeploy(self, settings: WatcherOptions) -> dict[str, Any]:
         """Take a whole new set of options and roll every process to them (a deploy by
@@ -570,6 +576,37 @@ class Watcher(UpstreamAttributes):
             OptionError: bad value.
         """
         await _settings.set_value(self, key, value)
+
+    async def set_opts(self, options: Mapping[str, Any]) -> None:
+        """Change several options at once (``set`` with many keys); emits one ``updated``.
+
+        Every key and value is checked first, and the result as a whole (cross-option
+        rules, a changed stream's options): one bad key changes nothing. They are then
+        applied together, and what they cost is paid once: at most one graceful reload of a
+        running watcher (see :meth:`set_opt` for which options need one), whose new streams
+        and environment are made before any process is replaced (a failure puts the old
+        options back), then the process count adjusted for ``numprocesses``.
+
+        Raises:
+            UnknownOptionError: a key names no option, or one that cannot change at run time.
+            OptionError: a bad value or combination (nothing changed).
+            WatcherError: a changed stream cannot be opened (nothing changed).
+            RolloutError: with readiness, a new process was not ready in time.
+        """
+        from ._setopts import apply_options
+
+        await apply_options(self, options)
+
+    def check_opts(self, options: Mapping[str, Any]) -> None:
+        """Raise what :meth:`set_opts` would raise for ``options`` before changing anything
+        (not what only opening a stream can tell); changes nothing.
+
+        Raises:
+            UnknownOptionError, OptionError: as :meth:`set_opts`.
+        """
+        from ._setopts import plan_options
+
+        plan_options(self, options)
 
     def process_info(self, pid: int) -> Any:
         """Upstream's per-process info dict (with ``wid``, ``started``, ``age``), or its
