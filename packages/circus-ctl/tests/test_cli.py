@@ -113,6 +113,13 @@ Ctl = Callable[..., tuple[int, str, str]]
                 },
             },
         ),
+        # depends_on (ours): a comma-separated list of watchers, none when empty
+        (
+            ["set", "w1", "depends_on", "db, cache", "numprocesses", "2"],
+            "set",
+            {"name": "w1", "options": {"depends_on": ["db", "cache"], "numprocesses": 2}},
+        ),
+        (["set", "w1", "depends_on", ""], "set", {"name": "w1", "options": {"depends_on": []}}),
     ],
 )
 def test_requests(

@@ -77,7 +77,8 @@ def cmd_numprocesses(ctx: CommandContext, props: Props) -> dict[str, Any]:
 def cmd_options(ctx: CommandContext, props: Props) -> dict[str, Any]:
     """Every option of a watcher."""
     watcher = ctx.watchers.get(req_str(props, "name"))
-    return {"options": dict(sorted(watcher.options().items()))}  # upstream answers sorted keys
+    options = _with_depends_on(ctx, watcher, dict(watcher.options()))
+    return {"options": dict(sorted(options.items()))}  # upstream answers sorted keys
 
 
 @command("get")
@@ -88,6 +89,7 @@ def cmd_get(ctx: CommandContext, props: Props) -> dict[str, Any]:
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise MessageError("'keys' must be a list of option names")
     options = dict(watcher.options())
+    options["depends_on"] = ctx.watchers.dependencies_of(watcher.name)  # [] when none
     result = {}
     for key in keys:
         if key in options:
@@ -98,6 +100,15 @@ def cmd_get(ctx: CommandContext, props: Props) -> dict[str, Any]:
         except Exception:
             raise NotFoundError(f"'{key}' option not found") from None
     return {"options": result}
+
+
+def _with_depends_on(ctx: CommandContext, watcher: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the daemon's ``depends_on`` of ``watcher`` when it has one (as our
+    other options, it shows once set: Circus 0.19 has no such key)."""
+    deps = ctx.watchers.dependencies_of(watcher.name)
+    if deps:
+        options["depends_on"] = deps
+    return options
 
 
 def _tree_tracking() -> str:

@@ -196,29 +196,64 @@ def cmd_decr(ctx: CommandContext, props: Props) -> dict[str, Any] | Awaitable[di
 
 @command("set")
 def cmd_set(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
-    """Validate then apply watcher options (one ``updated`` event each, from the watcher)."""
+    """Validate every option, then apply them together: one ``updated`` event and at most
+    one reload for the whole set (``Watcher.set_opts``); a bad key, value or combination is
+    refused before anything changes. ``depends_on`` is the daemon's: its names must be
+    watchers and close no cycle."""
     watcher = ctx.watchers.get(req_str(props, "name"))
     options = props.get("options")
     if not isinstance(options, dict):
         raise MessageError("message invalid 'options' is missing")
+    options = dict(options)
+    deps_given = "depends_on" in options
+    depends_on = options.pop("depends_on", None)
     validated = validate_set_options(options, also_known=lambda key: _has_option(watcher, key))
+    if deps_given:
+        ctx.watchers.check_dependencies_of(watcher.name, depends_on)
+    _check_options(watcher, validated)  # answered now, even without ``waiting``
 
     async def run() -> dict[str, Any]:
         async with ctx.watchers.table.locked(watcher):
             if "numprocesses" in validated:
                 ctx.watchers.check_total(watcher.name, validated["numprocesses"])
-            for key, value in validated.items():
-                try:
-                    outcome = watcher.set_opt(key, value)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-                except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                    raise watcher_error(exc) from exc
-                except WatcherError as exc:
-                    raise watcher_error(exc) from exc
+            before = ctx.watchers.deps.requires(watcher.name)
+            if deps_given:  # checked again: the watchers may have changed meanwhile
+                ctx.watchers.set_dependencies(watcher.name, depends_on)
+            try:
+                await _set_options(watcher, validated)
+            except BaseException:
+                ctx.watchers.deps.set(watcher.name, before)
+                raise
+            if deps_given and not validated:  # the watcher said nothing: told here
+                ctx.watchers.publish_event(watcher.name, "updated")
         return {}
 
     return run()
+
+
+def _check_options(watcher: Any, options: Mapping[str, Any]) -> None:
+    check = getattr(watcher, "check_opts", None)
+    if options and callable(check):
+        try:
+            check(options)
+        except (ValueError, TypeError, KeyError, AttributeError, WatcherError) as exc:
+            raise watcher_error(exc) from exc
+
+
+async def _set_options(watcher: Any, options: Mapping[str, Any]) -> None:
+    if not options:
+        return
+    try:
+        set_many = getattr(watcher, "set_opts", None)
+        if callable(set_many):
+            await set_many(options)
+            return
+        for key, value in options.items():  # a watcher without it: one key at a time
+            outcome = watcher.set_opt(key, value)
+            if inspect.isawaitable(outcome):
+                await outcome
+    except (ValueError, TypeError, KeyError, AttributeError, WatcherError) as exc:
+        raise watcher_error(exc) from exc
 
 
 def _has_option(watcher: Any, key: str) -> bool:

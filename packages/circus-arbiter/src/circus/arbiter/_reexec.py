@@ -186,7 +186,10 @@ def snapshot(arbiter: Any) -> dict[str, Any]:
         "config_file": os.path.abspath(config_file) if config_file else None,
         "started_at": arbiter.started_at,
         "tree_tracking": tree_tracking(),
-        "watchers": [_watcher_entry(ws.output, w) for w in ws.ordered()],
+        "watchers": [
+            {**_watcher_entry(ws.output, w), "depends_on": ws.dependencies_of(w.name)}
+            for w in ws.ordered()
+        ],
         "sockets": [_socket_entry(name, sock) for name, sock in ws.sockets.items()],
     }
 

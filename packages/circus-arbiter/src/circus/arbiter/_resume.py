@@ -205,6 +205,9 @@ async def resume(arbiter: Any, state: Mapping[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             raise HandoverError(f"watcher {entry['name']!r}: {exc}") from exc
         ws.register(watcher)
+        if isinstance(entry.get("depends_on"), list):  # absent: an older image's state
+            ws.set_dependencies(watcher.name, entry["depends_on"], check=False)
+            ws.deps_handed.add(watcher.name.lower())
         procs, gone = [], []
         for e in map(_checked_pipes, entry["processes"]):
             proc = _attach(watcher, e)

@@ -69,6 +69,9 @@ class WatcherSet:
     ) -> None:
         self.table = WatcherTable()
         self.deps = DepGraph()  # depends_on: which watcher requires which
+        # watchers whose depends_on a daemon-reexec handed over (none included): the
+        # config's does not replace it
+        self.deps_handed: set[str] = set()
         self.sockets = SocketSet(sockets)
         self.output = OutputHub(publish, keep=output_lines, wanted=wanted)
         self.warmup_delay = warmup_delay
@@ -192,6 +195,8 @@ class WatcherSet:
         for cfg in getattr(config, "watchers", ()):
             key = cfg.name.lower()
             if cfg.depends_on and key not in edges and key in self.table:
+                if key in self.deps_handed:
+                    continue
                 edges[key] = tuple(cfg.depends_on)
         self.deps = DepGraph()
         for name, deps in edges.items():
@@ -200,6 +205,29 @@ class WatcherSet:
             except DependencyError as exc:
                 raise ArbiterError(f"watcher {name!r} depends_on: {exc}") from None
             self.deps.set(name, deps)
+
+    def dependencies_of(self, name: str) -> list[str]:
+        """What watcher ``name`` requires (``depends_on``), by the watchers' own names."""
+        names = []
+        for dep in self.deps.requires(name):
+            watcher = self.table.find(dep)
+            names.append(watcher.name if watcher is not None else dep)
+        return names
+
+    def check_dependencies_of(self, name: str, deps: Any) -> tuple[str, ...]:
+        """The names watcher ``name`` would require with ``deps`` (see
+        :meth:`set_dependencies`); changes nothing.
+
+        Raises:
+            MessageError: ``deps`` is not a list of names, names no watcher (or ``name``
+                itself), or closes a cycle.
+        """
+        names = _names(deps)
+        try:
+            self.deps.check(name, names, known=lambda d: d in self.table)
+        except DependencyError as exc:
+            raise MessageError(f"depends_on: {exc}") from None
+        return names
 
     def set_dependencies(self, name: str, deps: Any, check: bool = True) -> tuple[str, ...]:
         """Make watcher ``name`` require ``deps`` (names, or a string of comma-separated

@@ -29,9 +29,14 @@ _BOOL_KEYS = {
 }
 _STR_KEYS = {"working_dir", "cmd", "args", "stdout_stream", "stderr_stream"}
 SET_KEYS = frozenset(
-    _INT_KEYS | _FLOAT_KEYS | _BOOL_KEYS | _STR_KEYS | {"uid", "gid", "stop_signal", "env", "hooks"}
+    _INT_KEYS
+    | _FLOAT_KEYS
+    | _BOOL_KEYS
+    | _STR_KEYS
+    | {"uid", "gid", "stop_signal", "env", "hooks", "depends_on"}
 )
-"""Option keys ``set`` accepts (plus the prefixes below), as 0.19's daemon validates them."""
+"""Option keys ``set`` accepts (plus the prefixes below), as 0.19's daemon validates them,
+and ``depends_on`` (ours: the watchers this one requires, comma-separated)."""
 _PREFIXES = ("stdout_stream.", "stderr_stream.", "hooks.", "rlimit_")
 _STREAM_INT_SUFFIXES = (".max_bytes", ".backup_count")
 
@@ -132,4 +137,6 @@ def convert_set_value(key: str, value: str) -> Any:
         return int(value) if value.isdigit() else value
     if key in ("env", "hooks"):
         return _pairs(key, value)
+    if key == "depends_on":  # "db, cache" -> ["db", "cache"]; "" -> none
+        return [name.strip() for name in value.split(",") if name.strip()]
     return value

@@ -57,6 +57,10 @@ STATS_BUDGET = 0.02
 measure): 1,000 processes (about 0.1 s an answer) are sampled every 5 s or so, 10,000 (about
 1 s an answer on a busy 2-core box) about once a minute."""
 
+DEPENDS_PER_POLL = 20
+"""Most watchers whose ``depends_on`` one poll asks for (a ``get`` each): a watcher's is
+asked once, then again after its ``updated`` event (``set``) or a reconnection."""
+
 STATS_TIMEOUT = 60.0
 """Seconds a ``stats`` answer may take (thousands of processes on a busy host)."""
 
@@ -172,6 +176,7 @@ class DaemonLink:
                 return
             raise
         self.state.fold(status, stats, dstats)
+        await self._ask_depends_on(client)
         self._publish_snapshot()
 
     async def call(self, command: str, properties: Mapping[str, Any] | None = None) -> Any:
@@ -319,7 +324,23 @@ class DaemonLink:
         if changed:
             self._publish(self.state.to_json())
 
+    async def _ask_depends_on(self, client: AsyncCircusClient) -> None:
+        """Fill in the ``depends_on`` of the watchers whose is not known (new, changed)."""
+        unknown = [w for w in self.state.watchers.values() if w.depends_on is None]
+        for watcher in unknown[:DEPENDS_PER_POLL]:
+            try:
+                answer = await client.call("get", name=watcher.name, keys=["depends_on"])
+            except CallError:  # Circus 0.19 has no depends_on; or the watcher just went
+                watcher.depends_on = []
+                continue
+            except CtlError:  # no answer: asked again at the next poll
+                return
+            deps = (answer.get("options") or {}).get("depends_on")
+            watcher.depends_on = [str(d) for d in deps] if isinstance(deps, list) else []
+
     async def _on_connect(self, client: AsyncCircusClient) -> None:
+        for watcher in self.state.watchers.values():  # a new daemon, or one re-exec'd
+            watcher.depends_on = None
         pubsub = self._fixed_pubsub
         if pubsub is None:
             try:
@@ -392,6 +413,8 @@ class DaemonLink:
                 self.state.count_restart(watcher)
         elif event == "spawn" and isinstance(pid, int):
             self.state.process_started(watcher, pid, payload.get("time"))
+        elif event == "updated" and watcher in self.state.watchers:
+            self.state.watchers[watcher].depends_on = None  # a ``set``: asked again
         message = {
             "type": "event",
             "daemon": self.index,

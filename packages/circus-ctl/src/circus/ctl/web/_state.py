@@ -110,6 +110,8 @@ class WatcherState:
     #: Bumped whenever ``processes`` changes (a stats answer, a spawn or reap event), so a
     #: snapshot can leave out a process table the pages already have.
     version: int = 0
+    #: The watchers this one requires (``depends_on``); None until asked (see DaemonLink).
+    depends_on: list[str] | None = None
 
     @property
     def cpu(self) -> float | None:
@@ -138,6 +140,7 @@ class WatcherState:
             "rss": self.rss,
             "restarts": self.restarts,
             "crash_loop": self.crash_loop,
+            "depends_on": list(self.depends_on or ()),
             "processes": [p.to_json() for _, p in sorted(self.processes.items())]
             if processes
             else None,

@@ -181,7 +181,9 @@ function watcherView(view, daemon, name) {
   const cpu = metricCell("cpu"), mem = metricCell("mem");
   const state = el("span", { class: "pill state" });
   const nprocs = el("td", { class: "num nprocs" });
-  const nameCell = el("td", { class: "name", title: "show processes" }, name);
+  // depends_on: the watchers this one requires (started before it, stopped after it)
+  const deps = el("span", { class: "muted deps", title: "depends_on: started after these, stopped before them" });
+  const nameCell = el("td", { class: "name", title: "show processes" }, name, " ", deps);
   const actions = el("div", { class: "actions" },
     actionButton(daemon, name, "start"), actionButton(daemon, name, "stop"),
     actionButton(daemon, name, "restart"), actionButton(daemon, name, "reload"),
@@ -189,7 +191,7 @@ function watcherView(view, daemon, name) {
     actionButton(daemon, name, "decr", "−1", "decr: one process less"));
   const row = el("tr", { class: "watcher", "data-watcher": name },
     nameCell, el("td", {}, state), nprocs, cpu.td, mem.td, el("td", { class: "actions-cell" }, actions));
-  w = { row, state, nprocs, cpu, mem, open: false, cpuHistory: [], memHistory: [], procs: new Map() };
+  w = { row, state, nprocs, deps, cpu, mem, open: false, cpuHistory: [], memHistory: [], procs: new Map() };
   nameCell.addEventListener("click", () => {
     w.open = !w.open;
     row.classList.toggle("open", w.open);
@@ -266,6 +268,8 @@ function onSnapshot(msg) {
       (loop.next_retry ? ", next retry at " + new Date(loop.next_retry * 1000).toLocaleTimeString() : "")
       : "";
     w.nprocs.textContent = String(watcher.numprocesses);
+    const requires = watcher.depends_on || [];
+    w.deps.textContent = requires.length ? "requires " + requires.join(", ") : "";
     w.cpu.value.textContent = fmtPercent(watcher.cpu);
     w.mem.value.textContent = fmtBytes(watcher.rss);
     push(w.cpuHistory, watcher.cpu); push(w.memHistory, watcher.rss);
