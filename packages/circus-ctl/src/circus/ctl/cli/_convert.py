@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import CtlError
 
-__all__ = ["SET_KEYS", "convert_set_value", "parse_bool", "parse_signal"]
+__all__ = ["DAEMON_SET_KEYS", "SET_KEYS", "convert_set_value", "parse_bool", "parse_signal"]
 
 _INT_KEYS = {"numprocesses", "max_retry", "max_age", "max_age_variance"}
 _FLOAT_KEYS = {"warmup_delay", "retry_in", "graceful_timeout"}
@@ -29,14 +29,12 @@ _BOOL_KEYS = {
 }
 _STR_KEYS = {"working_dir", "cmd", "args", "stdout_stream", "stderr_stream"}
 SET_KEYS = frozenset(
-    _INT_KEYS
-    | _FLOAT_KEYS
-    | _BOOL_KEYS
-    | _STR_KEYS
-    | {"uid", "gid", "stop_signal", "env", "hooks", "depends_on"}
+    _INT_KEYS | _FLOAT_KEYS | _BOOL_KEYS | _STR_KEYS | {"uid", "gid", "stop_signal", "env", "hooks"}
 )
-"""Option keys ``set`` accepts (plus the prefixes below), as 0.19's daemon validates them,
-and ``depends_on`` (ours: the watchers this one requires, comma-separated)."""
+"""Option keys ``set`` accepts (plus the prefixes below), as 0.19's daemon validates them."""
+DAEMON_SET_KEYS = frozenset({"depends_on"})
+"""Keys ``set`` also accepts that are the daemon's, not the watcher's: ``depends_on`` (the
+watchers this one requires, comma-separated)."""
 _PREFIXES = ("stdout_stream.", "stderr_stream.", "hooks.", "rlimit_")
 _STREAM_INT_SUFFIXES = (".max_bytes", ".backup_count")
 
@@ -111,11 +109,12 @@ def _pairs(key: str, value: str) -> dict[str, str]:
 
 def check_set_key(key: str) -> None:
     """Raise CtlError naming the closest valid key if ``key`` cannot be set."""
-    if key in SET_KEYS or key.startswith(_PREFIXES):
+    if key in SET_KEYS or key in DAEMON_SET_KEYS or key.startswith(_PREFIXES):
         return
-    close = difflib.get_close_matches(key, sorted(SET_KEYS), n=1)
+    valid = sorted(SET_KEYS | DAEMON_SET_KEYS)
+    close = difflib.get_close_matches(key, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise CtlError(f"unknown key {key!r}{hint}; valid keys: {', '.join(sorted(SET_KEYS))}")
+    raise CtlError(f"unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
 
 
 def convert_set_value(key: str, value: str) -> Any:
