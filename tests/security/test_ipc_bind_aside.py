@@ -167,6 +167,62 @@ def test_the_endpoint_file_is_removed_at_exit(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_no_unshare_binds_by_names_checked(
+    folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seccomp filter (Docker's default one, without CAP_SYS_ADMIN) refuses unshare: the
+    bind goes by a path into the private folder and still serves at the endpoint's path;
+    a folder swapped after the walk still leaves root's file alone."""
+    import errno
+
+    from circus.arbiter import _unshare
+    from circus.arbiter._endpoints import bind_endpoint, remove_ipc
+    from circus.arbiter._errors import ArbiterError
+
+    def refused() -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(_unshare, "unshare_fs", refused)
+    victim, run = folders
+    endpoint = f"ipc://{run / 'ctl.sock'}"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    dealer = ctx.socket(zmq.DEALER)
+    router.linger = dealer.linger = 0
+    try:
+        bind_endpoint(router, endpoint, owner=str(NOBODY))
+        info = os.lstat(run / "ctl.sock")
+        assert (info.st_mode & 0o777, info.st_uid) == (0o600, NOBODY)
+        assert _leftovers(run) == ["ctl.sock"]
+        with socket.socket(socket.AF_UNIX) as plain:
+            plain.connect(str(run / "ctl.sock"))
+            assert plain.getpeername().startswith(str(run / ".circus-bind-"))  # by names
+        dealer.connect(endpoint)
+        dealer.send(b"ping")
+        assert router.poll(30_000) and router.recv_multipart()[1] == b"ping"
+    finally:
+        router.close()
+        dealer.close()
+        ctx.term()
+    remove_ipc(endpoint)
+    assert _leftovers(run) == []
+
+    (victim / "ctl.sock").write_text("root's file\n")
+    _swap_after_walk(monkeypatch, run, victim)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.linger = 0
+    try:
+        with pytest.raises(ArbiterError):
+            bind_endpoint(sock, endpoint)
+    finally:
+        sock.close()
+        ctx.term()
+    assert (victim / "ctl.sock").read_text() == "root's file\n"
+    assert _leftovers(victim) == ["ctl.sock"]
+    assert _leftovers(run.with_name("run.old")) == []
+
+
 NO_PROC = r"""
 import json, os, sys, zmq
 from circus.arbiter._endpoints import bind_endpoint, remove_ipc

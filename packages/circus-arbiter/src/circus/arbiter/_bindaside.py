@@ -15,7 +15,9 @@ path:
   there), so the address the socket reports (``getsockname``, ``/proc/net/unix``, a
   client's ``getpeername``) is the real path. Without the right to chroot (circusd not
   root), the thread binds the bare name from inside the private folder's last folder, and
-  the socket reports that bare name;
+  the socket reports that bare name. Where the thread may not have a context of its own
+  (``unshare`` refused by a seccomp filter), the bind goes by a path to the private folder
+  through the checked folder's name, and is refused unless it landed there;
 * its mode and owner are set there (``fchmodat``/``fchownat`` in a folder only we write to:
   no ``/proc`` needed, no link to follow), it listens, and it is moved into place relative to
   the checked folder's descriptor: ``renameat`` taking over a file of ours, otherwise
@@ -27,6 +29,7 @@ path:
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -37,6 +40,8 @@ __all__ = ["PRIVATE_PREFIX", "bind_aside"]
 PRIVATE_PREFIX = ".circus-bind-"
 FileId = tuple[int, int]
 
+_SHORT = "s"  # the socket's name in the private folder when bound by names (shortest path)
+_SUN_PATH_MAX = 107  # sockaddr_un's sun_path holds 108 bytes with the NUL
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -63,7 +68,7 @@ def bind_aside(
         FileExistsError: ``name`` is taken (without ``replace``).
         OSError: the private folder cannot be made or is not ours, or a system call failed.
     """
-    tag = PRIVATE_PREFIX + os.urandom(6).hex()
+    tag = PRIVATE_PREFIX + os.urandom(3).hex()
     os.mkdir(tag, 0o700, dir_fd=dir_fd)
     root = -1
     try:
@@ -74,7 +79,9 @@ def bind_aside(
             leaf = _mirror(root, path, made)
             base = os.path.basename(path)
             try:
-                _bind_confined(sock, root, leaf, path, base, 0o777 & ~mode)
+                if not _bind_confined(sock, root, leaf, path, base, 0o777 & ~mode):
+                    leaf, base = root, _SHORT
+                    _bind_by_names(sock, root, path, tag)
                 info = os.lstat(base, dir_fd=leaf)
                 if not stat.S_ISSOCK(info.st_mode):  # pragma: no cover - only we write here
                     raise OSError(f"{path}: the bind made no socket file")
@@ -131,16 +138,25 @@ def _mirror(root: int, path: str, made: list[tuple[int, str, int]]) -> int:
 
 def _bind_confined(
     sock: socket.socket, root: int, leaf: int, path: str, base: str, umask: int
-) -> None:
+) -> bool:
     """``sock.bind`` inside the private folder, from a thread with a file-system context of
-    its own (the process's root, working directory and umask are never changed)."""
+    its own (the process's root, working directory and umask are never changed); False
+    when the thread cannot have one (``unshare`` refused: a seccomp filter, as Docker's
+    default one without CAP_SYS_ADMIN), nothing done then."""
     from ._unshare import unshare_fs
 
     failure: list[BaseException] = []
+    refused: list[bool] = []
 
     def run() -> None:
         try:
-            unshare_fs()  # raises before any chdir if it cannot be done
+            try:
+                unshare_fs()
+            except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.ENOSYS, errno.EINVAL):
+                    refused.append(True)
+                    return
+                raise
             os.umask(umask)
             os.fchdir(root)
             try:
@@ -161,6 +177,26 @@ def _bind_confined(
     worker.join()
     if failure:
         raise failure[0]
+    return not refused
+
+
+def _bind_by_names(sock: socket.socket, root: int, path: str, tag: str) -> None:
+    """``sock.bind`` by a path to the private folder through the checked folder's name:
+    what a swap of that folder for a link can redirect, but only into a folder of that
+    name, which exists only where its maker could write (never one of root's). A bind that
+    did not land in our private folder is refused. The socket's address is that path."""
+    aside = os.path.join(os.path.dirname(path), tag, _SHORT)
+    over = len(os.fsencode(aside)) - _SUN_PATH_MAX
+    if over > 0:
+        raise OSError(
+            f"{path}: too long by {over} characters to be bound through a private folder "
+            "by its name (unshare(CLONE_FS) is refused here): shorten the path"
+        )
+    sock.bind(aside)
+    try:
+        os.lstat(_SHORT, dir_fd=root)
+    except FileNotFoundError:
+        raise OSError(f"the folder of {path} was replaced while it was being bound") from None
 
 
 def _move_into_place(
