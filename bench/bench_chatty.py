@@ -14,8 +14,15 @@ Per peer (ours, upstream Circus 0.19, Supervisor 4.3), one fresh daemon:
   Supervisor: ``stdout_logfile`` per process (``%(process_num)d``, its users' layout), no
   rotation;
 * while they write, a thread times ``status`` (circus) / ``supervisor.getState()`` every
-  20 ms on its own connection; for ``ours+follow`` (ours again, followed) a SUB socket follows
-  ``output.<watcher>.stdout`` (what ``circusctl logs -f`` reads) and checks every line it gets;
+  20 ms on its own connection; for ``ours+cli`` (ours again, followed; the row of ``make
+  bench``) a real ``circusctl logs -f chatty -n 0`` runs in a session (so a scheduling
+  autogroup) of its own, as from a user's terminal, its output to a file checked once the
+  flood is over, the lines it says circusd dropped read from its stderr, with when
+  (``cli-here``: in the bench's session; ``cli-hwm<N>``: its SUB socket's ``ZMQ_RCVHWM``);
+  for ``ours+follow`` a SUB socket in a thread of the bench follows
+  ``output.<watcher>.stdout`` (what ``circusctl logs -f`` reads) and checks every line it gets
+  as it comes (``+defer``: keeps them and checks them after the flood), with how far behind
+  it ran and when the ``seq`` gaps came; ``sndhwm-<N>``: circusd's pub/sub ``ZMQ_SNDHWM``;
   ``ours+own-autogroup`` runs circusd in a session of its own (``setsid``) whose scheduling
   autogroup gets nice -10 (root only), to see what the CPU scheduler's share does to ``status``.
   More such experiments combine with ``+``: ``own-session`` (circusd in a session of its
@@ -39,7 +46,7 @@ duplicated = seen twice). CPU per MB is the daemon's user+system CPU from the go
 every written byte is in the files, divided by the MB written (10^6 bytes); ``wait s`` is
 the time its threads spent runnable but waiting for a CPU in that window (``schedstat``).
 
-Usage: python bench/bench_chatty.py [--peers ours,ours+follow,circus,supervisor] [--n 1000]
+Usage: python bench/bench_chatty.py [--peers ours,ours+cli,circus,supervisor] [--n 1000]
        [--rate 50] [--seconds 10] [--line 100] [--cut] [--client-autogroup]
 Heavy: run it under ``flock /tmp/bench.lock``.
 """
@@ -89,7 +96,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--peers", default="ours,ours+follow,circus,supervisor")
+    ap.add_argument("--peers", default="ours,ours+cli,circus,supervisor")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=50.0, help="MB/s written by all writers")
     ap.add_argument("--seconds", type=float, default=10.0)

@@ -11,6 +11,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -331,9 +332,14 @@ def supervisor_status_call(sock_path: Path) -> Any:
 
 
 class Follower(threading.Thread):
-    """Subscribes to ``output.<watcher>.stdout`` and checks every line it receives."""
+    """Subscribes to ``output.<watcher>.stdout`` and checks every line it receives.
 
-    def __init__(self, pubsub: str, watcher: str, line: int) -> None:
+    ``defer``: keep the raw payloads while the flood lasts and check them after it (no
+    per-line Python on the bench's CPU share during the window). Also records how far
+    behind it ran (receive time minus the daemon's ``time`` of each message) and when the
+    ``seq`` gaps came."""
+
+    def __init__(self, pubsub: str, watcher: str, line: int, defer: bool = False) -> None:
         super().__init__(daemon=True)
         from circus.ctl.protocol import OutputGaps
 
@@ -341,6 +347,12 @@ class Follower(threading.Thread):
         self.messages = 0
         self.gaps = OutputGaps()  # what the messages' seq says was missed
         self.gap_lines = 0
+        self.gap_events: list[tuple[float, int, float]] = []  # (time.time(), lines, lag s)
+        self.lags: list[float] = []
+        self.defer = defer
+        self.kept: list[bytes] = []
+        self.cpu_s = 0.0
+        self.runq_s = 0.0
         self.halt = threading.Event()
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.linger = 0
@@ -349,14 +361,214 @@ class Follower(threading.Thread):
         self.sock.connect(pubsub)
 
     def run(self) -> None:
+        stat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        w0, c0 = _run_delay(stat), time.thread_time()
         while not self.halt.is_set() or self.sock.poll(0):
             if not self.sock.poll(100):
                 continue
             topic, payload = self.sock.recv_multipart()
             self.messages += 1
-            message = json.loads(payload)
-            self.gap_lines += self.gaps.feed(topic.decode(), message)
-            self.checker.feed_block(message["data"].encode())
+            if self.defer:
+                self.kept.append(topic)
+                self.kept.append(payload)
+                continue
+            self._check(topic, payload)
+        self.cpu_s = time.thread_time() - c0
+        self.runq_s = _run_delay(stat) - w0
+
+    def _check(self, topic: bytes, payload: bytes) -> None:
+        now = time.time()
+        message = json.loads(payload)
+        lag = now - float(message.get("time") or now)
+        self.lags.append(lag)
+        missed = self.gaps.feed(topic.decode(), message)
+        if missed:
+            self.gap_lines += missed
+            self.gap_events.append((now, missed, lag))
+        self.checker.feed_block(message["data"].encode())
+
+    def finish(self) -> None:
+        """Check what ``defer`` kept (lags then measure the check, not the delivery)."""
+        kept, self.kept = self.kept, []
+        for i in range(0, len(kept), 2):
+            self._check(kept[i], kept[i + 1])
+
+    def report(self, written: dict[int, int], t0: float) -> dict[str, Any]:
+        """The verdict, with ``missed_by_seq`` (lines the daemon dropped and said so),
+        ``unexplained`` (missing without a seq gap) and when and how far behind."""
+        out = self.checker.verdict(written)
+        lags = sorted(self.lags)
+        out.update(
+            messages=self.messages,
+            missed_by_seq=self.gap_lines,
+            unexplained=max(0, out["lost"] - self.gap_lines),
+            kept_up=self.gap_lines == 0 and out["lost"] == 0 and out["torn"] == 0,
+            gaps=[(round(t - t0, 2), n, round(lag, 3)) for t, n, lag in self.gap_events[:20]],
+            lag_median_s=lags[len(lags) // 2] if lags and not self.defer else None,
+            lag_max_s=lags[-1] if lags and not self.defer else None,
+            thread_cpu_s=self.cpu_s,
+            thread_runq_s=self.runq_s,
+        )
+        return out
+
+
+_HWM_PATCH = """
+import sys, zmq
+_socket = zmq.Context.socket
+def socket(self, kind, *a, **k):
+    sock = _socket(self, kind, *a, **k)
+    if kind == zmq.SUB:
+        sock.rcvhwm = {hwm}
+    return sock
+zmq.Context.socket = socket
+from circus.ctl.cli import main
+sys.argv[0] = "circusctl"
+sys.exit(main())
+"""
+
+
+class CliFollower:
+    """``circusctl logs -f <watcher> -n 0`` into a file, as a user follows a watcher: its
+    output is checked once the flood is over (the ``HH:MM:SS.mmm name[pid] | `` prefix
+    cut off), and the lines it says circusd dropped are read from its stderr.
+    ``own_session``: started in a session (so a scheduling autogroup) of its own, as from a
+    user's terminal."""
+
+    def __init__(
+        self, control: str, pubsub: str, watcher: str, line: int, workdir: Path,
+        own_session: bool = True, rcvhwm: int | None = None,
+    ) -> None:  # fmt: skip
+        self.out_path = workdir / "follow.out"
+        self.line = line
+        self.messages = 0
+        self.cpu_s = 0.0
+        argv = [str(Path(sys.executable).parent / "circusctl")]
+        if rcvhwm is not None:  # experiment: its SUB socket's ZMQ_RCVHWM
+            argv = [sys.executable, "-c", _HWM_PATCH.format(hwm=rcvhwm)]
+        self.notes: list[tuple[float, str]] = []  # (time.time(), a line of its stderr)
+        with open(self.out_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                [*argv, "--endpoint", control, "logs", "-f", "-n", "0",
+                 "--pubsub-endpoint", pubsub, watcher],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
+                start_new_session=own_session,
+            )  # fmt: skip
+        self._reader = threading.Thread(target=self._read_notes, daemon=True)
+        self._reader.start()
+
+    def _read_notes(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self.notes.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
+
+    def threads(self) -> dict[str, tuple[float, float]]:
+        """CPU and run-queue wait (s) of circusctl's threads so far, by name."""
+        out: dict[str, tuple[float, float]] = {}
+        base = f"/proc/{self.proc.pid}/task"
+        try:
+            tasks = os.listdir(base)
+        except OSError:
+            return out
+        for task in tasks:
+            try:
+                with open(f"{base}/{task}/comm") as f:
+                    name = f.read().strip()
+                with open(f"{base}/{task}/schedstat") as f:
+                    fields = f.read().split()
+            except OSError:
+                continue
+            cpu, wait = out.get(name, (0.0, 0.0))
+            out[name] = (cpu + int(fields[0]) / 1e9, wait + int(fields[1]) / 1e9)
+        return out
+
+    def start(self) -> None:
+        """Return once it is connected and idle (subscribed, history asked)."""
+        deadline = time.perf_counter() + 60
+        last, still = -1.0, 0
+        while time.perf_counter() < deadline and self.proc.poll() is None:
+            socks = sum(
+                1 for fd in os.listdir(f"/proc/{self.proc.pid}/fd")
+                if os.readlink(f"/proc/{self.proc.pid}/fd/{fd}").startswith("socket:")
+            )  # fmt: skip
+            cpu = cpu_seconds(self.proc.pid)
+            still = still + 1 if socks >= 2 and cpu == last else 0
+            if still >= 5:
+                return
+            last = cpu
+            time.sleep(0.1)
+        raise RuntimeError(f"circusctl logs -f did not settle: {self.notes[:3]}")
+
+    def stop(self) -> None:
+        """Once its output file has stopped growing (10 s at most), interrupt it."""
+        deadline = time.perf_counter() + 10
+        last = -1
+        while time.perf_counter() < deadline:
+            size = self.out_path.stat().st_size
+            if size == last:
+                break
+            last = size
+            time.sleep(0.5)
+        if self.proc.poll() is None:
+            self.cpu_s = cpu_seconds(self.proc.pid)
+            self.thread_stats = self.threads()
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(10)
+
+    def report(self, written: dict[int, int], t0: float) -> dict[str, Any]:
+        """As :meth:`Follower.report` (no lags: circusctl does not say); ``gaps``: when
+        (seconds after the go) it said lines were missed, and how many."""
+        checker = Checker(self.line)
+        with open(self.out_path, "rb") as f:
+            for raw in f:
+                cut = raw.find(b" | ")
+                if cut < 0 or not raw.endswith(b"\n"):
+                    checker._bad(raw)
+                    continue
+                checker.check(raw[cut + 3 : -1])
+        missed = 0
+        gaps = []
+        for when, text in self.notes:
+            if text.startswith("circusctl: ") and " missed " in text:
+                missed += int(text.split()[1])
+                gaps.append((round(when - t0, 2), int(text.split()[1])))
+        out = checker.verdict(written)
+        out.update(
+            messages=None,
+            missed_by_seq=missed,
+            unexplained=max(0, out["lost"] - missed),
+            kept_up=missed == 0 and out["lost"] == 0 and out["torn"] == 0,
+            process_cpu_s=self.cpu_s,
+            threads=getattr(self, "thread_stats", {}),
+            gaps=gaps[:30],
+            returncode=self.proc.returncode,
+        )
+        return out
+
+
+def zmq_io_threads(pid: int) -> tuple[float, float]:
+    """CPU and run-queue wait (s) of ``pid``'s libzmq I/O threads so far (``ZMQbg/IO``)."""
+    cpu = wait = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0, 0.0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                if not f.read().startswith("ZMQbg/IO"):
+                    continue
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                fields = f.read().split()
+            cpu += int(fields[0])
+            wait += int(fields[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return cpu / 1e9, wait / 1e9
 
 
 def sched_wait(pid: int) -> float:
@@ -561,6 +773,15 @@ def _wrapped_circus(spec: ProgramSpec, workdir: Path, flags: set[str]) -> Any:
     batch = next((int(f[6:]) for f in flags if f.startswith("batch-")), None)
     if batch is not None:  # fds served per dispatch while output floods
         lines.append(f"from circus.process import _mux; _mux.FLOOD_BATCH = {batch}")
+    sndhwm = next((int(f[7:]) for f in flags if f.startswith("sndhwm-")), None)
+    if sndhwm is not None:  # the pub/sub socket's ZMQ_SNDHWM (per subscriber)
+        lines.append(
+            "from circus.arbiter import _publisher as _pb; _bind = _pb.bind_endpoint\n"
+            "def _b(sock, *a, **k):\n"
+            f"    sock.sndhwm = {sndhwm}\n"
+            "    return _bind(sock, *a, **k)\n"
+            "_pb.bind_endpoint = _b"
+        )
     if flags & {"own-session", "own-autogroup"} or any(f.startswith("ag-") for f in flags):
         lines.append("import os; os.setsid()")
     lines += ["from circus.arbiter.circusd import main", "sys.exit(main())", ""]
@@ -613,7 +834,8 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
         backend = make_backend(name)
         backend.prepare()
         flags = set(extra.split("+")) if extra else set()
-        wrapped = flags - {"follow"}
+        wrapped = {f for f in flags if f not in ("follow", "defer", "cli", "cli-here")}
+        wrapped = {f for f in wrapped if not f.startswith("cli-hwm")}
         session = _wrapped_circus(spec, workdir, flags) if wrapped else backend.open(spec, workdir)
         sampler = follower = watch = None
         try:
@@ -623,8 +845,15 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
                 call = supervisor_status_call(workdir / "sup.sock")
             else:
                 call = circus_status_call(session.control)  # type: ignore[attr-defined]
-                if "follow" in flags:
-                    follower = Follower(session.pubsub, "chatty", args.line)  # type: ignore[attr-defined]
+                if flags & {"cli", "cli-here"}:
+                    follower = CliFollower(
+                        session.control, session.pubsub, "chatty", args.line, workdir,  # type: ignore[attr-defined]
+                        own_session="cli" in flags,
+                        rcvhwm=next((int(f[7:]) for f in flags if f.startswith("cli-hwm")), None),
+                    )  # fmt: skip
+                    follower.start()
+                elif "follow" in flags:
+                    follower = Follower(session.pubsub, "chatty", args.line, "defer" in flags)  # type: ignore[attr-defined]
                     follower.start()
                     time.sleep(0.5)  # the subscription reaches the daemon (handshake, XPUB notice)
             sampler = StatusSampler(call)
@@ -636,6 +865,8 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
             sampler.start()
             cpu0 = cpu_seconds(daemon)
             wait0 = sched_wait(daemon)
+            io0 = zmq_io_threads(daemon), zmq_io_threads(os.getpid())
+            t0_wall = time.time()
             host0 = _host_cpu()
             t0 = time.perf_counter()
             os.close(go_fd)
@@ -654,6 +885,7 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
             t1 = time.perf_counter()
             cpu1 = cpu_seconds(daemon)
             wait1 = sched_wait(daemon)
+            io1 = zmq_io_threads(daemon), zmq_io_threads(os.getpid())
             host1 = _host_cpu()
             kids = _children_cpu(daemon)
             sampler.halt.set()
@@ -662,7 +894,9 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
                 watch.halt.set()
                 watch.join()
             call.close()
-            if follower is not None:
+            if isinstance(follower, CliFollower):
+                follower.stop()
+            elif follower is not None:
                 flush_deadline = time.perf_counter() + 10
                 # stop once the follower has been idle a while (the daemon publishes as it reads)
                 last = -1
@@ -672,6 +906,7 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
                 follower.halt.set()
                 follower.join()
                 follower.sock.close()
+                follower.finish()
             mb = expected / 1e6
             cpu = cpu1 - cpu0
             row.update(
@@ -701,9 +936,13 @@ def run_peer(peer: str, args: argparse.Namespace, writer: Path) -> dict[str, Any
             row["files"] = checker.verdict(written)
             row["files"]["bytes"] = file_bytes(paths())
             if follower is not None:
-                row["follower"] = follower.checker.verdict(written)
-                row["follower"]["messages"] = follower.messages
-                row["follower"]["missed_by_seq"] = follower.gap_lines
+                row["follower"] = follower.report(written, t0_wall)
+                row["zmq_io"] = {
+                    "daemon_cpu_s": io1[0][0] - io0[0][0],
+                    "daemon_runq_s": io1[0][1] - io0[0][1],
+                    "bench_cpu_s": io1[1][0] - io0[1][0],
+                    "bench_runq_s": io1[1][1] - io0[1][1],
+                }
         finally:
             if go_fd >= 0:
                 os.close(go_fd)

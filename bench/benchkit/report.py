@@ -93,6 +93,10 @@ def rows_for(settings: Settings) -> list[Row]:
         Row("chatty.status_max", "  status round trip during it, max", "ms"),
         Row("chatty.follow.cpu", "  + a logs -f follower: daemon CPU per MB", "ms/MB"),
         Row("chatty.follow.missed", "  + a logs -f follower: lines it missed or got torn", "lines"),
+        Row("chatty.follow.seq", "    missed, announced by seq (circusd dropped them)", "lines"),
+        Row("chatty.follow.unexplained", "    missed, no seq gap seen", "lines"),
+        Row("chatty.follow.torn", "    torn", "lines"),
+        Row("chatty.follow.kept_up", "    follower kept up (1 yes, 0 no; median of runs)", "-"),
     ]
     return rows
 

@@ -265,11 +265,13 @@ class Runner:
         args = argparse.Namespace(
             n=s.chatty_n, rate=s.chatty_rate, seconds=s.chatty_seconds, line=100, cut=False
         )
-        peers = [self.b.name] + (["ours+follow"] if self.b.name == "ours" else [])
+        # ours again, followed by a real `circusctl logs -f` in a session of its own (as from
+        # a user's terminal), its output checked once the flood is over
+        peers = [self.b.name] + (["ours+cli"] if self.b.name == "ours" else [])
         for peer in peers:
             _log(f"run {self.run + 1}: {peer} chatty N={s.chatty_n} {s.chatty_rate:g} MB/s")
             row = chatty.run_peer(peer, args, writer)
-            prefix = "chatty.follow" if peer.endswith("+follow") else "chatty"
+            prefix = "chatty.follow" if peer.endswith("+cli") else "chatty"
             if "error" in row:
                 _log(f"{peer} chatty: {row['error']}")
                 for key in keys if prefix == "chatty" else ["chatty.follow.cpu"]:
@@ -285,7 +287,15 @@ class Runner:
                     self.r.add(self.b.name, "chatty.status_max", status["max_ms"])
             else:
                 f = row["follower"]
+                _log(
+                    f"{peer} chatty follower: lost {f['lost']} (seq {f['missed_by_seq']}, "
+                    f"unexplained {f['unexplained']}), torn {f['torn']}, gaps {f.get('gaps')}"
+                )
                 self.r.add(self.b.name, "chatty.follow.missed", f["lost"] + f["torn"])
+                self.r.add(self.b.name, "chatty.follow.seq", f["missed_by_seq"])
+                self.r.add(self.b.name, "chatty.follow.unexplained", f["unexplained"])
+                self.r.add(self.b.name, "chatty.follow.torn", f["torn"])
+                self.r.add(self.b.name, "chatty.follow.kept_up", 1.0 if f["kept_up"] else 0.0)
 
 
 def _median_ms(call: Callable[[], None], count: int) -> float:

@@ -41,7 +41,15 @@ DAEMON_ROWS = [
 RAW_ROWS = ["start.10", "stop.10", "respawn", "stdout", "stdout.cat", "stdout.direct"]
 # The chatty rows (a C writer built with cc): every daemon, and ours followed by logs -f.
 CHATTY_ROWS = ["chatty.cpu", "chatty.lost", "chatty.status", "chatty.status_max"]
-OURS_CHATTY_ROWS = [*CHATTY_ROWS, "chatty.follow.cpu", "chatty.follow.missed"]
+OURS_CHATTY_ROWS = [
+    *CHATTY_ROWS,
+    "chatty.follow.cpu",
+    "chatty.follow.missed",
+    "chatty.follow.seq",
+    "chatty.follow.unexplained",
+    "chatty.follow.torn",
+    "chatty.follow.kept_up",
+]
 
 
 def run_bench(argv: list[str], tmp_path: Path) -> tuple[str, dict[str, Any]]:
@@ -100,6 +108,7 @@ def test_small_run_against_ours_fills_every_row(tmp_path: Path) -> None:
         # 20 writers: nothing lost or torn, in the file or by the follower
         assert doc["metrics"]["chatty.lost"]["values"]["ours"]["median"] == 0
         assert doc["metrics"]["chatty.follow.missed"]["values"]["ours"]["median"] == 0
+        assert doc["metrics"]["chatty.follow.kept_up"]["values"]["ours"]["median"] == 1
     for key in ("start.10", "stop.10", "respawn", "stdout"):
         assert doc["metrics"][key]["ratios"]["ours/raw"] > 0
     assert {t["metric"] for t in doc["targets"]} >= {"start.1000", "respawn", "stdout"}
