@@ -223,6 +223,44 @@ def test_no_unshare_binds_by_names_checked(
     assert _leftovers(run.with_name("run.old")) == []
 
 
+def test_re_exec_still_sees_a_request_on_its_way_when_bound_by_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """daemon-reexec waits while a control connection has bytes libzmq has not read yet,
+    finding our connections by their getsockname(); bound by names (unshare refused), that
+    is the private folder's path, not the endpoint's: they must still be found."""
+    import errno
+
+    from circus.arbiter import _unshare
+    from circus.arbiter._endpoints import bind_endpoint, remove_ipc
+    from circus.arbiter._reexec import _bytes_waiting
+    from circus.process.testing import wait_until
+
+    def refused() -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(_unshare, "unshare_fs", refused)
+    endpoint = f"ipc://{tmp_path / 'ctl'}"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    dealer = ctx.socket(zmq.DEALER)
+    router.linger = dealer.linger = 0
+    router.rcvhwm = 1  # libzmq stops reading the connection: the bytes wait in the kernel
+    router.rcvbuf = 4096
+    dealer.sndhwm = 0
+    try:
+        bind_endpoint(router, endpoint)
+        dealer.connect(endpoint)
+        for _ in range(2000):
+            dealer.send(b"x" * 1024)
+        wait_until(lambda: _bytes_waiting(endpoint), 30, "unread bytes seen on the endpoint")
+    finally:
+        router.close()
+        dealer.close()
+        ctx.term()
+    remove_ipc(endpoint)
+
+
 NO_PROC = r"""
 import json, os, sys, zmq
 from circus.arbiter._endpoints import bind_endpoint, remove_ipc

@@ -25,6 +25,7 @@ __all__ = [
     "bind_endpoint",
     "bind_retrying",
     "ipc_path",
+    "local_address",
     "owner_uid",
     "rebinds_in_place",
     "release",
@@ -41,6 +42,9 @@ _IPC_BOUND: dict[str, int] = {}
 # file is removed only if it is still that one: if another process bound the path since, the
 # file is its socket, and removing it would leave that process unreachable.
 _IPC_FILES: dict[str, tuple[int, int]] = {}
+# ipc path -> what its listening socket (and every connection accepted on it) answers to
+# getsockname(): the path, unless the bind could not be made under it (see _bindaside).
+_IPC_NAMES: dict[str, str] = {}
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -48,6 +52,16 @@ def ipc_path(endpoint: str) -> str | None:
     if endpoint.startswith("ipc://"):
         return endpoint[len("ipc://") :]
     return None
+
+
+def local_address(endpoint: str) -> str | None:
+    """What ``getsockname()`` answers for the connections accepted on the ``ipc://``
+    endpoint ``endpoint`` we bound: its path, or the name its socket was bound by when that
+    could not be the path (a circusd that may not chroot); ``None`` for other transports."""
+    path = ipc_path(endpoint)
+    if path is None:
+        return None
+    return _IPC_NAMES.get(path, path)
 
 
 def owner_uid(owner: str | None) -> int | None:
@@ -147,8 +161,12 @@ def _bind_ipc(sock: zmq.Socket[Any], endpoint: str, path: str, uid: int | None) 
         except BaseException:
             listener.close()
             raise
+        name_bound = listener.getsockname()
         listener.detach()  # libzmq's now: it closes it at unbind or close
         _IPC_FILES[path] = file_id
+        if isinstance(name_bound, bytes):
+            name_bound = name_bound.decode(errors="replace")
+        _IPC_NAMES[path] = name_bound
 
 
 def _unlink_if(dir_fd: int, name: str, file_id: tuple[int, int]) -> None:
@@ -286,5 +304,6 @@ def remove_ipc(endpoint: str) -> None:
     if left > 0:
         _IPC_BOUND[path] = left
         return
+    _IPC_NAMES.pop(path, None)
     if remove_if_ours(path, _IPC_FILES.pop(path, None)) is False:
         log.warning("not removing %s: another process bound it since we did", path)

@@ -341,9 +341,9 @@ def _bytes_waiting(endpoint: str) -> bool:
     import struct
     import termios
 
-    from ._endpoints import ipc_path
+    from ._endpoints import local_address
 
-    path = ipc_path(endpoint)
+    path = local_address(endpoint)  # what our connections' getsockname() answers
     port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else None
     if path is None and not (port and port.isdigit()):
         return False
