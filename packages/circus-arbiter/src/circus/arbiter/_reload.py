@@ -151,10 +151,14 @@ async def _reload_config(arbiter: Arbiter, force: bool) -> None:
         if current is not None:  # a watcher added at run time under that name
             await watchers.remove(current)
         made.add(cfg.name.lower())
-    # The file's depends_on, whole (the loader checked it; run-time watchers keep theirs):
-    # a change of it alone re-creates nothing.
+    # The file's depends_on (the loader checked it; run-time watchers keep theirs): a change
+    # of it alone re-creates nothing. Where the file did not change it, what `set` made it
+    # stays, as a `set` option of an unchanged section does.
+    before = {cfg.name.lower(): cfg.depends_on for cfg in old.watchers}
     for cfg in new.watchers:
-        watchers.set_dependencies(cfg.name, cfg.depends_on, check=False)
+        key = cfg.name.lower()
+        if force or key in made or before.get(key) != cfg.depends_on:
+            watchers.set_dependencies(cfg.name, cfg.depends_on, check=False)
     # a supervisord.conf: its control API and listeners follow the new processes
     supervisor = getattr(arbiter, "_supervisor", None)
     if supervisor is not None:
