@@ -157,3 +157,20 @@ def test_depends_on_shown_and_set_with_checks(run_arbiter, make_sleeper) -> None
         assert arbiter.get_watcher("cache").status() == "stopped"
 
     run_arbiter([make_sleeper("db"), make_sleeper("Web"), make_sleeper("cache")], body)
+
+
+def test_a_set_of_depends_on_alone_publishes_updated(run_arbiter, make_sleeper, endpoints) -> None:
+    """The dashboard asks a watcher's depends_on again on its ``updated`` event."""
+    from circus.ctl import AsyncCircusConsumer
+
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        async with AsyncCircusConsumer(["watcher.web."], endpoints["pubsub_endpoint"]) as sub:
+            for _ in range(100):  # set again until the subscription is through (slow joiner)
+                answer = await c.call("set", name="web", options={"depends_on": ["db"]})
+                assert answer["status"] == "ok", answer
+                message = await sub.recv(timeout=0.2)
+                if message is not None:
+                    break
+            assert message is not None and message[0] == "watcher.web.updated", message
+
+    run_arbiter([make_sleeper("db"), make_sleeper("web")], body)
