@@ -76,12 +76,14 @@ def bind_aside(
         _check_private(root, path)
         made: list[tuple[int, str, int]] = []  # (parent fd, name, fd) of the folders made
         try:
-            leaf = _mirror(root, path, made)
-            base = os.path.basename(path)
+            leaf, base = root, os.path.basename(path)
             try:
-                if not _bind_confined(sock, root, leaf, path, base, 0o777 & ~mode):
-                    leaf, base = root, _SHORT
+                confined = _bind_confined(sock, root, path, base, 0o777 & ~mode, made)
+                if confined is None:
+                    base = _SHORT
                     _bind_by_names(sock, root, path, tag)
+                else:
+                    leaf = confined
                 info = os.lstat(base, dir_fd=leaf)
                 if not stat.S_ISSOCK(info.st_mode):  # pragma: no cover - only we write here
                     raise OSError(f"{path}: the bind made no socket file")
@@ -137,16 +139,22 @@ def _mirror(root: int, path: str, made: list[tuple[int, str, int]]) -> int:
 
 
 def _bind_confined(
-    sock: socket.socket, root: int, leaf: int, path: str, base: str, umask: int
-) -> bool:
+    sock: socket.socket,
+    root: int,
+    path: str,
+    base: str,
+    umask: int,
+    made: list[tuple[int, str, int]],
+) -> int | None:
     """``sock.bind`` inside the private folder, from a thread with a file-system context of
-    its own (the process's root, working directory and umask are never changed); False
-    when the thread cannot have one (``unshare`` refused: a seccomp filter, as Docker's
-    default one without CAP_SYS_ADMIN), nothing done then."""
+    its own (the process's root, working directory and umask are never changed); the
+    descriptor of the folder the socket file is in (one of ``made``, or ``root``). None
+    when the thread cannot have such a context (``unshare`` refused: a seccomp filter, as
+    Docker's default one without CAP_SYS_ADMIN): nothing made or bound then."""
     from ._unshare import unshare_fs
 
     failure: list[BaseException] = []
-    refused: list[bool] = []
+    where: list[int] = []
 
     def run() -> None:
         try:
@@ -154,9 +162,10 @@ def _bind_confined(
                 unshare_fs()
             except OSError as exc:
                 if exc.errno in (errno.EPERM, errno.ENOSYS, errno.EINVAL):
-                    refused.append(True)
                     return
                 raise
+            leaf = _mirror(root, path, made)  # descriptors: independent of the thread's root
+            where.append(leaf)
             os.umask(umask)
             os.fchdir(root)
             try:
@@ -177,7 +186,7 @@ def _bind_confined(
     worker.join()
     if failure:
         raise failure[0]
-    return not refused
+    return where[0] if where else None
 
 
 def _bind_by_names(sock: socket.socket, root: int, path: str, tag: str) -> None:
