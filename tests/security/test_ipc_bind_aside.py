@@ -18,6 +18,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -259,6 +260,56 @@ def test_re_exec_still_sees_a_request_on_its_way_when_bound_by_names(
         dealer.close()
         ctx.term()
     remove_ipc(endpoint)
+
+
+def test_a_killed_binds_private_folder_is_removed_by_the_next_bind(tmp_path: Path) -> None:
+    """A bind killed midway leaves its private folder (with the socket file and the
+    copy of the path's folders): the next bind in that folder removes it once it is old
+    enough; a young one (another circusd's bind in progress), another user's folder of
+    that name, a link of that name, and one holding anything but sockets and folders stay."""
+    from circus.arbiter._bindaside import PRIVATE_PREFIX, STALE_AFTER
+    from circus.arbiter._endpoints import bind_endpoint, remove_ipc
+
+    def leftover(tag: str, *, old: bool = True, owner: int = 0) -> Path:
+        top = tmp_path / (PRIVATE_PREFIX + tag)
+        inner = top / "srv" / "app"
+        inner.mkdir(parents=True, mode=0o700)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(inner / "ctl"))
+        for folder in (inner, inner.parent, top):
+            folder.chmod(0o700)
+            os.chown(folder, owner, owner)
+            if old:
+                stamp = time.time() - STALE_AFTER - 60
+                os.utime(folder, (stamp, stamp))
+        return top
+
+    killed = leftover("aaaaaa")
+    young = leftover("bbbbbb", old=False)
+    theirs = leftover("cccccc", owner=NOBODY)
+    held = leftover("dddddd")
+    (held / "srv" / "note").write_text("not a socket\n")
+    os.utime(held, (0, 0))
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / (PRIVATE_PREFIX + "eeeeee")).symlink_to(target)
+    endpoint = f"ipc://{tmp_path / 'ctl.sock'}"
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.linger = 0
+    try:
+        bind_endpoint(sock, endpoint)
+    finally:
+        sock.close()
+        ctx.term()
+    remove_ipc(endpoint)
+    assert not killed.exists(), "a killed bind's private folder was left"
+    assert young.is_dir() and theirs.is_dir() and held.is_dir()
+    assert (held / "srv" / "note").read_text() == "not a socket\n"
+    assert target.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [young.name, theirs.name, held.name, PRIVATE_PREFIX + "eeeeee", "elsewhere"]
+    )
 
 
 NO_PROC = r"""

@@ -23,8 +23,10 @@ path:
   the checked folder's descriptor: ``renameat`` taking over a file of ours, otherwise
   ``linkat`` (which refuses whatever appeared at the name meanwhile, link or not) then the
   private name unlinked;
-* the private folders go (an interrupted bind, a SIGKILL, leaves an empty
-  ``.circus-bind-*`` folder of root's behind, harmless).
+* the private folders go. One a bind killed midway left behind (a SIGKILL) is removed by
+  the next bind in that folder once it is :data:`STALE_AFTER` seconds old (younger, it may
+  be another circusd's bind in progress), and only if it and all it holds are ours:
+  private folders and socket files.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ import os
 import socket
 import stat
 import threading
+import time
 
-__all__ = ["PRIVATE_PREFIX", "bind_aside"]
+__all__ = ["PRIVATE_PREFIX", "STALE_AFTER", "bind_aside"]
 
 PRIVATE_PREFIX = ".circus-bind-"
+STALE_AFTER = 60.0
+"""Seconds after which a private folder left in a socket's folder is taken as a killed
+bind's, and removed."""
 FileId = tuple[int, int]
 
 _SHORT = "s"  # the socket's name in the private folder when bound by names (shortest path)
@@ -68,6 +74,7 @@ def bind_aside(
         FileExistsError: ``name`` is taken (without ``replace``).
         OSError: the private folder cannot be made or is not ours, or a system call failed.
     """
+    _sweep(dir_fd)
     tag = PRIVATE_PREFIX + os.urandom(3).hex()
     os.mkdir(tag, 0o700, dir_fd=dir_fd)
     root = -1
@@ -236,3 +243,49 @@ def _remove_private(dir_fd: int, tag: str, root: int) -> None:
     finally:
         if root >= 0:
             os.close(root)
+
+
+def _sweep(dir_fd: int) -> None:
+    """Remove the private folders killed binds left in ``dir_fd`` (never raises)."""
+    try:
+        listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        names = [n for n in os.listdir(listing) if n.startswith(PRIVATE_PREFIX)]
+    except OSError:
+        names = []
+    finally:
+        os.close(listing)
+    for entry in names:
+        _remove_ours(dir_fd, entry, time.time() - STALE_AFTER, depth=64)
+
+
+def _remove_ours(parent: int, entry: str, older_than: float | None, depth: int) -> bool:
+    """rmdir ``entry`` of ``parent`` after removing what it holds, if it is a private
+    folder of ours (modified before ``older_than``, when given) holding only socket files
+    and such folders; whether it went. Never raises, never follows a link."""
+    if depth <= 0:
+        return False
+    try:
+        fd = os.open(entry, _DIR, dir_fd=parent)
+    except OSError:
+        return False  # a link, not a folder, or gone
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            return False
+        if older_than is not None and info.st_mtime > older_than:
+            return False
+        for inner in os.listdir(fd):
+            kind = os.lstat(inner, dir_fd=fd).st_mode
+            if stat.S_ISSOCK(kind):
+                os.unlink(inner, dir_fd=fd)
+            elif not (stat.S_ISDIR(kind) and _remove_ours(fd, inner, None, depth - 1)):
+                return False
+        os.rmdir(entry, dir_fd=parent)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
