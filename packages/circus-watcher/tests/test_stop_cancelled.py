@@ -86,9 +86,9 @@ def test_an_ending_given_up_half_way_leaves_no_countdown_entry(
         pids = w.pids
         stop = asyncio.ensure_future(w.stop())
         await recorder.until(lambda: recorder.count("kill") == 2)
-        (ending,) = w._stopper._endings
-        await _cancel(ending)
         await _cancel(stop)
+        (ending,) = w._stopper._endings  # what took the cancelled stop's ending on
+        await _cancel(ending)
         assert not w._procs._groups and not w._procs.exits
         assert set(w.ending) == set(pids)
         await asyncio.wait_for(w.stop(), 30)

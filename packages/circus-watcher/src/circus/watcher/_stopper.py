@@ -30,13 +30,31 @@ logger = logging.getLogger("circus.watcher")
 _KILL_WAIT = 10.0  # after SIGKILL of a whole tree, how long we wait before giving up on it
 
 
+class _Ending:
+    """Where one retirement stands, so that it can be taken on again after a cancel."""
+
+    __slots__ = ("procs", "group", "signum", "timeout", "next", "deadline", "killed", "trees")
+
+    def __init__(
+        self, procs: list[ProcessLike], group: ExitGroup, signum: int, timeout: float
+    ) -> None:
+        self.procs = procs
+        self.group = group
+        self.signum = signum
+        self.timeout = timeout
+        self.next = 0  # the first process not signalled yet
+        self.deadline: float | None = None  # loop time when the graceful wait ends
+        self.killed = False  # the stubborn ones were SIGKILLed
+        self.trees: list[asyncio.Future[Any]] = []  # tree stops under way
+
+
 class Stopper:
     """Stops a watcher's processes and the watcher itself; owns the flapping retry timer."""
 
     def __init__(self, watcher: Watcher) -> None:
         self._w = watcher
         self._flap_timer: asyncio.TimerHandle | None = None
-        self._endings: set[asyncio.Task[list[int]]] = set()  # retirements under way
+        self._endings: set[asyncio.Task[None]] = set()  # taken on after a cancelled caller
 
     def send(self, proc: ProcessLike, signum: int, **how: bool) -> bool:
         """Send ``signum`` to ``proc`` (``children``/``recursive`` as the process layer takes
@@ -92,27 +110,47 @@ class Stopper:
     ) -> list[int]:
         """End ``procs`` (stop signal, wait, SIGKILL the tree); emit kill then reap events.
 
-        A caller cancelled meanwhile stops waiting, the ending does not: it runs to its end
-        (SIGKILL after the timeout, the reap events, the descriptors closed), and
-        :meth:`stop` waits for it. Abandoned half-way, the processes would be neither
-        counted nor ended by anyone: alive for good, their exits never reported.
+        A caller cancelled meanwhile stops waiting, the ending does not: a task takes it on
+        from where it was (SIGKILL after the timeout, the reap events, the descriptors
+        closed), and :meth:`stop` waits for it. Abandoned half-way, the processes would be
+        neither counted nor ended by anyone: alive for good, their exits never reported.
         """
         if not procs:
             return []
-        # Moved out of the counted set now, before the caller's next step.
-        group = self._w._procs.retire(procs)
-        task = asyncio.get_running_loop().create_task(
-            self._end(procs, group, signum, graceful_timeout)
+        o = self._w.settings
+        ending = _Ending(
+            procs,
+            self._w._procs.retire(procs),
+            o.stop_signal if signum is None else signum,
+            o.graceful_timeout if graceful_timeout is None else graceful_timeout,
         )
-        self._endings.add(task)
-        task.add_done_callback(self._ended)
-        return await asyncio.shield(task)
+        # Run inline, not in a task of its own: a task's hand-back costs the stop's answer
+        # loop passes (the held reap events flushed, the orphan look) before it is sent.
+        try:
+            await self._end(ending)
+        except asyncio.CancelledError:
+            task = asyncio.get_running_loop().create_task(self._resume(ending))
+            self._endings.add(task)
+            task.add_done_callback(self._ended)
+            raise
+        except BaseException:
+            self._w._procs.abandon(ending.group)
+            raise
+        return [proc.pid for proc in procs]
 
-    def _ended(self, task: asyncio.Task[list[int]]) -> None:
+    async def _resume(self, ending: _Ending) -> None:
+        try:
+            await self._end(ending)
+        except BaseException:
+            # Cancelled itself (the loop shutting down) or failed: the countdown's entries go
+            # with it, none left waiting for an exit nobody awaits.
+            self._w._procs.abandon(ending.group)
+            raise
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
         self._endings.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # retrieved here: a caller cancelled meanwhile never sees it
-            logger.debug(
+            logger.error(
                 "watcher %s: ending processes failed", self._w.name, exc_info=task.exception()
             )
 
@@ -121,69 +159,58 @@ class Stopper:
         while self._endings:
             await asyncio.wait(list(self._endings))
 
-    async def _end(
-        self,
-        procs: list[ProcessLike],
-        group: ExitGroup,
-        signum: int | None,
-        graceful_timeout: float | None,
-    ) -> list[int]:
-        try:
-            return await self._end_group(procs, group, signum, graceful_timeout)
-        except BaseException:
-            # Cancelled itself (the loop shutting down) or failed: the countdown's entries go
-            # with it, none left waiting for an exit nobody awaits.
-            self._w._procs.abandon(group)
-            raise
-
-    async def _end_group(
-        self,
-        procs: list[ProcessLike],
-        group: ExitGroup,
-        signum: int | None,
-        graceful_timeout: float | None,
-    ) -> list[int]:
+    async def _end(self, e: _Ending) -> None:
+        """Signal, wait, SIGKILL, report and close; re-entered after a cancel, it goes on
+        from where ``e`` says it was (each step recorded once done)."""
         w = self._w
-        o = w.settings
-        signum = o.stop_signal if signum is None else signum
-        timeout = o.graceful_timeout if graceful_timeout is None else graceful_timeout
-        stop_children = o.stop_children
+        stop_children = w.settings.stop_children
+        procs, group, timeout = e.procs, e.group, e.timeout
         waits = group.waits
         loop = asyncio.get_running_loop()
         hooks = w._hooks
         signal_hooks = hooks.any_of("before_signal", "after_signal")
-        tree_stops: list[asyncio.Future[Any]] = []
         # One at a time, each signal followed by its event: signalling 1,000 back to back
         # first was measured slower on 2 cores (the children, all runnable at once, take the
         # CPU from the daemon's own per-process work; bench/README.md, issue 19 notes).
-        for proc in procs:
+        while e.next < len(procs):
+            proc = procs[e.next]
             exit_seen = waits.get(proc.pid)
             if exit_seen is None or exit_seen.done():
+                e.next += 1
                 continue  # already dead (a signal hook awaited may let exits be seen)
-            sig = signum
+            sig = e.signum
             if signal_hooks and not await hooks.call("before_signal", pid=proc.pid, signum=sig):
                 sig = 0  # refused: no stop signal, but the SIGKILL after the timeout still comes
+            e.next += 1
             if stop_children:
                 # Opt-in and slower: the process layer pins the whole tree before signalling.
                 for child in proc.children():
                     w._emit("kill", {"process_pid": child, "time": time.time()})
                 if sig:
                     w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
-                tree_stops.append(loop.create_task(proc.astop(timeout, sig, True)))
+                e.trees.append(loop.create_task(proc.astop(timeout, sig, True)))
             elif sig and self.send(proc, sig):
                 w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
             if signal_hooks:
                 await hooks.call("after_signal", pid=proc.pid, signum=sig)
-        if timeout > 0 and not group.all_exited.done():
-            await asyncio.wait([group.all_exited], timeout=timeout)
-        stubborn = [proc for proc in procs if proc.pid in waits and not waits[proc.pid].done()]
-        for proc in stubborn:
-            w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
-            if not stop_children:
-                # Rare: SIGKILL the process, its group and its pinned tree.
-                tree_stops.append(loop.create_task(proc.astop(0, _signal.SIGKILL, True)))
-        if tree_stops:
-            await self._await_trees(tree_stops, timeout + _KILL_WAIT)
+        if e.deadline is None:
+            e.deadline = loop.time() + timeout
+        if not e.killed:
+            left = e.deadline - loop.time()
+            if left > 0 and not group.all_exited.done():
+                await asyncio.wait([group.all_exited], timeout=left)
+            e.killed = True
+            for proc in procs:
+                exit_seen = waits.get(proc.pid)
+                if exit_seen is None or exit_seen.done():
+                    continue
+                w._emit("kill", {"process_pid": proc.pid, "time": time.time()})
+                if not stop_children:
+                    # Rare: SIGKILL the process, its group and its pinned tree.
+                    e.trees.append(loop.create_task(proc.astop(0, _signal.SIGKILL, True)))
+        if e.trees:
+            await self._await_trees(e.trees, timeout + _KILL_WAIT)
+            e.trees = []
         if not group.all_exited.done():
             await asyncio.wait([group.all_exited], timeout=_KILL_WAIT)
         reap_hooks = hooks.any_of("before_reap", "after_reap")
@@ -194,11 +221,12 @@ class Stopper:
                 else:
                     w._spawner.emit_reap(proc)
             close_process(proc)
-        return [proc.pid for proc in procs]
 
     async def _await_trees(self, stops: list[asyncio.Future[Any]], limit: float) -> None:
+        # shielded: a cancelled caller leaves the tree stops running for whoever resumes
+        gathered = asyncio.gather(*stops, return_exceptions=True)
         try:
-            results = await asyncio.wait_for(asyncio.gather(*stops, return_exceptions=True), limit)
+            results = await asyncio.wait_for(asyncio.shield(gathered), limit)
         except TimeoutError:
             results = []
             logger.error("watcher %s: processes survived SIGKILL", self._w.name)
