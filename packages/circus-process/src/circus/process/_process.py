@@ -399,19 +399,28 @@ class Process(Stopping):
 
     def close(self) -> None:
         """Release the pipes and the pidfd. Does not stop or reap the child."""
-        hooks, self._close_hooks = self._close_hooks, ()
-        for hook in hooks:
-            hook(self)
-        for attr in ("stdout", "stderr"):
-            fd = getattr(self, attr)
-            if fd is not None:
-                setattr(self, attr, None)
-                os.close(fd)
-        self._unwatch()
-        if self.pidfd is not None:
-            os.close(self.pidfd)
+        # Straight-line: a stop of 1,000 closes 1,000 of these after the last exit.
+        hooks = self._close_hooks
+        if hooks:
+            self._close_hooks = ()
+            for hook in hooks:
+                hook(self)
+        fd = self.stdout
+        if fd is not None:
+            self.stdout = None
+            os.close(fd)
+        fd = self.stderr
+        if fd is not None:
+            self.stderr = None
+            os.close(fd)
+        if self._watch_undo is not None:
+            self._unwatch()
+        fd = self.pidfd
+        if fd is not None:
             self.pidfd = None
-        self._release_leaf()
+            os.close(fd)
+        if self._cgroup is not None:
+            self._release_leaf()
 
     def __del__(self) -> None:
         # A forgotten Process must not leak its fds; the child itself stays ours to reap

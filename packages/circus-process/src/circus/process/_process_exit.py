@@ -156,16 +156,20 @@ class ExitWatching(ProcessFields):
 
     def _reaped(self: Self, rc: int) -> None:
         self.returncode = rc
-        if self.pid is not None and registry.get(self.pid) is self:
-            del registry[self.pid]
+        if self.pid is not None:
+            other = registry.pop(self.pid, None)
+            if other is not None and other is not self:
+                registry[self.pid] = other  # not ours (a pid reused): put back
         self._unwatch()
         self._sigchld_cb = None
-        if self.pidfd is not None:
-            os.close(self.pidfd)
+        fd = self.pidfd
+        if fd is not None:
             self.pidfd = None
-        for fut in self._waiters:
-            if not fut.done():
-                _call_on(fut.get_loop(), _set_result, fut, rc)
+            os.close(fd)
+        if self._waiters:
+            for fut in self._waiters:
+                if not fut.done():
+                    _call_on(fut.get_loop(), _set_result, fut, rc)
         callbacks, self._exit_callbacks = iter(self._exit_callbacks), ()
         inline = self._in_exit_event
         for loop, cb in zip(callbacks, callbacks, strict=False):  # the (loop, cb) pairs
