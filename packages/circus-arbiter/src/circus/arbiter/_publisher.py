@@ -185,7 +185,7 @@ class Publisher:
         # are read once the messages are sent (:meth:`flush`), off the path of a respawn's
         # ``spawn``. A no is always decided afresh.
         if not (
-            self._socket is not None and any(raw_topic.startswith(p) for p in self._prefixes)
+            self._socket is not None and raw_topic.startswith(tuple(self._prefixes))
         ) and not self.wanted(raw_topic):
             return
         data = encode(payload)

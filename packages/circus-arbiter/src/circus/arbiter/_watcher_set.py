@@ -142,9 +142,13 @@ class WatcherSet:
         if watcher.name in self.table:
             raise ConflictError(f"'{watcher.name}' already exist")
         name = watcher.name
+        topics: dict[str, str] = {}  # event -> its topic: a stop of 1,000 publishes 2,000
 
         def on_event(event: str, payload: Mapping[str, Any]) -> None:
-            self._publish(event_topic(name, event), payload)
+            topic = topics.get(event)
+            if topic is None:
+                topic = topics[event] = event_topic(name, event)
+            self._publish(topic, payload)
             for observer in self.observers:
                 observer(name, event)
             if event in _PROCESS_EVENTS and self.process_changed is not None:
