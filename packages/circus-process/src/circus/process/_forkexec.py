@@ -92,7 +92,7 @@ def fork_exec(
     """
     sys.audit("subprocess.Popen", program, argv, cwd, env)
     executable = os.fsencode(program)
-    if os.path.dirname(executable):
+    if "/" in program:  # what os.path.dirname() says, without its Python per spawn
         executables: tuple[bytes, ...] = (executable,)
     else:  # as Popen and execvpe: each entry of the PATH the child will have
         path_env = {"PATH": _path_of(env)} if env is not None else None

@@ -275,6 +275,9 @@ class Process(Stopping):
             raise ProcessStateError(f"{self!r} was already spawned")
         plan = self._plan()
         leaf = _cgroup.new_leaf() if self.exact_tree else None
+        if leaf is None:  # no leaf to enter: nothing to undo either (a respawn's usual case)
+            self._launched(plan, launch(plan))
+            return
         try:
             # Our thread is in the leaf for the fork: the child is born there, before it runs.
             with _cgroup.Entered(leaf) as leaf:
