@@ -403,3 +403,42 @@ def test_without_the_right_to_chroot_the_bind_still_serves(tmp_path: Path) -> No
         "left": [],
         "cwd": "/",
     }
+
+
+NO_THREAD = """
+import json, os, resource, socket, sys
+from circus.arbiter._bindaside import bind_aside
+import circus.arbiter._unshare  # imported before the folder is all it can reach
+
+os.chdir(sys.argv[1])
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # no new task: no thread either
+dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    bind_aside(sock, dir_fd, "ctl.sock", "ctl.sock", mode=0o600)
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect("ctl.sock")
+    answer = {"reached": True}
+except OSError as exc:
+    answer = {"reached": False, "error": str(exc)}
+answer["left"] = sorted(os.listdir("."))
+print(json.dumps(answer))
+"""
+
+
+def test_a_bind_with_no_thread_to_be_had_still_serves(tmp_path: Path) -> None:
+    """A crowded host: the user's process limit (or a cgroup's pids.max) leaves no thread
+    for the bind: it goes by names, as where unshare is refused, rather than failing (the
+    old code refused the endpoint: a re-exec's new image could not bind its control
+    channel)."""
+    folder = tmp_path / "app"
+    folder.mkdir()
+    os.chown(folder, NOBODY, NOBODY)
+    done = subprocess.run(
+        [sys.executable, "-c", NO_THREAD, str(folder)], cwd="/", capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert json.loads(done.stdout) == {"reached": True, "left": ["ctl.sock"]}

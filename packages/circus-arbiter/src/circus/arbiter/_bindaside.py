@@ -16,8 +16,9 @@ path:
   client's ``getpeername``) is the real path. Without the right to chroot (circusd not
   root), the thread binds the bare name from inside the private folder's last folder, and
   the socket reports that bare name. Where the thread may not have a context of its own
-  (``unshare`` refused by a seccomp filter), the bind goes by a path to the private folder
-  through the checked folder's name, and is refused unless it landed there;
+  (``unshare`` refused by a seccomp filter, or no thread to be had), the bind goes by a path
+  to the private folder through the checked folder's name, and is refused unless it landed
+  there;
 * its mode and owner are set there (``fchmodat``/``fchownat`` in a folder only we write to:
   no ``/proc`` needed, no link to follow), it listens, and it is moved into place relative to
   the checked folder's descriptor: ``renameat`` taking over a file of ours, otherwise
@@ -157,7 +158,8 @@ def _bind_confined(
     its own (the process's root, working directory and umask are never changed); the
     descriptor of the folder the socket file is in (one of ``made``, or ``root``). None
     when the thread cannot have such a context (``unshare`` refused: a seccomp filter, as
-    Docker's default one without CAP_SYS_ADMIN): nothing made or bound then."""
+    Docker's default one without CAP_SYS_ADMIN) or cannot be started: nothing made or
+    bound then."""
     from ._unshare import unshare_fs
 
     failure: list[BaseException] = []
@@ -188,8 +190,10 @@ def _bind_confined(
     worker = threading.Thread(target=run, name="circus-bind", daemon=True)
     try:
         worker.start()
-    except RuntimeError as exc:  # no thread to be had (RLIMIT_NPROC, pids.max)
-        raise OSError(f"{path}: cannot start the bind's thread: {exc}") from None
+    except RuntimeError:
+        # No thread to be had (RLIMIT_NPROC, a cgroup's pids.max on a crowded host): bound
+        # by names instead, as where unshare is refused, rather than no endpoint at all.
+        return None
     worker.join()
     if failure:
         raise failure[0]
