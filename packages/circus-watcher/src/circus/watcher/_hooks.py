@@ -203,7 +203,9 @@ class HookRunner:
 
     def any_of(self, *names: str) -> bool:
         """True when at least one of ``names`` is configured."""
-        return any(name in self.hooks for name in names)
+        hooks = self.hooks
+        # most watchers have none: no generator made per death and per respawn
+        return bool(hooks) and any(name in hooks for name in names)
 
     def specs(self) -> dict[str, Any]:
         """``{name: spec as given}`` (what ``get hooks`` answers)."""
