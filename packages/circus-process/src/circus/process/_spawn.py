@@ -257,7 +257,7 @@ def plan_spawn(
 
 # (inputs) -> (env mapping, a copy of its items, the plan, the program as named, its option)
 _PLANS: dict[tuple[Any, ...], tuple[Any, dict[str, Any], SpawnPlan, str, str]] = {}
-_PLANS_MAX = 256
+_PLANS_MAX = 128  # entries, each with a copy of its environment
 
 
 def _plan_key(
