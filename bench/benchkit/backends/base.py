@@ -126,13 +126,19 @@ class Session(ABC):
         t1 = wait_for(replaced, timeout, f"a copy replacing pid {old}", interval=0.001)
         return t1 - t0, found[0]
 
-    def wait_gone(self, pids: set[int], timeout: float) -> None:
-        """Wait until every pid in ``pids`` is gone or a zombie reaped by its parent."""
+    def gone(self, pids: set[int]) -> bool:
+        """Whether every pid in ``pids`` is gone (reaped): one /proc read per pid."""
+        return all(comm_state(p) is None for p in pids)
 
-        def gone() -> bool:
-            return all(comm_state(p) is None for p in pids)
-
-        wait_for(gone, timeout, f"{len(pids)} processes of {self.spec.name} to go", 0.005)
+    def wait_gone(self, pids: set[int], timeout: float) -> float:
+        """Wait until every pid in ``pids`` is gone (reaped by its parent); return when
+        (perf_counter, after the check that found them all gone)."""
+        return wait_for(
+            lambda: self.gone(pids),
+            timeout,
+            f"{len(pids)} processes of {self.spec.name} to go",
+            0.005,
+        )
 
     def __enter__(self) -> Session:
         return self
