@@ -10,6 +10,8 @@ import os
 import signal
 from typing import Any
 
+import pytest
+
 SLEEP = "sleep 300"
 # ``sleep`` ignores SIGWINCH (its default action): the stop waits its whole graceful timeout.
 DEAF = {"stop_signal": int(signal.SIGWINCH), "graceful_timeout": 1.0}
@@ -56,6 +58,7 @@ def test_a_cancelled_stop_still_ends_its_processes_and_the_next_stop_waits_for_t
     run_async(main)
 
 
+@pytest.mark.slow
 def test_a_cancelled_decr_still_ends_its_process(make: Any, recorder: Any, run_async: Any) -> None:
     async def main() -> None:
         w = make(SLEEP, numprocesses=2, **DEAF)
