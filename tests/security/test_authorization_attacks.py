@@ -489,18 +489,74 @@ def test_read_only_peer_gets_no_other_users_secrets(
     assert SECRET in json.dumps(root_call(daemon, "options", name="victim"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="output.* events go to every subscriber of a tcp pub/sub endpoint: a PUB socket "
-    "cannot ask who subscribed. Fix: publish output.* only where only admins can subscribe "
-    "(ipc 0600, CURVE), and let `logs -f` follow through the control channel elsewhere",
+# Subscribes to everything (``""``) and to ``output.`` on the pub/sub endpoint; every topic
+# received until three ``watcher.`` events came (or 30 s passed), with the payloads.
+EVERYTHING_SUBSCRIBER = r"""
+import json, site, sys, time
+site.addsitedir(sys.argv[1])
+import zmq
+ctx = zmq.Context()
+sock = ctx.socket(zmq.SUB)
+sock.linger = 0
+for prefix in (b"", b"output.", b"out"):
+    sock.setsockopt(zmq.SUBSCRIBE, prefix)
+sock.connect(sys.argv[2])
+got, events, deadline = [], 0, time.monotonic() + 30
+while events < 3 and time.monotonic() < deadline:
+    if sock.poll(1000):
+        topic, payload = [f.decode(errors="replace") for f in sock.recv_multipart()]
+        got.append([topic, payload])
+        events += topic.startswith("watcher.")
+sock.close()
+ctx.term()
+print(json.dumps(got))
+"""
+
+TALKER_AND_TICKER = (
+    TALKER
+    + """
+[watcher:ticker]
+cmd = sleep 0.3
+"""
 )
+
+
 def test_read_only_peer_gets_no_output_events(
     circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
 ) -> None:
+    """On a loopback tcp pub/sub endpoint, a subscriber running as nobody (read-only: it may
+    not read ``logs``) subscribed to everything and to ``output.`` gets the watchers' events
+    (a respawning ticker's) and none of root's watcher's output lines."""
+    daemon = tcp_daemon(circusd, e2e, TALKER_AND_TICKER)
+    got = run_as_nobody(nobody_python, EVERYTHING_SUBSCRIBER, daemon.pubsub)
+    topics = [topic for topic, _ in got]
+    assert sum(t.startswith("watcher.ticker.") for t in topics) >= 3, topics
+    assert not [t for t in topics if t.startswith("output.")], topics
+    assert SECRET not in json.dumps(got)
+
+
+def test_root_follows_output_on_tcp(circusd: Any, e2e: Any, tmp_path: Path) -> None:
+    """Root's ``circusctl logs -f`` on loopback tcp endpoints (the defaults' case) gets the
+    output lines: root there may read ``logs``."""
     daemon = tcp_daemon(circusd, e2e, TALKER)
+    follow = subprocess.run(
+        [sys.executable, "-m", "circus.ctl.cli", "--endpoint", daemon.endpoint, "--json",
+         "logs", "-f", "-n", "0", "--count", "2", "--pubsub-endpoint", daemon.pubsub, "victim"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert follow.returncode == 0, follow.stderr
+    assert SECRET in follow.stdout, follow.stdout
+
+
+def test_operate_access_peer_gets_output_on_tcp(
+    circusd: Any, e2e: Any, tmp_path: Path, nobody_python: str
+) -> None:
+    """With ``unauthenticated_access = operate`` (``logs`` shown to anyone), a subscriber
+    running as nobody gets the output lines on tcp too."""
+    daemon = tcp_daemon(circusd, e2e, "[circus]\nunauthenticated_access = operate\n" + TALKER)
     event = run_as_nobody(nobody_python, SUBSCRIBER, daemon.pubsub)
-    assert SECRET not in json.dumps(event)
+    assert event is not None and event[0] == "output.victim.stdout", event
+    assert SECRET in event[1]
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ipc"])

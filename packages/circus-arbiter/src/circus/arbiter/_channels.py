@@ -34,6 +34,7 @@ from ._settings import ArbiterSettings
 
 if TYPE_CHECKING:  # imported where used: only a stats or multicast endpoint needs them
     from ._discovery import Discovery
+    from ._peers import PeerIdentity
     from ._stats import Snapshot, StatsPublisher
 
 __all__ = ["Channels", "Moved"]
@@ -132,6 +133,13 @@ class Channels:
         """Whether any subscriber wants ``topic``."""
         return self.publisher is not None and self.publisher.wanted(topic.encode())
 
+    def _may_read_output(self, who: PeerIdentity) -> bool:
+        """Whether a subscriber on a loopback tcp events endpoint gets ``output.*``: the
+        policy that shows ``logs`` to control peers (``_secretreads``), read when it subscribes."""
+        from ._secretreads import may_read_secrets
+
+        return may_read_secrets(getattr(self._commands, "daemon", None), who)
+
     # ------------------------------------------------------------------ start and stop
 
     def open(self, commands: Any, stats_source: Callable[[], Snapshot]) -> None:
@@ -150,7 +158,9 @@ class Channels:
         self.curve_server = start_curve(
             s.curve, self._sync_context(), [s.endpoint, s.pubsub_endpoint, s.stats_endpoint]
         )
-        self.publisher = Publisher(self._sync_context(), s.pubsub_endpoint, s.endpoint_owner)
+        self.publisher = Publisher(
+            self._sync_context(), s.pubsub_endpoint, s.endpoint_owner, self._may_read_output
+        )
         self.controller = Controller(commands, self.context, s.endpoint)
         self.controller.bind(s.endpoint_owner)
 
@@ -270,7 +280,9 @@ class Channels:
                     publisher = in_place(
                         endpoint,
                         self.publisher,
-                        lambda: Publisher(context, new.pubsub_endpoint, owner),
+                        lambda: Publisher(
+                            context, new.pubsub_endpoint, owner, self._may_read_output
+                        ),
                     )
                     undo.append(publisher.close)
                 elif channel == "ctl" and new_ctl and not ctl_later:

@@ -39,6 +39,7 @@ __all__ = [
     "PeerIdentity",
     "find_tcp_owner",
     "parse_ipc_address",
+    "tcp_fd_ends",
     "tcp_owner_uid",
 ]
 
@@ -212,19 +213,27 @@ def _ipc_identity(frame: Any) -> PeerIdentity:
     return PeerIdentity("ipc", uid=uid, gid=gid, pid=pid)
 
 
-def _tcp_identity(frame: Any, port: int | None) -> PeerIdentity:
-    fd = _srcfd(frame)
-    sock = _dup_socket(fd) if fd is not None else None
+def tcp_fd_ends(fd: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    """``(peer, local)`` (host, port) of the connected tcp socket ``fd``; ``None`` when
+    ``fd`` is closed, not a tcp socket, or not connected."""
+    sock = _dup_socket(fd)
     if sock is None:
-        return PeerIdentity("tcp")
+        return None
     with sock:
         try:
             if sock.family not in (socket.AF_INET, socket.AF_INET6):
-                return PeerIdentity("tcp")
-            peer = sock.getpeername()[:2]
-            local = sock.getsockname()[:2]
+                return None
+            return sock.getpeername()[:2], sock.getsockname()[:2]
         except OSError:
-            return PeerIdentity("tcp")
+            return None
+
+
+def _tcp_identity(frame: Any, port: int | None) -> PeerIdentity:
+    fd = _srcfd(frame)
+    ends = tcp_fd_ends(fd) if fd is not None else None
+    if ends is None:
+        return PeerIdentity("tcp")
+    peer, local = ends
     address = f"{peer[0]}:{peer[1]}"
     if port is not None and local[1] != port:
         return PeerIdentity("tcp", address=address)

@@ -27,13 +27,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from ._connguard import guard
 from ._endpoints import bind_again, bind_endpoint, release, remove_ipc
+from ._subfilter import SubscriptionFilter
+
+if TYPE_CHECKING:
+    from ._peers import PeerIdentity
 
 __all__ = ["MAX_SUBSCRIPTION_BYTES", "QUEUE_DEPTH", "Publisher"]
 
@@ -84,15 +88,26 @@ def encode(payload: Mapping[str, Any]) -> bytes:
 class Publisher:
     """Publishes events; :meth:`publish` never blocks (ZeroMQ drops for slow subscribers)."""
 
-    def __init__(self, context: zmq.Context[Any], endpoint: str, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        endpoint: str,
+        owner: str | None = None,
+        may_read_output: Callable[[PeerIdentity], bool] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self._prefixes: set[bytes] = set()
+        # loopback tcp without CURVE: who gets output.* is decided per connection (_subfilter)
+        self._filter: SubscriptionFilter | None = None
         self._fresh = False  # the notices were read in this pass of the event loop
         self._held: list[tuple[bytes, bytes]] | None = None  # to send at the next pass
         self._socket: zmq.Socket[Any] | None = context.socket(zmq.XPUB)
         self._socket.linger = 0
         self._socket.maxmsgsize = MAX_SUBSCRIPTION_BYTES
         self._socket.sndhwm = QUEUE_DEPTH  # taken by each connection as it is made
+        filtered = may_read_output is not None and _needs_filter(endpoint)
+        if filtered:
+            self._socket.setsockopt(zmq.XPUB_MANUAL, 1)
         self._guarded = False
         try:
             guard().watch(self._socket, endpoint, "pub/sub", idle_first=False, owner=owner)
@@ -108,6 +123,10 @@ class Publisher:
             self._socket.close()
             self._socket = None
             raise
+        if filtered:
+            assert may_read_output is not None
+            port = _bound_port(self._socket)
+            self._filter = SubscriptionFilter(port, may_read_output, self._prefixes)
 
     @property
     def bound(self) -> bool:
@@ -140,6 +159,13 @@ class Publisher:
         sock = self._socket
         assert sock is not None
         while int(sock.getsockopt(_EVENTS)) & _POLLIN:
+            if self._filter is not None:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK, copy=False)
+                except zmq.Again:  # pragma: no cover - EVENTS said otherwise
+                    return
+                self._filter.notice(sock, frame)
+                continue
             try:
                 notice = sock.recv(zmq.NOBLOCK)
             except zmq.Again:  # pragma: no cover - EVENTS said otherwise
@@ -242,3 +268,16 @@ class Publisher:
             self._socket.close(linger=0)
             self._socket = None
             remove_ipc(self.endpoint)
+
+
+def _needs_filter(endpoint: str) -> bool:
+    """A tcp endpoint without CURVE (a CURVE peer holds an authorized key: an admin)."""
+    from ._curve import client_curve_for
+
+    return endpoint.startswith("tcp://") and client_curve_for(endpoint) is None
+
+
+def _bound_port(sock: zmq.Socket[Any]) -> int | None:
+    last = sock.getsockopt(zmq.LAST_ENDPOINT)
+    tail = last.decode(errors="replace").rsplit(":", 1)[-1] if isinstance(last, bytes) else ""
+    return int(tail) if tail.isdigit() else None
