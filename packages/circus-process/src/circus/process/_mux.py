@@ -231,6 +231,6 @@ def release(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     if mux is None:
         return
     mux.remove(fd)
-    if not mux and not mux._dispatching:  # else closed when the dispatch ends, if still empty
+    if not mux._callbacks and not mux._dispatching:  # else closed when the dispatch ends
         del _muxes[loop]
         mux.close()

@@ -428,8 +428,14 @@ class Process(Stopping):
     def __del__(self) -> None:
         # A forgotten Process must not leak its fds; the child itself stays ours to reap
         # through reap_orphans() (it is no longer in the registry once we are gone).
-        for attr in ("stdout", "stderr", "pidfd"):
-            fd = getattr(self, attr, None)
+        fds: tuple[int | None, ...]
+        try:
+            fds = (self.stdout, self.stderr, self.pidfd)
+        except AttributeError:  # __init__ did not get that far
+            fds = tuple(getattr(self, attr, None) for attr in ("stdout", "stderr", "pidfd"))
+        if fds == (None, None, None):
+            return  # closed (a stop of 1,000 frees 1,000 of these at once)
+        for fd in fds:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)

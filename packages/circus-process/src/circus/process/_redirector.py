@@ -210,8 +210,10 @@ class OutputRedirector:
         self._detach(pipe, eof=True)
         pipes = self._by_process.get(pipe.process)
         if pipes is not None:
-            with contextlib.suppress(ValueError):
+            try:  # no context manager: two per exiting child
                 pipes.remove(pipe)
+            except ValueError:
+                pass
             if not pipes:
                 del self._by_process[pipe.process]
                 pipe.process._remove_close_hook(self._close_cb)
