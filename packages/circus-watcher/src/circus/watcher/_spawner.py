@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ._errors import ResourceShortage, SpawnFailedError
 from ._flapping import Verdict
 from ._lifecycle import Halt
-from ._procs import ProcessLike, close_process, process_status
+from ._procs import ProcessLike, close_process, make_process, process_status
 
 if TYPE_CHECKING:
     from ._watcher import Watcher
@@ -77,8 +77,6 @@ class Spawner:
         w = self._w
         wid = w._procs.wids.acquire()
         try:
-            from ._procs import make_process
-
             proc = make_process(w, wid)
         except BaseException:
             w._procs.wids.release(wid)
