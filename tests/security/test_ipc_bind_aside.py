@@ -442,3 +442,67 @@ def test_a_bind_with_no_thread_to_be_had_still_serves(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert json.loads(done.stdout) == {"reached": True, "left": ["ctl.sock"]}
+
+
+def _posix_acl(entries: list[tuple[int, int, int]]) -> bytes:
+    """The kernel's xattr form of a POSIX ACL: version 2, then (tag, perm, id) entries."""
+    import struct
+
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+AS_NOBODY_CONNECT = """
+import os, socket, sys
+os.chdir(sys.argv[1])
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+try:
+    socket.socket(socket.AF_UNIX).connect(sys.argv[2])
+    print("connected")
+except OSError as exc:
+    print(exc.errno)
+"""
+
+
+def test_a_default_acl_of_the_folder_owner_gives_it_no_right_on_the_socket(
+    tmp_path: Path,
+) -> None:
+    """The folder's owner gives its folder a default ACL naming itself (rwx): the private
+    folder and the socket file made in it inherited it, and a 0660 socket of root's group
+    let that owner connect (to an ``[unix_http_server]`` meant for an admin group: root's
+    supervisor RPC). Now the mode is all there is."""
+    import errno
+
+    from circus.arbiter._bindaside import bind_aside
+
+    folder = tmp_path / "app"
+    folder.mkdir()
+    os.chown(folder, NOBODY, NOBODY)
+    undefined = 0xFFFFFFFF
+    everyone_but_other = [(0x01, 7, undefined), (0x02, 7, NOBODY), (0x04, 7, undefined)]
+    try:
+        os.setxattr(
+            folder,
+            "system.posix_acl_default",
+            _posix_acl([*everyone_but_other, (0x10, 7, undefined), (0x20, 0, undefined)]),
+        )
+    except OSError as exc:
+        pytest.skip(f"no POSIX ACLs on this file system: {exc}")
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        bind_aside(
+            listener, dir_fd, "http.sock", str(folder / "http.sock"), mode=0o660, owner=(0, 0)
+        )
+        with pytest.raises(OSError) as no_acl:
+            os.getxattr(folder / "http.sock", "system.posix_acl_access")
+        assert no_acl.value.errno == errno.ENODATA
+        done = subprocess.run(
+            [sys.executable, "-c", AS_NOBODY_CONNECT, str(folder), "http.sock"],
+            cwd="/", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.stdout.strip() == str(errno.EACCES), done.stderr[-2000:]
+    finally:
+        listener.close()
+        os.close(dir_fd)

@@ -19,6 +19,8 @@ path:
   (``unshare`` refused by a seccomp filter, or no thread to be had), the bind goes by a path
   to the private folder through the checked folder's name, and is refused unless it landed
   there;
+* the ACLs the private folder inherits from the checked folder's default ACL are removed
+  (that folder's owner could name itself in it), so nothing made there inherits any;
 * its mode and owner are set there (``fchmodat``/``fchownat`` in a folder only we write to:
   no ``/proc`` needed, no link to follow), it listens, and it is moved into place relative to
   the checked folder's descriptor: ``renameat`` taking over a file of ours, otherwise
@@ -82,6 +84,7 @@ def bind_aside(
     try:
         root = os.open(tag, _DIR, dir_fd=dir_fd)
         _check_private(root, path)
+        _drop_acls(root, path)
         made: list[tuple[int, str, int]] = []  # (parent fd, name, fd) of the folders made
         try:
             leaf, base = root, os.path.basename(path)
@@ -123,6 +126,21 @@ def _check_private(root: int, path: str) -> None:
     info = os.fstat(root)
     if info.st_uid != os.geteuid() or info.st_mode & 0o077 or os.listdir(root):
         raise OSError(f"{path}: the private folder made for the bind was replaced; not binding")
+
+
+def _drop_acls(root: int, path: str) -> None:
+    """Remove the POSIX ACLs the private folder inherited from the checked folder's default
+    ACL: the folder's owner could have set one naming itself, and the socket file made in
+    here would inherit it (the mode's group bits its mask: a 0660 socket of root's group
+    connectable by that owner). Without them, the mode is all there is."""
+    for attr in ("system.posix_acl_default", "system.posix_acl_access"):
+        try:
+            os.removexattr(root, attr)
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise OSError(
+                    f"{path}: cannot remove the ACL {attr} of the private folder: {exc}"
+                ) from None
 
 
 def _mirror(root: int, path: str, made: list[tuple[int, str, int]]) -> int:
