@@ -133,14 +133,21 @@ def _drop_acls(root: int, path: str) -> None:
     ACL: the folder's owner could have set one naming itself, and the socket file made in
     here would inherit it (the mode's group bits its mask: a 0660 socket of root's group
     connectable by that owner). Without them, the mode is all there is."""
+    absent = (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
     for attr in ("system.posix_acl_default", "system.posix_acl_access"):
         try:
             os.removexattr(root, attr)
         except OSError as exc:
-            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise OSError(
-                    f"{path}: cannot remove the ACL {attr} of the private folder: {exc}"
-                ) from None
+            if exc.errno in absent:
+                continue
+            try:  # refused (a security module): fine if there is none to remove
+                os.getxattr(root, attr)
+            except OSError as again:
+                if again.errno in absent:
+                    continue
+            raise OSError(
+                f"{path}: cannot remove the ACL {attr} of the private folder: {exc}"
+            ) from None
 
 
 def _mirror(root: int, path: str, made: list[tuple[int, str, int]]) -> int:
