@@ -174,3 +174,45 @@ def test_a_set_of_depends_on_alone_publishes_updated(run_arbiter, make_sleeper, 
             assert message is not None and message[0] == "watcher.web.updated", message
 
     run_arbiter([make_sleeper("db"), make_sleeper("web")], body)
+
+
+def test_a_depends_on_waiting_for_its_watcher_is_seen_by_the_next_check(
+    run_arbiter, make_sleeper
+) -> None:
+    """A ``set`` of depends_on answered (no ``waiting``) while its watcher is busy (a stop,
+    a reload holds it): a later ``set`` closing a cycle with it is refused then and there.
+    The old code recorded the first only once the watcher was free: the second was
+    accepted, and the first, already answered ok, was then dropped in the background."""
+
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        deps = arbiter.watcher_set.deps
+        web = arbiter.get_watcher("web")
+        async with arbiter.watcher_set.table.locked(web):  # web busy
+            answer = await c.call("set", name="web", options={"depends_on": ["db"]})
+            assert answer["status"] == "ok", answer
+            answer = await c.call("set", name="db", options={"depends_on": ["web"]}, waiting=True)
+            assert answer["status"] == "error" and "cycle" in answer["reason"], answer
+        got = await c.call("get", name="web", keys=["depends_on"], waiting=True)
+        assert got["options"] == {"depends_on": ["db"]}, got
+        assert deps.requires("db") == ()
+
+    run_arbiter([make_sleeper("db"), make_sleeper("web")], body)
+
+
+def test_a_depends_on_whose_options_fail_later_is_taken_back(
+    run_arbiter, make_sleeper, tmp_path: Path
+) -> None:
+    """depends_on beside a stream that cannot be opened (found only when the running
+    watcher's streams are made): the set fails as a whole, depends_on included."""
+
+    async def body(arbiter: Arbiter, c: Any) -> None:
+        options = {
+            "depends_on": ["db"],
+            "stdout_stream.class": "FileStream",
+            "stdout_stream.filename": str(tmp_path / "no-such-folder" / "out.log"),
+        }
+        answer = await c.call("set", name="web", options=options, waiting=True)
+        assert answer["status"] == "error", answer
+        assert arbiter.watcher_set.deps.requires("web") == ()
+
+    run_arbiter([make_sleeper("db"), make_sleeper("web")], body)

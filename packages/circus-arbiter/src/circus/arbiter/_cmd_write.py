@@ -211,24 +211,44 @@ def cmd_set(ctx: CommandContext, props: Props) -> Awaitable[dict[str, Any]]:
     if deps_given:
         ctx.watchers.check_dependencies_of(watcher.name, depends_on)
     _check_options(watcher, validated)  # answered now, even without ``waiting``
+    before = ctx.watchers.deps.requires(watcher.name)
+    recorded: tuple[str, ...] = ()
+    if deps_given:
+        # Recorded now, not once the watcher is free (a stop or reload may hold it): a set
+        # checked meanwhile sees it, and cannot close a cycle with a set already answered.
+        ctx.watchers.set_dependencies(watcher.name, depends_on)
+        recorded = ctx.watchers.deps.requires(watcher.name)
 
     async def run() -> dict[str, Any]:
-        async with ctx.watchers.table.locked(watcher):
-            if "numprocesses" in validated:
-                ctx.watchers.check_total(watcher.name, validated["numprocesses"])
-            before = ctx.watchers.deps.requires(watcher.name)
-            if deps_given:  # checked again: the watchers may have changed meanwhile
-                ctx.watchers.set_dependencies(watcher.name, depends_on)
-            try:
+        try:
+            async with ctx.watchers.table.locked(watcher):
+                if "numprocesses" in validated:
+                    ctx.watchers.check_total(watcher.name, validated["numprocesses"])
                 await _set_options(watcher, validated)
-            except BaseException:
-                ctx.watchers.deps.set(watcher.name, before)
-                raise
-            if deps_given and not validated:  # the watcher said nothing: told here
-                ctx.watchers.publish_event(watcher.name, "updated")
+                if deps_given and not validated:  # the watcher said nothing: told here
+                    ctx.watchers.publish_event(watcher.name, "updated")
+        except BaseException:
+            if deps_given:
+                _take_back(ctx.watchers, watcher.name, recorded, before)
+            raise
         return {}
 
     return run()
+
+
+def _take_back(
+    watchers: WatcherSet, name: str, recorded: tuple[str, ...], before: tuple[str, ...]
+) -> None:
+    """Put back what watcher ``name`` required before a ``set`` that failed, unless a later
+    ``set`` changed it since, or putting it back would now close a cycle (kept then)."""
+    deps = watchers.deps
+    if deps.requires(name) != recorded:
+        return
+    try:
+        deps.check(name, before, known=lambda _: True)
+    except ValueError:
+        return
+    deps.set(name, before)
 
 
 def _check_options(watcher: Any, options: Mapping[str, Any]) -> None:
