@@ -35,6 +35,7 @@ which would starve a follower). A read-only subscriber's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,8 @@ import zmq
 from ._peers import PeerIdentity, tcp_fd_ends, tcp_owner_uid
 
 __all__ = ["OUTPUT_PREFIX", "SubscriptionFilter", "without_output"]
+
+log = logging.getLogger("circus.arbiter")
 
 OUTPUT_PREFIX = b"output."
 _SUBSCRIBE = int(zmq.SUBSCRIBE)
@@ -188,7 +191,12 @@ class SubscriptionFilter:
                     holders.discard(fd)
         uid = tcp_owner_uid(peer, local)
         who = PeerIdentity("tcp", uid=uid, address=f"{peer[0]}:{peer[1]}")
-        conn = self._connections[fd] = _Connection(peer, self._judge(who))
+        try:
+            full = bool(self._judge(who))
+        except Exception:  # never stop publishing: a peer that cannot be judged reads no output
+            log.exception("pub/sub: cannot judge %s; no output.* for it", who.describe())
+            full = False
+        conn = self._connections[fd] = _Connection(peer, full)
         return conn
 
 
