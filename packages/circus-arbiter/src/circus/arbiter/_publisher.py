@@ -125,8 +125,10 @@ class Publisher:
             raise
         if filtered:
             assert may_read_output is not None
-            port = _bound_port(self._socket)
-            self._filter = SubscriptionFilter(port, may_read_output, self._prefixes)
+            sock = self._socket
+            self._filter = SubscriptionFilter(
+                lambda: _bound_port(sock), may_read_output, self._prefixes
+            )
 
     @property
     def bound(self) -> bool:
@@ -278,6 +280,9 @@ def _needs_filter(endpoint: str) -> bool:
 
 
 def _bound_port(sock: zmq.Socket[Any]) -> int | None:
-    last = sock.getsockopt(zmq.LAST_ENDPOINT)
+    try:
+        last = sock.getsockopt(zmq.LAST_ENDPOINT)
+    except zmq.ZMQError:  # closed
+        return None
     tail = last.decode(errors="replace").rsplit(":", 1)[-1] if isinstance(last, bytes) else ""
     return int(tail) if tail.isdigit() else None

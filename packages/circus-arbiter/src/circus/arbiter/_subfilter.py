@@ -85,15 +85,16 @@ class SubscriptionFilter:
     """Applies the subscriptions a manual-mode XPUB socket reads (see the module's docstring).
 
     Args:
-        port: the tcp port the socket listens on (a descriptor connected elsewhere is not one
-            of its connections).
+        port: the tcp port the socket listens on now, ``None`` when unknown; asked for each
+            new connection (an endpoint bound again may listen elsewhere). A descriptor
+            connected elsewhere is not one of its connections.
         may_read_output: whether a peer may get ``output.*``.
         wanted: the set of prefixes somebody asked for, kept up to date in place.
     """
 
     def __init__(
         self,
-        port: int | None,
+        port: Callable[[], int | None],
         may_read_output: Callable[[PeerIdentity], bool],
         wanted: set[bytes],
     ) -> None:
@@ -160,7 +161,7 @@ class SubscriptionFilter:
 
     def _serves(self, fd: int, conn: _Connection) -> bool:
         ends = tcp_fd_ends(fd)
-        return ends is not None and ends[0] == conn.peer and ends[1][1] == self.port
+        return ends is not None and ends[0] == conn.peer
 
     def _count(self, prefix: bytes, step: int) -> None:
         count = self._counts.get(prefix, 0) + step
@@ -176,7 +177,8 @@ class SubscriptionFilter:
         if ends is None:
             return None
         peer, local = ends
-        if self.port is not None and local[1] != self.port:
+        port = self.port()
+        if port is not None and local[1] != port:
             return None  # the descriptor now serves something else: ours is gone
         recorded = _peer_address(frame)
         if recorded is not None and _plain(recorded) != _plain(peer[0]):
