@@ -99,3 +99,32 @@ def test_an_ending_given_up_half_way_leaves_no_countdown_entry(
         assert _countdown_empty(w) and w._procs.idle
 
     run_async(main)
+
+
+@pytest.mark.slow
+def test_a_cancelled_tree_stop_still_ends_the_whole_tree(
+    make: Any, recorder: Any, run_async: Any, tmp_path: Any
+) -> None:
+    """stop_children: a shell and its child both deaf to SIGTERM; the stop cancelled in its
+    graceful wait still SIGKILLs the tree, and the next stop returns once both are gone."""
+
+    async def main() -> None:
+        child_file = tmp_path / "child"
+        w = make(
+            f"sh -c 'trap \"\" TERM; sleep 300 & echo $! > {child_file}; wait'",
+            stop_children=True,
+            graceful_timeout=1.0,
+        )
+        await w.start()
+        shell = w.pids[0]
+        await recorder.until(lambda: child_file.exists() and child_file.read_text().strip() != "")
+        child = int(child_file.read_text())
+        stop = asyncio.ensure_future(w.stop())
+        await recorder.until(lambda: recorder.count("kill") >= 2)  # the tree signalled
+        await _cancel(stop)
+        await asyncio.wait_for(w.stop(), 30)
+        assert _reaped(shell)
+        await recorder.until(lambda: _reaped(child), within=10)  # reaped by init or us
+        assert _countdown_empty(w) and w._procs.idle
+
+    run_async(main)
