@@ -63,7 +63,7 @@ def bind_aside(
     mode: int,
     owner: tuple[int, int] | None = None,
     replace: bool = False,
-    backlog: int = 128,
+    backlog: int | None = 128,
 ) -> FileId:
     """Bind the unix socket ``sock`` so that it listens at ``name`` in the folder ``dir_fd``
     (``path`` is how clients name it), with ``mode`` and ``owner`` (uid, gid; -1 keeps one)
@@ -72,6 +72,8 @@ def bind_aside(
     Args:
         replace: a file at ``name`` is replaced (a socket of ours taken over); otherwise
             anything there makes the bind fail and is left alone.
+        backlog: ``listen(backlog)`` before the file is reachable; None: no ``listen``
+            (a datagram socket).
 
     Raises:
         FileExistsError: ``name`` is taken (without ``replace``).
@@ -102,7 +104,8 @@ def bind_aside(
                 if owner is not None:
                     os.chown(base, owner[0], owner[1], dir_fd=leaf, follow_symlinks=False)
                 os.chmod(base, mode, dir_fd=leaf)
-                sock.listen(backlog)  # before it is reachable: a connect is never refused
+                if backlog is not None:  # before it is reachable: a connect is never refused
+                    sock.listen(backlog)
                 _move_into_place(leaf, base, dir_fd, name, path, replace)
                 return (info.st_dev, info.st_ino)
             finally:

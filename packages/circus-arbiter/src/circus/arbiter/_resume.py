@@ -97,6 +97,8 @@ def _adopt_sockets(arbiter: Any, state: Mapping[str, Any]) -> None:
             log.error("daemon-reexec: socket %s: %s", entry["name"], exc)
             continue
         sock.set_inheritable(False)
+        if sock.path is not None and entry.get("path"):
+            sock.path = str(entry["path"])  # its address may not say it (a bind aside by names)
         if not entry.get("adopted") and entry.get("file_id"):
             # the file is ours, as it was the old image's: removed at exit
             sock.adopted = False

@@ -6,6 +6,8 @@ needs binding, the ``{name: fd}`` map, the ``listsockets`` listing and closing.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -142,13 +144,29 @@ def _create(cls: Any, options: Mapping[str, Any]) -> Any:
 
 def _bind(sock: Any) -> None:
     # The daemon binds as root in folders an app's user may own: reach a unix socket's folder
-    # (for the bind, and for the removal at close) without following that user's links.
+    # (for the bind, and for the removal at close) without following that user's links, and
+    # bind aside there (never by the path, which a swap of the folder for a link redirects).
+    # Not root, the bind aside could not chroot and the socket's address (what children and
+    # a re-exec read back) would be a bare name: the plain bind by path then.
     from circus.process import open_parent
-    from circus.sockets import set_parent_opener
+    from circus.sockets import set_parent_opener, set_unix_binder
 
     set_parent_opener(open_parent)
+    set_unix_binder(bind_socket_aside if os.geteuid() == 0 else None)
     # CircusSocket.bind_and_listen is idempotent: a bound or adopted socket is left as is.
     sock.bind_and_listen()
+
+
+def bind_socket_aside(
+    sock: socket.socket, dir_fd: int, name: str, path: str, *, mode: int, replace: bool
+) -> tuple[int, int]:
+    """circus.sockets' unix binder in the daemon: :func:`._bindaside.bind_aside`, listening
+    with the socket's backlog when it is a stream or seqpacket socket."""
+    from ._bindaside import bind_aside
+
+    listens = sock.type in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+    backlog = int(getattr(sock, "backlog", 128)) if listens else None
+    return bind_aside(sock, dir_fd, name, path, mode=mode, replace=replace, backlog=backlog)
 
 
 def _fileno(sock: Any) -> int:

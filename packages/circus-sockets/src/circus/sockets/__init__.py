@@ -12,7 +12,7 @@ from ._errors import SocketError, SocketOptionError
 from ._manager import ChildSockets, SocketManager
 from ._socket import CircusSocket
 from ._systemd import LISTEN_FDS_START, listen_fds
-from ._unix import set_parent_opener
+from ._unix import UnixBinder, set_parent_opener, set_unix_binder
 
 __all__ = [
     "LISTEN_FDS_START",
@@ -20,7 +20,9 @@ __all__ = [
     "CircusSocket",
     "SocketError",
     "SocketOptionError",
+    "UnixBinder",
     "SocketManager",
     "listen_fds",
     "set_parent_opener",
+    "set_unix_binder",
 ]
