@@ -153,8 +153,11 @@ def _bind(sock: Any) -> None:
 
     set_parent_opener(open_parent)
     set_unix_binder(bind_socket_aside if os.geteuid() == 0 else None)
-    # CircusSocket.bind_and_listen is idempotent: a bound or adopted socket is left as is.
-    sock.bind_and_listen()
+    try:
+        # CircusSocket.bind_and_listen is idempotent: a bound or adopted socket is left as is.
+        sock.bind_and_listen()
+    finally:
+        set_unix_binder(None)  # only this bind: circus.sockets used alone is left as it was
 
 
 def bind_socket_aside(
