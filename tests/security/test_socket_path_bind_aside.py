@@ -173,3 +173,43 @@ def test_children_serve_the_socket_at_its_path_across_a_reexec(circusd: Any) -> 
     assert row["path"] == str(path)
     assert daemon.stop() == 0
     assert os.listdir(app) == [], "the socket file outlived circusd"
+
+
+def test_without_unshare_a_reexec_keeps_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where unshare is refused (a seccomp filter) the socket is bound by names through a
+    private folder and reports that folder's path as its address: clients still reach it at
+    its path, and a re-exec's new image still knows the path (listsockets, the removal at
+    exit) from the hand-over rather than from that address."""
+    import errno
+    from types import SimpleNamespace
+
+    from circus.arbiter import _unshare
+    from circus.arbiter._reexec import _socket_entry
+    from circus.arbiter._resume import _adopt_sockets
+    from circus.arbiter._sockets import SocketSet
+
+    def refused() -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(_unshare, "unshare_fs", refused)
+    os.chown(tmp_path, NOBODY, NOBODY)
+    path = tmp_path / "api.sock"
+    old = SocketSet([{"name": "api", "path": str(path)}])
+    old.bind_all()
+    (sock,) = [s for _, s in old.items()]
+    assert sock.getsockname().startswith(str(tmp_path / ".circus-bind-"))  # by names
+    entry = _socket_entry("api", sock)
+    sock.detach()  # the old image execs: the descriptor goes to the new one, nothing removed
+    old.close_all()
+    assert os.path.exists(path)
+    arbiter = SimpleNamespace(watcher_set=SimpleNamespace(sockets=None))
+    _adopt_sockets(arbiter, {"sockets": [entry]})
+    new = arbiter.watcher_set.sockets
+    (adopted,) = [s for _, s in new.items()]
+    assert adopted.info()["path"] == str(path)
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(path))
+    new.close_all()
+    assert os.listdir(tmp_path) == [], "the socket file outlived the new image"
