@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from typing import Any
-
-import pytest
 
 SLEEP = "sleep 300"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the resumed ending skips the process whose reap hook was cancelled: "
-    "ProcessSet.retired() already returned True for it, so its reap is never emitted",
-)
 def test_a_stop_cancelled_inside_a_reap_hook_still_reports_every_reap(
     make: Any, recorder: Any, run_async: Any
 ) -> None:
@@ -42,5 +36,38 @@ def test_a_stop_cancelled_inside_a_reap_hook_still_reports_every_reap(
         await asyncio.wait_for(w.stop(), 30)
         reaped = sorted(p["process_pid"] for p in recorder.of("reap"))
         assert reaped == sorted(pids), f"reaps reported {reaped}, processes ended {pids}"
+
+    run_async(main)
+
+
+def test_a_stop_cancelled_inside_a_signal_hook_asks_it_once_and_signals(
+    make: Any, recorder: Any, run_async: Any
+) -> None:
+    """The process whose ``before_signal`` hook was cut gets its stop signal from the
+    resumed ending, and the hook is not asked about it a second time."""
+
+    async def main() -> None:
+        entered = asyncio.Event()
+        calls: list[int] = []
+
+        async def before_signal(**kwargs: Any) -> bool:
+            calls.append(kwargs["pid"])
+            if len(calls) == 1:
+                entered.set()
+                await asyncio.Event().wait()  # until the stop is cancelled
+            return True
+
+        w = make(SLEEP, numprocesses=2, graceful_timeout=20, hooks={"before_signal": before_signal})
+        await w.start()
+        pids = w.pids
+        stop = asyncio.ensure_future(w.stop())
+        await asyncio.wait_for(entered.wait(), 30)
+        stop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop
+        await asyncio.wait_for(w.stop(), 60)
+        assert sorted(calls) == sorted(pids), f"hook asked {calls} for {pids}"
+        codes = {p["process_pid"]: p["exit_code"] for p in recorder.of("reap")}
+        assert codes == {pid: -signal.SIGTERM for pid in pids}, codes
 
     run_async(main)

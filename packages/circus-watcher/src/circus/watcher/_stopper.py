@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ProcessNotFoundError
 from ._flapping import Verdict
 from ._lifecycle import WatcherState
-from ._procs import ProcessLike, close_process
+from ._procs import ProcessLike, close_process, process_status
 
 if TYPE_CHECKING:
     from ._procset import ExitGroup
@@ -33,7 +33,10 @@ _KILL_WAIT = 10.0  # after SIGKILL of a whole tree, how long we wait before givi
 class _Ending:
     """Where one retirement stands, so that it can be taken on again after a cancel."""
 
-    __slots__ = ("procs", "group", "signum", "timeout", "next", "deadline", "killed", "trees")
+    __slots__ = (
+        "procs", "group", "signum", "timeout", "next", "asked", "deadline", "killed", "trees",
+        "reported", "reap_due",
+    )  # fmt: skip
 
     def __init__(
         self, procs: list[ProcessLike], group: ExitGroup, signum: int, timeout: float
@@ -43,9 +46,12 @@ class _Ending:
         self.signum = signum
         self.timeout = timeout
         self.next = 0  # the first process not signalled yet
+        self.asked = -1  # the last process whose before_signal hook was called
         self.deadline: float | None = None  # loop time when the graceful wait ends
         self.killed = False  # the stubborn ones were SIGKILLed
         self.trees: list[asyncio.Future[Any]] = []  # tree stops under way
+        self.reported = 0  # the first process whose reap is not reported yet
+        self.reap_due: int | None = None  # pid whose reap is being reported (its hooks run)
 
 
 class Stopper:
@@ -179,8 +185,12 @@ class Stopper:
                 e.next += 1
                 continue  # already dead (a signal hook awaited may let exits be seen)
             sig = e.signum
-            if signal_hooks and not await hooks.call("before_signal", pid=proc.pid, signum=sig):
-                sig = 0  # refused: no stop signal, but the SIGKILL after the timeout still comes
+            if signal_hooks and e.asked != e.next:
+                # Asked once: a hook cut by a cancel is not run again, and its process gets
+                # the signal (no answer is no refusal).
+                e.asked = e.next
+                if not await hooks.call("before_signal", pid=proc.pid, signum=sig):
+                    sig = 0  # refused: no stop signal, but the SIGKILL after the timeout comes
             e.next += 1
             if stop_children:
                 # Opt-in and slower: the process layer pins the whole tree before signalling.
@@ -214,12 +224,24 @@ class Stopper:
         if not group.all_exited.done():
             await asyncio.wait([group.all_exited], timeout=_KILL_WAIT)
         reap_hooks = hooks.any_of("before_reap", "after_reap")
-        for proc in procs:
-            if w._procs.retired(proc):
+        while e.reported < len(procs):
+            proc = procs[e.reported]
+            if e.reap_due != proc.pid and w._procs.retired(proc):
+                e.reap_due = proc.pid  # its reap is ours to report, even if a hook is cut
                 if reap_hooks:
-                    await w._spawner.reap_with_hooks(proc)
-                else:
-                    w._spawner.emit_reap(proc)
+                    await hooks.call("before_reap", process_pid=proc.pid, time=time.time())
+            if e.reap_due == proc.pid:
+                e.reap_due = None
+                w._spawner.emit_reap(proc)
+                if reap_hooks:
+                    await hooks.call(
+                        "after_reap",
+                        process_pid=proc.pid,
+                        time=time.time(),
+                        exit_code=proc.returncode,
+                        process_status=process_status(proc.returncode),
+                    )
+            e.reported += 1
             close_process(proc)
 
     async def _await_trees(self, stops: list[asyncio.Future[Any]], limit: float) -> None:
