@@ -18,7 +18,7 @@ import zmq
 
 from ._dirlock import dir_lock
 from ._errors import ArbiterError
-from ._sockfile import folder_of, remove_if_ours, same_folder, through
+from ._sockfile import folder_of, remove_if_ours, same_folder, through, unlink_if_same
 
 __all__ = [
     "bind_again",
@@ -156,7 +156,7 @@ def _bind_ipc(sock: zmq.Socket[Any], endpoint: str, path: str, uid: int | None) 
                 finally:
                     sock.setsockopt(zmq.USE_FD, -1)
             except BaseException:
-                _unlink_if(dir_fd, name, file_id)
+                unlink_if_same(dir_fd, name, file_id)
                 raise
         except BaseException:
             listener.close()
@@ -167,15 +167,6 @@ def _bind_ipc(sock: zmq.Socket[Any], endpoint: str, path: str, uid: int | None) 
         if isinstance(name_bound, bytes):
             name_bound = name_bound.decode(errors="replace")
         _IPC_NAMES[path] = name_bound
-
-
-def _unlink_if(dir_fd: int, name: str, file_id: tuple[int, int]) -> None:
-    try:
-        info = os.lstat(name, dir_fd=dir_fd)
-        if (info.st_dev, info.st_ino) == file_id:
-            os.unlink(name, dir_fd=dir_fd)
-    except OSError:
-        pass
 
 
 def _claim_ipc(dir_fd: int, name: str, path: str, endpoint: str) -> None:

@@ -48,8 +48,9 @@ MAX_SUBSCRIPTION_BYTES = 4096  # ZMQ_MAXMSGSIZE: a topic prefix is a few dozen b
 # that kept up with a flood of 1,000 chatty children (~1,000 paced messages a second) when
 # they exited together: their pipes' backlog goes out in one rush, and a follower off its
 # CPU for that moment lost up to 14 % of the lines (6 runs of 6; none in 5 at 2,000). The
-# price is memory for a subscriber that stops reading: at most QUEUE_DEPTH output messages
-# of at most MAX_PARTIAL (64 KiB) of output each, stored once for all subscribers.
+# price is memory for a subscriber that stops reading: up to QUEUE_DEPTH messages (output:
+# at most MAX_PARTIAL, 64 KiB, each) held for it. Subscribers stuck at the same moment share
+# the messages; stuck at different moments, each holds its own (no byte bound in libzmq).
 QUEUE_DEPTH = 2_000
 # Plain ints: pyzmq's enum members cost an enum construction per use (``EVENTS`` is read for
 # every output chunk nobody may want: half of what circusd spent per chunk).

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from circus.process import open_parent
 
-__all__ = ["FileId", "folder_of", "remove_if_ours", "same_folder", "through"]
+__all__ = ["FileId", "folder_of", "remove_if_ours", "same_folder", "through", "unlink_if_same"]
 
 FileId = tuple[int, int]
 """(st_dev, st_ino) of a socket file we bound."""
@@ -63,6 +63,17 @@ def same_folder(dir_fd: int, path: str) -> None:
         a, b = os.fstat(dir_fd), os.fstat(again)
     if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
         raise OSError(f"the folder of {path} was replaced while it was being bound")
+
+
+def unlink_if_same(dir_fd: int, name: str, file_id: FileId) -> None:
+    """Unlink ``name`` in ``dir_fd`` if it still is the file ``file_id`` (a bind undone);
+    whatever replaced it is left alone. Never raises."""
+    try:
+        info = os.lstat(name, dir_fd=dir_fd)
+        if (info.st_dev, info.st_ino) == file_id:
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
 
 
 def remove_if_ours(path: str, ours: FileId | None) -> bool | None:

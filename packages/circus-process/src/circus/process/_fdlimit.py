@@ -123,7 +123,7 @@ def check_fd_reserve(status: bytes | None = None) -> int | None:
     if table is not None and soft - table >= 4 * _reserve:
         return None  # the usual case, far from the limit: what free_fds would say, for less
     free = free_fds(_reserve, status)
-    if free >= 4 * _reserve and not _cheap(status) and (_table_size(status) or 0) >= _COSTLY_TABLE:
+    if free >= 4 * _reserve and not _cheap(status) and (table or 0) >= _COSTLY_TABLE:
         _known, _spent = (free, time.monotonic()), 0
     return None if free >= _reserve else free
 

@@ -233,7 +233,7 @@ def plan_spawn(
             if check_working_dir(working_dir, plan.identity) == plan.cwd and (
                 _resolve_program(cached[3], cached[4], plan.env, plan.cwd) == plan.program
             ):
-                _check_fds(plan.pass_fds, sockets if use_fds else None, stdin_fd)
+                _check_fds(sockets if use_fds else None, stdin_fd)
                 return plan
     plan = _plan_spawn(
         cmd=cmd, args=args, wid=wid, working_dir=working_dir, shell=shell,
@@ -314,9 +314,7 @@ def _has_token(
     return any("circus" in t.lower() or "$WID" in t for t in texts)
 
 
-def _check_fds(
-    pass_fds: tuple[int, ...], sockets: Mapping[str, int] | None, stdin_fd: int | None
-) -> None:
+def _check_fds(sockets: Mapping[str, int] | None, stdin_fd: int | None) -> None:
     """Each descriptor the child is handed is open; raises SpawnError."""
     if sockets:
         for name, fd in sockets.items():
@@ -374,7 +372,7 @@ def _plan_spawn(
     option = "executable" if executable else "cmd"
     program = _resolve_program(program, option, child_env, cwd)
     pass_fds: tuple[int, ...] = ()
-    _check_fds((), socks if use_fds else None, stdin_fd)
+    _check_fds(socks if use_fds else None, stdin_fd)
     if use_fds and socks:
         pass_fds = tuple(sorted(set(socks.values())))
     return SpawnPlan(

@@ -257,17 +257,23 @@ class Spawner:
 
     async def reap_with_hooks(self, proc: ProcessLike) -> None:
         """``before_reap``, the ``reap`` event, ``after_reap``."""
-        hooks = self._w._hooks
         now = time.time()
-        await hooks.call("before_reap", process_pid=proc.pid, time=now)
+        await self.before_reap(proc, now)
         self.emit_reap(proc)
-        status = process_status(proc.returncode)
-        await hooks.call(
+        await self.after_reap(proc, now)
+
+    async def before_reap(self, proc: ProcessLike, now: float) -> None:
+        """The ``before_reap`` hook of ``proc``'s reap at ``now``."""
+        await self._w._hooks.call("before_reap", process_pid=proc.pid, time=now)
+
+    async def after_reap(self, proc: ProcessLike, now: float) -> None:
+        """The ``after_reap`` hook of ``proc``'s reap at ``now``."""
+        await self._w._hooks.call(
             "after_reap",
             process_pid=proc.pid,
             time=now,
             exit_code=proc.returncode,
-            process_status=status,
+            process_status=process_status(proc.returncode),
         )
 
     async def _died_with_hooks(self, proc: ProcessLike) -> None:
@@ -306,9 +312,7 @@ class Spawner:
             return
         failed = w._policy.is_failure(exit_code)
         if not w._policy.wants_respawn(exit_code):
-            close_process(proc)
-            w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=0,
-                            delay=None, reset_after=w.settings.backoff_reset)  # fmt: skip
+            self._closed(proc, exit_code, lifetime, failed, 0, None)
             if not w._procs and not self.pending and w.status() == "active":
                 w._tasks.run(w._stopper.stop_from_inside(rearm=True, generation=w._life.generation))
             return
@@ -323,13 +327,9 @@ class Spawner:
             try:
                 self._respawn()  # the fork and the spawn event first
             finally:
-                close_process(proc)
-                w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=streak,
-                                delay=delay, reset_after=w.settings.backoff_reset)  # fmt: skip
+                self._closed(proc, exit_code, lifetime, failed, streak, delay)
             return
-        close_process(proc)
-        w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=streak,
-                        delay=delay, reset_after=w.settings.backoff_reset)  # fmt: skip
+        self._closed(proc, exit_code, lifetime, failed, streak, delay)
         if w._policy.exhausted():
             w._life.halt = Halt.FLAPPING  # until that stop runs (it may wait for the lock)
             w._tasks.run(w._stopper.give_up(streak, w._life.generation))
@@ -338,6 +338,20 @@ class Spawner:
             return  # e.g. decr raced the death
         self.pending += 1
         self._later(delay)
+
+    def _closed(
+        self,
+        proc: ProcessLike,
+        exit_code: int | None,
+        lifetime: float,
+        failed: bool,
+        failures: int,
+        delay: float | None,
+    ) -> None:
+        """Close the dead ``proc`` and record its exit (the crash-loop record and log)."""
+        close_process(proc)
+        self._w._crash.exited(proc.pid, exit_code, lifetime, failed=failed, failures=failures,
+                              delay=delay, reset_after=self._w.settings.backoff_reset)  # fmt: skip
 
     def _later(self, delay: float) -> None:
         """Spawn one (already pending) replacement in ``delay`` seconds."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ProcessNotFoundError
 from ._flapping import Verdict
 from ._lifecycle import WatcherState
-from ._procs import ProcessLike, close_process, process_status
+from ._procs import ProcessLike, close_process
 
 if TYPE_CHECKING:
     from ._procset import ExitGroup
@@ -224,23 +224,20 @@ class Stopper:
         if not group.all_exited.done():
             await asyncio.wait([group.all_exited], timeout=_KILL_WAIT)
         reap_hooks = hooks.any_of("before_reap", "after_reap")
+        spawner = w._spawner
+        # Spawner.reap_with_hooks in steps, each recorded: a hook cut by a cancel does not
+        # lose the reap, nor run again.
         while e.reported < len(procs):
             proc = procs[e.reported]
             if e.reap_due != proc.pid and w._procs.retired(proc):
                 e.reap_due = proc.pid  # its reap is ours to report, even if a hook is cut
                 if reap_hooks:
-                    await hooks.call("before_reap", process_pid=proc.pid, time=time.time())
+                    await spawner.before_reap(proc, time.time())
             if e.reap_due == proc.pid:
                 e.reap_due = None
-                w._spawner.emit_reap(proc)
+                spawner.emit_reap(proc)
                 if reap_hooks:
-                    await hooks.call(
-                        "after_reap",
-                        process_pid=proc.pid,
-                        time=time.time(),
-                        exit_code=proc.returncode,
-                        process_status=process_status(proc.returncode),
-                    )
+                    await spawner.after_reap(proc, time.time())
             e.reported += 1
             close_process(proc)
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from .._bindaside import bind_aside
 from .._peers import PeerIdentity, tcp_owner_uid
-from .._sockfile import FileId, folder_of, remove_if_ours, same_folder, through
+from .._sockfile import FileId, folder_of, remove_if_ours, same_folder, through, unlink_if_same
 
 __all__ = [
     "ADMIN_RESERVE",
@@ -429,10 +429,7 @@ def _bind_unix(spec: HttpServerSpec) -> tuple[socket.socket, FileId]:
             try:
                 same_folder(dir_fd, spec.path)
             except BaseException:
-                with contextlib.suppress(OSError):
-                    info = os.lstat(name, dir_fd=dir_fd)
-                    if (info.st_dev, info.st_ino) == file_id:
-                        os.unlink(name, dir_fd=dir_fd)
+                unlink_if_same(dir_fd, name, file_id)
                 raise
             return sock, file_id
         except BaseException:
