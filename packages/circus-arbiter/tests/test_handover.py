@@ -209,7 +209,7 @@ def test_restart_counters_are_handed_over(run_arbiter, make_sleeper, waiter) -> 
     run_arbiter([make_sleeper("a", **flapping)], body)
 
 
-def test_a_failed_exec_leaves_the_daemon_running(run_arbiter, make_sleeper) -> None:
+def test_a_failed_exec_leaves_the_daemon_running(run_arbiter, make_sleeper, tmp_path) -> None:
     seen: list[tuple[str, list[str], dict[str, str]]] = []
 
     def failing_exec(path: str, argv: list[str], env: dict[str, str]) -> None:
@@ -234,7 +234,8 @@ def test_a_failed_exec_leaves_the_daemon_running(run_arbiter, make_sleeper) -> N
         answer = await c.call("list", name="a")
         assert answer["status"] == "ok" and sorted(answer["pids"]) == sorted(pids)
 
-    run_arbiter([make_sleeper("a", 2, stdout_stream={"class": "FileStream"})], body)
+    stream = {"class": "FileStream", "filename": str(tmp_path / "a.log")}  # not a temp file
+    run_arbiter([make_sleeper("a", 2, stdout_stream=stream)], body)
 
 
 def test_an_embedded_arbiter_refuses_daemon_reexec(run_arbiter, make_sleeper) -> None:
